@@ -1,0 +1,169 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// The folder layout mirrors the architecture (docs/architecture.md):
+// a pure exchange core, adapters around it (upstream HTTP, assertion sources,
+// cache, socket server), the app that wires them, and two thin executables.
+let package = Package(
+    name: "TokenBroker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tokenbrokerd", targets: ["tokenbrokerd"]),
+        .executable(name: "tokenbroker", targets: ["tokenbroker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+    ],
+    targets: [
+        // The exchange core: value types, request builders, response parsers,
+        // refresh arithmetic. No sockets, files, environment or clock reads.
+        .target(name: "TokenExchange"),
+
+        // The versioned wire contract of the Unix socket, shared by server and CLI.
+        .target(name: "TokenBrokerProtocol"),
+
+        // Talking to token services: an HTTPTransport on AsyncHTTPClient.
+        .target(
+            name: "UpstreamHTTP",
+            dependencies: [
+                "TokenExchange",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Where assertions come from: projected token files (inotify + poll).
+        .target(
+            name: "AssertionSources",
+            dependencies: [
+                "TokenExchange",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // One token per (identity, scope): single flight, proactive refresh, LRU.
+        .target(
+            name: "TokenCache",
+            dependencies: [
+                "TokenExchange",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // SwiftNIO listeners: NDJSON and HTTP/1.1 sniffed on one Unix socket.
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "TokenBrokerProtocol",
+                "TokenExchange",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // A local OIDC issuer and Entra-compatible token service for --dev and tests.
+        .target(
+            name: "DevIdentityProvider",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // Configuration and the ServiceGroup wiring of everything above.
+        .target(
+            name: "BrokerApp",
+            dependencies: [
+                "TokenExchange",
+                "TokenBrokerProtocol",
+                "UpstreamHTTP",
+                "AssertionSources",
+                "TokenCache",
+                "BrokerServer",
+                "DevIdentityProvider",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "tokenbrokerd",
+            dependencies: [
+                "BrokerApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "tokenbroker",
+            dependencies: [
+                "TokenBrokerProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
+        .testTarget(name: "TokenCacheTests", dependencies: ["TokenCache", "TokenExchange"]),
+        .testTarget(name: "AssertionSourcesTests", dependencies: ["AssertionSources", "TokenExchange"]),
+        .testTarget(
+            name: "BrokerServerTests",
+            dependencies: [
+                "BrokerServer", "TokenBrokerProtocol", "TokenExchange",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "BrokerAppTests", dependencies: ["BrokerApp", "TokenExchange"]),
+        .testTarget(name: "UpstreamHTTPTests", dependencies: ["UpstreamHTTP", "TokenExchange", "DevIdentityProvider"]),
+        .testTarget(name: "DevIdentityProviderTests", dependencies: ["DevIdentityProvider"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "TokenBrokerProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)
+
+// Strict settings for every target: explicit `any`, imports that show the
+// module boundary, and members visible only where their module is imported.
+for target in package.targets {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    target.swiftSettings = settings
+}

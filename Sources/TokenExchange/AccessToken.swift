@@ -1,0 +1,43 @@
+public import Foundation
+
+/// A token issued by a token service, with the times the cache needs.
+///
+/// Its `description` never shows the token itself.
+public struct AccessToken: Sendable, CustomStringConvertible {
+    /// The bearer token. Hand it to the caller; never log it.
+    public let value: String
+    /// Usually `Bearer`.
+    public let tokenType: String
+    /// When the token service issued it (our wall clock at receipt).
+    public let issuedAt: Date
+    /// When it expires (`issuedAt + expires_in`).
+    public let expiresAt: Date
+    /// Entra's `refresh_in`: when to refresh, if the service said so.
+    public let refreshAt: Date?
+    /// Entra's `ext_expires_in`: how long the token is accepted during an outage.
+    public let extendedExpiresAt: Date?
+
+    /// Creates a token with its times.
+    public init(
+        value: String,
+        tokenType: String = "Bearer",
+        issuedAt: Date,
+        expiresAt: Date,
+        refreshAt: Date? = nil,
+        extendedExpiresAt: Date? = nil
+    ) {
+        self.value = value
+        self.tokenType = tokenType
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.refreshAt = refreshAt
+        self.extendedExpiresAt = extendedExpiresAt
+    }
+
+    /// Lifetime as issued.
+    public var lifetime: TimeInterval { expiresAt.timeIntervalSince(issuedAt) }
+
+    public var description: String {
+        "AccessToken(type: \(tokenType), expiresAt: \(Int(expiresAt.timeIntervalSince1970)), length: \(value.utf8.count))"
+    }
+}

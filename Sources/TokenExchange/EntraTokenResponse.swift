@@ -1,0 +1,158 @@
+public import Foundation
+
+/// Parses Entra's token endpoint answers into an `AccessToken` or an actionable
+/// `TokenExchangeError`.
+public enum EntraTokenResponse {
+    /// Turns `response` into a token, or throws an error that explains the failure
+    /// in terms of `assertion` (its `iss`/`sub`/`aud`/`exp`, its origin).
+    ///
+    /// - Parameter now: our wall clock when the response arrived.
+    public static func parse(
+        _ response: UpstreamResponse,
+        configuration: EntraConfiguration,
+        scope: Scope,
+        assertion: Assertion,
+        now: Date
+    ) throws(TokenExchangeError) -> AccessToken {
+        guard response.status == 200 else {
+            throw error(for: response, configuration: configuration, scope: scope, assertion: assertion, now: now)
+        }
+        guard let object = jsonObject(response.body) else {
+            throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 with a body that is not a JSON object", isRetryable: true)
+        }
+        guard let token = object["access_token"] as? String, !token.isEmpty else {
+            throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 without 'access_token'", isRetryable: true)
+        }
+        guard let expiresIn = seconds(object["expires_in"]), expiresIn > 0 else {
+            throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 without a positive 'expires_in'", isRetryable: true)
+        }
+        let refreshIn = seconds(object["refresh_in"]).flatMap { $0 > 0 && $0 < expiresIn ? $0 : nil }
+        let extExpiresIn = seconds(object["ext_expires_in"])
+        return AccessToken(
+            value: token,
+            tokenType: (object["token_type"] as? String) ?? "Bearer",
+            issuedAt: now,
+            expiresAt: now.addingTimeInterval(expiresIn),
+            refreshAt: refreshIn.map { now.addingTimeInterval($0) },
+            extendedExpiresAt: extExpiresIn.map { now.addingTimeInterval($0) }
+        )
+    }
+
+    /// The typed error for a non-200 answer.
+    static func error(
+        for response: UpstreamResponse,
+        configuration: EntraConfiguration,
+        scope: Scope,
+        assertion: Assertion,
+        now: Date
+    ) -> TokenExchangeError {
+        let body = jsonObject(response.body)
+        let upstream = TokenExchangeError.Upstream(
+            status: response.status,
+            error: body?["error"] as? String,
+            codes: (body?["error_codes"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? [],
+            traceId: body?["trace_id"] as? String,
+            correlationId: body?["correlation_id"] as? String
+        )
+        let summary = (body?["error_description"] as? String).map(firstSentences) ?? upstream.error
+        let codeText = upstream.codes.first.map { "AADSTS\($0)" } ?? "HTTP \(response.status)"
+
+        if response.status == 429 {
+            let wait = RetryAfter.parse(response.header("Retry-After"), now: now)
+            let waitText = wait.map { " (Retry-After: \($0.components.seconds) s)" } ?? ""
+            return TokenExchangeError(
+                code: .throttled,
+                message: "the token service is throttling requests\(waitText); serving cached tokens where possible",
+                isRetryable: true, retryAfter: wait, upstream: upstream)
+        }
+        if response.status >= 500 || body == nil && response.status != 400 && response.status != 401 {
+            return TokenExchangeError(
+                code: .upstreamUnavailable,
+                message: "the token service failed with HTTP \(response.status)\(summary.map { ": \($0)" } ?? "")",
+                isRetryable: true, upstream: upstream)
+        }
+
+        let claims = assertion.claims
+        let who = "iss='\(claims.issuer ?? "-")', sub='\(claims.subject ?? "-")', aud='\(claims.audiences.joined(separator: ","))'"
+        let hint: String
+        var retryable = false
+        switch upstream.codes.first {
+        case 70021, 700211, 700212, 700213:
+            let part = [700211: "issuer", 700212: "audience", 700213: "subject"][upstream.codes.first ?? 0]
+            hint = "no federated identity credential of app \(configuration.clientId) matches the assertion"
+                + (part.map { " (\($0) differs)" } ?? "")
+                + "; the assertion has \(who). Add a federated credential with exactly these values "
+                + "(they are case-sensitive); a new one can take a few minutes to propagate."
+        case 700024:
+            let exp = claims.expiresAt.map { "exp=\(Int($0.timeIntervalSince1970)) (\(Timestamp.iso8601($0)))" } ?? "no exp"
+            let age = claims.issuedAt.map { "issued \(Int(now.timeIntervalSince($0))) s ago" } ?? "no iat"
+            hint = "the assertion from \(assertion.origin) is outside its valid time range: \(exp), \(age). "
+                + "The file is stale: is the projected token still being rotated?"
+            retryable = true
+        case 70023:
+            hint = "the assertion from \(assertion.origin) has a lifetime longer than Entra accepts; issue it with a shorter expirationSeconds"
+        case 50027:
+            hint = "the token service could not parse the assertion from \(assertion.origin) as a JWT"
+        case 700027:
+            hint = "the assertion's signature did not verify against the keys published by its issuer (\(who)); "
+                + "is the issuer's JWKS current and publicly reachable?"
+        case 90061:
+            hint = "the token service could not fetch the issuer's OIDC discovery document or JWKS for iss='\(claims.issuer ?? "-")'"
+            retryable = true
+        case 700016:
+            hint = "application \(configuration.clientId) was not found in tenant \(configuration.tenantId); check clientId/AZURE_CLIENT_ID and tenantId/AZURE_TENANT_ID"
+        case 90002:
+            hint = "tenant \(configuration.tenantId) was not found; check tenantId/AZURE_TENANT_ID and the authority host"
+        case 1002012, 70011:
+            hint = "scope '\(scope.value)' is not valid for this flow; use '<resource>/.default'"
+        case 50196:
+            hint = "the token service detected a request loop; requests are being repeated too fast"
+            retryable = true
+        default:
+            hint = "the token service rejected the exchange"
+        }
+        let detail = summary.map { " Upstream said: \($0)" } ?? ""
+        return TokenExchangeError(
+            code: .upstreamRejected,
+            message: "\(codeText): \(hint).\(detail)",
+            isRetryable: retryable, upstream: upstream)
+    }
+
+    static func jsonObject(_ body: [UInt8]) -> [String: Any]? {
+        guard !body.isEmpty else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(body), options: [])) as? [String: Any]
+    }
+
+    /// Numbers arrive as JSON numbers from Entra and as strings from some STSs.
+    static func seconds(_ value: Any?) -> TimeInterval? {
+        switch value {
+        case let n as NSNumber where !(value is Bool): return n.doubleValue.isFinite ? n.doubleValue : nil
+        case let s as String: return TimeInterval(s)
+        default: return nil
+        }
+    }
+
+    /// The description up to Entra's " Trace ID:" trailer, at most 300 characters.
+    static func firstSentences(_ description: String) -> String {
+        var text = Substring(description)
+        for marker in ["\r\n", "\n", " Trace ID:"] {
+            if let range = text.range(of: marker) { text = text[..<range.lowerBound] }
+        }
+        return String(text.prefix(300))
+    }
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+public enum RetryAfter {
+    /// The wait, clamped to 0…1 h; nil when absent or unreadable.
+    public static func parse(_ value: String?, now: Date) -> Duration? {
+        guard let value = value?.trimmingWhitespace(), !value.isEmpty else { return nil }
+        if let seconds = Int(value) { return .seconds(min(max(seconds, 0), 3600)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .seconds(min(max(Int(date.timeIntervalSince(now).rounded(.up)), 0), 3600))
+    }
+}

@@ -1,0 +1,95 @@
+public import Foundation
+
+/// The claims of a JWT that the broker reasons about. Decoded without checking the
+/// signature: the token service checks it; we only look at times and names so that
+/// errors can be explained and expired assertions are never sent.
+public struct JWTClaims: Sendable, Equatable {
+    /// `iss`: who issued the token.
+    public var issuer: String?
+    /// `sub`: whom the token is about.
+    public var subject: String?
+    /// `aud`: a string or an array of strings in the token; always a list here.
+    public var audiences: [String]
+    /// `exp`: when the token stops being valid.
+    public var expiresAt: Date?
+    /// `nbf`: when the token starts being valid.
+    public var notBefore: Date?
+    /// `iat`: when the token was issued.
+    public var issuedAt: Date?
+
+    /// Creates claims from their parts.
+    public init(
+        issuer: String? = nil,
+        subject: String? = nil,
+        audiences: [String] = [],
+        expiresAt: Date? = nil,
+        notBefore: Date? = nil,
+        issuedAt: Date? = nil
+    ) {
+        self.issuer = issuer
+        self.subject = subject
+        self.audiences = audiences
+        self.expiresAt = expiresAt
+        self.notBefore = notBefore
+        self.issuedAt = issuedAt
+    }
+
+    /// Decodes the payload of a compact JWS (`header.payload.signature`).
+    ///
+    /// Throws `JWTDecodingError` naming what is wrong; never includes the token text.
+    public init(jwt: String) throws(JWTDecodingError) {
+        let parts = jwt.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else {
+            throw JWTDecodingError("expected 3 dot-separated parts, found \(parts.count)")
+        }
+        guard !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw JWTDecodingError("the header or payload part is empty")
+        }
+        guard let payload = Base64URL.decode(parts[1]) else {
+            throw JWTDecodingError("the payload is not base64url")
+        }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: payload, options: [])
+        } catch {
+            throw JWTDecodingError("the payload is not JSON")
+        }
+        guard let claims = object as? [String: Any] else {
+            throw JWTDecodingError("the payload is not a JSON object")
+        }
+        self.issuer = claims["iss"] as? String
+        self.subject = claims["sub"] as? String
+        switch claims["aud"] {
+        case let single as String: self.audiences = [single]
+        case let many as [Any]: self.audiences = many.compactMap { $0 as? String }
+        default: self.audiences = []
+        }
+        self.expiresAt = try Self.date(claims["exp"], name: "exp")
+        self.notBefore = try Self.date(claims["nbf"], name: "nbf")
+        self.issuedAt = try Self.date(claims["iat"], name: "iat")
+    }
+
+    private static func date(_ value: Any?, name: String) throws(JWTDecodingError) -> Date? {
+        guard let value else { return nil }
+        // JSONSerialization gives NSNumber for numbers; Bool is also an NSNumber on Linux.
+        guard let number = value as? NSNumber, !(value is Bool) else {
+            throw JWTDecodingError("claim '\(name)' is not a number")
+        }
+        let seconds = number.doubleValue
+        guard seconds.isFinite, seconds >= 0, seconds < 253_402_300_800 else {
+            throw JWTDecodingError("claim '\(name)' is out of range")
+        }
+        return Date(timeIntervalSince1970: seconds)
+    }
+}
+
+/// Why a string is not a decodable JWT.
+public struct JWTDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong, without any token text.
+    public let reason: String
+
+    /// Creates an error with a reason.
+    public init(_ reason: String) { self.reason = reason }
+
+    public var description: String { "not a JWT: \(reason)" }
+}

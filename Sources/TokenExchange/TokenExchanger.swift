@@ -1,0 +1,14 @@
+/// Trades an assertion for an access token at some token service.
+public protocol TokenExchanger: Sendable {
+    /// Exchanges `assertion` for a token valid for `scope`.
+    func exchange(_ assertion: Assertion, for scope: Scope) async throws(TokenExchangeError) -> AccessToken
+}
+
+/// Produces the current assertion for an identity (a token file, a plugin, …).
+public protocol AssertionSource: Sendable {
+    /// The freshest assertion, already checked to be within its validity window.
+    ///
+    /// Throws `assertion_unavailable` when none can be read and `assertion_expired`
+    /// when the only one available is expired or not yet valid.
+    func currentAssertion() async throws(TokenExchangeError) -> Assertion
+}
