@@ -1,3 +1,5 @@
+import Foundation
+
 /// When to refresh a token and how long to wait after a failure. Pure arithmetic:
 /// randomness comes in as a generator so tests can pin it.
 public struct RefreshPolicy: Sendable, Equatable {

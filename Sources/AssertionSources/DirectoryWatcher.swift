@@ -1,0 +1,161 @@
+import Glibc
+
+/// Waits, on a thread of its own, for changes that may affect one file: inotify on the
+/// file's directory, with a timeout that doubles as the poll fallback.
+///
+/// Why a dedicated thread blocked in `poll(2)` rather than a Task: the wait is
+/// indefinite, and a blocking call on the cooperative pool would starve it (2 cores
+/// here means 2 executor threads). Polling a non-blocking fd from a Task with sleeps
+/// would add up to one sleep of latency and wake the process all day. A blocked
+/// thread costs nothing while idle and wakes within microseconds of the event; a
+/// self-pipe lets `run()` cancellation wake it at once.
+///
+/// Not `Sendable`: it is created and used on the watcher thread only, except for
+/// `StopSignal`, which is.
+final class DirectoryWatcher {
+    /// What ended a wait.
+    enum Outcome: Equatable {
+        /// Something relevant changed in the directory (or events were lost): re-read now.
+        case changed
+        /// Nothing happened within the timeout (or there is no watch): re-read as a fallback.
+        case timedOut
+        /// Only unrelated entries of the directory changed: keep waiting.
+        case unrelated
+        /// The owner asked the watcher to stop.
+        case stopped
+    }
+
+    /// The events that can change what the path resolves to: kubelet's `..data` swap
+    /// (IN_MOVED_TO), a rewrite (IN_CLOSE_WRITE), delete + create, a rename onto the
+    /// file, and a chmod (IN_ATTRIB, e.g. fixing "permission denied").
+    static let mask = UInt32(IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB)
+        | UInt32(IN_DELETE_SELF | IN_MOVE_SELF)
+
+    /// After the first event, how long to wait for the burst to settle (a delete is
+    /// followed by a create and a write) so the file is read once, complete.
+    static let settleMilliseconds: Int32 = 15
+
+    private let directory: String
+    private let fileName: String
+    private let stop: StopSignal
+    private var inotifyFD: Int32 = -1
+    private var watchDescriptor: Int32 = -1
+
+    /// Prepares a watcher for `fileName` inside `directory`; nothing is opened until `wait`.
+    init(directory: String, fileName: String, stop: StopSignal) {
+        self.directory = directory
+        self.fileName = fileName
+        self.stop = stop
+    }
+
+    deinit {
+        if inotifyFD >= 0 { close(inotifyFD) }
+    }
+
+    /// Whether the directory is currently watched (false before it exists, or without inotify).
+    var isWatching: Bool { watchDescriptor >= 0 }
+
+    /// Tries to (re)establish the watch. Returns true when a new watch was just added:
+    /// the caller must then re-read, since the file may have changed while unwatched.
+    func ensureWatch() -> Bool {
+        if watchDescriptor >= 0 { return false }
+        if inotifyFD < 0 {
+            inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+            if inotifyFD < 0 { return false }  // EMFILE or no inotify: poll only, try again next time.
+        }
+        watchDescriptor = inotify_add_watch(inotifyFD, directory, Self.mask)
+        return watchDescriptor >= 0
+    }
+
+    /// Blocks until a relevant change, `timeoutMilliseconds` elapse, or a stop request.
+    func wait(timeoutMilliseconds: Int32) -> Outcome {
+        var fds = [pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0)]
+        if inotifyFD >= 0 { fds.append(pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)) }
+        let ready = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
+        if ready < 0 {
+            if errno == EINTR { return .unrelated }
+            usleep(100_000)  // Should not happen (EINVAL, ENOMEM); do not spin if it does.
+            return .timedOut
+        }
+        if fds[0].revents != 0 { return .stopped }
+        guard ready > 0, fds.count > 1, fds[1].revents != 0 else { return .timedOut }
+
+        var relevant = drainEvents()
+        // Coalesce the rest of a burst: keep draining while events keep arriving.
+        var settle = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+                      pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0)]
+        while poll(&settle, 2, Self.settleMilliseconds) > 0 {
+            if settle[1].revents != 0 { return .stopped }
+            relevant = drainEvents() || relevant
+            settle[0].revents = 0
+        }
+        return relevant ? .changed : .unrelated
+    }
+
+    /// Reads every queued event; true when one of them may change the file.
+    private func drainEvents() -> Bool {
+        var relevant = false
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { return relevant }
+            var offset = 0
+            let headerSize = MemoryLayout<inotify_event>.size
+            while offset + headerSize <= count {
+                let (event, name) = buffer.withUnsafeBytes { raw -> (inotify_event, String) in
+                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+                    let nameBytes = raw[(offset + headerSize)..<(offset + headerSize + Int(event.len))]
+                    return (event, String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))
+                }
+                offset += headerSize + Int(event.len)
+                relevant = handle(event, name: name) || relevant
+            }
+        }
+    }
+
+    private func handle(_ event: inotify_event, name: String) -> Bool {
+        if event.mask & UInt32(IN_Q_OVERFLOW) != 0 { return true }  // Lost events: assume the worst.
+        if event.mask & UInt32(IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+            // The directory itself went away (volume unmounted, dir replaced): fall back to
+            // polling until it reappears, then watch again.
+            // A late IN_IGNORED may belong to a watch already replaced: only act on the current one.
+            guard event.wd == watchDescriptor else { return false }
+            if event.mask & UInt32(IN_IGNORED) == 0 { inotify_rm_watch(inotifyFD, watchDescriptor) }
+            watchDescriptor = -1
+            return true
+        }
+        // kubelet's AtomicWriter names all of its own entries `..something`; the entry we care
+        // about is the file itself. Other files in the directory (ca.crt, namespace) are ignored.
+        return name == fileName || name.hasPrefix("..")
+    }
+}
+
+/// A self-pipe that wakes the watcher thread out of `poll(2)` from any thread.
+final class StopSignal: Sendable {
+    let readFD: Int32
+    private let writeFD: Int32
+
+    /// Opens the pipe; nil when the process is out of file descriptors.
+    init?() {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { return nil }
+        for fd in ends {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        readFD = ends[0]
+        writeFD = ends[1]
+    }
+
+    deinit {
+        close(readFD)
+        close(writeFD)
+    }
+
+    /// Wakes the watcher; safe to call more than once and from any thread.
+    func fire() {
+        var byte: UInt8 = 1
+        _ = write(writeFD, &byte, 1)
+    }
+}

@@ -1,0 +1,54 @@
+import DevIdentityProvider
+public import Foundation
+import Glibc
+public import Logging
+import TokenExchange
+
+/// `tokenbrokerd --dev`: a local OIDC issuer and Entra-compatible token service in
+/// the same process, and the broker wired to them — a real federated exchange
+/// with no cloud account.
+public enum DevMode {
+    /// Where dev mode keeps its files unless told otherwise: `/tmp/tokenbroker-dev-UID`.
+    public static var defaultStateDirectory: String { "/tmp/tokenbroker-dev-\(getuid())" }
+
+    /// Starts the provider and the broker; returns at shutdown.
+    public static func run(stateDirectory: String?, socketPath: String?, environment: [String: String], logger: Logger) async throws {
+        let directory = stateDirectory ?? defaultStateDirectory
+        mkdir(directory, 0o700)
+        let provider = DevIdentityProvider(configuration: DevIdentityProviderConfiguration(stateDirectory: "\(directory)/provider"), logger: logger)
+        let endpoints = try await provider.start()
+
+        var configuration = BrokerConfiguration()
+        configuration.socket.path = socketPath ?? "\(directory)/broker.sock"
+        configuration.upstream.caFile = endpoints.caFile
+        configuration.identities = [
+            IdentityConfiguration(
+                name: "default",
+                source: .file(path: endpoints.tokenFile),
+                exchange: .entra(try EntraConfiguration(tenantId: endpoints.tenantId, clientId: endpoints.clientId, authorityHost: endpoints.authorityHost)))
+        ]
+        let socket = configuration.socket.path
+        try await BrokerApplication.run(configuration: configuration, environment: environment, extraServices: [provider], logger: logger) {
+            // One write, so the banner is complete the moment a reader sees it.
+            let text = banner(socket: socket, endpoints: endpoints) + "\n"
+            _ = text.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
+        }
+    }
+
+    static func banner(socket: String, endpoints: DevProviderEndpoints) -> String {
+        let scope = "https://storage.azure.com/.default"
+        return """
+            tokenbrokerd is running in dev mode.
+              socket:      \(socket)
+              issuer:      \(endpoints.issuerURL)   (service-account token: \(endpoints.tokenFile))
+              token issuer: \(endpoints.authorityHost)/\(endpoints.tenantId)/oauth2/v2.0/token  (client \(endpoints.clientId))
+              CA:          \(endpoints.caFile)
+            Get a token:
+              export TOKENBROKER_SOCKET=\(socket)
+              tokenbroker get --scope \(scope)
+              curl -s --unix-socket \(socket) 'http://localhost/v1/token?scope=\(scope)'
+              printf '{"op":"token","scope":"\(scope)"}\\n' | socat - UNIX-CONNECT:\(socket)
+            Stop with Ctrl-C.
+            """
+    }
+}

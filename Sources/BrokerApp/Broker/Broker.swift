@@ -1,0 +1,165 @@
+import AssertionSources
+import BrokerServer
+import Foundation
+import Logging
+import Synchronization
+import TokenBrokerProtocol
+import TokenCache
+import TokenExchange
+
+/// The broker's answer to every protocol request: resolves the identity,
+/// authorizes the caller, and serves from the cache.
+final class Broker: BrokerResponder {
+    /// One configured identity with its live parts.
+    struct Identity: Sendable {
+        var configuration: IdentityConfiguration
+        var source: FileAssertionSource
+        var policy: AccessPolicy
+    }
+
+    private let cache: TokenCache<ContinuousClock>
+    private let identities: Mutex<[String: Identity]>
+    private let defaultMinimumValidity: Int
+    private let logger: Logger
+
+    init(identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger) {
+        self.cache = cache
+        self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
+        self.defaultMinimumValidity = defaultMinimumValidity
+        self.logger = logger
+    }
+
+    // MARK: BrokerResponder
+
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+        switch request.op {
+        case "ping":
+            return BrokerResponse(id: request.id, ok: true)
+        case "status":
+            return BrokerResponse(id: request.id, ok: true, status: status(for: peer))
+        case "token":
+            switch resolve(request, peer: peer) {
+            case .failure(let error):
+                return .failure(id: request.id, error)
+            case .success(let (key, minimum)):
+                guard let hit = cache.cachedToken(for: key, minimumValidity: minimum) else { return nil }
+                return success(hit, request: request, peer: peer)
+            }
+        default:
+            return .failure(id: request.id, WireError(code: .unknownOp, message: "unknown op '\(request.op.prefix(64))'; expected token, status or ping"))
+        }
+    }
+
+    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
+        if let immediate = immediateResponse(to: request, from: peer) { return immediate }
+        guard case .success(let (key, minimum)) = resolve(request, peer: peer) else {
+            return .failure(id: request.id, WireError(code: .internal, message: "request could not be resolved", retryable: true))
+        }
+        do {
+            let token = try await cache.token(for: key, minimumValidity: minimum)
+            return success(token, request: request, peer: peer)
+        } catch {
+            logger.debug("token request failed", metadata: [
+                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+                "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
+            ])
+            return .failure(id: request.id, Self.wireError(error))
+        }
+    }
+
+    func readiness() -> (ready: Bool, reason: String) {
+        let all = identities.withLock { Array($0.values) }
+        guard !all.isEmpty else { return (false, "no identities are configured") }
+        for identity in all.sorted(by: { $0.configuration.name < $1.configuration.name }) {
+            let snapshot = identity.source.snapshot()
+            if let problem = snapshot.errorMessage {
+                return (false, "identity '\(identity.configuration.name)': \(problem)")
+            }
+        }
+        return (true, "ready")
+    }
+
+    // MARK: Resolution
+
+    /// Finds the identity and scope for a token request and checks the caller may use it.
+    private func resolve(_ request: BrokerRequest, peer: PeerCredentials) -> Result<(TokenKey, Duration), WireError> {
+        guard let scopeText = request.scope ?? request.resource.map({ Scope(resource: $0).value }) else {
+            return .failure(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
+        }
+        guard Self.isPlausibleScope(scopeText) else {
+            return .failure(WireError(code: .badRequest, message: "'scope' must be 1-1024 printable characters without spaces"))
+        }
+        if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
+            return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
+        }
+        var groups: [UInt32]?
+        let supplementary = { () -> [UInt32] in
+            if groups == nil { groups = ProcessInfo.supplementaryGroups(of: peer.pid) }
+            return groups!
+        }
+        let name: String
+        if let requested = request.identity {
+            guard let identity = identities.withLock({ $0[requested] }) else {
+                return .failure(WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'"))
+            }
+            guard identity.policy.allows(peer, supplementaryGroups: supplementary) else {
+                logger.notice("access denied", metadata: ["token.identity": "\(requested)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)"])
+                return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
+            }
+            name = requested
+        } else {
+            let allowed = identities.withLock { $0.values.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) } }
+            switch allowed.count {
+            case 1: name = allowed[0].configuration.name
+            case 0: return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
+            default:
+                let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
+                return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
+            }
+        }
+        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
+        return .success((TokenKey(identity: name, scope: Scope(scopeText)), minimum))
+    }
+
+    private static func isPlausibleScope(_ scope: String) -> Bool {
+        (1...1024).contains(scope.utf8.count) && scope.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+    }
+
+    // MARK: Responses
+
+    private func success(_ cached: CachedToken, request: BrokerRequest, peer: PeerCredentials) -> BrokerResponse {
+        logger.debug("token served", metadata: [
+            "token.identity": "\(cached.key.identity)", "token.scope": "\(cached.key.scope)",
+            "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
+        ])
+        return BrokerResponse(
+            id: request.id, ok: true, token: cached.token.value, tokenType: cached.token.tokenType,
+            expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970),
+            expiresIn: cached.expiresIn.components.seconds,
+            identity: cached.key.identity, scope: cached.key.scope.value)
+    }
+
+    private func status(for peer: PeerCredentials) -> BrokerStatus {
+        let visible = identities.withLock { $0.values.filter { $0.policy.allows(peer, supplementaryGroups: { ProcessInfo.supplementaryGroups(of: peer.pid) }) } }
+        let entries = visible.sorted { $0.configuration.name < $1.configuration.name }.map { identity -> IdentityStatus in
+            let snapshot = cache.snapshot(identity: identity.configuration.name)
+            return IdentityStatus(
+                name: identity.configuration.name,
+                exchange: identity.configuration.exchange.kind,
+                source: identity.configuration.source.summary,
+                cachedScopes: snapshot.filter { $0.expiresIn != nil }.map(\.scope.value),
+                lastError: snapshot.compactMap(\.lastError).first.map(Self.wireError)
+                    ?? identity.source.snapshot().errorMessage.map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
+        }
+        return BrokerStatus(ready: readiness().ready, identities: entries)
+    }
+
+    static func wireError(_ error: TokenExchangeError) -> WireError {
+        WireError(
+            code: error.code.rawValue, message: error.message, retryable: error.isRetryable,
+            retryAfter: error.retryAfter.map { Int($0.components.seconds) },
+            upstream: error.upstream.map {
+                UpstreamErrorDetails(status: $0.status, codes: $0.codes, error: $0.error, traceId: $0.traceId, correlationId: $0.correlationId)
+            })
+    }
+}

@@ -1,0 +1,120 @@
+public import TokenExchange
+
+/// The whole daemon configuration, as read from `/etc/tokenbroker/config.yaml`
+/// and the environment. docs/configuration.md documents every field.
+public struct BrokerConfiguration: Sendable, Equatable {
+    /// The Unix socket.
+    public var socket = SocketSettings()
+    /// Connection limits.
+    public var limits = LimitSettings()
+    /// The token cache.
+    public var cache = CacheSettings()
+    /// Talking to token services.
+    public var upstream = UpstreamSettings()
+    /// Logging.
+    public var log = LogSettings()
+    /// The identities this broker serves, in file order.
+    public var identities: [IdentityConfiguration] = []
+
+    /// An empty configuration with defaults.
+    public init() {}
+
+    /// `socket:`
+    public struct SocketSettings: Sendable, Equatable {
+        /// `path`, default `/run/tokenbroker/broker.sock`.
+        public var path = "/run/tokenbroker/broker.sock"
+        /// `mode`, octal, default `0660`.
+        public var mode: UInt32 = 0o660
+        /// `group`, a name or number; default: the daemon's group.
+        public var group: String? = nil
+    }
+
+    /// `limits:`
+    public struct LimitSettings: Sendable, Equatable {
+        /// `maxConnections`, default 1024.
+        public var maxConnections = 1024
+        /// `idleTimeoutSeconds`, default 60.
+        public var idleTimeoutSeconds = 60
+    }
+
+    /// `cache:`
+    public struct CacheSettings: Sendable, Equatable {
+        /// `maxScopesPerIdentity`, default 64.
+        public var maxScopesPerIdentity = 64
+        /// `minValiditySeconds`, default 300: validity a served token has at least.
+        public var minValiditySeconds = 300
+    }
+
+    /// `upstream:`
+    public struct UpstreamSettings: Sendable, Equatable {
+        /// `caFile`: an extra PEM bundle to trust besides the system roots.
+        public var caFile: String? = nil
+        /// `timeoutSeconds`, default 15: per request to a token service.
+        public var timeoutSeconds = 15
+    }
+
+    /// `log:`
+    public struct LogSettings: Sendable, Equatable {
+        /// `level`: trace, debug, info (default), notice, warning, error, critical.
+        public var level = "info"
+    }
+}
+
+/// One identity: where its assertion comes from, where it is exchanged, who may use it.
+public struct IdentityConfiguration: Sendable, Equatable {
+    /// `name`: what callers ask for (`identity` in requests).
+    public var name: String
+    /// `source`: where the assertion comes from.
+    public var source: AssertionSourceConfiguration
+    /// `exchange`: where the assertion is traded.
+    public var exchange: ExchangeConfiguration
+    /// `allow`: who may get its tokens. Empty: root and the daemon's own user only.
+    public var allow: [AllowRule]
+    /// `prefetch`: scopes fetched at start and kept fresh.
+    public var prefetch: [Scope]
+
+    /// Creates an identity.
+    public init(name: String, source: AssertionSourceConfiguration, exchange: ExchangeConfiguration, allow: [AllowRule] = [], prefetch: [Scope] = []) {
+        self.name = name
+        self.source = source
+        self.exchange = exchange
+        self.allow = allow
+        self.prefetch = prefetch
+    }
+}
+
+/// `source:` of an identity.
+public enum AssertionSourceConfiguration: Sendable, Equatable {
+    /// `{ file: PATH }`: a projected service-account token file.
+    case file(path: String)
+
+    /// A short description for status and logs.
+    public var summary: String {
+        switch self {
+        case .file(let path): "file:\(path)"
+        }
+    }
+}
+
+/// `exchange:` of an identity.
+public enum ExchangeConfiguration: Sendable, Equatable {
+    /// `{ entra: { tenantId, clientId, authorityHost } }`.
+    case entra(EntraConfiguration)
+
+    /// The kind, for status.
+    public var kind: String {
+        switch self {
+        case .entra: "entra"
+        }
+    }
+}
+
+/// One entry of an identity's `allow:` list.
+public enum AllowRule: Sendable, Equatable {
+    /// `{ uid: N }`
+    case uid(UInt32)
+    /// `{ gid: N }`: primary or supplementary group.
+    case gid(UInt32)
+    /// `{ any: true }`: every local process that can reach the socket.
+    case any
+}

@@ -1,0 +1,95 @@
+import Glibc
+import TokenExchange
+import Yams
+
+/// Reads and validates the YAML configuration. Every problem is collected with its
+/// field path, so one run of `tokenbrokerd check-config` shows all of them.
+public enum ConfigurationLoader {
+    /// Parses `yaml` (from `origin`, for messages) and merges the zero-config
+    /// identity from `environment`.
+    public static func load(yaml: String, origin: String, environment: [String: String]) throws(ConfigurationError) -> BrokerConfiguration {
+        var reader = NodeReader()
+        var configuration = BrokerConfiguration()
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigurationError(origin: origin, issues: [.init(path: "", message: "not valid YAML: \(Self.yamlProblem(error))")])
+        }
+        if let root {
+            read(root, into: &configuration, reader: &reader)
+        }
+        ZeroConfig.apply(environment: environment, to: &configuration, reader: &reader)
+        guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issues) }
+        return configuration
+    }
+
+    /// Reads the file at `path`.
+    public static func load(path: String, environment: [String: String]) throws(ConfigurationError) -> BrokerConfiguration {
+        guard let text = FileText.read(path) else {
+            throw ConfigurationError(origin: path, issues: [.init(path: "", message: "cannot read the file: \(String(cString: strerror(errno)))")])
+        }
+        return try load(yaml: text, origin: path, environment: environment)
+    }
+
+    private static func yamlProblem(_ error: any Error) -> String {
+        if let yaml = error as? YamlError { return "\(yaml)".split(separator: "\n").first.map(String.init) ?? "syntax error" }
+        return "syntax error"
+    }
+
+    private static func read(_ root: Node, into configuration: inout BrokerConfiguration, reader: inout NodeReader) {
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "identities"]) else { return }
+
+        if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
+            if let path = reader.string(socket["path"], at: "socket.path") {
+                if path.hasPrefix("/") { configuration.socket.path = path } else { reader.report("socket.path", "must be an absolute path", socket["path"]) }
+            }
+            if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
+                if let mode = UInt32(text, radix: 8), mode <= 0o777 { configuration.socket.mode = mode } else { reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node) }
+            }
+            configuration.socket.group = reader.string(socket["group"], at: "socket.group")
+        }
+        if let limits = reader.mapping(top["limits"], at: "limits", keys: ["maxConnections", "idleTimeoutSeconds"]) {
+            reader.int(limits["maxConnections"], at: "limits.maxConnections", in: 1...1_000_000).map { configuration.limits.maxConnections = $0 }
+            reader.int(limits["idleTimeoutSeconds"], at: "limits.idleTimeoutSeconds", in: 1...86_400).map { configuration.limits.idleTimeoutSeconds = $0 }
+        }
+        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds"]) {
+            reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map { configuration.cache.maxScopesPerIdentity = $0 }
+            reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map { configuration.cache.minValiditySeconds = $0 }
+        }
+        if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds"]) {
+            configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
+            reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { configuration.upstream.timeoutSeconds = $0 }
+        }
+        if let log = reader.mapping(top["log"], at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") {
+            if LogLevelName.parse(level) != nil { configuration.log.level = level } else { reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"]) }
+        }
+        if let list = reader.sequence(top["identities"], at: "identities") {
+            for (index, node) in list.enumerated() {
+                if let identity = IdentityReader.read(node, at: "identities[\(index)]", reader: &reader) {
+                    if configuration.identities.contains(where: { $0.name == identity.name }) {
+                        reader.report("identities[\(index)].name", "identity '\(identity.name)' is defined twice", node)
+                    } else {
+                        configuration.identities.append(identity)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reading small text files (configuration, secrets) with a size cap.
+enum FileText {
+    static func read(_ path: String, limit: Int = 1 << 20) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while bytes.count <= limit {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,17 @@
+public import TokenBrokerProtocol
+
+/// Answers protocol requests; the server only moves bytes.
+///
+/// Both NDJSON lines and HTTP requests become `BrokerRequest`s, so the two
+/// encodings on the socket can never disagree.
+public protocol BrokerResponder: Sendable {
+    /// Answers at once when that needs no waiting (a cache hit, `ping`), else nil.
+    /// Called on the event loop: must not block.
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse?
+
+    /// Answers `request`, waiting for an exchange if needed.
+    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse
+
+    /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.
+    func readiness() -> (ready: Bool, reason: String)
+}

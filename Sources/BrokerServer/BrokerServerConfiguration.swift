@@ -1,0 +1,42 @@
+/// How the socket server listens and what it tolerates.
+public struct BrokerServerConfiguration: Sendable {
+    /// Where the socket is bound (default `/run/tokenbroker/broker.sock`).
+    public var socketPath: String = "/run/tokenbroker/broker.sock"
+    /// Permission bits of the socket file (default `0o660`: owner and group).
+    public var socketMode: UInt32 = 0o660
+    /// Group owning the socket file; nil keeps the daemon's group.
+    public var socketGroup: UInt32? = nil
+    /// Most open connections at once; beyond it new connections are closed at once (default 1024).
+    public var maxConnections: Int = 1024
+    /// A connection that sends nothing for this long is closed (default 60 s).
+    public var idleTimeout: Duration = .seconds(60)
+    /// A request line or HTTP head that is still incomplete after this long closes the
+    /// connection, so a slow sender holds nothing for long (default 10 s).
+    public var requestReadTimeout: Duration = .seconds(10)
+    /// Longest request line or HTTP head (default 64 KiB).
+    public var maxRequestBytes: Int = 64 * 1024
+    /// How long a graceful shutdown waits for requests in flight (default 10 s).
+    public var drainTimeout: Duration = .seconds(10)
+
+    /// The defaults.
+    public init() {}
+}
+
+/// The process on the other end of a Unix-socket connection, from `SO_PEERCRED`.
+public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
+    /// Process ID at connect time.
+    public var pid: Int32
+    /// Effective user ID.
+    public var uid: UInt32
+    /// Effective group ID.
+    public var gid: UInt32
+
+    /// Creates credentials.
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+
+    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
+}

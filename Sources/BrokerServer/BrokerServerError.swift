@@ -1,0 +1,24 @@
+/// Why the socket server could not start or stopped.
+public struct BrokerServerError: Error, Sendable, CustomStringConvertible {
+    /// Stable codes.
+    public enum Code: String, Sendable {
+        /// Binding the socket failed.
+        case bindFailed = "bind_failed"
+        /// The socket path is taken by a live listener or a non-socket file.
+        case socketPathInUse = "socket_path_in_use"
+        /// The socket's directory is unsafe.
+        case unsafeSocketDirectory = "unsafe_socket_directory"
+    }
+
+    /// The code.
+    public let code: Code
+    /// What happened, naming the path.
+    public let message: String
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

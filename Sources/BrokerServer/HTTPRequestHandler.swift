@@ -1,0 +1,162 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TokenBrokerProtocol
+
+/// Serves the HTTP/1.1 side of the socket: `GET /v1/token`, `/v1/status`,
+/// `/healthz`, `/readyz`. Every route maps onto a `BrokerRequest`, so the JSON is
+/// the same as on the NDJSON side. Pipelined requests are answered in order.
+final class HTTPRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let responder: any BrokerResponder
+    private let peer: PeerCredentials
+    private var sequencer = ResponseSequencer<HTTPReply>()
+    private var current: HTTPRequestHead?
+    private var closeWhenDrained = false
+
+    init(responder: any BrokerResponder, peer: PeerCredentials) {
+        self.responder = responder
+        self.peer = peer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            current = head
+        case .body:
+            break  // no route takes a body; ignore it
+        case .end:
+            guard let head = current, !closeWhenDrained else { return }
+            current = nil
+            handle(head, context: context)
+        }
+    }
+
+    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let slot = sequencer.reserve()
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { closeWhenDrained = true }
+        let route = HTTPRoute(head)
+        switch route {
+        case .reply(let status, let body):
+            complete(slot, HTTPReply(status: status, body: body, keepAlive: keepAlive), context: context)
+        case .broker(let request):
+            if let response = responder.immediateResponse(to: request, from: peer) {
+                complete(slot, HTTPReply(response, keepAlive: keepAlive), context: context)
+                return
+            }
+            let responder = self.responder
+            let peer = self.peer
+            context.eventLoop.makeFutureWithTask {
+                await responder.response(to: request, from: peer)
+            }.assumeIsolated().whenSuccess { response in
+                self.complete(slot, HTTPReply(response, keepAlive: keepAlive), context: context)
+            }
+        case .readiness:
+            let (ready, reason) = responder.readiness()
+            let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
+            complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, keepAlive: keepAlive), context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The HTTP parser refused the bytes: say why, then close (the stream is unusable).
+        guard error is HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        closeWhenDrained = true
+        let slot = sequencer.reserve()
+        let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(error)); closing the connection"))
+        complete(slot, HTTPReply(status: .badRequest, body: body, keepAlive: false), context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case ChannelEvent.inputClosed, is DrainRequest:
+            closeWhenDrained = true
+            closeIfDrained(context: context)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func complete(_ slot: UInt64, _ reply: HTTPReply, context: ChannelHandlerContext) {
+        let ready = sequencer.complete(slot, with: reply)
+        for reply in ready {
+            let body = WireCoding.encode(reply.body, allocator: context.channel.allocator)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(body.readableBytes))
+            headers.add(name: "Cache-Control", value: "no-store")
+            if let retryAfter = reply.body.error?.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+            headers.add(name: "Connection", value: reply.keepAlive && !closeWhenDrained ? "keep-alive" : "close")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        if !ready.isEmpty { context.flush() }
+        closeIfDrained(context: context)
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard closeWhenDrained, sequencer.pendingCount == 0, context.channel.isActive else { return }
+        context.close(promise: nil)
+    }
+}
+
+/// One finished HTTP answer.
+struct HTTPReply {
+    var status: HTTPResponseStatus
+    var body: BrokerResponse
+    var keepAlive: Bool
+
+    init(status: HTTPResponseStatus, body: BrokerResponse, keepAlive: Bool) {
+        self.status = status
+        self.body = body
+        self.keepAlive = keepAlive
+    }
+
+    init(_ response: BrokerResponse, keepAlive: Bool) {
+        let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
+        self.init(status: status, body: response, keepAlive: keepAlive)
+    }
+}
+
+/// Where an HTTP request goes.
+enum HTTPRoute {
+    case broker(BrokerRequest)
+    case readiness
+    case reply(HTTPResponseStatus, BrokerResponse)
+
+    init(_ head: HTTPRequestHead) {
+        guard head.method == .GET || head.method == .HEAD else {
+            self = .reply(.methodNotAllowed, .failure(id: nil, WireError(code: .badRequest, message: "method \(head.method) is not supported; use GET")))
+            return
+        }
+        let components = URLComponents(string: head.uri)
+        let query = Dictionary((components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+        switch components?.path ?? head.uri {
+        case "/v1/token":
+            var minValidity: Int?
+            if let text = query["minValiditySeconds"] {
+                guard let value = Int(text), value >= 0 else {
+                    self = .reply(.badRequest, .failure(id: nil, WireError(code: .badRequest, message: "query parameter 'minValiditySeconds' must be a non-negative integer")))
+                    return
+                }
+                minValidity = value
+            }
+            self = .broker(BrokerRequest(op: "token", scope: query["scope"], resource: query["resource"], identity: query["identity"], minValiditySeconds: minValidity))
+        case "/v1/status":
+            self = .broker(BrokerRequest(op: "status"))
+        case "/healthz":
+            self = .broker(BrokerRequest(op: "ping"))
+        case "/readyz":
+            self = .readiness
+        default:
+            self = .reply(.notFound, .failure(id: nil, WireError(code: .notFound, message: "no such path; try /v1/token?scope=…, /v1/status, /healthz or /readyz")))
+        }
+    }
+}

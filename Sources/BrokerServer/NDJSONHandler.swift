@@ -1,0 +1,99 @@
+import NIOCore
+import TokenBrokerProtocol
+
+/// Serves NDJSON requests on one connection: one JSON object per line in, one per
+/// line out, in request order, many per connection. A bad line gets an error and
+/// the connection stays usable; an oversized line gets `too_large` and a close.
+final class NDJSONHandler: ChannelInboundHandler {
+    typealias InboundIn = NDJSONFrame
+    typealias OutboundOut = ByteBuffer
+
+    private let responder: any BrokerResponder
+    private let peer: PeerCredentials
+    private var sequencer = ResponseSequencer<ByteBuffer>()
+    private var closeWhenDrained = false
+    private var wroteSinceFlush = false
+
+    init(responder: any BrokerResponder, peer: PeerCredentials) {
+        self.responder = responder
+        self.peer = peer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closeWhenDrained else { return }
+        switch unwrapInboundIn(data) {
+        case .tooLarge(let limit):
+            let slot = sequencer.reserve()
+            let error = WireError(code: .tooLarge, message: "request line exceeds \(limit) bytes; closing the connection")
+            closeWhenDrained = true
+            complete(slot, .failure(id: nil, error), context: context)
+        case .line(let line):
+            guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
+            let slot = sequencer.reserve()
+            switch WireCoding.decodeRequest(line) {
+            case .failure(let error):
+                complete(slot, .failure(id: nil, error), context: context)
+            case .success(let request):
+                if let response = responder.immediateResponse(to: request, from: peer) {
+                    complete(slot, response, context: context)
+                    return
+                }
+                let responder = self.responder
+                let peer = self.peer
+                context.eventLoop.makeFutureWithTask {
+                    await responder.response(to: request, from: peer)
+                }.assumeIsolated().whenSuccess { response in
+                    self.complete(slot, response, context: context)
+                    self.flushIfNeeded(context: context)
+                }
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case ChannelEvent.inputClosed, is DrainRequest:
+            // The peer finished sending (or we are shutting down): answer what is
+            // pending, then close.
+            closeWhenDrained = true
+            closeIfDrained(context: context)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func complete(_ slot: UInt64, _ response: BrokerResponse, context: ChannelHandlerContext) {
+        for var buffer in sequencer.complete(slot, with: WireCoding.encode(response, allocator: context.channel.allocator)) {
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            wroteSinceFlush = true
+        }
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        if wroteSinceFlush {
+            wroteSinceFlush = false
+            context.flush()
+        }
+        closeIfDrained(context: context)
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard closeWhenDrained, sequencer.pendingCount == 0, context.channel.isActive else { return }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    private static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+    }
+}
+
+/// Sent through every connection's pipeline when the server drains for shutdown.
+struct DrainRequest: Sendable {}

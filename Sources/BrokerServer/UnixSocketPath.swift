@@ -1,0 +1,77 @@
+import Glibc
+
+/// Preparing and cleaning up the socket's path on disk.
+enum UnixSocketPath {
+    /// Creates the parent directory if missing and refuses unsafe situations: a
+    /// world-writable parent without the sticky bit (anyone could swap our socket),
+    /// an existing non-socket file, or a socket another process still listens on.
+    static func prepare(_ path: String) throws(BrokerServerError) {
+        let parent = parentDirectory(of: path)
+        if !parent.isEmpty, (try? fileStat(parent)) == nil {
+            try makeDirectories(parent)
+        }
+        if !parent.isEmpty {
+            let info = try fileStat(parent)
+            if info.st_mode & S_IWOTH != 0 && info.st_mode & S_ISVTX == 0 {
+                throw BrokerServerError(.unsafeSocketDirectory, "socket directory \(parent) is world-writable without the sticky bit; refusing to listen there")
+            }
+        }
+        guard let existing = try? fileStat(path) else { return }
+        guard existing.st_mode & S_IFMT == S_IFSOCK else {
+            throw BrokerServerError(.socketPathInUse, "\(path) exists and is not a socket; refusing to replace it")
+        }
+        if isListening(path) {
+            throw BrokerServerError(.socketPathInUse, "another process is already listening on \(path)")
+        }
+        // A stale socket from a previous run: it is replaced atomically by rename().
+    }
+
+    /// Whether connecting to `path` succeeds.
+    static func isListening(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0
+    }
+
+    static func fileStat(_ path: String) throws(BrokerServerError) -> stat {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw BrokerServerError(.bindFailed, "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        return info
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func makeDirectories(_ path: String) throws(BrokerServerError) {
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += (prefix.isEmpty && !path.hasPrefix("/") ? "" : "/") + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw BrokerServerError(.bindFailed, "cannot create directory \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Removes `path` only if it is still the socket we created (same inode), so a
+    /// newer daemon's socket is never deleted.
+    static func removeIfOurs(_ path: String, inode: UInt) {
+        guard let info = try? fileStat(path), UInt(info.st_ino) == inode else { return }
+        unlink(path)
+    }
+}

@@ -1,0 +1,180 @@
+import AsyncHTTPClient
+import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A local OIDC issuer plus an Entra ID token endpoint emulator, for `tokenbrokerd --dev` and tests.
+///
+/// `start()` binds both HTTPS servers (one generated CA), writes `ca.pem`, the first projected
+/// token and `provider.json`, and returns the endpoints. `run()` rotates the token file at the
+/// kubelet's cadence until cancelled or gracefully shut down, then closes the servers. The
+/// emulator is strict: it rejects what Entra rejects, with Entra's error codes and body shape.
+public final class DevIdentityProvider: Service {
+    private let configuration: DevIdentityProviderConfiguration
+    private let logger: Logger
+    private let state = Mutex<Phase>(.idle)
+
+    private enum Phase {
+        case idle
+        case running(Running)
+        case stopped
+    }
+
+    private struct Running: Sendable {
+        var endpoints: DevProviderEndpoints
+        var issuer: DevIssuer
+        var issuerServer: DevHTTPSServer
+        var entraServer: DevHTTPSServer
+        var client: HTTPClient
+    }
+
+    /// Creates a provider; nothing is bound or written until `start()`.
+    public init(configuration: DevIdentityProviderConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Binds both servers, writes `ca.pem`, the first token and `provider.json`; returns when both
+    /// servers accept requests. Calling it again returns the same endpoints.
+    public func start() async throws -> DevProviderEndpoints {
+        if case .running(let running) = state.withLock({ $0 }) { return running.endpoints }
+        let config = configuration
+        let root = config.stateDirectory
+        try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
+        // The state directory holds live tokens: private even if it already existed.
+        _ = chmod(root, 0o700)
+        let tokenDirectory = root + "/tokens"
+        try AtomicWriter.makeDirectory(tokenDirectory, mode: 0o700, allowExisting: true)
+
+        let authority = try DevCertificateAuthority()
+        let caFile = root + "/ca.pem"
+        try Data(authority.caPEM.utf8).write(to: URL(fileURLWithPath: caFile), options: .atomic)
+
+        async let issuerKey = SigningKey.generate()
+        async let entraKey = SigningKey.generate()
+        let serverTLS = try authority.serverTLSConfiguration()
+        let issuerServer = try await DevHTTPSServer.bind(
+            host: config.host, port: config.issuerPort, tls: serverTLS, logger: logger)
+        let entraServer: DevHTTPSServer
+        do {
+            entraServer = try await DevHTTPSServer.bind(host: config.host, port: config.entraPort, tls: serverTLS, logger: logger)
+        } catch {
+            await issuerServer.close()
+            throw error
+        }
+
+        var clientConfiguration = HTTPClient.Configuration(tlsConfiguration: try authority.clientTLSConfiguration())
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
+        clientConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfiguration)
+
+        let issuerURL = Self.baseURL(host: config.host, port: issuerServer.port)
+        let authorityHost = Self.baseURL(host: config.host, port: entraServer.port)
+        let endpoints = DevProviderEndpoints(
+            issuerURL: issuerURL, authorityHost: authorityHost, tenantId: config.tenantId, clientId: config.clientId,
+            caFile: caFile, tokenFile: tokenDirectory + "/" + DevIssuer.tokenFileName, audience: DevIssuer.federationAudience)
+        do {
+            let issuer = DevIssuer(
+                issuerURL: issuerURL, tokenDirectory: tokenDirectory, configuration: config,
+                key: try await issuerKey, logger: logger)
+            let emulator = EntraEmulator(
+                authorityHost: authorityHost, issuerURL: issuerURL, configuration: config, key: try await entraKey,
+                keyCache: OIDCKeyCache(client: client, logger: logger), logger: logger)
+            issuerServer.serve { await issuer.handle($0) }
+            entraServer.serve { await emulator.handle($0) }
+
+            try await issuer.rotateTokenFile()
+            let json = try JSONEncoder.pretty.encode(endpoints)
+            try json.write(to: URL(fileURLWithPath: root + "/provider.json"), options: .atomic)
+
+            let running = Running(
+                endpoints: endpoints, issuer: issuer, issuerServer: issuerServer, entraServer: entraServer, client: client)
+            let accepted = state.withLock { phase -> Bool in
+                guard case .idle = phase else { return false }
+                phase = .running(running)
+                return true
+            }
+            guard accepted else { throw CancellationError() }
+        } catch {
+            await Self.close(issuerServer: issuerServer, entraServer: entraServer, client: client)
+            throw error
+        }
+        logger.info(
+            "dev identity provider ready",
+            metadata: ["dev.issuer": "\(issuerURL)", "dev.authority_host": "\(authorityHost)", "dev.state_dir": "\(root)"])
+        return endpoints
+    }
+
+    /// Rotates the token file every `rotationInterval` until the task is cancelled or a graceful
+    /// shutdown begins, then closes the servers. Starts the provider first if needed.
+    public func run() async throws {
+        let running: Running
+        if case .running(let current) = state.withLock({ $0 }) {
+            running = current
+        } else {
+            _ = try await start()
+            guard case .running(let current) = state.withLock({ $0 }) else { return }
+            running = current
+        }
+        let interval = configuration.effectiveRotationInterval
+        let issuer = running.issuer
+        let logger = self.logger
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: interval)
+                } catch {
+                    return
+                }
+                do {
+                    try await issuer.rotateTokenFile()
+                } catch {
+                    logger.warning("token rotation failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        try await shutdown()
+    }
+
+    /// Closes both servers and the key-fetching client. Idempotent.
+    public func shutdown() async throws {
+        let previous = state.withLock { phase -> Phase in
+            let previous = phase
+            phase = .stopped
+            return previous
+        }
+        guard case .running(let running) = previous else { return }
+        await Self.close(issuerServer: running.issuerServer, entraServer: running.entraServer, client: running.client)
+        logger.info("dev identity provider stopped")
+    }
+
+    private static func close(issuerServer: DevHTTPSServer, entraServer: DevHTTPSServer, client: HTTPClient) async {
+        await issuerServer.close()
+        await entraServer.close()
+        try? await client.shutdown()
+    }
+
+    /// `https://host:port`, bracketing IPv6 literals.
+    private static func baseURL(host: String, port: Int) -> String {
+        host.contains(":") ? "https://[\(host)]:\(port)" : "https://\(host):\(port)"
+    }
+}
+
+extension JSONEncoder {
+    fileprivate static var pretty: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The two timestamp formats Entra writes, in UTC.
+enum EntraTime {
+    /// `2026-11-29 01:02:03Z`, as in `timestamp` and the description's trailer.
+    static func trailer(_ date: Date) -> String {
+        let p = parts(date)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02dZ", p.year, p.month, p.day, p.hour, p.minute, p.second)
+    }
+
+    /// `2026-11-29T01:02:03.1234567Z` (seven fractional digits), as in AADSTS700024.
+    static func precise(_ date: Date) -> String {
+        let p = parts(date)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ", p.year, p.month, p.day, p.hour, p.minute, p.second, p.ticks)
+    }
+
+    private static func parts(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, ticks: Int) {
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        let ticks = min(Int(((interval - interval.rounded(.down)) * 10_000_000).rounded(.down)), 9_999_999)
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        return (Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), ticks)
+    }
+}

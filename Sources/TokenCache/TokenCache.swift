@@ -1,0 +1,280 @@
+public import Foundation
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+public import TokenExchange
+
+/// One token per (identity, scope): single flight on misses, proactive refresh
+/// ahead of expiry, stale-while-valid on failures, exponential backoff, and an
+/// LRU bound per identity.
+///
+/// State sits behind a `Mutex` rather than in an actor so that the socket server
+/// can serve a cache hit synchronously on its event loop (`cachedToken`), without
+/// a hop to another executor. Deadlines live on the injected monotonic `clock`;
+/// the wall clock `now` is used only to read token expiry times.
+public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Instant: Sendable {
+    private let configuration: TokenCacheConfiguration
+    private let clock: C
+    private let now: @Sendable () -> Date
+    private let logger: Logger
+    private let state: Mutex<State>
+
+    /// Creates an empty cache.
+    public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
+        self.configuration = configuration
+        self.clock = clock
+        self.now = now
+        self.logger = logger
+        self.state = Mutex(State())
+    }
+
+    // MARK: Identities
+
+    /// Adds `identity` or replaces its fetcher. Replacing keeps cached tokens only
+    /// when `keepTokens` is true (the identity's settings did not change).
+    public func register(identity: String, fetcher: any TokenFetching, keepTokens: Bool = false) {
+        state.withLock { state in
+            if keepTokens, var existing = state.identities[identity] {
+                existing.fetcher = fetcher
+                state.identities[identity] = existing
+            } else {
+                state.identities[identity] = IdentityEntries(fetcher: fetcher)
+            }
+        }
+    }
+
+    /// Drops `identity` and its tokens.
+    public func remove(identity: String) {
+        _ = state.withLock { $0.identities.removeValue(forKey: identity) }
+    }
+
+    // MARK: Serving
+
+    /// The cached token for `key` if it is valid for at least `minimumValidity`;
+    /// nil otherwise. Never waits: this is the hot path.
+    public func cachedToken(for key: TokenKey, minimumValidity: Duration? = nil) -> CachedToken? {
+        let instant = clock.now
+        let minimum = minimumValidity ?? configuration.defaultMinimumValidity
+        return state.withLock { state -> CachedToken? in
+            guard let entry = state.identities[key.identity]?.entries[key.scope],
+                let token = entry.token, let validUntil = entry.validUntil
+            else { return nil }
+            let left = instant.duration(to: validUntil)
+            guard left >= minimum else { return nil }
+            state.identities[key.identity]?.entries[key.scope]?.lastRequested = instant
+            return CachedToken(token: token, expiresIn: left, key: key)
+        }
+    }
+
+    /// A token for `key` valid for at least `minimumValidity` (default 300 s).
+    ///
+    /// Concurrent misses for one key share one upstream exchange. If the exchange
+    /// fails while an older token is still valid, the older token is served. While
+    /// backing off after a failure, the last error is returned without calling upstream.
+    public func token(for key: TokenKey, minimumValidity: Duration? = nil) async throws(TokenExchangeError) -> CachedToken {
+        if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return hit }
+        let instant = clock.now
+        let decision: MissDecision = state.withLock { state in
+            guard state.identities[key.identity] != nil else { return .unknownIdentity }
+            var entry = state.identities[key.identity]!.entries[key.scope] ?? Entry(lastRequested: instant)
+            entry.lastRequested = instant
+            defer {
+                state.identities[key.identity]!.entries[key.scope] = entry
+                state.identities[key.identity]!.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
+            }
+            if let task = entry.inFlight { return .join(task) }
+            if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
+                return .backingOff(error, stale: entry.validToken(at: instant, key: key))
+            }
+            let task = startFetch(key: key, fetcher: state.identities[key.identity]!.fetcher)
+            entry.inFlight = task
+            return .join(task)
+        }
+        switch decision {
+        case .unknownIdentity:
+            throw TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)
+        case .backingOff(let error, let stale):
+            if let stale { return stale }
+            throw error
+        case .join(let task):
+            do {
+                let token = try await task.value
+                return served(token, key: key)
+            } catch {
+                // A failed refresh must not take away a token that still works.
+                if let stale = state.withLock({ $0.identities[key.identity]?.entries[key.scope]?.validToken(at: clock.now, key: key) }) {
+                    return stale
+                }
+                throw error as? TokenExchangeError ?? TokenExchangeError(code: .internal, message: "unexpected error: \(type(of: error))", isRetryable: true)
+            }
+        }
+    }
+
+    private func served(_ token: AccessToken, key: TokenKey) -> CachedToken {
+        let left = Duration.seconds(max(0, token.expiresAt.timeIntervalSince(now())))
+        return CachedToken(token: token, expiresIn: left, key: key)
+    }
+
+    /// Starts the one exchange for `key`; the task records its own outcome.
+    private func startFetch(key: TokenKey, fetcher: any TokenFetching) -> Task<AccessToken, any Error> {
+        Task { [self] in
+            let started = clock.now
+            do throws(TokenExchangeError) {
+                let token = try await fetcher.fetchToken(for: key.scope)
+                record(.success(token), for: key)
+                logger.info("token obtained", metadata: [
+                    "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+                    "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",
+                    "upstream.duration_ms": "\(started.duration(to: clock.now).milliseconds)",
+                ])
+                return token
+            } catch {
+                record(.failure(error), for: key)
+                logger.warning("token exchange failed", metadata: [
+                    "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+                    "error.code": "\(error.code.rawValue)", "error.message": "\(error.message)",
+                    "upstream.codes": "\(error.upstream?.codes.map(String.init).joined(separator: ",") ?? "")",
+                    "upstream.trace_id": "\(error.upstream?.traceId ?? "")",
+                ])
+                throw error
+            }
+        }
+    }
+
+    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey) {
+        let instant = clock.now
+        let wallNow = now()
+        state.withLock { state in
+            // The entry may have been evicted or its identity removed meanwhile: drop the result.
+            guard var entry = state.identities[key.identity]?.entries[key.scope] else { return }
+            entry.inFlight = nil
+            switch result {
+            case .success(let token):
+                var generator = SystemRandomNumberGenerator()
+                let left = token.expiresAt.timeIntervalSince(wallNow)
+                let refreshIn = configuration.refreshPolicy.refreshDelay(for: token, using: &generator) - wallNow.timeIntervalSince(token.issuedAt)
+                entry.token = token
+                entry.validUntil = instant.advanced(by: .seconds(left))
+                entry.refreshAt = instant.advanced(by: .seconds(max(0, refreshIn)))
+                entry.failures = 0
+                entry.nextAttempt = nil
+                entry.lastError = nil
+            case .failure(let error):
+                var generator = SystemRandomNumberGenerator()
+                entry.failures += 1
+                let wait = configuration.refreshPolicy.backoff(attempt: entry.failures, retryAfter: error.retryAfter, using: &generator)
+                entry.nextAttempt = instant.advanced(by: wait)
+                entry.lastError = error
+            }
+            state.identities[key.identity]?.entries[key.scope] = entry
+        }
+    }
+
+    // MARK: Refreshing
+
+    /// Starts exchanges for every entry whose refresh is due and that was requested
+    /// within the active window, then waits for them. `run()` calls this every tick;
+    /// tests call it after advancing a manual clock.
+    public func refreshDue() async {
+        let instant = clock.now
+        let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
+            var started: [Task<AccessToken, any Error>] = []
+            for (identity, entries) in state.identities {
+                for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
+                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher)
+                    state.identities[identity]?.entries[scope]?.inFlight = task
+                    started.append(task)
+                }
+            }
+            return started
+        }
+        for task in tasks { _ = try? await task.value }
+    }
+
+    /// Refreshes due tokens every `refreshTick` until cancelled or shut down gracefully.
+    public func run() async throws {
+        // Shutdown cancels the sleep; that is the normal way out, not an error.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await self.clock.sleep(for: self.configuration.refreshTick)
+                await self.refreshDue()
+            }
+        }
+    }
+
+    // MARK: Introspection
+
+    /// The cached scopes of `identity`, most recently requested first.
+    public func snapshot(identity: String) -> [CacheEntrySnapshot] {
+        let instant = clock.now
+        return state.withLock { state in
+            guard let entries = state.identities[identity]?.entries else { return [] }
+            return entries.sorted { $0.value.lastRequested > $1.value.lastRequested }.map { scope, entry in
+                CacheEntrySnapshot(
+                    scope: scope,
+                    expiresIn: entry.validUntil.map { instant.duration(to: $0) }.flatMap { $0 > .zero ? $0 : nil },
+                    lastError: entry.lastError)
+            }
+        }
+    }
+
+    /// How many tokens are cached in all.
+    public var count: Int {
+        state.withLock { $0.identities.values.reduce(0) { $0 + $1.entries.values.filter { $0.token != nil }.count } }
+    }
+}
+
+extension TokenCache {
+    struct State: Sendable {
+        var identities: [String: IdentityEntries] = [:]
+    }
+
+    struct IdentityEntries: Sendable {
+        var fetcher: any TokenFetching
+        var entries: [Scope: Entry] = [:]
+
+        /// Evicts least recently requested entries beyond `limit`, never `keeping`.
+        mutating func evictBeyond(_ limit: Int, keeping: Scope) {
+            while entries.count > max(limit, 1) {
+                guard let victim = entries.filter({ $0.key != keeping }).min(by: { $0.value.lastRequested < $1.value.lastRequested })?.key
+                else { return }
+                entries.removeValue(forKey: victim)
+            }
+        }
+    }
+
+    struct Entry: Sendable {
+        var token: AccessToken?
+        var validUntil: C.Instant?
+        var refreshAt: C.Instant?
+        var lastRequested: C.Instant
+        var inFlight: Task<AccessToken, any Error>?
+        var failures = 0
+        var nextAttempt: C.Instant?
+        var lastError: TokenExchangeError?
+
+        init(lastRequested: C.Instant) { self.lastRequested = lastRequested }
+
+        func validToken(at instant: C.Instant, key: TokenKey) -> CachedToken? {
+            guard let token, let validUntil, instant < validUntil else { return nil }
+            return CachedToken(token: token, expiresIn: instant.duration(to: validUntil), key: key)
+        }
+
+        func isDueForRefresh(at instant: C.Instant, activeWindow: Duration) -> Bool {
+            guard inFlight == nil, token != nil, let refreshAt, refreshAt <= instant else { return false }
+            if let nextAttempt, instant < nextAttempt { return false }
+            return lastRequested.duration(to: instant) <= activeWindow
+        }
+    }
+
+    enum MissDecision {
+        case unknownIdentity
+        case join(Task<AccessToken, any Error>)
+        case backingOff(TokenExchangeError, stale: CachedToken?)
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

@@ -1,0 +1,57 @@
+public import TokenExchange
+
+/// How the cache keeps tokens.
+public struct TokenCacheConfiguration: Sendable {
+    /// Most scopes cached per identity; the least recently requested is evicted
+    /// beyond it, so a caller inventing scopes cannot grow memory (default 64).
+    public var maxScopesPerIdentity: Int = 64
+    /// A cached token is refreshed ahead of expiry only if some caller asked for
+    /// its scope within this window (default 1 h).
+    public var activeWindow: Duration = .seconds(3600)
+    /// Validity a cached token must still have to be served when the request does
+    /// not say (default 300 s, as the Azure SDKs use).
+    public var defaultMinimumValidity: Duration = .seconds(300)
+    /// How often the refresher looks for due refreshes (default 1 s).
+    public var refreshTick: Duration = .seconds(1)
+    /// Refresh timing and backoff.
+    public var refreshPolicy = RefreshPolicy()
+
+    /// The defaults.
+    public init() {}
+}
+
+/// The (identity, scope) pair that names one cached token.
+public struct TokenKey: Hashable, Sendable, CustomStringConvertible {
+    /// Identity name.
+    public var identity: String
+    /// Scope.
+    public var scope: Scope
+
+    /// Creates a key.
+    public init(identity: String, scope: Scope) {
+        self.identity = identity
+        self.scope = scope
+    }
+
+    public var description: String { "\(identity) \(scope)" }
+}
+
+/// A token as served from the cache.
+public struct CachedToken: Sendable {
+    /// The token.
+    public var token: AccessToken
+    /// Time left, measured on the cache's monotonic clock.
+    public var expiresIn: Duration
+    /// Which key it was cached under.
+    public var key: TokenKey
+}
+
+/// One cached scope, for status and metrics.
+public struct CacheEntrySnapshot: Sendable {
+    /// The scope.
+    public var scope: Scope
+    /// Time left on the cached token, nil when there is none.
+    public var expiresIn: Duration?
+    /// The last failure, when the last exchange for this scope failed.
+    public var lastError: TokenExchangeError?
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+import TokenBrokerProtocol
+
+/// A blocking NDJSON connection to the broker's socket. The CLI sends one request
+/// and reads one response; nothing here needs an event loop.
+struct BrokerConnection: ~Copyable {
+    /// Why talking to the broker failed.
+    enum Failure: Error {
+        /// The socket could not be reached (missing, refused, permission).
+        case unreachable(String)
+        /// The broker answered something that is not a v1 response.
+        case protocolError(String)
+    }
+
+    private let fd: Int32
+
+    init(path: String, timeoutSeconds: Int) throws(Failure) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw .unreachable("socket path is too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .unreachable("cannot connect to the broker at \(path): \(reason) (is tokenbrokerd running? set --socket or \(WireProtocol.socketEnvironmentVariable))")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `request` and reads its response.
+    func roundTrip(_ request: BrokerRequest) throws(Failure) -> BrokerResponse {
+        var line: Data
+        do { line = try JSONEncoder().encode(request) } catch { throw .protocolError("cannot encode the request") }
+        line.append(UInt8(ascii: "\n"))
+        var sent = 0
+        while sent < line.count {
+            let n = line.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            guard n > 0 else { throw .unreachable("the broker closed the connection while sending: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+        var received = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while !received.contains(UInt8(ascii: "\n")) {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { break }
+            guard n > 0 else {
+                let reason = errno == EAGAIN ? "timed out waiting for the broker" : String(cString: strerror(errno))
+                throw .unreachable(reason)
+            }
+            received.append(contentsOf: chunk[..<n])
+            guard received.count <= 4 << 20 else { throw .protocolError("the broker's response is larger than 4 MiB") }
+        }
+        let lineEnd = received.firstIndex(of: UInt8(ascii: "\n")) ?? received.endIndex
+        guard lineEnd > 0 else { throw .protocolError("the broker closed the connection without answering") }
+        do {
+            return try JSONDecoder().decode(BrokerResponse.self, from: Data(received[..<lineEnd]))
+        } catch {
+            throw .protocolError("the broker's response is not a protocol v1 JSON object")
+        }
+    }
+}

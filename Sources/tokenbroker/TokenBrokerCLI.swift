@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import TokenBrokerProtocol
+
+/// `tokenbroker`: get tokens from a running `tokenbrokerd`.
+///
+/// Exit codes: 0 success; 1 the broker answered with an error (its message is
+/// printed as is); 64 usage error; 69 the broker could not be reached; 76 the
+/// broker's answer could not be understood.
+@main
+struct TokenBrokerCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenbroker",
+        abstract: "Get access tokens from the local tokenbrokerd.",
+        discussion: """
+            Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
+            The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
+            """,
+        subcommands: [Get.self, Status.self, Ping.self]
+    )
+}
+
+/// Options every subcommand shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "Path of the broker's socket.")
+    var socket: String?
+
+    @Option(name: .long, help: "Seconds to wait for the broker.")
+    var timeout: Int = 60
+
+    var socketPath: String {
+        socket ?? ProcessInfo.processInfo.environment[WireProtocol.socketEnvironmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+            ?? WireProtocol.defaultSocketPath
+    }
+
+    /// Sends one request, exiting with the documented code on failure.
+    func send(_ request: BrokerRequest) throws -> BrokerResponse {
+        do {
+            let connection = try BrokerConnection(path: socketPath, timeoutSeconds: timeout)
+            let response = try connection.roundTrip(request)
+            if !response.ok {
+                let error = response.error
+                FileHandle.standardError.write(Data("tokenbroker: \(error?.code ?? "error"): \(error?.message ?? "the broker reported a failure")\n".utf8))
+                throw ExitCode(1)
+            }
+            return response
+        } catch BrokerConnection.Failure.unreachable(let reason) {
+            FileHandle.standardError.write(Data("tokenbroker: \(reason)\n".utf8))
+            throw ExitCode(69)
+        } catch BrokerConnection.Failure.protocolError(let reason) {
+            FileHandle.standardError.write(Data("tokenbroker: \(reason)\n".utf8))
+            throw ExitCode(76)
+        }
+    }
+}
+
+extension TokenBrokerCLI {
+    /// `tokenbroker get --scope S`.
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an access token for a scope.")
+
+        enum Output: String, ExpressibleByArgument, CaseIterable {
+            case token, json, header
+        }
+
+        @Option(name: .long, help: "Scope, e.g. https://storage.azure.com/.default")
+        var scope: String?
+
+        @Option(name: .long, help: "IMDS-style resource instead of a scope, e.g. https://storage.azure.com")
+        var resource: String?
+
+        @Option(name: .long, help: "Identity name; may be omitted when exactly one is available to you.")
+        var identity: String?
+
+        @Option(name: .long, help: "Minimum seconds the token must still be valid.")
+        var minValidity: Int?
+
+        @Option(name: .shortAndLong, help: "token (default), json, or header (Authorization: Bearer …).")
+        var output: Output = .token
+
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard (scope == nil) != (resource == nil) else {
+                throw ValidationError("give exactly one of --scope or --resource")
+            }
+        }
+
+        func run() throws {
+            let response = try connection.send(BrokerRequest(op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity))
+            guard let token = response.token else {
+                FileHandle.standardError.write(Data("tokenbroker: the broker's answer has no token\n".utf8))
+                throw ExitCode(76)
+            }
+            switch output {
+            case .token: print(token)
+            case .header: print("Authorization: \(response.tokenType ?? "Bearer") \(token)")
+            case .json: print(try JSONOutput.render(response))
+            }
+        }
+    }
+
+    /// `tokenbroker status`.
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the broker's identities and cached scopes.")
+
+        @Flag(name: .long, help: "Print the raw JSON answer.")
+        var json = false
+
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let response = try connection.send(BrokerRequest(op: "status", id: .number(1)))
+            if json {
+                print(try JSONOutput.render(response))
+                return
+            }
+            guard let status = response.status else { throw ExitCode(76) }
+            print("ready: \(status.ready ? "yes" : "no")")
+            for identity in status.identities {
+                print("identity \(identity.name): \(identity.exchange) from \(identity.source)")
+                for scope in identity.cachedScopes { print("  cached: \(scope)") }
+                if let error = identity.lastError { print("  last error: \(error.code): \(error.message)") }
+            }
+        }
+    }
+
+    /// `tokenbroker ping`.
+    struct Ping: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check that the broker answers.")
+
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            _ = try connection.send(BrokerRequest(op: "ping", id: .number(1)))
+            print("ok")
+        }
+    }
+}
+
+enum JSONOutput {
+    static func render(_ response: BrokerResponse) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(response), as: UTF8.self)
+    }
+}

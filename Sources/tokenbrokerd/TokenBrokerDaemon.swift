@@ -1,0 +1,140 @@
+import ArgumentParser
+import BrokerApp
+import Foundation
+import Logging
+
+/// `tokenbrokerd`: the daemon. Thin wiring only: parse arguments, set up logging,
+/// hand over to `BrokerApp`.
+@main
+struct TokenBrokerDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenbrokerd",
+        abstract: "Workload-identity token broker: exchanges federated assertions for access tokens and serves them on a Unix socket.",
+        subcommands: [Run.self, CheckConfig.self, DevProvider.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+/// Options shared by the subcommands that log.
+struct LoggingOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: \(LogLevelName.all.joined(separator: ", ")).")
+    var logLevel: String?
+
+    func validate() throws {
+        if let logLevel, LogLevelName.parse(logLevel) == nil {
+            throw ValidationError("--log-level must be one of \(LogLevelName.all.joined(separator: ", "))")
+        }
+    }
+
+    func bootstrap(configured: String = "info") -> Logger {
+        let level = Logger.Level(rawValue: LogLevelName.parse(logLevel ?? configured) ?? "info") ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "tokenbrokerd")
+    }
+}
+
+extension TokenBrokerDaemon {
+    /// Runs the broker (the default subcommand).
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the broker.")
+
+        @Option(name: .long, help: "Configuration file.")
+        var config: String?
+
+        @Option(name: .long, help: "Socket path (overrides the configuration).")
+        var socket: String?
+
+        @Flag(name: .long, help: "Dev mode: embedded OIDC issuer and Entra-compatible token service; no cloud account needed.")
+        var dev = false
+
+        @Option(name: .long, help: "Dev mode: directory for the dev CA, tokens and socket (default /tmp/tokenbroker-dev-UID).")
+        var stateDir: String?
+
+        @Flag(name: .long, help: "Validate the configuration, print every problem, and exit.")
+        var checkConfig = false
+
+        @OptionGroup var logging: LoggingOptions
+
+        func run() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            if dev {
+                let logger = logging.bootstrap()
+                try await DevMode.run(stateDirectory: stateDir, socketPath: socket, environment: environment, logger: logger)
+                return
+            }
+            var configuration = try ConfigurationSource.load(path: config, environment: environment)
+            if checkConfig {
+                print("configuration is valid: \(configuration.identities.count) identit\(configuration.identities.count == 1 ? "y" : "ies")")
+                return
+            }
+            if let socket { configuration.socket.path = socket }
+            let logger = logging.bootstrap(configured: configuration.log.level)
+            try await BrokerApplication.run(configuration: configuration, environment: environment, logger: logger)
+        }
+    }
+
+    /// `tokenbrokerd check-config`.
+    struct CheckConfig: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate the configuration and print every problem with its field path.")
+
+        @Option(name: .long, help: "Configuration file.")
+        var config: String?
+
+        func run() throws {
+            let configuration = try ConfigurationSource.load(path: config, environment: ProcessInfo.processInfo.environment)
+            print("configuration is valid: \(configuration.identities.count) identit\(configuration.identities.count == 1 ? "y" : "ies")")
+        }
+    }
+
+    /// `tokenbrokerd dev-provider`: only the dev issuer and token service (for tests).
+    struct DevProvider: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dev-provider",
+            abstract: "Run only the dev OIDC issuer and Entra-compatible token service; endpoints go to STATE_DIR/provider.json.")
+
+        @Option(name: .long, help: "Directory for the CA, tokens and provider.json.")
+        var stateDir: String
+
+        @Option(name: .long, parsing: .singleValue, help: "Another accepted service-account subject (repeatable).")
+        var subject: [String] = []
+
+        @Option(name: .long, help: "Lifetime of issued access tokens, seconds.")
+        var accessTokenLifetime: Int = 3600
+
+        @Option(name: .long, help: "Lifetime of minted service-account tokens, seconds.")
+        var assertionLifetime: Int = 3600
+
+        @Option(name: .long, help: "Rotate the token file every N seconds (default 80 % of its lifetime).")
+        var rotateEvery: Int?
+
+        @OptionGroup var logging: LoggingOptions
+
+        func run() async throws {
+            let logger = logging.bootstrap()
+            try await DevProviderRunner.run(
+                stateDirectory: stateDir, extraSubjects: subject, accessTokenLifetime: accessTokenLifetime,
+                assertionLifetime: assertionLifetime, rotateEvery: rotateEvery, logger: logger)
+        }
+    }
+}
+
+/// Loads the configuration from a file and/or the environment, or exits with
+/// every problem listed.
+enum ConfigurationSource {
+    static let defaultPath = "/etc/tokenbroker/config.yaml"
+
+    static func load(path: String?, environment: [String: String]) throws -> BrokerConfiguration {
+        do {
+            if let path { return try ConfigurationLoader.load(path: path, environment: environment) }
+            if FileManager.default.fileExists(atPath: defaultPath) { return try ConfigurationLoader.load(path: defaultPath, environment: environment) }
+            return try ConfigurationLoader.load(yaml: "", origin: "environment", environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("tokenbrokerd: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+    }
+}
