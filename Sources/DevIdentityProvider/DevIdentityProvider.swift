@@ -50,6 +50,7 @@ public final class DevIdentityProvider: Service {
     public func start() async throws -> DevProviderEndpoints {
         if case .running(let running) = state.withLock({ $0 }) { return running.endpoints }
         let config = configuration
+        try config.validate()
         let root = config.stateDirectory
         try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
         // The state directory holds live tokens: private even if it already existed.
@@ -100,12 +101,23 @@ public final class DevIdentityProvider: Service {
 
             let running = Running(
                 endpoints: endpoints, issuer: issuer, issuerServer: issuerServer, entraServer: entraServer, client: client)
-            let accepted = state.withLock { phase -> Bool in
-                guard case .idle = phase else { return false }
-                phase = .running(running)
-                return true
+            let winner = state.withLock { phase -> Running? in
+                switch phase {
+                case .idle:
+                    phase = .running(running)
+                    return running
+                case .running(let other):
+                    return other
+                case .stopped:
+                    return nil
+                }
             }
-            guard accepted else { throw CancellationError() }
+            guard let winner else { throw DevIdentityProviderError(code: .stopped, message: "the provider was shut down while starting") }
+            if winner.endpoints != endpoints {
+                // A concurrent start() won the race: serve its endpoints, drop ours.
+                await Self.close(issuerServer: issuerServer, entraServer: entraServer, client: client)
+                return winner.endpoints
+            }
         } catch {
             await Self.close(issuerServer: issuerServer, entraServer: entraServer, client: client)
             throw error

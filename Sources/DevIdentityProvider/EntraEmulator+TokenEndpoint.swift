@@ -77,27 +77,30 @@ extension EntraEmulator {
             throw .lifetimeTooLong(seconds: Int(exp - start))
         }
 
-        try matchFederatedCredential(issuer: issuer, subject: subject, audiences: claims.aud)
+        try Self.matchFederatedCredential(credentials, issuer: issuer, subject: subject, audiences: claims.aud)
         try await keyCache.verify(assertion, kid: parsed.kid, issuer: issuer)
 
         return try await issueAccessToken(resource: resource, tenant: tenant)
     }
 
-    /// Exact, case-sensitive matching against every credential. A single-claim code
-    /// (700211 issuer, 700212 audience, 700213 subject) only when that claim is the one
-    /// mismatch against every credential; otherwise the general 70021.
-    func matchFederatedCredential(issuer: String, subject: String, audiences: [String]) throws(EntraError) {
-        var mismatches: Set<Int> = []
+    /// Exact, case-sensitive matching against every credential. When the assertion fails to
+    /// match only by one claim (700211 issuer, 700212 audience, 700213 subject) against the
+    /// credentials closest to it, that claim is named; otherwise the general 70021.
+    static func matchFederatedCredential(
+        _ credentials: [FederatedCredential], issuer: String, subject: String, audiences: [String]
+    ) throws(EntraError) {
+        var closest: (count: Int, codes: Set<Int>) = (Int.max, [])
         for credential in credentials {
             var differs: [Int] = []
             if credential.issuer != issuer { differs.append(700211) }
             if !audiences.contains(credential.audience) { differs.append(700212) }
             if credential.subject != subject { differs.append(700213) }
             if differs.isEmpty { return }
-            mismatches.insert(differs.count == 1 ? differs[0] : 70021)
+            if differs.count < closest.count { closest = (differs.count, []) }
+            if differs.count == closest.count { closest.codes.formUnion(differs) }
         }
         let audience = audiences.joined(separator: ",")
-        switch mismatches.count == 1 ? mismatches.first : 70021 {
+        switch closest.count == 1 && closest.codes.count == 1 ? closest.codes.first : 70021 {
         case 700211: throw .noMatchingFederatedIdentity(code: 700211, claim: "issuer", value: issuer)
         case 700212: throw .noMatchingFederatedIdentity(code: 700212, claim: "audience", value: audience)
         case 700213: throw .noMatchingFederatedIdentity(code: 700213, claim: "subject", value: subject)

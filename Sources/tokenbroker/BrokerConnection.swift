@@ -51,7 +51,7 @@ struct BrokerConnection: ~Copyable {
         line.append(UInt8(ascii: "\n"))
         var sent = 0
         while sent < line.count {
-            let n = line.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            let n = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { throw .unreachable("the broker closed the connection while sending: \(String(cString: strerror(errno)))") }
             sent += n
         }

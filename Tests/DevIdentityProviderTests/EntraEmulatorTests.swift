@@ -1,5 +1,7 @@
 import DevIdentityProvider
 import Foundation
+import NIOCore
+import NIOHTTP1
 import Testing
 
 /// The Entra emulator must accept exactly what Entra accepts and reject the rest with Entra's codes.

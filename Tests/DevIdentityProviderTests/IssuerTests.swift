@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import DevIdentityProvider
 import Foundation
+import NIOCore
+import NIOHTTP1
 import Testing
 
 /// The issuer side: files on disk, OIDC discovery, JWKS and the minted token's shape.
@@ -95,24 +97,6 @@ import Testing
             let dataAfter = try FileManager.default.destinationOfSymbolicLink(atPath: f.directory + "/state/tokens/..data")
             #expect(dataAfter != dataBefore)
             #expect(!FileManager.default.fileExists(atPath: f.directory + "/state/tokens/" + dataBefore))
-        }
-    }
-
-    @Test func runRotatesUntilCancelledThenCloses() async throws {
-        try await ProviderFixture.with(configure: { $0.rotationInterval = .milliseconds(100) }) { f in
-            let first = jwtPayload(try f.currentTokenFile())["jti"] as? String
-            let runner = Task { try await f.provider.run() }
-            var rotated = false
-            for _ in 0..<100 where !rotated {
-                try await Task.sleep(for: .milliseconds(50))
-                rotated = jwtPayload((try? f.currentTokenFile()) ?? "")["jti"] as? String != first
-            }
-            #expect(rotated)
-            runner.cancel()
-            try await runner.value
-            await #expect(throws: (any Error).self) {
-                _ = try await f.send(.GET, f.endpoints.issuerURL + "/openid/v1/jwks")
-            }
         }
     }
 }

@@ -24,7 +24,10 @@ struct ProviderFixture {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var configuration = DevIdentityProviderConfiguration(stateDirectory: directory + "/state")
         configure(&configuration)
-        let provider = DevIdentityProvider(configuration: configuration, logger: Logger(label: "test.dev-provider"))
+        var logger = Logger(label: "test.dev-provider")
+        // The provider logs every request at info; keep test output to what goes wrong.
+        logger.logLevel = .notice
+        let provider = DevIdentityProvider(configuration: configuration, logger: logger)
         let endpoints: DevProviderEndpoints
         do {
             endpoints = try await provider.start()

@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+
+/// No token or assertion text appears in the logs at any level.
+@Suite("Log hygiene")
+struct LogHygieneTests {
+    @Test("trace-level logs of a busy session contain no token and no assertion")
+    func noSecretsInLogs() async throws {
+        let intruder = "system:serviceaccount:default:intruder"
+        var secrets: [String] = []
+        var logs = ""
+        try await Scenario.run(identities: { directory, provider in
+            let wrong = try provider.mint(sub: intruder)
+            let expired = try provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
+            secrets += [wrong, expired]
+            return [
+                .init(name: "wrong", tokenFile: try Scenario.writeTokenFile(wrong, in: directory, name: "wrong")),
+                .init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "stale")),
+            ]
+        }, logLevel: "trace") { scenario in
+            secrets.append(try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8))
+            for scope in ["https://storage.azure.com/.default", "https://vault.azure.net/.default"] {
+                secrets.append(try #require(try scenario.broker.request(#"{"op":"token","identity":"default","scope":"\#(scope)"}"#).token))
+            }
+            _ = try scenario.provider.rotate()
+            try scenario.provider.setFault(status: 500, count: 3)
+            _ = try scenario.broker.request(#"{"op":"token","identity":"default","scope":"api://fault/.default"}"#)
+            _ = try scenario.broker.request(#"{"op":"token","scope":"x","identity":"wrong"}"#)
+            _ = try scenario.broker.request(#"{"op":"token","scope":"x","identity":"stale"}"#)
+            secrets.append(try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8))
+            _ = await scenario.broker.stop()
+            await scenario.provider.stop()
+            logs = scenario.broker.process.stderr + scenario.provider.process.stderr
+        }
+        #expect(logs.contains("token obtained"), "the logs were captured")
+        for secret in secrets.map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) {
+            let parts = secret.split(separator: ".")
+            #expect(parts.count == 3)
+            // Neither the whole JWT nor its signature or payload may appear.
+            #expect(!logs.contains(secret))
+            for part in parts.dropFirst() { #expect(!logs.contains(part), "a JWT part leaked into the logs") }
+        }
+    }
+}

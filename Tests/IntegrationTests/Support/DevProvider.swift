@@ -1,0 +1,104 @@
+import Foundation
+
+/// `tokenbrokerd dev-provider` in its own process: the issuer and the Entra
+/// emulator the broker exchanges with, plus their test controls.
+final class DevProvider: @unchecked Sendable {
+    struct Endpoints: Decodable {
+        var issuerURL: String
+        var authorityHost: String
+        var tenantId: String
+        var clientId: String
+        var caFile: String
+        var tokenFile: String
+        var audience: String
+    }
+
+    let process: ChildProcess
+    let endpoints: Endpoints
+    let directory: String
+
+    /// Starts a provider in `directory/provider` accepting `extraSubjects` too.
+    init(directory: String, extraSubjects: [String] = [], accessTokenLifetime: Int = 3600) async throws {
+        self.directory = "\(directory)/provider"
+        var arguments = ["dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug"]
+        for subject in extraSubjects { arguments += ["--subject", subject] }
+        process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: "provider")
+        let file = "\(self.directory)/provider.json"
+        let process = self.process
+        try await waitUntil("provider.json") {
+            guard process.isRunning else { throw HarnessError("dev-provider exited: \(process.stderr)") }
+            return FileManager.default.fileExists(atPath: file)
+        }
+        endpoints = try JSONDecoder().decode(Endpoints.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+    }
+
+    func stop() async { await process.stop() }
+
+    // MARK: Controls
+
+    struct Stats: Decodable {
+        struct Request: Decodable {
+            var scope: String?
+            var clientId: String?
+            var fields: [String]
+            var grantType: String?
+            var clientAssertionType: String?
+            var assertionSha256: String?
+            var assertionSubject: String?
+            var assertionJti: String?
+            var status: Int
+            var errorCode: Int?
+        }
+        var tokenRequests: Int
+        var byScope: [String: Int]
+        var requests: [Request]
+    }
+
+    func stats() throws -> Stats {
+        try JSONDecoder().decode(Stats.self, from: Data(try https("GET", "\(endpoints.authorityHost)/_dev/stats").utf8))
+    }
+
+    func setFault(status: Int, count: Int, retryAfterSeconds: Int? = nil, body: String? = nil) throws {
+        var fault: [String: Any] = ["status": status, "count": count]
+        if let retryAfterSeconds { fault["retryAfterSeconds"] = retryAfterSeconds }
+        if let body { fault["body"] = body }
+        _ = try https("POST", "\(endpoints.authorityHost)/_dev/faults", json: fault)
+    }
+
+    func setLatency(milliseconds: Int) throws {
+        _ = try https("POST", "\(endpoints.authorityHost)/_dev/latency", json: ["milliseconds": milliseconds])
+    }
+
+    /// A service-account token signed by the issuer with the given claims.
+    func mint(sub: String? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil) throws -> String {
+        var body: [String: Any] = [:]
+        if let sub { body["sub"] = sub }
+        if let ttlSeconds { body["ttlSeconds"] = ttlSeconds }
+        if let issuedAtOffsetSeconds { body["issuedAtOffsetSeconds"] = issuedAtOffsetSeconds }
+        if let notBeforeOffsetSeconds { body["notBeforeOffsetSeconds"] = notBeforeOffsetSeconds }
+        let answer = try https("POST", "\(endpoints.issuerURL)/_dev/mint", json: body)
+        guard let object = try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], let token = object["token"] as? String else {
+            throw HarnessError("mint answered \(answer)")
+        }
+        return token
+    }
+
+    /// Rotates the token file with the kubelet AtomicWriter sequence; returns the new token's jti.
+    func rotate() throws -> String {
+        let answer = try https("POST", "\(endpoints.issuerURL)/_dev/rotate", json: [:])
+        guard let object = try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], let jti = object["jti"] as? String else {
+            throw HarnessError("rotate answered \(answer)")
+        }
+        return jti
+    }
+
+    private func https(_ method: String, _ url: String, json: [String: Any]? = nil) throws -> String {
+        var arguments = ["-sS", "--fail-with-body", "--cacert", endpoints.caFile, "-X", method, url]
+        if let json {
+            arguments += ["-H", "Content-Type: application/json", "--data-binary", String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)]
+        }
+        let result = try runCommand("/usr/bin/curl", arguments)
+        guard result.status == 0 else { throw HarnessError("curl \(method) \(url) failed (\(result.status)): \(result.stderr) \(result.stdout)") }
+        return result.stdout
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+import TokenCache
+import TokenExchange
+
+@Suite struct CacheHitsAndMisses {
+    @Test func firstRequestFetchesAndLaterOnesHit() async throws {
+        let f = CacheFixture()
+        #expect(f.cache.cachedToken(for: f.key()) == nil)
+        let first = try await f.token()
+        let second = try await f.token()
+        #expect(first == "tok-https://storage.azure.com/.default-1")
+        #expect(second == first)
+        #expect(f.fetcher.callCount == 1)
+        #expect(f.cache.cachedToken(for: f.key())?.token.value == first)
+        #expect(f.cache.count == 1)
+    }
+
+    @Test func expiresInCountsDownOnTheClock() async throws {
+        let f = CacheFixture()
+        let served = try await f.cache.token(for: f.key())
+        #expect(served.expiresIn == .seconds(3600))
+        #expect(served.key == f.key())
+        f.clock.advance(by: .seconds(600))
+        #expect(f.cache.cachedToken(for: f.key())?.expiresIn == .seconds(3000))
+        #expect(f.cache.snapshot(identity: CacheFixture.identity).first?.expiresIn == .seconds(3000))
+    }
+
+    @Test func differentScopesAreFetchedSeparately() async throws {
+        let f = CacheFixture()
+        let storage = try await f.token(CacheFixture.storage)
+        let vault = try await f.token(CacheFixture.vault)
+        #expect(storage != vault)
+        #expect(f.fetcher.calls == [CacheFixture.storage, CacheFixture.vault])
+        #expect(try await f.token(CacheFixture.storage) == storage)
+        #expect(try await f.token(CacheFixture.vault) == vault)
+        #expect(f.fetcher.callCount == 2)
+        #expect(f.cache.count == 2)
+    }
+
+    @Test func identitiesDoNotShareTokens() async throws {
+        let f = CacheFixture()
+        let other = FakeFetcher(clock: f.clock, name: "other")
+        f.cache.register(identity: "other", fetcher: other)
+        let mine = try await f.token()
+        let theirs = try await f.cache.token(for: f.key(identity: "other")).token.value
+        #expect(mine != theirs)
+        #expect(f.fetcher.callCount == 1 && other.callCount == 1)
+    }
+
+    @Test func unknownIdentityIsAnInternalError() async {
+        let f = CacheFixture()
+        let error = await #expect(throws: TokenExchangeError.self) { try await f.cache.token(for: f.key(identity: "nobody")) }
+        #expect(error?.code == .internal)
+        #expect(error?.message.contains("nobody") == true)
+        #expect(f.fetcher.callCount == 0)
+    }
+}
+
+@Suite struct SingleFlight {
+    @Test func concurrentMissesShareOneFetch() async throws {
+        let f = CacheFixture()
+        f.fetcher.hold()
+        let values = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<100 { group.addTask { try await f.token() } }
+            await f.fetcher.waitForCalls(1)
+            f.fetcher.release()
+            var values: [String] = []
+            for try await value in group { values.append(value) }
+            return values
+        }
+        #expect(values.count == 100)
+        #expect(Set(values) == ["tok-https://storage.azure.com/.default-1"])
+        #expect(f.fetcher.callCount == 1)
+    }
+
+    @Test func callersJoiningAHeldFetchAllSeeItsFailure() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        f.fetcher.hold()
+        let codes = await withTaskGroup(of: TokenExchangeError.Code?.self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    do throws(TokenExchangeError) { _ = try await f.token(); return nil } catch { return error.code }
+                }
+            }
+            await f.fetcher.waitForCalls(1)
+            f.fetcher.release()
+            var codes: [TokenExchangeError.Code?] = []
+            for await code in group { codes.append(code) }
+            return codes
+        }
+        #expect(codes.count == 20)
+        #expect(codes.allSatisfy { $0 == .upstreamUnavailable })
+        #expect(f.fetcher.callCount == 1)  // late callers are inside the backoff window
+    }
+}
+
+@Suite struct MinimumValidity {
+    @Test func tokenWithTooLittleValidityLeftIsRefetched() async throws {
+        let f = CacheFixture()
+        let first = try await f.token()
+        f.clock.advance(by: .seconds(3000))  // 600 s left ≥ 300 s default
+        #expect(try await f.token() == first)
+        f.clock.advance(by: .seconds(400))  // 200 s left < 300 s
+        #expect(f.cache.cachedToken(for: f.key()) == nil)
+        let second = try await f.token()
+        #expect(second != first)
+        #expect(f.fetcher.callCount == 2)
+        #expect(f.cache.cachedToken(for: f.key())?.expiresIn == .seconds(3600))
+    }
+
+    @Test func requestCanAskForMoreValidity() async throws {
+        let f = CacheFixture()
+        let first = try await f.token()
+        #expect(try await f.token(minimumValidity: .seconds(3600)) == first)
+        #expect(f.cache.cachedToken(for: f.key(), minimumValidity: .seconds(3601)) == nil)
+        let second = try await f.token(minimumValidity: .seconds(3601))
+        #expect(second != first)
+        #expect(f.fetcher.callCount == 2)
+    }
+
+    @Test func configuredDefaultApplies() async throws {
+        let f = CacheFixture { $0.defaultMinimumValidity = .seconds(1800) }
+        _ = try await f.token()
+        f.clock.advance(by: .seconds(1801))
+        #expect(f.cache.cachedToken(for: f.key()) == nil)
+        #expect(f.cache.cachedToken(for: f.key(), minimumValidity: .seconds(60)) != nil)
+    }
+}
+
+@Suite struct FailuresAndBackoff {
+    @Test func failedRefetchServesTheOldTokenWhileValid() async throws {
+        let f = CacheFixture()
+        let first = try await f.token()
+        f.clock.advance(by: .seconds(3400))
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        #expect(try await f.token() == first)
+        #expect(f.fetcher.callCount == 2)
+        #expect(f.cache.snapshot(identity: CacheFixture.identity).first?.lastError?.code == .upstreamUnavailable)
+        // Within the backoff window the old token is served without calling upstream.
+        #expect(try await f.token() == first)
+        #expect(f.fetcher.callCount == 2)
+    }
+
+    @Test func expiredOldTokenIsNotServed() async throws {
+        let f = CacheFixture()
+        _ = try await f.token()
+        f.clock.advance(by: .seconds(3600))
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        let error = await #expect(throws: TokenExchangeError.self) { try await f.token() }
+        #expect(error?.code == .upstreamUnavailable)
+    }
+
+    @Test func withinBackoffTheErrorIsReturnedWithoutFetching() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        for _ in 0..<3 {
+            let error = await #expect(throws: TokenExchangeError.self) { try await f.token() }
+            #expect(error?.code == .upstreamUnavailable)
+        }
+        #expect(f.fetcher.callCount == 1)
+        f.clock.advance(by: .seconds(1))  // first backoff is at most 1 s
+        await #expect(throws: TokenExchangeError.self) { try await f.token() }
+        #expect(f.fetcher.callCount == 2)
+        _ = try? await f.token()
+        #expect(f.fetcher.callCount == 2)  // second backoff is at least 1 s
+        f.clock.advance(by: .seconds(2))
+        f.fetcher.answer(.token(lifetime: 3600))
+        #expect(try await f.token() == "tok-https://storage.azure.com/.default-3")
+        #expect(f.cache.snapshot(identity: CacheFixture.identity).first?.lastError == nil)
+    }
+
+    @Test func backoffIsPerScope() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        _ = try? await f.token(CacheFixture.storage)
+        f.fetcher.answer(.token(lifetime: 3600))
+        _ = try await f.token(CacheFixture.vault)
+        #expect(f.fetcher.callCount == 2)
+    }
+
+    @Test func retryAfterIsRespected() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.failure(CacheFixture.throttled))
+        let first = await #expect(throws: TokenExchangeError.self) { try await f.token() }
+        #expect(first?.code == .throttled)
+        f.clock.advance(by: .seconds(29))
+        let second = await #expect(throws: TokenExchangeError.self) { try await f.token() }
+        #expect(second?.code == .throttled)
+        #expect(second?.retryAfter == .seconds(30))
+        #expect(f.fetcher.callCount == 1)
+        f.clock.advance(by: .seconds(1))
+        f.fetcher.answer(.token(lifetime: 3600))
+        _ = try await f.token()
+        #expect(f.fetcher.callCount == 2)
+    }
+}
