@@ -29,19 +29,9 @@ enum WireCoding {
         codingPath.map(\.stringValue).joined(separator: ".")
     }
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
-
     /// Encodes `response` as JSON (no trailing newline).
     static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator) -> ByteBuffer {
-        do {
-            return allocator.buffer(bytes: try encoder.encode(response))
-        } catch {
-            return allocator.buffer(string: #"{"ok":false,"error":{"code":"internal","message":"response encoding failed","retryable":true}}"#)
-        }
+        allocator.buffer(bytes: response.jsonBytes())
     }
 
     /// The HTTP status that goes with an error code.

@@ -27,6 +27,8 @@ public final class DevIdentityProvider: Service {
 
     private enum Phase {
         case idle
+        /// Between the first `start()` and its return; files are being written.
+        case starting
         case running(Running)
         case stopped
     }
@@ -48,9 +50,33 @@ public final class DevIdentityProvider: Service {
     /// Binds both servers, writes `ca.pem`, the first token and `provider.json`; returns when both
     /// servers accept requests. Calling it again returns the same endpoints.
     public func start() async throws -> DevProviderEndpoints {
-        if case .running(let running) = state.withLock({ $0 }) { return running.endpoints }
         let config = configuration
         try config.validate()
+        let phase = state.withLock { phase -> Phase in
+            let current = phase
+            if case .idle = current { phase = .starting }
+            return current
+        }
+        switch phase {
+        case .idle: break
+        case .running(let running): return running.endpoints
+        case .starting:
+            // Two starts would write two CAs and tokens into one directory.
+            throw DevIdentityProviderError(code: .alreadyStarting, message: "start() is already running on another task")
+        case .stopped:
+            throw DevIdentityProviderError(code: .stopped, message: "the provider was shut down; create a new one")
+        }
+        do {
+            return try await startServers(config)
+        } catch {
+            state.withLock { phase in
+                if case .starting = phase { phase = .idle }
+            }
+            throw error
+        }
+    }
+
+    private func startServers(_ config: DevIdentityProviderConfiguration) async throws -> DevProviderEndpoints {
         let root = config.stateDirectory
         try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
         // The state directory holds live tokens: private even if it already existed.
@@ -101,22 +127,13 @@ public final class DevIdentityProvider: Service {
 
             let running = Running(
                 endpoints: endpoints, issuer: issuer, issuerServer: issuerServer, entraServer: entraServer, client: client)
-            let winner = state.withLock { phase -> Running? in
-                switch phase {
-                case .idle:
-                    phase = .running(running)
-                    return running
-                case .running(let other):
-                    return other
-                case .stopped:
-                    return nil
-                }
+            let published = state.withLock { phase -> Bool in
+                guard case .starting = phase else { return false }
+                phase = .running(running)
+                return true
             }
-            guard let winner else { throw DevIdentityProviderError(code: .stopped, message: "the provider was shut down while starting") }
-            if winner.endpoints != endpoints {
-                // A concurrent start() won the race: serve its endpoints, drop ours.
-                await Self.close(issuerServer: issuerServer, entraServer: entraServer, client: client)
-                return winner.endpoints
+            guard published else {
+                throw DevIdentityProviderError(code: .stopped, message: "the provider was shut down while starting")
             }
         } catch {
             await Self.close(issuerServer: issuerServer, entraServer: entraServer, client: client)
@@ -131,14 +148,8 @@ public final class DevIdentityProvider: Service {
     /// Rotates the token file every `rotationInterval` until the task is cancelled or a graceful
     /// shutdown begins, then closes the servers. Starts the provider first if needed.
     public func run() async throws {
-        let running: Running
-        if case .running(let current) = state.withLock({ $0 }) {
-            running = current
-        } else {
-            _ = try await start()
-            guard case .running(let current) = state.withLock({ $0 }) else { return }
-            running = current
-        }
+        _ = try await start()
+        guard case .running(let running) = state.withLock({ $0 }) else { return }
         let interval = configuration.effectiveRotationInterval
         let issuer = running.issuer
         let logger = self.logger

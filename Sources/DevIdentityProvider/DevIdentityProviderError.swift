@@ -8,8 +8,10 @@ public struct DevIdentityProviderError: Error, CustomStringConvertible, Sendable
         public init(rawValue: String) { self.rawValue = rawValue }
         /// A configuration field is out of range; the message names it.
         public static let invalidConfiguration = Code(rawValue: "invalid_configuration")
-        /// `shutdown()` ran before `start()` finished.
+        /// The provider was shut down (possibly while starting); it cannot be restarted.
         public static let stopped = Code(rawValue: "stopped")
+        /// `start()` was called while another `start()` was still running.
+        public static let alreadyStarting = Code(rawValue: "already_starting")
         /// The raw value.
         public var description: String { rawValue }
     }

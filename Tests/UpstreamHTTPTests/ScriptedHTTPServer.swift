@@ -37,7 +37,12 @@ final class ScriptedHTTPServer: Sendable {
             return try NIOSSLContext(configuration: configuration)
         }
         let seen = Mutex<[Seen]>([])
-        let recorder = Recorder { request in seen.withLock { $0.append(request) } }
+        let recorder = Recorder { request in
+            seen.withLock { requests in
+                requests.append(request)
+                return requests.count
+            }
+        }
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -65,14 +70,14 @@ final class ScriptedHTTPServer: Sendable {
 }
 
 private struct Recorder: Sendable {
-    let record: @Sendable (ScriptedHTTPServer.Seen) -> Void
+    /// Records a request and returns its 1-based number on this server.
+    let record: @Sendable (ScriptedHTTPServer.Seen) -> Int
 }
 
 private final class ScriptedHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private static let counter = Atomic<Int>(0)
     private let script: @Sendable (Int) -> ScriptedResponse
     private let recorder: Recorder
     private var head: HTTPRequestHead?
@@ -92,9 +97,8 @@ private final class ScriptedHandler: ChannelInboundHandler {
             body += buffer.readableBytesView
         case .end:
             guard let head else { return }
-            recorder.record(.init(head: head, body: body))
-            // The script is indexed per server: count requests recorded so far.
-            let response = script(requestNumber())
+            // Numbered per server, not per connection: a retry may come on a new connection.
+            let response = script(recorder.record(.init(head: head, body: body)))
             if response.hang { return }
             var headers = HTTPHeaders(response.headers)
             if !response.chunked { headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)") }
@@ -102,11 +106,5 @@ private final class ScriptedHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
-    }
-
-    private var requestCount = 0
-    private func requestNumber() -> Int {
-        requestCount += 1
-        return requestCount
     }
 }

@@ -1,0 +1,79 @@
+extension BrokerResponse {
+    /// The response as one line of JSON (without the newline), fields in the order
+    /// docs/protocol.md shows them.
+    public func jsonBytes() -> [UInt8] {
+        var writer = JSONWriter(capacity: token.map { $0.utf8.count + 200 } ?? 256)
+        writer.beginObject()
+        switch id {
+        case .number(let n): writer.field("id", n)
+        case .string(let s): writer.field("id", s)
+        case nil: break
+        }
+        writer.field("ok", ok)
+        writer.field("token", token)
+        writer.field("tokenType", tokenType)
+        writer.field("expiresOn", expiresOn)
+        writer.field("expiresIn", expiresIn)
+        writer.field("identity", identity)
+        writer.field("scope", scope)
+        if let status {
+            writer.key("status")
+            status.write(to: &writer)
+        }
+        if let error {
+            writer.key("error")
+            error.write(to: &writer)
+        }
+        writer.endObject()
+        return writer.bytes
+    }
+}
+
+extension WireError {
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("code", code)
+        writer.field("message", message)
+        writer.field("retryable", retryable)
+        writer.field("retryAfter", retryAfter)
+        if let upstream {
+            writer.key("upstream")
+            writer.beginObject()
+            writer.field("status", upstream.status)
+            writer.beginArray("codes")
+            for code in upstream.codes { writer.element(code) }
+            writer.endArray()
+            writer.field("error", upstream.error)
+            writer.field("traceId", upstream.traceId)
+            writer.field("correlationId", upstream.correlationId)
+            writer.endObject()
+        }
+        writer.endObject()
+    }
+}
+
+extension BrokerStatus {
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("version", version)
+        writer.field("ready", ready)
+        writer.beginArray("identities")
+        for identity in identities {
+            writer.separator()
+            writer.beginObject()
+            writer.field("name", identity.name)
+            writer.field("exchange", identity.exchange)
+            writer.field("source", identity.source)
+            writer.beginArray("cachedScopes")
+            for scope in identity.cachedScopes { writer.element(scope) }
+            writer.endArray()
+            if let lastError = identity.lastError {
+                writer.key("lastError")
+                lastError.write(to: &writer)
+            }
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.endObject()
+    }
+}

@@ -1,0 +1,216 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+import TokenBrokerProtocol
+
+@testable import BrokerServer
+
+/// An active `EmbeddedChannel` with only the sniffer, as the server sets it up.
+private func sniffedChannel(_ responder: ScriptedResponder) throws -> EmbeddedChannel {
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(responder: responder, peer: testPeer, maxRequestBytes: WireProtocol.maxRequestBytes))
+    try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
+    return channel
+}
+
+private func exchange(_ channel: EmbeddedChannel, _ request: String) throws -> [RawHTTPResponse] {
+    try channel.writeInbound(ByteBuffer(string: request))
+    return RawHTTPResponse.parseAll(try drainOutbound(channel))
+}
+
+private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResponder(), extraHeaders: String = "") throws -> RawHTTPResponse? {
+    let channel = try sniffedChannel(responder)
+    defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+    return try exchange(channel, "GET \(target) HTTP/1.1\r\nHost: localhost\r\n\(extraHeaders)\r\n").first
+}
+
+@Suite struct ProtocolSniffing {
+    @Test(arguments: [#"{"op":"ping","id":1}"#, #"  {"op":"ping","id":1}"#])
+    func jsonGoesToNDJSON(line: String) throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        try channel.writeInbound(ByteBuffer(string: line + "\n"))
+        #expect(try responses(in: drainOutbound(channel)) == [BrokerResponse(id: .number(1), ok: true)])
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: ProtocolSniffer.self) }
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: NDJSONHandler.self) }
+        _ = try channel.finish()
+    }
+
+    @Test func getGoesToHTTP() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let replies = try exchange(channel, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(replies.map(\.status) == [200])
+        #expect(replies.first?.json == BrokerResponse(id: nil, ok: true))
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: ProtocolSniffer.self) }
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: HTTPRequestHandler.self) }
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func methodSplitAcrossReadsStillRoutesToHTTP() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        #expect(try exchange(channel, "G").isEmpty)
+        #expect(try exchange(channel, "ET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").map(\.status) == [200])
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func closingBeforeSendingAnythingJustCloses() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(!channel.isActive)
+        #expect(try drainOutbound(channel).isEmpty)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+@Suite struct HTTPRoutes {
+    @Test(arguments: [
+        "/v1/token?scope=https%3A%2F%2Fstorage.azure.com%2F.default&identity=writer",
+        "/v1/token?scope=https://storage.azure.com/.default&identity=writer",
+    ])
+    func tokenReturnsTheSameJSONAsNDJSON(target: String) throws {
+        let reply = try #require(try get(target))
+        #expect(reply.status == 200)
+        #expect(reply.headers["content-type"] == "application/json")
+        #expect(reply.headers["cache-control"] == "no-store")
+        #expect(reply.headers["content-length"] == String(reply.body.utf8.count))
+        let expected = ScriptedResponder.answer(BrokerRequest(op: "token", scope: "https://storage.azure.com/.default", identity: "writer"))
+        #expect(reply.json == expected)
+        #expect(reply.json?.token == ScriptedResponder.token(for: "https://storage.azure.com/.default"))
+    }
+
+    @Test func queryParametersBecomeTheRequest() throws {
+        let responder = ScriptedResponder()
+        _ = try get("/v1/token?resource=https://vault.azure.net&minValiditySeconds=600", responder)
+        #expect(responder.requests == [BrokerRequest(op: "token", resource: "https://vault.azure.net", minValiditySeconds: 600)])
+    }
+
+    @Test(arguments: ["-1", "abc", "1.5"])
+    func badMinValidityIsRejected(value: String) throws {
+        let reply = try #require(try get("/v1/token?scope=x&minValiditySeconds=\(value)"))
+        #expect(reply.status == 400)
+        #expect(reply.json?.error?.code == "bad_request")
+    }
+
+    @Test func statusAndHealth() throws {
+        #expect(try get("/v1/status")?.json?.status == BrokerStatus(ready: true, identities: []))
+        #expect(try get("/healthz")?.status == 200)
+    }
+
+    @Test(arguments: ["/", "/v1/tokens", "/metadata/identity/oauth2/token", "/v1/token/extra"])
+    func unknownPathIsNotFound(target: String) throws {
+        let reply = try #require(try get(target))
+        #expect(reply.status == 404)
+        #expect(reply.json?.ok == false)
+        #expect(reply.json?.error?.code == "not_found")
+    }
+
+    @Test(arguments: ["POST", "PUT", "DELETE"])
+    func onlyGETIsAllowed(method: String) throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let replies = try exchange(channel, "\(method) /v1/token?scope=x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(replies.map(\.status) == [405])
+        #expect(replies.first?.json?.ok == false)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func readinessFollowsTheResponder() throws {
+        let responder = ScriptedResponder()
+        #expect(try get("/readyz", responder)?.status == 200)
+        responder.setReadiness(false, "no token obtained yet for identity default")
+        let reply = try #require(try get("/readyz", responder))
+        #expect(reply.status == 503)
+        #expect(reply.json?.ok == false)
+        #expect(reply.json?.error?.message == "no token obtained yet for identity default")
+    }
+
+    @Test func throttledBecomes429WithRetryAfter() throws {
+        let reply = try #require(try get("/v1/token?scope=throttled"))
+        #expect(reply.status == 429)
+        #expect(reply.headers["retry-after"] == "30")
+        #expect(reply.json?.error?.code == "throttled")
+    }
+
+    @Test(arguments: [
+        ("bad_request", 400), ("unknown_op", 400), ("identity_required", 400), ("forbidden", 403), ("unknown_identity", 404),
+        ("not_found", 404), ("too_large", 413), ("throttled", 429), ("upstream_rejected", 502), ("assertion_unavailable", 503),
+        ("assertion_expired", 503), ("upstream_unavailable", 503), ("shutting_down", 503), ("internal", 500), ("something_new", 500),
+    ])
+    func errorCodesMapToHTTPStatus(code: String, status: Int) {
+        #expect(WireCoding.httpStatus(for: code) == status)
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderOnOneConnection() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let replies = try exchange(channel, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(replies.map(\.status) == [200, 404, 200])
+        #expect(replies.allSatisfy { $0.headers["connection"] == "keep-alive" })
+        #expect(channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test(arguments: [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\n\r\n",
+    ])
+    func nonKeepAliveClosesAfterTheAnswer(request: String) throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let replies = try exchange(channel, request)
+        #expect(replies.map(\.status) == [200])
+        #expect(replies.first?.headers["connection"] == "close")
+        #expect(!channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+@Suite struct HTTPGarbage {
+    /// The HTTP half of the pipeline on its own, as the sniffer installs it.
+    private func httpChannel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(responder: ScriptedResponder(), peer: testPeer))
+        try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
+        return channel
+    }
+
+    static let tlsClientHello = "\u{16}\u{03}\u{01}\u{00}\u{a5}\u{01}\u{00}\u{00}\u{a1}\u{03}\u{03}GARBAGE\r\n\r\n"
+
+    @Test(arguments: [
+        tlsClientHello,
+        "GET / HTTP/9.9\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nBad Header Line\r\n\r\n",
+    ])
+    func malformedRequestGets400JSONThenClose(request: String) throws {
+        let channel = try httpChannel()
+        try? channel.writeInbound(ByteBuffer(string: request))
+        let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
+        #expect(replies.map(\.status) == [400])
+        #expect(replies.first?.json?.error?.code == "bad_request")
+        #expect(replies.first?.headers["connection"] == "close")
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func badVersionThroughTheSnifferToo() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        try? channel.writeInbound(ByteBuffer(string: "GET / HTTP/9.9\r\n\r\n"))
+        let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
+        #expect(replies.map(\.status) == [400])
+        #expect(replies.first?.json?.error?.code == "bad_request")
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A TLS ClientHello does not start with a method, so the sniffer treats it as
+    /// NDJSON: it is refused as `bad_request` once its line ends (here: at EOF).
+    @Test func tlsThroughTheSnifferIsABadRequestLine() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        try channel.writeInbound(ByteBuffer(string: "\u{16}\u{03}\u{01}\u{00}\u{a5}\u{01}\u{00}"))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let answers = try responses(in: drainOutbound(channel))
+        #expect(answers.map { $0.error?.code } == ["bad_request"])
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import Testing
+import TokenBrokerProtocol
+
+@testable import BrokerServer
+
+/// An active `EmbeddedChannel` with the NDJSON decoder and handler.
+private func ndjsonChannel(_ responder: ScriptedResponder, maxBytes: Int = WireProtocol.maxRequestBytes) throws -> EmbeddedChannel {
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandlers([
+        ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: maxBytes)),
+        NDJSONHandler(responder: responder, peer: testPeer),
+    ])
+    try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
+    return channel
+}
+
+private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerResponse] {
+    try channel.writeInbound(ByteBuffer(string: text))
+    return try responses(in: drainOutbound(channel))
+}
+
+@Suite struct NDJSONFraming {
+    @Test func aLineSplitOverSeveralReadsIsAnsweredOnce() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        #expect(try send(channel, #"{"op":"pi"#).isEmpty)
+        #expect(try send(channel, #"ng","id":1}"#).isEmpty)
+        let answers = try send(channel, "\n")
+        #expect(answers == [BrokerResponse(id: .number(1), ok: true)])
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func twoRequestsInOneReadAreAnsweredInOrder() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        let answers = try send(channel, #"{"op":"ping","id":1}"# + "\n" + #"{"op":"token","scope":"https://storage.azure.com/.default","id":"two"}"# + "\n")
+        #expect(answers.map(\.id) == [.number(1), .string("two")])
+        #expect(answers[1].token == ScriptedResponder.token(for: "https://storage.azure.com/.default"))
+        #expect(answers[1].scope == "https://storage.azure.com/.default")
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    @Test func responsesAreOneLineEachWithoutEscapedSlashes() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        try channel.writeInbound(ByteBuffer(string: #"{"op":"token","scope":"https://vault.azure.net/.default","id":1}"# + "\n"))
+        let text = try drainOutbound(channel)
+        #expect(text.hasSuffix("\n") && text.filter { $0 == "\n" }.count == 1)
+        #expect(text.contains(#""scope":"https://vault.azure.net/.default""#))
+        _ = try channel.finish()
+    }
+
+    @Test func blankLinesAreIgnored() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        let answers = try send(channel, "\n   \n\r\n\t \r\n" + #"{"op":"ping","id":1}"# + "\r\n\n")
+        #expect(answers.map(\.id) == [.number(1)])
+        _ = try channel.finish()
+    }
+
+    @Test func lastLineWithoutNewlineIsAnsweredAtEOF() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        #expect(try send(channel, #"{"op":"ping","id":9}"#).isEmpty)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(try responses(in: drainOutbound(channel)).map(\.id) == [.number(9)])
+        #expect(!channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test(arguments: [64, 65])
+    func lineLengthLimitIsInclusive(length: Int) throws {
+        let prefix = #"{"op":"ping","id":1,"pad":""#
+        let line = prefix + String(repeating: "x", count: length - prefix.utf8.count - 2) + #""}"#
+        #expect(line.utf8.count == length)
+        let channel = try ndjsonChannel(ScriptedResponder(), maxBytes: 64)
+        let answers = try send(channel, line + "\n")
+        #expect(answers.map(\.ok) == [length <= 64])
+        #expect(channel.isActive == (length <= 64))
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+@Suite struct NDJSONErrors {
+    @Test(arguments: [
+        ("this is not json", "the request line is not valid JSON"),
+        (#"{"op":"ping""#, "the request line is not valid JSON"),
+        (#"{"scope":"x"}"#, "the request has no 'op' field"),
+        (#"{"op":7}"#, "field 'op' has the wrong type"),
+        (#"{"op":"token","minValiditySeconds":"300"}"#, "field 'minValiditySeconds' has the wrong type"),
+    ])
+    func badLineGetsBadRequestAndTheNextLineIsStillAnswered(line: String, message: String) throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        let answers = try send(channel, line + "\n" + #"{"op":"ping","id":2}"# + "\n")
+        #expect(answers.count == 2)
+        #expect(answers.first?.ok == false)
+        #expect(answers.first?.error?.code == "bad_request")
+        #expect(answers.first?.error?.message == message)
+        #expect(answers.last == BrokerResponse(id: .number(2), ok: true))
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    /// A JSON array is valid JSON but not a request: the message must say what a
+    /// request looks like rather than name an empty field (`field '' has the wrong type`).
+    @Test(arguments: [#"["op","ping"]"#, #"[]"#])
+    func nonObjectJSONIsExplained(line: String) throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        let answers = try send(channel, line + "\n")
+        #expect(answers.first?.error?.code == "bad_request")
+        let message = answers.first?.error?.message ?? ""
+        #expect(!message.contains("''"), "message names an empty field: \(message)")
+        #expect(message.contains("JSON object"))
+        _ = try channel.finish()
+    }
+
+    @Test func lineOver64KiBIsTooLargeAndClosesTheConnection() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        let huge = #"{"op":"ping","pad":""# + String(repeating: "A", count: 64 * 1024)
+        let answers = try send(channel, huge)  // no newline needed: the limit is hit while buffering
+        #expect(answers.count == 1)
+        #expect(answers.first?.error?.code == "too_large")
+        #expect(answers.first?.error?.message.contains("65536") == true)
+        #expect(!channel.isActive)
+        #expect(responder.requests.isEmpty)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func linesAfterTooLargeAreNotAnswered() throws {
+        let channel = try ndjsonChannel(ScriptedResponder(), maxBytes: 32)
+        let answers = try send(channel, String(repeating: "B", count: 40) + "\n" + #"{"op":"ping","id":1}"# + "\n")
+        #expect(answers.map { $0.error?.code } == ["too_large"])
+        #expect(!channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+@Suite struct NDJSONOrdering {
+    private func asyncChannel(_ responder: ScriptedResponder) async throws -> NIOAsyncTestingChannel {
+        let channel = try await NIOAsyncTestingChannel { channel in
+            try channel.pipeline.syncOperations.addHandlers([
+                ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: WireProtocol.maxRequestBytes)),
+                NDJSONHandler(responder: responder, peer: testPeer),
+            ])
+        }
+        try await channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).get()
+        return channel
+    }
+
+    private func nextLine(_ channel: NIOAsyncTestingChannel) async throws -> BrokerResponse {
+        let buffer = try await channel.waitForOutboundWrite(as: ByteBuffer.self)
+        return try JSONDecoder().decode(BrokerResponse.self, from: Data(buffer.readableBytesView))
+    }
+
+    @Test func anImmediateAnswerWaitsForThePendingOneBeforeIt() async throws {
+        let responder = ScriptedResponder()
+        let channel = try await asyncChannel(responder)
+        try await channel.writeInbound(ByteBuffer(string: #"{"op":"token","scope":"slow","id":1}"# + "\n" + #"{"op":"ping","id":2}"# + "\n"))
+        try await channel.writeInbound(ByteBuffer(string: #"{"op":"token","scope":"fast","id":3}"# + "\n"))
+        await responder.waitForSlowArrivals(1)
+        #expect(try await channel.readOutbound(as: ByteBuffer.self) == nil)  // the hits are held back
+        responder.openGate()
+        #expect(try await nextLine(channel).id == .number(1))
+        #expect(try await nextLine(channel).id == .number(2))
+        #expect(try await nextLine(channel).id == .number(3))
+        #expect(channel.isActive)
+        _ = try await channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test func eofWithARequestInFlightAnswersItThenCloses() async throws {
+        let responder = ScriptedResponder()
+        let channel = try await asyncChannel(responder)
+        try await channel.writeInbound(ByteBuffer(string: #"{"op":"token","scope":"slow","id":1}"# + "\n"))
+        await responder.waitForSlowArrivals(1)
+        try await channel.testingEventLoop.executeInContext {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+        #expect(channel.isActive)  // still owes an answer
+        responder.openGate()
+        #expect(try await nextLine(channel).token == ScriptedResponder.token(for: "slow"))
+        try await channel.closeFuture.get()
+        _ = try await channel.finish(acceptAlreadyClosed: true)
+    }
+}
