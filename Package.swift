@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
@@ -38,6 +39,7 @@ let package = Package(
                 "TokenExchange",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,9 +92,22 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // libsystemd, reached only through SystemdSupport.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        // sd_notify, watchdog, socket activation and journald: the only module that touches libsystemd.
+        .target(
+            name: "SystemdSupport",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -107,6 +122,7 @@ let package = Package(
                 "TokenCache",
                 "BrokerServer",
                 "DevIdentityProvider",
+                "SystemdSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,20 +148,54 @@ let package = Package(
         ),
 
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
-        .testTarget(name: "TokenCacheTests", dependencies: ["TokenCache", "TokenExchange"]),
-        .testTarget(name: "AssertionSourcesTests", dependencies: ["AssertionSources", "TokenExchange"]),
+        .testTarget(
+            name: "TokenCacheTests",
+            dependencies: ["TokenCache", "TokenExchange", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "AssertionSourcesTests",
+            dependencies: ["AssertionSources", "TokenExchange", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer", "TokenBrokerProtocol", "TokenExchange",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "BrokerAppTests", dependencies: ["BrokerApp", "TokenExchange"]),
-        .testTarget(name: "UpstreamHTTPTests", dependencies: ["UpstreamHTTP", "TokenExchange", "DevIdentityProvider"]),
-        .testTarget(name: "DevIdentityProviderTests", dependencies: ["DevIdentityProvider"]),
+        .testTarget(
+            name: "BrokerAppTests",
+            dependencies: ["BrokerApp", "TokenExchange", .product(name: "Yams", package: "Yams")]
+        ),
+        .testTarget(
+            name: "UpstreamHTTPTests",
+            dependencies: [
+                "UpstreamHTTP", "TokenExchange",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "DevIdentityProviderTests",
+            dependencies: [
+                "DevIdentityProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
@@ -161,7 +211,7 @@ let package = Package(
 
 // Strict settings for every target: explicit `any`, imports that show the
 // module boundary, and members visible only where their module is imported.
-for target in package.targets {
+for target in package.targets where target.type != .system {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))

@@ -10,8 +10,8 @@ public import TokenExchange
 ///
 /// As a `Service`, `run()` watches the file's directory with inotify and re-reads the
 /// file on every relevant event, with a slow poll as a fallback; `currentAssertion()`
-/// then answers from memory. Without `run()` it still works: every call whose cached
-/// state is missing or expired re-reads the file.
+/// then answers from memory. Without `run()` it still works: a call whose cached state
+/// is missing, failed, expired or older than `pollInterval` re-reads the file first.
 public final class FileAssertionSource: AssertionSource, Service, Sendable {
     /// The token file, as configured (used as the origin in every message).
     public let path: String
@@ -55,13 +55,20 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
     }
 
     /// The cached assertion when still valid; otherwise the file is re-read once before failing.
+    ///
+    /// Throws `assertion_unavailable` naming the file and the reason, or `assertion_expired`
+    /// naming the file and its `exp`/`nbf`.
     public func currentAssertion() async throws(TokenExchangeError) -> Assertion {
         let instant = now()
-        if case .success(let cached)? = state.withLock({ $0.result }), (try? cached.checkValidity(at: instant)) != nil {
-            return cached
+        let (cached, checkedAt) = state.withLock { ($0.result, $0.checkedAt) }
+        // A read older than the poll interval means no watcher is refreshing it (run() not
+        // started): re-read so the poll fallback holds even then.
+        let fresh = checkedAt.map { instant.timeIntervalSince($0) < Self.seconds(pollInterval) } ?? false
+        if fresh, case .success(let assertion)? = cached, (try? assertion.checkValidity(at: instant)) != nil {
+            return assertion
         }
-        // Missing, failed or expired: the file may have changed since the last event (or no
-        // watcher runs). Reading a file this small is microseconds, so do it inline.
+        // Missing, failed, expired or stale: the file may have changed since the last event.
+        // Reading a file this small takes microseconds, so do it inline.
         let assertion = try reload().get()
         do {
             try assertion.checkValidity(at: now())
@@ -195,6 +202,10 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
         if let exp = claims.expiresAt { metadata["assertion.exp"] = "\(Int(exp.timeIntervalSince1970))" }
         if !claims.audiences.isEmpty { metadata["assertion.aud"] = "\(claims.audiences.joined(separator: ","))" }
         return metadata
+    }
+
+    private static func seconds(_ duration: Duration) -> TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     private static func milliseconds(_ duration: Duration) -> Int32 {

@@ -114,7 +114,10 @@ public final class BrokerServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(allTimeout: idle),
                         IdleCloser(),
-                        ProtocolSniffer(responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes),
+                        ProtocolSniffer(
+                            responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
+                            requestReadTimeout: .nanoseconds(Int64(configuration.requestReadTimeout.components.seconds) * 1_000_000_000
+                                + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000)),
                     ])
                 }
             }

@@ -28,6 +28,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         case .body:
             break  // no route takes a body; ignore it
         case .end:
+            context.triggerUserOutboundEvent(RequestCompleted(), promise: nil)
             guard let head = current, !closeWhenDrained else { return }
             current = nil
             handle(head, context: context)
@@ -69,6 +70,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         }
         closeWhenDrained = true
         let slot = sequencer.reserve()
+        if case .headerOverflow = error as? HTTPParserError {
+            let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request head is too large; closing the connection"))
+            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, keepAlive: false), context: context)
+            return
+        }
         let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(error)); closing the connection"))
         complete(slot, HTTPReply(status: .badRequest, body: body, keepAlive: false), context: context)
     }

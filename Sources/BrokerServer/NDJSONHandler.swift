@@ -28,11 +28,12 @@ final class NDJSONHandler: ChannelInboundHandler {
             closeWhenDrained = true
             complete(slot, .failure(id: nil, error), context: context)
         case .line(let line):
+            context.triggerUserOutboundEvent(RequestCompleted(), promise: nil)
             guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
             let slot = sequencer.reserve()
             switch WireCoding.decodeRequest(line) {
-            case .failure(let error):
-                complete(slot, .failure(id: nil, error), context: context)
+            case .failure(let failure):
+                complete(slot, .failure(id: failure.id, failure.error), context: context)
             case .success(let request):
                 if let response = responder.immediateResponse(to: request, from: peer) {
                     complete(slot, response, context: context)

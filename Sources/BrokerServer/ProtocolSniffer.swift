@@ -10,11 +10,13 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
     private let maxRequestBytes: Int
+    private let requestReadTimeout: TimeAmount
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int) {
+    init(responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10)) {
         self.responder = responder
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
+        self.requestReadTimeout = requestReadTimeout
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -22,12 +24,30 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         guard let first = buffer.readableBytesView.first else { return }
         let pipeline = context.pipeline.syncOperations
         do {
-            if first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") {
-                try pipeline.configureHTTPServerPipeline(position: .after(self), withPipeliningAssistance: false, withErrorHandling: false)
+            switch Self.classify(first) {
+            case .http:
+                let guardHandler = RequestGuard(kind: .http, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
+                try pipeline.addHandler(guardHandler, position: .after(self))
+                var limits = NIOHTTPDecoderLimitConfiguration()
+                limits.maxHeaderFieldSize = maxRequestBytes
+                limits.maxHeaderListSize = maxRequestBytes
+                limits.maxHeaderFieldCount = 256
+                try pipeline.configureHTTPServerPipeline(
+                    position: .after(guardHandler), withPipeliningAssistance: false, withErrorHandling: false,
+                    withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                 try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer))
-            } else {
-                try pipeline.addHandler(ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: maxRequestBytes)), position: .after(self))
+            case .ndjson:
+                let guardHandler = RequestGuard(kind: .ndjson, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
+                try pipeline.addHandler(guardHandler, position: .after(self))
+                try pipeline.addHandler(ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: maxRequestBytes)), position: .after(guardHandler))
                 try pipeline.addHandler(NDJSONHandler(responder: responder, peer: peer))
+            case .neither:
+                let message = "this socket speaks NDJSON or HTTP/1.1; a first byte of 0x\(String(first, radix: 16)) is neither (a TLS client?)"
+                let line = #"{"ok":false,"error":{"code":"bad_request","message":"\#(message)","retryable":false}}"# + "\n"
+                context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: line))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                return
             }
         } catch {
             context.close(promise: nil)
@@ -35,6 +55,21 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         }
         context.fireChannelRead(data)
         pipeline.removeHandler(context: context, promise: nil)
+    }
+
+    enum Encoding { case ndjson, http, neither }
+
+    /// An uppercase letter starts an HTTP method; JSON starts with `{` (or another
+    /// JSON value, or whitespace, answered as a bad request line); anything else is
+    /// refused at once rather than buffered.
+    static func classify(_ first: UInt8) -> Encoding {
+        switch first {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): .http
+        case UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "\""), UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+            .ndjson
+        default: .neither
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

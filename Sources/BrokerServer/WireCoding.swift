@@ -5,23 +5,41 @@ import TokenBrokerProtocol
 /// Turns bytes into `BrokerRequest`s and `BrokerResponse`s into bytes, with
 /// errors that say exactly what was wrong with a request.
 enum WireCoding {
-    /// Decodes one NDJSON request, or the `bad_request` error describing why not.
-    static func decodeRequest(_ bytes: ByteBuffer) -> Result<BrokerRequest, WireError> {
+    /// Decodes one NDJSON request, or the `bad_request` error describing why not
+    /// (with the request's `id` when one could be read, so the caller can match it).
+    static func decodeRequest(_ bytes: ByteBuffer) -> Result<BrokerRequest, DecodeFailure> {
         let data = Data(bytes.readableBytesView)
-        guard (try? JSONSerialization.jsonObject(with: data, options: [])) != nil else {
-            return .failure(WireError(code: .badRequest, message: "the request line is not valid JSON"))
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            return .failure(DecodeFailure(id: nil, WireError(code: .badRequest, message: "the request line is not valid JSON")))
+        }
+        guard let fields = object as? [String: Any] else {
+            return .failure(DecodeFailure(id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}")))
+        }
+        let id: RequestID? = (fields["id"] as? String).map(RequestID.string)
+            ?? (fields["id"] as? NSNumber).flatMap { Int64(exactly: $0.doubleValue) }.map(RequestID.number)
+        func failure(_ message: String) -> Result<BrokerRequest, DecodeFailure> {
+            .failure(DecodeFailure(id: id, WireError(code: .badRequest, message: message)))
         }
         do {
             return .success(try JSONDecoder().decode(BrokerRequest.self, from: data))
         } catch let DecodingError.keyNotFound(key, _) {
-            return .failure(WireError(code: .badRequest, message: "the request has no '\(key.stringValue)' field"))
+            return failure("the request has no '\(key.stringValue)' field")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            return .failure(WireError(code: .badRequest, message: "field '\(path(context.codingPath))' has the wrong type"))
+            return failure("field '\(path(context.codingPath))' has the wrong type")
         } catch let DecodingError.dataCorrupted(context) {
-            let field = context.codingPath.isEmpty ? "the request" : "field '\(path(context.codingPath))'"
-            return .failure(WireError(code: .badRequest, message: "\(field) is not a valid value; a request is a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}"))
+            return failure("field '\(path(context.codingPath))' is not a valid value")
         } catch {
-            return .failure(WireError(code: .badRequest, message: "the request could not be decoded"))
+            return failure("the request could not be decoded")
+        }
+    }
+
+    /// A request that could not be decoded, with its `id` if it had a readable one.
+    struct DecodeFailure: Error {
+        var id: RequestID?
+        var error: WireError
+        init(id: RequestID?, _ error: WireError) {
+            self.id = id
+            self.error = error
         }
     }
 

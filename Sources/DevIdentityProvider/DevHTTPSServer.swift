@@ -132,6 +132,11 @@ private final class DevHTTPHandler: ChannelInboundHandler {
             self.head = head
             self.body = []
             self.tooLarge = false
+            // curl sends `Expect: 100-continue` for larger bodies and would otherwise stall a second.
+            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                let interim = HTTPResponseHead(version: head.version, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
+            }
         case .body(var buffer):
             if body.count + buffer.readableBytes > Self.maxBodyBytes {
                 tooLarge = true

@@ -81,6 +81,8 @@ public final class DevIdentityProvider: Service {
         try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
         // The state directory holds live tokens: private even if it already existed.
         _ = chmod(root, 0o700)
+        // provider.json appearing is the readiness signal other processes wait for: never leave a stale one.
+        try? FileManager.default.removeItem(atPath: root + "/provider.json")
         let tokenDirectory = root + "/tokens"
         try AtomicWriter.makeDirectory(tokenDirectory, mode: 0o700, allowExisting: true)
 

@@ -15,7 +15,11 @@ struct SigningKey: Sendable {
 
     /// Generates a fresh 2048-bit key (~0.1–0.2 s).
     static func generate() async throws -> SigningKey {
-        let backing = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        // Key generation is pure CPU for ~0.1–0.2 s: do it on its own thread, never on
+        // the cooperative pool (two threads on a two-core machine) other work needs.
+        let backing = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<_RSA.Signing.PrivateKey, any Error>) in
+            Thread { continuation.resume(with: Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }) }.start()
+        }
         let key = try Insecure.RSA.PrivateKey(backing: backing)
         let kid = Base64URL.encode(SHA256.hash(data: backing.publicKey.derRepresentation))
         let primitives = try key.publicKey.getKeyPrimitives()
@@ -24,7 +28,12 @@ struct SigningKey: Sendable {
             "n": Base64URL.encode(primitives.modulus), "e": Base64URL.encode(primitives.publicExponent),
         ]
         let keys = JWTKeyCollection()
-        await keys.add(rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+        // Go (kube-apiserver, Entra's clients) writes `/` unescaped; so do we, so tokens read alike.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        await keys.add(
+            rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid),
+            serializer: DefaultJWTSerializer(jsonEncoder: encoder))
         return SigningKey(kid: kid, publicJWK: jwk, keys: keys)
     }
 

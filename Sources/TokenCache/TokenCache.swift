@@ -83,6 +83,11 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 state.identities[key.identity]!.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
             }
             if let task = entry.inFlight { return .join(task) }
+            if let obtainedAt = entry.obtainedAt, obtainedAt.duration(to: instant) < configuration.minimumRefreshInterval,
+                let valid = entry.validToken(at: instant, key: key)
+            {
+                return .recentEnough(valid)
+            }
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
@@ -93,6 +98,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         switch decision {
         case .unknownIdentity:
             throw TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)
+        case .recentEnough(let token):
+            return token
         case .backingOff(let error, let stale):
             if let stale { return stale }
             throw error
@@ -154,6 +161,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 let left = token.expiresAt.timeIntervalSince(wallNow)
                 let refreshIn = configuration.refreshPolicy.refreshDelay(for: token, using: &generator) - wallNow.timeIntervalSince(token.issuedAt)
                 entry.token = token
+                entry.obtainedAt = instant
                 entry.validUntil = instant.advanced(by: .seconds(left))
                 entry.refreshAt = instant.advanced(by: .seconds(max(0, refreshIn)))
                 entry.failures = 0
@@ -247,6 +255,7 @@ extension TokenCache {
         var token: AccessToken?
         var validUntil: C.Instant?
         var refreshAt: C.Instant?
+        var obtainedAt: C.Instant?
         var lastRequested: C.Instant
         var inFlight: Task<AccessToken, any Error>?
         var failures = 0
@@ -271,6 +280,7 @@ extension TokenCache {
         case unknownIdentity
         case join(Task<AccessToken, any Error>)
         case backingOff(TokenExchangeError, stale: CachedToken?)
+        case recentEnough(CachedToken)
     }
 }
 

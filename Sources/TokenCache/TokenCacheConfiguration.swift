@@ -11,6 +11,11 @@ public struct TokenCacheConfiguration: Sendable {
     /// Validity a cached token must still have to be served when the request does
     /// not say (default 300 s, as the Azure SDKs use).
     public var defaultMinimumValidity: Duration = .seconds(300)
+    /// A caller asking for more validity than the cached token has triggers a refresh
+    /// at most this often per key; in between, the still-valid token is served
+    /// (default 30 s, as MSAL does). Without it, a caller asking for a day of
+    /// validity would send every request upstream.
+    public var minimumRefreshInterval: Duration = .seconds(30)
     /// How often the refresher looks for due refreshes (default 1 s).
     public var refreshTick: Duration = .seconds(1)
     /// Refresh timing and backoff.

@@ -50,7 +50,7 @@ public enum EntraTokenResponse {
         let upstream = TokenExchangeError.Upstream(
             status: response.status,
             error: body?["error"] as? String,
-            codes: (body?["error_codes"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? [],
+            codes: (body?["error_codes"] as? [Any])?.compactMap { JSONNumber.double($0).flatMap { abs($0) < 1e15 ? Int($0) : nil } } ?? [],
             traceId: body?["trace_id"] as? String,
             correlationId: body?["correlation_id"] as? String
         )
@@ -125,11 +125,8 @@ public enum EntraTokenResponse {
 
     /// Numbers arrive as JSON numbers from Entra and as strings from some STSs.
     static func seconds(_ value: Any?) -> TimeInterval? {
-        switch value {
-        case let n as NSNumber where !(value is Bool): return n.doubleValue.isFinite ? n.doubleValue : nil
-        case let s as String: return TimeInterval(s)
-        default: return nil
-        }
+        if let number = JSONNumber.double(value) { return number }
+        return (value as? String).flatMap(TimeInterval.init)
     }
 
     /// The description up to Entra's " Trace ID:" trailer, at most 300 characters.

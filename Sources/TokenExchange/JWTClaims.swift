@@ -71,12 +71,10 @@ public struct JWTClaims: Sendable, Equatable {
 
     private static func date(_ value: Any?, name: String) throws(JWTDecodingError) -> Date? {
         guard let value else { return nil }
-        // JSONSerialization gives NSNumber for numbers; Bool is also an NSNumber on Linux.
-        guard let number = value as? NSNumber, !(value is Bool) else {
+        guard let seconds = JSONNumber.double(value) else {
             throw JWTDecodingError("claim '\(name)' is not a number")
         }
-        let seconds = number.doubleValue
-        guard seconds.isFinite, seconds >= 0, seconds < 253_402_300_800 else {
+        guard seconds >= 0, seconds < 253_402_300_800 else {
             throw JWTDecodingError("claim '\(name)' is out of range")
         }
         return Date(timeIntervalSince1970: seconds)

@@ -24,5 +24,7 @@ public struct UpstreamHTTPError: Error, Sendable, Equatable, CustomStringConvert
         self.message = message
     }
 
+    /// `code: message`, for logs.
+    /// `code: message`, for logs.
     public var description: String { "\(code.rawValue): \(message)" }
 }

@@ -20,20 +20,20 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: \(LogLevelName.all.joined(separator: ", ")).")
     var logLevel: String?
 
+    @Option(name: .long, help: "auto (journald when stderr is the journal, else text), text, json, journal.")
+    var logFormat: String = "auto"
+
     func validate() throws {
         if let logLevel, LogLevelName.parse(logLevel) == nil {
             throw ValidationError("--log-level must be one of \(LogLevelName.all.joined(separator: ", "))")
         }
+        if LogSetup.Format(rawValue: logFormat) == nil {
+            throw ValidationError("--log-format must be one of \(LogSetup.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 
     func bootstrap(configured: String = "info") -> Logger {
-        let level = Logger.Level(rawValue: LogLevelName.parse(logLevel ?? configured) ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        return Logger(label: "tokenbrokerd")
+        LogSetup.bootstrap(format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel ?? configured, environment: ProcessInfo.processInfo.environment)
     }
 }
 
@@ -73,7 +73,17 @@ extension TokenBrokerDaemon {
             }
             if let socket { configuration.socket.path = socket }
             let logger = logging.bootstrap(configured: configuration.log.level)
-            try await BrokerApplication.run(configuration: configuration, environment: environment, logger: logger)
+            let path = config
+            let socketOverride = socket
+            try await BrokerApplication.run(
+                configuration: configuration, environment: environment,
+                reload: {
+                    // SIGHUP: the same sources as at start; a broken file throws and the old configuration stays.
+                    var fresh = try ConfigurationSource.read(path: path, environment: environment)
+                    if let socketOverride { fresh.socket.path = socketOverride }
+                    return fresh
+                },
+                logger: logger)
         }
     }
 
@@ -127,11 +137,16 @@ extension TokenBrokerDaemon {
 enum ConfigurationSource {
     static let defaultPath = "/etc/tokenbroker/config.yaml"
 
+    /// Reads the configuration; throws `ConfigurationError` listing every problem.
+    static func read(path: String?, environment: [String: String]) throws(ConfigurationError) -> BrokerConfiguration {
+        if let path { return try ConfigurationLoader.load(path: path, environment: environment) }
+        if FileManager.default.fileExists(atPath: defaultPath) { return try ConfigurationLoader.load(path: defaultPath, environment: environment) }
+        return try ConfigurationLoader.load(yaml: "", origin: "environment", environment: environment)
+    }
+
     static func load(path: String?, environment: [String: String]) throws -> BrokerConfiguration {
         do {
-            if let path { return try ConfigurationLoader.load(path: path, environment: environment) }
-            if FileManager.default.fileExists(atPath: defaultPath) { return try ConfigurationLoader.load(path: defaultPath, environment: environment) }
-            return try ConfigurationLoader.load(yaml: "", origin: "environment", environment: environment)
+            return try read(path: path, environment: environment)
         } catch {
             FileHandle.standardError.write(Data("tokenbrokerd: invalid configuration: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG

@@ -7,7 +7,7 @@ import TokenExchange
 
 /// Reading a token file once: layouts, and the exact reason a file cannot be used.
 @Suite struct FileAssertionSourceReadingTests {
-    private func source(_ path: String, logger: Logger = Logger(label: "test"), now: @escaping @Sendable () -> Date = { Date() }) -> FileAssertionSource {
+    private func source(_ path: String, logger: Logger = quietLogger, now: @escaping @Sendable () -> Date = { Date() }) -> FileAssertionSource {
         FileAssertionSource(path: path, pollInterval: .seconds(60), now: now, logger: logger)
     }
 
@@ -130,6 +130,19 @@ import TokenExchange
 
         try Data(makeJWT(subject: "late").utf8).write(to: URL(fileURLWithPath: directory.file("token")))
         #expect(try await source.currentAssertion().claims.subject == "late")
+    }
+
+    @Test func rereadsAStaleReadWithoutRunning() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("token")
+        try Data(makeJWT(subject: "one").utf8).write(to: URL(fileURLWithPath: path))
+        let source = FileAssertionSource(path: path, pollInterval: .milliseconds(50), now: { Date() }, logger: quietLogger)
+        #expect(try await source.currentAssertion().claims.subject == "one")
+
+        try Data(makeJWT(subject: "two").utf8).write(to: URL(fileURLWithPath: path))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await source.currentAssertion().claims.subject == "two")
     }
 
     @Test func snapshotShowsClaimsOrTheReason() async throws {

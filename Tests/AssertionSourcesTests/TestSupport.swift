@@ -84,7 +84,7 @@ struct POSIXError: Error, CustomStringConvertible {
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; true when it held.
 /// Asserts that a pickup happened, not how fast.
-func eventually(timeout: Duration = .seconds(5), _ condition: () async -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(30), _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return true }
@@ -125,3 +125,6 @@ final class RecordingLogHandler: LogHandler, Sendable {
 
     var logger: Logger { Logger(label: "test") { _ in self } }
 }
+
+/// A logger that discards everything, so test output stays readable.
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

@@ -163,6 +163,33 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     }
 }
 
+@Suite struct HTTPLimits {
+    @Test func headGetsHeadersWithoutABody() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        try channel.writeInbound(ByteBuffer(string: "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        let text = try drainOutbound(channel)
+        let heads = text.components(separatedBy: "\r\n\r\n")
+        #expect(heads.count == 3)  // head, head + body of the GET
+        #expect(heads.first?.hasPrefix("HTTP/1.1 200 OK") == true)
+        #expect(heads.dropFirst().first?.hasPrefix("HTTP/1.1 200 OK") == true)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// `maxRequestBytes` is documented as the longest request line *or HTTP head*, and
+    /// docs/protocol.md maps `too_large` to 413.
+    @Test func anHTTPHeadOverTheLimitIsTooLarge() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024))
+        try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
+        _ = try? channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "p", count: 4096))\r\n\r\n"))
+        let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
+        #expect(replies.map(\.status) == [413])
+        #expect(replies.first?.json?.error?.code == "too_large")
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
 @Suite struct HTTPGarbage {
     /// The HTTP half of the pipeline on its own, as the sniffer installs it.
     private func httpChannel() throws -> EmbeddedChannel {
@@ -183,7 +210,7 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     ])
     func malformedRequestGets400JSONThenClose(request: String) throws {
         let channel = try httpChannel()
-        try? channel.writeInbound(ByteBuffer(string: request))
+        _ = try? channel.writeInbound(ByteBuffer(string: request))
         let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
         #expect(replies.map(\.status) == [400])
         #expect(replies.first?.json?.error?.code == "bad_request")
@@ -194,7 +221,7 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
 
     @Test func badVersionThroughTheSnifferToo() throws {
         let channel = try sniffedChannel(ScriptedResponder())
-        try? channel.writeInbound(ByteBuffer(string: "GET / HTTP/9.9\r\n\r\n"))
+        _ = try? channel.writeInbound(ByteBuffer(string: "GET / HTTP/9.9\r\n\r\n"))
         let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
         #expect(replies.map(\.status) == [400])
         #expect(replies.first?.json?.error?.code == "bad_request")

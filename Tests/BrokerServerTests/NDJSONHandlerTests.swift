@@ -100,6 +100,19 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
         _ = try channel.finish()
     }
 
+    /// docs/protocol.md: "Every response has `ok`, and `id` when the request had one."
+    @Test(arguments: [
+        (#"{"id":7,"op":5}"#, RequestID.number(7)),
+        (#"{"id":"abc","scope":"https://storage.azure.com/.default"}"#, RequestID.string("abc")),
+    ])
+    func badRequestEchoesTheRequestID(line: String, id: RequestID) throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        let answers = try send(channel, line + "\n")
+        #expect(answers.first?.error?.code == "bad_request")
+        #expect(answers.first?.id == id)
+        _ = try channel.finish()
+    }
+
     /// A JSON array is valid JSON but not a request: the message must say what a
     /// request looks like rather than name an empty field (`field '' has the wrong type`).
     @Test(arguments: [#"["op","ping"]"#, #"[]"#])

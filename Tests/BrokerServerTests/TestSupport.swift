@@ -21,6 +21,7 @@ final class ScriptedResponder: BrokerResponder {
         var arrivalWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
         var arrivals = 0
         var requests: [BrokerRequest] = []
+        var peers: [PeerCredentials] = []
     }
 
     private let state = Mutex(State())
@@ -48,9 +49,13 @@ final class ScriptedResponder: BrokerResponder {
     func setReadiness(_ ready: Bool, _ reason: String) { state.withLock { $0.ready = (ready, reason) } }
 
     var requests: [BrokerRequest] { state.withLock { $0.requests } }
+    var peers: [PeerCredentials] { state.withLock { $0.peers } }
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
-        state.withLock { $0.requests.append(request) }
+        state.withLock {
+            $0.requests.append(request)
+            $0.peers.append(peer)
+        }
         guard request.scope != Self.slowScope, request.scope != Self.missScope else { return nil }
         return Self.answer(request)
     }

@@ -76,7 +76,7 @@ import Testing
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
-        let cache = OIDCKeyCache(client: client, logger: Logger(label: "test"))
+        let cache = OIDCKeyCache(client: client, logger: quietLogger)
         for issuer in ["https://127.0.0.1:1", "http://127.0.0.1:1"] {
             await #expect {
                 try await cache.verify("a.b.c", kid: "kid", issuer: issuer)
@@ -90,7 +90,7 @@ import Testing
     @Test func invalidConfigurationIsRejectedAtStart() async throws {
         var configuration = DevIdentityProviderConfiguration(stateDirectory: "/nonexistent-never-created")
         configuration.rotationInterval = .zero
-        let provider = DevIdentityProvider(configuration: configuration, logger: Logger(label: "test"))
+        let provider = DevIdentityProvider(configuration: configuration, logger: quietLogger)
         await #expect {
             _ = try await provider.start()
         } throws: { error in

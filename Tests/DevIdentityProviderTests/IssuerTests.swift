@@ -22,6 +22,8 @@ import Testing
             #expect(try FileManager.default.destinationOfSymbolicLink(atPath: f.endpoints.tokenFile) == "..data/azure-identity-token")
 
             let token = try f.currentTokenFile()
+            // Written like Go's encoder writes it: no escaped slashes in URLs.
+            #expect(!jwtPayloadText(token).contains("\\/"))
             let claims = jwtPayload(token)
             #expect(claims["iss"] as? String == f.endpoints.issuerURL)
             #expect(claims["sub"] as? String == "system:serviceaccount:default:workload")

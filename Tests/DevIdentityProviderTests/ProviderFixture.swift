@@ -142,17 +142,24 @@ struct ProviderFixture {
     }
 }
 
-/// Decodes a JWT's payload without verifying it.
-func jwtPayload(_ token: String) -> [String: Any] {
+/// A JWT's payload JSON text, not verified.
+func jwtPayloadText(_ token: String) -> String {
     let parts = token.split(separator: ".")
-    guard parts.count == 3 else { return [:] }
+    guard parts.count == 3 else { return "" }
     var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
     while base64.count % 4 != 0 { base64 += "=" }
-    guard let data = Data(base64Encoded: base64) else { return [:] }
-    return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) } ?? ""
+}
+
+/// Decodes a JWT's payload without verifying it.
+func jwtPayload(_ token: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(jwtPayloadText(token).utf8))) as? [String: Any] ?? [:]
 }
 
 /// Decodes a JWT's header without verifying it.
 func jwtHeader(_ token: String) -> [String: Any] {
     jwtPayload("x." + (token.split(separator: ".").first.map(String.init) ?? "") + ".x")
 }
+
+/// A logger that drops everything, for tests that exercise failures on purpose.
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

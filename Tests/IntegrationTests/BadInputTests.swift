@@ -7,73 +7,91 @@ struct BadInputTests {
     @Test("malformed JSON gets bad_request and the connection stays usable")
     func malformedJSON() async throws {
         try await Scenario.run { scenario in
-            let connection = try UnixSocketConnection(path: scenario.broker.socketPath)
-            try connection.send("{\"op\":\"token\",\n")
-            let error = try connection.readJSONLine()
-            #expect(error.errorCode == "bad_request")
-            #expect(error.errorMessage.contains("not valid JSON"))
-            try connection.send(#"{"op":"ping","id":2}"# + "\n")
-            let next = try connection.readJSONLine()
-            #expect(next.ok && next["id"] as? Int == 2)
-            try connection.send(#"{"op":"frobnicate"}"# + "\n")
-            #expect(try connection.readJSONLine().errorCode == "unknown_op")
-            try connection.send(#"{"op":"token"}"# + "\n")
-            #expect(try connection.readJSONLine().errorCode == "bad_request")
-            try connection.send(#"{"op":"token","scope":"x","identity":"nobody-has-this"}"# + "\n")
-            #expect(try connection.readJSONLine().errorCode == "unknown_identity")
-            try connection.send(#"{"op":"token","scope":7}"# + "\n")
-            let typed = try connection.readJSONLine()
-            #expect(typed.errorCode == "bad_request" && typed.errorMessage.contains("scope"))
+            let socket = scenario.broker.socketPath
+            // Each line is sent on the same connection; the answers come back in order.
+            let lines = [
+                "{\"op\":\"token\",",
+                #"{"op":"ping","id":2}"#,
+                #"{"op":"frobnicate"}"#,
+                #"{"op":"token"}"#,
+                #"{"op":"token","scope":"x","identity":"nobody-has-this"}"#,
+                #"{"op":"token","scope":7,"id":"typed"}"#,
+                #"["op","token"]"#,
+            ]
+            let answers = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                return try lines.map { line in
+                    try connection.send(line + "\n")
+                    return try connection.readJSONLine()
+                }
+            }
+            #expect(answers[0].errorCode == "bad_request")
+            #expect(answers[0].errorMessage.contains("not valid JSON"))
+            #expect(answers[1].ok && answers[1]["id"] as? Int == 2)
+            #expect(answers[2].errorCode == "unknown_op")
+            #expect(answers[3].errorCode == "bad_request" && answers[3].errorMessage.contains("scope"))
+            #expect(answers[4].errorCode == "unknown_identity")
+            #expect(answers[5].errorCode == "bad_request" && answers[5].errorMessage.contains("scope"))
+            #expect(answers[5]["id"] as? String == "typed", "a bad request still echoes its id")
+            #expect(answers[6].errorCode == "bad_request" && answers[6].errorMessage.contains("JSON object"))
         }
     }
 
     @Test("a 1 MiB line gets too_large and a close; the next client is served")
     func oversizedLine() async throws {
         try await Scenario.run { scenario in
-            let connection = try UnixSocketConnection(path: scenario.broker.socketPath)
-            let huge = "{\"op\":\"token\",\"scope\":\"" + String(repeating: "a", count: 1 << 20) + "\"}\n"
-            // The broker may close before reading everything; a failed write is fine.
-            try? connection.send(huge)
-            let answer = try connection.readJSONLine()
+            let socket = scenario.broker.socketPath
+            let (answer, afterwards) = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                let huge = "{\"op\":\"token\",\"scope\":\"" + String(repeating: "a", count: 1 << 20) + "\"}\n"
+                // The broker may close before reading everything; a failed write is fine.
+                try? connection.send(huge)
+                return (try connection.readJSONLine(), try connection.readLine())
+            }
             #expect(answer.errorCode == "too_large")
-            #expect(try connection.readLine() == nil, "the connection is closed")
-            #expect(try scenario.broker.request(#"{"op":"ping"}"#).ok)
+            #expect(afterwards == nil, "the connection is closed")
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
         }
     }
 
-    @Test("HTTP garbage gets a 400 with bad_request; the next client is served")
+    @Test("HTTP garbage and non-protocol bytes get bad_request; the next client is served")
     func httpGarbage() async throws {
         try await Scenario.run { scenario in
-            let connection = try UnixSocketConnection(path: scenario.broker.socketPath)
-            try connection.send("GET /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
-            let reply = try connection.readToEnd()
+            let socket = scenario.broker.socketPath
+            let reply = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                try connection.send("GET /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+                return try connection.readToEnd()
+            }
             #expect(reply.hasPrefix("HTTP/1.1 400"), "\(reply.prefix(200))")
             #expect(reply.contains("\"bad_request\""))
 
-            let binary = try UnixSocketConnection(path: scenario.broker.socketPath)
-            try binary.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x0a])
-            binary.shutdownWrite()
-            let binaryReply = try binary.readToEnd()
-            #expect(binaryReply.contains("\"bad_request\""), "\(binaryReply.prefix(200))")
+            // A TLS ClientHello is neither NDJSON nor HTTP: refused at once, not buffered.
+            let tls = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                try connection.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x0a])
+                return try connection.readToEnd()
+            }
+            #expect(tls.contains("\"bad_request\"") && tls.contains("0x16"), "\(tls.prefix(200))")
 
-            let curl = try runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", scenario.broker.socketPath, "http://localhost/nope"])
+            let curl = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/nope"])
             #expect(curl.stdout == "404")
-            #expect(try scenario.broker.request(#"{"op":"ping"}"#).ok)
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
         }
     }
 
     @Test("the CLI's exit codes tell usage, broker and reachability errors apart")
     func cliExitCodes() async throws {
-        let missing = try runCommand(TestEnvironment.cliPath, ["get", "--socket", "/tmp/tbit-no-such/broker.sock", "--scope", "x"])
+        let missing = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", "/tmp/tbit-no-such/broker.sock", "--scope", "x"])
         #expect(missing.status == 69)
         #expect(missing.stderr.contains("cannot connect"))
-        let usage = try runCommand(TestEnvironment.cliPath, ["get"])
+        let usage = try await runCommand(TestEnvironment.cliPath, ["get"])
         #expect(usage.status == 64)
         try await Scenario.run { scenario in
-            let denied = try runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", "x", "--identity", "ghost"])
+            let denied = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", "x", "--identity", "ghost"])
             #expect(denied.status == 1)
             #expect(denied.stderr.contains("unknown_identity: no identity named 'ghost'"))
-            let header = try runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope, "--output", "header"])
+            let header = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope, "--output", "header"])
             #expect(header.status == 0 && header.stdout.hasPrefix("Authorization: Bearer ey"))
         }
     }

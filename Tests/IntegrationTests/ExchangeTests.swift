@@ -8,38 +8,40 @@ struct ExchangeTests {
     @Test("the same token comes back through the CLI, HTTP and NDJSON")
     func sameTokenThreeWays() async throws {
         try await Scenario.run { scenario in
-            let cli = try runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope])
+            let cli = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope])
             #expect(cli.status == 0, "\(cli.stderr)")
             let viaCLI = cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 
-            let curl = try runCommand("/usr/bin/curl", ["-sS", "--unix-socket", scenario.broker.socketPath, "http://localhost/v1/token?scope=\(Scenario.scope)"])
-            let viaHTTP = try JSONSerialization.jsonObject(with: Data(curl.stdout.utf8)) as? [String: Any]
+            let curl = try await runCommand("/usr/bin/curl", ["-sS", "--unix-socket", scenario.broker.socketPath, "http://localhost/v1/token?scope=\(Scenario.scope)"])
+            let viaHTTP = try Reply(curl.stdout)
 
-            let viaNDJSON = try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","id":7}"#)
+            let viaNDJSON = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","id":7}"#)
             #expect(viaNDJSON["id"] as? Int == 7)
             #expect(viaNDJSON["tokenType"] as? String == "Bearer")
             #expect((viaNDJSON["expiresIn"] as? Int ?? 0) > 3000)
             #expect(viaNDJSON["identity"] as? String == "default")
 
             #expect(!viaCLI.isEmpty)
-            #expect(viaHTTP?.token == viaCLI)
+            #expect(viaHTTP.token == viaCLI)
             #expect(viaNDJSON.token == viaCLI)
-            #expect(try scenario.provider.stats().byScope[Scenario.scope] == 1, "one exchange serves all three")
+            #expect(try await scenario.provider.stats().byScope[Scenario.scope] == 1, "one exchange serves all three")
         }
     }
 
     @Test("100 concurrent cold requests make exactly one upstream request")
     func singleFlight() async throws {
         try await Scenario.run { scenario in
-            try scenario.provider.setLatency(milliseconds: 300)
+            try await scenario.provider.setLatency(milliseconds: 300)
             let scope = "api://single-flight/.default"
             let socket = scenario.broker.socketPath
             let tokens = try await withThrowingTaskGroup(of: String?.self) { group in
                 for _ in 0..<100 {
                     group.addTask {
-                        let connection = try UnixSocketConnection(path: socket)
-                        try connection.send(#"{"op":"token","scope":"\#(scope)"}"# + "\n")
-                        return try connection.readJSONLine().token
+                        try await offPool {
+                            let connection = try UnixSocketConnection(path: socket)
+                            try connection.send(#"{"op":"token","scope":"\#(scope)"}"# + "\n")
+                            return try connection.readJSONLine().token
+                        }
                     }
                 }
                 var all: [String?] = []
@@ -49,24 +51,24 @@ struct ExchangeTests {
             #expect(tokens.count == 100)
             #expect(Set(tokens.compactMap { $0 }).count == 1, "all callers get the one token")
             #expect(tokens.allSatisfy { $0 != nil })
-            #expect(try scenario.provider.stats().byScope[scope] == 1)
+            #expect(try await scenario.provider.stats().byScope[scope] == 1)
         }
     }
 
     @Test("a kubelet AtomicWriter rotation is used by the next exchange, without restart")
     func rotationPickedUp() async throws {
         try await Scenario.run { scenario in
-            let first = try scenario.broker.request(#"{"op":"token","scope":"api://before-rotation/.default"}"#)
+            let first = try await scenario.broker.request(#"{"op":"token","scope":"api://before-rotation/.default"}"#)
             #expect(first.ok)
-            let jtiBefore = try scenario.provider.stats().requests.last?.assertionJti
-            let jti = try scenario.provider.rotate()
+            let jtiBefore = try await scenario.provider.stats().requests.last?.assertionJti
+            let jti = try await scenario.provider.rotate()
             #expect(jti != jtiBefore)
             // The broker reacts to the ..data swap through inotify; wait until an exchange uses the new assertion.
             var used: String?
             try await waitUntil(timeout: .seconds(10), "the rotated assertion to be used") {
                 let scope = "api://after-rotation-\(UUID().uuidString.prefix(8))/.default"
-                _ = try scenario.broker.request(#"{"op":"token","scope":"\#(scope)"}"#)
-                used = try scenario.provider.stats().requests.last?.assertionJti
+                _ = try await scenario.broker.request(#"{"op":"token","scope":"\#(scope)"}"#)
+                used = try await scenario.provider.stats().requests.last?.assertionJti
                 return used == jti
             }
             #expect(used == jti)
@@ -76,15 +78,15 @@ struct ExchangeTests {
     @Test("an expired assertion file gives assertion_expired and no upstream call")
     func expiredAssertion() async throws {
         try await Scenario.run(identities: { directory, provider in
-            let expired = try provider.mint(ttlSeconds: 600, issuedAtOffsetSeconds: -3600)
+            let expired = try await provider.mint(ttlSeconds: 600, issuedAtOffsetSeconds: -3600)
             return [.init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "expired-token"))]
         }) { scenario in
-            let before = try scenario.provider.stats().tokenRequests
-            let answer = try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"stale"}"#)
+            let before = try await scenario.provider.stats().tokenRequests
+            let answer = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"stale"}"#)
             #expect(answer.errorCode == "assertion_expired")
             #expect(answer.errorMessage.contains("\(scenario.directory)/expired-token"), "names the file: \(answer.errorMessage)")
             #expect(answer.errorMessage.contains("exp="), "names the exp: \(answer.errorMessage)")
-            #expect(try scenario.provider.stats().tokenRequests == before)
+            #expect(try await scenario.provider.stats().tokenRequests == before)
         }
     }
 
@@ -92,9 +94,9 @@ struct ExchangeTests {
     func wrongSubject() async throws {
         let intruder = "system:serviceaccount:default:intruder"
         try await Scenario.run(identities: { directory, provider in
-            [.init(name: "wrong", tokenFile: try Scenario.writeTokenFile(try provider.mint(sub: intruder), in: directory, name: "wrong-token"))]
+            [.init(name: "wrong", tokenFile: try Scenario.writeTokenFile(try await provider.mint(sub: intruder), in: directory, name: "wrong-token"))]
         }) { scenario in
-            let answer = try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"wrong"}"#)
+            let answer = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"wrong"}"#)
             #expect(answer.errorCode == "upstream_rejected")
             #expect(!Set(answer.upstreamCodes).isDisjoint(with: [70021, 700211, 700212, 700213]), "codes: \(answer.upstreamCodes)")
             #expect(answer.errorMessage.contains(intruder), "message: \(answer.errorMessage)")
@@ -103,19 +105,20 @@ struct ExchangeTests {
 
     @Test("upstream failures while a valid token is cached: callers keep getting it", arguments: [500, 429])
     func staleWhileValid(status: Int) async throws {
-        try await Scenario.run { scenario in
-            let first = try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#)
+        // Refresh on every request that asks for more validity, so each one really tries upstream.
+        try await Scenario.run(extraYAML: "cache: { minRefreshIntervalSeconds: 0 }") { scenario in
+            let first = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#)
             let token = try #require(first.token)
-            try scenario.provider.setFault(status: status, count: 1000, retryAfterSeconds: status == 429 ? 30 : nil, body: status == 429 ? "slow down" : nil)
-            let before = try scenario.provider.stats().tokenRequests
+            try await scenario.provider.setFault(status: status, count: 1000, retryAfterSeconds: status == 429 ? 30 : nil, body: status == 429 ? "slow down" : nil)
+            let before = try await scenario.provider.stats().tokenRequests
             // Asking for more validity than the cached token has forces a refresh, which fails upstream.
             for _ in 0..<5 {
-                let answer = try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","minValiditySeconds":7200}"#)
+                let answer = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","minValiditySeconds":7200}"#)
                 #expect(answer.ok, "\(answer)")
                 #expect(answer.token == token)
-                #expect(try scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#).token == token)
+                #expect(try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#).token == token)
             }
-            let after = try scenario.provider.stats()
+            let after = try await scenario.provider.stats()
             #expect(after.tokenRequests > before, "a refresh really went upstream and failed")
             #expect(after.tokenRequests - before <= 6, "failures back off instead of hammering: \(after.tokenRequests - before)")
         }

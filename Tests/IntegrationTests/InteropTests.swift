@@ -11,7 +11,7 @@ struct InteropTests {
             var environment = ProcessInfo.processInfo.environment
             environment["REQUESTS_CA_BUNDLE"] = endpoints.caFile
             let pythonScope = "https://python.example/.default"
-            let python = try runCommand(
+            let python = try await runCommand(
                 TestEnvironment.python,
                 ["\(TestEnvironment.fixtures)/python/workload_identity.py", endpoints.tenantId, endpoints.clientId, endpoints.tokenFile, endpoints.authorityHost, pythonScope],
                 environment: environment)
@@ -20,9 +20,9 @@ struct InteropTests {
             #expect((pythonToken?["token"] as? String)?.hasPrefix("ey") == true)
 
             let brokerScope = "https://broker.example/.default"
-            #expect(try scenario.broker.request(#"{"op":"token","scope":"\#(brokerScope)"}"#).ok)
+            #expect(try await scenario.broker.request(#"{"op":"token","scope":"\#(brokerScope)"}"#).ok)
 
-            let requests = try scenario.provider.stats().requests
+            let requests = try await scenario.provider.stats().requests
             let fromPython = try #require(requests.first { $0.scope == pythonScope })
             let fromBroker = try #require(requests.first { $0.scope == brokerScope })
             #expect(fromPython.status == 200 && fromBroker.status == 200)

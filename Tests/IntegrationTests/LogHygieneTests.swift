@@ -10,8 +10,8 @@ struct LogHygieneTests {
         var secrets: [String] = []
         var logs = ""
         try await Scenario.run(identities: { directory, provider in
-            let wrong = try provider.mint(sub: intruder)
-            let expired = try provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
+            let wrong = try await provider.mint(sub: intruder)
+            let expired = try await provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
             secrets += [wrong, expired]
             return [
                 .init(name: "wrong", tokenFile: try Scenario.writeTokenFile(wrong, in: directory, name: "wrong")),
@@ -20,13 +20,13 @@ struct LogHygieneTests {
         }, logLevel: "trace") { scenario in
             secrets.append(try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8))
             for scope in ["https://storage.azure.com/.default", "https://vault.azure.net/.default"] {
-                secrets.append(try #require(try scenario.broker.request(#"{"op":"token","identity":"default","scope":"\#(scope)"}"#).token))
+                secrets.append(try #require(await scenario.broker.request(#"{"op":"token","identity":"default","scope":"\#(scope)"}"#).token))
             }
-            _ = try scenario.provider.rotate()
-            try scenario.provider.setFault(status: 500, count: 3)
-            _ = try scenario.broker.request(#"{"op":"token","identity":"default","scope":"api://fault/.default"}"#)
-            _ = try scenario.broker.request(#"{"op":"token","scope":"x","identity":"wrong"}"#)
-            _ = try scenario.broker.request(#"{"op":"token","scope":"x","identity":"stale"}"#)
+            _ = try await scenario.provider.rotate()
+            try await scenario.provider.setFault(status: 500, count: 3)
+            _ = try await scenario.broker.request(#"{"op":"token","identity":"default","scope":"api://fault/.default"}"#)
+            _ = try await scenario.broker.request(#"{"op":"token","scope":"x","identity":"wrong"}"#)
+            _ = try await scenario.broker.request(#"{"op":"token","scope":"x","identity":"stale"}"#)
             secrets.append(try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8))
             _ = await scenario.broker.stop()
             await scenario.provider.stop()

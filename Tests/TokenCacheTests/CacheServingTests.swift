@@ -115,9 +115,28 @@ import TokenExchange
         let first = try await f.token()
         #expect(try await f.token(minimumValidity: .seconds(3600)) == first)
         #expect(f.cache.cachedToken(for: f.key(), minimumValidity: .seconds(3601)) == nil)
+        // Within the minimum refresh interval the fresh token is served; after it, a refresh happens.
+        #expect(try await f.token(minimumValidity: .seconds(3601)) == first)
+        f.clock.advance(by: .seconds(31))
         let second = try await f.token(minimumValidity: .seconds(3601))
         #expect(second != first)
         #expect(f.fetcher.callCount == 2)
+    }
+
+    /// A caller asking for more validity than any token has must not turn every request
+    /// into an upstream exchange (one caller could then throttle everyone): a token just
+    /// obtained is served rather than fetched again (brief §8: at most one attempt per 30 s).
+    @Test func askingForMoreThanATokenLifetimeDoesNotBypassTheCache() async throws {
+        let f = CacheFixture()
+        for _ in 0..<10 { _ = try await f.token(minimumValidity: .seconds(7200)) }
+        #expect(f.fetcher.callCount == 1)
+    }
+
+    @Test func shortLivedTokensAreStillCached() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.token(lifetime: 240))  // shorter than the 300 s default minimum
+        for _ in 0..<10 { _ = try await f.token() }
+        #expect(f.fetcher.callCount == 1)
     }
 
     @Test func configuredDefaultApplies() async throws {

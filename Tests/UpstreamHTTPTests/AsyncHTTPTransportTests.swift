@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOHTTP1
 import Synchronization
 import Testing
 import TokenExchange
@@ -19,12 +20,12 @@ import UpstreamHTTP
         script: @escaping @Sendable (Int) -> ScriptedResponse = { _ in ScriptedResponse() },
         _ body: (AsyncHTTPTransport, ScriptedHTTPServer) async throws -> Void
     ) async throws {
-        let pki = try TestPKI()
+        let pki = try await TestPKI.make()
         defer { pki.remove() }
         let server = try await ScriptedHTTPServer(tls: tls ? (pki.leafPath, pki.leafKeyPath) : nil, script: script)
         var configuration = UpstreamHTTPConfiguration(retryBaseDelay: .milliseconds(20))
         configure(&configuration, pki)
-        let transport = try AsyncHTTPTransport(configuration: configuration, logger: Logger(label: "test"))
+        let transport = try AsyncHTTPTransport(configuration: configuration, logger: quietLogger)
         do {
             try await body(transport, server)
         } catch {
@@ -58,15 +59,15 @@ import UpstreamHTTP
         }
     }
 
+    /// Fails with the TLS reason, not after retrying until a timeout (no timing assertion:
+    /// a timeout would show as a different message).
     @Test func failsFastWhenTheServerIsNotTrusted() async throws {
         try await withServer(configure: { configuration, pki in
             configuration.additionalCAFiles = [pki.otherCAPath]  // a CA, but not the server's
         }) { transport, server in
-            let started = ContinuousClock.now
             let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(server)) }
             #expect(error?.code == .upstreamUnavailable)
             #expect(error?.message.contains("TLS certificate verify failed for 127.0.0.1:\(server.port)") == true, "\(String(describing: error))")
-            #expect(ContinuousClock.now - started < .seconds(2))
             #expect(server.requests.isEmpty)
         }
     }
@@ -74,17 +75,17 @@ import UpstreamHTTP
     @Test func rejectsAMissingCAFileAtConstruction() throws {
         let missing = "/nonexistent/\(UUID().uuidString)/ca.pem"
         let error = #expect(throws: UpstreamHTTPError.self) {
-            _ = try AsyncHTTPTransport(configuration: .init(additionalCAFiles: [missing]), logger: Logger(label: "test"))
+            _ = try AsyncHTTPTransport(configuration: .init(additionalCAFiles: [missing]), logger: quietLogger)
         }
         #expect(error?.code == .caFileUnreadable)
         #expect(error?.message == "CA file \(missing) does not exist")
     }
 
-    @Test func rejectsACAFileWithoutCertificates() throws {
-        let pki = try TestPKI()
+    @Test func rejectsACAFileWithoutCertificates() async throws {
+        let pki = try await TestPKI.make()
         defer { pki.remove() }
         let error = #expect(throws: UpstreamHTTPError.self) {
-            _ = try AsyncHTTPTransport(configuration: .init(additionalCAFiles: [pki.leafKeyPath]), logger: Logger(label: "test"))
+            _ = try AsyncHTTPTransport(configuration: .init(additionalCAFiles: [pki.leafKeyPath]), logger: quietLogger)
         }
         #expect(error?.code == .caFileInvalid)
         #expect(error?.message.contains(pki.leafKeyPath) == true)
@@ -137,7 +138,8 @@ import UpstreamHTTP
         try await withServer(tls: false, configure: { configuration, _ in
             configuration.allowInsecureHTTPForLoopback = true
         }) { transport, server in
-            #expect(try await transport.send(post(server, scheme: "http")).status == 200)
+            let response = try await transport.send(post(server, scheme: "http"))
+            #expect(response.status == 200)
             let remote = UpstreamRequest(method: "POST", url: "http://login.example.com/token", headers: [], body: [])
             await #expect(throws: TokenExchangeError.self) { try await transport.send(remote) }
         }
@@ -156,21 +158,19 @@ import UpstreamHTTP
     @Test func timesOutASilentServer() async throws {
         try await withServer(configure: { configuration, pki in
             configuration.additionalCAFiles = [pki.caPath]
-            configuration.requestTimeout = .milliseconds(300)
+            configuration.requestTimeout = .seconds(1)
         }, script: { _ in ScriptedResponse(hang: true) }) { transport, server in
             let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(server)) }
-            #expect(error?.message.contains("timeout after 0.3 s waiting for 127.0.0.1:\(server.port)") == true, "\(String(describing: error))")
-            #expect(server.requests.count == 1)  // a spent timeout is not retried
+            #expect(error?.message.contains("timeout after 1 s waiting for 127.0.0.1:\(server.port)") == true, "\(String(describing: error))")
+            #expect(server.requests.count <= 1)  // a spent timeout is not retried (on a loaded machine the request may not even arrive)
         }
     }
 
     @Test func reportsConnectionRefusedWithoutTheBody() async throws {
         // Bind and close a server to get a port nobody listens on.
-        let pki = try TestPKI()
-        defer { pki.remove() }
         let closed = try await ScriptedHTTPServer(tls: nil) { _ in ScriptedResponse() }
         try await closed.stop()
-        let transport = try AsyncHTTPTransport(configuration: .init(retryBaseDelay: .milliseconds(10)), logger: Logger(label: "test"))
+        let transport = try AsyncHTTPTransport(configuration: .init(retryBaseDelay: .milliseconds(10)), logger: quietLogger)
         let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(closed)) }
         try await transport.shutdown()
         #expect(error?.message == "token service unreachable: connect refused to 127.0.0.1:\(closed.port)")
@@ -206,14 +206,14 @@ import UpstreamHTTP
         try #require(FileManager.default.fileExists(atPath: bundle))
         let transport = try AsyncHTTPTransport(
             configuration: .configuration(environment: ["SSL_CERT_FILE": bundle], caFile: nil),
-            logger: Logger(label: "test")
+            logger: quietLogger
         )
         try await transport.shutdown()
     }
 
     @Test func rejectsOutOfRangeValues() {
         let error = #expect(throws: UpstreamHTTPError.self) {
-            _ = try AsyncHTTPTransport(configuration: .init(retries: -1), logger: Logger(label: "test"))
+            _ = try AsyncHTTPTransport(configuration: .init(retries: -1), logger: quietLogger)
         }
         #expect(error?.code == .invalidConfiguration)
         #expect(error?.message.contains("retries") == true)

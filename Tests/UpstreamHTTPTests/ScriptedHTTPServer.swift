@@ -25,7 +25,7 @@ final class ScriptedHTTPServer: Sendable {
 
     let port: Int
     private let channel: any Channel
-    private let seen: Mutex<[Seen]>
+    private let log: RequestLog
 
     /// Starts serving; `tls` nil means plain HTTP.
     init(tls: (certificate: String, key: String)?, script: @escaping @Sendable (Int) -> ScriptedResponse) async throws {
@@ -36,13 +36,8 @@ final class ScriptedHTTPServer: Sendable {
             )
             return try NIOSSLContext(configuration: configuration)
         }
-        let seen = Mutex<[Seen]>([])
-        let recorder = Recorder { request in
-            seen.withLock { requests in
-                requests.append(request)
-                return requests.count
-            }
-        }
+        let log = RequestLog()
+        let recorder = Recorder { log.append($0) }
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -57,15 +52,27 @@ final class ScriptedHTTPServer: Sendable {
             .bind(host: "127.0.0.1", port: 0)
             .get()
         port = channel.localAddress!.port!
-        self.seen = seen
+        self.log = log
     }
 
     /// Requests received so far.
-    var requests: [Seen] { seen.withLock { $0 } }
+    var requests: [Seen] { log.storage.withLock { $0 } }
 
     /// Stops listening (connections the client still holds close when the client shuts down).
     func stop() async throws {
         try await channel.close().get()
+    }
+}
+
+private final class RequestLog: Sendable {
+    let storage = Mutex<[ScriptedHTTPServer.Seen]>([])
+
+    /// Appends and returns the request's 1-based number.
+    func append(_ request: ScriptedHTTPServer.Seen) -> Int {
+        storage.withLock { requests in
+            requests.append(request)
+            return requests.count
+        }
     }
 }
 

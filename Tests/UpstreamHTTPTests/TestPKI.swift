@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Logging
 
 /// A throwaway CA and a leaf for 127.0.0.1/localhost, made with the `openssl` command line
 /// in a temp directory.
@@ -14,7 +16,17 @@ struct TestPKI {
     /// A second, unrelated CA: trusting it must not make the leaf trusted.
     var otherCAPath: String { "\(directory)/other-ca.pem" }
 
-    init() throws {
+    /// Generates the PKI on a Dispatch thread: `Process` and its pipes block, and blocking
+    /// the cooperative pool (two threads here) would stall every other running test.
+    static func make() async throws -> TestPKI {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try TestPKI() })
+            }
+        }
+    }
+
+    private init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("upstream-http-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let extensions = """
@@ -60,3 +72,7 @@ struct TestPKI {
         var description: String { message }
     }
 }
+
+
+/// A logger that discards everything, so test output stays readable.
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

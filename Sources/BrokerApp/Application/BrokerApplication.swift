@@ -1,4 +1,3 @@
-import AssertionSources
 import BrokerServer
 public import Foundation
 import Glibc
@@ -6,29 +5,31 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
-import UnixSignals
+import SystemdSupport
 import TokenCache
-import TokenExchange
+import UnixSignals
 import UpstreamHTTP
 
 /// Wires configuration into running parts and runs them in one `ServiceGroup`
-/// until SIGTERM or SIGINT. The order of services encodes dependencies: the
-/// listener is last, so on shutdown it stops first and drains before the cache
-/// and sources go away.
+/// until SIGTERM or SIGINT. The order of services encodes dependencies: on
+/// shutdown they stop in reverse order, so systemd hears `STOPPING=1` first, then
+/// the listener drains, then the refresher, sources and extras go away.
 public enum BrokerApplication {
     /// Runs the broker.
     ///
     /// - Parameters:
     ///   - configuration: A validated configuration.
     ///   - environment: The process environment (read for `SSL_CERT_FILE`).
+    ///   - reload: Re-reads the configuration on SIGHUP; nil disables reload.
     ///   - extraServices: Started first, stopped last (the dev provider).
     ///   - onReady: Called once the socket is bound and accepting.
     public static func run(
         configuration: BrokerConfiguration,
         environment: [String: String],
+        reload: (@Sendable () throws -> BrokerConfiguration)? = nil,
         extraServices: [any Service] = [],
         logger: Logger,
-        onReady: @Sendable () -> Void = {}
+        onReady: @escaping @Sendable () -> Void = {}
     ) async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         var upstream = UpstreamHTTPConfiguration()
@@ -36,43 +37,25 @@ public enum BrokerApplication {
         upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
         let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
 
-        var cacheConfiguration = TokenCacheConfiguration()
-        cacheConfiguration.maxScopesPerIdentity = configuration.cache.maxScopesPerIdentity
-        cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
-        let cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
+        let runtime = BrokerRuntime(configuration: configuration, transport: transport, logger: logger)
+        runtime.apply(configuration)
 
-        let daemonUID = getuid()
-        var identities: [Broker.Identity] = []
-        for identity in configuration.identities {
-            guard case .file(let path) = identity.source else { continue }
-            let source = FileAssertionSource(path: path, now: { Date() }, logger: logger.with("token.identity", identity.name))
-            let exchanger: any TokenExchanger
-            switch identity.exchange {
-            case .entra(let entra):
-                exchanger = EntraExchanger(configuration: entra, transport: transport, now: { Date() })
-            }
-            cache.register(identity: identity.name, fetcher: AssertionExchange(source: source, exchanger: exchanger))
-            identities.append(Broker.Identity(configuration: identity, source: source, policy: AccessPolicy(rules: identity.allow, daemonUID: daemonUID)))
+        let server = BrokerServer(configuration: try serverConfiguration(configuration), responder: runtime.broker, group: group, logger: logger)
+        let inherited = SocketActivation.inheritedSockets()
+        if let socket = inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 ? inherited.first : nil) {
+            try await server.adopt(descriptor: socket.descriptor)
+        } else {
+            try await server.bind()
         }
-        let broker = Broker(identities: identities, cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger)
 
-        var serverConfiguration = BrokerServerConfiguration()
-        serverConfiguration.socketPath = configuration.socket.path
-        serverConfiguration.socketMode = configuration.socket.mode
-        serverConfiguration.socketGroup = try configuration.socket.group.map(resolveGroup)
-        serverConfiguration.maxConnections = configuration.limits.maxConnections
-        serverConfiguration.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
-        let server = BrokerServer(configuration: serverConfiguration, responder: broker, group: group, logger: logger)
-        try await server.bind()
-
-        let prefetcher = Prefetcher(
-            scopes: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
-            cache: cache, logger: logger)
-        let services: [any Service] = extraServices + identities.map(\.source) + [cache, prefetcher, server]
+        let lifecycle = SystemdLifecycle(
+            runtime: runtime, server: server, eventLoop: group.next(),
+            readiness: configuration.readiness, prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
+            reload: reload, logger: logger, onReady: onReady)
+        let prefetcher = Prefetcher(runtime: runtime, logger: logger)
+        let services: [any Service] = extraServices + [runtime, runtime.cache, prefetcher, server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info("ready", metadata: ["socket.path": "\(configuration.socket.path)", "broker.identities": "\(configuration.identities.map(\.name).joined(separator: ","))"])
-        onReady()
         do {
             try await serviceGroup.run()
         } catch {
@@ -81,6 +64,16 @@ public enum BrokerApplication {
         }
         try? await transport.shutdown()
         logger.info("stopped")
+    }
+
+    static func serverConfiguration(_ configuration: BrokerConfiguration) throws -> BrokerServerConfiguration {
+        var server = BrokerServerConfiguration()
+        server.socketPath = configuration.socket.path
+        server.socketMode = configuration.socket.mode
+        server.socketGroup = try configuration.socket.group.map(resolveGroup)
+        server.maxConnections = configuration.limits.maxConnections
+        server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
+        return server
     }
 
     private static func resolveGroup(_ name: String) throws -> UInt32 {

@@ -29,6 +29,16 @@ final class Broker: BrokerResponder {
         self.logger = logger
     }
 
+    /// Replaces the served identities (reload). Callers in flight keep the identity they resolved.
+    func replaceIdentities(_ new: [Identity]) {
+        identities.withLock { $0 = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) }) }
+    }
+
+    /// The identities now served.
+    var currentIdentities: [Identity] {
+        identities.withLock { Array($0.values) }
+    }
+
     // MARK: BrokerResponder
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {

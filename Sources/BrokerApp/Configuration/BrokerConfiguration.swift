@@ -13,6 +13,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var upstream = UpstreamSettings()
     /// Logging.
     public var log = LogSettings()
+    /// When to tell systemd `READY=1`.
+    public var readiness = ReadinessSettings()
     /// The identities this broker serves, in file order.
     public var identities: [IdentityConfiguration] = []
 
@@ -43,6 +45,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var maxScopesPerIdentity = 64
         /// `minValiditySeconds`, default 300: validity a served token has at least.
         public var minValiditySeconds = 300
+        /// `minRefreshIntervalSeconds`, default 30: a caller asking for more validity than
+        /// the cached token has triggers at most one refresh per scope in this interval.
+        public var minRefreshIntervalSeconds = 30
     }
 
     /// `upstream:`
@@ -51,6 +56,22 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var caFile: String? = nil
         /// `timeoutSeconds`, default 15: per request to a token service.
         public var timeoutSeconds = 15
+    }
+
+    /// `readiness:` — `listening` (default) or `token`, or `{ mode, timeoutSeconds }`.
+    public struct ReadinessSettings: Sendable, Equatable {
+        /// What READY means.
+        public enum Mode: String, Sendable, Equatable {
+            /// The socket is bound and the configuration valid.
+            case listening
+            /// Also: every identity's `prefetch` scopes hold a token (bounded by `timeoutSeconds`).
+            case token
+        }
+        /// `mode`, default `listening`.
+        public var mode = Mode.listening
+        /// `timeoutSeconds`, default 60: with `token`, READY is sent after this long anyway,
+        /// with STATUS saying which tokens are missing.
+        public var timeoutSeconds = 60
     }
 
     /// `log:`

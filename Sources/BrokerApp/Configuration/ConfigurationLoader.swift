@@ -16,11 +16,11 @@ public enum ConfigurationLoader {
         } catch {
             throw ConfigurationError(origin: origin, issues: [.init(path: "", message: "not valid YAML: \(Self.yamlProblem(error))")])
         }
-        if let root {
+        if let root = NodeReader.present(root) {
             read(root, into: &configuration, reader: &reader)
         }
         ZeroConfig.apply(environment: environment, to: &configuration, reader: &reader)
-        guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issues) }
+        guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issuesInFileOrder) }
         return configuration
     }
 
@@ -38,7 +38,7 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "identities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "identities"]) else { return }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
             if let path = reader.string(socket["path"], at: "socket.path") {
@@ -47,15 +47,19 @@ public enum ConfigurationLoader {
             if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
                 if let mode = UInt32(text, radix: 8), mode <= 0o777 { configuration.socket.mode = mode } else { reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node) }
             }
-            configuration.socket.group = reader.string(socket["group"], at: "socket.group")
+            if let group = reader.string(socket["group"], at: "socket.group") {
+                // Resolved now so that check-config catches a group that does not exist.
+                if UInt32(group) != nil || getgrnam(group) != nil { configuration.socket.group = group } else { reader.report("socket.group", "no such group '\(group)'", socket["group"]) }
+            }
         }
         if let limits = reader.mapping(top["limits"], at: "limits", keys: ["maxConnections", "idleTimeoutSeconds"]) {
             reader.int(limits["maxConnections"], at: "limits.maxConnections", in: 1...1_000_000).map { configuration.limits.maxConnections = $0 }
             reader.int(limits["idleTimeoutSeconds"], at: "limits.idleTimeoutSeconds", in: 1...86_400).map { configuration.limits.idleTimeoutSeconds = $0 }
         }
-        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds"]) {
+        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds"]) {
             reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map { configuration.cache.maxScopesPerIdentity = $0 }
             reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map { configuration.cache.minValiditySeconds = $0 }
+            reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map { configuration.cache.minRefreshIntervalSeconds = $0 }
         }
         if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds"]) {
             configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
@@ -63,6 +67,9 @@ public enum ConfigurationLoader {
         }
         if let log = reader.mapping(top["log"], at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") {
             if LogLevelName.parse(level) != nil { configuration.log.level = level } else { reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"]) }
+        }
+        if let node = NodeReader.present(top["readiness"]) {
+            readReadiness(node, into: &configuration.readiness, reader: &reader)
         }
         if let list = reader.sequence(top["identities"], at: "identities") {
             for (index, node) in list.enumerated() {
@@ -75,6 +82,21 @@ public enum ConfigurationLoader {
                 }
             }
         }
+    }
+}
+
+extension ConfigurationLoader {
+    static func readReadiness(_ node: Node, into readiness: inout BrokerConfiguration.ReadinessSettings, reader: inout NodeReader) {
+        func mode(_ text: String, _ node: Node?, _ path: String) {
+            if let mode = BrokerConfiguration.ReadinessSettings.Mode(rawValue: text) { readiness.mode = mode } else { reader.report(path, "must be listening or token, got '\(text)'", node) }
+        }
+        if node.scalar != nil {
+            if let text = reader.string(node, at: "readiness") { mode(text, node, "readiness") }
+            return
+        }
+        guard let fields = reader.mapping(node, at: "readiness", keys: ["mode", "timeoutSeconds"]) else { return }
+        if let text = reader.string(fields["mode"], at: "readiness.mode") { mode(text, fields["mode"], "readiness.mode") }
+        reader.int(fields["timeoutSeconds"], at: "readiness.timeoutSeconds", in: 1...3600).map { readiness.timeoutSeconds = $0 }
     }
 }
 

@@ -27,7 +27,7 @@ enum IdentityReader {
     }
 
     private static func readSource(_ node: Node?, at path: String, parent: Node, reader: inout NodeReader) -> AssertionSourceConfiguration? {
-        guard node != nil else {
+        guard NodeReader.present(node) != nil else {
             reader.report(path, "is required, e.g. { file: /var/run/secrets/azure/tokens/azure-identity-token }", parent)
             return nil
         }
@@ -41,7 +41,7 @@ enum IdentityReader {
     }
 
     private static func readExchange(_ node: Node?, at path: String, parent: Node, reader: inout NodeReader) -> ExchangeConfiguration? {
-        guard node != nil else {
+        guard NodeReader.present(node) != nil else {
             reader.report(path, "is required, e.g. { entra: { tenantId: …, clientId: … } }", parent)
             return nil
         }
@@ -65,7 +65,7 @@ enum IdentityReader {
     }
 
     private static func readAllow(_ node: Node?, at path: String, reader: inout NodeReader) -> [AllowRule]? {
-        guard let list = reader.sequence(node, at: path) else { return node == nil ? [] : nil }
+        guard let list = reader.sequence(node, at: path) else { return NodeReader.present(node) == nil ? [] : nil }
         var rules: [AllowRule] = []
         var valid = true
         for (index, item) in list.enumerated() {

@@ -9,9 +9,27 @@ struct NodeReader {
         issues.append(.init(path: path, message: message, line: node?.mark.map { $0.line }))
     }
 
+    /// The node unless it is absent or YAML null (`~`, `null`, an empty value): both mean "not set".
+    static func present(_ node: Node?) -> Node? {
+        guard let node, node.null == nil else { return nil }
+        return node
+    }
+
+    /// Issues in file order (those without a line last), as `ConfigurationError` promises.
+    var issuesInFileOrder: [ConfigurationError.Issue] {
+        issues.enumerated().sorted { a, b in
+            switch (a.element.line, b.element.line) {
+            case let (x?, y?) where x != y: x < y
+            case (nil, _?): false
+            case (_?, nil): true
+            default: a.offset < b.offset
+            }
+        }.map(\.element)
+    }
+
     /// A mapping with string keys; unknown keys are reported (a typo must not be silently ignored).
     mutating func mapping(_ node: Node?, at path: String, keys allowed: Set<String>) -> [String: Node]? {
-        guard let node else { return nil }
+        guard let node = Self.present(node) else { return nil }
         guard let mapping = node.mapping else {
             report(path, "must be a mapping (key: value)", node)
             return nil
@@ -33,7 +51,7 @@ struct NodeReader {
     }
 
     mutating func sequence(_ node: Node?, at path: String) -> [Node]? {
-        guard let node else { return nil }
+        guard let node = Self.present(node) else { return nil }
         guard let sequence = node.sequence else {
             report(path, "must be a list", node)
             return nil
@@ -42,7 +60,7 @@ struct NodeReader {
     }
 
     mutating func string(_ node: Node?, at path: String) -> String? {
-        guard let node else { return nil }
+        guard let node = Self.present(node) else { return nil }
         guard let scalar = node.scalar else {
             report(path, "must be a string", node)
             return nil
@@ -55,7 +73,7 @@ struct NodeReader {
     }
 
     mutating func requiredString(_ node: Node?, at path: String, parent: Node?) -> String? {
-        guard node != nil else {
+        guard Self.present(node) != nil else {
             report(path, "is required", parent)
             return nil
         }
@@ -63,7 +81,7 @@ struct NodeReader {
     }
 
     mutating func int(_ node: Node?, at path: String, in range: ClosedRange<Int>) -> Int? {
-        guard let node else { return nil }
+        guard let node = Self.present(node) else { return nil }
         guard let text = node.scalar?.string, let value = Int(text) else {
             report(path, "must be an integer", node)
             return nil
@@ -76,7 +94,7 @@ struct NodeReader {
     }
 
     mutating func bool(_ node: Node?, at path: String) -> Bool? {
-        guard let node else { return nil }
+        guard let node = Self.present(node) else { return nil }
         switch node.scalar?.string.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false

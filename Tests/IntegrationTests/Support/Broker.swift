@@ -47,9 +47,12 @@ final class BrokerDaemon: @unchecked Sendable {
     func stop() async -> Int32 { await process.stop() }
 
     /// One NDJSON request on a new connection.
-    func request(_ json: String) throws -> [String: Any] {
-        let connection = try UnixSocketConnection(path: socketPath)
-        try connection.send(json + "\n")
-        return try connection.readJSONLine()
+    func request(_ json: String) async throws -> Reply {
+        let socketPath = self.socketPath
+        return try await offPool {
+            let connection = try UnixSocketConnection(path: socketPath)
+            try connection.send(json + "\n")
+            return try connection.readJSONLine()
+        }
     }
 }

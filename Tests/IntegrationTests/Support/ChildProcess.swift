@@ -45,8 +45,21 @@ final class ChildProcess: @unchecked Sendable {
     }
 }
 
+/// Runs blocking work on its own thread, so that tests never block the
+/// cooperative pool (2 threads on a 2-core machine) that every test shares.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Runs a command to completion off the cooperative pool.
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await offPool { try runCommandBlocking(executable, arguments, environment: environment, stdin: stdin) }
+}
+
 /// Runs a command to completion and returns its status and output.
-func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+func runCommandBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -77,10 +90,10 @@ private final class LockedData: @unchecked Sendable {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func waitUntil(timeout: Duration = .seconds(20), _ what: String, _ condition: () throws -> Bool) async throws {
+func waitUntil(timeout: Duration = .seconds(20), _ what: String, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try condition() { return }
+        if try await condition() { return }
         try await Task.sleep(for: .milliseconds(20))
     }
     throw HarnessError("timed out waiting for \(what)")

@@ -54,29 +54,29 @@ final class DevProvider: @unchecked Sendable {
         var requests: [Request]
     }
 
-    func stats() throws -> Stats {
-        try JSONDecoder().decode(Stats.self, from: Data(try https("GET", "\(endpoints.authorityHost)/_dev/stats").utf8))
+    func stats() async throws -> Stats {
+        try JSONDecoder().decode(Stats.self, from: Data(try await https("GET", "\(endpoints.authorityHost)/_dev/stats").utf8))
     }
 
-    func setFault(status: Int, count: Int, retryAfterSeconds: Int? = nil, body: String? = nil) throws {
+    func setFault(status: Int, count: Int, retryAfterSeconds: Int? = nil, body: String? = nil) async throws {
         var fault: [String: Any] = ["status": status, "count": count]
         if let retryAfterSeconds { fault["retryAfterSeconds"] = retryAfterSeconds }
         if let body { fault["body"] = body }
-        _ = try https("POST", "\(endpoints.authorityHost)/_dev/faults", json: fault)
+        _ = try await https("POST", "\(endpoints.authorityHost)/_dev/faults", json: fault)
     }
 
-    func setLatency(milliseconds: Int) throws {
-        _ = try https("POST", "\(endpoints.authorityHost)/_dev/latency", json: ["milliseconds": milliseconds])
+    func setLatency(milliseconds: Int) async throws {
+        _ = try await https("POST", "\(endpoints.authorityHost)/_dev/latency", json: ["milliseconds": milliseconds])
     }
 
     /// A service-account token signed by the issuer with the given claims.
-    func mint(sub: String? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil) throws -> String {
+    func mint(sub: String? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil) async throws -> String {
         var body: [String: Any] = [:]
         if let sub { body["sub"] = sub }
         if let ttlSeconds { body["ttlSeconds"] = ttlSeconds }
         if let issuedAtOffsetSeconds { body["issuedAtOffsetSeconds"] = issuedAtOffsetSeconds }
         if let notBeforeOffsetSeconds { body["notBeforeOffsetSeconds"] = notBeforeOffsetSeconds }
-        let answer = try https("POST", "\(endpoints.issuerURL)/_dev/mint", json: body)
+        let answer = try await https("POST", "\(endpoints.issuerURL)/_dev/mint", json: body)
         guard let object = try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], let token = object["token"] as? String else {
             throw HarnessError("mint answered \(answer)")
         }
@@ -84,20 +84,20 @@ final class DevProvider: @unchecked Sendable {
     }
 
     /// Rotates the token file with the kubelet AtomicWriter sequence; returns the new token's jti.
-    func rotate() throws -> String {
-        let answer = try https("POST", "\(endpoints.issuerURL)/_dev/rotate", json: [:])
+    func rotate() async throws -> String {
+        let answer = try await https("POST", "\(endpoints.issuerURL)/_dev/rotate", json: [:])
         guard let object = try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], let jti = object["jti"] as? String else {
             throw HarnessError("rotate answered \(answer)")
         }
         return jti
     }
 
-    private func https(_ method: String, _ url: String, json: [String: Any]? = nil) throws -> String {
+    private func https(_ method: String, _ url: String, json: [String: Any]? = nil) async throws -> String {
         var arguments = ["-sS", "--fail-with-body", "--cacert", endpoints.caFile, "-X", method, url]
         if let json {
             arguments += ["-H", "Content-Type: application/json", "--data-binary", String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)]
         }
-        let result = try runCommand("/usr/bin/curl", arguments)
+        let result = try await runCommand("/usr/bin/curl", arguments)
         guard result.status == 0 else { throw HarnessError("curl \(method) \(url) failed (\(result.status)): \(result.stderr) \(result.stdout)") }
         return result.stdout
     }

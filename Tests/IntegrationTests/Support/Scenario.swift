@@ -13,8 +13,9 @@ struct Scenario {
     /// provider's rotating token file; `identities` adds more.
     static func run(
         extraSubjects: [String] = [],
-        identities: (_ directory: String, _ provider: DevProvider) throws -> [BrokerDaemon.Identity] = { _, _ in [] },
+        identities: (_ directory: String, _ provider: DevProvider) async throws -> [BrokerDaemon.Identity] = { _, _ in [] },
         logLevel: String = "debug",
+        extraYAML: String = "",
         _ body: (Scenario) async throws -> Void
     ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
@@ -22,8 +23,8 @@ struct Scenario {
         let provider = try await DevProvider(directory: directory, extraSubjects: extraSubjects)
         let broker: BrokerDaemon
         do {
-            let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try identities(directory, provider))
-            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel)
+            let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try await identities(directory, provider))
+            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML)
         } catch {
             await provider.stop()
             throw error

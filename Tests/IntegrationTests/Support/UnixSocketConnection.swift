@@ -72,19 +72,28 @@ final class UnixSocketConnection: @unchecked Sendable {
         return String(decoding: buffer, as: UTF8.self)
     }
 
-    func readJSONLine() throws -> [String: Any] {
+    func readJSONLine() throws -> Reply {
         guard let line = try readLine() else { throw HarnessError("connection closed before an answer") }
-        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw HarnessError("answer is not a JSON object: \(line.prefix(200))")
-        }
-        return object
+        return try Reply(line)
     }
 }
 
-extension Dictionary where Key == String, Value == Any {
-    var ok: Bool { self["ok"] as? Bool ?? false }
-    var token: String? { self["token"] as? String }
-    var errorCode: String? { (self["error"] as? [String: Any])?["code"] as? String }
-    var errorMessage: String { (self["error"] as? [String: Any])?["message"] as? String ?? "" }
-    var upstreamCodes: [Int] { ((self["error"] as? [String: Any])?["upstream"] as? [String: Any])?["codes"] as? [Int] ?? [] }
+/// One JSON answer from the broker.
+struct Reply: @unchecked Sendable, CustomStringConvertible {
+    let object: [String: Any]
+
+    init(_ line: String) throws {
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw HarnessError("answer is not a JSON object: \(line.prefix(200))")
+        }
+        self.object = object
+    }
+
+    subscript(key: String) -> Any? { object[key] }
+    var description: String { "\(object.mapValues { "\($0)".prefix(80) })" }
+    var ok: Bool { object["ok"] as? Bool ?? false }
+    var token: String? { object["token"] as? String }
+    var errorCode: String? { (object["error"] as? [String: Any])?["code"] as? String }
+    var errorMessage: String { (object["error"] as? [String: Any])?["message"] as? String ?? "" }
+    var upstreamCodes: [Int] { ((object["error"] as? [String: Any])?["upstream"] as? [String: Any])?["codes"] as? [Int] ?? [] }
 }

@@ -1,0 +1,99 @@
+import AssertionSources
+import Foundation
+import Glibc
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TokenCache
+import TokenExchange
+import UpstreamHTTP
+
+/// The live identities: their assertion sources (each watching its file in a task),
+/// their fetchers in the cache, and their entries in the `Broker`. Applying a new
+/// configuration keeps identities whose settings did not change — with their
+/// cached tokens — and replaces or drops the others.
+final class BrokerRuntime: Service, Sendable {
+    let cache: TokenCache<ContinuousClock>
+    let broker: Broker
+    private let transport: AsyncHTTPTransport
+    private let logger: Logger
+    private let watchers = Mutex<[String: Watcher]>([:])
+
+    private struct Watcher: Sendable {
+        var source: FileAssertionSource
+        var task: Task<Void, Never>
+    }
+
+    init(configuration: BrokerConfiguration, transport: AsyncHTTPTransport, logger: Logger) {
+        var cacheConfiguration = TokenCacheConfiguration()
+        cacheConfiguration.maxScopesPerIdentity = configuration.cache.maxScopesPerIdentity
+        cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
+        cacheConfiguration.minimumRefreshInterval = .seconds(configuration.cache.minRefreshIntervalSeconds)
+        self.cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
+        self.broker = Broker(identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger)
+        self.transport = transport
+        self.logger = logger
+    }
+
+    /// Makes `configuration.identities` the served set. Returns the names kept, added and removed.
+    @discardableResult
+    func apply(_ configuration: BrokerConfiguration) -> (kept: [String], added: [String], removed: [String]) {
+        let old = Dictionary(uniqueKeysWithValues: broker.currentIdentities.map { ($0.configuration.name, $0) })
+        let daemonUID = getuid()
+        var next: [Broker.Identity] = []
+        var kept: [String] = [], added: [String] = []
+        for identity in configuration.identities {
+            let policy = AccessPolicy(rules: identity.allow, daemonUID: daemonUID)
+            if let existing = old[identity.name], existing.configuration.source == identity.source, existing.configuration.exchange == identity.exchange {
+                // Same source and exchange: same tokens. Allow rules and prefetch may change freely.
+                next.append(Broker.Identity(configuration: identity, source: existing.source, policy: policy))
+                kept.append(identity.name)
+                continue
+            }
+            guard case .file(let path) = identity.source, case .entra(let entra) = identity.exchange else { continue }
+            let source = FileAssertionSource(path: path, now: { Date() }, logger: logger.with("token.identity", identity.name))
+            let exchanger = EntraExchanger(configuration: entra, transport: transport, now: { Date() })
+            cache.register(identity: identity.name, fetcher: AssertionExchange(source: source, exchanger: exchanger))
+            startWatching(identity.name, source)
+            next.append(Broker.Identity(configuration: identity, source: source, policy: policy))
+            added.append(identity.name)
+        }
+        let names = Set(next.map(\.configuration.name))
+        let removed = old.keys.filter { !names.contains($0) }.sorted()
+        for name in removed { cache.remove(identity: name) }
+        broker.replaceIdentities(next)
+        for name in old.keys where !kept.contains(name) { stopWatching(name, unless: next.first { $0.configuration.name == name }?.source) }
+        return (kept, added, removed)
+    }
+
+    /// Waits for shutdown, then stops every watcher.
+    func run() async throws {
+        try? await gracefulShutdown()
+        let all = watchers.withLock { state in
+            defer { state.removeAll() }
+            return Array(state.values)
+        }
+        for watcher in all { watcher.task.cancel() }
+        for watcher in all { await watcher.task.value }
+    }
+
+    private func startWatching(_ name: String, _ source: FileAssertionSource) {
+        let task = Task {
+            do {
+                try await source.run()
+            } catch {
+                self.logger.error("assertion watcher stopped", metadata: ["token.identity": "\(name)", "error.message": "\(error)"])
+            }
+        }
+        let previous = watchers.withLock { $0.updateValue(Watcher(source: source, task: task), forKey: name) }
+        previous?.task.cancel()
+    }
+
+    private func stopWatching(_ name: String, unless current: FileAssertionSource?) {
+        let watcher = watchers.withLock { state -> Watcher? in
+            guard let watcher = state[name], watcher.source !== current else { return nil }
+            return state.removeValue(forKey: name)
+        }
+        watcher?.task.cancel()
+    }
+}

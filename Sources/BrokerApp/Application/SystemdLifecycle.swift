@@ -1,0 +1,166 @@
+import BrokerServer
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SystemdSupport
+import TokenCache
+import TokenExchange
+import UnixSignals
+
+/// Tells systemd the truth about our state: `READY=1` (after the first tokens when
+/// `readiness: token`), a current `STATUS=` line, `WATCHDOG=1` only while the event
+/// loop and the cache answer, `RELOADING=1`/`READY=1` around a SIGHUP reload, and
+/// `STOPPING=1` when shutdown begins. Without systemd the notifications are no-ops
+/// and SIGHUP reload still works.
+struct SystemdLifecycle: Service {
+    let runtime: BrokerRuntime
+    let server: BrokerServer
+    let eventLoop: any EventLoop
+    let readiness: BrokerConfiguration.ReadinessSettings
+    let prefetch: [TokenKey]
+    let reload: (@Sendable () throws -> BrokerConfiguration)?
+    let logger: Logger
+    let onReady: @Sendable () -> Void
+    private let notifier = SystemdNotifier()
+
+    init(
+        runtime: BrokerRuntime, server: BrokerServer, eventLoop: any EventLoop, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
+        reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, onReady: @escaping @Sendable () -> Void
+    ) {
+        self.runtime = runtime
+        self.server = server
+        self.eventLoop = eventLoop
+        self.readiness = readiness
+        self.prefetch = prefetch
+        self.reload = reload
+        self.logger = logger
+        self.onReady = onReady
+    }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await announceReady()
+                    await keepStatusCurrent()
+                }
+                if let interval = SystemdNotifier.watchdogInterval() {
+                    group.addTask { await watchdog(every: interval / 2) }
+                }
+                group.addTask { await reloadOnHangup() }
+                // Everything runs until shutdown; then the tasks are cancelled.
+                try? await gracefulShutdown()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            notifier.stopping()
+            logger.info("stopping: draining connections")
+        }
+    }
+
+    // MARK: Readiness
+
+    private func announceReady() async {
+        if readiness.mode == .token, !prefetch.isEmpty {
+            let deadline = ContinuousClock.now + .seconds(readiness.timeoutSeconds)
+            while missingTokens().count > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+                notifier.status("waiting for first tokens: \(missingTokens().count) of \(prefetch.count) prefetch scopes missing")
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let missing = readiness.mode == .token ? missingTokens() : []
+        let line = missing.isEmpty
+            ? statusLine()
+            : "ready after \(readiness.timeoutSeconds) s without tokens for \(missing.map(\.description).joined(separator: "; ")); \(statusLine())"
+        notifier.ready(status: line)
+        logger.info("ready", metadata: ["broker.status": "\(line)"])
+        onReady()
+    }
+
+    private func keepStatusCurrent() async {
+        var last = ""
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            let now = statusLine()
+            if now != last {
+                notifier.status(now)
+                last = now
+            }
+        }
+    }
+
+    private func missingTokens() -> [TokenKey] {
+        prefetch.filter { runtime.cache.cachedToken(for: $0, minimumValidity: .zero) == nil }
+    }
+
+    /// One line: identities, cached tokens, connections, last upstream error.
+    func statusLine() -> String {
+        let identities = runtime.broker.currentIdentities
+        let lastError = identities.lazy.compactMap { identity in
+            runtime.cache.snapshot(identity: identity.configuration.name).compactMap(\.lastError).first.map { "\(identity.configuration.name): \($0.code.rawValue)" }
+        }.first
+        return "serving \(identities.count) identit\(identities.count == 1 ? "y" : "ies"), \(runtime.cache.count) cached token\(runtime.cache.count == 1 ? "" : "s"), "
+            + "\(server.openConnections) connection\(server.openConnections == 1 ? "" : "s")"
+            + (lastError.map { "; last error \($0)" } ?? "")
+    }
+
+    // MARK: Watchdog
+
+    /// Pings only after the event loop ran a task and the cache's lock was taken
+    /// within the interval: a stuck loop or a deadlocked cache stops the pings and
+    /// systemd restarts us.
+    private func watchdog(every interval: Duration) async {
+        logger.info("watchdog enabled", metadata: ["watchdog.interval_ms": "\(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)"])
+        while !Task.isCancelled {
+            let loopAnswered = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { (try? await eventLoop.submit { true }.get()) ?? false }
+                group.addTask {
+                    try? await Task.sleep(for: interval)
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            if loopAnswered {
+                _ = runtime.cache.count
+                notifier.watchdog()
+            } else {
+                logger.error("watchdog: the event loop did not answer; withholding WATCHDOG=1")
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    // MARK: Reload
+
+    /// SIGHUP is always trapped: without a configuration to re-read (dev mode) it is
+    /// logged and ignored rather than killing the daemon.
+    private func reloadOnHangup() async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            guard let reload else {
+                logger.notice("SIGHUP ignored: there is no configuration file to reload in this mode")
+                continue
+            }
+            notifier.reloading()
+            do {
+                let configuration = try reload()
+                let change = runtime.apply(configuration)
+                logger.info("configuration reloaded", metadata: [
+                    "reload.kept": "\(change.kept.joined(separator: ","))", "reload.added": "\(change.added.joined(separator: ","))",
+                    "reload.removed": "\(change.removed.joined(separator: ","))",
+                ])
+                notifier.ready(status: "reloaded; " + statusLine())
+            } catch let error as ConfigurationError {
+                for issue in error.issues {
+                    logger.error("reload rejected: \(issue)", metadata: ["config.origin": "\(error.origin)", "config.path": "\(issue.path)"])
+                }
+                notifier.ready(status: "reload failed (\(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")); kept the previous configuration; " + statusLine())
+            } catch {
+                logger.error("reload rejected", metadata: ["error.message": "\(error)"])
+                notifier.ready(status: "reload failed; kept the previous configuration; " + statusLine())
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+public import Logging
+import SystemdSupport
+
+/// Chooses how the daemon logs: natively to journald when stderr is the journal
+/// (`JOURNAL_STREAM` matches), JSON lines for containers, else plain lines.
+public enum LogSetup {
+    /// `--log-format`.
+    public enum Format: String, CaseIterable, Sendable {
+        /// journald when stderr is the journal, else text.
+        case auto
+        /// Plain lines on stderr.
+        case text
+        /// One JSON object per line on stderr.
+        case json
+        /// journald via `sd_journal_sendv`.
+        case journal
+    }
+
+    /// Bootstraps swift-log once for the process and returns the daemon's logger.
+    public static func bootstrap(format: Format, level: String, environment: [String: String]) -> Logger {
+        let level = Logger.Level(rawValue: LogLevelName.parse(level) ?? "info") ?? .info
+        let resolved: Format = format == .auto ? (JournalLogHandler.stderrIsJournal(environment: environment) ? .journal : .text) : format
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler
+            switch resolved {
+            case .journal: handler = JournalLogHandler(label: label)
+            case .json: handler = JSONLinesLogHandler(label: label)
+            case .text, .auto: handler = StreamLogHandler.standardError(label: label)
+            }
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "tokenbrokerd")
+    }
+}
+
+/// One JSON object per log record on stderr: `time`, `level`, `message`, `label`,
+/// `source`, then the metadata keys as given (`token.identity`, `peer.uid`, …).
+struct JSONLinesLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    let label: String
+
+    init(label: String) {
+        self.label = label
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var object: [String: String] = [
+            "time": ISO8601DateFormatter().string(from: Date()),
+            "level": event.level.rawValue,
+            "message": "\(event.message)",
+            "label": label,
+            "source": event.source,
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
+            object[key] = "\(value)"
+        }
+        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        data.append(UInt8(ascii: "\n"))
+        FileHandle.standardError.write(data)
+    }
+}

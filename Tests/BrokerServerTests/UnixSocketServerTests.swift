@@ -1,0 +1,231 @@
+import Foundation
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+import TokenBrokerProtocol
+
+@testable import BrokerServer
+
+/// A short-pathed temporary directory (`/tmp/tb-XXXXXX`): socket paths are limited to 107 bytes.
+private struct ShortTemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/tb-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw SocketTestError("mkdtemp: \(errno)") }
+        path = String(cString: made)
+    }
+
+    var socketPath: String { "\(path)/broker.sock" }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+private struct SocketTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Minimal blocking Unix-socket client and helpers, with timeouts so a bug cannot hang the run.
+private enum UnixSocket {
+    static func address(_ path: String) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8))
+            raw[path.utf8.count] = 0
+        }
+        return address
+    }
+
+    static func withAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var address = address(path)
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    }
+
+    /// Leaves a socket file behind with nobody listening, as a crashed daemon does.
+    static func makeStale(at path: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        guard withAddress(path, { bind(fd, $0, $1) }) == 0 else { throw SocketTestError("bind \(path): \(errno)") }
+    }
+
+    /// Connects, sends `request`, half-closes, and reads until the server closes.
+    static func roundTrip(_ path: String, _ request: String) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard withAddress(path, { connect(fd, $0, $1) }) == 0 else { throw SocketTestError("connect \(path): \(errno)") }
+        let bytes = Array(request.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
+        shutdown(fd, Int32(SHUT_WR))
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { break }
+            guard n > 0 else { throw SocketTestError("read: \(errno)") }
+            received += chunk[..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Connects, sends `partial` without ending it, and waits (10 s at most) for the server to close.
+    static func sendAndAwaitClose(_ path: String, _ partial: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard withAddress(path, { connect(fd, $0, $1) }) == 0 else { throw SocketTestError("connect \(path): \(errno)") }
+        let bytes = Array(partial.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { return }
+            if n < 0 { throw SocketTestError(errno == EAGAIN ? "still open after 10 s" : "read: \(errno)") }
+        }
+    }
+
+    static func fileMode(_ path: String) -> mode_t? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_mode : nil
+    }
+}
+
+/// A server on a one-thread event loop group, torn down by `stop()`.
+private struct RunningServer {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let responder = ScriptedResponder()
+    let server: BrokerServer
+
+    init(path: String, configure: (inout BrokerServerConfiguration) -> Void = { _ in }) {
+        var configuration = BrokerServerConfiguration()
+        configuration.socketPath = path
+        configuration.drainTimeout = .seconds(5)
+        configure(&configuration)
+        server = BrokerServer(configuration: configuration, responder: responder, group: group, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    func start() async throws -> Task<Void, any Error> {
+        try await server.bind()
+        let server = self.server
+        return Task { try await server.run() }
+    }
+
+    func stop(_ runner: Task<Void, any Error>) async throws {
+        runner.cancel()
+        try await runner.value
+        try await group.shutdownGracefully()
+    }
+}
+
+@Suite struct UnixSocketServer {
+    @Test func servesBothProtocolsWithMode0660AndRemovesTheSocketOnShutdown() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath)
+        let runner = try await running.start()
+
+        let mode = try #require(UnixSocket.fileMode(directory.socketPath))
+        #expect(mode & S_IFMT == S_IFSOCK)
+        #expect(mode & 0o7777 == 0o660)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["broker.sock"])  // no temporary left
+
+        let ndjson = try UnixSocket.roundTrip(directory.socketPath, #"{"op":"ping","id":1}"# + "\n" + #"{"op":"token","scope":"s","id":2}"#)
+        #expect(try responses(in: ndjson).map(\.id) == [.number(1), .number(2)])
+        let http = try UnixSocket.roundTrip(directory.socketPath, "GET /v1/token?scope=s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        #expect(http.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(RawHTTPResponse.parseAll(http).first?.json?.token == ScriptedResponder.token(for: "s"))
+
+        // SO_PEERCRED names this very process.
+        #expect(running.responder.peers.allSatisfy { $0 == PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid()) })
+        #expect(running.responder.peers.count == 3)
+
+        try await running.stop(runner)
+        #expect(UnixSocket.fileMode(directory.socketPath) == nil)
+    }
+
+    @Test func aStaleSocketIsReplaced() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        try UnixSocket.makeStale(at: directory.socketPath)
+        #expect(!UnixSocketPath.isListening(directory.socketPath))
+        let running = RunningServer(path: directory.socketPath)
+        let runner = try await running.start()
+        #expect(UnixSocketPath.isListening(directory.socketPath))
+        #expect((UnixSocket.fileMode(directory.socketPath) ?? 0) & 0o777 == 0o660)
+        try await running.stop(runner)
+        #expect(UnixSocket.fileMode(directory.socketPath) == nil)
+    }
+
+    @Test func aLiveSocketIsNotTakenOver() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let first = RunningServer(path: directory.socketPath)
+        let runner = try await first.start()
+        let second = RunningServer(path: directory.socketPath)
+        let error = await #expect(throws: BrokerServerError.self) { try await second.server.bind() }
+        #expect(error?.code == .socketPathInUse)
+        #expect(error?.message.contains(directory.socketPath) == true)
+        #expect(try UnixSocket.roundTrip(directory.socketPath, #"{"op":"ping","id":1}"#).contains(#""ok":true"#))  // still the first one's
+        try await second.group.shutdownGracefully()
+        try await first.stop(runner)
+    }
+
+    @Test func aRegularFileAtThePathIsNotReplaced() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: directory.socketPath))
+        let running = RunningServer(path: directory.socketPath)
+        let error = await #expect(throws: BrokerServerError.self) { try await running.server.bind() }
+        #expect(error?.code == .socketPathInUse)
+        #expect(try String(contentsOfFile: directory.socketPath, encoding: .utf8) == "precious")
+        try await running.group.shutdownGracefully()
+    }
+
+    @Test func aWorldWritableDirectoryWithoutStickyBitIsRefused() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        chmod(directory.path, 0o777)
+        let running = RunningServer(path: directory.socketPath)
+        let error = await #expect(throws: BrokerServerError.self) { try await running.server.bind() }
+        #expect(error?.code == .unsafeSocketDirectory)
+        #expect(UnixSocket.fileMode(directory.socketPath) == nil)
+        try await running.group.shutdownGracefully()
+    }
+
+    @Test func missingParentDirectoriesAreCreated() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let path = "\(directory.path)/run/tb/broker.sock"
+        let running = RunningServer(path: path)
+        let runner = try await running.start()
+        #expect(UnixSocketPath.isListening(path))
+        try await running.stop(runner)
+        #expect(UnixSocket.fileMode(path) == nil)
+    }
+
+    /// `requestReadTimeout` promises that a request still incomplete after it closes the
+    /// connection. A client that sends half a line and stalls must be let go well before
+    /// the 60 s idle timeout (this test gives up after 10 s).
+    @Test func aStalledPartialRequestIsClosedAfterTheReadTimeout() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .milliseconds(200) }
+        let runner = try await running.start()
+        let outcome = Result { try UnixSocket.sendAndAwaitClose(directory.socketPath, #"{"op":"pi"#) }
+        #expect(throws: Never.self) { try outcome.get() }
+        try await running.stop(runner)
+    }
+
+    @Test func runBeforeBindFails() async throws {
+        let running = RunningServer(path: "/tmp/tb-never/broker.sock")
+        let error = await #expect(throws: BrokerServerError.self) { try await running.server.run() }
+        #expect(error?.code == .bindFailed)
+        try await running.group.shutdownGracefully()
+    }
+}
