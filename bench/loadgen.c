@@ -135,7 +135,7 @@ typedef struct {
     int id, first, count;
     conn_t *conns;
     hist_t hist;
-    uint64_t ok, errors, conn_errors, reconnects;
+    uint64_t ok, errors, conn_errors, reconnects, all;
     pthread_t thread;
 } worker_t;
 
@@ -283,6 +283,7 @@ static void *run_worker(void *arg) {
                 if (!got) continue;
                 uint64_t t = now_ns();
                 int measuring = atomic_load(&phase) == 1 || opt.once;
+                w->all += (uint64_t)got;
                 for (int k = 0; k < got; k++) {
                     uint64_t sent = c->sent[c->head];
                     c->head = (c->head + 1) % opt.depth;
@@ -431,12 +432,13 @@ int main(int argc, char **argv) {
         if (workers[t].thread) pthread_join(workers[t].thread, NULL);
 
     hist_t all = {0};
-    uint64_t ok = 0, errors = 0, conn_errors = 0;
+    uint64_t ok = 0, errors = 0, conn_errors = 0, answered = 0;
     for (int t = 0; t < opt.threads; t++) {
         hist_merge(&all, &workers[t].hist);
         ok += workers[t].ok;
         errors += workers[t].errors;
         conn_errors += workers[t].conn_errors;
+        answered += workers[t].all;
     }
     uint64_t unanswered = 0;
     if (opt.once)
@@ -448,10 +450,10 @@ int main(int argc, char **argv) {
     const char *target = opt.unix_path ? opt.unix_path : opt.tcp;
     if (opt.json) {
         printf("{\"target\":\"%s\",\"mode\":\"%s\",\"conns\":%d,\"depth\":%d,\"threads\":%d,\"seconds\":%.3f,"
-               "\"requests\":%llu,\"ok\":%llu,\"errors\":%llu,\"connErrors\":%llu,\"unanswered\":%llu,\"rps\":%.1f,"
+               "\"requests\":%llu,\"answeredInclWarmup\":%llu,\"ok\":%llu,\"errors\":%llu,\"connErrors\":%llu,\"unanswered\":%llu,\"rps\":%.1f,"
                "\"p50us\":%.1f,\"p90us\":%.1f,\"p99us\":%.1f,\"p999us\":%.1f,\"maxus\":%.1f,\"meanus\":%.1f}\n",
                target, opt.mode == MODE_HTTP ? "http" : "ndjson", opt.conns, opt.depth, opt.threads, secs,
-               (unsigned long long)all.total, (unsigned long long)ok, (unsigned long long)errors,
+               (unsigned long long)all.total, (unsigned long long)answered, (unsigned long long)ok, (unsigned long long)errors,
                (unsigned long long)conn_errors, (unsigned long long)unanswered, rps, us[0], us[1], us[2], us[3], us[4], us[5]);
     } else {
         printf("%s %s: %d conns x depth %d, %d thread(s), %.2f s\n", target, opt.mode == MODE_HTTP ? "http" : "ndjson",

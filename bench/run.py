@@ -171,6 +171,35 @@ class Suite:
                     return int(line.split()[1]) * 1024
         return 0
 
+    @staticmethod
+    def cpu_ticks(pids):
+        """utime + stime (clock ticks) of the given processes, their threads included."""
+        total = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def server_pids(self, path):
+        """The processes serving `path` (nginx: its workers too)."""
+        name = {getattr(self, "sock", None): "broker", getattr(self, "floor_sock", None): "floor",
+                getattr(self, "floor_http_sock", None): "floor-http", getattr(self, "nginx_sock", None): "nginx"}.get(path)
+        child = next((c for c in self.children if c.name == name), None)
+        if not child:
+            return []
+        pids = [child.proc.pid]
+        try:
+            for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
+                with open(f"/proc/{child.proc.pid}/task/{tid}/children") as f:
+                    pids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return pids
+
     def ndjson(self, lines, path=None):
         """Sends request lines on one connection (pipelined) and returns the response lines."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -246,10 +275,16 @@ http {{
             argv += ["--request", request]
         if once:
             argv.append("--once")
+        pids = self.server_pids(path)
+        before = self.cpu_ticks(pids)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + warmup + 120)
         if not out.stdout.strip():
             raise RuntimeError(f"loadgen failed: {out.stderr}")
         result = json.loads(out.stdout)
+        used = self.cpu_ticks(pids) - before
+        if pids and result.get("answeredInclWarmup"):
+            # Server CPU per request (µs), warm-up included on both sides: robust to a noisy machine.
+            result["cpuUsPerReq"] = used / os.sysconf("SC_CLK_TCK") * 1e6 / result["answeredInclWarmup"]
         if path == getattr(self, "sock", None):
             self.total_requests += result["requests"]
         return result
@@ -289,7 +324,8 @@ http {{
                 for name, path in (("ours", self.sock), ("floor", self.floor_sock)):
                     key = f"ndjson c{conns} p{d} {name}"
                     r[key] = self.loadgen(path, "ndjson", conns, d)
-                    log(f"{key}: {r[key]['rps']:.0f} req/s p99 {r[key]['p99us']:.0f} us errors {r[key]['errors']}")
+                    log(f"{key}: {r[key]['rps']:.0f} req/s p99 {r[key]['p99us']:.0f} us errors {r[key]['errors']} "
+                        f"server CPU {r[key].get('cpuUsPerReq', float('nan')):.1f} us/req")
         targets = [("ours", self.sock), ("floor", self.floor_http_sock)]
         if self.nginx_sock:
             targets.append(("nginx", self.nginx_sock))
@@ -433,6 +469,7 @@ http {{
     # ---------------------------------------------------------------- main
     def run(self):
         started = time.monotonic()
+        self.results["loadavgStart"] = os.getloadavg()
         self.start_provider()
         self.start_broker()
         m = self.results["memory"] = {}
@@ -453,6 +490,7 @@ http {{
         self.rotation()
         self.startup()
         self.results["seconds"] = time.monotonic() - started
+        self.results["loadavgEnd"] = os.getloadavg()
         return self.results
 
 
@@ -484,7 +522,9 @@ def report(results, args):
     mc = results["machine"]
     add(f"TokenBroker benchmarks: {results['mode']} mode, **{results['build']} build**, {mc.get('cores')} cores "
         f"({mc.get('cpu', '?')}), kernel {mc.get('kernel', '?')}; response {results.get('responseBytes')} bytes; "
-        f"{args.duration:g} s per point after {args.warmup:g} s warm-up; pipelining depth {args.depth}.")
+        f"{args.duration:g} s per point after {args.warmup:g} s warm-up; pipelining depth {args.depth}. "
+        f"\"µs CPU/req\" is the server's user+system CPU time (all its threads and worker processes) per response, warm-up included: "
+        f"the figure least disturbed by other work on the machine.")
     add("")
     add("| scenario | ours | C floor | nginx | ours / floor | ours / nginx | target | met |")
     add("|---|---|---|---|---|---|---|---|")
@@ -494,7 +534,8 @@ def report(results, args):
         if not res:
             return "—"
         bad = res.get("errors", 0) + res.get("connErrors", 0)
-        return f"{fmt_rps(res['rps'])} req/s, p50 {fmt_us(res['p50us'])}, p99 {fmt_us(res['p99us'])}, p99.9 {fmt_us(res['p999us'])}" + (
+        cpu = f", {res['cpuUsPerReq']:.1f} µs CPU/req" if res.get("cpuUsPerReq") is not None else ""
+        return f"{fmt_rps(res['rps'])} req/s, p50 {fmt_us(res['p50us'])}, p99 {fmt_us(res['p99us'])}, p99.9 {fmt_us(res['p999us'])}{cpu}" + (
             f", **{bad} errors**" if bad else "")
 
     def ratio(a, b):
@@ -571,6 +612,9 @@ def report(results, args):
             f"next exchange used the new jti {used}/{len(rot['runs'])} | | | | | ≤ 100 ms | "
             f"{'yes' if worst <= 100 and used == len(rot['runs']) else '**no**'} |")
     add("")
+    la, lb = results.get("loadavgStart"), results.get("loadavgEnd")
+    if la and lb:
+        add(f"Load average (1 min) at start {la[0]:.2f}, at end {lb[0]:.2f}: other work on this machine disturbs absolute figures; the ratios are taken minutes apart at most.")
     add(f"Requests served by the broker in this run: {results.get('memory', {}).get('requestsTotal', 0):,}; suite time {results.get('seconds', 0):.0f} s.")
     return "\n".join(lines)
 

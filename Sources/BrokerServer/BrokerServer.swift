@@ -5,9 +5,10 @@ import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
-/// The Unix-socket listener. `bind()` makes the socket appear (atomically, with
-/// its final mode and group); `run()` serves until graceful shutdown, then drains:
-/// the listener closes, requests in flight finish, idle connections close.
+/// The Unix-socket listener. `run()` starts listening (binding the path, or serving
+/// the socket inherited from the service manager), serves until graceful shutdown,
+/// then drains: the listener closes, requests in flight finish, connections close.
+/// Listening inside `run()` means the process already handles SIGTERM by then.
 public final class BrokerServer: Service, Sendable {
     private let configuration: BrokerServerConfiguration
     private let responder: any BrokerResponder
@@ -15,6 +16,7 @@ public final class BrokerServer: Service, Sendable {
     private let logger: Logger
     private let connections = ConnectionRegistry()
     private let bound = Mutex<BoundSocket?>(nil)
+    private let listening = Latch()
 
     private struct BoundSocket: Sendable {
         var channel: any Channel
@@ -39,6 +41,7 @@ public final class BrokerServer: Service, Sendable {
         try UnixSocketPath.prepare(path)
         let temporary = "\(UnixSocketPath.parentDirectory(of: path))/.\(path.split(separator: "/").last ?? "broker.sock").\(getpid()).tmp"
         let channel = try await bootstrap().bind(unixDomainSocketPath: temporary, cleanupExistingSocketFile: true).get()
+        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
         do {
             guard chmod(temporary, mode_t(configuration.socketMode)) == 0 else {
                 throw BrokerServerError(.bindFailed, "cannot chmod \(temporary): \(String(cString: strerror(errno)))")
@@ -62,26 +65,55 @@ public final class BrokerServer: Service, Sendable {
     /// Serves an already bound and listening socket inherited from the service manager.
     public func adopt(descriptor: CInt) async throws {
         let channel = try await bootstrap().withBoundSocket(descriptor).get()
+        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
         bound.withLock { $0 = BoundSocket(channel: channel, inode: 0) }
         logger.info("serving inherited socket", metadata: ["socket.fd": "\(descriptor)"])
     }
 
-    /// Serves until graceful shutdown or cancellation, then drains.
+    /// Returns once the server accepts connections; throws if listening failed.
+    public func waitUntilListening() async throws {
+        try await listening.wait()
+    }
+
+    /// Listens (unless `bind()`/`adopt()` already did), serves until graceful shutdown
+    /// or cancellation, then drains.
     public func run() async throws {
-        guard let socket = bound.withLock({ $0 }) else {
-            throw BrokerServerError(.bindFailed, "run() called before bind()")
+        if bound.withLock({ $0 }) == nil {
+            do {
+                if let descriptor = configuration.inheritedDescriptor { try await adopt(descriptor: descriptor) } else { try await bind() }
+            } catch {
+                listening.fail(error)
+                throw error
+            }
         }
+        guard let socket = bound.withLock({ $0 }) else {
+            throw BrokerServerError(.bindFailed, "not listening")
+        }
+        listening.open()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await socket.channel.closeFuture.get()
             } onGracefulShutdown: {
-                socket.channel.close(promise: nil)
+                Task { await self.stopAccepting(socket.channel) }
             }
         } onCancel: {
             socket.channel.close(promise: nil)
         }
         await drain()
         if socket.inode != 0 { UnixSocketPath.removeIfOurs(configuration.socketPath, inode: socket.inode) }
+    }
+
+    /// Stops accepting, lets connections accepted a moment ago finish their setup,
+    /// then closes the listener. Closing it at once would make NIO drop connections
+    /// it had accepted but not yet set up — resetting requests a restart must keep.
+    /// Connections not yet accepted stay in the kernel's backlog for the next process.
+    private func stopAccepting(_ listener: any Channel) async {
+        try? await listener.setOption(ChannelOptions.autoRead, value: false).get()
+        let deadline = ContinuousClock.now.advanced(by: .seconds(2))
+        while connections.initializing > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        try? await listener.close()
     }
 
     /// Number of open connections.
@@ -103,9 +135,12 @@ public final class BrokerServer: Service, Sendable {
         let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first)) }
+            }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                guard connections.admit(channel, limit: configuration.maxConnections) else {
+                guard connections.count <= configuration.maxConnections else {
                     logger.warning("connection refused: too many connections", metadata: ["server.max_connections": "\(configuration.maxConnections)"])
                     return channel.close()
                 }
@@ -119,6 +154,8 @@ public final class BrokerServer: Service, Sendable {
                             requestReadTimeout: .nanoseconds(Int64(configuration.requestReadTimeout.components.seconds) * 1_000_000_000
                                 + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000)),
                     ])
+                    // Accepted just as shutdown began: serve what it sends, then close.
+                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
                 }
             }
     }
@@ -140,33 +177,97 @@ struct KernelPeerCredentials: Sendable {
     var gid: UInt32 = 0
 }
 
-/// The open connections, so that shutdown can drain them.
-final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+/// A one-shot gate: waiters resume when it opens (or fails).
+final class Latch: Sendable {
+    private let state = Mutex<(result: Result<Void, any Error>?, waiters: [CheckedContinuation<Void, any Error>])>((nil, []))
 
-    func admit(_ channel: any Channel, limit: Int) -> Bool {
-        let admitted = channels.withLock { channels -> Bool in
-            guard channels.count < limit else { return false }
-            channels[ObjectIdentifier(channel)] = channel
-            return true
+    func open() { finish(.success(())) }
+    func fail(_ error: any Error) { finish(.failure(error)) }
+
+    private func finish(_ result: Result<Void, any Error>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters.removeAll() }
+            return state.waiters
         }
-        if admitted {
-            channel.closeFuture.whenComplete { [self] _ in
-                _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
-            }
-        }
-        return admitted
+        for waiter in waiters { waiter.resume(with: result) }
     }
 
-    var count: Int { channels.withLock { $0.count } }
+    func wait() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let result = state.withLock { state -> Result<Void, any Error>? in
+                if state.result == nil { state.waiters.append(continuation) }
+                return state.result
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+}
+
+/// Every connection from the moment it is accepted (before its pipeline exists)
+/// until it closes, so that shutdown waits for all of them: a process that exits
+/// with an accepted but unanswered connection makes the kernel reset it.
+final class ConnectionRegistry: Sendable {
+    private let state = Mutex<(channels: [ObjectIdentifier: any Channel], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
+
+    func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLock {
+            $0.channels[id] = channel
+            $0.settingUp.insert(id)
+        }
+        channel.closeFuture.whenComplete { [self] _ in
+            state.withLock {
+                $0.channels.removeValue(forKey: id)
+                $0.settingUp.remove(id)
+            }
+        }
+    }
+
+    /// NIO has finished setting the connection up and handed it on.
+    func settled(_ channel: any Channel) {
+        _ = state.withLock { $0.settingUp.remove(ObjectIdentifier(channel)) }
+    }
+
+    /// Connections accepted whose pipeline is not yet in place.
+    var initializing: Int { state.withLock { $0.settingUp.count } }
+
+    var count: Int { state.withLock { $0.channels.count } }
+    var isDraining: Bool { state.withLock { $0.draining } }
 
     func drainAll() {
-        for channel in channels.withLock({ Array($0.values) }) {
-            channel.pipeline.fireUserInboundEventTriggered(DrainRequest())
+        let channels = state.withLock { state in
+            state.draining = true
+            return Array(state.channels.values)
         }
+        for channel in channels { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
     }
 
     func closeAll() {
-        for channel in channels.withLock({ Array($0.values) }) { channel.close(promise: nil) }
+        for channel in state.withLock({ Array($0.channels.values) }) { channel.close(promise: nil) }
+    }
+}
+
+/// On the listening channel, on both sides of NIO's accept handler: records each
+/// connection when accepted (`first`) and when NIO has finished setting it up (`last`).
+final class AcceptTracker: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    private let connections: ConnectionRegistry
+    private let position: Position
+
+    enum Position { case first, last }
+
+    init(connections: ConnectionRegistry, position: Position) {
+        self.connections = connections
+        self.position = position
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch position {
+        case .first: connections.track(unwrapInboundIn(data))
+        case .last: connections.settled(unwrapInboundIn(data))
+        }
+        context.fireChannelRead(data)
     }
 }

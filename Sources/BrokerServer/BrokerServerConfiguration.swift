@@ -1,5 +1,8 @@
 /// How the socket server listens and what it tolerates.
 public struct BrokerServerConfiguration: Sendable {
+    /// A listening socket inherited from the service manager (socket activation);
+    /// when set, it is served instead of binding `socketPath`, and never unlinked.
+    public var inheritedDescriptor: Int32? = nil
     /// Where the socket is bound (default `/run/tokenbroker/broker.sock`).
     public var socketPath: String = "/run/tokenbroker/broker.sock"
     /// Permission bits of the socket file (default `0o660`: owner and group).

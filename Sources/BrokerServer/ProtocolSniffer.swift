@@ -11,6 +11,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let peer: PeerCredentials
     private let maxRequestBytes: Int
     private let requestReadTimeout: TimeAmount
+    private var draining = false
+    private var sawData = false
 
     init(responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10)) {
         self.responder = responder
@@ -22,6 +24,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         guard let first = buffer.readableBytesView.first else { return }
+        sawData = true
         let pipeline = context.pipeline.syncOperations
         do {
             switch Self.classify(first) {
@@ -54,6 +57,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         context.fireChannelRead(data)
+        if draining {
+            // The request just read is answered; then the connection closes.
+            context.fireUserInboundEventTriggered(DrainRequest())
+        }
         pipeline.removeHandler(context: context, promise: nil)
     }
 
@@ -73,9 +80,17 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // A connection that closes or is drained before sending anything just closes.
         switch event {
-        case ChannelEvent.inputClosed, is DrainRequest: context.close(promise: nil)
+        case ChannelEvent.inputClosed:
+            context.close(promise: nil)
+        case is DrainRequest:
+            // Shutting down, and this connection has sent nothing yet. A client that just
+            // connected (perhaps queued in the backlog) is about to send its request: give
+            // it a moment, answer it, then close — a restart must not lose requests.
+            draining = true
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
+                if !sawData { context.close(promise: nil) }
+            }
         default: context.fireUserInboundEventTriggered(event)
         }
     }

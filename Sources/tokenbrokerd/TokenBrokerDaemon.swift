@@ -60,6 +60,7 @@ extension TokenBrokerDaemon {
         @OptionGroup var logging: LoggingOptions
 
         func run() async throws {
+            BrokerApplication.resetSignalMask()
             let environment = ProcessInfo.processInfo.environment
             if dev {
                 let logger = logging.bootstrap()

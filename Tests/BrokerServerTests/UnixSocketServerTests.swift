@@ -222,10 +222,16 @@ private struct RunningServer {
         try await running.stop(runner)
     }
 
-    @Test func runBeforeBindFails() async throws {
-        let running = RunningServer(path: "/tmp/tb-never/broker.sock")
+    /// `run()` listens by itself; when it cannot, both `run()` and `waitUntilListening()` say why.
+    @Test func runReportsAFailedBind() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let blocker = "\(directory.path)/not-a-socket"
+        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        let running = RunningServer(path: blocker)
         let error = await #expect(throws: BrokerServerError.self) { try await running.server.run() }
-        #expect(error?.code == .bindFailed)
+        #expect(error?.code == .socketPathInUse)
+        await #expect(throws: BrokerServerError.self) { try await running.server.waitUntilListening() }
         try await running.group.shutdownGracefully()
     }
 }

@@ -27,7 +27,7 @@ struct SystemdUnitTests {
                 .write(toFile: "\(directory)/tokenbroker.service", atomically: true, encoding: .utf8)
             try FileManager.default.copyItem(atPath: "\(Self.unitDirectory)/tokenbroker.socket", toPath: "\(directory)/tokenbroker.socket")
 
-            let result = try runCommandBlocking(analyze, ["verify", "\(directory)/tokenbroker.service", "\(directory)/tokenbroker.socket"])
+            let result = try await runCommand(analyze, ["verify", "\(directory)/tokenbroker.service", "\(directory)/tokenbroker.socket"])
             #expect(result.status == 0, "systemd-analyze verify exited \(result.status): \(result.stderr)")
             #expect(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "systemd-analyze verify warned:\n\(result.stderr)")
             #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "systemd-analyze verify printed:\n\(result.stdout)")
@@ -59,9 +59,9 @@ struct SystemdUnitTests {
     // MARK: (b) systemd-analyze security
 
     @Test("systemd-analyze security --offline=true rates tokenbroker.service at 1.5 or less")
-    func exposureIsLow() throws {
+    func exposureIsLow() async throws {
         let analyze = try Self.tool("systemd-analyze")
-        let result = try runCommandBlocking(analyze, ["security", "--offline=true", "--no-pager", "\(Self.unitDirectory)/tokenbroker.service"])
+        let result = try await runCommand(analyze, ["security", "--offline=true", "--no-pager", "\(Self.unitDirectory)/tokenbroker.service"])
         let output = result.stdout + result.stderr
         let line = try #require(
             output.split(separator: "\n").first { $0.contains("Overall exposure level for tokenbroker.service:") },
@@ -78,7 +78,7 @@ struct SystemdUnitTests {
     func installIntoDestdir() async throws {
         _ = try Self.daemonBinary()
         try await Self.withTemporaryDirectory { destdir in
-            let first = try Self.install(destdir: destdir)
+            let first = try await Self.install(destdir: destdir)
             try #require(first.status == 0, "scripts/install failed (\(first.status)):\n\(first.stdout)\n\(first.stderr)")
 
             let expected: [(path: String, mode: Int)] = [
@@ -106,13 +106,13 @@ struct SystemdUnitTests {
             #expect(first.stdout.contains("nothing was started"))
 
             // The installed daemon accepts the installed configuration.
-            let check = try runCommandBlocking("\(destdir)/usr/bin/tokenbrokerd", ["check-config", "--config", "\(destdir)/etc/tokenbroker/config.yaml"])
+            let check = try await runCommand("\(destdir)/usr/bin/tokenbrokerd", ["check-config", "--config", "\(destdir)/etc/tokenbroker/config.yaml"])
             #expect(check.status == 0, "installed config.yaml is invalid: \(check.stdout)\(check.stderr)")
 
             // A second install keeps an edited configuration.
             let edited = "# edited by the operator\nsocket: { path: /run/tokenbroker/broker.sock }\n"
             try edited.write(toFile: "\(destdir)/etc/tokenbroker/config.yaml", atomically: false, encoding: .utf8)
-            let second = try Self.install(destdir: destdir)
+            let second = try await Self.install(destdir: destdir)
             #expect(second.status == 0, "second scripts/install failed: \(second.stderr)")
             #expect(try String(contentsOfFile: "\(destdir)/etc/tokenbroker/config.yaml", encoding: .utf8) == edited, "an existing config.yaml was overwritten")
             #expect(second.stdout.contains("kept \(destdir)/etc/tokenbroker/config.yaml"))
@@ -123,12 +123,43 @@ struct SystemdUnitTests {
     func installWithPrefix() async throws {
         _ = try Self.daemonBinary()
         try await Self.withTemporaryDirectory { destdir in
-            let result = try Self.install(destdir: destdir, extra: ["--prefix", "/usr/local"])
+            let result = try await Self.install(destdir: destdir, extra: ["--prefix", "/usr/local"])
             try #require(result.status == 0, "scripts/install failed (\(result.status)):\n\(result.stderr)")
             #expect(FileManager.default.isExecutableFile(atPath: "\(destdir)/usr/local/bin/tokenbrokerd"))
             let service = try String(contentsOfFile: "\(destdir)/usr/local/lib/systemd/system/tokenbroker.service", encoding: .utf8)
             #expect(service.contains("ExecStart=/usr/local/bin/tokenbrokerd --config /etc/tokenbroker/config.yaml"))
             #expect(!service.contains("/usr/bin/tokenbrokerd"))
+        }
+    }
+
+    @Test("sysusers.d creates user and group tokenbroker and tmpfiles.d makes /etc/tokenbroker root:tokenbroker 0750 (in a scratch root)")
+    func sysusersAndTmpfiles() async throws {
+        let sysusers = try Self.tool("systemd-sysusers")
+        let tmpfiles = try Self.tool("systemd-tmpfiles")
+        try await Self.withTemporaryDirectory { root in
+            // --root confines both tools to the scratch tree; the host's users and /etc stay untouched.
+            for (directory, file) in [("usr/lib/sysusers.d", "sysusers.d"), ("usr/lib/tmpfiles.d", "tmpfiles.d")] {
+                try FileManager.default.createDirectory(atPath: "\(root)/\(directory)", withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: "\(Self.unitDirectory)/\(file)/tokenbroker.conf", toPath: "\(root)/\(directory)/tokenbroker.conf")
+            }
+            try FileManager.default.createDirectory(atPath: "\(root)/etc", withIntermediateDirectories: true)
+            let users = try await runCommand(sysusers, ["--root=\(root)", "tokenbroker.conf"])
+            try #require(users.status == 0, "systemd-sysusers failed: \(users.stderr)")
+            let passwd = try String(contentsOfFile: "\(root)/etc/passwd", encoding: .utf8)
+            let group = try String(contentsOfFile: "\(root)/etc/group", encoding: .utf8)
+            let entry = try #require(passwd.split(separator: "\n").first { $0.hasPrefix("tokenbroker:") }, "no tokenbroker user in \(passwd)")
+            let fields = entry.split(separator: ":", omittingEmptySubsequences: false)
+            #expect(fields.count == 7 && fields[6] == "/usr/sbin/nologin")
+            let gid = try #require(group.split(separator: "\n").first { $0.hasPrefix("tokenbroker:") }?.split(separator: ":", omittingEmptySubsequences: false)[2])
+            #expect(Int(gid).map { $0 > 0 && $0 < 1000 } == true, "not a system group: gid \(gid)")
+
+            let files = try await runCommand(tmpfiles, ["--root=\(root)", "--create", "tokenbroker.conf"])
+            #expect(files.status == 0, "systemd-tmpfiles failed: \(files.stderr)")
+            var info = stat()
+            try #require(lstat("\(root)/etc/tokenbroker", &info) == 0, "tmpfiles did not create /etc/tokenbroker")
+            #expect(info.st_mode & 0o7777 == 0o750)
+            #expect(info.st_uid == 0)
+            #expect(String(info.st_gid) == String(gid))
         }
     }
 
@@ -218,11 +249,11 @@ struct SystemdUnitTests {
     }
 
     /// Runs scripts/install with the binaries under test (never builds).
-    static func install(destdir: String, extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+    static func install(destdir: String, extra: [String] = []) async throws -> (status: Int32, stdout: String, stderr: String) {
         var environment = ProcessInfo.processInfo.environment
         environment["TOKENBROKER_BIN_DIR"] = TestEnvironment.binDirectory
         for key in ["DESTDIR", "PREFIX", "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR", "DOCDIR", "SYSCONFDIR"] { environment.removeValue(forKey: key) }
-        return try runCommandBlocking(
+        return try await runCommand(
             "/bin/bash",
             ["\(TestEnvironment.packageRoot)/scripts/install", "--debug", "--no-build", "--bin-dir", TestEnvironment.binDirectory, "--destdir", destdir] + extra,
             environment: environment)

@@ -23,6 +23,14 @@ public enum BrokerApplication {
     ///   - reload: Re-reads the configuration on SIGHUP; nil disables reload.
     ///   - extraServices: Started first, stopped last (the dev provider).
     ///   - onReady: Called once the socket is bound and accepting.
+    /// Clears the signal mask inherited from whoever started us: a supervisor that
+    /// blocks SIGTERM in its threads would otherwise make us unstoppable but by SIGKILL.
+    public static func resetSignalMask() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+    }
+
     public static func run(
         configuration: BrokerConfiguration,
         environment: [String: String],
@@ -40,13 +48,11 @@ public enum BrokerApplication {
         let runtime = BrokerRuntime(configuration: configuration, transport: transport, logger: logger)
         runtime.apply(configuration)
 
-        let server = BrokerServer(configuration: try serverConfiguration(configuration), responder: runtime.broker, group: group, logger: logger)
         let inherited = SocketActivation.inheritedSockets()
-        if let socket = inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 ? inherited.first : nil) {
-            try await server.adopt(descriptor: socket.descriptor)
-        } else {
-            try await server.bind()
-        }
+        let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 ? inherited.first : nil))?.descriptor
+        let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
+        // The server listens inside the ServiceGroup, whose signal handling is in place by then.
+        let server = BrokerServer(configuration: listener, responder: runtime.broker, group: group, logger: logger)
 
         let lifecycle = SystemdLifecycle(
             runtime: runtime, server: server, eventLoop: group.next(),
@@ -66,11 +72,15 @@ public enum BrokerApplication {
         logger.info("stopped")
     }
 
-    static func serverConfiguration(_ configuration: BrokerConfiguration) throws -> BrokerServerConfiguration {
+    static func serverConfiguration(_ configuration: BrokerConfiguration, inheritedDescriptor: Int32?) throws -> BrokerServerConfiguration {
         var server = BrokerServerConfiguration()
+        server.inheritedDescriptor = inheritedDescriptor
         server.socketPath = configuration.socket.path
         server.socketMode = configuration.socket.mode
-        server.socketGroup = try configuration.socket.group.map(resolveGroup)
+        // An inherited socket already has the mode and group the .socket unit gave it.
+        if inheritedDescriptor == nil {
+            server.socketGroup = try configuration.socket.group.map(resolveGroup)
+        }
         server.maxConnections = configuration.limits.maxConnections
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         return server

@@ -62,6 +62,11 @@ struct SystemdLifecycle: Service {
     // MARK: Readiness
 
     private func announceReady() async {
+        do {
+            try await server.waitUntilListening()
+        } catch {
+            return  // the server's run() reports the failure and stops the group
+        }
         if readiness.mode == .token, !prefetch.isEmpty {
             let deadline = ContinuousClock.now + .seconds(readiness.timeoutSeconds)
             while missingTokens().count > 0, ContinuousClock.now < deadline, !Task.isCancelled {

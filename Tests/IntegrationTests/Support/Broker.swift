@@ -13,9 +13,34 @@ final class BrokerDaemon: @unchecked Sendable {
         var allow: String? = nil  // YAML flow list, e.g. "[ { any: true } ]"
     }
 
-    init(directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "") async throws {
+    init(
+        directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "",
+        environment: [String: String]? = nil
+    ) async throws {
         socketPath = "\(directory)/broker.sock"
         configPath = "\(directory)/config.yaml"
+        let process = try Self.start(configPath: configPath, socketPath: socketPath, provider: provider, identities: identities,
+                                     logLevel: logLevel, extraYAML: extraYAML, environment: environment, directory: directory)
+        self.process = process
+        let socketPath = self.socketPath
+        try await waitUntil("the broker socket") {
+            guard process.isRunning else { throw HarnessError("tokenbrokerd exited: \(process.stderr)") }
+            return FileManager.default.fileExists(atPath: socketPath) && process.stderr.contains("ready")
+        }
+    }
+
+    private static func start(
+        configPath: String, socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String, extraYAML: String,
+        environment: [String: String]?, directory: String
+    ) throws -> ChildProcess {
+        try configurationYAML(socketPath: socketPath, provider: provider, identities: identities, logLevel: logLevel, extraYAML: extraYAML)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        return try ChildProcess(
+            executable: TestEnvironment.daemonPath, arguments: ["--config", configPath], environment: environment, logDirectory: directory, name: "broker")
+    }
+
+    /// The YAML of a configuration serving `identities` against `provider`.
+    static func configurationYAML(socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "") -> String {
         var yaml = """
             socket: { path: \(socketPath) }
             upstream: { caFile: \(provider.endpoints.caFile) }
@@ -34,14 +59,7 @@ final class BrokerDaemon: @unchecked Sendable {
                 """
             if let allow = identity.allow { yaml += "    allow: \(allow)\n" }
         }
-        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
-        process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--config", configPath], logDirectory: directory, name: "broker")
-        let process = self.process
-        let socketPath = self.socketPath
-        try await waitUntil("the broker socket") {
-            guard process.isRunning else { throw HarnessError("tokenbrokerd exited: \(process.stderr)") }
-            return FileManager.default.fileExists(atPath: socketPath) && process.stderr.contains("ready")
-        }
+        return yaml
     }
 
     func stop() async -> Int32 { await process.stop() }
