@@ -9,26 +9,38 @@ enum WireCoding {
     /// (with the request's `id` when one could be read, so the caller can match it).
     static func decodeRequest(_ bytes: ByteBuffer) -> Result<BrokerRequest, DecodeFailure> {
         let data = Data(bytes.readableBytesView)
+        // One parse on the success path; only a failure is parsed again, to find the
+        // `id` and to word the error exactly.
+        do {
+            return .success(try decoder.decode(BrokerRequest.self, from: data))
+        } catch {
+            return .failure(describe(error, data: data))
+        }
+    }
+
+    /// A shared decoder: its options never change, and decoding is thread-safe.
+    private nonisolated(unsafe) static let decoder = JSONDecoder()
+
+    private static func describe(_ decodingError: any Error, data: Data) -> DecodeFailure {
         guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
-            return .failure(DecodeFailure(id: nil, WireError(code: .badRequest, message: "the request line is not valid JSON")))
+            return DecodeFailure(id: nil, WireError(code: .badRequest, message: "the request line is not valid JSON"))
         }
         guard let fields = object as? [String: Any] else {
-            return .failure(DecodeFailure(id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}")))
+            return DecodeFailure(id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}"))
         }
         let id: RequestID? = (fields["id"] as? String).map(RequestID.string)
             ?? (fields["id"] as? NSNumber).flatMap { Int64(exactly: $0.doubleValue) }.map(RequestID.number)
-        func failure(_ message: String) -> Result<BrokerRequest, DecodeFailure> {
-            .failure(DecodeFailure(id: id, WireError(code: .badRequest, message: message)))
+        func failure(_ message: String) -> DecodeFailure {
+            DecodeFailure(id: id, WireError(code: .badRequest, message: message))
         }
-        do {
-            return .success(try JSONDecoder().decode(BrokerRequest.self, from: data))
-        } catch let DecodingError.keyNotFound(key, _) {
+        switch decodingError {
+        case DecodingError.keyNotFound(let key, _):
             return failure("the request has no '\(key.stringValue)' field")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             return failure("field '\(path(context.codingPath))' has the wrong type")
-        } catch let DecodingError.dataCorrupted(context) {
+        case DecodingError.dataCorrupted(let context):
             return failure("field '\(path(context.codingPath))' is not a valid value")
-        } catch {
+        default:
             return failure("the request could not be decoded")
         }
     }
@@ -47,9 +59,72 @@ enum WireCoding {
         codingPath.map(\.stringValue).joined(separator: ".")
     }
 
-    /// Encodes `response` as JSON (no trailing newline).
-    static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator) -> ByteBuffer {
-        allocator.buffer(bytes: response.jsonBytes())
+    /// Encodes `response` as JSON, followed by `\n` when `newline` is true.
+    static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool = false) -> ByteBuffer {
+        if let buffer = encodeToken(response, allocator: allocator, newline: newline) { return buffer }
+        let bytes = response.jsonBytes()
+        var buffer = allocator.buffer(capacity: bytes.count + 1)
+        buffer.writeBytes(bytes)
+        if newline { buffer.writeInteger(UInt8(ascii: "\n")) }
+        return buffer
+    }
+
+    /// The hot path: a token response (no `status`, no `error`) written straight into a
+    /// buffer of the right size, each string copied whole. Byte for byte what
+    /// `jsonBytes()` writes; nil when a string needs escaping (left to `jsonBytes()`).
+    private static func encodeToken(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool) -> ByteBuffer? {
+        guard response.status == nil, response.error == nil, let token = response.token else { return nil }
+        var strings = 0
+        var plain = true
+        func measure(_ text: String?) {
+            guard let text else { return }
+            if needsEscaping(text) { plain = false }
+            strings += text.utf8.count
+        }
+        measure(token)
+        measure(response.tokenType)
+        measure(response.identity)
+        measure(response.scope)
+        if case .string(let id) = response.id { measure(id) }
+        guard plain else { return nil }
+        var buffer = allocator.buffer(capacity: strings + 160)
+        buffer.writeStaticString("{")
+        switch response.id {
+        case .number(let n): buffer.writeString(#""id":\#(n),"#)
+        case .string(let s): buffer.writeString(#""id":"\#(s)","#)
+        case nil: break
+        }
+        buffer.writeStaticString(response.ok ? #""ok":true"# : #""ok":false"#)
+        buffer.writeStaticString(#","token":""#)
+        buffer.writeString(token)
+        buffer.writeStaticString("\"")
+        if let tokenType = response.tokenType {
+            buffer.writeStaticString(#","tokenType":""#)
+            buffer.writeString(tokenType)
+            buffer.writeStaticString("\"")
+        }
+        if let expiresOn = response.expiresOn { buffer.writeString(#","expiresOn":\#(expiresOn)"#) }
+        if let expiresIn = response.expiresIn { buffer.writeString(#","expiresIn":\#(expiresIn)"#) }
+        if let identity = response.identity {
+            buffer.writeStaticString(#","identity":""#)
+            buffer.writeString(identity)
+            buffer.writeStaticString("\"")
+        }
+        if let scope = response.scope {
+            buffer.writeStaticString(#","scope":""#)
+            buffer.writeString(scope)
+            buffer.writeStaticString("\"")
+        }
+        buffer.writeStaticString(newline ? "}\n" : "}")
+        return buffer
+    }
+
+    /// Whether `text` has a byte that must be escaped in a JSON string.
+    private static func needsEscaping(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { utf8 in
+            utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        }
     }
 
     /// The HTTP status that goes with an error code.

@@ -40,6 +40,35 @@ struct ServiceLifecycleTests {
         }
     }
 
+    @Test("readiness: token sends READY=1 only once the prefetch scopes hold a token, or says why after the timeout")
+    func readinessWaitsForTokens() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let notify = try NotifySocket(path: "\(directory)/notify.sock")
+        defer { notify.close() }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        let prefetched = "api://prefetched/.default"
+        try await Scenario.run(
+            identities: { directory, provider in
+                let intruder = try await provider.mint(sub: "system:serviceaccount:default:intruder")
+                return [
+                    .init(name: "warm", tokenFile: provider.endpoints.tokenFile, prefetch: [prefetched]),
+                    .init(name: "never", tokenFile: try Scenario.writeTokenFile(intruder, in: directory, name: "intruder"), prefetch: [prefetched]),
+                ]
+            },
+            extraYAML: "readiness: { mode: token, timeoutSeconds: 2 }",
+            environment: environment
+        ) { scenario in
+            try await notify.wait(for: "READY=1") { $0.contains("READY=1") }
+            let ready = try #require(notify.received.first { $0.contains("READY=1") })
+            #expect(try await scenario.provider.stats().byScope[prefetched] ?? 0 >= 1, "the prefetch exchange happened before READY")
+            #expect(ready.contains("without tokens for never"), "STATUS names what is missing: \(ready)")
+            #expect(!ready.contains("warm \(prefetched)"), "the warm identity's token was there: \(ready)")
+            #expect(notify.received.contains { $0.hasPrefix("STATUS=waiting for first tokens") }, "STATUS said what it waited for")
+        }
+    }
+
     @Test("ten restarts on a held socket lose no request")
     func restartsLoseNothing() async throws {
         try await Scenario.run { scenario in

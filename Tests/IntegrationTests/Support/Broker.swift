@@ -11,6 +11,7 @@ final class BrokerDaemon: @unchecked Sendable {
         var name: String
         var tokenFile: String
         var allow: String? = nil  // YAML flow list, e.g. "[ { any: true } ]"
+        var prefetch: [String] = []
     }
 
     init(
@@ -58,6 +59,7 @@ final class BrokerDaemon: @unchecked Sendable {
 
                 """
             if let allow = identity.allow { yaml += "    allow: \(allow)\n" }
+            if !identity.prefetch.isEmpty { yaml += "    prefetch: [ \(identity.prefetch.map { "\"\($0)\"" }.joined(separator: ", ")) ]\n" }
         }
         return yaml
     }
