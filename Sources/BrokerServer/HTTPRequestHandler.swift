@@ -15,20 +15,30 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var sequencer = ResponseSequencer<HTTPReply>()
     private var current: HTTPRequestHead?
     private var closeWhenDrained = false
+    /// The connection's `RequestGuard`, told directly when a request is complete.
+    private var requestGuard: RequestGuard?
+    /// Between `channelRead` and `channelReadComplete`: writes wait for one flush.
+    private var inReadBatch = false
+    private var wroteSinceFlush = false
 
     init(responder: any BrokerResponder, peer: PeerCredentials) {
         self.responder = responder
         self.peer = peer
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        requestGuard = try? context.pipeline.syncOperations.handler(type: RequestGuard.self)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBatch = true
         switch unwrapInboundIn(data) {
         case .head(let head):
             current = head
         case .body:
             break  // no route takes a body; ignore it
         case .end:
-            context.triggerUserOutboundEvent(RequestCompleted(), promise: nil)
+            requestGuard?.requestCompleted()
             guard let head = current, !closeWhenDrained else { return }
             current = nil
             handle(head, context: context)
@@ -62,6 +72,12 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBatch = false
+        flushIfNeeded(context: context)
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // The HTTP parser refused the bytes: say why, then close (the stream is unusable).
         guard error is HTTPParserError else {
@@ -83,6 +99,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         switch event {
         case ChannelEvent.inputClosed, is DrainRequest:
             closeWhenDrained = true
+            flushIfNeeded(context: context)
             closeIfDrained(context: context)
         default:
             context.fireUserInboundEventTriggered(event)
@@ -90,25 +107,41 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     }
 
     private func complete(_ slot: UInt64, _ reply: HTTPReply, context: ChannelHandlerContext) {
-        let ready = sequencer.complete(slot, with: reply)
-        for reply in ready {
-            let body = WireCoding.encode(reply.body, allocator: context.channel.allocator)
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "application/json")
-            headers.add(name: "Content-Length", value: String(body.readableBytes))
-            headers.add(name: "Cache-Control", value: "no-store")
-            if let retryAfter = reply.body.error?.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
-            headers.add(name: "Connection", value: reply.keepAlive && !closeWhenDrained ? "keep-alive" : "close")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.write(wrapOutboundOut(.end(nil)), promise: nil)
-        }
-        if !ready.isEmpty { context.flush() }
+        guard var reply = sequencer.complete(slot, with: reply) else { return }
+        repeat {
+            write(reply, context: context)
+            guard let next = sequencer.next() else { break }
+            reply = next
+        } while true
+        // Answers to requests of this read go out with one flush in channelReadComplete.
+        if !inReadBatch { flushIfNeeded(context: context) }
         closeIfDrained(context: context)
+    }
+
+    private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
+        let body = WireCoding.encode(reply.body, allocator: context.channel.allocator)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(5)
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "Cache-Control", value: "no-store")
+        if let retryAfter = reply.body.error?.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+        headers.add(name: "Connection", value: reply.keepAlive && !closeWhenDrained ? "keep-alive" : "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        wroteSinceFlush = true
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        guard wroteSinceFlush else { return }
+        wroteSinceFlush = false
+        context.flush()
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {
         guard closeWhenDrained, sequencer.pendingCount == 0, context.channel.isActive else { return }
+        flushIfNeeded(context: context)  // never close over unflushed answers
         context.close(promise: nil)
     }
 }

@@ -28,7 +28,6 @@ final class NDJSONHandler: ChannelInboundHandler {
             closeWhenDrained = true
             complete(slot, .failure(id: nil, error), context: context)
         case .line(let line):
-            context.triggerUserOutboundEvent(RequestCompleted(), promise: nil)
             guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
             let slot = sequencer.reserve()
             switch WireCoding.decodeRequest(line) {
@@ -69,11 +68,14 @@ final class NDJSONHandler: ChannelInboundHandler {
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse, context: ChannelHandlerContext) {
-        for var buffer in sequencer.complete(slot, with: WireCoding.encode(response, allocator: context.channel.allocator)) {
-            buffer.writeInteger(UInt8(ascii: "\n"))
+        let line = WireCoding.encode(response, allocator: context.channel.allocator, newline: true)
+        guard var buffer = sequencer.complete(slot, with: line) else { return }
+        repeat {
             context.write(wrapOutboundOut(buffer), promise: nil)
             wroteSinceFlush = true
-        }
+            guard let next = sequencer.next() else { break }
+            buffer = next
+        } while true
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {

@@ -11,15 +11,23 @@ struct ResponseSequencer<Response> {
         return nextSlot
     }
 
-    /// Records `response` for `slot`; returns every response now writable, in order.
-    mutating func complete(_ slot: UInt64, with response: Response) -> [Response] {
-        finished[slot] = response
-        var writable: [Response] = []
-        while let next = finished.removeValue(forKey: nextToWrite) {
-            writable.append(next)
-            nextToWrite += 1
+    /// Records `response` for `slot`: returns it when it is its turn to be written
+    /// (then `next()` gives those queued behind it), else keeps it and returns nil.
+    mutating func complete(_ slot: UInt64, with response: Response) -> Response? {
+        // The common case, the oldest request finishing first, touches no dictionary.
+        guard slot == nextToWrite else {
+            finished[slot] = response
+            return nil
         }
-        return writable
+        nextToWrite += 1
+        return response
+    }
+
+    /// The next response in order if it has finished.
+    mutating func next() -> Response? {
+        guard !finished.isEmpty, let response = finished.removeValue(forKey: nextToWrite) else { return nil }
+        nextToWrite += 1
+        return response
     }
 
     /// Requests reserved but not yet written.

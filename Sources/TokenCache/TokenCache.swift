@@ -34,9 +34,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// when `keepTokens` is true (the identity's settings did not change).
     public func register(identity: String, fetcher: any TokenFetching, keepTokens: Bool = false) {
         state.withLock { state in
-            if keepTokens, var existing = state.identities[identity] {
+            if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
-                state.identities[identity] = existing
             } else {
                 state.identities[identity] = IdentityEntries(fetcher: fetcher)
             }
@@ -56,12 +55,14 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let instant = clock.now
         let minimum = minimumValidity ?? configuration.defaultMinimumValidity
         return state.withLock { state -> CachedToken? in
+            // Entries are references: one lookup per level, and the hit is recorded
+            // through the reference, without writing the dictionaries back.
             guard let entry = state.identities[key.identity]?.entries[key.scope],
                 let token = entry.token, let validUntil = entry.validUntil
             else { return nil }
             let left = instant.duration(to: validUntil)
             guard left >= minimum else { return nil }
-            state.identities[key.identity]?.entries[key.scope]?.lastRequested = instant
+            entry.lastRequested = instant
             return CachedToken(token: token, expiresIn: left, key: key)
         }
     }
@@ -75,12 +76,12 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return hit }
         let instant = clock.now
         let decision: MissDecision = state.withLock { state in
-            guard state.identities[key.identity] != nil else { return .unknownIdentity }
-            var entry = state.identities[key.identity]!.entries[key.scope] ?? Entry(lastRequested: instant)
+            guard let identity = state.identities[key.identity] else { return .unknownIdentity }
+            let entry = identity.entries[key.scope] ?? Entry(lastRequested: instant)
             entry.lastRequested = instant
             defer {
-                state.identities[key.identity]!.entries[key.scope] = entry
-                state.identities[key.identity]!.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
+                identity.entries[key.scope] = entry
+                identity.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
             }
             if let task = entry.inFlight { return .join(task) }
             if let obtainedAt = entry.obtainedAt, obtainedAt.duration(to: instant) < configuration.minimumRefreshInterval,
@@ -91,7 +92,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            let task = startFetch(key: key, fetcher: state.identities[key.identity]!.fetcher)
+            let task = startFetch(key: key, fetcher: identity.fetcher)
             entry.inFlight = task
             return .join(task)
         }
@@ -153,7 +154,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let wallNow = now()
         state.withLock { state in
             // The entry may have been evicted or its identity removed meanwhile: drop the result.
-            guard var entry = state.identities[key.identity]?.entries[key.scope] else { return }
+            guard let entry = state.identities[key.identity]?.entries[key.scope] else { return }
             entry.inFlight = nil
             switch result {
             case .success(let token):
@@ -174,7 +175,6 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 entry.nextAttempt = instant.advanced(by: wait)
                 entry.lastError = error
             }
-            state.identities[key.identity]?.entries[key.scope] = entry
         }
     }
 
@@ -190,7 +190,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             for (identity, entries) in state.identities {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
                     let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher)
-                    state.identities[identity]?.entries[scope]?.inFlight = task
+                    entry.inFlight = task
                     started.append(task)
                 }
             }
@@ -237,12 +237,15 @@ extension TokenCache {
         var identities: [String: IdentityEntries] = [:]
     }
 
-    struct IdentityEntries: Sendable {
+    /// A reference, mutated only under the cache's `Mutex`.
+    final class IdentityEntries: @unchecked Sendable {
         var fetcher: any TokenFetching
         var entries: [Scope: Entry] = [:]
 
+        init(fetcher: any TokenFetching) { self.fetcher = fetcher }
+
         /// Evicts least recently requested entries beyond `limit`, never `keeping`.
-        mutating func evictBeyond(_ limit: Int, keeping: Scope) {
+        func evictBeyond(_ limit: Int, keeping: Scope) {
             while entries.count > max(limit, 1) {
                 guard let victim = entries.filter({ $0.key != keeping }).min(by: { $0.value.lastRequested < $1.value.lastRequested })?.key
                 else { return }
@@ -251,7 +254,8 @@ extension TokenCache {
         }
     }
 
-    struct Entry: Sendable {
+    /// A reference (a hit updates it in place), mutated only under the cache's `Mutex`.
+    final class Entry: @unchecked Sendable {
         var token: AccessToken?
         var validUntil: C.Instant?
         var refreshAt: C.Instant?

@@ -9,12 +9,8 @@ struct ServiceLifecycleTests {
     func notificationsInOrder() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let notify = try NotifySocket(path: "\(directory)/notify.sock")
+        let (notify, environment) = try NotifySocket.make(in: directory, extra: ["WATCHDOG_USEC": "400000"])
         defer { notify.close() }
-        var environment = ProcessInfo.processInfo.environment
-        environment["NOTIFY_SOCKET"] = notify.path
-        environment["WATCHDOG_USEC"] = "400000"
-        environment.removeValue(forKey: "WATCHDOG_PID")
         try await Scenario.run(environment: environment) { scenario in
             try await notify.wait(for: "READY=1") { $0.contains("READY=1") }
             try await waitUntil("three watchdog pings") { notify.received.filter { $0 == "WATCHDOG=1" }.count >= 3 }
@@ -44,10 +40,8 @@ struct ServiceLifecycleTests {
     func readinessWaitsForTokens() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let notify = try NotifySocket(path: "\(directory)/notify.sock")
+        let (notify, environment) = try NotifySocket.make(in: directory)
         defer { notify.close() }
-        var environment = ProcessInfo.processInfo.environment
-        environment["NOTIFY_SOCKET"] = notify.path
         let prefetched = "api://prefetched/.default"
         try await Scenario.run(
             identities: { directory, provider in
@@ -57,7 +51,7 @@ struct ServiceLifecycleTests {
                     .init(name: "never", tokenFile: try Scenario.writeTokenFile(intruder, in: directory, name: "intruder"), prefetch: [prefetched]),
                 ]
             },
-            extraYAML: "readiness: { mode: token, timeoutSeconds: 2 }",
+            extraYAML: "readiness: { mode: token, timeoutSeconds: 10 }",  // long enough for a loaded machine
             environment: environment
         ) { scenario in
             try await notify.wait(for: "READY=1") { $0.contains("READY=1") }

@@ -13,16 +13,7 @@ final class NotifySocket: @unchecked Sendable {
         let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         fd = descriptor
         guard descriptor >= 0 else { throw HarnessError("socket(AF_UNIX, SOCK_DGRAM) failed") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = withUnixAddress(path) { bind(descriptor, $0, $1) }
         guard bound == 0 else { throw HarnessError("bind(\(path)) failed: \(String(cString: strerror(errno)))") }
         let messages = self.messages
         reader = Thread {
@@ -58,4 +49,16 @@ private final class MessageLog: @unchecked Sendable {
     private var messages: [String] = []
     func append(_ message: String) { lock.withLock { messages.append(message) } }
     var all: [String] { lock.withLock { messages } }
+}
+
+extension NotifySocket {
+    /// A notify socket in `directory` and this process's environment pointing the daemon at it.
+    static func make(in directory: String, extra: [String: String] = [:]) throws -> (NotifySocket, [String: String]) {
+        let notify = try NotifySocket(path: "\(directory)/notify.sock")
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "WATCHDOG_PID")
+        environment["NOTIFY_SOCKET"] = notify.path
+        environment.merge(extra) { _, new in new }
+        return (notify, environment)
+    }
 }

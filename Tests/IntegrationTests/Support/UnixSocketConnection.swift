@@ -13,16 +13,7 @@ final class UnixSocketConnection: @unchecked Sendable {
         guard fd >= 0 else { throw HarnessError("socket() failed") }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let result = withUnixAddress(path) { connect(fd, $0, $1) }
         guard result == 0 else {
             close(fd)
             throw HarnessError("connect(\(path)) failed: \(String(cString: strerror(errno)))")
@@ -96,4 +87,18 @@ struct Reply: @unchecked Sendable, CustomStringConvertible {
     var errorCode: String? { (object["error"] as? [String: Any])?["code"] as? String }
     var errorMessage: String { (object["error"] as? [String: Any])?["message"] as? String ?? "" }
     var upstreamCodes: [Int] { ((object["error"] as? [String: Any])?["upstream"] as? [String: Any])?["codes"] as? [Int] ?? [] }
+}
+
+/// Calls `body` with `path` as a `sockaddr_un`.
+func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
 }
