@@ -15,3 +15,9 @@ public protocol BrokerResponder: Sendable {
     /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.
     func readiness() -> (ready: Bool, reason: String)
 }
+
+/// Renders the Prometheus text exposition served at `GET /metrics`.
+public protocol MetricsExposition: Sendable {
+    /// The current metrics in Prometheus text format 0.0.4.
+    func prometheusText() -> String
+}

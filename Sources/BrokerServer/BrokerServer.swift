@@ -12,6 +12,7 @@ import Synchronization
 public final class BrokerServer: Service, Sendable {
     private let configuration: BrokerServerConfiguration
     private let responder: any BrokerResponder
+    private let metrics: (any MetricsExposition)?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = ConnectionRegistry()
@@ -24,9 +25,13 @@ public final class BrokerServer: Service, Sendable {
     }
 
     /// Creates a server; nothing is bound until `bind()`.
-    public init(configuration: BrokerServerConfiguration, responder: any BrokerResponder, group: any EventLoopGroup, logger: Logger) {
+    public init(
+        configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
+        group: any EventLoopGroup, logger: Logger
+    ) {
         self.configuration = configuration
         self.responder = responder
+        self.metrics = metrics
         self.group = group
         self.logger = logger
     }
@@ -131,6 +136,7 @@ public final class BrokerServer: Service, Sendable {
     private func bootstrap() -> ServerBootstrap {
         let configuration = self.configuration
         let responder = self.responder
+        let metrics = self.metrics
         let connections = self.connections
         let logger = self.logger
         return ServerBootstrap(group: group)
@@ -152,7 +158,8 @@ public final class BrokerServer: Service, Sendable {
                         ProtocolSniffer(
                             responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
                             requestReadTimeout: .nanoseconds(Int64(configuration.requestReadTimeout.components.seconds) * 1_000_000_000
-                                + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000)),
+                                + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000),
+                            metrics: metrics),
                     ])
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }

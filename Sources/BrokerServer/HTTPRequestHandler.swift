@@ -11,6 +11,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let responder: any BrokerResponder
+    private let metrics: (any MetricsExposition)?
     private let peer: PeerCredentials
     private var sequencer = ResponseSequencer<HTTPReply>()
     private var current: HTTPRequestHead?
@@ -21,9 +22,10 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var inReadBatch = false
     private var wroteSinceFlush = false
 
-    init(responder: any BrokerResponder, peer: PeerCredentials) {
+    init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil) {
         self.responder = responder
         self.peer = peer
+        self.metrics = metrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -65,6 +67,15 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             }.assumeIsolated().whenSuccess { response in
                 self.complete(slot, HTTPReply(response, keepAlive: keepAlive), context: context)
             }
+        case .metrics:
+            guard let metrics else {
+                let body = BrokerResponse.failure(id: nil, WireError(code: .notFound, message: "metrics are not enabled"))
+                complete(slot, HTTPReply(status: .notFound, body: body, keepAlive: keepAlive), context: context)
+                return
+            }
+            var reply = HTTPReply(status: .ok, body: BrokerResponse(id: nil, ok: true), keepAlive: keepAlive)
+            reply.text = metrics.prometheusText()
+            complete(slot, reply, context: context)
         case .readiness:
             let (ready, reason) = responder.readiness()
             let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
@@ -119,10 +130,10 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     }
 
     private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
-        let body = WireCoding.encode(reply.body, allocator: context.channel.allocator)
+        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator)
         var headers = HTTPHeaders()
         headers.reserveCapacity(5)
-        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Type", value: reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "Cache-Control", value: "no-store")
         if let retryAfter = reply.body.error?.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
@@ -151,6 +162,8 @@ struct HTTPReply {
     var status: HTTPResponseStatus
     var body: BrokerResponse
     var keepAlive: Bool
+    /// A plain-text body (`/metrics`) sent instead of the JSON `body`.
+    var text: String?
 
     init(status: HTTPResponseStatus, body: BrokerResponse, keepAlive: Bool) {
         self.status = status
@@ -168,6 +181,7 @@ struct HTTPReply {
 enum HTTPRoute {
     case broker(BrokerRequest)
     case readiness
+    case metrics
     case reply(HTTPResponseStatus, BrokerResponse)
 
     init(_ head: HTTPRequestHead) {
@@ -194,8 +208,10 @@ enum HTTPRoute {
             self = .broker(BrokerRequest(op: "ping"))
         case "/readyz":
             self = .readiness
+        case "/metrics":
+            self = .metrics
         default:
-            self = .reply(.notFound, .failure(id: nil, WireError(code: .notFound, message: "no such path; try /v1/token?scope=…, /v1/status, /healthz or /readyz")))
+            self = .reply(.notFound, .failure(id: nil, WireError(code: .notFound, message: "no such path; try /v1/token?scope=…, /v1/status, /healthz, /readyz or /metrics")))
         }
     }
 }

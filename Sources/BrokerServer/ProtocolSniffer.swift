@@ -11,10 +11,15 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let peer: PeerCredentials
     private let maxRequestBytes: Int
     private let requestReadTimeout: TimeAmount
+    private let metrics: (any MetricsExposition)?
     private var draining = false
     private var sawData = false
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10)) {
+    init(
+        responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10),
+        metrics: (any MetricsExposition)? = nil
+    ) {
+        self.metrics = metrics
         self.responder = responder
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
@@ -38,7 +43,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try pipeline.configureHTTPServerPipeline(
                     position: .after(guardHandler), withPipeliningAssistance: false, withErrorHandling: false,
                     withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-                try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer))
+                try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics))
             case .ndjson:
                 let guardHandler = RequestGuard(kind: .ndjson, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
                 try pipeline.addHandler(guardHandler, position: .after(self))

@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import Metrics
 public import ServiceLifecycle
 import Synchronization
 public import TokenExchange
@@ -37,7 +38,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
             } else {
-                state.identities[identity] = IdentityEntries(fetcher: fetcher)
+                state.identities[identity] = IdentityEntries(identity: identity, fetcher: fetcher)
             }
         }
     }
@@ -57,12 +58,13 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         return state.withLock { state -> CachedToken? in
             // Entries are references: one lookup per level, and the hit is recorded
             // through the reference, without writing the dictionaries back.
-            guard let entry = state.identities[key.identity]?.entries[key.scope],
+            guard let identity = state.identities[key.identity], let entry = identity.entries[key.scope],
                 let token = entry.token, let validUntil = entry.validUntil
             else { return nil }
             let left = instant.duration(to: validUntil)
             guard left >= minimum else { return nil }
             entry.lastRequested = instant
+            identity.hits.increment()
             return CachedToken(token: token, expiresIn: left, key: key)
         }
     }
@@ -77,6 +79,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let instant = clock.now
         let decision: MissDecision = state.withLock { state in
             guard let identity = state.identities[key.identity] else { return .unknownIdentity }
+            identity.misses.increment()
             let entry = identity.entries[key.scope] ?? Entry(lastRequested: instant)
             entry.lastRequested = instant
             defer {
@@ -127,8 +130,14 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     private func startFetch(key: TokenKey, fetcher: any TokenFetching) -> Task<AccessToken, any Error> {
         Task { [self] in
             let started = clock.now
+            let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
+            func count(_ result: String) {
+                Counter(label: "tokenbroker_upstream_exchanges_total", dimensions: [("identity", key.identity), ("result", result)]).increment()
+                duration.recordNanoseconds(started.duration(to: clock.now).nanoseconds)
+            }
             do throws(TokenExchangeError) {
                 let token = try await fetcher.fetchToken(for: key.scope)
+                count("ok")
                 record(.success(token), for: key)
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
@@ -137,6 +146,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 ])
                 return token
             } catch {
+                count(error.code.rawValue)
                 record(.failure(error), for: key)
                 logger.warning("token exchange failed", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
@@ -241,8 +251,16 @@ extension TokenCache {
     final class IdentityEntries: @unchecked Sendable {
         var fetcher: any TokenFetching
         var entries: [Scope: Entry] = [:]
+        /// `tokenbroker_cache_hits_total` / `_misses_total` for this identity, made once
+        /// so the hot path only increments.
+        let hits: Counter
+        let misses: Counter
 
-        init(fetcher: any TokenFetching) { self.fetcher = fetcher }
+        init(identity: String, fetcher: any TokenFetching) {
+            self.fetcher = fetcher
+            self.hits = Counter(label: "tokenbroker_cache_hits_total", dimensions: [("identity", identity)])
+            self.misses = Counter(label: "tokenbroker_cache_misses_total", dimensions: [("identity", identity)])
+        }
 
         /// Evicts least recently requested entries beyond `limit`, never `keeping`.
         func evictBeyond(_ limit: Int, keeping: Scope) {
@@ -289,6 +307,13 @@ extension TokenCache {
 }
 
 extension Duration {
+    /// Whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : product &+ attoseconds / 1_000_000_000
+    }
+
     /// Whole milliseconds.
     var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

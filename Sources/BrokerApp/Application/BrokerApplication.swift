@@ -45,14 +45,18 @@ public enum BrokerApplication {
         upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
         let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
 
-        let runtime = BrokerRuntime(configuration: configuration, transport: transport, logger: logger)
+        let metrics = BrokerMetrics()
+        metrics.bootstrap()
+        let runtime = BrokerRuntime(configuration: configuration, transport: transport, metrics: metrics, logger: logger)
+        metrics.describe(runtime)
         runtime.apply(configuration)
 
         let inherited = SocketActivation.inheritedSockets()
         let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 ? inherited.first : nil))?.descriptor
         let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
-        let server = BrokerServer(configuration: listener, responder: runtime.broker, group: group, logger: logger)
+        let server = BrokerServer(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
+        metrics.countConnections { server.openConnections }
 
         let lifecycle = SystemdLifecycle(
             runtime: runtime, server: server, eventLoop: group.next(),

@@ -24,13 +24,15 @@ final class BrokerRuntime: Service, Sendable {
         var task: Task<Void, Never>
     }
 
-    init(configuration: BrokerConfiguration, transport: AsyncHTTPTransport, logger: Logger) {
+    init(configuration: BrokerConfiguration, transport: AsyncHTTPTransport, metrics: BrokerMetrics, logger: Logger) {
         var cacheConfiguration = TokenCacheConfiguration()
         cacheConfiguration.maxScopesPerIdentity = configuration.cache.maxScopesPerIdentity
         cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
         cacheConfiguration.minimumRefreshInterval = .seconds(configuration.cache.minRefreshIntervalSeconds)
         self.cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
-        self.broker = Broker(identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger)
+        self.broker = Broker(
+            identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger,
+            countRequest: { metrics.countRequest(op: $0, outcome: $1) })
         self.transport = transport
         self.logger = logger
     }

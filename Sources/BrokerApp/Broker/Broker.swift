@@ -19,10 +19,16 @@ final class Broker: BrokerResponder {
 
     private let cache: TokenCache<ContinuousClock>
     private let identities: Mutex<[String: Identity]>
+    /// Counts answered requests (metrics).
+    private let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
     private let logger: Logger
 
-    init(identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger) {
+    init(
+        identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger,
+        countRequest: @escaping @Sendable (_ op: String, _ outcome: String) -> Void = { _, _ in }
+    ) {
+        self.countRequest = countRequest
         self.cache = cache
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
         self.defaultMinimumValidity = defaultMinimumValidity
@@ -42,6 +48,18 @@ final class Broker: BrokerResponder {
     // MARK: BrokerResponder
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+        guard let response = answerImmediately(request, from: peer) else { return nil }
+        countRequest(request.op, response.error?.code ?? "ok")
+        return response
+    }
+
+    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
+        let response = await answer(request, from: peer)
+        countRequest(request.op, response.error?.code ?? "ok")
+        return response
+    }
+
+    private func answerImmediately(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
         switch request.op {
         case "ping":
             return BrokerResponse(id: request.id, ok: true)
@@ -60,8 +78,8 @@ final class Broker: BrokerResponder {
         }
     }
 
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        if let immediate = immediateResponse(to: request, from: peer) { return immediate }
+    private func answer(_ request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
+        if let immediate = answerImmediately(request, from: peer) { return immediate }
         guard case .success(let (key, minimum)) = resolve(request, peer: peer) else {
             return .failure(id: request.id, WireError(code: .internal, message: "request could not be resolved", retryable: true))
         }

@@ -1,0 +1,98 @@
+import AssertionSources
+import BrokerServer
+import Foundation
+import CoreMetrics
+import Metrics
+import Prometheus
+import Synchronization
+import TokenCache
+import TokenExchange
+
+/// The Prometheus side of the broker. Counters and histograms are recorded where
+/// things happen, through swift-metrics (`tokenbroker_requests_total` here,
+/// `tokenbroker_cache_*` and `tokenbroker_upstream_*` in the cache); gauges that
+/// describe state (token expiry, assertion age, connections) are read at scrape time.
+/// Names and meanings: docs/operations.md, "Metrics".
+final class BrokerMetrics: MetricsExposition {
+    let registry = PrometheusCollectorRegistry()
+    private let runtime = Mutex<BrokerRuntime?>(nil)
+    private let openConnections: Mutex<(@Sendable () -> Int)?> = Mutex(nil)
+    private let requestCounters = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let stateGauges = Mutex<[String: Prometheus.Gauge]>([:])
+
+    init() {}
+
+    /// The runtime whose state the gauges describe (created after the counters exist).
+    func describe(_ runtime: BrokerRuntime) {
+        self.runtime.withLock { $0 = runtime }
+    }
+
+    /// Routes swift-metrics to this registry; once per process.
+    func bootstrap() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// Where the open-connection count comes from (the server, once created).
+    func countConnections(_ source: @escaping @Sendable () -> Int) {
+        openConnections.withLock { $0 = source }
+    }
+
+    /// Counts one answered request: `tokenbroker_requests_total{op,outcome}`.
+    func countRequest(op: String, outcome: String) {
+        // Unknown ops are one label value, so a caller cannot grow the label set.
+        let op = ["token", "status", "ping"].contains(op) ? op : "other"
+        let key = op + "|" + outcome
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = CoreMetrics.Counter(label: "tokenbroker_requests_total", dimensions: [("op", op), ("outcome", outcome)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    func prometheusText() -> String {
+        refreshStateGauges()
+        return registry.emitToString()
+    }
+
+    /// Sets the state gauges to their current values and unregisters those whose
+    /// identity or scope is gone, so evicted scopes do not linger as series.
+    private func refreshStateGauges() {
+        let now = Date()
+        var values: [String: (name: String, labels: [(String, String)], value: Double)] = [:]
+        func put(_ name: String, _ labels: [(String, String)], _ value: Double) {
+            values[name + labels.map { "|\($0.0)=\($0.1)" }.joined()] = (name, labels, value)
+        }
+        put("tokenbroker_open_connections", [], Double(openConnections.withLock { $0?() } ?? 0))
+        guard let runtime = runtime.withLock({ $0 }) else { return }
+        put("tokenbroker_cached_tokens", [], Double(runtime.cache.count))
+        for identity in runtime.broker.currentIdentities {
+            let name = identity.configuration.name
+            for entry in runtime.cache.snapshot(identity: name) {
+                guard let left = entry.expiresIn else { continue }
+                put("tokenbroker_token_expires_in_seconds", [("identity", name), ("scope", entry.scope.value)], Double(left.components.seconds))
+            }
+            let snapshot = identity.source.snapshot()
+            if let claims = snapshot.claims {
+                if let issued = claims.issuedAt ?? snapshot.loadedAt {
+                    put("tokenbroker_assertion_age_seconds", [("identity", name)], now.timeIntervalSince(issued).rounded())
+                }
+                if let expires = claims.expiresAt {
+                    put("tokenbroker_assertion_expires_in_seconds", [("identity", name)], expires.timeIntervalSince(now).rounded())
+                }
+            }
+        }
+        stateGauges.withLock { gauges in
+            for (key, gauge) in gauges where values[key] == nil {
+                registry.unregisterGauge(gauge)
+                gauges.removeValue(forKey: key)
+            }
+            for (key, value) in values {
+                let gauge = gauges[key] ?? registry.makeGauge(name: value.name, labels: value.labels)
+                gauges[key] = gauge
+                gauge.set(value.value)
+            }
+        }
+    }
+}
