@@ -39,7 +39,9 @@ struct TokenFileReader: Sendable {
     }
 
     private func readText() -> Result<String, Reason> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        // O_NONBLOCK: a FIFO planted at the path must not block the caller in open();
+        // the regular-file check below then refuses it. Regular files read as usual.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else { return .failure(Reason(text: openFailure(errno))) }
         defer { close(fd) }
 

@@ -12,6 +12,8 @@ final class NDJSONHandler: ChannelInboundHandler {
     private let peer: PeerCredentials
     private var sequencer = ResponseSequencer<ByteBuffer>()
     private var closeWhenDrained = false
+    /// Set by a drain (shutdown): later requests get `shutting_down`.
+    private var draining = false
     private var wroteSinceFlush = false
 
     init(responder: any BrokerResponder, peer: PeerCredentials) {
@@ -20,8 +22,21 @@ final class NDJSONHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if draining, case .line(let line) = frame, line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) {
+            // Shutting down: a request sent on this connection now is answered, not dropped,
+            // so the client knows to retry (the next process is already taking connections).
+            let slot = sequencer.reserve()
+            let id: RequestID? = switch WireCoding.decodeRequest(line) {
+            case .success(let request): request.id
+            case .failure(let failure): failure.id
+            }
+            let error = WireError(code: .shuttingDown, message: "the broker is restarting or stopping; retry on a new connection", retryable: true)
+            complete(slot, .failure(id: id, error), context: context)
+            return
+        }
         guard !closeWhenDrained else { return }
-        switch unwrapInboundIn(data) {
+        switch frame {
         case .tooLarge(let limit):
             let slot = sequencer.reserve()
             let error = WireError(code: .tooLarge, message: "request line exceeds \(limit) bytes; closing the connection")
@@ -58,6 +73,7 @@ final class NDJSONHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case ChannelEvent.inputClosed, is DrainRequest:
+            if event is DrainRequest { draining = true }
             // The peer finished sending (or we are shutting down): answer what is
             // pending, then close.
             closeWhenDrained = true

@@ -66,8 +66,10 @@ final class DevIssuer: Sendable {
     /// Signs a token shaped like kube-apiserver's TokenRequest answer.
     func mint(_ request: MintRequest = MintRequest()) async throws -> (token: String, claims: ServiceAccountClaims) {
         let nowSeconds = Int(now().timeIntervalSince1970)
-        let iat = nowSeconds + (request.issuedAtOffsetSeconds ?? 0)
-        let ttl = request.ttlSeconds ?? Int(configuration.assertionLifetime.components.seconds)
+        // Offsets are clamped to ±100 years so that no request can overflow the arithmetic.
+        let bound = 100 * 365 * 86_400
+        let iat = nowSeconds + min(max(request.issuedAtOffsetSeconds ?? 0, -bound), bound)
+        let ttl = min(max(request.ttlSeconds ?? Int(configuration.assertionLifetime.components.seconds), -bound), bound)
         let claims = ServiceAccountClaims(
             aud: request.aud ?? [Self.federationAudience],
             exp: iat + ttl,
@@ -79,7 +81,7 @@ final class DevIssuer: Sendable {
                 node: .init(name: identity.nodeName, uid: identity.nodeUID),
                 pod: .init(name: identity.podName, uid: identity.podUID),
                 serviceaccount: .init(name: configuration.serviceAccountName, uid: identity.serviceAccountUID)),
-            nbf: request.notBeforeOffsetSeconds.map { nowSeconds + $0 } ?? iat,
+            nbf: request.notBeforeOffsetSeconds.map { nowSeconds + min(max($0, -bound), bound) } ?? iat,
             sub: request.sub ?? configuration.serviceAccountSubject)
         let signer = request.foreignKey == true ? try await foreignSigningKey() : key
         return (try await signer.sign(claims), claims)

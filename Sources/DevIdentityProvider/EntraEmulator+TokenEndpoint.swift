@@ -74,7 +74,8 @@ extension EntraEmulator {
                 now: currentTime, validFrom: Date(timeIntervalSince1970: validFrom), expiry: Date(timeIntervalSince1970: exp))
         }
         if let start = claims.iat ?? claims.nbf, exp - start > Self.maxAssertionLifetime {
-            throw .lifetimeTooLong(seconds: Int(exp - start))
+            // Clamped: an absurd exp (1e300) must be refused, not trap the conversion.
+            throw .lifetimeTooLong(seconds: Int(min(exp - start, 1e15)))
         }
 
         try Self.matchFederatedCredential(credentials, issuer: issuer, subject: subject, audiences: claims.aud)

@@ -95,7 +95,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            let task = startFetch(key: key, fetcher: identity.fetcher)
+            let task = startFetch(key: key, fetcher: identity.fetcher, into: entry)
             entry.inFlight = task
             return .join(task)
         }
@@ -127,7 +127,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     }
 
     /// Starts the one exchange for `key`; the task records its own outcome.
-    private func startFetch(key: TokenKey, fetcher: any TokenFetching) -> Task<AccessToken, any Error> {
+    private func startFetch(key: TokenKey, fetcher: any TokenFetching, into entry: Entry) -> Task<AccessToken, any Error> {
         Task { [self] in
             let started = clock.now
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
@@ -138,7 +138,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             do throws(TokenExchangeError) {
                 let token = try await fetcher.fetchToken(for: key.scope)
                 count("ok")
-                record(.success(token), for: key)
+                record(.success(token), for: key, into: entry)
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                     "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",
@@ -147,7 +147,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 return token
             } catch {
                 count(error.code.rawValue)
-                record(.failure(error), for: key)
+                record(.failure(error), for: key, into: entry)
                 logger.warning("token exchange failed", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                     "error.code": "\(error.code.rawValue)", "error.message": "\(error.message)",
@@ -159,12 +159,14 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         }
     }
 
-    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey) {
+    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry) {
         let instant = clock.now
         let wallNow = now()
         state.withLock { state in
-            // The entry may have been evicted or its identity removed meanwhile: drop the result.
-            guard let entry = state.identities[key.identity]?.entries[key.scope] else { return }
+            // Only into the very entry the fetch was started for: if it was evicted, or its
+            // identity removed or re-registered by a reload (another app, other allow rules),
+            // the result belongs to nobody and is dropped.
+            guard let entry = state.identities[key.identity]?.entries[key.scope], entry === started else { return }
             entry.inFlight = nil
             switch result {
             case .success(let token):
@@ -199,7 +201,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             var started: [Task<AccessToken, any Error>] = []
             for (identity, entries) in state.identities {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
-                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher)
+                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, into: entry)
                     entry.inFlight = task
                     started.append(task)
                 }
@@ -265,7 +267,11 @@ extension TokenCache {
         /// Evicts least recently requested entries beyond `limit`, never `keeping`.
         func evictBeyond(_ limit: Int, keeping: Scope) {
             while entries.count > max(limit, 1) {
-                guard let victim = entries.filter({ $0.key != keeping }).min(by: { $0.value.lastRequested < $1.value.lastRequested })?.key
+                // Least recently requested first, sparing entries with an exchange in flight
+                // (evicting one would let the next request start a second exchange).
+                let candidates = entries.filter { $0.key != keeping }
+                let idle = candidates.filter { $0.value.inFlight == nil }
+                guard let victim = (idle.isEmpty ? candidates : idle).min(by: { $0.value.lastRequested < $1.value.lastRequested })?.key
                 else { return }
                 entries.removeValue(forKey: victim)
             }

@@ -26,8 +26,13 @@ public enum EntraTokenResponse {
         guard let expiresIn = seconds(object["expires_in"]), expiresIn > 0 else {
             throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 without a positive 'expires_in'", isRetryable: true)
         }
+        guard expiresIn <= maximumLifetime else {
+            throw TokenExchangeError(
+                code: .upstreamUnavailable, message: "the token service answered 200 with 'expires_in' beyond one year; refusing a token with an implausible lifetime",
+                isRetryable: true)
+        }
         let refreshIn = seconds(object["refresh_in"]).flatMap { $0 > 0 && $0 < expiresIn ? $0 : nil }
-        let extExpiresIn = seconds(object["ext_expires_in"])
+        let extExpiresIn = seconds(object["ext_expires_in"]).flatMap { $0 > 0 && $0 <= maximumLifetime ? $0 : nil }
         return AccessToken(
             value: token,
             tokenType: (object["token_type"] as? String) ?? "Bearer",
@@ -123,10 +128,15 @@ public enum EntraTokenResponse {
         return (try? JSONSerialization.jsonObject(with: Data(body), options: [])) as? [String: Any]
     }
 
-    /// Numbers arrive as JSON numbers from Entra and as strings from some STSs.
+    /// The longest lifetime taken at face value (one year): beyond it the numbers would
+    /// overflow the integer conversions downstream, and no token service issues such tokens.
+    static let maximumLifetime: TimeInterval = 365 * 24 * 3600
+
+    /// Numbers arrive as JSON numbers from Entra and as strings from some STSs; only
+    /// finite values count ("inf" and "1e400" parse as infinity).
     static func seconds(_ value: Any?) -> TimeInterval? {
         if let number = JSONNumber.double(value) { return number }
-        return (value as? String).flatMap(TimeInterval.init)
+        return (value as? String).flatMap(TimeInterval.init).flatMap { $0.isFinite ? $0 : nil }
     }
 
     /// The description up to Entra's " Trace ID:" trailer, at most 300 characters.

@@ -161,4 +161,24 @@ import TokenExchange
         #expect(try await f.token().hasPrefix("new-"))
         #expect(replacement.callCount == 1)
     }
+
+    /// A reload that re-registers an identity (another app, other rules) while an exchange
+    /// of the old registration is in flight: its token must not land in the new entries.
+    @Test func aFetchFromBeforeReRegistrationDoesNotFillTheNewEntry() async throws {
+        let f = CacheFixture()
+        f.fetcher.hold()
+        let old = Task { try await f.token() }
+        await f.fetcher.waitForCalls(1)
+        let replacement = FakeFetcher(clock: f.clock, name: "new")
+        replacement.hold()
+        f.cache.register(identity: CacheFixture.identity, fetcher: replacement)
+        let new = Task { try await f.token() }
+        await replacement.waitForCalls(1)
+        f.fetcher.release()  // the old exchange finishes first
+        #expect(try await old.value.hasPrefix("tok-"), "its own caller still gets it")
+        #expect(f.cache.cachedToken(for: f.key()) == nil, "but it is not cached under the new registration")
+        replacement.release()
+        #expect(try await new.value.hasPrefix("new-"))
+        #expect(f.cache.cachedToken(for: f.key())?.token.value.hasPrefix("new-") == true)
+    }
 }

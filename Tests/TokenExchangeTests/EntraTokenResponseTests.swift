@@ -51,6 +51,11 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         #"{"access_token":"t","expires_in":0}"#,
         #"{"access_token":"t","expires_in":"soon"}"#,
         #"{"access_token":"t","expires_in":true}"#,
+        // Implausible lifetimes are refused, not converted (1e19 s would overflow Int; "inf" is infinity).
+        #"{"access_token":"t","expires_in":1e19}"#,
+        #"{"access_token":"t","expires_in":"inf"}"#,
+        #"{"access_token":"t","expires_in":"1e400"}"#,
+        #"{"access_token":"t","expires_in":31536001}"#,
         "[]",
         "<html>OK</html>",
         "",

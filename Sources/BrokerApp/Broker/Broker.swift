@@ -139,7 +139,9 @@ final class Broker: BrokerResponder {
             let allowed = identities.withLock { $0.values.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) } }
             switch allowed.count {
             case 1: name = allowed[0].configuration.name
-            case 0: return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
+            case 0:
+                logger.notice("access denied", metadata: ["token.identity": "", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)"])
+                return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
             default:
                 let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
                 return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
