@@ -21,6 +21,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     /// Between `channelRead` and `channelReadComplete`: writes wait for one flush.
     private var inReadBatch = false
     private var wroteSinceFlush = false
+    private var readGate = ReadGate()
 
     init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil) {
         self.responder = responder
@@ -86,7 +87,13 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBatch = false
         flushIfNeeded(context: context)
+        readGate.update(context: context, pending: sequencer.pendingCount)
         context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        readGate.update(context: context, pending: sequencer.pendingCount)
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -125,7 +132,10 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             reply = next
         } while true
         // Answers to requests of this read go out with one flush in channelReadComplete.
-        if !inReadBatch { flushIfNeeded(context: context) }
+        if !inReadBatch {
+            flushIfNeeded(context: context)
+            readGate.update(context: context, pending: sequencer.pendingCount)
+        }
         closeIfDrained(context: context)
     }
 

@@ -14,6 +14,7 @@ final class NDJSONHandler: ChannelInboundHandler {
     private var closeWhenDrained = false
     /// Set by a drain (shutdown): later requests get `shutting_down`.
     private var draining = false
+    private var readGate = ReadGate()
     private var wroteSinceFlush = false
 
     init(responder: any BrokerResponder, peer: PeerCredentials) {
@@ -60,6 +61,7 @@ final class NDJSONHandler: ChannelInboundHandler {
                 }.assumeIsolated().whenSuccess { response in
                     self.complete(slot, response, context: context)
                     self.flushIfNeeded(context: context)
+                    self.readGate.update(context: context, pending: self.sequencer.pendingCount)
                 }
             }
         }
@@ -67,7 +69,13 @@ final class NDJSONHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context: context)
+        readGate.update(context: context, pending: sequencer.pendingCount)
         context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        readGate.update(context: context, pending: sequencer.pendingCount)
+        context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

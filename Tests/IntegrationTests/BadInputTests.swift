@@ -96,3 +96,40 @@ struct BadInputTests {
         }
     }
 }
+
+/// A client that writes requests and never reads its answers.
+@Suite("Slow readers")
+struct SlowReaderTests {
+    private func residentKiB(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+    }
+
+    @Test("a client that never reads cannot grow the daemon's memory, and others are still served")
+    func neverReadingClientIsPushedBack() async throws {
+        try await Scenario.run { scenario in
+            let socket = scenario.broker.socketPath
+            let pid = scenario.broker.process.process.processIdentifier
+            #expect(try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#).ok)
+            let before = try residentKiB(pid)
+            // Write cached-token requests for a few seconds without reading a byte; the
+            // writes stop when the daemon stops reading (the send timeout ends them).
+            let written = try await offPool { () -> Int in
+                let connection = try UnixSocketConnection(path: socket)
+                var timeout = timeval(tv_sec: 1, tv_usec: 0)
+                setsockopt(connection.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let line = Array((#"{"op":"token","scope":"\#(Scenario.scope)"}"# + "\n").utf8)
+                let batch = Array([[UInt8]](repeating: line, count: 1000).joined())
+                var total = 0
+                let deadline = Date().addingTimeInterval(4)
+                while Date() < deadline, (try? connection.send(batch)) != nil { total += 1000 }
+                return total
+            }
+            let after = try residentKiB(pid)
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok, "another client is served meanwhile")
+            // Unbounded queuing would hold ~1.4 KiB per request written (tens of MiB here).
+            #expect(after - before < 32 * 1024, "RSS grew by \(after - before) KiB for \(written) unread requests")
+        }
+    }
+}
