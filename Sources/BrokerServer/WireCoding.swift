@@ -94,27 +94,20 @@ enum WireCoding {
         case .string(let s): buffer.writeString(#""id":"\#(s)","#)
         case nil: break
         }
-        buffer.writeStaticString(response.ok ? #""ok":true"# : #""ok":false"#)
-        buffer.writeStaticString(#","token":""#)
-        buffer.writeString(token)
-        buffer.writeStaticString("\"")
-        if let tokenType = response.tokenType {
-            buffer.writeStaticString(#","tokenType":""#)
-            buffer.writeString(tokenType)
+        /// `,"name":"value"` for a string already known to need no escaping.
+        func stringField(_ prefix: StaticString, _ value: String?) {
+            guard let value else { return }
+            buffer.writeStaticString(prefix)
+            buffer.writeString(value)
             buffer.writeStaticString("\"")
         }
+        buffer.writeStaticString(response.ok ? #""ok":true"# : #""ok":false"#)
+        stringField(#","token":""#, token)
+        stringField(#","tokenType":""#, response.tokenType)
         if let expiresOn = response.expiresOn { buffer.writeString(#","expiresOn":\#(expiresOn)"#) }
         if let expiresIn = response.expiresIn { buffer.writeString(#","expiresIn":\#(expiresIn)"#) }
-        if let identity = response.identity {
-            buffer.writeStaticString(#","identity":""#)
-            buffer.writeString(identity)
-            buffer.writeStaticString("\"")
-        }
-        if let scope = response.scope {
-            buffer.writeStaticString(#","scope":""#)
-            buffer.writeString(scope)
-            buffer.writeStaticString("\"")
-        }
+        stringField(#","identity":""#, response.identity)
+        stringField(#","scope":""#, response.scope)
         buffer.writeStaticString(newline ? "}\n" : "}")
         return buffer
     }
