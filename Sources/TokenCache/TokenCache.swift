@@ -69,6 +69,15 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         }
     }
 
+    /// Whether a still-valid token is cached for `key`. A look only: unlike `cachedToken`,
+    /// it neither counts as a hit nor marks the scope as recently requested.
+    public func holdsToken(for key: TokenKey) -> Bool {
+        let instant = clock.now
+        return state.withLock { state in
+            state.identities[key.identity]?.entries[key.scope]?.validToken(at: instant, key: key) != nil
+        }
+    }
+
     /// A token for `key` valid for at least `minimumValidity` (default 300 s).
     ///
     /// Concurrent misses for one key share one upstream exchange. If the exchange

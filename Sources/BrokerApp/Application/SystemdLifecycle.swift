@@ -69,8 +69,8 @@ struct SystemdLifecycle: Service {
         }
         if readiness.mode == .token, !prefetch.isEmpty {
             let deadline = ContinuousClock.now + .seconds(readiness.timeoutSeconds)
-            while missingTokens().count > 0, ContinuousClock.now < deadline, !Task.isCancelled {
-                notifier.status("waiting for first tokens: \(missingTokens().count) of \(prefetch.count) prefetch scopes missing")
+            while case let missing = missingTokens().count, missing > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+                notifier.status("waiting for first tokens: \(missing) of \(prefetch.count) prefetch scopes missing")
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
@@ -96,7 +96,7 @@ struct SystemdLifecycle: Service {
     }
 
     private func missingTokens() -> [TokenKey] {
-        prefetch.filter { runtime.cache.cachedToken(for: $0, minimumValidity: .zero) == nil }
+        prefetch.filter { !runtime.cache.holdsToken(for: $0) }
     }
 
     /// One line: identities, cached tokens, connections, last upstream error.

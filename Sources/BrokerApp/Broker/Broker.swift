@@ -120,11 +120,7 @@ final class Broker: BrokerResponder {
         if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
             return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
         }
-        var groups: [UInt32]?
-        let supplementary = { () -> [UInt32] in
-            if groups == nil { groups = ProcessInfo.supplementaryGroups(of: peer.pid) }
-            return groups!
-        }
+        let supplementary = Self.supplementaryGroups(of: peer)
         let name: String
         if let requested = request.identity {
             guard let identity = identities.withLock({ $0[requested] }) else {
@@ -136,7 +132,8 @@ final class Broker: BrokerResponder {
             }
             name = requested
         } else {
-            let allowed = identities.withLock { $0.values.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) } }
+            // /proc is read outside the lock.
+            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) }
             switch allowed.count {
             case 1: name = allowed[0].configuration.name
             case 0:
@@ -149,6 +146,16 @@ final class Broker: BrokerResponder {
         }
         let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
         return .success((TokenKey(identity: name, scope: Scope(scopeText)), minimum))
+    }
+
+    /// The caller's supplementary groups, read from /proc at most once per request and only
+    /// if some `group`/`gid` rule asks.
+    private static func supplementaryGroups(of peer: PeerCredentials) -> () -> [UInt32] {
+        var groups: [UInt32]?
+        return {
+            if groups == nil { groups = ProcessInfo.supplementaryGroups(of: peer.pid) }
+            return groups!
+        }
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {
@@ -170,7 +177,8 @@ final class Broker: BrokerResponder {
     }
 
     private func status(for peer: PeerCredentials) -> BrokerStatus {
-        let visible = identities.withLock { $0.values.filter { $0.policy.allows(peer, supplementaryGroups: { ProcessInfo.supplementaryGroups(of: peer.pid) }) } }
+        let supplementary = Self.supplementaryGroups(of: peer)
+        let visible = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) }
         let entries = visible.sorted { $0.configuration.name < $1.configuration.name }.map { identity -> IdentityStatus in
             let snapshot = cache.snapshot(identity: identity.configuration.name)
             return IdentityStatus(
