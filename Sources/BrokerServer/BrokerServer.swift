@@ -5,7 +5,8 @@ import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
-/// The Unix-socket listener. `run()` starts listening (binding the path, or serving
+/// The Unix-socket listener (or, for the compatibility endpoints, a loopback TCP
+/// one answered by an `HTTPService`). `run()` starts listening (binding the path, or serving
 /// the socket inherited from the service manager), serves until graceful shutdown,
 /// then drains: the listener closes, requests in flight finish, connections close.
 /// Listening inside `run()` means the process already handles SIGTERM by then.
@@ -13,6 +14,7 @@ public final class BrokerServer: Service, Sendable {
     private let configuration: BrokerServerConfiguration
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
+    private let service: (any HTTPService)?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = ConnectionRegistry()
@@ -22,16 +24,19 @@ public final class BrokerServer: Service, Sendable {
     private struct BoundSocket: Sendable {
         var channel: any Channel
         var inode: UInt
+        var port: Int?
     }
 
-    /// Creates a server; nothing is bound until `bind()`.
+    /// Creates a server; nothing is bound until `bind()`. With a `service`, every
+    /// connection speaks HTTP/1.1 and every request goes to it.
     public init(
         configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
-        group: any EventLoopGroup, logger: Logger
+        service: (any HTTPService)? = nil, group: any EventLoopGroup, logger: Logger
     ) {
         self.configuration = configuration
         self.responder = responder
         self.metrics = metrics
+        self.service = service
         self.group = group
         self.logger = logger
     }
@@ -42,6 +47,10 @@ public final class BrokerServer: Service, Sendable {
     /// mode and group, then renamed into place: it never exists with wider
     /// permissions, and a stale socket is replaced atomically.
     public func bind() async throws {
+        if let address = configuration.tcpAddress {
+            try await bind(address)
+            return
+        }
         let path = configuration.socketPath
         try UnixSocketPath.prepare(path)
         let temporary = "\(UnixSocketPath.parentDirectory(of: path))/.\(path.split(separator: "/").last ?? "broker.sock").\(getpid()).tmp"
@@ -63,15 +72,31 @@ public final class BrokerServer: Service, Sendable {
             throw error
         }
         let inode = UInt((try? UnixSocketPath.fileStat(path).st_ino) ?? 0)
-        bound.withLock { $0 = BoundSocket(channel: channel, inode: inode) }
+        bound.withLock { $0 = BoundSocket(channel: channel, inode: inode, port: nil) }
         logger.info("listening", metadata: ["socket.path": "\(path)", "socket.mode": "\(String(configuration.socketMode, radix: 8))"])
     }
+
+    private func bind(_ address: TCPAddress) async throws {
+        let channel: any Channel
+        do {
+            channel = try await bootstrap().bind(host: address.host, port: address.port).get()
+        } catch {
+            throw BrokerServerError(.bindFailed, "cannot listen on \(address): \(error)")
+        }
+        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
+        let port = channel.localAddress?.port
+        bound.withLock { $0 = BoundSocket(channel: channel, inode: 0, port: port) }
+        logger.info("listening", metadata: ["listen.address": "\(TCPAddress(host: address.host, port: port ?? address.port))"])
+    }
+
+    /// The TCP port listened on (useful after binding port 0); nil for a Unix socket.
+    public var localPort: Int? { bound.withLock { $0?.port } }
 
     /// Serves an already bound and listening socket inherited from the service manager.
     public func adopt(descriptor: CInt) async throws {
         let channel = try await bootstrap().withBoundSocket(descriptor).get()
         try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
-        bound.withLock { $0 = BoundSocket(channel: channel, inode: 0) }
+        bound.withLock { $0 = BoundSocket(channel: channel, inode: 0, port: channel.localAddress?.port) }
         logger.info("serving inherited socket", metadata: ["socket.fd": "\(descriptor)"])
     }
 
@@ -137,6 +162,7 @@ public final class BrokerServer: Service, Sendable {
         let configuration = self.configuration
         let responder = self.responder
         let metrics = self.metrics
+        let service = self.service
         let connections = self.connections
         let logger = self.logger
         return ServerBootstrap(group: group)
@@ -159,7 +185,7 @@ public final class BrokerServer: Service, Sendable {
                             responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
                             requestReadTimeout: .nanoseconds(Int64(configuration.requestReadTimeout.components.seconds) * 1_000_000_000
                                 + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000),
-                            metrics: metrics),
+                            metrics: metrics, service: service),
                     ])
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
@@ -168,6 +194,12 @@ public final class BrokerServer: Service, Sendable {
     }
 
     private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        if let remote = channel.remoteAddress, let local = channel.localAddress, remote.protocol != .unix {
+            // Loopback TCP: the kernel's socket table names the uid that owns the client's end.
+            return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
+                LoopbackPeer.owner(client: remote, server: local).map { PeerCredentials(pid: 0, uid: $0, gid: UInt32.max) } ?? .unknown
+            }
+        }
         guard let provider = channel as? any SocketOptionProvider else {
             return channel.eventLoop.makeSucceededFuture(PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max))
         }

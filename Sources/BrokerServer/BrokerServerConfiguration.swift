@@ -5,6 +5,9 @@ public struct BrokerServerConfiguration: Sendable {
     public var inheritedDescriptor: Int32? = nil
     /// Where the socket is bound (default `/run/tokenbroker/broker.sock`).
     public var socketPath: String = "/run/tokenbroker/broker.sock"
+    /// Listen on TCP at this address instead of the Unix socket (the loopback
+    /// compatibility listener; port 0 picks a free port, see `BrokerServer.localPort`).
+    public var tcpAddress: TCPAddress? = nil
     /// Permission bits of the socket file (default `0o660`: owner and group).
     public var socketMode: UInt32 = 0o660
     /// Group owning the socket file; nil keeps the daemon's group.
@@ -25,6 +28,22 @@ public struct BrokerServerConfiguration: Sendable {
     public init() {}
 }
 
+/// A TCP listening address.
+public struct TCPAddress: Sendable, Equatable, CustomStringConvertible {
+    /// A literal IP address (`127.0.0.1`, `::1`).
+    public var host: String
+    /// The port; 0 picks a free one.
+    public var port: Int
+
+    /// Creates an address.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
 /// The process on the other end of a Unix-socket connection, from `SO_PEERCRED`.
 public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     /// Process ID at connect time.
@@ -40,6 +59,10 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
         self.uid = uid
         self.gid = gid
     }
+
+    /// A peer the kernel told us nothing about (loopback TCP whose socket owner could
+    /// not be found). No uid, gid or pid rule matches it; only `any` does.
+    public static let unknown = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
 
     public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
 }

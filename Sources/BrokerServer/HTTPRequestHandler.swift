@@ -5,13 +5,15 @@ import TokenBrokerProtocol
 
 /// Serves the HTTP/1.1 side of the socket: `GET /v1/token`, `/v1/status`,
 /// `/healthz`, `/readyz`. Every route maps onto a `BrokerRequest`, so the JSON is
-/// the same as on the NDJSON side. Pipelined requests are answered in order.
+/// the same as on the NDJSON side. On a compatibility listener every request goes
+/// to its `HTTPService` instead. Pipelined requests are answered in order.
 final class HTTPRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
+    private let service: (any HTTPService)?
     private let peer: PeerCredentials
     private var sequencer = ResponseSequencer<HTTPReply>()
     private var current: HTTPRequestHead?
@@ -23,10 +25,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var wroteSinceFlush = false
     private var readGate = ReadGate()
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil) {
+    init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil) {
         self.responder = responder
         self.peer = peer
         self.metrics = metrics
+        self.service = service
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -52,6 +55,18 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         let slot = sequencer.reserve()
         let keepAlive = head.isKeepAlive
         if !keepAlive { closeWhenDrained = true }
+        if let service {
+            let request = HTTPServiceRequest(head)
+            let peer = self.peer
+            context.eventLoop.makeFutureWithTask {
+                await service.respond(to: request, from: peer)
+            }.assumeIsolated().whenSuccess { response in
+                var reply = HTTPReply(status: HTTPResponseStatus(statusCode: response.status), body: BrokerResponse(id: nil, ok: true), keepAlive: keepAlive)
+                reply.custom = response
+                self.complete(slot, reply, context: context)
+            }
+            return
+        }
         let route = HTTPRoute(head)
         switch route {
         case .reply(let status, let body):
@@ -140,15 +155,29 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     }
 
     private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
+        if let custom = reply.custom {
+            let body = context.channel.allocator.buffer(string: custom.body)
+            writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, keepAlive: reply.keepAlive, context: context)
+            return
+        }
         let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator)
+        let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
+        let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
+        writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, keepAlive: reply.keepAlive, context: context)
+    }
+
+    private func writeMessage(
+        status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], keepAlive: Bool,
+        context: ChannelHandlerContext
+    ) {
         var headers = HTTPHeaders()
-        headers.reserveCapacity(5)
-        headers.add(name: "Content-Type", value: reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8")
+        headers.reserveCapacity(4 + extraHeaders.count)
+        headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "Cache-Control", value: "no-store")
-        if let retryAfter = reply.body.error?.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
-        headers.add(name: "Connection", value: reply.keepAlive && !closeWhenDrained ? "keep-alive" : "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
+        for field in extraHeaders { headers.add(name: field.name, value: field.value) }
+        headers.add(name: "Connection", value: keepAlive && !closeWhenDrained ? "keep-alive" : "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
         wroteSinceFlush = true
@@ -174,6 +203,8 @@ struct HTTPReply {
     var keepAlive: Bool
     /// A plain-text body (`/metrics`) sent instead of the JSON `body`.
     var text: String?
+    /// An `HTTPService`'s answer, sent as it is instead of `body`.
+    var custom: HTTPServiceResponse?
 
     init(status: HTTPResponseStatus, body: BrokerResponse, keepAlive: Bool) {
         self.status = status
@@ -184,6 +215,17 @@ struct HTTPReply {
     init(_ response: BrokerResponse, keepAlive: Bool) {
         let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
         self.init(status: status, body: response, keepAlive: keepAlive)
+    }
+}
+
+extension HTTPServiceRequest {
+    init(_ head: HTTPRequestHead) {
+        let components = URLComponents(string: head.uri)
+        self.init(
+            method: head.method.rawValue,
+            path: components?.path ?? head.uri,
+            query: (components?.queryItems ?? []).map { ($0.name, $0.value ?? "") },
+            headers: head.headers.map { ($0.name, $0.value) })
     }
 }
 

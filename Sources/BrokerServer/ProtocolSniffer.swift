@@ -3,7 +3,8 @@ import NIOHTTP1
 
 /// Looks at the first byte of a connection and installs the NDJSON or the HTTP/1.1
 /// pipeline: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
-/// else is NDJSON (a JSON request starts with `{`).
+/// else is NDJSON (a JSON request starts with `{`). A compatibility listener (with an
+/// `HTTPService`) speaks HTTP only.
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
@@ -12,14 +13,16 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let maxRequestBytes: Int
     private let requestReadTimeout: TimeAmount
     private let metrics: (any MetricsExposition)?
+    private let service: (any HTTPService)?
     private var draining = false
     private var sawData = false
 
     init(
         responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10),
-        metrics: (any MetricsExposition)? = nil
+        metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
     ) {
         self.metrics = metrics
+        self.service = service
         self.responder = responder
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
@@ -32,7 +35,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         sawData = true
         let pipeline = context.pipeline.syncOperations
         do {
-            switch Self.classify(first) {
+            switch service == nil ? Self.classify(first) : .http {
             case .http:
                 let guardHandler = RequestGuard(kind: .http, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
                 try pipeline.addHandler(guardHandler, position: .after(self))
@@ -43,7 +46,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try pipeline.configureHTTPServerPipeline(
                     position: .after(guardHandler), withPipeliningAssistance: false, withErrorHandling: false,
                     withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-                try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics))
+                try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics, service: service))
             case .ndjson:
                 let guardHandler = RequestGuard(kind: .ndjson, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
                 try pipeline.addHandler(guardHandler, position: .after(self))

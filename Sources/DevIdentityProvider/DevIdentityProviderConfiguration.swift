@@ -15,6 +15,9 @@ public struct DevIdentityProviderConfiguration: Sendable {
     public var tenantId: String = "72f988bf-0000-4000-8000-00000000d0e1"
     /// The only app registration the emulator knows. Default `5e5c0a11-0000-4000-8000-00000000c1e7`.
     public var clientId: String = "5e5c0a11-0000-4000-8000-00000000c1e7"
+    /// More app registrations federated with the same service account (user-assigned
+    /// identities in tests of identity selection). Default none.
+    public var extraClientIds: [String] = []
     /// Namespace of the service account the minted tokens name. Default `default`.
     public var serviceAccountNamespace = "default"
     /// Name of the service account the minted tokens name. Default `workload`.

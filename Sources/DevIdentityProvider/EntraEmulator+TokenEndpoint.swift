@@ -38,7 +38,7 @@ extension EntraEmulator {
         guard let grantType = form["grant_type"] else { throw .missingParameter("grant_type") }
         guard grantType == "client_credentials" else { throw .unsupportedGrantType(grantType) }
         guard let clientId = form["client_id"], !clientId.isEmpty else { throw .missingParameter("client_id") }
-        guard clientId.lowercased() == configuration.clientId.lowercased() else {
+        guard ([configuration.clientId] + configuration.extraClientIds).contains(where: { $0.lowercased() == clientId.lowercased() }) else {
             throw .applicationNotFound(clientId: clientId, tenant: tenant)
         }
 
@@ -81,7 +81,7 @@ extension EntraEmulator {
         try Self.matchFederatedCredential(credentials, issuer: issuer, subject: subject, audiences: claims.aud)
         try await keyCache.verify(assertion, kid: parsed.kid, issuer: issuer)
 
-        return try await issueAccessToken(resource: resource, tenant: tenant)
+        return try await issueAccessToken(resource: resource, tenant: tenant, clientId: clientId)
     }
 
     /// Exact, case-sensitive matching against every credential. When the assertion fails to
@@ -123,14 +123,14 @@ extension EntraEmulator {
     }
 
     /// Signs an app-only v2.0 access token for `resource`.
-    private func issueAccessToken(resource: String, tenant: String) async throws(EntraError) -> TokenResponseBody {
+    private func issueAccessToken(resource: String, tenant: String, clientId: String) async throws(EntraError) -> TokenResponseBody {
         let lifetime = Int(configuration.accessTokenLifetime.components.seconds)
         let issuedAt = Int(now().timeIntervalSince1970)
         let uti = Base64URL.encode((0..<16).map { _ in UInt8.random(in: 0...255) })
         let claims = AccessTokenClaims(
             aud: resource, iss: "\(authorityHost)/\(configuration.tenantId)/v2.0",
             iat: issuedAt, nbf: issuedAt, exp: issuedAt + lifetime,
-            appid: configuration.clientId, appidacr: "2", azp: configuration.clientId, azpacr: "2",
+            appid: clientId, appidacr: "2", azp: clientId, azpacr: "2",
             idp: "\(authorityHost)/\(configuration.tenantId)/v2.0", idtyp: "app",
             oid: servicePrincipalId, sub: servicePrincipalId, tid: configuration.tenantId,
             uti: uti, jti: UUID().uuidString.lowercased(), ver: "2.0")

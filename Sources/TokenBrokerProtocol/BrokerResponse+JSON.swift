@@ -64,6 +64,7 @@ extension BrokerStatus {
             writer.field("name", identity.name)
             writer.field("exchange", identity.exchange)
             writer.field("source", identity.source)
+            writer.field("clientId", identity.clientId)
             writer.beginArray("cachedScopes")
             for scope in identity.cachedScopes { writer.element(scope) }
             writer.endArray()
@@ -74,6 +75,15 @@ extension BrokerStatus {
             writer.endObject()
         }
         writer.endArray()
+        if let compat {
+            writer.key("compat")
+            writer.beginObject()
+            writer.field("identityEndpoint", compat.identityEndpoint)
+            writer.field("imdsAuthorityHost", compat.imdsAuthorityHost)
+            writer.field("socket", compat.socket)
+            writer.field("identityHeader", compat.identityHeader)
+            writer.endObject()
+        }
         writer.endObject()
     }
 }

@@ -1,82 +1,83 @@
 /// A small JSON writer for responses: fields come out in the documented order
 /// (`id`, `ok`, then the payload), and the hot path avoids `JSONEncoder`'s
-/// reflection-driven cost. Decoding still uses `Codable`.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// reflection-driven cost. Decoding still uses `Codable`. Public for the
+/// compatibility endpoints, whose JSON shapes are someone else's.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
     private var needsComma: [Bool] = []
 
-    init(capacity: Int = 256) {
+    public init(capacity: Int = 256) {
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func beginObject() {
+    public mutating func beginObject() {
         bytes.append(UInt8(ascii: "{"))
         needsComma.append(false)
     }
 
-    mutating func endObject() {
+    public mutating func endObject() {
         bytes.append(UInt8(ascii: "}"))
         needsComma.removeLast()
     }
 
-    mutating func beginArray(_ key: String) {
+    public mutating func beginArray(_ key: String) {
         self.key(key)
         bytes.append(UInt8(ascii: "["))
         needsComma.append(false)
     }
 
-    mutating func endArray() {
+    public mutating func endArray() {
         bytes.append(UInt8(ascii: "]"))
         needsComma.removeLast()
     }
 
-    mutating func key(_ key: String) {
+    public mutating func key(_ key: String) {
         separator()
         string(key)
         bytes.append(UInt8(ascii: ":"))
     }
 
     /// Writes a comma before every element but the first of the current container.
-    mutating func separator() {
+    public mutating func separator() {
         if needsComma.last == true { bytes.append(UInt8(ascii: ",")) }
         if !needsComma.isEmpty { needsComma[needsComma.count - 1] = true }
     }
 
-    mutating func field(_ name: String, _ value: String?) {
+    public mutating func field(_ name: String, _ value: String?) {
         guard let value else { return }
         key(name)
         string(value)
     }
 
-    mutating func field(_ name: String, _ value: Int64?) {
+    public mutating func field(_ name: String, _ value: Int64?) {
         guard let value else { return }
         key(name)
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    mutating func field(_ name: String, _ value: Int?) {
+    public mutating func field(_ name: String, _ value: Int?) {
         field(name, value.map(Int64.init))
     }
 
-    mutating func field(_ name: String, _ value: Bool?) {
+    public mutating func field(_ name: String, _ value: Bool?) {
         guard let value else { return }
         key(name)
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
     }
 
-    mutating func element(_ value: String) {
+    public mutating func element(_ value: String) {
         separator()
         string(value)
     }
 
-    mutating func element(_ value: Int) {
+    public mutating func element(_ value: Int) {
         separator()
         bytes.append(contentsOf: String(value).utf8)
     }
 
     private static let hex = Array("0123456789abcdef".utf8)
 
-    mutating func string(_ value: String) {
+    public mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var value = value
         // Contiguous UTF-8 lets runs that need no escaping (all of a base64url JWT)
@@ -110,4 +111,7 @@ struct JSONWriter {
             bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), Self.hex[Int(byte >> 4)], Self.hex[Int(byte & 0xF)]])
         }
     }
+
+    /// The JSON written so far, as text.
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
 }

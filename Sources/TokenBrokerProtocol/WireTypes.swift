@@ -191,12 +191,35 @@ public struct BrokerStatus: Codable, Sendable, Equatable {
     public var ready: Bool
     /// The identities the caller may use (others are not listed).
     public var identities: [IdentityStatus]
+    /// Where the compatibility endpoints listen, when they are on.
+    public var compat: CompatStatus?
 
     /// Creates a status.
-    public init(version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus]) {
+    public init(version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus], compat: CompatStatus? = nil) {
         self.version = version
         self.ready = ready
         self.identities = identities
+        self.compat = compat
+    }
+}
+
+/// The compatibility endpoints as a program's environment needs them (`tokenbroker env`).
+public struct CompatStatus: Codable, Sendable, Equatable {
+    /// `IDENTITY_ENDPOINT`: the App Service endpoint URL on loopback TCP.
+    public var identityEndpoint: String?
+    /// `AZURE_POD_IDENTITY_AUTHORITY_HOST`: the IMDS base URL on loopback TCP.
+    public var imdsAuthorityHost: String?
+    /// The compatibility Unix socket, if one is configured.
+    public var socket: String?
+    /// `IDENTITY_HEADER`: only for callers that may use some identity.
+    public var identityHeader: String?
+
+    /// Creates a compat status.
+    public init(identityEndpoint: String? = nil, imdsAuthorityHost: String? = nil, socket: String? = nil, identityHeader: String? = nil) {
+        self.identityEndpoint = identityEndpoint
+        self.imdsAuthorityHost = imdsAuthorityHost
+        self.socket = socket
+        self.identityHeader = identityHeader
     }
 }
 
@@ -208,16 +231,19 @@ public struct IdentityStatus: Codable, Sendable, Equatable {
     public var exchange: String
     /// Where its assertion comes from.
     public var source: String
+    /// The application (client) id it exchanges for, when it has one.
+    public var clientId: String?
     /// Scopes with a cached token.
     public var cachedScopes: [String]
     /// The last exchange error, if the last exchange failed.
     public var lastError: WireError?
 
     /// Creates an identity status.
-    public init(name: String, exchange: String, source: String, cachedScopes: [String], lastError: WireError? = nil) {
+    public init(name: String, exchange: String, source: String, clientId: String? = nil, cachedScopes: [String], lastError: WireError? = nil) {
         self.name = name
         self.exchange = exchange
         self.source = source
+        self.clientId = clientId
         self.cachedScopes = cachedScopes
         self.lastError = lastError
     }

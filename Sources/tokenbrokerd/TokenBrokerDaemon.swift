@@ -113,6 +113,9 @@ extension TokenBrokerDaemon {
         @Option(name: .long, parsing: .singleValue, help: "Another accepted service-account subject (repeatable).")
         var subject: [String] = []
 
+        @Option(name: .long, parsing: .singleValue, help: "Another accepted client (application) id (repeatable).")
+        var clientId: [String] = []
+
         @Option(name: .long, help: "Lifetime of issued access tokens, seconds.")
         var accessTokenLifetime: Int = 3600
 
@@ -127,7 +130,7 @@ extension TokenBrokerDaemon {
         func run() async throws {
             let logger = logging.bootstrap()
             try await DevProviderRunner.run(
-                stateDirectory: stateDir, extraSubjects: subject, accessTokenLifetime: accessTokenLifetime,
+                stateDirectory: stateDir, extraSubjects: subject, extraClientIds: clientId, accessTokenLifetime: accessTokenLifetime,
                 assertionLifetime: assertionLifetime, rotateEvery: rotateEvery, logger: logger)
         }
     }

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import SystemdSupport
+import TokenBrokerProtocol
 import TokenCache
 import UnixSignals
 import UpstreamHTTP
@@ -52,18 +53,26 @@ public enum BrokerApplication {
         runtime.apply(configuration)
 
         let inherited = SocketActivation.inheritedSockets()
-        let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 ? inherited.first : nil))?.descriptor
+        let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?.descriptor
         let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
         let server = BrokerServer(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
-        metrics.countConnections { server.openConnections }
+        let compat = try compatServers(
+            configuration, listener: listener, inheritedDescriptor: inherited.first(where: { $0.name == "compat" })?.descriptor,
+            broker: runtime.broker, group: group, logger: logger)
+        metrics.countConnections { server.openConnections + compat.servers.reduce(0) { $0 + $1.openConnections } }
 
         let lifecycle = SystemdLifecycle(
             runtime: runtime, server: server, eventLoop: group.next(),
             readiness: configuration.readiness, prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
-            reload: reload, logger: logger, onReady: onReady)
+            reload: reload, logger: logger,
+            beforeReady: {
+                for server in compat.servers { try await server.waitUntilListening() }
+                compat.publish()
+            },
+            onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime, runtime.cache, prefetcher, server, lifecycle]
+        let services: [any Service] = extraServices + [runtime, runtime.cache, prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -88,6 +97,56 @@ public enum BrokerApplication {
         server.maxConnections = configuration.limits.maxConnections
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         return server
+    }
+
+    /// The compatibility listeners (none unless configured or inherited as `compat`),
+    /// and how to tell the broker where they listen once they do.
+    static func compatServers(
+        _ configuration: BrokerConfiguration, listener: BrokerServerConfiguration, inheritedDescriptor: Int32?, broker: Broker,
+        group: any EventLoopGroup, logger: Logger
+    ) throws -> (servers: [BrokerServer], publish: @Sendable () -> Void) {
+        let settings = configuration.compat
+        guard settings.isEnabled || inheritedDescriptor != nil else { return ([], {}) }
+        let secret = try IdentityHeaderSecret.loadOrCreate(settings.identityHeaderFile)
+        let endpoints = CompatEndpoints(broker: broker, settings: settings, identityHeader: secret)
+        var base = listener
+        base.inheritedDescriptor = nil
+        base.tcpAddress = nil
+        var listeners: [BrokerServerConfiguration] = []
+        if let inheritedDescriptor {
+            var inherited = base
+            inherited.inheritedDescriptor = inheritedDescriptor
+            listeners.append(inherited)
+        } else {
+            if let address = settings.tcp {
+                var tcp = base
+                tcp.tcpAddress = address
+                listeners.append(tcp)
+            }
+            if let path = settings.unixSocket {
+                var unix = base
+                unix.socketPath = path
+                listeners.append(unix)
+            }
+        }
+        let configured = listeners
+        let servers = configured.map {
+            BrokerServer(configuration: $0, responder: broker, service: endpoints, group: group, logger: logger.with("listener", "compat"))
+        }
+        let publish: @Sendable () -> Void = {
+            var status = CompatStatus(identityHeader: secret)
+            for (server, listener) in zip(servers, configured) {
+                if let port = server.localPort {
+                    let host = listener.tcpAddress.map { $0.host.contains(":") ? "[\($0.host)]" : $0.host } ?? "127.0.0.1"
+                    status.identityEndpoint = "http://\(host):\(port)\(settings.appServicePath)"
+                    status.imdsAuthorityHost = "http://\(host):\(port)"
+                } else if listener.inheritedDescriptor == nil {
+                    status.socket = listener.socketPath
+                }
+            }
+            broker.setCompatStatus(status)
+        }
+        return (servers, publish)
     }
 
     private static func resolveGroup(_ name: String) throws -> UInt32 {

@@ -2,6 +2,7 @@ import DevIdentityProvider
 public import Foundation
 import Glibc
 public import Logging
+import BrokerServer
 import TokenExchange
 
 /// `tokenbrokerd --dev`: a local OIDC issuer and Entra-compatible token service in
@@ -30,6 +31,9 @@ public enum DevMode {
         var configuration = BrokerConfiguration()
         configuration.socket.path = socketPath ?? "\(directory)/broker.sock"
         configuration.upstream.caFile = endpoints.caFile
+        // Unmodified Azure SDKs too: the App Service and IMDS endpoints on a free loopback port.
+        configuration.compat.tcp = TCPAddress(host: "127.0.0.1", port: 0)
+        configuration.compat.identityHeaderFile = "\(directory)/identity-header"
         configuration.identities = [
             IdentityConfiguration(
                 name: "default",
@@ -63,6 +67,9 @@ public enum DevMode {
               tokenbroker get --scope \(scope)
               curl -s --unix-socket \(socket) 'http://localhost/v1/token?scope=\(scope)'
               printf '{"op":"token","scope":"\(scope)"}\\n' | socat - UNIX-CONNECT:\(socket)
+            Unmodified Azure SDKs (App Service and IMDS endpoints on loopback):
+              tokenbroker env                               # IDENTITY_ENDPOINT, IDENTITY_HEADER, …
+              tokenbroker exec -- python3 your_app.py      # runs it with them set
             Stop with Ctrl-C.
             """
     }

@@ -8,10 +8,11 @@ import UnixSignals
 public enum DevProviderRunner {
     /// Starts the provider, then runs until SIGTERM/SIGINT.
     public static func run(
-        stateDirectory: String, extraSubjects: [String], accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
+        stateDirectory: String, extraSubjects: [String], extraClientIds: [String] = [], accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
     ) async throws {
         var configuration = DevIdentityProviderConfiguration(stateDirectory: stateDirectory)
         configuration.extraSubjects = extraSubjects
+        configuration.extraClientIds = extraClientIds
         configuration.accessTokenLifetime = .seconds(accessTokenLifetime)
         configuration.assertionLifetime = .seconds(assertionLifetime)
         configuration.rotationInterval = rotateEvery.map { .seconds($0) }

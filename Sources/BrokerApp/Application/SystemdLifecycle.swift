@@ -21,13 +21,17 @@ struct SystemdLifecycle: Service {
     let prefetch: [TokenKey]
     let reload: (@Sendable () throws -> BrokerConfiguration)?
     let logger: Logger
+    /// Awaited once the socket listens, before READY (the compatibility listeners).
+    let beforeReady: @Sendable () async throws -> Void
     let onReady: @Sendable () -> Void
     private let notifier = SystemdNotifier()
 
     init(
         runtime: BrokerRuntime, server: BrokerServer, eventLoop: any EventLoop, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
-        reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, onReady: @escaping @Sendable () -> Void
+        reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, beforeReady: @escaping @Sendable () async throws -> Void = {},
+        onReady: @escaping @Sendable () -> Void
     ) {
+        self.beforeReady = beforeReady
         self.runtime = runtime
         self.server = server
         self.eventLoop = eventLoop
@@ -64,6 +68,7 @@ struct SystemdLifecycle: Service {
     private func announceReady() async {
         do {
             try await server.waitUntilListening()
+            try await beforeReady()
         } catch {
             return  // the server's run() reports the failure and stops the group
         }

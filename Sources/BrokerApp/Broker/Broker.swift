@@ -20,9 +20,11 @@ final class Broker: BrokerResponder {
     private let cache: TokenCache<ContinuousClock>
     private let identities: Mutex<[String: Identity]>
     /// Counts answered requests (metrics).
-    private let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
+    let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
     private let logger: Logger
+    /// Where the compatibility endpoints listen, once they do (for `status`).
+    private let compat = Mutex<CompatStatus?>(nil)
 
     init(
         identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger,
@@ -79,21 +81,61 @@ final class Broker: BrokerResponder {
     }
 
     private func answer(_ request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        if let immediate = answerImmediately(request, from: peer) { return immediate }
-        guard case .success(let (key, minimum)) = resolve(request, peer: peer) else {
-            return .failure(id: request.id, WireError(code: .internal, message: "request could not be resolved", retryable: true))
+        guard request.op == "token" else { return answerImmediately(request, from: peer)! }
+        switch await token(for: request, from: peer) {
+        case .success(let token): return success(token, request: request, peer: peer)
+        case .failure(let error): return .failure(id: request.id, error)
         }
+    }
+
+    /// The token for an `op: token` request: resolved, authorized, from the cache or a fresh exchange.
+    func token(for request: BrokerRequest, from peer: PeerCredentials) async -> Result<CachedToken, WireError> {
+        let key: TokenKey, minimum: Duration
+        switch resolve(request, peer: peer) {
+        case .failure(let error): return .failure(error)
+        case .success(let resolved): (key, minimum) = resolved
+        }
+        if let hit = cache.cachedToken(for: key, minimumValidity: minimum) { return .success(hit) }
         do {
-            let token = try await cache.token(for: key, minimumValidity: minimum)
-            return success(token, request: request, peer: peer)
+            return .success(try await cache.token(for: key, minimumValidity: minimum))
         } catch {
             logger.debug("token request failed", metadata: [
                 "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                 "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
             ])
-            return .failure(id: request.id, Self.wireError(error))
+            return .failure(Self.wireError(error))
         }
     }
+
+    // MARK: Compatibility endpoints
+
+    /// The identity whose client id, object id or resource id is `value` (ids compare
+    /// case-insensitively, as Azure's do).
+    func identityName(matching selector: CompatEndpoints.Selector) -> String? {
+        let all = identities.withLock { Array($0.values) }
+        func same(_ a: String?, _ b: String) -> Bool { a.map { $0.lowercased() == b.lowercased() } ?? false }
+        return all.first { identity in
+            switch selector {
+            case .clientId(let id):
+                if case .entra(let entra) = identity.configuration.exchange { return same(entra.clientId, id) }
+                return false
+            case .objectId(let id): return same(identity.configuration.aliases.objectId, id)
+            case .resourceId(let id): return same(identity.configuration.aliases.resourceId, id)
+            }
+        }?.configuration.name
+    }
+
+    /// The client id of identity `name`, for the compatibility responses.
+    func clientId(of name: String) -> String? {
+        guard case .entra(let entra) = identities.withLock({ $0[name] })?.configuration.exchange else { return nil }
+        return entra.clientId
+    }
+
+    /// Records where the compatibility endpoints listen (shown by `status`).
+    func setCompatStatus(_ status: CompatStatus?) {
+        compat.withLock { $0 = status }
+    }
+
 
     func readiness() -> (ready: Bool, reason: String) {
         let all = identities.withLock { Array($0.values) }
@@ -181,15 +223,21 @@ final class Broker: BrokerResponder {
         let visible = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) }
         let entries = visible.sorted { $0.configuration.name < $1.configuration.name }.map { identity -> IdentityStatus in
             let snapshot = cache.snapshot(identity: identity.configuration.name)
+            var clientId: String?
+            if case .entra(let entra) = identity.configuration.exchange { clientId = entra.clientId }
             return IdentityStatus(
                 name: identity.configuration.name,
                 exchange: identity.configuration.exchange.kind,
                 source: identity.configuration.source.summary,
+                clientId: clientId,
                 cachedScopes: snapshot.filter { $0.expiresIn != nil }.map(\.scope.value),
                 lastError: snapshot.compactMap(\.lastError).first.map(Self.wireError)
                     ?? identity.source.snapshot().errorMessage.map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
         }
-        return BrokerStatus(ready: readiness().ready, identities: entries)
+        // The header secret only goes to callers who could get a token anyway.
+        var compat = self.compat.withLock { $0 }
+        if entries.isEmpty { compat?.identityHeader = nil }
+        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat)
     }
 
     static func wireError(_ error: TokenExchangeError) -> WireError {

@@ -15,6 +15,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var log = LogSettings()
     /// When to tell systemd `READY=1`.
     public var readiness = ReadinessSettings()
+    /// The App Service / IMDS compatible endpoints (off by default).
+    public var compat = CompatSettings()
     /// The identities this broker serves, in file order.
     public var identities: [IdentityConfiguration] = []
 
@@ -93,14 +95,20 @@ public struct IdentityConfiguration: Sendable, Equatable {
     public var allow: [AllowRule]
     /// `prefetch`: scopes fetched at start and kept fresh.
     public var prefetch: [Scope]
+    /// `aliases`: other ids the compatibility endpoints know it by.
+    public var aliases: IdentityAliases
 
     /// Creates an identity.
-    public init(name: String, source: AssertionSourceConfiguration, exchange: ExchangeConfiguration, allow: [AllowRule] = [], prefetch: [Scope] = []) {
+    public init(
+        name: String, source: AssertionSourceConfiguration, exchange: ExchangeConfiguration, allow: [AllowRule] = [], prefetch: [Scope] = [],
+        aliases: IdentityAliases = IdentityAliases()
+    ) {
         self.name = name
         self.source = source
         self.exchange = exchange
         self.allow = allow
         self.prefetch = prefetch
+        self.aliases = aliases
     }
 }
 

@@ -38,7 +38,7 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "identities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "identities"]) else { return }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
             if let path = reader.string(socket["path"], at: "socket.path") {
@@ -71,6 +71,7 @@ public enum ConfigurationLoader {
         if let node = NodeReader.present(top["readiness"]) {
             readReadiness(node, into: &configuration.readiness, reader: &reader)
         }
+        readCompat(top["compat"], into: &configuration.compat, reader: &reader)
         if let list = reader.sequence(top["identities"], at: "identities") {
             for (index, node) in list.enumerated() {
                 if let identity = IdentityReader.read(node, at: "identities[\(index)]", reader: &reader) {
@@ -82,6 +83,7 @@ public enum ConfigurationLoader {
                 }
             }
         }
+        validateCompat(configuration, compatNode: top["compat"], reader: &reader)
     }
 }
 

@@ -5,7 +5,7 @@ import Yams
 /// Reads one entry of `identities:`.
 enum IdentityReader {
     static func read(_ node: Node, at path: String, reader: inout NodeReader) -> IdentityConfiguration? {
-        guard let fields = reader.mapping(node, at: path, keys: ["name", "source", "exchange", "allow", "prefetch"]) else { return nil }
+        guard let fields = reader.mapping(node, at: path, keys: ["name", "source", "exchange", "allow", "prefetch", "aliases"]) else { return nil }
         let name = reader.requiredString(fields["name"], at: "\(path).name", parent: node)
         if let name, !isValidName(name) {
             reader.report("\(path).name", "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-', starting with a letter or digit", fields["name"])
@@ -17,8 +17,9 @@ enum IdentityReader {
         for (index, item) in (reader.sequence(fields["prefetch"], at: "\(path).prefetch") ?? []).enumerated() {
             if let scope = reader.string(item, at: "\(path).prefetch[\(index)]") { prefetch.append(Scope(scope)) }
         }
+        let aliases = readAliases(fields["aliases"], at: "\(path).aliases", reader: &reader)
         guard let name, isValidName(name), let source, let exchange, let allow else { return nil }
-        return IdentityConfiguration(name: name, source: source, exchange: exchange, allow: allow, prefetch: prefetch)
+        return IdentityConfiguration(name: name, source: source, exchange: exchange, allow: allow, prefetch: prefetch, aliases: aliases)
     }
 
     static func isValidName(_ name: String) -> Bool {

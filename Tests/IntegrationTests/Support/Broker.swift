@@ -12,6 +12,8 @@ final class BrokerDaemon: @unchecked Sendable {
         var tokenFile: String
         var allow: String? = nil  // YAML flow list, e.g. "[ { any: true } ]"
         var prefetch: [String] = []
+        var clientId: String? = nil  // default: the provider's
+        var aliases: String? = nil  // YAML flow mapping, e.g. "{ objectId: … }"
     }
 
     init(
@@ -55,10 +57,11 @@ final class BrokerDaemon: @unchecked Sendable {
                   - name: \(identity.name)
                     source: { file: \(identity.tokenFile) }
                     exchange:
-                      entra: { tenantId: "\(provider.endpoints.tenantId)", clientId: "\(provider.endpoints.clientId)", authorityHost: "\(provider.endpoints.authorityHost)" }
+                      entra: { tenantId: "\(provider.endpoints.tenantId)", clientId: "\(identity.clientId ?? provider.endpoints.clientId)", authorityHost: "\(provider.endpoints.authorityHost)" }
 
                 """
             if let allow = identity.allow { yaml += "    allow: \(allow)\n" }
+            if let aliases = identity.aliases { yaml += "    aliases: \(aliases)\n" }
             if !identity.prefetch.isEmpty { yaml += "    prefetch: [ \(identity.prefetch.map { "\"\($0)\"" }.joined(separator: ", ")) ]\n" }
         }
         return yaml

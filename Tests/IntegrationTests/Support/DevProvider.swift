@@ -18,10 +18,11 @@ final class DevProvider: @unchecked Sendable {
     let directory: String
 
     /// Starts a provider in `directory/provider` accepting `extraSubjects` too.
-    init(directory: String, extraSubjects: [String] = [], accessTokenLifetime: Int = 3600) async throws {
+    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], accessTokenLifetime: Int = 3600) async throws {
         self.directory = "\(directory)/provider"
         var arguments = ["dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug"]
         for subject in extraSubjects { arguments += ["--subject", subject] }
+        for clientId in extraClientIds { arguments += ["--client-id", clientId] }
         process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: "provider")
         let file = "\(self.directory)/provider.json"
         let process = self.process

@@ -13,6 +13,7 @@ struct Scenario {
     /// provider's rotating token file; `identities` adds more.
     static func run(
         extraSubjects: [String] = [],
+        extraClientIds: [String] = [],
         identities: (_ directory: String, _ provider: DevProvider) async throws -> [BrokerDaemon.Identity] = { _, _ in [] },
         logLevel: String = "debug",
         extraYAML: String = "",
@@ -21,7 +22,7 @@ struct Scenario {
     ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let provider = try await DevProvider(directory: directory, extraSubjects: extraSubjects)
+        let provider = try await DevProvider(directory: directory, extraSubjects: extraSubjects, extraClientIds: extraClientIds)
         let broker: BrokerDaemon
         do {
             let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try await identities(directory, provider))

@@ -1,0 +1,186 @@
+import BrokerServer
+import Foundation
+import TokenBrokerProtocol
+import TokenCache
+import TokenExchange
+
+/// The Azure App Service and IMDS managed-identity protocols, answered from the
+/// broker's cache so unmodified SDKs get the same tokens socket callers get.
+///
+/// Each protocol keeps its anti-SSRF header (`X-IDENTITY-HEADER` equal to the
+/// secret, `Metadata: true`): a request forged through some local HTTP client
+/// cannot set headers, so it gets an error and no token. Nothing is ever forwarded:
+/// an unknown path is a 404.
+final class CompatEndpoints: HTTPService {
+    /// The IMDS token path (under `AZURE_POD_IDENTITY_AUTHORITY_HOST`).
+    static let imdsPath = "/metadata/identity/oauth2/token"
+
+    /// How a request names its identity.
+    enum Selector: Equatable {
+        case clientId(String)
+        case objectId(String)
+        case resourceId(String)
+    }
+
+    private let broker: Broker
+    private let appServicePath: String
+    private let defaultIdentity: String?
+    private let identityHeader: [UInt8]
+
+    init(broker: Broker, settings: CompatSettings, identityHeader: String) {
+        self.broker = broker
+        self.appServicePath = settings.appServicePath
+        self.defaultIdentity = settings.defaultIdentity
+        self.identityHeader = Array(identityHeader.utf8)
+    }
+
+    func respond(to request: HTTPServiceRequest, from peer: PeerCredentials) async -> HTTPServiceResponse {
+        let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
+        let flavor: Flavor
+        switch path {
+        case Self.imdsPath: flavor = .imds
+        case appServicePath: flavor = .appService
+        default:
+            return Flavor.imds.error(404, "not_found", "no such endpoint; this broker serves \(Self.imdsPath) and \(appServicePath)")
+        }
+        let response = await answer(request, flavor: flavor, peer: peer)
+        broker.countRequest(flavor.metricName, response.outcome)
+        return response.http
+    }
+
+    private func answer(_ request: HTTPServiceRequest, flavor: Flavor, peer: PeerCredentials) async -> (http: HTTPServiceResponse, outcome: String) {
+        func refuse(_ status: Int, _ code: String, _ message: String) -> (HTTPServiceResponse, String) {
+            (flavor.error(status, code, message), code)
+        }
+        guard request.method == "GET" else {
+            return refuse(405, "bad_request", "method \(request.method) is not supported; use GET")
+        }
+        switch flavor {
+        case .imds:
+            guard request.headerValues("Metadata").contains(where: { $0.lowercased() == "true" }) else {
+                return refuse(400, "invalid_request", "Required metadata header not specified")
+            }
+        case .appService:
+            // Checked before anything else, so the answer says nothing to a caller without it.
+            guard request.headerValues("X-IDENTITY-HEADER").count == 1, Self.constantTimeEqual(Array(request.headerValues("X-IDENTITY-HEADER")[0].utf8), identityHeader) else {
+                return refuse(401, "unauthorized", "X-IDENTITY-HEADER is missing or wrong")
+            }
+        }
+        var single: [String: String] = [:]
+        for name in ["api-version", "resource", "client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"] {
+            let values = request.queryValues(name)
+            guard values.count <= 1 else { return refuse(400, "invalid_request", "query parameter '\(name)' is given more than once") }
+            single[name] = values.first
+        }
+        guard let version = single["api-version"], !version.isEmpty else {
+            return refuse(400, "invalid_request", "Required query variable 'api-version' is missing")
+        }
+        guard flavor.acceptedVersions.contains(version) else {
+            return refuse(400, "invalid_request", "api-version '\(version.prefix(32))' is not supported; use \(flavor.acceptedVersions.sorted().joined(separator: " or "))")
+        }
+        guard let resource = single["resource"], !resource.isEmpty else {
+            return refuse(400, "invalid_request", "Required query variable 'resource' is missing")
+        }
+        let selectors = [
+            single["client_id"].map(Selector.clientId),
+            (single["object_id"] ?? single["principal_id"]).map(Selector.objectId),
+            (single["mi_res_id"] ?? single["msi_res_id"]).map(Selector.resourceId),
+        ].compactMap { $0 }
+        guard selectors.count <= 1 else {
+            return refuse(400, "invalid_request", "name the identity with only one of client_id, object_id or mi_res_id")
+        }
+        var identity: String?
+        if let selector = selectors.first {
+            guard let name = broker.identityName(matching: selector) else {
+                return refuse(400, "invalid_request", "Identity not found")
+            }
+            identity = name
+        }
+        var result = await broker.token(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer)
+        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity {
+            identity = defaultIdentity
+            result = await broker.token(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer)
+        }
+        switch result {
+        case .success(let cached):
+            return (flavor.token(cached, resource: resource, clientId: broker.clientId(of: cached.key.identity)), "ok")
+        case .failure(var error):
+            if error.code == WireErrorCode.identityRequired.rawValue {
+                // The socket's advice ("name one with 'identity'") means nothing to an SDK.
+                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity")
+            }
+            return (flavor.error(error), error.code)
+        }
+    }
+
+    /// Compares without an early exit, so timing does not reveal how much of a guess was right.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0 && !b.isEmpty
+    }
+}
+
+/// The two protocols' differences: versions, token fields and error shapes.
+enum Flavor {
+    case appService
+    case imds
+
+    var metricName: String { self == .imds ? "imds" : "app_service" }
+
+    var acceptedVersions: Set<String> { self == .imds ? ["2018-02-01", "2019-08-01"] : ["2019-08-01"] }
+
+    /// A token, with every number as a string as the real services send it.
+    func token(_ cached: CachedToken, resource: String, clientId: String?) -> HTTPServiceResponse {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("access_token", cached.token.value)
+        writer.field("client_id", clientId)
+        if self == .imds {
+            writer.field("refresh_token", "")
+            writer.field("expires_in", String(max(0, cached.expiresIn.components.seconds)))
+        }
+        writer.field("expires_on", String(Int64(cached.token.expiresAt.timeIntervalSince1970)))
+        writer.field("not_before", String(Int64(cached.token.issuedAt.timeIntervalSince1970)))
+        writer.field("resource", resource)
+        writer.field("token_type", cached.token.tokenType)
+        writer.endObject()
+        return HTTPServiceResponse(status: 200, body: writer.text)
+    }
+
+    /// A broker error in this protocol's shape and status.
+    func error(_ error: WireError) -> HTTPServiceResponse {
+        let status: Int
+        switch WireErrorCode(rawValue: error.code) {
+        case .badRequest, .identityRequired, .unknownIdentity: status = 400
+        // Not 400: azure-identity reads a 400 from IMDS as "no identity here" and moves on silently.
+        case .forbidden: status = 403
+        case .upstreamRejected: status = 401
+        case .throttled: status = 429
+        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: status = 503
+        default: status = 500
+        }
+        var response = self.error(status, error.code, error.message)
+        if let retryAfter = error.retryAfter { response.headers.append((name: "Retry-After", value: String(retryAfter))) }
+        return response
+    }
+
+    /// `{"error","error_description"}` for IMDS; `{"statusCode","message"}` for App Service.
+    func error(_ status: Int, _ code: String, _ message: String) -> HTTPServiceResponse {
+        var writer = JSONWriter()
+        writer.beginObject()
+        switch self {
+        case .imds:
+            writer.field("error", code)
+            writer.field("error_description", message)
+        case .appService:
+            writer.field("statusCode", status)
+            writer.field("message", message)
+            writer.field("error", code)
+        }
+        writer.endObject()
+        return HTTPServiceResponse(status: status, body: writer.text)
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import TokenBrokerProtocol
+
+extension TokenBrokerCLI {
+    /// `tokenbroker env`: the exports an unmodified program needs to get tokens through
+    /// the compatibility endpoints, as the running broker reports them.
+    struct Env: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the environment an unmodified Azure SDK needs (eval \"$(tokenbroker env)\").",
+            discussion: "IDENTITY_ENDPOINT and IDENTITY_HEADER (App Service protocol), AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS), TOKENBROKER_SOCKET, and AZURE_CLIENT_ID with --identity.")
+
+        @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID (needed when several are available to you).")
+        var identity: String?
+
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            for (name, value) in try CompatEnvironment.variables(connection: connection, identity: identity) {
+                print("export \(name)=\(CompatEnvironment.shellQuoted(value))")
+            }
+        }
+    }
+
+    /// `tokenbroker exec -- CMD …`: runs a command with `tokenbroker env`'s variables set.
+    struct Exec: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a command with the environment `tokenbroker env` prints.")
+
+        @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID.")
+        var identity: String?
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
+        var command: [String] = []
+
+        func validate() throws {
+            guard !command.drop(while: { $0 == "--" }).isEmpty else { throw ValidationError("name a command to run: tokenbroker exec -- CMD [ARG…]") }
+        }
+
+        func run() throws {
+            var arguments = command
+            if arguments.first == "--" { arguments.removeFirst() }
+            for (name, value) in try CompatEnvironment.variables(connection: connection, identity: identity) {
+                setenv(name, value, 1)
+            }
+            var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+            execvp(arguments[0], &argv)
+            // Only reached when exec failed; 127 like a shell for "not found", 126 otherwise.
+            let code: Int32 = errno == ENOENT ? 127 : 126
+            FileHandle.standardError.write(Data("tokenbroker: cannot run \(arguments[0]): \(String(cString: strerror(errno)))\n".utf8))
+            throw ExitCode(code)
+        }
+    }
+}
+
+/// Turns the broker's `status` into environment variables.
+enum CompatEnvironment {
+    static func variables(connection: ConnectionOptions, identity: String?) throws -> [(String, String)] {
+        let response = try connection.send(BrokerRequest(op: "status", id: .number(1)))
+        guard let status = response.status else { throw fail("the broker's status has no body", code: 76) }
+        guard let compat = status.compat, let endpoint = compat.identityEndpoint, let authority = compat.imdsAuthorityHost else {
+            throw fail("the broker has no compatibility listener on loopback TCP; set compat.tcp in its configuration (docs/configuration.md)", code: 1)
+        }
+        guard let header = compat.identityHeader else {
+            throw fail("no identity is available to you (uid \(getuid())), so the broker does not give out its identity header", code: 1)
+        }
+        var variables = [
+            ("IDENTITY_ENDPOINT", endpoint),
+            ("IDENTITY_HEADER", header),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority),
+            (WireProtocol.socketEnvironmentVariable, absolute(connection.socketPath)),
+        ]
+        if let identity {
+            guard let entry = status.identities.first(where: { $0.name == identity }) else {
+                throw fail("identity '\(identity)' is not available to you", code: 1)
+            }
+            if let clientId = entry.clientId { variables.append(("AZURE_CLIENT_ID", clientId)) }
+        }
+        return variables
+    }
+
+    /// `'value'` with embedded quotes escaped, safe for `eval`.
+    static func shellQuoted(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+    }
+
+    private static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    private static func fail(_ message: String, code: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data("tokenbroker: \(message)\n".utf8))
+        return ExitCode(code)
+    }
+}
