@@ -31,7 +31,7 @@ enum IdentityHeaderSecret {
         guard let text = FileText.read(path, limit: 4096) else {
             throw failure(path, "cannot read it: \(String(cString: strerror(errno)))")
         }
-        let secret = text.trimmingCharacters(in: " \t\r\n")
+        let secret = text.trimmingWhitespace()
         guard secret.utf8.count >= 16, secret.utf8.count <= 1024, secret.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
             throw failure(path, "must hold one line of 16 to 1024 printable characters (the X-IDENTITY-HEADER value)")
         }
@@ -48,11 +48,11 @@ extension String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        let characters = Set(set)
-        var slice = Substring(self)
-        while let first = slice.first, characters.contains(first) { slice = slice.dropFirst() }
-        while let last = slice.last, characters.contains(last) { slice = slice.dropLast() }
-        return String(slice)
+    /// Without leading and trailing spaces, tabs and line ends (scalars, so `\r\n` counts too).
+    fileprivate func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        let isSpace: (Unicode.Scalar) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }), let last = scalars.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(scalars[first...last])
     }
 }
