@@ -17,7 +17,7 @@ struct TokenBrokerCLI: ParsableCommand {
             Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
             The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
             """,
-        subcommands: [Get.self, Status.self, Ping.self, Env.self, Exec.self]
+        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self]
     )
 }
 
@@ -123,6 +123,25 @@ extension TokenBrokerCLI {
                 for scope in identity.cachedScopes { print("  cached: \(scope)") }
                 if let error = identity.lastError { print("  last error: \(error.code): \(error.message)") }
             }
+        }
+    }
+
+    /// `tokenbroker ready`: exit 0 when the broker is ready (what `/readyz` answers),
+    /// for probes that cannot reach the socket over HTTP (Kubernetes exec probes).
+    struct Ready: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exit 0 if the broker is ready to serve tokens, 1 if not (with the reason).")
+
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let response = try connection.send(BrokerRequest(op: "status", id: .number(1)))
+            guard let status = response.status else { throw ExitCode(76) }
+            guard status.ready else {
+                let problems = status.identities.compactMap { identity in identity.lastError.map { "\(identity.name): \($0.message)" } }
+                FileHandle.standardError.write(Data("tokenbroker: not ready\(problems.isEmpty ? "" : ": " + problems.joined(separator: "; "))\n".utf8))
+                throw ExitCode(1)
+            }
+            print("ready")
         }
     }
 
