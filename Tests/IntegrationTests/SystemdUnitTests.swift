@@ -13,7 +13,7 @@ struct SystemdUnitTests {
 
     // MARK: (a) systemd-analyze verify
 
-    @Test("systemd-analyze verify reports nothing for tokenbroker.service and tokenbroker.socket")
+    @Test("systemd-analyze verify reports nothing for tokenbroker.service and both socket units")
     func verifyIsClean() async throws {
         let analyze = try Self.tool("systemd-analyze")
         let daemon = try Self.daemonBinary()
@@ -25,9 +25,12 @@ struct SystemdUnitTests {
             try #require(service.contains(execStart), "tokenbroker.service must start /usr/bin/tokenbrokerd")
             try service.replacingOccurrences(of: execStart, with: "ExecStart=\(daemon) ")
                 .write(toFile: "\(directory)/tokenbroker.service", atomically: true, encoding: .utf8)
-            try FileManager.default.copyItem(atPath: "\(Self.unitDirectory)/tokenbroker.socket", toPath: "\(directory)/tokenbroker.socket")
+            for socket in ["tokenbroker.socket", "tokenbroker-compat.socket"] {
+                try FileManager.default.copyItem(atPath: "\(Self.unitDirectory)/\(socket)", toPath: "\(directory)/\(socket)")
+            }
 
-            let result = try await runCommand(analyze, ["verify", "\(directory)/tokenbroker.service", "\(directory)/tokenbroker.socket"])
+            let result = try await runCommand(
+                analyze, ["verify", "\(directory)/tokenbroker.service", "\(directory)/tokenbroker.socket", "\(directory)/tokenbroker-compat.socket"])
             #expect(result.status == 0, "systemd-analyze verify exited \(result.status): \(result.stderr)")
             #expect(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "systemd-analyze verify warned:\n\(result.stderr)")
             #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "systemd-analyze verify printed:\n\(result.stdout)")
@@ -219,6 +222,42 @@ struct SystemdUnitTests {
                 #expect(status == 0, "tokenbrokerd exited \(status) after SIGTERM:\n\(process.stderr)")
                 #expect(process.stderr.contains("STOPPING") || process.stderr.contains("stopping"), "no graceful stop logged:\n\(process.stderr)")
                 #expect(Self.isSocket(socketPath), "the daemon unlinked the socket it inherited")
+            } catch {
+                await process.stop()
+                throw error
+            }
+            await process.stop()
+        }
+    }
+
+    @Test("an inherited socket named compat serves the compatibility endpoints; the configured listener is not opened")
+    func compatSocketActivation() async throws {
+        let activate = try Self.tool("systemd-socket-activate")
+        let daemon = try Self.daemonBinary()
+        try await Self.withTemporaryDirectory { directory in
+            let brokerSocket = "\(directory)/broker.sock"
+            let compatSocket = "\(directory)/compat.sock"
+            let configPath = "\(directory)/config.yaml"
+            try """
+                socket: { path: \(directory)/configured.sock }
+                compat: { unix: \(directory)/configured-compat.sock, identityHeaderFile: \(directory)/identity-header }
+                """.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let process = try SpawnedProcess(
+                executable: activate, arguments: ["-l", brokerSocket, "-l", compatSocket, "--fdname=broker:compat", daemon, "--config", configPath],
+                directory: directory, name: "activate")
+            do {
+                try await waitUntil(timeout: .seconds(10), "systemd-socket-activate to listen") {
+                    guard process.isRunning else { throw HarnessError("systemd-socket-activate exited: \(process.stderr)") }
+                    return Self.isSocket(brokerSocket) && Self.isSocket(compatSocket)
+                }
+                // The first connection, to the main socket, starts the daemon with both fds.
+                let connection = try UnixSocketConnection(path: brokerSocket)
+                try connection.send(#"{"op":"ping","id":1}"# + "\n")
+                #expect(try connection.readJSONLine().ok)
+                let imds = try await runCommand(
+                    "/usr/bin/curl", ["-s", "--unix-socket", compatSocket, "http://localhost/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://x"])
+                #expect(imds.stdout.contains("Required metadata header not specified"), "\(imds.stdout) \(process.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: "\(directory)/configured-compat.sock"))
             } catch {
                 await process.stop()
                 throw error
