@@ -76,7 +76,7 @@ struct CompatTests {
 
             for (client, environment, route) in [
                 ("managed", appService, "App Service"), ("managed", imds, "IMDS"), ("default", appService, "App Service"),
-                ("msal", appService, "App Service"), ("msal", imds, "IMDS"),
+                ("msal", appService, "App Service"), ("msal", imds, "IMDS"), ("probe", imds, "IMDS after the header-less probe"),
             ] {
                 let result = try await Self.python(client, environment: environment)
                 #expect(result.status == 0, "\(client) via \(route): \(result.stderr)")
@@ -181,7 +181,50 @@ struct CompatTests {
             #expect(appService.body.values.allSatisfy { $0 is String })
             #expect(appService.body["access_token"] as? String == imds.body["access_token"] as? String)
             #expect(appService.body["client_id"] as? String == scenario.provider.endpoints.clientId)
+
+            // Neither the token nor the header secret reaches the (debug-level) log.
+            let log = scenario.broker.process.stderr
+            let token = try #require(imds.body["access_token"] as? String)
+            #expect(!log.contains(token.split(separator: ".")[1]) && !log.contains(variables["IDENTITY_HEADER"]!))
         }
+    }
+
+    @Test("garbage, TLS bytes and an oversized head on the TCP listener get an error and a close; the next client is served")
+    func badInputOnTCP() async throws {
+        try await Self.run { scenario, _ in
+            let variables = try await Self.brokerEnvironment(scenario)
+            let port = try #require(URL(string: variables["AZURE_POD_IDENTITY_AUTHORITY_HOST"]!)?.port)
+            let tlsHello: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]
+            for bytes in [tlsHello, Array("NOT HTTP AT ALL\r\n\r\n".utf8), Array("GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 70_000))\r\n\r\n".utf8)] {
+                let answer = try await offPool { try Self.tcpExchange(port: port, bytes) }
+                #expect(answer.hasPrefix("HTTP/1.1 4"), "\(answer.prefix(80))")
+            }
+            let good = try await Self.curl(["-H", "Metadata: true", Self.imdsURL(variables)])
+            #expect(good.status == 200)
+        }
+    }
+
+    /// Sends `bytes` to 127.0.0.1:`port` and reads until the server closes.
+    static func tcpExchange(port: Int, _ bytes: [UInt8]) throws -> String {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard connected == 0 else { throw HarnessError("connect failed: \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            received += buffer[..<count]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 
     @Test("on loopback TCP the caller's uid comes from the kernel's socket table; the Unix compat socket uses peer credentials")

@@ -8,6 +8,8 @@ CLIENT is one of:
   managed   azure.identity.ManagedIdentityCredential
   default   azure.identity.DefaultAzureCredential
   msal      msal.ManagedIdentityClient
+  probe     azure-identity's IMDS credential with its availability probe forced on,
+            as DefaultAzureCredential runs it when it does not know IMDS is there
 """
 import json
 import sys
@@ -31,6 +33,13 @@ try:
         if "access_token" not in result:
             raise RuntimeError(f"msal: {result.get('error')}: {result.get('error_description')}")
         print(json.dumps({"token": result["access_token"], "expires_in": result.get("expires_in")}))
+    elif client == "probe":
+        from azure.identity._credentials.imds import ImdsCredential
+
+        credential = ImdsCredential(_enable_imds_probe=True)
+        credential._endpoint_available = None  # probe although the authority host is set
+        token = credential.get_token(scope)
+        print(json.dumps({"token": token.token, "expires_on": token.expires_on}))
     else:
         from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
