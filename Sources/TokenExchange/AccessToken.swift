@@ -16,6 +16,8 @@ public struct AccessToken: Sendable, CustomStringConvertible {
     public let refreshAt: Date?
     /// Entra's `ext_expires_in`: how long the token is accepted during an outage.
     public let extendedExpiresAt: Date?
+    /// For AWS identities: the credentials (`value` then holds the session token).
+    public let awsCredentials: AWSCredentials?
 
     /// Creates a token with its times.
     public init(
@@ -24,7 +26,8 @@ public struct AccessToken: Sendable, CustomStringConvertible {
         issuedAt: Date,
         expiresAt: Date,
         refreshAt: Date? = nil,
-        extendedExpiresAt: Date? = nil
+        extendedExpiresAt: Date? = nil,
+        awsCredentials: AWSCredentials? = nil
     ) {
         self.value = value
         self.tokenType = tokenType
@@ -32,6 +35,7 @@ public struct AccessToken: Sendable, CustomStringConvertible {
         self.expiresAt = expiresAt
         self.refreshAt = refreshAt
         self.extendedExpiresAt = extendedExpiresAt
+        self.awsCredentials = awsCredentials
     }
 
     /// Lifetime as issued.
