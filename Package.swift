@@ -69,6 +69,15 @@ let package = Package(
             ]
         ),
 
+        // Exec plugins: assertion sources and exchanges as child processes speaking JSON.
+        .target(
+            name: "ExecPlugins",
+            dependencies: [
+                "TokenExchange",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // SwiftNIO listeners: NDJSON and HTTP/1.1 sniffed on one Unix socket.
         .target(
             name: "BrokerServer",
@@ -160,6 +169,10 @@ let package = Package(
         .testTarget(
             name: "AssertionSourcesTests",
             dependencies: ["AssertionSources", "TokenExchange", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "ExecPluginsTests",
+            dependencies: ["ExecPlugins", "TokenExchange", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "BrokerServerTests",
