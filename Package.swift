@@ -134,6 +134,7 @@ let package = Package(
                 "TokenCache",
                 "BrokerServer",
                 "DevIdentityProvider",
+                "ExecPlugins",
                 "SystemdSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -80,9 +80,9 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
     }
 
     /// What is held right now, without touching the file.
-    public func snapshot() -> FileAssertionSnapshot {
+    public func snapshot() -> AssertionSnapshot {
         state.withLock { state in
-            var snapshot = FileAssertionSnapshot(origin: path, checkedAt: state.checkedAt)
+            var snapshot = AssertionSnapshot(origin: path, checkedAt: state.checkedAt)
             switch state.result {
             case .success(let assertion)?:
                 snapshot.claims = assertion.claims

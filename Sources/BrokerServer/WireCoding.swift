@@ -73,7 +73,7 @@ enum WireCoding {
     /// buffer of the right size, each string copied whole. Byte for byte what
     /// `jsonBytes()` writes; nil when a string needs escaping (left to `jsonBytes()`).
     private static func encodeToken(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool) -> ByteBuffer? {
-        guard response.status == nil, response.error == nil, let token = response.token else { return nil }
+        guard response.status == nil, response.error == nil, response.credentials == nil, let token = response.token else { return nil }
         var strings = 0
         var plain = true
         func measure(_ text: String?) {

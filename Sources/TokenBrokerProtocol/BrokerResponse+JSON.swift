@@ -16,6 +16,16 @@ extension BrokerResponse {
         writer.field("expiresIn", expiresIn)
         writer.field("identity", identity)
         writer.field("scope", scope)
+        if let credentials {
+            writer.key("credentials")
+            writer.beginObject()
+            writer.field("accessKeyId", credentials.accessKeyId)
+            writer.field("secretAccessKey", credentials.secretAccessKey)
+            writer.field("sessionToken", credentials.sessionToken)
+            writer.field("expiration", credentials.expiration)
+            writer.field("accountId", credentials.accountId)
+            writer.endObject()
+        }
         if let status {
             writer.key("status")
             status.write(to: &writer)

@@ -82,6 +82,8 @@ public struct BrokerResponse: Codable, Sendable, Equatable {
     public var identity: String?
     /// The scope the token is for.
     public var scope: String?
+    /// AWS credentials, for identities whose exchange is AWS STS (instead of `token`).
+    public var credentials: AWSCredentialsObject?
 
     // status
     /// Broker status (`status` op).
@@ -94,8 +96,9 @@ public struct BrokerResponse: Codable, Sendable, Equatable {
     /// Creates a response.
     public init(
         id: RequestID?, ok: Bool, token: String? = nil, tokenType: String? = nil, expiresOn: Int64? = nil, expiresIn: Int64? = nil,
-        identity: String? = nil, scope: String? = nil, status: BrokerStatus? = nil, error: WireError? = nil
+        identity: String? = nil, scope: String? = nil, credentials: AWSCredentialsObject? = nil, status: BrokerStatus? = nil, error: WireError? = nil
     ) {
+        self.credentials = credentials
         self.id = id
         self.ok = ok
         self.token = token
@@ -111,6 +114,26 @@ public struct BrokerResponse: Codable, Sendable, Equatable {
     /// A failure response.
     public static func failure(id: RequestID?, _ error: WireError) -> BrokerResponse {
         BrokerResponse(id: id, ok: false, error: error)
+    }
+}
+
+/// The `credentials` object of an AWS identity's token response.
+public struct AWSCredentialsObject: Codable, Sendable, Equatable {
+    public var accessKeyId: String
+    public var secretAccessKey: String
+    public var sessionToken: String
+    /// RFC 3339, UTC (`2026-11-29T05:00:00Z`).
+    public var expiration: String
+    /// The account of the assumed role, when known.
+    public var accountId: String?
+
+    /// Creates credentials.
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String, expiration: String, accountId: String? = nil) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.expiration = expiration
+        self.accountId = accountId
     }
 }
 

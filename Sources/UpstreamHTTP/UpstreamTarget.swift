@@ -21,6 +21,10 @@ struct UpstreamTarget: Sendable {
             break
         case "http" where allowInsecureLoopback && Self.isLoopback(host):
             break
+        case "http" where Self.isMetadataService(host):
+            // The cloud metadata server speaks plain http on a link-local address that
+            // is never routed off the machine.
+            break
         case "http":
             throw TokenExchangeError(
                 code: .upstreamUnavailable,
@@ -33,6 +37,12 @@ struct UpstreamTarget: Sendable {
         let port = components.port ?? (scheme == "https" ? 443 : 80)
         self.hostAndPort = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         self.path = components.path.isEmpty ? "/" : components.path
+    }
+
+    /// The cloud metadata server (link-local, answered by the hypervisor).
+    static func isMetadataService(_ host: String) -> Bool {
+        let bare = host.lowercased()
+        return bare == "metadata.google.internal" || bare == "169.254.169.254"
     }
 
     /// Loopback names and addresses: 127.0.0.0/8, ::1 and localhost.

@@ -62,6 +62,8 @@ extension TokenBrokerCLI {
 
         enum Output: String, ExpressibleByArgument, CaseIterable {
             case token, json, header
+            /// `credential_process` JSON for ~/.aws/config (AWS identities).
+            case awsCredentialProcess = "aws-credential-process"
         }
 
         @Option(name: .long, help: "Scope, e.g. https://storage.azure.com/.default")
@@ -76,19 +78,31 @@ extension TokenBrokerCLI {
         @Option(name: .long, help: "Minimum seconds the token must still be valid.")
         var minValidity: Int?
 
-        @Option(name: .shortAndLong, help: "token (default), json, or header (Authorization: Bearer …).")
+        @Option(name: .shortAndLong, help: "token (default), json, header (Authorization: Bearer …), or aws-credential-process (for ~/.aws/config).")
         var output: Output = .token
 
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
-            guard (scope == nil) != (resource == nil) else {
-                throw ValidationError("give exactly one of --scope or --resource")
+            guard scope == nil || resource == nil else {
+                throw ValidationError("give only one of --scope or --resource")
             }
         }
 
         func run() throws {
             let response = try connection.send(BrokerRequest(op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity))
+            if output == .json {
+                print(try JSONOutput.render(response))
+                return
+            }
+            if let credentials = response.credentials {
+                guard output == .awsCredentialProcess else {
+                    FileHandle.standardError.write(Data("tokenbroker: identity '\(response.identity ?? "")' gives AWS credentials; use --output aws-credential-process or json\n".utf8))
+                    throw ExitCode(64)
+                }
+                print(try JSONOutput.credentialProcess(credentials))
+                return
+            }
             guard let token = response.token else {
                 FileHandle.standardError.write(Data("tokenbroker: the broker's answer has no token\n".utf8))
                 throw ExitCode(76)
@@ -97,6 +111,9 @@ extension TokenBrokerCLI {
             case .token: print(token)
             case .header: print("Authorization: \(response.tokenType ?? "Bearer") \(token)")
             case .json: print(try JSONOutput.render(response))
+            case .awsCredentialProcess:
+                FileHandle.standardError.write(Data("tokenbroker: identity '\(response.identity ?? "")' gives access tokens, not AWS credentials\n".utf8))
+                throw ExitCode(64)
             }
         }
     }
@@ -159,6 +176,16 @@ extension TokenBrokerCLI {
 }
 
 enum JSONOutput {
+    /// The document `credential_process` in ~/.aws/config expects (Version 1).
+    static func credentialProcess(_ credentials: AWSCredentialsObject) throws -> String {
+        var object: [String: Any] = [
+            "Version": 1, "AccessKeyId": credentials.accessKeyId, "SecretAccessKey": credentials.secretAccessKey,
+            "SessionToken": credentials.sessionToken, "Expiration": credentials.expiration,
+        ]
+        if let account = credentials.accountId { object["AccountId"] = account }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
     static func render(_ response: BrokerResponse) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

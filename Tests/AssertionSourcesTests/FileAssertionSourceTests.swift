@@ -149,7 +149,7 @@ import TokenExchange
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let source = source(directory.file("token"))
-        #expect(source.snapshot() == FileAssertionSnapshot(origin: directory.file("token")))
+        #expect(source.snapshot() == AssertionSnapshot(origin: directory.file("token")))
 
         _ = await unavailableReason(source)
         var snapshot = source.snapshot()

@@ -43,6 +43,7 @@ public enum BrokerApplication {
         let group = MultiThreadedEventLoopGroup.singleton
         var upstream = UpstreamHTTPConfiguration()
         upstream.requestTimeout = .seconds(configuration.upstream.timeoutSeconds)
+        upstream.allowInsecureHTTPForLoopback = configuration.upstream.allowInsecureLoopback
         upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
         let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
 

@@ -20,7 +20,7 @@ final class BrokerRuntime: Service, Sendable {
     private let watchers = Mutex<[String: Watcher]>([:])
 
     private struct Watcher: Sendable {
-        var source: FileAssertionSource
+        var source: any ManagedAssertionSource
         var task: Task<Void, Never>
     }
 
@@ -52,12 +52,10 @@ final class BrokerRuntime: Service, Sendable {
                 kept.append(identity.name)
                 continue
             }
-            guard case .file(let path) = identity.source, case .entra(let entra) = identity.exchange else { continue }
-            let source = FileAssertionSource(path: path, now: { Date() }, logger: logger.with("token.identity", identity.name))
-            let exchanger = EntraExchanger(configuration: entra, transport: transport, now: { Date() })
-            cache.register(identity: identity.name, fetcher: AssertionExchange(source: source, exchanger: exchanger))
-            startWatching(identity.name, source)
-            next.append(Broker.Identity(configuration: identity, source: source, policy: policy))
+            let parts = IdentityFactory.make(identity, transport: transport, logger: logger)
+            cache.register(identity: identity.name, fetcher: AssertionExchange(source: parts.source, exchanger: parts.exchanger))
+            startWatching(identity.name, parts.source)
+            next.append(Broker.Identity(configuration: identity, source: parts.source, policy: policy))
             added.append(identity.name)
         }
         let names = Set(next.map(\.configuration.name))
@@ -79,7 +77,7 @@ final class BrokerRuntime: Service, Sendable {
         for watcher in all { await watcher.task.value }
     }
 
-    private func startWatching(_ name: String, _ source: FileAssertionSource) {
+    private func startWatching(_ name: String, _ source: any ManagedAssertionSource) {
         let task = Task {
             do {
                 try await source.run()
@@ -91,7 +89,7 @@ final class BrokerRuntime: Service, Sendable {
         previous?.task.cancel()
     }
 
-    private func stopWatching(_ name: String, unless current: FileAssertionSource?) {
+    private func stopWatching(_ name: String, unless current: (any ManagedAssertionSource)?) {
         let watcher = watchers.withLock { state -> Watcher? in
             guard let watcher = state[name], watcher.source !== current else { return nil }
             return state.removeValue(forKey: name)

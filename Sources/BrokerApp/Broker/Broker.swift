@@ -13,7 +13,7 @@ final class Broker: BrokerResponder {
     /// One configured identity with its live parts.
     struct Identity: Sendable {
         var configuration: IdentityConfiguration
-        var source: FileAssertionSource
+        var source: any ManagedAssertionSource
         var policy: AccessPolicy
     }
 
@@ -211,6 +211,11 @@ final class Broker: BrokerResponder {
             "token.identity": "\(cached.key.identity)", "token.scope": "\(cached.key.scope)",
             "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
         ])
+        if let aws = cached.token.awsCredentials {
+            return BrokerResponse(
+                id: request.id, ok: true, expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970), expiresIn: cached.expiresIn.components.seconds,
+                identity: cached.key.identity, scope: cached.key.scope.value, credentials: Self.wireCredentials(aws))
+        }
         return BrokerResponse(
             id: request.id, ok: true, token: cached.token.value, tokenType: cached.token.tokenType,
             expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970),
@@ -238,6 +243,12 @@ final class Broker: BrokerResponder {
         var compat = self.compat.withLock { $0 }
         if entries.isEmpty { compat?.identityHeader = nil }
         return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat)
+    }
+
+    static func wireCredentials(_ aws: AWSCredentials) -> AWSCredentialsObject {
+        AWSCredentialsObject(
+            accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey, sessionToken: aws.sessionToken,
+            expiration: Timestamp.iso8601(aws.expiration), accountId: aws.accountId)
     }
 
     static func wireError(_ error: TokenExchangeError) -> WireError {

@@ -58,6 +58,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var caFile: String? = nil
         /// `timeoutSeconds`, default 15: per request to a token service.
         public var timeoutSeconds = 15
+        /// `allowInsecureLoopback`, default false: allow plain `http://` to 127.0.0.0/8 and
+        /// ::1 (local test services such as moto_server); https is required otherwise.
+        public var allowInsecureLoopback = false
     }
 
     /// `readiness:` — `listening` (default) or `token`, or `{ mode, timeoutSeconds }`.
@@ -114,14 +117,41 @@ public struct IdentityConfiguration: Sendable, Equatable {
 
 /// `source:` of an identity.
 public enum AssertionSourceConfiguration: Sendable, Equatable {
-    /// `{ file: PATH }`: a projected service-account token file.
+    /// `{ file: PATH }`: a projected service-account token.
     case file(path: String)
+    /// `{ exec: { command, audience, timeoutSeconds, env } }`: a plugin prints it (docs/plugins.md).
+    case exec(ExecSettings, audience: String?)
+    /// `{ githubActions: { audience } }`: the job's OIDC token, from the URL and bearer token
+    /// the Actions runner puts in the environment.
+    case githubActions(audience: String?, requestURL: String, requestToken: String)
+    /// `{ gcpMetadata: { audience, baseURL } }`: the GCE/GKE metadata server's identity token.
+    case gcpMetadata(audience: String, baseURL: String)
 
-    /// A short description for status and logs.
+    /// A short description for status and logs (never the request token).
     public var summary: String {
         switch self {
         case .file(let path): "file:\(path)"
+        case .exec(let settings, _): "exec:\(settings.command.first ?? "")"
+        case .githubActions: "github-actions"
+        case .gcpMetadata(_, let baseURL): "gcp-metadata:\(baseURL)"
         }
+    }
+}
+
+/// How to run an exec plugin (source or exchange).
+public struct ExecSettings: Sendable, Equatable {
+    /// `command`: the executable's absolute path and its arguments; no shell.
+    public var command: [String]
+    /// `env`: variables added to the plugin's otherwise empty environment (PATH aside).
+    public var environment: [String: String] = [:]
+    /// `timeoutSeconds`, default 10.
+    public var timeoutSeconds = 10
+
+    /// Creates settings.
+    public init(command: [String], environment: [String: String] = [:], timeoutSeconds: Int = 10) {
+        self.command = command
+        self.environment = environment
+        self.timeoutSeconds = timeoutSeconds
     }
 }
 
@@ -129,11 +159,17 @@ public enum AssertionSourceConfiguration: Sendable, Equatable {
 public enum ExchangeConfiguration: Sendable, Equatable {
     /// `{ entra: { tenantId, clientId, authorityHost } }`.
     case entra(EntraConfiguration)
+    /// `{ exec: { command, timeoutSeconds, env } }`: a plugin trades the assertion (docs/plugins.md).
+    case exec(ExecSettings)
+    /// `{ none: {} }`: the assertion itself is the token, for audiences that accept it directly.
+    case none
 
     /// The kind, for status.
     public var kind: String {
         switch self {
         case .entra: "entra"
+        case .exec: "exec"
+        case .none: "none"
         }
     }
 }

@@ -17,7 +17,7 @@ public enum ConfigurationLoader {
             throw ConfigurationError(origin: origin, issues: [.init(path: "", message: "not valid YAML: \(Self.yamlProblem(error))")])
         }
         if let root = NodeReader.present(root) {
-            read(root, into: &configuration, reader: &reader)
+            read(root, into: &configuration, environment: environment, reader: &reader)
         }
         ZeroConfig.apply(environment: environment, to: &configuration, reader: &reader)
         guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issuesInFileOrder) }
@@ -37,7 +37,7 @@ public enum ConfigurationLoader {
         return "syntax error"
     }
 
-    private static func read(_ root: Node, into configuration: inout BrokerConfiguration, reader: inout NodeReader) {
+    private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
         guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "identities"]) else { return }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
@@ -61,9 +61,10 @@ public enum ConfigurationLoader {
             reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map { configuration.cache.minValiditySeconds = $0 }
             reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map { configuration.cache.minRefreshIntervalSeconds = $0 }
         }
-        if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds"]) {
+        if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) {
             configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
             reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { configuration.upstream.timeoutSeconds = $0 }
+            reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map { configuration.upstream.allowInsecureLoopback = $0 }
         }
         if let log = reader.mapping(top["log"], at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") {
             if LogLevelName.parse(level) != nil { configuration.log.level = level } else { reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"]) }
@@ -74,7 +75,7 @@ public enum ConfigurationLoader {
         readCompat(top["compat"], into: &configuration.compat, reader: &reader)
         if let list = reader.sequence(top["identities"], at: "identities") {
             for (index, node) in list.enumerated() {
-                if let identity = IdentityReader.read(node, at: "identities[\(index)]", reader: &reader) {
+                if let identity = IdentityReader.read(node, at: "identities[\(index)]", environment: environment, reader: &reader) {
                     if configuration.identities.contains(where: { $0.name == identity.name }) {
                         reader.report("identities[\(index)].name", "identity '\(identity.name)' is defined twice", node)
                     } else {

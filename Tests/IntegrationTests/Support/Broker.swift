@@ -14,16 +14,18 @@ final class BrokerDaemon: @unchecked Sendable {
         var prefetch: [String] = []
         var clientId: String? = nil  // default: the provider's
         var aliases: String? = nil  // YAML flow mapping, e.g. "{ objectId: … }"
+        var sourceYAML: String? = nil  // replaces { file: tokenFile }
+        var exchangeYAML: String? = nil  // replaces the provider's Entra exchange
     }
 
     init(
-        directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "",
+        directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "", allowInsecureLoopback: Bool = false,
         environment: [String: String]? = nil
     ) async throws {
         socketPath = "\(directory)/broker.sock"
         configPath = "\(directory)/config.yaml"
         let process = try Self.start(configPath: configPath, socketPath: socketPath, provider: provider, identities: identities,
-                                     logLevel: logLevel, extraYAML: extraYAML, environment: environment, directory: directory)
+                                     logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, directory: directory)
         self.process = process
         let socketPath = self.socketPath
         try await waitUntil("the broker socket") {
@@ -33,20 +35,22 @@ final class BrokerDaemon: @unchecked Sendable {
     }
 
     private static func start(
-        configPath: String, socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String, extraYAML: String,
+        configPath: String, socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String, extraYAML: String, allowInsecureLoopback: Bool,
         environment: [String: String]?, directory: String
     ) throws -> ChildProcess {
-        try configurationYAML(socketPath: socketPath, provider: provider, identities: identities, logLevel: logLevel, extraYAML: extraYAML)
+        try configurationYAML(socketPath: socketPath, provider: provider, identities: identities, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         return try ChildProcess(
             executable: TestEnvironment.daemonPath, arguments: ["--config", configPath], environment: environment, logDirectory: directory, name: "broker")
     }
 
     /// The YAML of a configuration serving `identities` against `provider`.
-    static func configurationYAML(socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "") -> String {
+    static func configurationYAML(
+        socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "", allowInsecureLoopback: Bool = false
+    ) -> String {
         var yaml = """
             socket: { path: \(socketPath) }
-            upstream: { caFile: \(provider.endpoints.caFile) }
+            upstream: { caFile: \(provider.endpoints.caFile), allowInsecureLoopback: \(allowInsecureLoopback) }
             log: { level: \(logLevel) }
             \(extraYAML)
             identities:
@@ -55,9 +59,8 @@ final class BrokerDaemon: @unchecked Sendable {
         for identity in identities {
             yaml += """
                   - name: \(identity.name)
-                    source: { file: \(identity.tokenFile) }
-                    exchange:
-                      entra: { tenantId: "\(provider.endpoints.tenantId)", clientId: "\(identity.clientId ?? provider.endpoints.clientId)", authorityHost: "\(provider.endpoints.authorityHost)" }
+                    source: \(identity.sourceYAML ?? "{ file: \(identity.tokenFile) }")
+                    exchange: \(identity.exchangeYAML ?? "{ entra: { tenantId: \"\(provider.endpoints.tenantId)\", clientId: \"\(identity.clientId ?? provider.endpoints.clientId)\", authorityHost: \"\(provider.endpoints.authorityHost)\" } }")
 
                 """
             if let allow = identity.allow { yaml += "    allow: \(allow)\n" }

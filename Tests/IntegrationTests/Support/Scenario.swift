@@ -17,6 +17,7 @@ struct Scenario {
         identities: (_ directory: String, _ provider: DevProvider) async throws -> [BrokerDaemon.Identity] = { _, _ in [] },
         logLevel: String = "debug",
         extraYAML: String = "",
+        allowInsecureLoopback: Bool = false,
         environment: [String: String]? = nil,
         _ body: (Scenario) async throws -> Void
     ) async throws {
@@ -26,7 +27,7 @@ struct Scenario {
         let broker: BrokerDaemon
         do {
             let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try await identities(directory, provider))
-            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML, environment: environment)
+            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment)
         } catch {
             await provider.stop()
             throw error

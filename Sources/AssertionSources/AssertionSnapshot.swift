@@ -1,11 +1,11 @@
 public import Foundation
 public import TokenExchange
 
-/// What a `FileAssertionSource` holds right now, for status pages and metrics.
+/// What an assertion source holds right now, for status pages and metrics.
 ///
 /// Claims only: a snapshot never carries the token text.
-public struct FileAssertionSnapshot: Sendable, Equatable {
-    /// The watched file path.
+public struct AssertionSnapshot: Sendable, Equatable {
+    /// Where the assertion comes from: the watched file, or the plugin or endpoint.
     public var origin: String
     /// Claims of the last good assertion read; nil when the last read failed or none happened yet.
     public var claims: JWTClaims?
@@ -15,7 +15,7 @@ public struct FileAssertionSnapshot: Sendable, Equatable {
     public var errorMessage: String?
     /// The stable code of that error (`assertion_unavailable`); nil when there is an assertion.
     public var errorCode: String?
-    /// When the file was last read, successfully or not; nil before the first read.
+    /// When the source was last read, successfully or not; nil before the first read.
     public var checkedAt: Date?
 
     /// Creates a snapshot from its parts.
