@@ -63,7 +63,7 @@ public enum BrokerApplication {
             readiness: configuration.readiness, prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
             reload: reload, logger: logger, onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime, runtime.cache, prefetcher, server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, prefetcher, server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -86,6 +86,7 @@ public enum BrokerApplication {
             server.socketGroup = try configuration.socket.group.map(resolveGroup)
         }
         server.maxConnections = configuration.limits.maxConnections
+        server.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         return server
     }
