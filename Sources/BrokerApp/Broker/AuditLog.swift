@@ -9,8 +9,9 @@ import Synchronization
 ///
 /// Records are rate-limited by a token bucket, so a flood of requests cannot fill the
 /// disk: records beyond it are counted, and the count is logged as one
-/// "audit records suppressed" record before the next record that passes and every
-/// `summaryInterval` (`run()`). Records never contain a token or an assertion.
+/// "N audit records suppressed" record at most once per `summaryInterval` — from
+/// `run()`, or with the next record that passes once the interval is over. Records
+/// never contain a token or an assertion.
 final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
     /// The logger label of audit records.
     static var label: String { "tokenbroker.audit" }
@@ -30,14 +31,15 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
     private let logger: Logger
     private let clock: C
     private let summaryInterval: Duration
-    private let state: Mutex<(bucket: TokenBucket<C.Instant>, suppressed: Int)>
+    private let state: Mutex<(bucket: TokenBucket<C.Instant>, suppressed: Int, lastSummary: C.Instant)>
 
     /// An audit log passing `recordsPerSecond` with bursts of `burst`.
-    init(logger: Logger, clock: C, recordsPerSecond: Int = 50, burst: Int = 500, summaryInterval: Duration = .seconds(10)) {
+    init(logger: Logger, clock: C, recordsPerSecond: Int = 20, burst: Int = 200, summaryInterval: Duration = .seconds(10)) {
         self.logger = logger
         self.clock = clock
         self.summaryInterval = summaryInterval
-        self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: clock.now), 0))
+        let now = clock.now
+        self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: now), 0, now))
     }
 
     /// Records one decision.
@@ -48,7 +50,11 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
                 state.suppressed += 1
                 return (false, 0)
             }
-            defer { state.suppressed = 0 }
+            guard state.suppressed > 0, state.lastSummary.advanced(by: summaryInterval) <= now else { return (true, 0) }
+            defer {
+                state.suppressed = 0
+                state.lastSummary = now
+            }
             return (true, state.suppressed)
         }
         guard admitted else { return }
@@ -67,8 +73,12 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
 
     /// Logs the count of records suppressed since the last record, if any.
     func flushSuppressed() {
+        let now = clock.now
         let suppressed = state.withLock { state in
-            defer { state.suppressed = 0 }
+            defer {
+                state.suppressed = 0
+                state.lastSummary = now
+            }
             return state.suppressed
         }
         if suppressed > 0 { logSuppressed(suppressed) }
