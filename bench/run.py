@@ -145,7 +145,8 @@ class Suite:
             f"upstream: {{ caFile: {e['caFile']} }}\n"
             f"log: {{ level: info }}\n"
             f"cache: {{ maxScopesPerIdentity: {max_scopes} }}\n"
-            f"limits: {{ maxConnections: 4096 }}\n"
+            # One uid drives all the load: lift the per-uid limits (not what is measured).
+            f"limits: {{ maxConnections: 4096, maxConnectionsPerUID: 4096, requestsPerSecondPerUID: 0 }}\n"
             f"identities:\n"
             f"  - name: default\n"
             f"    source: {{ file: {e['tokenFile']} }}\n"

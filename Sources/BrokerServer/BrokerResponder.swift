@@ -9,7 +9,9 @@ public protocol BrokerResponder: Sendable {
     /// Called on the event loop: must not block.
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse?
 
-    /// Answers `request`, waiting for an exchange if needed.
+    /// Answers `request`, waiting for an exchange if needed. Called only after
+    /// `immediateResponse` returned nil for the same request, so per-request accounting
+    /// (rate limits) happens there, once.
     func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse
 
     /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.

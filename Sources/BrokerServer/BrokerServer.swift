@@ -18,6 +18,7 @@ public final class BrokerServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = ConnectionRegistry()
+    private let refusals = RefusalLog()
     private let bound = Mutex<BoundSocket?>(nil)
     private let listening = Latch()
 
@@ -164,6 +165,7 @@ public final class BrokerServer: Service, Sendable {
         let metrics = self.metrics
         let service = self.service
         let connections = self.connections
+        let refusals = self.refusals
         let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -173,10 +175,23 @@ public final class BrokerServer: Service, Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 guard connections.count <= configuration.maxConnections else {
-                    logger.warning("connection refused: too many connections", metadata: ["server.max_connections": "\(configuration.maxConnections)"])
+                    refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
                     return channel.close()
                 }
-                return Self.peerCredentials(of: channel).flatMapThrowing { peer in
+                return Self.peerCredentials(of: channel).flatMapThrowing { credentials in
+                    guard connections.claim(channel, uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
+                        refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
+                        // A failed initializer makes NIO close the connection.
+                        throw BrokerServerError(.connectionRefused, "uid \(credentials.uid) has \(configuration.maxConnectionsPerUID) connections open")
+                    }
+                    return credentials
+                }.flatMap { credentials in
+                    guard channel.remoteAddress?.protocol == .unix else {
+                        // TCP: nothing more to ask the kernel.
+                        return channel.eventLoop.makeSucceededFuture(PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid))
+                    }
+                    return PeerAttestation.attest(channel, credentials: credentials, threadPool: .singleton)
+                }.flatMapThrowing { peer in
                     let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(allTimeout: idle),
@@ -193,18 +208,45 @@ public final class BrokerServer: Service, Sendable {
             }
     }
 
-    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+    /// `SO_PEERCRED` on a Unix socket; on loopback TCP, the uid that owns the client's
+    /// socket in the kernel's socket table (no pid, no gid).
+    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<KernelPeerCredentials> {
         if let remote = channel.remoteAddress, let local = channel.localAddress, remote.protocol != .unix {
-            // Loopback TCP: the kernel's socket table names the uid that owns the client's end.
             return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
-                LoopbackPeer.owner(client: remote, server: local).map { PeerCredentials(pid: 0, uid: $0, gid: UInt32.max) } ?? .unknown
+                KernelPeerCredentials(pid: 0, uid: LoopbackPeer.owner(client: remote, server: local) ?? UInt32.max, gid: UInt32.max)
             }
         }
         guard let provider = channel as? any SocketOptionProvider else {
-            return channel.eventLoop.makeSucceededFuture(PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max))
+            return channel.eventLoop.makeSucceededFuture(KernelPeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max))
         }
-        let future: EventLoopFuture<KernelPeerCredentials> = provider.unsafeGetSocketOption(level: .init(SOL_SOCKET), name: .init(SO_PEERCRED))
-        return future.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
+        return provider.unsafeGetSocketOption(level: .init(SOL_SOCKET), name: .init(SO_PEERCRED))
+    }
+}
+
+/// Logs refused connections without letting a flood of them fill the disk: at most one
+/// warning per reason every 10 s, counting the refusals in between.
+final class RefusalLog: Sendable {
+    enum Reason: String, Sendable {
+        case tooManyConnections = "too many connections"
+        case tooManyConnectionsOfUID = "too many connections from one uid"
+    }
+
+    private let state = Mutex<[Reason: (last: ContinuousClock.Instant, suppressed: Int)]>([:])
+
+    func refused(_ reason: Reason, limit: Int, uid: UInt32?, logger: Logger) {
+        let now = ContinuousClock.now
+        let suppressed = state.withLock { state -> Int? in
+            if let entry = state[reason], now < entry.last.advanced(by: .seconds(10)) {
+                state[reason]?.suppressed += 1
+                return nil
+            }
+            defer { state[reason] = (now, 0) }
+            return state[reason]?.suppressed ?? 0
+        }
+        guard let suppressed else { return }
+        var metadata: Logger.Metadata = ["server.limit": "\(limit)", "server.refused_since_last_warning": "\(suppressed)"]
+        if let uid { metadata["peer.uid"] = "\(uid)" }
+        logger.warning("connection refused: \(reason.rawValue)", metadata: metadata)
     }
 }
 
@@ -249,6 +291,29 @@ final class Latch: Sendable {
 /// with an accepted but unanswered connection makes the kernel reset it.
 final class ConnectionRegistry: Sendable {
     private let state = Mutex<(channels: [ObjectIdentifier: any Channel], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
+    /// Open connections per peer uid.
+    private let perUID = Mutex<[UInt32: Int]>([:])
+
+    /// Counts `channel` against `uid` until it closes; false (and nothing counted) when
+    /// the uid already has `limit` connections.
+    func claim(_ channel: any Channel, uid: UInt32, limit: Int) -> Bool {
+        let claimed = perUID.withLock { counts in
+            guard counts[uid, default: 0] < limit else { return false }
+            counts[uid, default: 0] += 1
+            return true
+        }
+        guard claimed else { return false }
+        channel.closeFuture.whenComplete { [self] _ in
+            perUID.withLock { counts in
+                let left = counts[uid, default: 1] - 1
+                counts[uid] = left > 0 ? left : nil
+            }
+        }
+        return true
+    }
+
+    /// Open connections of `uid`.
+    func count(uid: UInt32) -> Int { perUID.withLock { $0[uid, default: 0] } }
 
     func track(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)

@@ -14,6 +14,9 @@ public struct BrokerServerConfiguration: Sendable {
     public var socketGroup: UInt32? = nil
     /// Most open connections at once; beyond it new connections are closed at once (default 1024).
     public var maxConnections: Int = 1024
+    /// Most open connections of one uid at once; beyond it that uid's new connections are
+    /// closed at accept, so one user cannot take every slot (default 128).
+    public var maxConnectionsPerUID: Int = 128
     /// A connection that sends nothing for this long is closed (default 60 s).
     public var idleTimeout: Duration = .seconds(60)
     /// A request line or HTTP head that is still incomplete after this long closes the
@@ -42,27 +45,4 @@ public struct TCPAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
-/// The process on the other end of a Unix-socket connection, from `SO_PEERCRED`.
-public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
-    /// Process ID at connect time.
-    public var pid: Int32
-    /// Effective user ID.
-    public var uid: UInt32
-    /// Effective group ID.
-    public var gid: UInt32
-
-    /// Creates credentials.
-    public init(pid: Int32, uid: UInt32, gid: UInt32) {
-        self.pid = pid
-        self.uid = uid
-        self.gid = gid
-    }
-
-    /// A peer the kernel told us nothing about (loopback TCP whose socket owner could
-    /// not be found). No uid, gid or pid rule matches it; only `any` does.
-    public static let unknown = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
-
-    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
 }

@@ -8,6 +8,8 @@ public struct BrokerServerError: Error, Sendable, CustomStringConvertible {
         case socketPathInUse = "socket_path_in_use"
         /// The socket's directory is unsafe.
         case unsafeSocketDirectory = "unsafe_socket_directory"
+        /// A connection was refused at accept (a limit).
+        case connectionRefused = "connection_refused"
     }
 
     /// The code.

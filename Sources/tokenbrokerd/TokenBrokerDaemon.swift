@@ -74,6 +74,7 @@ extension TokenBrokerDaemon {
             }
             if let socket { configuration.socket.path = socket }
             let logger = logging.bootstrap(configured: configuration.log.level)
+            ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
             let path = config
             let socketOverride = socket
             try await BrokerApplication.run(
@@ -81,6 +82,7 @@ extension TokenBrokerDaemon {
                 reload: {
                     // SIGHUP: the same sources as at start; a broken file throws and the old configuration stays.
                     var fresh = try ConfigurationSource.read(path: path, environment: environment)
+                    ConfigurationSource.warnAboutPermissions(path: path, logger: logger)
                     if let socketOverride { fresh.socket.path = socketOverride }
                     return fresh
                 },
@@ -146,6 +148,14 @@ enum ConfigurationSource {
         if let path { return try ConfigurationLoader.load(path: path, environment: environment) }
         if FileManager.default.fileExists(atPath: defaultPath) { return try ConfigurationLoader.load(path: defaultPath, environment: environment) }
         return try ConfigurationLoader.load(yaml: "", origin: "environment", environment: environment)
+    }
+
+    /// Logs a warning for each problem with who may change the configuration file.
+    static func warnAboutPermissions(path: String?, logger: Logger) {
+        guard let file = path ?? (FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil) else { return }
+        for warning in ConfigurationFileSafety.warnings(path: file) {
+            logger.warning("\(warning.message)", metadata: ["config.path": "\(warning.path)", "config.mode": "0\(String(warning.mode, radix: 8))"])
+        }
     }
 
     static func load(path: String?, environment: [String: String]) throws -> BrokerConfiguration {

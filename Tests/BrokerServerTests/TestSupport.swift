@@ -150,3 +150,23 @@ struct RawHTTPResponse {
         return responses
     }
 }
+
+/// What this test process is, read independently of the code under test.
+enum ProcessFacts {
+    static func executable() -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+
+    static func cgroup() -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        return CgroupPath.select(fromProcFile: text)
+    }
+
+    /// getgroups(2), sorted as the kernel keeps them.
+    static func supplementaryGroups() -> [UInt32] {
+        let count = getgroups(0, nil)
+        var groups = [gid_t](repeating: 0, count: Int(max(count, 0)))
+        let n = getgroups(count, &groups)
+        return Array(groups.prefix(Int(max(n, 0)))).sorted()
+    }
+}

@@ -141,8 +141,12 @@ private struct RunningServer {
         #expect(http.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(RawHTTPResponse.parseAll(http).first?.json?.token == ScriptedResponder.token(for: "s"))
 
-        // SO_PEERCRED names this very process.
-        #expect(running.responder.peers.allSatisfy { $0 == PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid()) })
+        // SO_PEERCRED names this very process, and the attestation read its groups, executable and cgroup.
+        let expected = PeerCredentials(
+            pid: getpid(), uid: getuid(), gid: getgid(), supplementaryGroups: ProcessFacts.supplementaryGroups(),
+            executable: ProcessFacts.executable(), cgroup: ProcessFacts.cgroup())
+        #expect(expected.executable != nil && expected.cgroup != nil)
+        #expect(running.responder.peers.allSatisfy { $0 == expected }, "\(running.responder.peers.first.map { "\($0.executable ?? "-") \($0.cgroup ?? "-") \($0.supplementaryGroups ?? [])" } ?? "")")
         #expect(running.responder.peers.count == 3)
 
         try await running.stop(runner)

@@ -73,7 +73,7 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime, runtime.cache, prefetcher] + compat.servers + [server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -96,6 +96,7 @@ public enum BrokerApplication {
             server.socketGroup = try configuration.socket.group.map(resolveGroup)
         }
         server.maxConnections = configuration.limits.maxConnections
+        server.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         return server
     }

@@ -15,6 +15,8 @@ import UpstreamHTTP
 final class BrokerRuntime: Service, Sendable {
     let cache: TokenCache<ContinuousClock>
     let broker: Broker
+    /// Audit records of grants and denials (a service: it reports suppressed records).
+    let audit: AuditLog<ContinuousClock>
     private let transport: AsyncHTTPTransport
     private let logger: Logger
     private let watchers = Mutex<[String: Watcher]>([:])
@@ -30,8 +32,12 @@ final class BrokerRuntime: Service, Sendable {
         cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
         cacheConfiguration.minimumRefreshInterval = .seconds(configuration.cache.minRefreshIntervalSeconds)
         self.cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
+        self.audit = AuditLog(logger: Logger(label: AuditLog<ContinuousClock>.label), clock: ContinuousClock())
         self.broker = Broker(
             identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger,
+            rateLimiter: RateLimiter(
+                ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID, clock: ContinuousClock()),
+            audit: audit,
             countRequest: { metrics.countRequest(op: $0, outcome: $1) })
         self.transport = transport
         self.logger = logger

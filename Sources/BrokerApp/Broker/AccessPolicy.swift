@@ -1,36 +1,42 @@
 import BrokerServer
 import Glibc
 
-/// Who may use an identity, decided from the caller's kernel-attested credentials.
+/// Who may use an identity, decided from what the kernel attested about the caller
+/// when it connected. An attribute the broker could not attest (nil) matches no rule.
 struct AccessPolicy: Sendable, Equatable {
     /// The identity's `allow:` rules.
     var rules: [AllowRule]
     /// The daemon's own uid (allowed, with root, when there are no rules).
     var daemonUID: UInt32
 
-    /// Whether `peer` may use the identity. `groups` is read only when a rule needs
-    /// supplementary groups.
-    func allows(_ peer: PeerCredentials, supplementaryGroups groups: () -> [UInt32]) -> Bool {
+    /// Whether `peer` may use the identity.
+    func allows(_ peer: PeerCredentials) -> Bool {
         if rules.isEmpty { return peer.uid == 0 || peer.uid == daemonUID }
-        for rule in rules {
-            switch rule {
-            case .any: return true
-            case .uid(let uid): if peer.uid == uid { return true }
-            case .gid(let gid): if peer.gid == gid || groups().contains(gid) { return true }
-            }
-        }
-        return false
+        return rules.contains { Self.matches($0, peer) }
     }
-}
 
-/// What `/proc` says about a peer process.
-enum ProcessInfo {
-    /// Supplementary groups of `pid` from `/proc/PID/status` (`Groups:` line); empty when unreadable.
-    static func supplementaryGroups(of pid: Int32) -> [UInt32] {
-        guard pid > 0, let status = FileText.read("/proc/\(pid)/status", limit: 64 * 1024) else { return [] }
-        for line in status.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+    static func matches(_ rule: AllowRule, _ peer: PeerCredentials) -> Bool {
+        switch rule {
+        case .any:
+            return true
+        case .uid(let uid):
+            return peer.uid == uid
+        case .gid(let gid):
+            return peer.gid == gid || (peer.supplementaryGroups?.contains(gid) ?? false)
+        case .exe(let path):
+            return peer.executable == path
+        case .cgroup(let glob):
+            guard let cgroup = peer.cgroup else { return false }
+            return fnmatch(glob, cgroup, FNM_PATHNAME) == 0
+        case .systemdUnit(let unit):
+            guard let system = peer.systemdUnit else { return false }
+            if unit == system { return true }
+            guard let user = peer.systemdUserUnit else { return false }
+            // `user@1000.service/app.service`, without building a string per request.
+            return unit.utf8.count == system.utf8.count + 1 + user.utf8.count
+                && unit.hasPrefix(system) && unit.hasSuffix(user) && unit.utf8.dropFirst(system.utf8.count).first == UInt8(ascii: "/")
+        case .podUID(let uid):
+            return peer.podUID == uid
         }
-        return []
     }
 }

@@ -25,11 +25,18 @@ final class Broker: BrokerResponder {
     private let logger: Logger
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
+    /// `limits.requestsPerSecondPerUID`.
+    private let rateLimiter: RateLimiter<ContinuousClock>
+    /// One record per grant and denial.
+    private let audit: AuditLog<ContinuousClock>
 
     init(
         identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger,
+        rateLimiter: RateLimiter<ContinuousClock>, audit: AuditLog<ContinuousClock>,
         countRequest: @escaping @Sendable (_ op: String, _ outcome: String) -> Void = { _, _ in }
     ) {
+        self.rateLimiter = rateLimiter
+        self.audit = audit
         self.countRequest = countRequest
         self.cache = cache
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
@@ -50,6 +57,11 @@ final class Broker: BrokerResponder {
     // MARK: BrokerResponder
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+        // Counted here only: `response(to:)` follows for the same request when this returns nil.
+        if let wait = rateLimiter.admit(uid: peer.uid) {
+            countRequest(request.op, WireErrorCode.throttled.rawValue)
+            return throttled(request, peer: peer, wait: wait)
+        }
         guard let response = answerImmediately(request, from: peer) else { return nil }
         countRequest(request.op, response.error?.code ?? "ok")
         return response
@@ -103,11 +115,25 @@ final class Broker: BrokerResponder {
                 "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                 "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
             ])
+            audit.record(.failed, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: error.code.rawValue)
             return .failure(Self.wireError(error))
         }
     }
 
     // MARK: Compatibility endpoints
+
+    /// `op: token` for the compatibility endpoints: the same rate limit, resolution and
+    /// audit records as on the socket.
+    func compatToken(for request: BrokerRequest, from peer: PeerCredentials) async -> Result<CachedToken, WireError> {
+        if let wait = rateLimiter.admit(uid: peer.uid), let error = throttled(request, peer: peer, wait: wait).error {
+            return .failure(error)
+        }
+        let result = await token(for: request, from: peer)
+        if case .success(let cached) = result {
+            audit.record(.granted, identity: cached.key.identity, scope: cached.key.scope.value, peer: peer)
+        }
+        return result
+    }
 
     /// The identity whose client id, object id or resource id is `value` (ids compare
     /// case-insensitively, as Azure's do).
@@ -162,24 +188,22 @@ final class Broker: BrokerResponder {
         if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
             return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
         }
-        let supplementary = Self.supplementaryGroups(of: peer)
         let name: String
         if let requested = request.identity {
             guard let identity = identities.withLock({ $0[requested] }) else {
                 return .failure(WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'"))
             }
-            guard identity.policy.allows(peer, supplementaryGroups: supplementary) else {
-                logger.notice("access denied", metadata: ["token.identity": "\(requested)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)"])
+            guard identity.policy.allows(peer) else {
+                audit.record(.denied, identity: requested, scope: scopeText, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
                 return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
             }
             name = requested
         } else {
-            // /proc is read outside the lock.
-            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) }
+            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
             switch allowed.count {
             case 1: name = allowed[0].configuration.name
             case 0:
-                logger.notice("access denied", metadata: ["token.identity": "", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)"])
+                audit.record(.denied, identity: nil, scope: scopeText, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
                 return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
             default:
                 let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
@@ -188,16 +212,6 @@ final class Broker: BrokerResponder {
         }
         let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
         return .success((TokenKey(identity: name, scope: Scope(scopeText)), minimum))
-    }
-
-    /// The caller's supplementary groups, read from /proc at most once per request and only
-    /// if some `group`/`gid` rule asks.
-    private static func supplementaryGroups(of peer: PeerCredentials) -> () -> [UInt32] {
-        var groups: [UInt32]?
-        return {
-            if groups == nil { groups = ProcessInfo.supplementaryGroups(of: peer.pid) }
-            return groups!
-        }
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {
@@ -211,6 +225,7 @@ final class Broker: BrokerResponder {
             "token.identity": "\(cached.key.identity)", "token.scope": "\(cached.key.scope)",
             "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
         ])
+        audit.record(.granted, identity: cached.key.identity, scope: cached.key.scope.value, peer: peer)
         if let aws = cached.token.awsCredentials {
             return BrokerResponse(
                 id: request.id, ok: true, expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970), expiresIn: cached.expiresIn.components.seconds,
@@ -223,9 +238,22 @@ final class Broker: BrokerResponder {
             identity: cached.key.identity, scope: cached.key.scope.value)
     }
 
+    /// `throttled` for a uid over its request rate, with the wait in whole seconds (at least 1).
+    private func throttled(_ request: BrokerRequest, peer: PeerCredentials, wait: Duration) -> BrokerResponse {
+        let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+        if request.op == "token" {
+            // Unvalidated caller text: logged only when it is a plausible name and scope.
+            let identity = request.identity.map { IdentityReader.isValidName($0) ? $0 : "(invalid)" }
+            let scope = (request.scope ?? request.resource).map { Self.isPlausibleScope($0) ? $0 : "(invalid)" }
+            audit.record(.throttled, identity: identity, scope: scope, peer: peer, errorCode: WireErrorCode.throttled.rawValue)
+        }
+        return .failure(id: request.id, WireError(
+            code: .throttled, message: "uid \(peer.uid) sends requests faster than this broker allows (limits.requestsPerSecondPerUID); retry in \(seconds) s",
+            retryable: true, retryAfter: seconds))
+    }
+
     private func status(for peer: PeerCredentials) -> BrokerStatus {
-        let supplementary = Self.supplementaryGroups(of: peer)
-        let visible = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer, supplementaryGroups: supplementary) }
+        let visible = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
         let entries = visible.sorted { $0.configuration.name < $1.configuration.name }.map { identity -> IdentityStatus in
             let snapshot = cache.snapshot(identity: identity.configuration.name)
             var clientId: String?

@@ -96,10 +96,10 @@ final class CompatEndpoints: HTTPService {
             }
             identity = name
         }
-        var result = await broker.token(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer)
+        var result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer)
         if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity {
             identity = defaultIdentity
-            result = await broker.token(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer)
+            result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer)
         }
         switch result {
         case .success(let cached):

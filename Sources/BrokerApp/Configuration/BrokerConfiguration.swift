@@ -39,6 +39,13 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var maxConnections = 1024
         /// `idleTimeoutSeconds`, default 60.
         public var idleTimeoutSeconds = 60
+        /// `maxConnectionsPerUID`, default 128: one uid's connections beyond it are closed at accept.
+        public var maxConnectionsPerUID = 128
+        /// `requestsPerSecondPerUID`, default 1000: sustained requests per second of one uid;
+        /// 0 turns the rate limit off.
+        public var requestsPerSecondPerUID = 1000
+        /// `requestBurstPerUID`, default 2000: requests one uid may send at once above the rate.
+        public var requestBurstPerUID = 2000
     }
 
     /// `cache:`
@@ -182,4 +189,13 @@ public enum AllowRule: Sendable, Equatable {
     case gid(UInt32)
     /// `{ any: true }`: every local process that can reach the socket.
     case any
+    /// `{ exe: PATH }`: the caller's executable, exactly (symlinks in the configured path resolved at load).
+    case exe(String)
+    /// `{ cgroup: GLOB }`: the caller's cgroup path, matched with fnmatch(3) and `FNM_PATHNAME`.
+    case cgroup(String)
+    /// `{ systemdUnit: NAME }`: the systemd unit of the caller's cgroup (`foo.service`), or
+    /// `user@UID.service/NAME` for a unit of that user's manager.
+    case systemdUnit(String)
+    /// `{ podUID: UID }`: the Kubernetes pod of the caller's cgroup, lowercase with dashes.
+    case podUID(String)
 }

@@ -52,9 +52,8 @@ public enum ConfigurationLoader {
                 if UInt32(group) != nil || getgrnam(group) != nil { configuration.socket.group = group } else { reader.report("socket.group", "no such group '\(group)'", socket["group"]) }
             }
         }
-        if let limits = reader.mapping(top["limits"], at: "limits", keys: ["maxConnections", "idleTimeoutSeconds"]) {
-            reader.int(limits["maxConnections"], at: "limits.maxConnections", in: 1...1_000_000).map { configuration.limits.maxConnections = $0 }
-            reader.int(limits["idleTimeoutSeconds"], at: "limits.idleTimeoutSeconds", in: 1...86_400).map { configuration.limits.idleTimeoutSeconds = $0 }
+        if let limits = reader.mapping(top["limits"], at: "limits", keys: LimitsReader.keys) {
+            LimitsReader.read(limits, into: &configuration.limits, reader: &reader)
         }
         if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds"]) {
             reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map { configuration.cache.maxScopesPerIdentity = $0 }

@@ -1,4 +1,3 @@
-import Glibc
 import TokenExchange
 import Yams
 
@@ -12,7 +11,7 @@ enum IdentityReader {
         }
         let source = readSource(fields["source"], at: "\(path).source", parent: node, environment: environment, reader: &reader)
         let exchange = readExchange(fields["exchange"], at: "\(path).exchange", parent: node, reader: &reader)
-        let allow = readAllow(fields["allow"], at: "\(path).allow", reader: &reader)
+        let allow = AllowRuleReader.read(fields["allow"], at: "\(path).allow", reader: &reader)
         var prefetch: [Scope] = []
         for (index, item) in (reader.sequence(fields["prefetch"], at: "\(path).prefetch") ?? []).enumerated() {
             if let scope = reader.string(item, at: "\(path).prefetch[\(index)]") { prefetch.append(Scope(scope)) }
@@ -25,45 +24,6 @@ enum IdentityReader {
     static func isValidName(_ name: String) -> Bool {
         guard (1...64).contains(name.count), let first = name.unicodeScalars.first, first.isASCIIAlphanumeric else { return false }
         return name.unicodeScalars.allSatisfy { $0.isASCIIAlphanumeric || $0 == "." || $0 == "_" || $0 == "-" }
-    }
-
-    private static func readAllow(_ node: Node?, at path: String, reader: inout NodeReader) -> [AllowRule]? {
-        guard let list = reader.sequence(node, at: path) else { return NodeReader.present(node) == nil ? [] : nil }
-        var rules: [AllowRule] = []
-        var valid = true
-        for (index, item) in list.enumerated() {
-            let itemPath = "\(path)[\(index)]"
-            guard let fields = reader.mapping(item, at: itemPath, keys: ["uid", "user", "gid", "group", "any"]), fields.count == 1, let (kind, value) = fields.first else {
-                if item.mapping != nil { reader.report(itemPath, "must have exactly one of uid, user, gid, group, any", item) }
-                valid = false
-                continue
-            }
-            switch kind {
-            case "uid", "gid":
-                guard let number = reader.int(value, at: "\(itemPath).\(kind)", in: 0...Int(UInt32.max - 1)) else { valid = false; continue }
-                rules.append(kind == "uid" ? .uid(UInt32(number)) : .gid(UInt32(number)))
-            case "user":
-                guard let name = reader.string(value, at: "\(itemPath).user") else { valid = false; continue }
-                guard let entry = getpwnam(name) else {
-                    reader.report("\(itemPath).user", "no such user '\(name)'", value)
-                    valid = false
-                    continue
-                }
-                rules.append(.uid(entry.pointee.pw_uid))
-            case "group":
-                guard let name = reader.string(value, at: "\(itemPath).group") else { valid = false; continue }
-                guard let entry = getgrnam(name) else {
-                    reader.report("\(itemPath).group", "no such group '\(name)'", value)
-                    valid = false
-                    continue
-                }
-                rules.append(.gid(entry.pointee.gr_gid))
-            default:
-                guard let any = reader.bool(value, at: "\(itemPath).any") else { valid = false; continue }
-                if any { rules.append(.any) }
-            }
-        }
-        return valid ? rules : nil
     }
 }
 

@@ -28,7 +28,9 @@ public enum LogSetup {
             case .json: handler = JSONLinesLogHandler(label: label)
             case .text, .auto: handler = StreamLogHandler.standardError(label: label)
             }
-            handler.logLevel = level
+            // Audit records (info and notice) are kept whatever the daemon's verbosity;
+            // route them by their label rather than silence them with log.level.
+            handler.logLevel = label == "tokenbroker.audit" ? min(level, .info) : level
             return handler
         }
         return Logger(label: "tokenbrokerd")

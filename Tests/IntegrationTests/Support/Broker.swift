@@ -28,9 +28,14 @@ final class BrokerDaemon: @unchecked Sendable {
                                      logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, directory: directory)
         self.process = process
         let socketPath = self.socketPath
-        try await waitUntil("the broker socket") {
-            guard process.isRunning else { throw HarnessError("tokenbrokerd exited: \(process.stderr)") }
-            return FileManager.default.fileExists(atPath: socketPath) && process.stderr.contains("ready")
+        do {
+            try await waitUntil("the broker socket") {
+                guard process.isRunning else { throw HarnessError("tokenbrokerd exited: \(process.stderr)") }
+                return FileManager.default.fileExists(atPath: socketPath) && process.stderr.contains("ready")
+            }
+        } catch {
+            await process.stop()
+            throw error
         }
     }
 

@@ -26,9 +26,15 @@ final class DevProvider: @unchecked Sendable {
         process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: "provider")
         let file = "\(self.directory)/provider.json"
         let process = self.process
-        try await waitUntil("provider.json") {
-            guard process.isRunning else { throw HarnessError("dev-provider exited: \(process.stderr)") }
-            return FileManager.default.fileExists(atPath: file)
+        do {
+            try await waitUntil("provider.json") {
+                guard process.isRunning else { throw HarnessError("dev-provider exited: \(process.stderr)") }
+                return FileManager.default.fileExists(atPath: file)
+            }
+        } catch {
+            // A provider too slow to start (a loaded machine) must not outlive the test.
+            await process.stop()
+            throw error
         }
         endpoints = try JSONDecoder().decode(Endpoints.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
     }

@@ -1,0 +1,101 @@
+import BrokerServer
+public import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// One record per authorization decision on a token request — granted, denied,
+/// throttled, or granted but failed — under its own logger label
+/// (`tokenbroker.audit`) so that operators can route it apart from the daemon's log.
+///
+/// Records are rate-limited by a token bucket, so a flood of requests cannot fill the
+/// disk: records beyond it are counted, and the count is logged as one
+/// "N audit records suppressed" record at most once per `summaryInterval` — from
+/// `run()`, or with the next record that passes once the interval is over. Records
+/// never contain a token or an assertion.
+final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
+    /// The logger label of audit records.
+    static var label: String { "tokenbroker.audit" }
+
+    /// What happened to a request.
+    enum Outcome: String, Sendable {
+        /// A token was served.
+        case granted
+        /// The caller may not use the identity (or none).
+        case denied
+        /// The caller's uid exceeded its request rate.
+        case throttled
+        /// The caller was allowed, but no token could be had (see `error.code`).
+        case failed
+    }
+
+    private let logger: Logger
+    private let clock: C
+    private let summaryInterval: Duration
+    private let state: Mutex<(bucket: TokenBucket<C.Instant>, suppressed: Int, lastSummary: C.Instant)>
+
+    /// An audit log passing `recordsPerSecond` with bursts of `burst`.
+    init(logger: Logger, clock: C, recordsPerSecond: Int = 20, burst: Int = 200, summaryInterval: Duration = .seconds(10)) {
+        self.logger = logger
+        self.clock = clock
+        self.summaryInterval = summaryInterval
+        let now = clock.now
+        self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: now), 0, now))
+    }
+
+    /// Records one decision.
+    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil) {
+        let now = clock.now
+        let (admitted, suppressed) = state.withLock { state -> (Bool, Int) in
+            guard state.bucket.take(at: now) == nil else {
+                state.suppressed += 1
+                return (false, 0)
+            }
+            guard state.suppressed > 0, state.lastSummary.advanced(by: summaryInterval) <= now else { return (true, 0) }
+            defer {
+                state.suppressed = 0
+                state.lastSummary = now
+            }
+            return (true, state.suppressed)
+        }
+        guard admitted else { return }
+        if suppressed > 0 { logSuppressed(suppressed) }
+        var metadata: Logger.Metadata = [
+            "audit.outcome": "\(outcome.rawValue)",
+            "token.identity": "\(identity ?? "")",
+            "peer.uid": "\(peer.uid)", "peer.gid": "\(peer.gid)", "peer.pid": "\(peer.pid)",
+        ]
+        if let scope { metadata["token.scope"] = "\(scope)" }
+        if let exe = peer.executable { metadata["peer.exe"] = "\(exe)" }
+        if let cgroup = peer.cgroup { metadata["peer.cgroup"] = "\(cgroup)" }
+        if let errorCode { metadata["error.code"] = "\(errorCode)" }
+        logger.log(level: outcome == .granted ? .info : .notice, "token \(outcome.rawValue)", metadata: metadata)
+    }
+
+    /// Logs the count of records suppressed since the last record, if any.
+    func flushSuppressed() {
+        let now = clock.now
+        let suppressed = state.withLock { state in
+            defer {
+                state.suppressed = 0
+                state.lastSummary = now
+            }
+            return state.suppressed
+        }
+        if suppressed > 0 { logSuppressed(suppressed) }
+    }
+
+    /// Reports suppressed records every `summaryInterval` until shutdown.
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await self.clock.sleep(for: self.summaryInterval)
+                self.flushSuppressed()
+            }
+        }
+        flushSuppressed()
+    }
+
+    private func logSuppressed(_ count: Int) {
+        logger.notice("\(count) audit records suppressed", metadata: ["audit.outcome": "suppressed", "audit.suppressed": "\(count)"])
+    }
+}

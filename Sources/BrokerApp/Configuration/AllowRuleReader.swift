@@ -1,0 +1,111 @@
+import BrokerServer
+import Glibc
+import Yams
+
+/// Reads an identity's `allow:` list. Names resolve to numbers and paths to their
+/// canonical form here, once, so that a request only compares values.
+enum AllowRuleReader {
+    static let kinds = ["uid", "user", "gid", "group", "exe", "cgroup", "systemdUnit", "podUID", "any"]
+
+    /// The rules, `[]` when `allow` is absent, nil when any entry is invalid (each reported).
+    static func read(_ node: Node?, at path: String, reader: inout NodeReader) -> [AllowRule]? {
+        guard let list = reader.sequence(node, at: path) else { return NodeReader.present(node) == nil ? [] : nil }
+        var rules: [AllowRule] = []
+        var valid = true
+        for (index, item) in list.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let fields = reader.mapping(item, at: itemPath, keys: Set(kinds)), fields.count == 1, let (kind, value) = fields.first else {
+                if item.mapping != nil { reader.report(itemPath, "must have exactly one of \(kinds.joined(separator: ", "))", item) }
+                valid = false
+                continue
+            }
+            if let rule = readRule(kind, value, at: "\(itemPath).\(kind)", reader: &reader) {
+                if let rule = rule.value { rules.append(rule) }
+            } else {
+                valid = false
+            }
+        }
+        return valid ? rules : nil
+    }
+
+    /// A wrapper so that `{ any: false }` (valid, no rule) differs from an invalid entry (nil).
+    private struct Entry { var value: AllowRule? }
+
+    private static func readRule(_ kind: String, _ value: Node, at path: String, reader: inout NodeReader) -> Entry? {
+        switch kind {
+        case "uid", "gid":
+            guard let number = reader.int(value, at: path, in: 0...Int(UInt32.max - 1)) else { return nil }
+            return Entry(value: kind == "uid" ? .uid(UInt32(number)) : .gid(UInt32(number)))
+        case "user":
+            guard let name = reader.string(value, at: path) else { return nil }
+            guard let entry = getpwnam(name) else {
+                reader.report(path, "no such user '\(name)'", value)
+                return nil
+            }
+            return Entry(value: .uid(entry.pointee.pw_uid))
+        case "group":
+            guard let name = reader.string(value, at: path) else { return nil }
+            guard let entry = getgrnam(name) else {
+                reader.report(path, "no such group '\(name)'", value)
+                return nil
+            }
+            return Entry(value: .gid(entry.pointee.gr_gid))
+        case "exe":
+            guard let exe = reader.string(value, at: path) else { return nil }
+            guard exe.hasPrefix("/") else {
+                reader.report(path, "must be an absolute path, e.g. /usr/bin/app", value)
+                return nil
+            }
+            // The kernel reports the executable's real path: resolve symlinks now
+            // (/usr/bin/python3 -> python3.11). A path that does not exist yet is kept.
+            return Entry(value: .exe(realPath(exe) ?? exe))
+        case "cgroup":
+            guard let glob = reader.string(value, at: path) else { return nil }
+            guard glob.hasPrefix("/") else {
+                reader.report(path, "must be an absolute cgroup path or glob, e.g. /system.slice/app.service or /kubepods.slice/*/*/*.scope", value)
+                return nil
+            }
+            return Entry(value: .cgroup(glob))
+        case "systemdUnit":
+            guard let unit = reader.string(value, at: path) else { return nil }
+            guard isValidUnitRule(unit) else {
+                reader.report(path, "must be a unit name such as app.service or session-2.scope, or user@UID.service/NAME for a user unit, got '\(unit)'", value)
+                return nil
+            }
+            return Entry(value: .systemdUnit(unit))
+        case "podUID":
+            guard let text = reader.string(value, at: path) else { return nil }
+            guard let uid = PeerCredentials.normalisedPodUID(text) else {
+                reader.report(path, "must be a pod UID (8-4-4-4-12 hex digits, with dashes or underscores), got '\(text)'", value)
+                return nil
+            }
+            return Entry(value: .podUID(uid))
+        default:
+            guard let any = reader.bool(value, at: path) else { return nil }
+            return Entry(value: any ? .any : nil)
+        }
+    }
+
+    /// `foo.service`, or `user@UID.service/foo.service` for a unit of a user manager.
+    static func isValidUnitRule(_ rule: String) -> Bool {
+        let parts = rule.split(separator: "/", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1:
+            return PeerCredentials.isSystemdUnitName(rule)
+        case 2:
+            let manager = parts[0]
+            guard manager.hasPrefix("user@"), manager.hasSuffix(".service"),
+                UInt32(manager.dropFirst("user@".count).dropLast(".service".count)) != nil
+            else { return false }
+            return PeerCredentials.isSystemdUnitName(String(parts[1]))
+        default:
+            return false
+        }
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

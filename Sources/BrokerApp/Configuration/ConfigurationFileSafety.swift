@@ -1,0 +1,43 @@
+import Glibc
+
+/// Whoever can change the configuration file can grant themselves any identity, so the
+/// daemon warns when someone besides root and itself could.
+public enum ConfigurationFileSafety {
+    /// One problem with the file's owner or mode.
+    public struct Warning: Sendable, Equatable, CustomStringConvertible {
+        /// The file.
+        public var path: String
+        /// Its permission bits.
+        public var mode: UInt32
+        /// Its owner.
+        public var owner: UInt32
+        /// What is wrong, naming the file and its mode.
+        public var message: String
+
+        public var description: String { message }
+    }
+
+    /// Problems with the file at `path`: writable by group or others, or owned by a user
+    /// other than root and `daemonUID` (default: this process's effective uid). Empty when
+    /// the file is fine or cannot be examined (reading it reports that).
+    public static func warnings(path: String, daemonUID: UInt32? = nil) -> [Warning] {
+        let daemonUID = daemonUID ?? geteuid()
+        var info = stat()
+        guard stat(path, &info) == 0 else { return [] }
+        let mode = UInt32(info.st_mode) & 0o7777
+        let modeText = "0" + String(mode, radix: 8)
+        var warnings: [Warning] = []
+        let writers = [(0o020, "its group"), (0o002, "every user")].filter { mode & UInt32($0.0) != 0 }.map(\.1)
+        if !writers.isEmpty {
+            warnings.append(Warning(
+                path: path, mode: mode, owner: info.st_uid,
+                message: "configuration file \(path) (mode \(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"))
+        }
+        if info.st_uid != 0 && info.st_uid != daemonUID {
+            warnings.append(Warning(
+                path: path, mode: mode, owner: info.st_uid,
+                message: "configuration file \(path) (mode \(modeText)) is owned by uid \(info.st_uid), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
+        }
+        return warnings
+    }
+}

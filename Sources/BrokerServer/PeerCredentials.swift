@@ -1,0 +1,65 @@
+/// The process on the other end of a connection, as the kernel describes it.
+///
+/// `pid`, `uid` and `gid` come from `SO_PEERCRED` on the Unix socket. Every other
+/// attribute is optional: nil means "not known" — the kernel did not say, `/proc` could
+/// not be read, the process exited or could not be shown to be the one that connected,
+/// or the listener has no way to know (a TCP peer). Authorization treats an absent
+/// attribute as matching no rule.
+public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
+    /// Process ID at connect time, in the broker's PID namespace (0: not known).
+    public var pid: Int32
+    /// Effective user ID (`UInt32.max`: not known).
+    public var uid: UInt32
+    /// Effective group ID (`UInt32.max`: not known).
+    public var gid: UInt32
+    /// Supplementary groups at connect time (`SO_PEERGROUPS`), nil when not known.
+    public var supplementaryGroups: [UInt32]?
+    /// The executable, from `/proc/PID/exe` (the kernel's path; a replaced binary ends
+    /// in ` (deleted)`), nil when not known.
+    public var executable: String?
+    /// The cgroup path from `/proc/PID/cgroup`: the unified (v2) hierarchy, or systemd's
+    /// v1 hierarchy on hybrid hosts. Nil when not known.
+    public private(set) var cgroup: String?
+    /// The systemd unit the cgroup path names (`/system.slice/foo.service` → `foo.service`;
+    /// a user manager's processes → `user@1000.service`), nil when there is none.
+    public private(set) var systemdUnit: String?
+    /// The unit inside a user manager (`…/user@1000.service/app.slice/foo.service` →
+    /// `foo.service`), nil when the process is not under one.
+    public private(set) var systemdUserUnit: String?
+    /// The Kubernetes pod UID from a `…pod<uid>…` cgroup segment, lowercase with dashes.
+    public private(set) var podUID: String?
+
+    /// Creates credentials; the systemd unit and pod UID are derived from `cgroup`.
+    public init(
+        pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32]? = nil, executable: String? = nil, cgroup: String? = nil
+    ) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.supplementaryGroups = supplementaryGroups
+        self.executable = executable
+        self.cgroup = cgroup
+        if let cgroup {
+            let units = CgroupPath.systemdUnits(in: cgroup)
+            systemdUnit = units.unit
+            systemdUserUnit = units.userUnit
+            podUID = CgroupPath.podUID(in: cgroup)
+        }
+    }
+
+    /// A peer nothing is known about: it matches no allow rule but `any`.
+    public static let unknown = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
+
+    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
+
+    /// A pod UID as `podUID` reports it (lowercase, dashes) from one written with dashes
+    /// or underscores, or nil if `text` is not a pod UID.
+    public static func normalisedPodUID(_ text: String) -> String? {
+        CgroupPath.normalisedUID(text[...])
+    }
+
+    /// Whether `name` can be a `systemdUnit` (`foo.service`, `session-2.scope`, …).
+    public static func isSystemdUnitName(_ name: String) -> Bool {
+        CgroupPath.isUnitName(name[...])
+    }
+}

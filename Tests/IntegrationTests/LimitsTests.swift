@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+/// Floods from one uid are cut at that uid; everyone else keeps being answered.
+@Suite("Per-uid limits", .serialized)
+struct LimitsTests {
+    static let wellBehavedUID: UInt32 = 4102
+
+    /// A scenario with one more identity, `any`, that every uid may use.
+    private static func withAnyIdentity(extraYAML: String, _ body: (Scenario) async throws -> Void) async throws {
+        try await Scenario.run(identities: { _, provider in
+            [.init(name: "any", tokenFile: provider.endpoints.tokenFile, allow: "[ { any: true } ]")]
+        }, extraYAML: extraYAML, body)
+    }
+
+    /// Sends `lines` on one connection, pipelined, and reads one answer per line.
+    private static func pipelined(_ socket: String, _ lines: [String]) throws -> [Reply] {
+        let connection = try UnixSocketConnection(path: socket)
+        try connection.send(lines.map { $0 + "\n" }.joined())
+        return try lines.map { _ in try connection.readJSONLine() }
+    }
+
+    @Test("a connection flood from one uid is refused at accept beyond maxConnectionsPerUID; another uid is served")
+    func connectionFlood() async throws {
+        try await Self.withAnyIdentity(extraYAML: "limits: { maxConnectionsPerUID: 8 }") { scenario in
+            try OtherUser.openUp(scenario)
+            let socket = scenario.broker.socketPath
+            // 100 connections from this (root) process, each asked for a ping.
+            var (held, answered) = try await offPool { () -> ([UnixSocketConnection], Int) in
+                let connections = try (0..<100).map { _ in try UnixSocketConnection(path: socket, timeoutSeconds: 10) }
+                var answered = 0
+                for connection in connections {
+                    try? connection.send(#"{"op":"ping"}"# + "\n")
+                    if (try? connection.readLine()) != nil { answered += 1 }
+                }
+                return (connections, answered)
+            }
+            #expect(answered == 8, "exactly the first 8 connections of the uid are served")
+            // Meanwhile another uid gets tokens.
+            for _ in 0..<3 {
+                let reply = try await OtherUser.token(socket, identity: "any", uid: Self.wellBehavedUID)
+                #expect(reply.ok, "\(reply)")
+            }
+            // Root's own next connection is refused while its 8 are open...
+            await #expect(throws: (any Error).self) { try await scenario.broker.request(#"{"op":"ping"}"#) }
+            // ...and served again once they close.
+            held.removeAll()  // closes them
+            try await waitUntil("root is served again") { (try? await scenario.broker.request(#"{"op":"ping"}"#))?.ok == true }
+            // 92 refusals, but the warning is rate-limited, not one line each.
+            let warnings = scenario.broker.process.stderr.components(separatedBy: "too many connections from one uid").count - 1
+            #expect((1...3).contains(warnings), "\(warnings) warnings")
+        }
+    }
+
+    @Test("a uid over its request rate gets throttled with retryAfter; another uid keeps being answered")
+    func requestRate() async throws {
+        try await Self.withAnyIdentity(extraYAML: "limits: { requestsPerSecondPerUID: 5, requestBurstPerUID: 10 }") { scenario in
+            try OtherUser.openUp(scenario)
+            let socket = scenario.broker.socketPath
+            // HTTP: 20 requests on one keep-alive connection; the burst is 10.
+            let url = "http://localhost/v1/token?scope=\(Scenario.scope)&identity=any"
+            let http = try await runCommand("/usr/bin/curl", ["-s", "-i", "--unix-socket", socket] + Array(repeating: url, count: 20))
+            #expect(http.stdout.contains("HTTP/1.1 200 OK"))
+            #expect(http.stdout.contains("HTTP/1.1 429 Too Many Requests"))
+            #expect(http.stdout.contains("Retry-After: "))
+            #expect(http.stdout.contains(#""code":"throttled""#))
+
+            // NDJSON flood from this uid while another uid asks for tokens.
+            let flood = Task { try await offPool { try (0..<4).flatMap { _ in try Self.pipelined(socket, Array(repeating: #"{"op":"ping"}"#, count: 500)) } } }
+            for _ in 0..<5 {
+                let reply = try await OtherUser.token(socket, identity: "any", uid: Self.wellBehavedUID)
+                #expect(reply.ok, "the well-behaved uid is answered: \(reply)")
+            }
+            let replies = try await flood.value
+            #expect(replies.count == 2000, "every flooded request is answered")
+            let throttled = replies.filter { $0.errorCode == "throttled" }
+            #expect(!throttled.isEmpty)
+            #expect(throttled.allSatisfy { (($0["error"] as? [String: Any])?["retryAfter"] as? Int ?? 0) >= 1 })
+            #expect(throttled.allSatisfy { ($0["error"] as? [String: Any])?["retryable"] as? Bool == true })
+            #expect(scenario.broker.process.stderr.contains("audit.outcome=throttled"))
+        }
+    }
+}
