@@ -54,7 +54,7 @@ struct ScopeFloodTests {
         return try #require(identities.first { $0["name"] as? String == identity }?["cachedScopes"] as? [String])
     }
 
-    @Test("distinct invented scopes: tokens stay at the LRU bound, and 100,000 more leave memory flat")
+    @Test("distinct invented scopes: tokens stay at the LRU bound, and a flood of more leaves memory flat")
     func cacheStaysBounded() async throws {
         let fresh = Self.count
         try await Scenario.run(identities: { directory, provider in
@@ -66,12 +66,12 @@ struct ScopeFloodTests {
             let socket = scenario.broker.socketPath
             let pid = scenario.broker.process.process.processIdentifier
 
-            // Real exchanges: 1,000 tokens for distinct scopes; the cache keeps the last 64.
-            let tokens = try await Self.request(socket, identity: "default", count: 1_000, offset: 0)
-            #expect(tokens == ["ok": 1_000])
+            // Real exchanges: 300 tokens for distinct scopes; the cache keeps the last 64.
+            let tokens = try await Self.request(socket, identity: "default", count: 300, offset: 0)
+            #expect(tokens == ["ok": 300])
             let cached = try await Self.cachedScopes(scenario, identity: "default")
             #expect(cached.count == Self.bound, "cache holds \(cached.count) tokens")
-            #expect(Set(cached).isSubset(of: Set((500..<1_000).map { "https://invented-\($0).example/.default" })), "the least recently used were evicted")
+            #expect(Set(cached).isSubset(of: Set((150..<300).map { "https://invented-\($0).example/.default" })), "the least recently used were evicted")
 
             // 100,000 more distinct scopes; memory is measured around the second half.
             let warm = try await Self.request(socket, identity: "stale", count: fresh / 2, offset: 1_000_000)
@@ -90,5 +90,7 @@ struct ScopeFloodTests {
         }
     }
 
-    static let count = 100_000
+    /// 20,000 in the suite (a whole CI run shares two cores); the 100,000 with
+    /// `TOKENBROKER_SCOPE_FLOOD=100000` — figures in docs/security.md.
+    static let count = ProcessInfo.processInfo.environment["TOKENBROKER_SCOPE_FLOOD"].flatMap { Int($0) } ?? 20_000
 }
