@@ -228,6 +228,39 @@ let package = Package(
     ]
 )
 
+// libFuzzer targets (docs/fuzzing.md), declared only when TOKENBROKER_FUZZ=1.
+//
+// Each is an executable whose `LLVMFuzzerTestOneInput` libFuzzer calls with
+// generated inputs; it must be built with `-sanitize=fuzzer,address`. Those flags
+// go to every module of a build and would change the normal products (instrumented,
+// slower, linked with libFuzzer), so the fuzz targets live in a build of their own:
+// `scripts/fuzz` sets TOKENBROKER_FUZZ=1 and builds each `Fuzz*` product in
+// `.build-fuzz`. A plain `swift build` / `swift test` never sees them and is
+// unaffected. The build is debug so that `@testable import` reaches the socket
+// handlers, which are internal.
+if Context.environment["TOKENBROKER_FUZZ"] == "1" {
+    let nio: (String) -> Target.Dependency = { .product(name: $0, package: "swift-nio") }
+    package.targets += [
+        // libFuzzer's driver, called from each target's main.swift (see its header).
+        .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        // Bytes of an NDJSON connection → lines → `BrokerRequest`s (and the answers' JSON).
+        .executableTarget(
+            name: "FuzzNDJSON", dependencies: ["CLibFuzzer", "BrokerServer", "TokenBrokerProtocol", nio("NIOCore"), nio("NIOEmbedded")],
+            path: "Fuzz/FuzzNDJSON"),
+        // Any bytes on the socket through the real pipeline: sniffer, HTTP (and NDJSON) handlers.
+        .executableTarget(
+            name: "FuzzHTTP",
+            dependencies: ["CLibFuzzer", "BrokerServer", "TokenBrokerProtocol", nio("NIOCore"), nio("NIOEmbedded"), nio("NIOHTTP1")],
+            path: "Fuzz/FuzzHTTP"),
+        // JWT payload and compact-JWS decoding (`JWTClaims`, `Assertion`).
+        .executableTarget(name: "FuzzJWT", dependencies: ["CLibFuzzer", "TokenExchange"], path: "Fuzz/FuzzJWT"),
+        // Entra token endpoint answers: success bodies, error bodies, `Retry-After`.
+        .executableTarget(name: "FuzzEntraResponse", dependencies: ["CLibFuzzer", "TokenExchange"], path: "Fuzz/FuzzEntraResponse"),
+        // YAML text → `BrokerConfiguration` or `ConfigurationError`.
+        .executableTarget(name: "FuzzConfiguration", dependencies: ["CLibFuzzer", "BrokerApp", "TokenExchange"], path: "Fuzz/FuzzConfiguration"),
+    ]
+}
+
 // Strict settings for every target: explicit `any`, imports that show the
 // module boundary, and members visible only where their module is imported.
 for target in package.targets where target.type != .system {

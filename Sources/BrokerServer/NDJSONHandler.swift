@@ -23,6 +23,11 @@ final class NDJSONHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The decoder hands over an unfinished last line when the connection closes
+        // (a read timeout, idleness, a reset). The client never completed it, and no
+        // answer could reach it: it is not a request. (At the client's EOF the
+        // connection is still active, and a last line without `\n` is answered.)
+        guard context.channel.isActive else { return }
         let frame = unwrapInboundIn(data)
         if draining, case .line(let line) = frame, line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) {
             // Shutting down: a request sent on this connection now is answered, not dropped,

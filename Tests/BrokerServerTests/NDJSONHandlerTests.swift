@@ -67,6 +67,18 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 
+    /// Found by fuzzing (Fuzz/FuzzHTTP): a partial line was decoded and sent to the
+    /// responder when the server closed the connection (read timeout, idleness), and its
+    /// answer written to a closed channel.
+    @Test func unfinishedLineIsNotARequestWhenTheConnectionCloses() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        #expect(try send(channel, #"{"op":"token","scope":"https://storage.azure.com/.default","id":9}"#).isEmpty)
+        try channel.close().wait()
+        #expect(responder.requests.isEmpty)
+        #expect(try channel.finish(acceptAlreadyClosed: true).isClean)
+    }
+
     @Test(arguments: [64, 65])
     func lineLengthLimitIsInclusive(length: Int) throws {
         let prefix = #"{"op":"ping","id":1,"pad":""#
