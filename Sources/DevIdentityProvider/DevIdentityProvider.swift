@@ -112,7 +112,9 @@ public final class DevIdentityProvider: Service {
         let authorityHost = Self.baseURL(host: config.host, port: entraServer.port)
         let endpoints = DevProviderEndpoints(
             issuerURL: issuerURL, authorityHost: authorityHost, tenantId: config.tenantId, clientId: config.clientId,
-            caFile: caFile, tokenFile: tokenDirectory + "/" + DevIssuer.tokenFileName, audience: DevIssuer.federationAudience)
+            caFile: caFile, tokenFile: tokenDirectory + "/" + DevIssuer.tokenFileName, audience: DevIssuer.federationAudience,
+            stsTokenEndpoint: authorityHost + "/sts/token", stsAudience: config.stsAudience,
+            stsTokenFile: tokenDirectory + "/" + DevIssuer.stsTokenFileName)
         do {
             let issuer = DevIssuer(
                 issuerURL: issuerURL, tokenDirectory: tokenDirectory, configuration: config,

@@ -32,6 +32,15 @@ public struct DevIdentityProviderConfiguration: Sendable {
     public var accessTokenLifetime: Duration = .seconds(3600)
     /// Delay injected before every token answer, to exercise timeouts and single flight. Default zero.
     public var latency: Duration = .zero
+    /// The `aud` a subject token must carry for the RFC 8693 endpoint (`/sts/token`) to accept
+    /// it; the issuer also keeps a token with this audience in `tokens/sts-token`.
+    /// Default `tokenbroker-dev-sts`.
+    public var stsAudience = "tokenbroker-dev-sts"
+    /// When set (with `stsClientSecret`), the RFC 8693 endpoint requires HTTP Basic client
+    /// authentication with this id. Default nil: no client authentication.
+    public var stsClientId: String? = nil
+    /// The secret for `stsClientId`. Default nil.
+    public var stsClientSecret: String? = nil
 
     /// A configuration with every default and the given state directory.
     public init(stateDirectory: String) {
@@ -65,11 +74,20 @@ public struct DevProviderEndpoints: Sendable, Codable, Equatable {
     public var tokenFile: String
     /// The audience minted tokens carry and the federated credential expects, `api://AzureADTokenExchange`.
     public var audience: String
+    /// The RFC 8693 token exchange endpoint, `{authorityHost}/sts/token`.
+    public var stsTokenEndpoint: String
+    /// The audience the RFC 8693 endpoint requires of subject tokens, `tokenbroker-dev-sts` by default.
+    public var stsAudience: String
+    /// A projected-token file with `stsAudience` as its audience, `stateDir/tokens/sts-token`,
+    /// rotated together with `tokenFile`: the subject token for the RFC 8693 endpoint.
+    public var stsTokenFile: String
 
-    /// Creates endpoints from their parts.
+    /// Creates endpoints from their parts; the RFC 8693 ones default to what a provider at
+    /// `authorityHost` with `tokenFile`'s directory serves.
     public init(
         issuerURL: String, authorityHost: String, tenantId: String, clientId: String,
-        caFile: String, tokenFile: String, audience: String
+        caFile: String, tokenFile: String, audience: String,
+        stsTokenEndpoint: String? = nil, stsAudience: String = "tokenbroker-dev-sts", stsTokenFile: String? = nil
     ) {
         self.issuerURL = issuerURL
         self.authorityHost = authorityHost
@@ -78,6 +96,10 @@ public struct DevProviderEndpoints: Sendable, Codable, Equatable {
         self.caFile = caFile
         self.tokenFile = tokenFile
         self.audience = audience
+        self.stsTokenEndpoint = stsTokenEndpoint ?? authorityHost + "/sts/token"
+        self.stsAudience = stsAudience
+        let directory = tokenFile.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        self.stsTokenFile = stsTokenFile ?? directory + "/" + DevIssuer.stsTokenFileName
     }
 
     /// The Entra v2 token endpoint of the emulator for the configured tenant.

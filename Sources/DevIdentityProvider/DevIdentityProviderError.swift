@@ -49,5 +49,11 @@ extension DevIdentityProviderConfiguration {
         guard effectiveRotationInterval >= .milliseconds(10) else { throw fail("rotationInterval must be at least 10 ms") }
         guard accessTokenLifetime >= .seconds(1) else { throw fail("accessTokenLifetime must be at least 1 s") }
         guard latency >= .zero else { throw fail("latency must not be negative") }
+        guard !stsAudience.isEmpty else { throw fail("stsAudience must not be empty") }
+        switch (stsClientId, stsClientSecret) {
+        case (nil, nil): break
+        case (let id?, let secret?) where !id.isEmpty && !secret.isEmpty: break
+        default: throw fail("stsClientId and stsClientSecret must be set together, and not empty")
+        }
     }
 }

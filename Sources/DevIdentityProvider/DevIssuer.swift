@@ -9,6 +9,8 @@ final class DevIssuer: Sendable {
     /// The audience Entra's workload identity federation expects.
     static let federationAudience = "api://AzureADTokenExchange"
     static let tokenFileName = "azure-identity-token"
+    /// The same workload's token with the RFC 8693 endpoint's audience, for dev-mode token exchange.
+    static let stsTokenFileName = "sts-token"
 
     let issuerURL: String
     let tokenDirectory: String
@@ -95,9 +97,11 @@ final class DevIssuer: Sendable {
             return state.issued
         }
         let (token, claims) = try await mint()
+        let (stsToken, _) = try await mint(MintRequest(aud: [configuration.stsAudience]))
         try writes.withLock { state in
             guard generation > state.written else { return }
-            try AtomicWriter.write(files: [Self.tokenFileName: Array(token.utf8)], to: tokenDirectory)
+            try AtomicWriter.write(
+                files: [Self.tokenFileName: Array(token.utf8), Self.stsTokenFileName: Array(stsToken.utf8)], to: tokenDirectory)
             state.written = generation
         }
         logger.info(

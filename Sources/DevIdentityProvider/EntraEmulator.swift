@@ -4,7 +4,9 @@ import NIOHTTP1
 import Synchronization
 
 /// A strict emulator of Entra ID's v2 token endpoint for client credentials with a federated
-/// client assertion, plus the test controls (`/_dev/stats`, `/_dev/faults`, `/_dev/latency`).
+/// client assertion, an RFC 8693 token exchange endpoint (`/sts/token`, see
+/// `EntraEmulator+TokenExchange.swift`), and the test controls (`/_dev/stats`, `/_dev/faults`,
+/// `/_dev/latency`) that apply to both.
 final class EntraEmulator: Sendable {
     /// One federated identity credential of the app registration.
     struct FederatedCredential: Sendable, Equatable {
@@ -14,6 +16,8 @@ final class EntraEmulator: Sendable {
     }
 
     let authorityHost: String
+    /// The dev issuer, the only one whose tokens the endpoints trust.
+    let issuerURL: String
     let configuration: DevIdentityProviderConfiguration
     let credentials: [FederatedCredential]
     let key: SigningKey
@@ -22,13 +26,14 @@ final class EntraEmulator: Sendable {
     let now: @Sendable () -> Date
     /// The app's service principal, the `oid`/`sub` of its tokens.
     let servicePrincipalId = UUID().uuidString.lowercased()
-    private let state: Mutex<EntraEmulatorState>
+    let state: Mutex<EntraEmulatorState>
 
     init(
         authorityHost: String, issuerURL: String, configuration: DevIdentityProviderConfiguration,
         key: SigningKey, keyCache: OIDCKeyCache, logger: Logger, now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.authorityHost = authorityHost
+        self.issuerURL = issuerURL
         self.configuration = configuration
         self.credentials = ([configuration.serviceAccountSubject] + configuration.extraSubjects).map {
             FederatedCredential(issuer: issuerURL, subject: $0, audience: DevIssuer.federationAudience)
@@ -50,6 +55,12 @@ final class EntraEmulator: Sendable {
             return .json(discoveryDocument(tenant: s[0]))
         case (.GET, let s) where s.count == 4 && s.dropFirst().elementsEqual(["discovery", "v2.0", "keys"]):
             return .json(key.jwks)
+        case (.POST, ["sts", "token"]):
+            return await stsTokenEndpoint(request)
+        case (.GET, ["sts", "keys"]):
+            return .json(key.jwks)
+        case (.GET, ["sts", ".well-known", "openid-configuration"]):
+            return .json(stsDiscoveryDocument)
         case (.GET, ["_dev", "stats"]):
             return .json(state.withLock { $0.stats })
         case (.DELETE, ["_dev", "stats"]):
@@ -89,7 +100,7 @@ final class EntraEmulator: Sendable {
 
         let form = FormFields(request.body)
         var record = RequestRecord(
-            scope: form["scope"], clientId: form["client_id"], fields: form.names, grantType: form["grant_type"],
+            endpoint: "entra", scope: form["scope"], clientId: form["client_id"], fields: form.names, grantType: form["grant_type"],
             clientAssertionType: form["client_assertion_type"])
         if let assertion = form["client_assertion"] {
             record.assertionSha256 = Self.sha256Hex(assertion)

@@ -1,9 +1,12 @@
 import Foundation
 import NIOHTTP1
 
-/// What `GET /_dev/stats` reports: every token request counted, the last 100 described.
+/// What `GET /_dev/stats` reports: every token request counted (Entra and RFC 8693 alike),
+/// the last 100 described.
 struct EntraStats: Codable, Sendable {
     var tokenRequests = 0
+    /// Requests to the RFC 8693 endpoint (`/sts/token`), also counted in `tokenRequests`.
+    var exchangeRequests = 0
     var byScope: [String: Int] = [:]
     var requests: [RequestRecord] = []
 
@@ -11,6 +14,7 @@ struct EntraStats: Codable, Sendable {
 
     mutating func record(_ record: RequestRecord) {
         tokenRequests += 1
+        if record.endpoint == "sts" { exchangeRequests += 1 }
         if let scope = record.scope { byScope[scope, default: 0] += 1 }
         requests.append(record)
         if requests.count > Self.keptRequests { requests.removeFirst(requests.count - Self.keptRequests) }
@@ -20,6 +24,8 @@ struct EntraStats: Codable, Sendable {
 /// One token request as the stats describe it. The assertion itself is never kept: only its
 /// SHA-256 and the claims a test needs to tell assertions apart.
 struct RequestRecord: Codable, Sendable {
+    /// `entra` (`/{tenant}/oauth2/v2.0/token`) or `sts` (`/sts/token`).
+    var endpoint: String?
     var scope: String?
     var clientId: String?
     var fields: [String] = []
@@ -30,7 +36,17 @@ struct RequestRecord: Codable, Sendable {
     var assertionIssuer: String?
     var assertionJti: String?
     var status: Int = 0
+    /// The AADSTS number of an Entra rejection.
     var errorCode: Int?
+    /// RFC 8693 requests: `subject_token_type`, `requested_token_type`, `audience`, `resource`.
+    var subjectTokenType: String?
+    var requestedTokenType: String?
+    var audience: String?
+    var resource: String?
+    /// RFC 8693 requests: the client authenticated with HTTP Basic, if any.
+    var authenticatedClientId: String?
+    /// The OAuth `error` of an RFC 8693 rejection, e.g. `invalid_grant`.
+    var error: String?
 }
 
 /// A planned failure for the next `count` token requests (`POST /_dev/faults`).

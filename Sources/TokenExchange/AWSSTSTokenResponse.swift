@@ -1,0 +1,210 @@
+public import Foundation
+
+extension AWSCredentials {
+    /// The `tokenType` of an `AccessToken` that carries AWS credentials: `AWS4-HMAC-SHA256`.
+    ///
+    /// OAuth's `token_type` names the HTTP authorization scheme a credential is used with
+    /// (`Bearer`); AWS credentials are used with the Signature Version 4 scheme, whose
+    /// `Authorization` header starts with exactly this name. A caller seeing it knows the
+    /// `token` (the session token) is not a bearer token and must sign with the key pair.
+    public static let tokenType = "AWS4-HMAC-SHA256"
+}
+
+/// Parses AWS STS `AssumeRoleWithWebIdentity` answers (XML) into an `AccessToken` carrying
+/// `AWSCredentials`, or an actionable `TokenExchangeError`.
+public enum AWSSTSTokenResponse {
+    /// Turns `response` into a token whose `value` is the session token and whose
+    /// `awsCredentials` hold the key pair, or throws an error explaining the failure in
+    /// terms of the role and of `assertion`'s claims (never its text).
+    ///
+    /// - Parameter now: our wall clock when the response arrived.
+    public static func parse(
+        _ response: UpstreamResponse,
+        configuration: AWSSTSConfiguration,
+        assertion: Assertion,
+        now: Date
+    ) throws(TokenExchangeError) -> AccessToken {
+        let document = STSXMLElement.parse(response.body)
+        guard response.status == 200 else {
+            throw error(for: response, document: document, configuration: configuration, assertion: assertion, now: now)
+        }
+        let requestId = document?.text(at: ["ResponseMetadata", "RequestId"]) ?? response.header("x-amzn-RequestId")
+        func malformed(_ what: String) -> TokenExchangeError {
+            TokenExchangeError(
+                code: .upstreamUnavailable, message: "AWS STS answered 200 \(what)", isRetryable: true,
+                upstream: .init(status: 200, traceId: requestId.map(safeIdentifier)))
+        }
+        guard let document else { throw malformed("with a body that is not XML") }
+        guard document.name == "AssumeRoleWithWebIdentityResponse", let result = document.child("AssumeRoleWithWebIdentityResult") else {
+            throw malformed("with a '\(safeIdentifier(document.name))' document instead of an AssumeRoleWithWebIdentityResponse")
+        }
+        var missing: [String] = []
+        let accessKeyId = result.text(at: ["Credentials", "AccessKeyId"])
+        let secretAccessKey = result.text(at: ["Credentials", "SecretAccessKey"])
+        let sessionToken = result.text(at: ["Credentials", "SessionToken"])
+        let expirationText = result.text(at: ["Credentials", "Expiration"])
+        if accessKeyId == nil { missing.append("AccessKeyId") }
+        if secretAccessKey == nil { missing.append("SecretAccessKey") }
+        if sessionToken == nil { missing.append("SessionToken") }
+        if expirationText == nil { missing.append("Expiration") }
+        guard let accessKeyId, let secretAccessKey, let sessionToken, let expirationText, missing.isEmpty else {
+            throw malformed("without Credentials/\(missing.joined(separator: ", "))")
+        }
+        guard let expiration = RFC3339.date(expirationText) else {
+            throw malformed("with an Expiration that is not an ISO 8601 time")
+        }
+        let lifetime = expiration.timeIntervalSince(now)
+        guard lifetime > 0 else {
+            throw malformed("with credentials that expired at \(Timestamp.iso8601(expiration)), \(Int(-lifetime)) s before they arrived; check the clock of this host")
+        }
+        guard lifetime <= EntraTokenResponse.maximumLifetime else {
+            throw malformed("with an Expiration more than a year away; refusing credentials with an implausible lifetime")
+        }
+        let credentials = AWSCredentials(
+            accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, sessionToken: sessionToken, expiration: expiration,
+            accountId: result.text(at: ["AssumedRoleUser", "Arn"]).flatMap(accountId(fromARN:)))
+        return AccessToken(
+            value: sessionToken, tokenType: AWSCredentials.tokenType, issuedAt: now, expiresAt: expiration,
+            awsCredentials: credentials)
+    }
+
+    /// The 12-digit account of an ARN (its fifth field), nil when there is none.
+    static func accountId(fromARN arn: String) -> String? {
+        let fields = arn.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
+        guard fields.count == 6, fields[0] == "arn", fields[4].count == 12, fields[4].allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            return nil
+        }
+        return String(fields[4])
+    }
+
+    /// The typed error for a non-200 answer (`ErrorResponse/Error/{Type,Code,Message}`).
+    static func error(
+        for response: UpstreamResponse,
+        document: STSXMLElement?,
+        configuration: AWSSTSConfiguration,
+        assertion: Assertion,
+        now: Date
+    ) -> TokenExchangeError {
+        let isErrorResponse = document?.name == "ErrorResponse"
+        let error = isErrorResponse ? document?.child("Error") : nil
+        let code = error?.text(at: ["Code"]).map(safeIdentifier)
+        let message = error?.text(at: ["Message"]).map { UpstreamText.sanitize($0, redacting: [assertion.jwt]) }
+        let requestId = (isErrorResponse ? document?.text(at: ["RequestId"]) : nil) ?? response.header("x-amzn-RequestId")
+        let upstream = TokenExchangeError.Upstream(status: response.status, error: code, traceId: requestId.map(safeIdentifier))
+        let said = message.map { " AWS said: \($0)" + ($0.hasSuffix(".") ? "" : ".") } ?? ""
+        let codeText = code.map { "AWS STS \($0)" } ?? "AWS STS HTTP \(response.status)"
+
+        let throttlingCodes: Set<String> = ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"]
+        if response.status == 429 || code.map(throttlingCodes.contains) == true {
+            let wait = RetryAfter.parse(response.header("Retry-After"), now: now)
+            let waitText = wait.map { " (Retry-After: \($0.components.seconds) s)" } ?? ""
+            return TokenExchangeError(
+                code: .throttled,
+                message: "\(codeText): AWS STS is throttling requests\(waitText); serving cached credentials where possible",
+                isRetryable: true, retryAfter: wait, upstream: upstream)
+        }
+        let unavailableCodes: Set<String> = ["IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "InternalError"]
+        if response.status >= 500 || code.map(unavailableCodes.contains) == true || (code == nil && ![400, 403].contains(response.status)) {
+            let hint = code == "IDPCommunicationError"
+                ? "AWS STS could not reach the OIDC provider of iss='\(assertion.claims.issuer ?? "-")' to fetch its keys; is its discovery document and JWKS publicly reachable?"
+                : "AWS STS at \(configuration.endpoint) failed"
+                    + (code == nil ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")" : "")
+            return TokenExchangeError(code: .upstreamUnavailable, message: "\(codeText): \(hint).\(said)", isRetryable: true, upstream: upstream)
+        }
+
+        let claims = assertion.claims
+        let who = "iss='\(claims.issuer ?? "-")', sub='\(claims.subject ?? "-")', aud='\(claims.audiences.joined(separator: ","))'"
+        let hint: String
+        var retryable = false
+        switch code {
+        case "InvalidIdentityToken":
+            hint = "AWS STS did not accept the web identity token from \(assertion.origin) (\(who)); check that an IAM OIDC identity provider "
+                + "exists for this issuer in the role's account and lists this audience"
+        case "ExpiredTokenException", "ExpiredToken":
+            let exp = claims.expiresAt.map { "exp=\(Int($0.timeIntervalSince1970)) (\(Timestamp.iso8601($0)))" } ?? "no exp"
+            hint = "the web identity token from \(assertion.origin) has expired (\(exp)); is the file still being rotated?"
+            retryable = true
+        case "AccessDenied", "AccessDeniedException":
+            hint = "the trust policy of \(configuration.roleArn) does not allow AssumeRoleWithWebIdentity for \(who); "
+                + "check its Principal (the OIDC provider) and its conditions on the :aud and :sub keys"
+        case "IDPRejectedClaim":
+            hint = "the OIDC identity provider configuration rejected a claim of the token (\(who))"
+        case "ValidationError", "InvalidParameterValue", "MissingParameter":
+            hint = "AWS STS refused a parameter: roleArn \(configuration.roleArn), durationSeconds \(configuration.durationSeconds) "
+                + "(must not exceed the role's maximum session duration), or the session name"
+        case "RegionDisabledException":
+            hint = "STS is not activated in region \(configuration.region) for this account; activate it in IAM account settings or use another region"
+        case "PackedPolicyTooLarge", "MalformedPolicyDocument":
+            hint = "AWS STS refused the session policy"
+        case nil:
+            hint = "AWS STS refused the request without an STS error document"
+        default:
+            hint = "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))"
+        }
+        return TokenExchangeError(code: .upstreamRejected, message: "\(codeText): \(hint).\(said)", isRetryable: retryable, upstream: upstream)
+    }
+
+    /// Codes and request ids are identifiers: keep at most 100 of `[A-Za-z0-9._:-]`.
+    static func safeIdentifier(_ text: String) -> String {
+        String(text.filter { $0.isASCII && ($0.isLetter || $0.isNumber || "._:-".contains($0)) }.prefix(100))
+    }
+}
+
+/// RFC 3339 / ISO 8601 instants as AWS writes them: `2026-11-29T02:02:03Z`, with or without
+/// fractional seconds (any number of digits), `Z` or a numeric offset.
+enum RFC3339 {
+    static func date(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        var index = 0
+        func digits(_ count: Int) -> Int? {
+            guard index + count <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[index..<(index + count)] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            index += count
+            return value
+        }
+        func expect(_ characters: String) -> Bool {
+            guard index < bytes.count, characters.utf8.contains(bytes[index]) else { return false }
+            index += 1
+            return true
+        }
+        guard let year = digits(4), expect("-"), let month = digits(2), expect("-"), let day = digits(2), expect("Tt "),
+            let hour = digits(2), expect(":"), let minute = digits(2), expect(":"), let second = digits(2)
+        else { return nil }
+        var fraction = 0.0
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 0.1
+            let start = index
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                fraction += Double(bytes[index] - UInt8(ascii: "0")) * scale
+                scale /= 10
+                index += 1
+            }
+            guard index > start else { return nil }
+        }
+        var offset = 0
+        if expect("Zz") {
+        } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+            let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+            index += 1
+            guard let hours = digits(2), expect(":"), let minutes = digits(2), hours < 24, minutes < 60 else { return nil }
+            offset = sign * (hours * 3600 + minutes * 60)
+        } else {
+            return nil
+        }
+        guard index == bytes.count, (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        // Days from 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}
