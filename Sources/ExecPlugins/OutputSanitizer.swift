@@ -69,8 +69,12 @@ enum OutputSanitizer {
             output += looksSecret(run) ? redacted : run
             run = ""
         }
-        for character in text {
-            if isTokenCharacter(character) {
+        let characters = Array(text)
+        for (index, character) in characters.enumerated() {
+            // '=' belongs to a run only as base64 padding (at its end), so `key=value` keeps its key.
+            let isPadding = character == "=" && !run.isEmpty
+                && (index + 1 == characters.count || characters[index + 1] == "=" || !isTokenCharacter(characters[index + 1]))
+            if isPadding || (character != "=" && isTokenCharacter(character)) {
                 run.append(character)
             } else {
                 flush()
