@@ -9,7 +9,10 @@ extension TokenBrokerCLI {
     struct Env: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the environment an unmodified Azure SDK needs (eval \"$(tokenbroker env)\").",
-            discussion: "IDENTITY_ENDPOINT and IDENTITY_HEADER (App Service protocol), AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS), TOKENBROKER_SOCKET, and AZURE_CLIENT_ID with --identity.")
+            discussion: """
+                IDENTITY_ENDPOINT and IDENTITY_HEADER (App Service protocol), AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS), TOKENBROKER_SOCKET, \
+                AZURE_CLIENT_ID with --identity, and AWS_CONTAINER_CREDENTIALS_FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN when AWS identities are available.
+                """)
 
         @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID (needed when several are available to you).")
         var identity: String?
@@ -72,11 +75,20 @@ enum CompatEnvironment {
             ("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority),
             (WireProtocol.socketEnvironmentVariable, absolute(connection.socketPath)),
         ]
+        // AWS SDKs: the container credentials endpoint, for the named AWS identity or,
+        // without a name, the caller's only one.
+        let aws = status.identities.filter { $0.exchange == "aws-sts" }
         if let identity {
             guard let entry = status.identities.first(where: { $0.name == identity }) else {
                 throw fail("identity '\(identity)' is not available to you", code: 1)
             }
             if let clientId = entry.clientId { variables.append(("AZURE_CLIENT_ID", clientId)) }
+            if entry.exchange == "aws-sts" { variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials/\(identity)")) }
+        } else if !aws.isEmpty {
+            variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials"))
+        }
+        if variables.contains(where: { $0.0 == "AWS_CONTAINER_CREDENTIALS_FULL_URI" }) {
+            variables.append(("AWS_CONTAINER_AUTHORIZATION_TOKEN", header))
         }
         return variables
     }

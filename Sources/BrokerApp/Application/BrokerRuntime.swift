@@ -58,7 +58,13 @@ final class BrokerRuntime: Service, Sendable {
                 kept.append(identity.name)
                 continue
             }
-            let parts = IdentityFactory.make(identity, transport: transport, logger: logger)
+            let parts: IdentityFactory.Parts
+            do {
+                parts = try IdentityFactory.make(identity, transport: transport, logger: logger)
+            } catch {
+                logger.error("identity not served", metadata: ["token.identity": "\(identity.name)", "error.message": "\(error)"])
+                continue
+            }
             cache.register(identity: identity.name, fetcher: AssertionExchange(source: parts.source, exchanger: parts.exchanger))
             startWatching(identity.name, parts.source)
             next.append(Broker.Identity(configuration: identity, source: parts.source, policy: policy))

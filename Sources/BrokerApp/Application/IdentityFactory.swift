@@ -13,10 +13,12 @@ enum IdentityFactory {
         var exchanger: any TokenExchanger
     }
 
-    static func make(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, logger: Logger) -> Parts {
+    /// Throws only for what the configuration reader already checked (an AWS session
+    /// name that this identity's name makes invalid).
+    static func make(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, logger: Logger) throws -> Parts {
         let logger = logger.with("token.identity", identity.name)
         let now: @Sendable () -> Date = { Date() }
-        return Parts(source: source(identity, transport: transport, now: now, logger: logger), exchanger: exchanger(identity, transport: transport, now: now, logger: logger))
+        return Parts(source: source(identity, transport: transport, now: now, logger: logger), exchanger: try exchanger(identity, transport: transport, now: now, logger: logger))
     }
 
     private static func source(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger) -> any ManagedAssertionSource {
@@ -37,9 +39,13 @@ enum IdentityFactory {
         }
     }
 
-    private static func exchanger(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger) -> any TokenExchanger {
+    private static func exchanger(
+        _ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger
+    ) throws -> any TokenExchanger {
         switch identity.exchange {
         case .entra(let entra): EntraExchanger(configuration: entra, transport: transport, now: now)
+        case .rfc8693(let sts): RFC8693Exchanger(configuration: sts, transport: transport, now: now) { logger.warning("\($0)") }
+        case .awsSts(let aws): try AWSSTSExchanger(configuration: aws, identity: identity.name, transport: transport, now: now)
         case .exec(let settings): ExecExchanger(configuration: plugin(settings), name: identity.name, now: now, logger: logger)
         case .none: AssertionPassthrough()
         }

@@ -179,39 +179,65 @@ final class Broker: BrokerResponder {
 
     /// Finds the identity and scope for a token request and checks the caller may use it.
     private func resolve(_ request: BrokerRequest, peer: PeerCredentials) -> Result<(TokenKey, Duration), WireError> {
-        guard let scopeText = request.scope ?? request.resource.map({ Scope(resource: $0).value }) else {
-            return .failure(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
-        }
-        guard Self.isPlausibleScope(scopeText) else {
+        let asked = request.scope ?? request.resource.map({ Scope(resource: $0).value })
+        if let asked, !Self.isPlausibleScope(asked) {
             return .failure(WireError(code: .badRequest, message: "'scope' must be 1-1024 printable characters without spaces"))
         }
         if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
             return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
         }
-        let name: String
-        if let requested = request.identity {
+        let identity: Identity
+        switch authorizedIdentity(request.identity, peer: peer, scope: asked) {
+        case .failure(let error): return .failure(error)
+        case .success(let found): identity = found
+        }
+        let scopeText: String
+        if let implicit = identity.configuration.exchange.implicitScope {
+            // AWS credentials are for the identity's role, not for a scope.
+            guard asked == nil || asked == implicit.value else {
+                return .failure(WireError(code: .badRequest, message: "identity '\(identity.configuration.name)' gives AWS credentials for \(implicit.value); leave out 'scope'"))
+            }
+            scopeText = implicit.value
+        } else {
+            guard let asked else {
+                return .failure(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
+            }
+            scopeText = asked
+        }
+        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
+        return .success((TokenKey(identity: identity.configuration.name, scope: Scope(scopeText)), minimum))
+    }
+
+    /// The identity named `requested` if `peer` may use it, or the only one it may use.
+    private func authorizedIdentity(_ requested: String?, peer: PeerCredentials, scope: String?) -> Result<Identity, WireError> {
+        if let requested {
             guard let identity = identities.withLock({ $0[requested] }) else {
                 return .failure(WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'"))
             }
             guard identity.policy.allows(peer) else {
-                audit.record(.denied, identity: requested, scope: scopeText, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
+                audit.record(.denied, identity: requested, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
                 return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
             }
-            name = requested
-        } else {
-            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
-            switch allowed.count {
-            case 1: name = allowed[0].configuration.name
-            case 0:
-                audit.record(.denied, identity: nil, scope: scopeText, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
-                return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
-            default:
-                let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
-                return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
-            }
+            return .success(identity)
         }
-        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
-        return .success((TokenKey(identity: name, scope: Scope(scopeText)), minimum))
+        let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
+        switch allowed.count {
+        case 1: return .success(allowed[0])
+        case 0:
+            audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
+            return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
+        default:
+            let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
+            return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
+        }
+    }
+
+    /// Names of the identities `peer` may use whose exchange is `kind` (the AWS endpoint
+    /// picks among the caller's AWS identities).
+    func identityNames(allowedTo peer: PeerCredentials, exchangeKind kind: String) -> [String] {
+        identities.withLock { Array($0.values) }
+            .filter { $0.configuration.exchange.kind == kind && $0.policy.allows(peer) }
+            .map(\.configuration.name).sorted()
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {

@@ -4,8 +4,9 @@ import TokenBrokerProtocol
 import TokenCache
 import TokenExchange
 
-/// The Azure App Service and IMDS managed-identity protocols, answered from the
-/// broker's cache so unmodified SDKs get the same tokens socket callers get.
+/// The Azure App Service and IMDS managed-identity protocols and the AWS container
+/// credentials protocol, answered from the broker's cache so unmodified SDKs get the
+/// same tokens socket callers get.
 ///
 /// Each protocol keeps its anti-SSRF header (`X-IDENTITY-HEADER` equal to the
 /// secret, `Metadata: true`): a request forged through some local HTTP client
@@ -14,6 +15,9 @@ import TokenExchange
 final class CompatEndpoints: HTTPService {
     /// The IMDS token path (under `AZURE_POD_IDENTITY_AUTHORITY_HOST`).
     static let imdsPath = "/metadata/identity/oauth2/token"
+    /// The AWS container credentials path (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), optionally
+    /// followed by `/IDENTITY`.
+    static let awsPath = "/aws/credentials"
 
     /// How a request names its identity.
     enum Selector: Equatable {
@@ -36,12 +40,18 @@ final class CompatEndpoints: HTTPService {
 
     func respond(to request: HTTPServiceRequest, from peer: PeerCredentials) async -> HTTPServiceResponse {
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
+        if path == Self.awsPath || path.hasPrefix(Self.awsPath + "/") {
+            let identity = path == Self.awsPath ? nil : String(path.dropFirst(Self.awsPath.count + 1))
+            let (response, outcome) = await awsCredentials(request, identity: identity, peer: peer)
+            broker.countRequest("aws_credentials", outcome)
+            return response
+        }
         let flavor: Flavor
         switch path {
         case Self.imdsPath: flavor = .imds
         case appServicePath: flavor = .appService
         default:
-            return Flavor.imds.error(404, "not_found", "no such endpoint; this broker serves \(Self.imdsPath) and \(appServicePath)")
+            return Flavor.imds.error(404, "not_found", "no such endpoint; this broker serves \(Self.imdsPath), \(appServicePath) and \(Self.awsPath)")
         }
         let response = await answer(request, flavor: flavor, peer: peer)
         broker.countRequest(flavor.metricName, response.outcome)
@@ -113,6 +123,53 @@ final class CompatEndpoints: HTTPService {
         }
     }
 
+    /// The AWS SDKs' container credentials protocol: `Authorization` carries the secret
+    /// (`AWS_CONTAINER_AUTHORIZATION_TOKEN`), the answer is the role's credentials.
+    private func awsCredentials(_ request: HTTPServiceRequest, identity: String?, peer: PeerCredentials) async -> (HTTPServiceResponse, String) {
+        func refuse(_ status: Int, _ code: String, _ message: String) -> (HTTPServiceResponse, String) {
+            var writer = JSONWriter()
+            writer.beginObject()
+            writer.field("code", code)
+            writer.field("message", message)
+            writer.endObject()
+            return (HTTPServiceResponse(status: status, body: writer.text), code)
+        }
+        guard request.method == "GET" else { return refuse(405, "bad_request", "method \(request.method) is not supported; use GET") }
+        let authorization = request.headerValues("Authorization")
+        guard authorization.count == 1, Self.constantTimeEqual(Array(authorization[0].utf8), identityHeader) else {
+            return refuse(401, "unauthorized", "Authorization is missing or wrong (AWS_CONTAINER_AUTHORIZATION_TOKEN)")
+        }
+        var name = identity
+        if name == nil {
+            let candidates = broker.identityNames(allowedTo: peer, exchangeKind: "aws-sts")
+            guard candidates.count == 1 else {
+                return candidates.isEmpty
+                    ? refuse(403, "forbidden", "no AWS identity is available to this caller")
+                    : refuse(400, "identity_required", "several AWS identities are available to you (\(candidates.joined(separator: ", "))); use \(Self.awsPath)/NAME")
+            }
+            name = candidates[0]
+        }
+        switch await broker.compatToken(for: BrokerRequest(op: "token", identity: name), from: peer) {
+        case .failure(let error):
+            var response = refuse(Flavor.status(for: error.code), error.code, error.message).0
+            if let retryAfter = error.retryAfter { response.headers.append((name: "Retry-After", value: String(retryAfter))) }
+            return (response, error.code)
+        case .success(let cached):
+            guard let aws = cached.token.awsCredentials else {
+                return refuse(400, "bad_request", "identity '\(cached.key.identity)' gives access tokens, not AWS credentials")
+            }
+            var writer = JSONWriter()
+            writer.beginObject()
+            writer.field("AccessKeyId", aws.accessKeyId)
+            writer.field("SecretAccessKey", aws.secretAccessKey)
+            writer.field("Token", aws.sessionToken)
+            writer.field("Expiration", Timestamp.iso8601(aws.expiration))
+            writer.field("AccountId", aws.accountId)
+            writer.endObject()
+            return (HTTPServiceResponse(status: 200, body: writer.text), "ok")
+        }
+    }
+
     /// Compares without an early exit, so timing does not reveal how much of a guess was right.
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
@@ -150,19 +207,22 @@ enum Flavor {
         return HTTPServiceResponse(status: 200, body: writer.text)
     }
 
+    /// The HTTP status a broker error gets on the compatibility endpoints.
+    static func status(for code: String) -> Int {
+        switch WireErrorCode(rawValue: code) {
+        case .badRequest, .identityRequired, .unknownIdentity: 400
+        // Not 400: azure-identity reads a 400 from IMDS as "no identity here" and moves on silently.
+        case .forbidden: 403
+        case .upstreamRejected: 401
+        case .throttled: 429
+        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: 503
+        default: 500
+        }
+    }
+
     /// A broker error in this protocol's shape and status.
     func error(_ error: WireError) -> HTTPServiceResponse {
-        let status: Int
-        switch WireErrorCode(rawValue: error.code) {
-        case .badRequest, .identityRequired, .unknownIdentity: status = 400
-        // Not 400: azure-identity reads a 400 from IMDS as "no identity here" and moves on silently.
-        case .forbidden: status = 403
-        case .upstreamRejected: status = 401
-        case .throttled: status = 429
-        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: status = 503
-        default: status = 500
-        }
-        var response = self.error(status, error.code, error.message)
+        var response = self.error(Self.status(for: error.code), error.code, error.message)
         if let retryAfter = error.retryAfter { response.headers.append((name: "Retry-After", value: String(retryAfter))) }
         return response
     }

@@ -166,15 +166,28 @@ public struct ExecSettings: Sendable, Equatable {
 public enum ExchangeConfiguration: Sendable, Equatable {
     /// `{ entra: { tenantId, clientId, authorityHost } }`.
     case entra(EntraConfiguration)
+    /// `{ rfc8693: { tokenEndpoint, audience, resource, subjectTokenType, requestedTokenType, clientId, clientSecretFile } }`.
+    case rfc8693(RFC8693Configuration)
+    /// `{ awsSts: { roleArn, sessionName, durationSeconds, region, endpoint } }`: AWS credentials.
+    case awsSts(AWSSTSConfiguration)
     /// `{ exec: { command, timeoutSeconds, env } }`: a plugin trades the assertion (docs/plugins.md).
     case exec(ExecSettings)
     /// `{ none: {} }`: the assertion itself is the token, for audiences that accept it directly.
     case none
 
+    /// The scope an identity's tokens are cached under when callers name none: AWS
+    /// credentials are for a role, not a scope.
+    public var implicitScope: Scope? {
+        if case .awsSts(let aws) = self { return Scope(aws.roleArn) }
+        return nil
+    }
+
     /// The kind, for status.
     public var kind: String {
         switch self {
         case .entra: "entra"
+        case .rfc8693: "rfc8693"
+        case .awsSts: "aws-sts"
         case .exec: "exec"
         case .none: "none"
         }

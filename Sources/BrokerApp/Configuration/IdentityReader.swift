@@ -17,6 +17,12 @@ enum IdentityReader {
             if let scope = reader.string(item, at: "\(path).prefetch[\(index)]") { prefetch.append(Scope(scope)) }
         }
         let aliases = readAliases(fields["aliases"], at: "\(path).aliases", reader: &reader)
+        if let name, case .awsSts(let aws) = exchange {
+            do { _ = try aws.sessionName(forIdentity: name) } catch {
+                reader.report("\(path).exchange.awsSts.sessionName", "for identity '\(name)': \(error.message)", fields["exchange"])
+                return nil
+            }
+        }
         guard let name, isValidName(name), let source, let exchange, let allow else { return nil }
         return IdentityConfiguration(name: name, source: source, exchange: exchange, allow: allow, prefetch: prefetch, aliases: aliases)
     }

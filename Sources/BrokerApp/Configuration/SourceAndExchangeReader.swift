@@ -1,3 +1,4 @@
+import Foundation
 import TokenExchange
 import Yams
 
@@ -60,15 +61,19 @@ extension IdentityReader {
             reader.report(path, "is required, e.g. { entra: { tenantId: …, clientId: … } }", parent)
             return nil
         }
-        guard let fields = reader.mapping(node, at: path, keys: ["entra", "exec", "none"]) else { return nil }
+        guard let fields = reader.mapping(node, at: path, keys: ["entra", "rfc8693", "awsSts", "exec", "none"]) else { return nil }
         guard fields.count == 1, let (kind, value) = fields.first else {
-            reader.report(path, "must name exactly one exchange: entra, exec or none", node)
+            reader.report(path, "must name exactly one exchange: entra, rfc8693, awsSts, exec or none", node)
             return nil
         }
         let here = "\(path).\(kind)"
         switch kind {
         case "entra":
             return readEntra(value, at: here, reader: &reader)
+        case "rfc8693":
+            return readRFC8693(value, at: here, reader: &reader)
+        case "awsSts":
+            return readAWSSTS(value, at: here, reader: &reader)
         case "exec":
             guard let settings = reader.mapping(value, at: here, keys: ["command", "timeoutSeconds", "env"]) else {
                 if NodeReader.present(value) == nil { reader.report(here, "needs at least { command: [/path/to/plugin] }", value) }
@@ -95,6 +100,51 @@ extension IdentityReader {
         } catch {
             let field = error.message.hasPrefix("authorityHost") ? "authorityHost" : error.message.hasPrefix("tenantId") ? "tenantId" : "clientId"
             reader.report("\(path).\(field)", error.message, entra[field] ?? node)
+            return nil
+        }
+    }
+
+    private static func readRFC8693(_ node: Node, at path: String, reader: inout NodeReader) -> ExchangeConfiguration? {
+        let keys: Set<String> = ["tokenEndpoint", "audience", "resource", "subjectTokenType", "requestedTokenType", "clientId", "clientSecretFile"]
+        guard let fields = reader.mapping(node, at: path, keys: keys) else { return nil }
+        guard let endpoint = reader.requiredString(fields["tokenEndpoint"], at: "\(path).tokenEndpoint", parent: node) else { return nil }
+        var secret: String?
+        if let file = reader.string(fields["clientSecretFile"], at: "\(path).clientSecretFile") {
+            // Read at load, like every other file the configuration names: a missing secret
+            // is a configuration error now, not an exchange failure later.
+            guard let text = FileText.read(file, limit: 64 * 1024) else {
+                reader.report("\(path).clientSecretFile", "cannot read \(file)", fields["clientSecretFile"])
+                return nil
+            }
+            secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        do {
+            return .rfc8693(try RFC8693Configuration(
+                tokenEndpoint: endpoint, audience: reader.string(fields["audience"], at: "\(path).audience"),
+                resource: reader.string(fields["resource"], at: "\(path).resource"),
+                subjectTokenType: reader.string(fields["subjectTokenType"], at: "\(path).subjectTokenType") ?? RFC8693Configuration.jwtTokenType,
+                requestedTokenType: reader.string(fields["requestedTokenType"], at: "\(path).requestedTokenType"),
+                clientId: reader.string(fields["clientId"], at: "\(path).clientId"), clientSecret: secret))
+        } catch {
+            let field = keys.sorted().first { error.message.hasPrefix($0) } ?? "tokenEndpoint"
+            reader.report("\(path).\(field == "clientSecret" ? "clientSecretFile" : field)", error.message, fields[field] ?? node)
+            return nil
+        }
+    }
+
+    private static func readAWSSTS(_ node: Node, at path: String, reader: inout NodeReader) -> ExchangeConfiguration? {
+        let keys: Set<String> = ["roleArn", "sessionName", "durationSeconds", "region", "endpoint"]
+        guard let fields = reader.mapping(node, at: path, keys: keys) else { return nil }
+        guard let role = reader.requiredString(fields["roleArn"], at: "\(path).roleArn", parent: node) else { return nil }
+        do {
+            return .awsSts(try AWSSTSConfiguration(
+                roleArn: role, sessionName: reader.string(fields["sessionName"], at: "\(path).sessionName") ?? AWSSTSConfiguration.defaultSessionName,
+                durationSeconds: reader.int(fields["durationSeconds"], at: "\(path).durationSeconds", in: 1...86_400) ?? AWSSTSConfiguration.defaultDurationSeconds,
+                region: reader.string(fields["region"], at: "\(path).region") ?? AWSSTSConfiguration.defaultRegion,
+                endpoint: reader.string(fields["endpoint"], at: "\(path).endpoint")))
+        } catch {
+            let field = keys.sorted().first { error.message.hasPrefix($0) } ?? "roleArn"
+            reader.report("\(path).\(field)", error.message, fields[field] ?? node)
             return nil
         }
     }

@@ -11,6 +11,10 @@ final class DevProvider: @unchecked Sendable {
         var caFile: String
         var tokenFile: String
         var audience: String
+        /// The RFC 8693 endpoint and the token file with its audience.
+        var stsTokenEndpoint: String
+        var stsTokenFile: String
+        var stsAudience: String
     }
 
     let process: ChildProcess

@@ -1,0 +1,33 @@
+import Foundation
+import Testing
+
+/// RFC 8693 token exchange against the dev provider's strict STS endpoint.
+@Suite("RFC 8693 token exchange")
+struct RFC8693Tests {
+    static let scope = "https://api.example/.default"
+
+    @Test("the subject token is exchanged at the STS; a refused subject gives an error naming it and the fix")
+    func exchangeAndRefusal() async throws {
+        try await Scenario.run(identities: { _, provider in
+            let exchange = "{ rfc8693: { tokenEndpoint: \"\(provider.endpoints.stsTokenEndpoint)\", audience: https://api.example, requestedTokenType: \"urn:ietf:params:oauth:token-type:access_token\" } }"
+            return [
+                BrokerDaemon.Identity(name: "sts", tokenFile: provider.endpoints.stsTokenFile, exchangeYAML: exchange),
+                // The Entra-audience token: the STS refuses it.
+                BrokerDaemon.Identity(name: "wrong-audience", tokenFile: provider.endpoints.tokenFile, exchangeYAML: exchange),
+            ]
+        }) { scenario in
+            let reply = try await scenario.broker.request(#"{"op":"token","identity":"sts","scope":"\#(Self.scope)"}"#)
+            #expect(reply.ok, "\(reply)")
+            #expect(reply.token?.hasPrefix("ey") == true)
+            let again = try await scenario.broker.request(#"{"op":"token","identity":"sts","scope":"\#(Self.scope)"}"#)
+            #expect(again.token == reply.token, "served from the cache")
+
+            let refused = try await scenario.broker.request(#"{"op":"token","identity":"wrong-audience","scope":"\#(Self.scope)"}"#)
+            #expect(refused.errorCode == "upstream_rejected", "\(refused)")
+            #expect(refused.errorMessage.contains("invalid_grant"), "\(refused.errorMessage)")
+            #expect(refused.errorMessage.contains("system:serviceaccount:default:workload"), "the refused subject is named: \(refused.errorMessage)")
+            let stats = try await scenario.provider.stats()
+            #expect(stats.tokenRequests == 2, "one exchange each; the refusal is not retried at once")
+        }
+    }
+}
