@@ -85,7 +85,7 @@ struct BadInputTests {
         let missing = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", "/tmp/tbit-no-such/broker.sock", "--scope", "x"])
         #expect(missing.status == 69)
         #expect(missing.stderr.contains("cannot connect"))
-        let usage = try await runCommand(TestEnvironment.cliPath, ["get"])
+        let usage = try await runCommand(TestEnvironment.cliPath, ["get", "--scope", "a", "--resource", "b"])
         #expect(usage.status == 64)
         try await Scenario.run { scenario in
             let denied = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", "x", "--identity", "ghost"])

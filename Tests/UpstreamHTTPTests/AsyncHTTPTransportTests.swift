@@ -23,7 +23,9 @@ import UpstreamHTTP
         let pki = try await TestPKI.make()
         defer { pki.remove() }
         let server = try await ScriptedHTTPServer(tls: tls ? (pki.leafPath, pki.leafKeyPath) : nil, script: script)
-        var configuration = UpstreamHTTPConfiguration(retryBaseDelay: .milliseconds(20))
+        // Generous connect (and TLS handshake) time: a loaded two-core CI machine must not
+        // turn a handshake into a "transport failure" the test did not script.
+        var configuration = UpstreamHTTPConfiguration(connectTimeout: .seconds(30), retryBaseDelay: .milliseconds(20))
         configure(&configuration, pki)
         let transport = try AsyncHTTPTransport(configuration: configuration, logger: quietLogger)
         do {
