@@ -111,6 +111,7 @@ struct ExchangeTests {
             let token = try #require(first.token)
             try await scenario.provider.setFault(status: status, count: 1000, retryAfterSeconds: status == 429 ? 30 : nil, body: status == 429 ? "slow down" : nil)
             let before = try await scenario.provider.stats().tokenRequests
+            let start = ContinuousClock.now
             // Asking for more validity than the cached token has forces a refresh, which fails upstream.
             for _ in 0..<5 {
                 let answer = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","minValiditySeconds":7200}"#)
@@ -120,7 +121,18 @@ struct ExchangeTests {
             }
             let after = try await scenario.provider.stats()
             #expect(after.tokenRequests > before, "a refresh really went upstream and failed")
-            #expect(after.tokenRequests - before <= 6, "failures back off instead of hammering: \(after.tokenRequests - before)")
+            // Not a timing assertion: however long the loop took (a loaded machine), the
+            // backoff (1 s, 2 s, 4 s, … −10 % jitter; 30 s after a 429) allows only so many
+            // exchanges in that time, each at most 3 upstream attempts. Without backoff the
+            // 5 refreshing requests would make 15.
+            let elapsed = Double((ContinuousClock.now - start).components.seconds) + 1
+            var exchanges = 1, waited = 0.0, delay = 1.0
+            while waited + delay * 0.9 <= elapsed, status != 429 {
+                waited += delay * 0.9
+                delay *= 2
+                exchanges += 1
+            }
+            #expect(after.tokenRequests - before <= min(3 * exchanges, 12), "failures back off instead of hammering: \(after.tokenRequests - before) in \(elapsed) s")
         }
     }
 }
