@@ -47,11 +47,9 @@ private func check(_ configuration: BrokerConfiguration) {
     precondition(Set(configuration.identities.map(\.name)).count == configuration.identities.count, "duplicate identity")
     for identity in configuration.identities {
         precondition((1...64).contains(identity.name.count), "identity name length")
-        switch identity.source {
-        case .file(let path): precondition(path.hasPrefix("/"), "source.file not absolute")
-        }
-        switch identity.exchange {
-        case .entra(let entra):
+        // `if case`, not `switch`: other kinds of source and exchange are added over time.
+        if case .file(let path) = identity.source { precondition(path.hasPrefix("/"), "source.file not absolute") }
+        if case .entra(let entra) = identity.exchange {
             precondition(entra.authorityHost.lowercased().hasPrefix("https://"), "authority not https")
             precondition(!entra.tenantId.isEmpty && !entra.clientId.isEmpty, "empty tenant or client")
             _ = entra.tokenEndpoint
