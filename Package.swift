@@ -231,13 +231,15 @@ let package = Package(
 // libFuzzer targets (docs/fuzzing.md), declared only when TOKENBROKER_FUZZ=1.
 //
 // Each is an executable whose `LLVMFuzzerTestOneInput` libFuzzer calls with
-// generated inputs; it must be built with `-sanitize=fuzzer,address`. Those flags
-// go to every module of a build and would change the normal products (instrumented,
-// slower, linked with libFuzzer), so the fuzz targets live in a build of their own:
-// `scripts/fuzz` sets TOKENBROKER_FUZZ=1 and builds each `Fuzz*` product in
-// `.build-fuzz`. A plain `swift build` / `swift test` never sees them and is
-// unaffected. The build is debug so that `@testable import` reaches the socket
-// handlers, which are internal.
+// generated inputs. With TOKENBROKER_FUZZ=1 this package's own modules are compiled
+// with `-sanitize=fuzzer,address` (coverage feedback and ASan where our code is) and
+// the fuzz executables link libFuzzer; dependencies keep their normal flags, so a
+// fuzz build reuses the dependencies of the normal debug build in `.build` and only
+// recompiles our modules (minutes, not the half hour an instrumented rebuild of
+// NIO, BoringSSL and AsyncHTTPClient takes on two cores). `scripts/fuzz` sets the
+// variable; a plain `swift build` / `swift test` never sees the fuzz targets, and
+// the next plain build recompiles our modules without the flags. Debug, so that
+// `@testable import` reaches the socket handlers, which are internal.
 if Context.environment["TOKENBROKER_FUZZ"] == "1" {
     let nio: (String) -> Target.Dependency = { .product(name: $0, package: "swift-nio") }
     package.targets += [
@@ -259,6 +261,12 @@ if Context.environment["TOKENBROKER_FUZZ"] == "1" {
         // YAML text → `BrokerConfiguration` or `ConfigurationError`.
         .executableTarget(name: "FuzzConfiguration", dependencies: ["CLibFuzzer", "BrokerApp", "TokenExchange"], path: "Fuzz/FuzzConfiguration"),
     ]
+    for target in package.targets where target.type == .regular || target.type == .executable {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"])]
+        if target.name.hasPrefix("Fuzz") {
+            target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"])]
+        }
+    }
 }
 
 // Strict settings for every target: explicit `any`, imports that show the
