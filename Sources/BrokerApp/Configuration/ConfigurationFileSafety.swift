@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Whoever can change the configuration file can grant themselves any identity, so the
@@ -22,21 +23,25 @@ public enum ConfigurationFileSafety {
     /// the file is fine or cannot be examined (reading it reports that).
     public static func warnings(path: String, daemonUID: UInt32? = nil) -> [Warning] {
         let daemonUID = daemonUID ?? geteuid()
-        var info = stat()
-        guard stat(path, &info) == 0 else { return [] }
-        let mode = UInt32(info.st_mode) & 0o7777
+        // FileManager rather than stat(2): with Foundation in the module, `stat` is
+        // ambiguous in a whole-module (release) build.
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let permissions = (attributes[.posixPermissions] as? NSNumber)?.uint32Value,
+              let ownerID = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
+        else { return [] }
+        let mode = permissions & 0o7777
         let modeText = "0" + String(mode, radix: 8)
         var warnings: [Warning] = []
         let writers = [(0o020, "its group"), (0o002, "every user")].filter { mode & UInt32($0.0) != 0 }.map(\.1)
         if !writers.isEmpty {
             warnings.append(Warning(
-                path: path, mode: mode, owner: info.st_uid,
+                path: path, mode: mode, owner: ownerID,
                 message: "configuration file \(path) (mode \(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"))
         }
-        if info.st_uid != 0 && info.st_uid != daemonUID {
+        if ownerID != 0 && ownerID != daemonUID {
             warnings.append(Warning(
-                path: path, mode: mode, owner: info.st_uid,
-                message: "configuration file \(path) (mode \(modeText)) is owned by uid \(info.st_uid), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
+                path: path, mode: mode, owner: ownerID,
+                message: "configuration file \(path) (mode \(modeText)) is owned by uid \(ownerID), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
         }
         return warnings
     }
