@@ -182,6 +182,10 @@ struct CompatTests {
             #expect(appService.body["access_token"] as? String == imds.body["access_token"] as? String)
             #expect(appService.body["client_id"] as? String == scenario.provider.endpoints.clientId)
 
+            // Counted under their own protocol in the metrics.
+            let metrics = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", scenario.broker.socketPath, "http://localhost/metrics"])
+            #expect(metrics.stdout.contains(#"op="imds""#) && metrics.stdout.contains(#"op="app_service""#), "\(metrics.stdout.prefix(2000))")
+
             // Neither the token nor the header secret reaches the (debug-level) log.
             let log = scenario.broker.process.stderr
             let token = try #require(imds.body["access_token"] as? String)

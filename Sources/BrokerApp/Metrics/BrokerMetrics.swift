@@ -38,9 +38,12 @@ final class BrokerMetrics: MetricsExposition {
     }
 
     /// Counts one answered request: `tokenbroker_requests_total{op,outcome}`.
+    /// The `op` label values: socket ops and the compatibility endpoints' protocols.
+    static let operations: Set<String> = ["token", "status", "ping", "imds", "app_service", "aws_credentials"]
+
     func countRequest(op: String, outcome: String) {
         // Unknown ops are one label value, so a caller cannot grow the label set.
-        let op = ["token", "status", "ping"].contains(op) ? op : "other"
+        let op = Self.operations.contains(op) ? op : "other"
         let key = op + "|" + outcome
         let counter = requestCounters.withLock { counters in
             if let counter = counters[key] { return counter }
