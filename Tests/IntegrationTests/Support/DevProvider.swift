@@ -81,9 +81,12 @@ final class DevProvider: @unchecked Sendable {
     }
 
     /// A service-account token signed by the issuer with the given claims.
-    func mint(sub: String? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil) async throws -> String {
+    func mint(
+        sub: String? = nil, aud: [String]? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil
+    ) async throws -> String {
         var body: [String: Any] = [:]
         if let sub { body["sub"] = sub }
+        if let aud { body["aud"] = aud }
         if let ttlSeconds { body["ttlSeconds"] = ttlSeconds }
         if let issuedAtOffsetSeconds { body["issuedAtOffsetSeconds"] = issuedAtOffsetSeconds }
         if let notBeforeOffsetSeconds { body["notBeforeOffsetSeconds"] = notBeforeOffsetSeconds }
