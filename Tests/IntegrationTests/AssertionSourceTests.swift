@@ -37,6 +37,18 @@ struct AssertionSourceTests {
         }
 
         func stop() async { _ = await process.stop() }
+
+        /// Runs `body` with a stand-in, stopping it afterwards whatever happens.
+        static func with(mode: String, directory: String, bearer: String? = nil, _ body: (StandIn) async throws -> Void) async throws {
+            let standIn = try await StandIn(mode: mode, directory: directory, bearer: bearer)
+            do {
+                try await body(standIn)
+            } catch {
+                await standIn.stop()
+                throw error
+            }
+            await standIn.stop()
+        }
     }
 
     static let audience = "api://AzureADTokenExchange"
@@ -46,8 +58,7 @@ struct AssertionSourceTests {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let bearer = "runner-request-token-\(UUID().uuidString)"
-        let standIn = try await StandIn(mode: "github", directory: directory, bearer: bearer)
-        defer { Task { await standIn.stop() } }
+        try await StandIn.with(mode: "github", directory: directory, bearer: bearer) { standIn in
         var environment = ProcessInfo.processInfo.environment
         environment["ACTIONS_ID_TOKEN_REQUEST_URL"] = "http://127.0.0.1:\(standIn.port)/token?api-version=2.0"
         environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = bearer
@@ -69,6 +80,7 @@ struct AssertionSourceTests {
             // The runner's bearer token is a secret too: never logged.
             #expect(!scenario.broker.process.stderr.contains(bearer))
         }
+        }
     }
 
     @Test("github-actions without the runner's variables is a configuration error naming them")
@@ -85,8 +97,7 @@ struct AssertionSourceTests {
     func gcpMetadata() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let standIn = try await StandIn(mode: "gcp", directory: directory)
-        defer { Task { await standIn.stop() } }
+        try await StandIn.with(mode: "gcp", directory: directory) { standIn in
         try await Scenario.run(
             identities: { _, provider in
                 [
@@ -105,6 +116,7 @@ struct AssertionSourceTests {
             let request = try #require(try standIn.requests().last)
             #expect(request["authorized"] as? Bool == true)
             #expect((request["query"] as? [String: String]) == ["audience": Self.audience, "format": "full"])
+        }
         }
     }
 
