@@ -165,8 +165,10 @@ let package = Package(
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
         .testTarget(
             name: "TokenCacheTests",
-            dependencies: ["TokenCache", "TokenExchange", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TokenCache", "TokenExchange", "ManualClock", .product(name: "Logging", package: "swift-log")]
         ),
+        // A `Clock` tests advance by hand; shared by the test targets that inject time.
+        .target(name: "ManualClock", path: "Tests/ManualClock"),
         .testTarget(
             name: "AssertionSourcesTests",
             dependencies: ["AssertionSources", "TokenExchange", .product(name: "Logging", package: "swift-log")]
@@ -188,7 +190,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerAppTests",
-            dependencies: ["BrokerApp", "TokenExchange", .product(name: "Yams", package: "Yams")]
+            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(
             name: "UpstreamHTTPTests",

@@ -1,3 +1,4 @@
+import ManualClock
 import BrokerServer
 import Foundation
 import Logging

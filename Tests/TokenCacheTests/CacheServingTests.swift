@@ -1,3 +1,4 @@
+import ManualClock
 import Foundation
 import Testing
 import TokenCache

@@ -1,3 +1,4 @@
+import ManualClock
 import Foundation
 import Logging
 import Synchronization

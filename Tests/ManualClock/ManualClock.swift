@@ -1,15 +1,15 @@
-import Foundation
+public import Foundation
 import Synchronization
 
 /// A `Clock` that moves only when told to (modelled on hummingbird's `MockClock`,
 /// plus sleeping): `advance(by:)` resumes every sleeper whose deadline has passed.
 /// `date` is a wall clock derived from it, so the cache's two clocks agree.
-final class ManualClock: Clock, Sendable {
-    struct Instant: InstantProtocol, Sendable {
-        var offset: Duration
-        func advanced(by duration: Duration) -> Self { Self(offset: offset + duration) }
-        func duration(to other: Self) -> Duration { other.offset - offset }
-        static func < (lhs: Self, rhs: Self) -> Bool { lhs.offset < rhs.offset }
+public final class ManualClock: Clock, Sendable {
+    public struct Instant: InstantProtocol, Sendable {
+        public var offset: Duration
+        public func advanced(by duration: Duration) -> Self { Self(offset: offset + duration) }
+        public func duration(to other: Self) -> Duration { other.offset - offset }
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.offset < rhs.offset }
     }
 
     private struct Sleeper {
@@ -27,25 +27,25 @@ final class ManualClock: Clock, Sendable {
 
     private let state = Mutex(State())
     /// The wall-clock time at instant zero.
-    let epoch: Date
+    public let epoch: Date
 
-    init(epoch: Date = Date(timeIntervalSince1970: 1_795_914_123)) {
+    public init(epoch: Date = Date(timeIntervalSince1970: 1_795_914_123)) {
         self.epoch = epoch
     }
 
-    var now: Instant { state.withLock { $0.now } }
-    var minimumResolution: Duration { .nanoseconds(1) }
+    public var now: Instant { state.withLock { $0.now } }
+    public var minimumResolution: Duration { .nanoseconds(1) }
 
     /// The wall clock: `epoch` plus the time advanced so far.
-    var date: Date {
+    public var date: Date {
         let offset = now.offset.components
         return epoch.addingTimeInterval(Double(offset.seconds) + Double(offset.attoseconds) / 1e18)
     }
 
     /// How many tasks are sleeping on this clock.
-    var sleeperCount: Int { state.withLock { $0.sleepers.count } }
+    public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
-    func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+    public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
         let id = state.withLock { state -> UInt64 in
             defer { state.nextID += 1 }
             return state.nextID
@@ -79,7 +79,7 @@ final class ManualClock: Clock, Sendable {
     }
 
     /// Returns once at least `count` tasks are sleeping on this clock.
-    func waitForSleepers(_ count: Int) async {
+    public func waitForSleepers(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { state -> Bool in
                 if state.sleepers.count >= count { return true }
@@ -91,7 +91,7 @@ final class ManualClock: Clock, Sendable {
     }
 
     /// Moves time forward and wakes the sleepers whose deadline is now past.
-    func advance(by duration: Duration) {
+    public func advance(by duration: Duration) {
         let due = state.withLock { state -> [Sleeper] in
             state.now = state.now.advanced(by: duration)
             let now = state.now
