@@ -467,6 +467,34 @@ http {{
         self.results["startup"] = json.loads(out.stdout) if out.stdout.strip() else {"error": out.stderr}
         log(f"start-up to READY=1: {self.results['startup']}")
 
+    # ---------------------------------------------------------------- profile
+    def profile(self, mode):
+        """`perf record` on the broker during one 32-connection point; prints the hottest symbols."""
+        self.start_provider()
+        self.start_broker()
+        first = self.ndjson([json.dumps({"op": "token", "scope": SCOPE}, separators=(",", ":"))])[0]
+        if '"ok":true' not in first:
+            raise RuntimeError(f"the broker did not serve a token: {first[:300]}")
+        data = os.path.join(self.workdir, "perf.data")
+        perf = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", str(self.broker.proc.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            result = self.loadgen(self.sock, mode, 32, 1, duration=self.args.duration, warmup=0.2)
+            log(f"{mode} c32 p1 under perf: {result['rps']:.0f} req/s, {result.get('cpuUsPerReq', float('nan')):.1f} us CPU/req")
+        finally:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
+        demangle = shutil.which("swift-demangle")
+        for flags, limit in ((["--no-children"], "0.4"), (["--children"], "3")):
+            out = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--sort", "symbol", "--percent-limit", limit, *flags],
+                                 capture_output=True, text=True, timeout=300)
+            text = "\n".join(line for line in out.stdout.splitlines() if line and not line.startswith("#"))
+            if demangle:
+                text = subprocess.run([demangle, "--simplified"], input=text, capture_output=True, text=True).stdout
+            print(f"## perf report {' '.join(flags)} ({mode}, 32 connections), data in {data}\n")
+            print(text)
+
     # ---------------------------------------------------------------- main
     def run(self):
         started = time.monotonic()
@@ -628,6 +656,7 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--json-out")
+    p.add_argument("--profile", choices=["ndjson", "http"], help="only profile the broker under one 32-connection point")
     args = p.parse_args()
     if args.quick:
         args.duration, args.warmup, args.depth, args.million, args.tokens, args.cold_conns, args.nginx_workers = 1.0, 0.3, 16, 100_000, 1000, 1000, "auto"
@@ -636,6 +665,13 @@ def main():
     suite = Suite(args)
     stop = lambda *_: (_ for _ in ()).throw(KeyboardInterrupt())
     signal.signal(signal.SIGTERM, stop)
+    if args.profile:
+        args.duration = 5.0
+        try:
+            suite.profile(args.profile)
+        finally:
+            suite.cleanup()
+        return 0
     try:
         results = suite.run()
     except KeyboardInterrupt:
