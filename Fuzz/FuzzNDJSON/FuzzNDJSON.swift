@@ -5,13 +5,14 @@ import TokenBrokerProtocol
 
 @testable import BrokerServer
 
-// Fuzzes the NDJSON side of the socket: bytes → lines (`NDJSONFrameDecoder`) →
+// Fuzzes the NDJSON side of the socket: bytes → lines (`NDJSONHandler`'s framing) →
 // `BrokerRequest`s (`WireCoding.decodeRequest`) → answers (`NDJSONHandler`), in an
 // `EmbeddedChannel` with the real handlers and a responder that answers at once,
 // echoing the request's strings back (so odd strings go through the JSON writer).
 // The input arrives in three reads, splitting lines as the kernel may.
 //
-// Invariants, from docs/protocol.md: nothing traps; every request line (not blank)
+// Invariants, from docs/protocol.md: nothing traps; the request scanner (the fast
+// path) decodes a line only as JSONDecoder does; every request line (not blank)
 // gets exactly one answer, in order, and a bad line does not end the connection;
 // every answer is one line of JSON that decodes to the expected `BrokerResponse`
 // (its `id` the request's, when the request had a readable one); a line over the
@@ -27,10 +28,7 @@ public func fuzzNDJSON(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: start, count: count))
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-    try! channel.pipeline.syncOperations.addHandlers([
-        ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: maxLineBytes)),
-        NDJSONHandler(responder: EchoResponder(), peer: peer),
-    ])
+    try! channel.pipeline.syncOperations.addHandler(NDJSONHandler(responder: EchoResponder(), peer: peer, maxLineBytes: maxLineBytes))
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 
     var output = [UInt8]()
@@ -64,6 +62,11 @@ private func expectedResponses(_ input: [UInt8]) -> [BrokerResponse] {
             break
         }
         guard line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else { continue }
+        // The scanner (the fast path) answers only where JSONDecoder answers the same.
+        if let scanned = ByteBuffer(bytes: line).withUnsafeReadableBytes(RequestScanner.scan) {
+            let reference = try? WireCoding.decodeWithFoundation(ByteBuffer(bytes: line)).get()
+            precondition(scanned == reference, "the scanner read \(scanned), JSONDecoder \(String(describing: reference))")
+        }
         switch WireCoding.decodeRequest(ByteBuffer(bytes: line)) {
         case .success(let request): responses.append(EchoResponder.answer(request))
         case .failure(let failure): responses.append(.failure(id: failure.id, failure.error))
