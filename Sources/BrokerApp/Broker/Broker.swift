@@ -10,11 +10,18 @@ import TokenExchange
 /// The broker's answer to every protocol request: resolves the identity,
 /// authorizes the caller, and serves from the cache.
 final class Broker: BrokerResponder {
-    /// One configured identity with its live parts.
-    struct Identity: Sendable {
-        var configuration: IdentityConfiguration
-        var source: any ManagedAssertionSource
-        var policy: AccessPolicy
+    /// One configured identity with its live parts. A class: the request path passes
+    /// it around without copying (and retaining) the whole configuration.
+    final class Identity: Sendable {
+        let configuration: IdentityConfiguration
+        let source: any ManagedAssertionSource
+        let policy: AccessPolicy
+
+        init(configuration: IdentityConfiguration, source: any ManagedAssertionSource, policy: AccessPolicy) {
+            self.configuration = configuration
+            self.source = source
+            self.policy = policy
+        }
     }
 
     private let cache: TokenCache<ContinuousClock>
@@ -220,13 +227,23 @@ final class Broker: BrokerResponder {
             }
             return .success(identity)
         }
-        let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
-        switch allowed.count {
-        case 1: return .success(allowed[0])
+        // The usual case, one identity the caller may use, without building a list.
+        let (only, count) = identities.withLock { table -> (Identity?, Int) in
+            var only: Identity?
+            var count = 0
+            for identity in table.values where identity.policy.allows(peer) {
+                only = identity
+                count += 1
+            }
+            return (only, count)
+        }
+        switch count {
+        case 1: return .success(only!)
         case 0:
             audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
             return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
         default:
+            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
             let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
             return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
         }
@@ -241,7 +258,9 @@ final class Broker: BrokerResponder {
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {
-        (1...1024).contains(scope.utf8.count) && scope.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+        // On UTF-8 bytes: every byte of a multi-byte character is ≥ 0x80, so this is the
+        // same test as on the characters, without decoding them.
+        (1...1024).contains(scope.utf8.count) && scope.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
     }
 
     // MARK: Responses
