@@ -7,8 +7,8 @@ import TokenBrokerProtocol
 @testable import BrokerServer
 
 // Fuzzes whatever a client may send on the socket, through the pipeline the server
-// builds for every connection: `IdleStateHandler`, `IdleCloser` and the
-// `ProtocolSniffer`, which installs `RequestGuard` and NIO's HTTP/1.1 server codec
+// builds for every connection: `ConnectionGuard` (idle and request timeouts) and the
+// `ProtocolSniffer`, which installs NIO's HTTP/1.1 server codec
 // with `HTTPRequestHandler` (or the NDJSON handlers, for JSON-looking bytes). The
 // channel is an `EmbeddedChannel`; the responder answers at once. The input arrives
 // in three reads; then, for inputs of even length, the client's EOF, and for odd
@@ -33,9 +33,8 @@ public func fuzzHTTP(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
     try! channel.pipeline.syncOperations.addHandlers([
-        IdleStateHandler(allTimeout: .nanoseconds(1)),
-        IdleCloser(),
-        ProtocolSniffer(responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes, requestReadTimeout: .zero, metrics: Metrics()),
+        ConnectionGuard(requestTimeout: .zero, idleTimeout: .nanoseconds(1), maxBytes: maxRequestBytes),
+        ProtocolSniffer(responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes, metrics: Metrics()),
     ])
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 

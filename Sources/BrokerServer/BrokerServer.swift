@@ -192,15 +192,11 @@ public final class BrokerServer: Service, Sendable {
                     }
                     return PeerAttestation.attest(channel, credentials: credentials, threadPool: .singleton)
                 }.flatMapThrowing { peer in
-                    let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
                     try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(allTimeout: idle),
-                        IdleCloser(),
-                        ProtocolSniffer(
-                            responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
-                            requestReadTimeout: .nanoseconds(Int64(configuration.requestReadTimeout.components.seconds) * 1_000_000_000
-                                + configuration.requestReadTimeout.components.attoseconds / 1_000_000_000),
-                            metrics: metrics, service: service),
+                        ConnectionGuard(
+                            requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout),
+                            maxBytes: configuration.maxRequestBytes),
+                        ProtocolSniffer(responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes, metrics: metrics, service: service),
                     ])
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
@@ -373,5 +369,13 @@ final class AcceptTracker: ChannelInboundHandler {
         case .last: connections.settled(unwrapInboundIn(data))
         }
         context.fireChannelRead(data)
+    }
+}
+
+extension TimeAmount {
+    /// The same span, in NIO's nanoseconds.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -1,15 +1,18 @@
 import NIOCore
 
-/// Bounds how long and how large one request may be while it is being read, so a
-/// slow or endless sender holds nothing for long: a request must be complete
-/// within `timeout` of its first byte, and (for HTTP) its head within `maxBytes`.
+/// The first handler of every connection: closes it when it has been idle (nothing
+/// read or written) for `idleTimeout`, and bounds how long and how large one request
+/// may be while it is being read, so a slow or endless sender holds nothing for long:
+/// a request must be complete within `requestTimeout` of its first byte, and (for
+/// HTTP) its head within `maxBytes`.
 ///
-/// Cheap per request: one timer per connection, armed lazily and re-armed only
-/// when it fires while a request is still being read; a completed request just
-/// clears `requestStartedAt`. NDJSON needs no word from the handler (a read that
-/// ends in `\n` holds only complete lines); the HTTP handler calls
-/// `requestCompleted()` (or sends `RequestCompleted` outbound).
-final class RequestGuard: ChannelDuplexHandler {
+/// Cheap per request: one timer per connection, never more than `requestTimeout`
+/// ahead, re-armed when it fires (so a request that starts later is still caught at
+/// its own deadline); a request only sets and clears `requestStartedAt`. NDJSON needs
+/// no word from the handler (a read that ends in `\n` holds only complete lines); the
+/// HTTP handler calls `requestCompleted()`. `ProtocolSniffer` sets `kind` once it has
+/// seen the first byte.
+final class ConnectionGuard: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = NIOAny
@@ -17,43 +20,67 @@ final class RequestGuard: ChannelDuplexHandler {
 
     enum Kind { case ndjson, http }
 
-    private let kind: Kind
-    private let timeout: TimeAmount
+    /// What the connection speaks; nil until its first byte is seen.
+    var kind: Kind?
+    private let requestTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
     private let maxBytes: Int
     private var pendingBytes = 0
     /// When the request being read began; nil between requests.
     private var requestStartedAt: NIODeadline?
+    /// The last read or flush.
+    private var lastActivity = NIODeadline.now()
     private var timer: Scheduled<Void>?
     private var failed = false
 
-    init(kind: Kind, timeout: TimeAmount, maxBytes: Int) {
-        self.kind = kind
-        self.timeout = timeout
+    init(requestTimeout: TimeAmount, idleTimeout: TimeAmount, maxBytes: Int) {
+        self.requestTimeout = requestTimeout
+        self.idleTimeout = idleTimeout
         self.maxBytes = maxBytes
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startTimer(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startTimer(context: context)
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         stopTimer()
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        stopTimer()
+        context.fireChannelInactive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         let chunk = unwrapInboundIn(data)
+        lastActivity = .now()
         pendingBytes += chunk.readableBytes
-        if requestStartedAt == nil { startRequest(context: context) }
+        if requestStartedAt == nil { requestStartedAt = lastActivity }
         // NDJSON has its own line limit (answered with too_large); HTTP heads are capped here.
         if kind == .http, pendingBytes > maxBytes + 4096 {
             fail(context: context, status: "413 Content Too Large", code: "too_large", message: "request exceeds \(maxBytes) bytes; closing the connection")
             return
         }
-        let endsLine = kind == .ndjson && chunk.readableBytesView.last == UInt8(ascii: "\n")
+        let endsLine = chunk.readableBytesView.last == UInt8(ascii: "\n")
         context.fireChannelRead(data)
         guard kind == .ndjson, !failed else { return }
         if endsLine {
             requestCompleted()  // every line in the chunk was complete
         } else if requestStartedAt == nil {
-            startRequest(context: context)  // a partial line follows a complete one
+            requestStartedAt = .now()  // a partial line follows a complete one
         }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        lastActivity = .now()
+        context.flush()
     }
 
     /// Called when a request has been read completely.
@@ -62,37 +89,31 @@ final class RequestGuard: ChannelDuplexHandler {
         requestStartedAt = nil
     }
 
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard event is RequestCompleted else {
-            context.triggerUserOutboundEvent(event, promise: promise)
-            return
-        }
-        requestCompleted()
-        promise?.succeed()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        stopTimer()
-        context.fireChannelInactive()
-    }
-
-    private func startRequest(context: ChannelHandlerContext) {
-        let started = NIODeadline.now()
-        requestStartedAt = started
-        if timer == nil { arm(at: started + timeout, context: context) }
+    private func startTimer(context: ChannelHandlerContext) {
+        guard timer == nil, !failed else { return }
+        lastActivity = .now()
+        arm(at: lastActivity + min(requestTimeout, idleTimeout), context: context)
     }
 
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext) {
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             timer = nil
-            guard !failed, let started = requestStartedAt else { return }  // idle: armed again on the next read
-            let due = started + timeout
-            if due <= .now() {
+            guard !failed, context.channel.isActive else { return }
+            let now = NIODeadline.now()
+            if let started = requestStartedAt, started + requestTimeout <= now {
                 fail(context: context, status: "408 Request Timeout", code: "bad_request",
-                     message: "request not completed within \(timeout.nanoseconds / 1_000_000_000) s; closing the connection")
-            } else {
-                arm(at: due, context: context)  // a later request is being read: wait for its own deadline
+                     message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
+                return
             }
+            if lastActivity + idleTimeout <= now {
+                context.close(promise: nil)
+                return
+            }
+            // Never more than `requestTimeout` ahead: a request that begins before then
+            // is due no earlier than that.
+            var next = min(now + requestTimeout, lastActivity + idleTimeout)
+            if let started = requestStartedAt { next = min(next, started + requestTimeout) }
+            arm(at: next, context: context)
         }
     }
 
@@ -108,7 +129,7 @@ final class RequestGuard: ChannelDuplexHandler {
         let body = #"{"ok":false,"error":{"code":"\#(code)","message":"\#(message)","retryable":false}}"#
         let bytes: String
         switch kind {
-        case .ndjson: bytes = body + "\n"
+        case .ndjson, nil: bytes = body + "\n"
         case .http:
             bytes = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         }
@@ -118,6 +139,3 @@ final class RequestGuard: ChannelDuplexHandler {
         }
     }
 }
-
-/// Sent outbound by the protocol handlers when a request has been read completely.
-struct RequestCompleted: Sendable {}

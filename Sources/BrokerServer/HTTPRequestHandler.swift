@@ -18,8 +18,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var sequencer = ResponseSequencer<HTTPReply>()
     private var current: HTTPRequestHead?
     private var closeWhenDrained = false
-    /// The connection's `RequestGuard`, told directly when a request is complete.
-    private var requestGuard: RequestGuard?
+    /// The connection's `ConnectionGuard`, told directly when a request is complete.
+    private var connectionGuard: ConnectionGuard?
     /// Between `channelRead` and `channelReadComplete`: writes wait for one flush.
     private var inReadBatch = false
     private var wroteSinceFlush = false
@@ -33,7 +33,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        requestGuard = try? context.pipeline.syncOperations.handler(type: RequestGuard.self)
+        connectionGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -44,7 +44,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         case .body:
             break  // no route takes a body; ignore it
         case .end:
-            requestGuard?.requestCompleted()
+            connectionGuard?.requestCompleted()
             guard let head = current, !closeWhenDrained else { return }
             current = nil
             handle(head, context: context)

@@ -4,32 +4,71 @@ import TokenBrokerProtocol
 /// Serves NDJSON requests on one connection: one JSON object per line in, one per
 /// line out, in request order, many per connection. A bad line gets an error and
 /// the connection stays usable; an oversized line gets `too_large` and a close.
+///
+/// It splits the byte stream at `\n` itself, answering each line straight from the
+/// read buffer; only an unfinished last line is kept (copied) until the next read.
+/// Lines longer than `maxLineBytes` are refused without being buffered.
 final class NDJSONHandler: ChannelInboundHandler {
-    typealias InboundIn = NDJSONFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
+    private let maxLineBytes: Int
     private var sequencer = ResponseSequencer<ByteBuffer>()
     private var closeWhenDrained = false
     /// Set by a drain (shutdown): later requests get `shutting_down`.
     private var draining = false
     private var readGate = ReadGate()
     private var wroteSinceFlush = false
+    /// The start of a line whose `\n` has not arrived yet.
+    private var unfinishedLine: ByteBuffer?
+    /// A line was too long: nothing more is read from this connection.
+    private var refusedLine = false
 
-    init(responder: any BrokerResponder, peer: PeerCredentials) {
+    init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes) {
         self.responder = responder
         self.peer = peer
+        self.maxLineBytes = maxLineBytes
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // The decoder hands over an unfinished last line when the connection closes
-        // (a read timeout, idleness, a reset). The client never completed it, and no
-        // answer could reach it: it is not a request. (At the client's EOF the
-        // connection is still active, and a last line without `\n` is answered.)
-        guard context.channel.isActive else { return }
-        let frame = unwrapInboundIn(data)
-        if draining, case .line(let line) = frame, line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) {
+        guard !refusedLine else { return }
+        var buffer = unwrapInboundIn(data)
+        if var unfinished = unfinishedLine {
+            unfinishedLine = nil
+            unfinished.writeBuffer(&buffer)
+            buffer = unfinished
+        }
+        while let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+            let length = newline - buffer.readerIndex
+            guard length <= maxLineBytes else { return refuseLine(context: context) }
+            let line = buffer.readSlice(length: length)!
+            buffer.moveReaderIndex(forwardBy: 1)
+            serve(line, context: context)
+        }
+        guard buffer.readableBytes <= maxLineBytes else { return refuseLine(context: context) }
+        if buffer.readableBytes > 0 {
+            // A copy, so the channel's receive buffer is not pinned (and can be reused).
+            var unfinished = context.channel.allocator.buffer(capacity: max(buffer.readableBytes, 256))
+            unfinished.writeBuffer(&buffer)
+            unfinishedLine = unfinished
+        }
+    }
+
+    private func refuseLine(context: ChannelHandlerContext) {
+        refusedLine = true
+        unfinishedLine = nil
+        guard !closeWhenDrained else { return }
+        let slot = sequencer.reserve()
+        closeWhenDrained = true
+        complete(slot, .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")), context: context)
+    }
+
+    /// Answers one line (without its `\n`; a trailing `\r` is left for the JSON parser to ignore).
+    private func serve(_ line: ByteBuffer, context: ChannelHandlerContext) {
+        guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
+        if draining {
             // Shutting down: a request sent on this connection now is answered, not dropped,
             // so the client knows to retry (the next process is already taking connections).
             let slot = sequencer.reserve()
@@ -42,32 +81,23 @@ final class NDJSONHandler: ChannelInboundHandler {
             return
         }
         guard !closeWhenDrained else { return }
-        switch frame {
-        case .tooLarge(let limit):
-            let slot = sequencer.reserve()
-            let error = WireError(code: .tooLarge, message: "request line exceeds \(limit) bytes; closing the connection")
-            closeWhenDrained = true
-            complete(slot, .failure(id: nil, error), context: context)
-        case .line(let line):
-            guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
-            let slot = sequencer.reserve()
-            switch WireCoding.decodeRequest(line) {
-            case .failure(let failure):
-                complete(slot, .failure(id: failure.id, failure.error), context: context)
-            case .success(let request):
-                if let response = responder.immediateResponse(to: request, from: peer) {
-                    complete(slot, response, context: context)
-                    return
-                }
-                let responder = self.responder
-                let peer = self.peer
-                context.eventLoop.makeFutureWithTask {
-                    await responder.response(to: request, from: peer)
-                }.assumeIsolated().whenSuccess { response in
-                    self.complete(slot, response, context: context)
-                    self.flushIfNeeded(context: context)
-                    self.readGate.update(context: context, pending: self.sequencer.pendingCount)
-                }
+        let slot = sequencer.reserve()
+        switch WireCoding.decodeRequest(line) {
+        case .failure(let failure):
+            complete(slot, .failure(id: failure.id, failure.error), context: context)
+        case .success(let request):
+            if let response = responder.immediateResponse(to: request, from: peer) {
+                complete(slot, response, context: context)
+                return
+            }
+            let responder = self.responder
+            let peer = self.peer
+            context.eventLoop.makeFutureWithTask {
+                await responder.response(to: request, from: peer)
+            }.assumeIsolated().whenSuccess { response in
+                self.complete(slot, response, context: context)
+                self.flushIfNeeded(context: context)
+                self.readGate.update(context: context, pending: self.sequencer.pendingCount)
             }
         }
     }
@@ -86,7 +116,13 @@ final class NDJSONHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case ChannelEvent.inputClosed, is DrainRequest:
-            if event is DrainRequest { draining = true }
+            if event is DrainRequest {
+                draining = true
+            } else if let unfinished = unfinishedLine {
+                // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
+                unfinishedLine = nil
+                serve(unfinished, context: context)
+            }
             // The peer finished sending (or we are shutting down): answer what is
             // pending, then close.
             closeWhenDrained = true

@@ -11,14 +11,13 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
     private let maxRequestBytes: Int
-    private let requestReadTimeout: TimeAmount
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
     private var draining = false
     private var sawData = false
 
     init(
-        responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, requestReadTimeout: TimeAmount = .seconds(10),
+        responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int,
         metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
     ) {
         self.metrics = metrics
@@ -26,7 +25,6 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         self.responder = responder
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
-        self.requestReadTimeout = requestReadTimeout
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -34,24 +32,23 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         guard let first = buffer.readableBytesView.first else { return }
         sawData = true
         let pipeline = context.pipeline.syncOperations
+        // Told the protocol, for its size cap and for when a request is complete.
+        let connectionGuard = try? pipeline.handler(type: ConnectionGuard.self)
         do {
             switch service == nil ? Self.classify(first) : .http {
             case .http:
-                let guardHandler = RequestGuard(kind: .http, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
-                try pipeline.addHandler(guardHandler, position: .after(self))
+                connectionGuard?.kind = .http
                 var limits = NIOHTTPDecoderLimitConfiguration()
                 limits.maxHeaderFieldSize = maxRequestBytes
                 limits.maxHeaderListSize = maxRequestBytes
                 limits.maxHeaderFieldCount = 256
                 try pipeline.configureHTTPServerPipeline(
-                    position: .after(guardHandler), withPipeliningAssistance: false, withErrorHandling: false,
+                    position: .after(self), withPipeliningAssistance: false, withErrorHandling: false,
                     withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                 try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics, service: service))
             case .ndjson:
-                let guardHandler = RequestGuard(kind: .ndjson, timeout: requestReadTimeout, maxBytes: maxRequestBytes)
-                try pipeline.addHandler(guardHandler, position: .after(self))
-                try pipeline.addHandler(ByteToMessageHandler(NDJSONFrameDecoder(maxBytes: maxRequestBytes)), position: .after(guardHandler))
-                try pipeline.addHandler(NDJSONHandler(responder: responder, peer: peer))
+                connectionGuard?.kind = .ndjson
+                try pipeline.addHandler(NDJSONHandler(responder: responder, peer: peer, maxLineBytes: maxRequestBytes), position: .after(self))
             case .neither:
                 let message = "this socket speaks NDJSON or HTTP/1.1; a first byte of 0x\(String(first, radix: 16)) is neither (a TLS client?)"
                 let line = #"{"ok":false,"error":{"code":"bad_request","message":"\#(message)","retryable":false}}"# + "\n"
@@ -100,19 +97,6 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 if !sawData { context.close(promise: nil) }
             }
         default: context.fireUserInboundEventTriggered(event)
-        }
-    }
-}
-
-/// Closes connections that stay silent past the idle timeout.
-final class IdleCloser: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
         }
     }
 }

@@ -73,6 +73,32 @@ private enum UnixSocket {
         return String(decoding: received, as: UTF8.self)
     }
 
+    /// A connected socket (reads time out after 10 s); the caller closes it.
+    static func connected(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard withAddress(path, { connect(fd, $0, $1) }) == 0 else {
+            close(fd)
+            throw SocketTestError("connect \(path): \(errno)")
+        }
+        return fd
+    }
+
+    /// Sends one request line and reads its one answer line.
+    static func exchangeLine(_ fd: Int32, _ request: String) throws -> String {
+        let bytes = Array((request + "\n").utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
+        var received: [UInt8] = []
+        var byte: UInt8 = 0
+        while received.last != UInt8(ascii: "\n") {
+            let n = read(fd, &byte, 1)
+            guard n == 1 else { throw SocketTestError(n == 0 ? "closed by the server" : "read: \(errno)") }
+            received.append(byte)
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     /// Connects, sends `partial` without ending it, and waits (10 s at most) for the server to close.
     static func sendAndAwaitClose(_ path: String, _ partial: String) throws {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -223,6 +249,31 @@ private struct RunningServer {
         let runner = try await running.start()
         let outcome = Result { try UnixSocket.sendAndAwaitClose(directory.socketPath, #"{"op":"pi"#) }
         #expect(throws: Never.self) { try outcome.get() }
+        try await running.stop(runner)
+    }
+
+    /// `idleTimeout`: a connection on which nothing happens is closed; one that keeps
+    /// asking, for longer than the timeout in all, is not.
+    @Test func anIdleConnectionIsClosedAndABusyOneIsNot() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath) { $0.idleTimeout = .seconds(1) }
+        let runner = try await running.start()
+        let busy = try UnixSocket.connected(directory.socketPath)
+        defer { close(busy) }
+        let started = ContinuousClock.now
+        var answers = 0
+        // A request every 50 ms until well past two idle timeouts. The gap is slept on this
+        // thread (not `Task.sleep`): a busy cooperative pool must not stretch it past the timeout.
+        while ContinuousClock.now - started < .milliseconds(2500) {
+            let answer = try UnixSocket.exchangeLine(busy, #"{"op":"ping","id":\#(answers)}"#)
+            #expect(answer.contains(#""ok":true"#))
+            answers += 1
+            usleep(50_000)
+        }
+        #expect(answers > 10)
+        // Nothing sent at all: closed by the server.
+        #expect(throws: Never.self) { try UnixSocket.sendAndAwaitClose(directory.socketPath, "") }
         try await running.stop(runner)
     }
 
