@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import NIOHTTP1
 import TokenBrokerProtocol
@@ -7,9 +6,28 @@ import TokenBrokerProtocol
 /// `/healthz`, `/readyz`. Every route maps onto a `BrokerRequest`, so the JSON is
 /// the same as on the NDJSON side. On a compatibility listener every request goes
 /// to its `HTTPService` instead. Pipelined requests are answered in order.
+///
+/// NIO parses requests; answers are written here, each as one buffer (status line,
+/// constant headers, `Content-Length`, body), because every answer is a small,
+/// complete body — NIO's general response encoder cost more than the rest of a
+/// cached-token answer.
 final class HTTPRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = ByteBuffer
+
+    /// Adds NIO's request decoder and this handler after `position`.
+    static func addHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, position: ChannelPipeline.SynchronousOperations.Position = .last, maxHeadBytes: Int,
+        responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
+    ) throws {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = maxHeadBytes
+        limits.maxHeaderListSize = maxHeadBytes
+        limits.maxHeaderFieldCount = 256
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits))
+        let handler = HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics, service: service)
+        try pipeline.addHandlers([decoder, handler], position: position)
+    }
 
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
@@ -53,15 +71,16 @@ final class HTTPRequestHandler: ChannelInboundHandler {
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let slot = sequencer.reserve()
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { closeWhenDrained = true }
+        // `HEAD`: the headers of the `GET`, without the body.
+        let form = HTTPReply.Form(keepAlive: head.isKeepAlive, headOnly: head.method == .HEAD)
+        if !form.keepAlive { closeWhenDrained = true }
         if let service {
             let request = HTTPServiceRequest(head)
             let peer = self.peer
             context.eventLoop.makeFutureWithTask {
                 await service.respond(to: request, from: peer)
             }.assumeIsolated().whenSuccess { response in
-                var reply = HTTPReply(status: HTTPResponseStatus(statusCode: response.status), body: BrokerResponse(id: nil, ok: true), keepAlive: keepAlive)
+                var reply = HTTPReply(status: HTTPResponseStatus(statusCode: response.status), body: BrokerResponse(id: nil, ok: true), form: form)
                 reply.custom = response
                 self.complete(slot, reply, context: context)
             }
@@ -70,10 +89,10 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         let route = HTTPRoute(head)
         switch route {
         case .reply(let status, let body):
-            complete(slot, HTTPReply(status: status, body: body, keepAlive: keepAlive), context: context)
+            complete(slot, HTTPReply(status: status, body: body, form: form), context: context)
         case .broker(let request):
             if let response = responder.immediateResponse(to: request, from: peer) {
-                complete(slot, HTTPReply(response, keepAlive: keepAlive), context: context)
+                complete(slot, HTTPReply(response, form: form), context: context)
                 return
             }
             let responder = self.responder
@@ -81,21 +100,21 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             context.eventLoop.makeFutureWithTask {
                 await responder.response(to: request, from: peer)
             }.assumeIsolated().whenSuccess { response in
-                self.complete(slot, HTTPReply(response, keepAlive: keepAlive), context: context)
+                self.complete(slot, HTTPReply(response, form: form), context: context)
             }
         case .metrics:
             guard let metrics else {
                 let body = BrokerResponse.failure(id: nil, WireError(code: .notFound, message: "metrics are not enabled"))
-                complete(slot, HTTPReply(status: .notFound, body: body, keepAlive: keepAlive), context: context)
+                complete(slot, HTTPReply(status: .notFound, body: body, form: form), context: context)
                 return
             }
-            var reply = HTTPReply(status: .ok, body: BrokerResponse(id: nil, ok: true), keepAlive: keepAlive)
+            var reply = HTTPReply(status: .ok, body: BrokerResponse(id: nil, ok: true), form: form)
             reply.text = metrics.prometheusText()
             complete(slot, reply, context: context)
         case .readiness:
             let (ready, reason) = responder.readiness()
             let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
-            complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, keepAlive: keepAlive), context: context)
+            complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, form: form), context: context)
         }
     }
 
@@ -121,11 +140,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         let slot = sequencer.reserve()
         if case .headerOverflow = error as? HTTPParserError {
             let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request head is too large; closing the connection"))
-            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, keepAlive: false), context: context)
+            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: .init(keepAlive: false, headOnly: false)), context: context)
             return
         }
         let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(error)); closing the connection"))
-        complete(slot, HTTPReply(status: .badRequest, body: body, keepAlive: false), context: context)
+        complete(slot, HTTPReply(status: .badRequest, body: body, form: .init(keepAlive: false, headOnly: false)), context: context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -157,29 +176,37 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
         if let custom = reply.custom {
             let body = context.channel.allocator.buffer(string: custom.body)
-            writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, keepAlive: reply.keepAlive, context: context)
+            writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
             return
         }
         let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator)
         let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
         let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
-        writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, keepAlive: reply.keepAlive, context: context)
+        writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, form: reply.form, context: context)
     }
 
     private func writeMessage(
-        status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], keepAlive: Bool,
+        status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form,
         context: ChannelHandlerContext
     ) {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(4 + extraHeaders.count)
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "Cache-Control", value: "no-store")
-        for field in extraHeaders { headers.add(name: field.name, value: field.value) }
-        headers.add(name: "Connection", value: keepAlive && !closeWhenDrained ? "keep-alive" : "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        var message = context.channel.allocator.buffer(capacity: 192 + body.readableBytes)
+        if status == .ok {
+            message.writeStaticString("HTTP/1.1 200 OK\r\nContent-Type: ")
+        } else {
+            message.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: ")
+        }
+        message.writeString(contentType)
+        message.writeStaticString("\r\nContent-Length: ")
+        message.writeString(String(body.readableBytes))
+        message.writeStaticString("\r\nCache-Control: no-store\r\n")
+        // Header fields come from this process, never from a request; a CR or LF would
+        // still split the response, so such a field is dropped rather than sent.
+        for field in extraHeaders where !(field.name + field.value).utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
+            message.writeString("\(field.name): \(field.value)\r\n")
+        }
+        message.writeStaticString(form.keepAlive && !closeWhenDrained ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
+        if !form.headOnly { message.writeImmutableBuffer(body) }
+        context.write(wrapOutboundOut(message), promise: nil)
         wroteSinceFlush = true
     }
 
@@ -198,34 +225,37 @@ final class HTTPRequestHandler: ChannelInboundHandler {
 
 /// One finished HTTP answer.
 struct HTTPReply {
+    /// How the answer is framed, from its request.
+    struct Form {
+        var keepAlive: Bool
+        /// An answer to `HEAD`: the headers only.
+        var headOnly: Bool
+    }
+
     var status: HTTPResponseStatus
     var body: BrokerResponse
-    var keepAlive: Bool
+    var form: Form
     /// A plain-text body (`/metrics`) sent instead of the JSON `body`.
     var text: String?
     /// An `HTTPService`'s answer, sent as it is instead of `body`.
     var custom: HTTPServiceResponse?
 
-    init(status: HTTPResponseStatus, body: BrokerResponse, keepAlive: Bool) {
+    init(status: HTTPResponseStatus, body: BrokerResponse, form: Form) {
         self.status = status
         self.body = body
-        self.keepAlive = keepAlive
+        self.form = form
     }
 
-    init(_ response: BrokerResponse, keepAlive: Bool) {
+    init(_ response: BrokerResponse, form: Form) {
         let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
-        self.init(status: status, body: response, keepAlive: keepAlive)
+        self.init(status: status, body: response, form: form)
     }
 }
 
 extension HTTPServiceRequest {
     init(_ head: HTTPRequestHead) {
-        let components = URLComponents(string: head.uri)
-        self.init(
-            method: head.method.rawValue,
-            path: components?.path ?? head.uri,
-            query: (components?.queryItems ?? []).map { ($0.name, $0.value ?? "") },
-            headers: head.headers.map { ($0.name, $0.value) })
+        let target = HTTPRequestTarget(head.uri)
+        self.init(method: head.method.rawValue, path: target.path, query: target.query, headers: head.headers.map { ($0.name, $0.value) })
     }
 }
 
@@ -241,19 +271,21 @@ enum HTTPRoute {
             self = .reply(.methodNotAllowed, .failure(id: nil, WireError(code: .badRequest, message: "method \(head.method) is not supported; use GET")))
             return
         }
-        let components = URLComponents(string: head.uri)
-        let query = Dictionary((components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
-        switch components?.path ?? head.uri {
+        let target = HTTPRequestTarget(head.uri)
+        switch target.path {
         case "/v1/token":
             var minValidity: Int?
-            if let text = query["minValiditySeconds"] {
+            if let text = target.first("minValiditySeconds") {
                 guard let value = Int(text), value >= 0 else {
                     self = .reply(.badRequest, .failure(id: nil, WireError(code: .badRequest, message: "query parameter 'minValiditySeconds' must be a non-negative integer")))
                     return
                 }
                 minValidity = value
             }
-            self = .broker(BrokerRequest(op: "token", scope: query["scope"], resource: query["resource"], identity: query["identity"], minValiditySeconds: minValidity))
+            self = .broker(
+                BrokerRequest(
+                    op: "token", scope: target.first("scope"), resource: target.first("resource"), identity: target.first("identity"),
+                    minValiditySeconds: minValidity))
         case "/v1/status":
             self = .broker(BrokerRequest(op: "status"))
         case "/healthz":

@@ -38,14 +38,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             switch service == nil ? Self.classify(first) : .http {
             case .http:
                 connectionGuard?.kind = .http
-                var limits = NIOHTTPDecoderLimitConfiguration()
-                limits.maxHeaderFieldSize = maxRequestBytes
-                limits.maxHeaderListSize = maxRequestBytes
-                limits.maxHeaderFieldCount = 256
-                try pipeline.configureHTTPServerPipeline(
-                    position: .after(self), withPipeliningAssistance: false, withErrorHandling: false,
-                    withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-                try pipeline.addHandler(HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics, service: service))
+                try HTTPRequestHandler.addHandlers(
+                    to: pipeline, position: .after(self), maxHeadBytes: maxRequestBytes, responder: responder, peer: peer, metrics: metrics,
+                    service: service)
             case .ndjson:
                 connectionGuard?.kind = .ndjson
                 try pipeline.addHandler(NDJSONHandler(responder: responder, peer: peer, maxLineBytes: maxRequestBytes), position: .after(self))

@@ -194,8 +194,8 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     /// The HTTP half of the pipeline on its own, as the sniffer installs it.
     private func httpChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-        try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(responder: ScriptedResponder(), peer: testPeer))
+        try HTTPRequestHandler.addHandlers(
+            to: channel.pipeline.syncOperations, maxHeadBytes: WireProtocol.maxRequestBytes, responder: ScriptedResponder(), peer: testPeer)
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
         return channel
     }
