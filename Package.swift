@@ -113,6 +113,7 @@ let package = Package(
 
         // libsystemd, reached only through SystemdSupport.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CMalloc"),
 
         // sd_notify, watchdog, socket activation and journald: the only module that touches libsystemd.
         .target(
@@ -136,6 +137,7 @@ let package = Package(
                 "DevIdentityProvider",
                 "ExecPlugins",
                 "SystemdSupport",
+                "CMalloc",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),

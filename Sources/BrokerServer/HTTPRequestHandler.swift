@@ -42,6 +42,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var inReadBatch = false
     private var wroteSinceFlush = false
     private var readGate = ReadGate()
+    private var plainToken = WireCoding.PlainTokenMemo()
 
     init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil) {
         self.responder = responder
@@ -179,7 +180,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
             return
         }
-        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator)
+        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
         let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
         let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
         writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, form: reply.form, context: context)

@@ -25,6 +25,7 @@ final class NDJSONHandler: ChannelInboundHandler {
     private var unfinishedLine: ByteBuffer?
     /// A line was too long: nothing more is read from this connection.
     private var refusedLine = false
+    private var plainToken = WireCoding.PlainTokenMemo()
 
     init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes) {
         self.responder = responder
@@ -133,7 +134,7 @@ final class NDJSONHandler: ChannelInboundHandler {
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse, context: ChannelHandlerContext) {
-        let line = WireCoding.encode(response, allocator: context.channel.allocator, newline: true)
+        let line = WireCoding.encode(response, allocator: context.channel.allocator, newline: true, memo: &plainToken)
         guard var buffer = sequencer.complete(slot, with: line) else { return }
         repeat {
             context.write(wrapOutboundOut(buffer), promise: nil)

@@ -65,9 +65,36 @@ enum WireCoding {
         codingPath.map(\.stringValue).joined(separator: ".")
     }
 
+    /// The last token a connection sent that needed no escaping, so that the ~1.2 KB
+    /// are scanned once per token and connection rather than once per answer
+    /// (comparing bytes is several times cheaper than checking them).
+    struct PlainTokenMemo {
+        private var token: String?
+
+        fileprivate func holds(_ candidate: String) -> Bool {
+            guard var known = token else { return false }
+            var candidate = candidate
+            return known.withUTF8 { known in
+                candidate.withUTF8 { candidate in
+                    known.count == candidate.count && (known.isEmpty || memcmp(known.baseAddress!, candidate.baseAddress!, known.count) == 0)
+                }
+            }
+        }
+
+        fileprivate mutating func remember(_ plain: String) {
+            token = plain
+        }
+    }
+
     /// Encodes `response` as JSON, followed by `\n` when `newline` is true.
     static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool = false) -> ByteBuffer {
-        if let buffer = encodeToken(response, allocator: allocator, newline: newline) { return buffer }
+        var memo = PlainTokenMemo()
+        return encode(response, allocator: allocator, newline: newline, memo: &memo)
+    }
+
+    /// Encodes `response`, remembering in `memo` a token found to need no escaping.
+    static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool = false, memo: inout PlainTokenMemo) -> ByteBuffer {
+        if let buffer = encodeToken(response, allocator: allocator, newline: newline, memo: &memo) { return buffer }
         let bytes = response.jsonBytes()
         var buffer = allocator.buffer(capacity: bytes.count + 1)
         buffer.writeBytes(bytes)
@@ -78,16 +105,19 @@ enum WireCoding {
     /// The hot path: a token response (no `status`, no `error`) written straight into a
     /// buffer of the right size, each string copied whole. Byte for byte what
     /// `jsonBytes()` writes; nil when a string needs escaping (left to `jsonBytes()`).
-    private static func encodeToken(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool) -> ByteBuffer? {
+    private static func encodeToken(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool, memo: inout PlainTokenMemo) -> ByteBuffer? {
         guard response.status == nil, response.error == nil, response.credentials == nil, let token = response.token else { return nil }
-        var strings = 0
+        var strings = token.utf8.count
         var plain = true
         func measure(_ text: String?) {
             guard let text else { return }
             if needsEscaping(text) { plain = false }
             strings += text.utf8.count
         }
-        measure(token)
+        if !memo.holds(token) {
+            guard !needsEscaping(token) else { return nil }
+            memo.remember(token)
+        }
         measure(response.tokenType)
         measure(response.identity)
         measure(response.scope)

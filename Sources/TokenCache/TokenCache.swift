@@ -55,7 +55,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     public func cachedToken(for key: TokenKey, minimumValidity: Duration? = nil) -> CachedToken? {
         let instant = clock.now
         let minimum = minimumValidity ?? configuration.defaultMinimumValidity
-        return state.withLock { state -> CachedToken? in
+        let hit = state.withLock { state -> (token: AccessToken, left: Duration, hits: Counter)? in
             // Entries are references: one lookup per level, and the hit is recorded
             // through the reference, without writing the dictionaries back.
             guard let identity = state.identities[key.identity], let entry = identity.entries[key.scope],
@@ -64,9 +64,11 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             let left = instant.duration(to: validUntil)
             guard left >= minimum else { return nil }
             entry.lastRequested = instant
-            identity.hits.increment()
-            return CachedToken(token: token, expiresIn: left, key: key)
+            return (token, left, identity.hits)
         }
+        guard let hit else { return nil }
+        hit.hits.increment()  // outside the lock: the other event loops wait on it
+        return CachedToken(token: hit.token, expiresIn: hit.left, key: key)
     }
 
     /// Whether a still-valid token is cached for `key`. A look only: unlike `cachedToken`,

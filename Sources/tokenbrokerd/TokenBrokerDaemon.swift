@@ -62,6 +62,7 @@ extension TokenBrokerDaemon {
         func run() async throws {
             BrokerApplication.resetSignalMask()
             let environment = ProcessInfo.processInfo.environment
+            BrokerApplication.limitHeapArenas(environment: environment)
             if dev {
                 let logger = logging.bootstrap()
                 try await DevMode.run(stateDirectory: stateDir, socketPath: socket, environment: environment, logger: logger)

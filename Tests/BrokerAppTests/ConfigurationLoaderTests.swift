@@ -30,6 +30,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         limits:
           maxConnections: 256
           idleTimeoutSeconds: 30
+          eventLoopThreads: 1
         cache:
           maxScopesPerIdentity: 16
           minValiditySeconds: 120
@@ -67,6 +68,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(configuration.socket.group == "root")
         #expect(configuration.limits.maxConnections == 256)
         #expect(configuration.limits.idleTimeoutSeconds == 30)
+        #expect(configuration.limits.eventLoopThreads == 1)
         #expect(configuration.cache.maxScopesPerIdentity == 16)
         #expect(configuration.cache.minValiditySeconds == 120)
         #expect(configuration.upstream.caFile == "/etc/tokenbroker/extra-ca.pem")
@@ -198,6 +200,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         ("log: { level: loud }\n", "log.level", "trace, debug, info"),
         ("limits: { maxConnections: 0 }\n", "limits.maxConnections", "between 1 and"),
         ("limits: { idleTimeoutSeconds: soon }\n", "limits.idleTimeoutSeconds", "integer"),
+        ("limits: { eventLoopThreads: 0 }\n", "limits.eventLoopThreads", "between 1 and"),
         ("cache: { minValiditySeconds: -5 }\n", "cache.minValiditySeconds", "between 0 and"),
         ("upstream: { timeoutSeconds: 9999 }\n", "upstream.timeoutSeconds", "between 1 and 600"),
         ("sockets: {}\n", "sockets", "unknown field"),

@@ -46,6 +46,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var requestsPerSecondPerUID = 1000
         /// `requestBurstPerUID`, default 2000: requests one uid may send at once above the rate.
         public var requestBurstPerUID = 2000
+        /// `eventLoopThreads`: threads serving connections and upstream calls; nil (the
+        /// default) is one per CPU.
+        public var eventLoopThreads: Int?
     }
 
     /// `cache:`
