@@ -140,13 +140,14 @@ class Suite:
 
     def config_yaml(self, socket_path, max_scopes=20000):
         e = self.endpoints
+        threads = f", eventLoopThreads: {self.args.event_loop_threads}" if self.args.event_loop_threads else ""
         return (
             f"socket: {{ path: {socket_path} }}\n"
             f"upstream: {{ caFile: {e['caFile']} }}\n"
             f"log: {{ level: info }}\n"
             f"cache: {{ maxScopesPerIdentity: {max_scopes} }}\n"
             # One uid drives all the load: lift the per-uid limits (not what is measured).
-            f"limits: {{ maxConnections: 4096, maxConnectionsPerUID: 4096, requestsPerSecondPerUID: 0 }}\n"
+            f"limits: {{ maxConnections: 4096, maxConnectionsPerUID: 4096, requestsPerSecondPerUID: 0{threads} }}\n"
             f"identities:\n"
             f"  - name: default\n"
             f"    source: {{ file: {e['tokenFile']} }}\n"
@@ -551,7 +552,8 @@ def report(results, args):
     mc = results["machine"]
     add(f"TokenBroker benchmarks: {results['mode']} mode, **{results['build']} build**, {mc.get('cores')} cores "
         f"({mc.get('cpu', '?')}), kernel {mc.get('kernel', '?')}; response {results.get('responseBytes')} bytes; "
-        f"{args.duration:g} s per point after {args.warmup:g} s warm-up; pipelining depth {args.depth}. "
+        f"{args.duration:g} s per point after {args.warmup:g} s warm-up; pipelining depth {args.depth}; "
+        f"broker event loop threads: {args.event_loop_threads or 'default (one per CPU)'}. "
         f"\"µs CPU/req\" is the server's user+system CPU time (all its threads and worker processes) per response, warm-up included: "
         f"the figure least disturbed by other work on the machine.")
     add("")
@@ -657,6 +659,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--json-out")
     p.add_argument("--profile", choices=["ndjson", "http"], help="only profile the broker under one 32-connection point")
+    p.add_argument("--event-loop-threads", type=int, help="limits.eventLoopThreads of the broker (default: its own default, one per CPU)")
     args = p.parse_args()
     if args.quick:
         args.duration, args.warmup, args.depth, args.million, args.tokens, args.cold_conns, args.nginx_workers = 1.0, 0.3, 16, 100_000, 1000, 1000, "auto"

@@ -52,6 +52,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
 
     /// The cached token for `key` if it is valid for at least `minimumValidity`;
     /// nil otherwise. Never waits: this is the hot path.
+    @_specialize(exported: true, where C == ContinuousClock)
     public func cachedToken(for key: TokenKey, minimumValidity: Duration? = nil) -> CachedToken? {
         let instant = clock.now
         let minimum = minimumValidity ?? configuration.defaultMinimumValidity
