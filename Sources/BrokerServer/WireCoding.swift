@@ -123,29 +123,92 @@ enum WireCoding {
         measure(response.scope)
         if case .string(let id) = response.id { measure(id) }
         guard plain else { return nil }
-        var buffer = allocator.buffer(capacity: strings + 160)
-        buffer.writeStaticString("{")
-        switch response.id {
-        case .number(let n): buffer.writeString(#""id":\#(n),"#)
-        case .string(let s): buffer.writeString(#""id":"\#(s)","#)
-        case nil: break
+        // One pass of plain copies into one reservation: each ByteBuffer write is an
+        // exclusivity check and a capacity check, and there would be about twenty.
+        var buffer = allocator.buffer(capacity: strings + 192)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: strings + 192) { raw in
+            var out = RawWriter(raw)
+            out.write("{")
+            switch response.id {
+            case .number(let n):
+                out.write(#""id":"#)
+                out.write(n)
+                out.write(",")
+            case .string(let s):
+                out.write(#""id":""#)
+                out.write(s)
+                out.write(#"","#)
+            case nil: break
+            }
+            /// `,"name":"value"` for a string already known to need no escaping.
+            func stringField(_ prefix: StaticString, _ value: String?) {
+                guard let value else { return }
+                out.write(prefix)
+                out.write(value)
+                out.write("\"")
+            }
+            out.write(response.ok ? #""ok":true"# : #""ok":false"#)
+            stringField(#","token":""#, token)
+            stringField(#","tokenType":""#, response.tokenType)
+            if let expiresOn = response.expiresOn {
+                out.write(#","expiresOn":"#)
+                out.write(expiresOn)
+            }
+            if let expiresIn = response.expiresIn {
+                out.write(#","expiresIn":"#)
+                out.write(expiresIn)
+            }
+            stringField(#","identity":""#, response.identity)
+            stringField(#","scope":""#, response.scope)
+            out.write(newline ? "}\n" : "}")
+            return out.count
         }
-        /// `,"name":"value"` for a string already known to need no escaping.
-        func stringField(_ prefix: StaticString, _ value: String?) {
-            guard let value else { return }
-            buffer.writeStaticString(prefix)
-            buffer.writeString(value)
-            buffer.writeStaticString("\"")
-        }
-        buffer.writeStaticString(response.ok ? #""ok":true"# : #""ok":false"#)
-        stringField(#","token":""#, token)
-        stringField(#","tokenType":""#, response.tokenType)
-        if let expiresOn = response.expiresOn { buffer.writeString(#","expiresOn":\#(expiresOn)"#) }
-        if let expiresIn = response.expiresIn { buffer.writeString(#","expiresIn":\#(expiresIn)"#) }
-        stringField(#","identity":""#, response.identity)
-        stringField(#","scope":""#, response.scope)
-        buffer.writeStaticString(newline ? "}\n" : "}")
         return buffer
+    }
+
+    /// Appends bytes to memory reserved for them (at most 192 bytes beyond the strings'
+    /// lengths are written: the constant parts and up to three 20-digit integers).
+    private struct RawWriter {
+        let base: UnsafeMutableRawBufferPointer
+        private(set) var count = 0
+
+        init(_ base: UnsafeMutableRawBufferPointer) {
+            self.base = base
+        }
+
+        mutating func write(_ text: StaticString) {
+            copy(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        mutating func write(_ text: String) {
+            var text = text
+            text.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
+        }
+
+        mutating func write(_ number: Int64) {
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits and a sign
+            withUnsafeMutableBytes(of: &digits) { scratch in
+                var magnitude = number.magnitude
+                var end = scratch.count
+                repeat {
+                    end -= 1
+                    scratch[end] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                if number < 0 {
+                    end -= 1
+                    scratch[end] = UInt8(ascii: "-")
+                }
+                copy(UnsafeRawBufferPointer(rebasing: scratch[end...]))
+            }
+        }
+
+        private mutating func copy(_ bytes: UnsafeRawBufferPointer) {
+            precondition(count + bytes.count <= base.count, "RawWriter: reservation exceeded")
+            guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+            (base.baseAddress! + count).copyMemory(from: source, byteCount: bytes.count)
+            count += bytes.count
+        }
     }
 
     /// Whether `text` has a byte that must be escaped in a JSON string.

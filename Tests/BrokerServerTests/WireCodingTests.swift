@@ -1,4 +1,6 @@
+import NIOCore
 import Testing
+import TokenBrokerProtocol
 
 @testable import BrokerServer
 
@@ -19,5 +21,27 @@ import Testing
         #expect(!WireCoding.needsEscaping("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl-_"))
         #expect(!WireCoding.needsEscaping("bücher ✓ 𝄞 plain"))
         #expect(WireCoding.needsEscaping("tab\there"))
+    }
+
+    /// The token fast path writes exactly what the general JSON writer writes.
+    @Test(arguments: [
+        BrokerResponse(id: .number(7), ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599, identity: "default", scope: "https://storage.azure.com/.default"),
+        BrokerResponse(id: .number(Int64.min), ok: true, token: "t", tokenType: "Bearer", expiresOn: Int64.max, expiresIn: -5, identity: "a", scope: "s"),
+        BrokerResponse(id: .number(0), ok: true, token: "", expiresIn: 0),
+        BrokerResponse(id: .string("req-1"), ok: true, token: "t", identity: "web"),
+        BrokerResponse(id: .string(""), ok: false, token: "t"),
+        BrokerResponse(id: nil, ok: true, token: "t", tokenType: "Bearer", scope: "https://vault.azure.net/.default"),
+        BrokerResponse(id: .string("needs \"escaping\""), ok: true, token: "t"),
+        BrokerResponse(id: nil, ok: true, token: "tab\there", scope: "s"),
+        BrokerResponse(id: .number(1), ok: true, token: "t", scope: "bücher/✓"),
+    ])
+    func tokenAnswersAreWrittenAsTheJSONWriterWritesThem(_ response: BrokerResponse) {
+        for newline in [false, true] {
+            var memo = WireCoding.PlainTokenMemo()
+            for _ in 0..<2 {  // the second time, the token is known to be plain
+                let buffer = WireCoding.encode(response, allocator: ByteBufferAllocator(), newline: newline, memo: &memo)
+                #expect(Array(buffer.readableBytesView) == response.jsonBytes() + (newline ? [UInt8(ascii: "\n")] : []))
+            }
+        }
     }
 }
