@@ -164,6 +164,11 @@ let package = Package(
             ]
         ),
 
+        // The benchmark's SwiftNIO reference server (bench/run.py), not part of the product.
+        .executableTarget(
+            name: "tokenbroker-nio-floor",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
         .testTarget(
             name: "TokenCacheTests",

@@ -189,7 +189,8 @@ class Suite:
     def server_pids(self, path):
         """The processes serving `path` (nginx: its workers too)."""
         name = {getattr(self, "sock", None): "broker", getattr(self, "floor_sock", None): "floor",
-                getattr(self, "floor_http_sock", None): "floor-http", getattr(self, "nginx_sock", None): "nginx"}.get(path)
+                getattr(self, "floor_http_sock", None): "floor-http", getattr(self, "nginx_sock", None): "nginx",
+                getattr(self, "nio_floor_sock", None): "nio-floor"}.get(path)
         child = next((c for c in self.children if c.name == name), None)
         if not child:
             return []
@@ -227,6 +228,13 @@ class Suite:
         a = self.start("floor", [floor, self.floor_sock, self.response_file])
         b = self.start("floor-http", [floor, self.floor_http_sock, self.response_file, "--http"])
         self.wait_for("the floor sockets", lambda: os.path.exists(self.floor_sock) and os.path.exists(self.floor_http_sock), child=a)
+        self.nio_floor_sock = None
+        if self.args.nio_floor:
+            # As many event loops as the broker has: what the broker would cost if its own work were free.
+            self.nio_floor_sock = os.path.join(self.workdir, "niofloor.sock")
+            threads = str(self.args.event_loop_threads or os.cpu_count())
+            c = self.start("nio-floor", [self.args.nio_floor, self.nio_floor_sock, self.response_file, threads])
+            self.wait_for("the NIO floor socket", lambda: os.path.exists(self.nio_floor_sock), child=c)
         self.nginx_sock = None
         nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
         if not nginx:
@@ -323,7 +331,9 @@ http {{
         depth = self.args.depth
         for conns in conn_list:
             for d in (1, depth):
-                for name, path in (("ours", self.sock), ("floor", self.floor_sock)):
+                for name, path in (("ours", self.sock), ("floor", self.floor_sock), ("nio", self.nio_floor_sock)):
+                    if not path:
+                        continue
                     key = f"ndjson c{conns} p{d} {name}"
                     r[key] = self.loadgen(path, "ndjson", conns, d)
                     log(f"{key}: {r[key]['rps']:.0f} req/s p99 {r[key]['p99us']:.0f} us errors {r[key]['errors']} "
@@ -557,8 +567,8 @@ def report(results, args):
         f"\"µs CPU/req\" is the server's user+system CPU time (all its threads and worker processes) per response, warm-up included: "
         f"the figure least disturbed by other work on the machine.")
     add("")
-    add("| scenario | ours | C floor | nginx | ours / floor | ours / nginx | target | met |")
-    add("|---|---|---|---|---|---|---|---|")
+    add("| scenario | ours | C floor | nginx | ours / floor | ours / nginx | target | met | NIO floor | ours / NIO floor |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
     t = results.get("throughput", {})
 
     def cell(res):
@@ -584,7 +594,9 @@ def report(results, args):
         if proto == "http" and c == "c32" and ours and nginx:
             target = "≥ 1.0 × nginx"
             met = "yes" if ours["rps"] >= nginx["rps"] else "**no**"
-        add(f"| {label} | {cell(ours)} | {cell(floor)} | {cell(nginx) if nginx else '—'} | {ratio(ours, floor)} | {ratio(ours, nginx) if nginx else '—'} | {target} | {met} |")
+        nio = t.get(key + " nio")
+        add(f"| {label} | {cell(ours)} | {cell(floor)} | {cell(nginx) if nginx else '—'} | {ratio(ours, floor)} | {ratio(ours, nginx) if nginx else '—'} | {target} | {met} | "
+            f"{cell(nio) if nio else '—'} | {ratio(ours, nio) if nio else '—'} |")
 
     h = results.get("h2load", {})
     for c in sorted({int(k.split()[1][1:]) for k in h}):
@@ -659,6 +671,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--json-out")
     p.add_argument("--profile", choices=["ndjson", "http"], help="only profile the broker under one 32-connection point")
+    p.add_argument("--nio-floor", help="the tokenbroker-nio-floor binary (the SwiftNIO reference server)")
     p.add_argument("--event-loop-threads", type=int, help="limits.eventLoopThreads of the broker (default: its own default, one per CPU)")
     args = p.parse_args()
     if args.quick:
