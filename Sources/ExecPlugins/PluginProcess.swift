@@ -130,7 +130,14 @@ enum PluginProcess {
             envp.forEach { free($0) }
         }
         var pid = pid_t()
-        let result = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        var result = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        // A file just written can be open for writing in a process forked at that moment
+        // (until it execs): exec then fails with ETXTBSY for a short while. Try again a
+        // few times (this runs on the plugin runner's own thread, not an event loop).
+        for _ in 0..<5 where result == ETXTBSY {
+            usleep(20_000)
+            result = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        }
         // glibc reports exec failures (ENOENT, EACCES, ENOEXEC) here, not as exit 127.
         return result == 0 ? .success(pid) : .failure(SpawnError(errno: result))
     }
