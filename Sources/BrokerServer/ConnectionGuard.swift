@@ -70,6 +70,12 @@ final class ConnectionGuard: ChannelDuplexHandler {
         }
         let endsLine = chunk.readableBytesView.last == UInt8(ascii: "\n")
         context.fireChannelRead(data)
+        if kind == .http, !failed, context.channel.isActive, pendingBytes > maxBytes + 4096 {
+            // The first read: the sniffer chose HTTP while it was being handled (and the HTTP
+            // parser has not refused it already).
+            fail(context: context, status: "413 Content Too Large", code: "too_large", message: "request exceeds \(maxBytes) bytes; closing the connection")
+            return
+        }
         guard kind == .ndjson, !failed else { return }
         if endsLine {
             requestCompleted()  // every line in the chunk was complete

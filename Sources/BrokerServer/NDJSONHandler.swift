@@ -36,12 +36,17 @@ final class NDJSONHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refusedLine else { return }
         var buffer = unwrapInboundIn(data)
+        // Bytes already known to hold no `\n` (the unfinished line), not searched again.
+        var searched = 0
+        let ownsBuffer = unfinishedLine != nil
         if var unfinished = unfinishedLine {
             unfinishedLine = nil
+            searched = unfinished.readableBytes
             unfinished.writeBuffer(&buffer)
             buffer = unfinished
         }
-        while let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+        while let newline = buffer.readableBytesView.dropFirst(searched).firstIndex(of: UInt8(ascii: "\n")) {
+            searched = 0
             let length = newline - buffer.readerIndex
             guard length <= maxLineBytes else { return refuseLine(context: context) }
             let line = buffer.readSlice(length: length)!
@@ -49,7 +54,12 @@ final class NDJSONHandler: ChannelInboundHandler {
             serve(line, context: context)
         }
         guard buffer.readableBytes <= maxLineBytes else { return refuseLine(context: context) }
-        if buffer.readableBytes > 0 {
+        guard buffer.readableBytes > 0 else { return }
+        if ownsBuffer {
+            // Already ours: keep growing it (a line sent a byte at a time is not copied again and again).
+            buffer.discardReadBytes()
+            unfinishedLine = buffer
+        } else {
             // A copy, so the channel's receive buffer is not pinned (and can be reused).
             var unfinished = context.channel.allocator.buffer(capacity: max(buffer.readableBytes, 256))
             unfinished.writeBuffer(&buffer)

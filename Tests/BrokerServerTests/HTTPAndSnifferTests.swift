@@ -177,11 +177,17 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
 
     /// `maxRequestBytes` is documented as the longest request line *or HTTP head*, and
     /// docs/protocol.md maps `too_large` to 413.
-    @Test func anHTTPHeadOverTheLimitIsTooLarge() throws {
+    /// (A pad of 8 KiB is also over the guard's own cap in the first read.)
+    @Test(arguments: [4096, 8192])
+    func anHTTPHeadOverTheLimitIsTooLarge(pad: Int) throws {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024))
+        // As the server builds it; the guard and the HTTP parser must not both answer.
+        try channel.pipeline.syncOperations.addHandlers([
+            ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60), maxBytes: 1024),
+            ProtocolSniffer(responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024),
+        ])
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
-        _ = try? channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "p", count: 4096))\r\n\r\n"))
+        _ = try? channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "p", count: pad))\r\n\r\n"))
         let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
         #expect(replies.map(\.status) == [413])
         #expect(replies.first?.json?.error?.code == "too_large")

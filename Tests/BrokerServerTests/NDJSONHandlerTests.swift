@@ -29,6 +29,18 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
         #expect(try channel.finish().isClean)
     }
 
+    @Test func aLineSentAByteAtATimeIsAnsweredOnceThenTheNextLine() throws {
+        let channel = try ndjsonChannel(ScriptedResponder())
+        for byte in #"{"op":"ping","id":1}"#.utf8 {
+            try channel.writeInbound(ByteBuffer(bytes: [byte]))
+        }
+        #expect(try responses(in: drainOutbound(channel)).isEmpty)
+        let answers = try send(channel, "\n" + #"{"op":"ping","id":2}"# + "\n" + #"{"op":"pi"#)
+        #expect(answers.map(\.id) == [.number(1), .number(2)])
+        #expect(try send(channel, #"ng","id":3}"# + "\n").map(\.id) == [.number(3)])
+        _ = try channel.finish()
+    }
+
     @Test func twoRequestsInOneReadAreAnsweredInOrder() throws {
         let channel = try ndjsonChannel(ScriptedResponder())
         let answers = try send(channel, #"{"op":"ping","id":1}"# + "\n" + #"{"op":"token","scope":"https://storage.azure.com/.default","id":"two"}"# + "\n")

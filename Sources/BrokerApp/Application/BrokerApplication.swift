@@ -28,9 +28,10 @@ public enum BrokerApplication {
     /// Caps glibc's heap arenas at two, before threads start. glibc gives threads that
     /// allocate arenas of their own (up to eight per CPU), and the event loops and the
     /// concurrency pool then hold several half-empty heaps: 14 MiB of 100 with 10,000
-    /// cached tokens (docs/benchmarks.md). `MALLOC_ARENA_MAX` in the environment wins.
+    /// cached tokens (docs/benchmarks.md). `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max`
+    /// tunable in the environment wins.
     public static func limitHeapArenas(environment: [String: String]) {
-        guard environment["MALLOC_ARENA_MAX"] == nil else { return }
+        guard environment["MALLOC_ARENA_MAX"] == nil, !(environment["GLIBC_TUNABLES"] ?? "").contains("glibc.malloc.arena_max") else { return }
         _ = mallopt(M_ARENA_MAX, 2)
     }
 
@@ -50,9 +51,30 @@ public enum BrokerApplication {
         logger: Logger,
         onReady: @escaping @Sendable () -> Void = {}
     ) async throws {
-        // Before the first use of the shared group, which then has this many threads.
-        if let threads = configuration.limits.eventLoopThreads { NIOSingletons.groupLoopCountSuggestion = threads }
-        let group = MultiThreadedEventLoopGroup.singleton
+        // `limits.eventLoopThreads`: a group of that size of our own; otherwise NIO's shared
+        // group, one loop per CPU. (Resizing the shared group is allowed only before anything
+        // in the process has used it.)
+        let ownGroup = configuration.limits.eventLoopThreads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+        do {
+            try await run(
+                configuration: configuration, environment: environment, group: ownGroup ?? .singleton, reload: reload, extraServices: extraServices,
+                logger: logger, onReady: onReady)
+        } catch {
+            try? await ownGroup?.shutdownGracefully()
+            throw error
+        }
+        try? await ownGroup?.shutdownGracefully()
+    }
+
+    private static func run(
+        configuration: BrokerConfiguration,
+        environment: [String: String],
+        group: MultiThreadedEventLoopGroup,
+        reload: (@Sendable () throws -> BrokerConfiguration)?,
+        extraServices: [any Service],
+        logger: Logger,
+        onReady: @escaping @Sendable () -> Void
+    ) async throws {
         var upstream = UpstreamHTTPConfiguration()
         upstream.requestTimeout = .seconds(configuration.upstream.timeoutSeconds)
         upstream.allowInsecureHTTPForLoopback = configuration.upstream.allowInsecureLoopback
