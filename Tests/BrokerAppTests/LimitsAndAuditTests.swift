@@ -128,6 +128,20 @@ struct AuditLogTests {
         #expect(records[31].message == "token granted" && records[32].message == "token granted")
     }
 
+    @Test("records from many threads at once: every one is either logged or counted")
+    func concurrentRecordsAreAllAccountedFor() {
+        let captured = CapturedRecords()
+        let clock = ManualClock()
+        let audit = AuditLog(logger: captured.logger(label: "tokenbroker.audit"), clock: clock, recordsPerSecond: 10, burst: 20)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<5_000 { audit.record(.granted, identity: "x", scope: "s", peer: Self.peer) }
+        }
+        #expect(captured.all.count == 20)
+        clock.advance(by: .seconds(10))
+        audit.flushSuppressed()
+        #expect(captured.all.last?.message == "19980 audit records suppressed")
+    }
+
     @Test("suppressed records are reported by the periodic summary too")
     func periodicSummary() async throws {
         let captured = CapturedRecords()

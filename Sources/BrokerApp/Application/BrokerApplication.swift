@@ -82,7 +82,6 @@ public enum BrokerApplication {
         let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
 
         let metrics = BrokerMetrics()
-        metrics.bootstrap()
         let runtime = BrokerRuntime(configuration: configuration, transport: transport, metrics: metrics, logger: logger)
         metrics.describe(runtime)
         runtime.apply(configuration)

@@ -32,6 +32,12 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
     private let clock: C
     private let summaryInterval: Duration
     private let state: Mutex<(bucket: TokenBucket<C.Instant>, suppressed: Int, lastSummary: C.Instant)>
+    /// Under load nearly every record is suppressed, on every request: until the bucket
+    /// has a token again (nanoseconds after `origin`) they are only counted, without the
+    /// lock that the event loops would otherwise contend for.
+    private let origin: C.Instant
+    private let emptyUntil = Atomic<Int64>(.min)
+    private let suppressedWithoutLock = Atomic<Int>(0)
 
     /// An audit log passing `recordsPerSecond` with bursts of `burst`.
     init(logger: Logger, clock: C, recordsPerSecond: Int = 20, burst: Int = 200, summaryInterval: Duration = .seconds(10)) {
@@ -39,23 +45,30 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         self.clock = clock
         self.summaryInterval = summaryInterval
         let now = clock.now
+        self.origin = now
         self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: now), 0, now))
     }
 
     /// Records one decision.
     func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil) {
         let now = clock.now
+        let sinceOrigin = Self.nanoseconds(origin.duration(to: now))
+        if sinceOrigin < emptyUntil.load(ordering: .relaxed) {
+            suppressedWithoutLock.add(1, ordering: .relaxed)
+            return
+        }
         let (admitted, suppressed) = state.withLock { state -> (Bool, Int) in
-            guard state.bucket.take(at: now) == nil else {
+            if let wait = state.bucket.take(at: now) {
                 state.suppressed += 1
+                emptyUntil.store(sinceOrigin &+ min(Self.nanoseconds(wait), Int64.max / 2), ordering: .relaxed)
                 return (false, 0)
             }
-            guard state.suppressed > 0, state.lastSummary.advanced(by: summaryInterval) <= now else { return (true, 0) }
-            defer {
-                state.suppressed = 0
-                state.lastSummary = now
-            }
-            return (true, state.suppressed)
+            guard state.lastSummary.advanced(by: summaryInterval) <= now else { return (true, 0) }
+            let total = state.suppressed + suppressedWithoutLock.exchange(0, ordering: .relaxed)
+            guard total > 0 else { return (true, 0) }
+            state.suppressed = 0
+            state.lastSummary = now
+            return (true, total)
         }
         guard admitted else { return }
         if suppressed > 0 { logSuppressed(suppressed) }
@@ -79,7 +92,7 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
                 state.suppressed = 0
                 state.lastSummary = now
             }
-            return state.suppressed
+            return state.suppressed + suppressedWithoutLock.exchange(0, ordering: .relaxed)
         }
         if suppressed > 0 { logSuppressed(suppressed) }
     }
@@ -93,6 +106,15 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
             }
         }
         flushSuppressed()
+    }
+
+    /// `duration` in nanoseconds, saturating.
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (total, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflowAgain ? (whole < 0 ? .min : .max) : total
     }
 
     private func logSuppressed(_ count: Int) {

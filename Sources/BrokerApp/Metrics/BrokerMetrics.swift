@@ -19,17 +19,21 @@ final class BrokerMetrics: MetricsExposition {
     private let openConnections: Mutex<(@Sendable () -> Int)?> = Mutex(nil)
     private let requestCounters = Mutex<[String: CoreMetrics.Counter]>([:])
     private let stateGauges = Mutex<[String: Prometheus.Gauge]>([:])
+    /// The successful socket ops, nearly every request there is: made up front (so they
+    /// start at 0, as Prometheus advises) and counted without the lock.
+    private let okCounters: [String: CoreMetrics.Counter]
 
-    init() {}
+    /// Routes swift-metrics to this registry (once per process: `MetricsSystem` allows one).
+    init() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        okCounters = Dictionary(uniqueKeysWithValues: ["token", "status", "ping"].map { op in
+            (op, CoreMetrics.Counter(label: "tokenbroker_requests_total", dimensions: [("op", op), ("outcome", "ok")]))
+        })
+    }
 
     /// The runtime whose state the gauges describe (created after the counters exist).
     func describe(_ runtime: BrokerRuntime) {
         self.runtime.withLock { $0 = runtime }
-    }
-
-    /// Routes swift-metrics to this registry; once per process.
-    func bootstrap() {
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
     }
 
     /// Where the open-connection count comes from (the server, once created).
@@ -42,6 +46,10 @@ final class BrokerMetrics: MetricsExposition {
     static let operations: Set<String> = ["token", "status", "ping", "imds", "app_service", "aws_credentials"]
 
     func countRequest(op: String, outcome: String) {
+        if outcome == "ok", let counter = okCounters[op] {
+            counter.increment()
+            return
+        }
         // Unknown ops are one label value, so a caller cannot grow the label set.
         let op = Self.operations.contains(op) ? op : "other"
         let key = op + "|" + outcome
