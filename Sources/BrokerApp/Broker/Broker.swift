@@ -260,7 +260,9 @@ final class Broker: BrokerResponder {
     private static func isPlausibleScope(_ scope: String) -> Bool {
         // On UTF-8 bytes: every byte of a multi-byte character is ≥ 0x80, so this is the
         // same test as on the characters, without decoding them.
-        (1...1024).contains(scope.utf8.count) && scope.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
+        guard (1...1024).contains(scope.utf8.count) else { return false }
+        let printable = { (byte: UInt8) in byte > 0x20 && byte != 0x7F }
+        return scope.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(printable) } ?? scope.utf8.allSatisfy(printable)
     }
 
     // MARK: Responses
