@@ -19,6 +19,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     private let now: @Sendable () -> Date
     private let logger: Logger
     private let state: Mutex<State>
+    private let finishedExchanges = Atomic<Int>(0)
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -38,7 +39,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
             } else {
-                state.identities[identity] = IdentityEntries(identity: identity, fetcher: fetcher)
+                state.identities[identity] = IdentityEntries(
+                    identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
             }
         }
     }
@@ -107,7 +109,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            let task = startFetch(key: key, fetcher: identity.fetcher, into: entry)
+            let task = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
             entry.inFlight = task
             return .join(task)
         }
@@ -139,8 +141,13 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     }
 
     /// Starts the one exchange for `key`; the task records its own outcome.
-    private func startFetch(key: TokenKey, fetcher: any TokenFetching, into entry: Entry) -> Task<AccessToken, any Error> {
+    private func startFetch(key: TokenKey, fetcher: any TokenFetching, slots: ExchangeSlots, into entry: Entry) -> Task<AccessToken, any Error> {
         Task { [self] in
+            await slots.acquire()
+            defer {
+                slots.release()
+                finishedExchanges.add(1, ordering: .relaxed)
+            }
             let started = clock.now
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
             func count(_ result: String) {
@@ -213,7 +220,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             var started: [Task<AccessToken, any Error>] = []
             for (identity, entries) in state.identities {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
-                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, into: entry)
+                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, slots: entries.slots, into: entry)
                     entry.inFlight = task
                     started.append(task)
                 }
@@ -250,6 +257,9 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         }
     }
 
+    /// Exchanges finished since the cache was made (with either outcome).
+    public var exchangesFinished: Int { finishedExchanges.load(ordering: .relaxed) }
+
     /// How many tokens are cached in all.
     public var count: Int {
         state.withLock { $0.identities.values.reduce(0) { $0 + $1.entries.values.filter { $0.token != nil }.count } }
@@ -269,9 +279,12 @@ extension TokenCache {
         /// so the hot path only increments.
         let hits: Counter
         let misses: Counter
+        /// Bounds this identity's exchanges in flight (`maxConcurrentExchangesPerIdentity`).
+        let slots: ExchangeSlots
 
-        init(identity: String, fetcher: any TokenFetching) {
+        init(identity: String, fetcher: any TokenFetching, concurrentExchanges: Int) {
             self.fetcher = fetcher
+            self.slots = ExchangeSlots(limit: concurrentExchanges)
             self.hits = Counter(label: "tokenbroker_cache_hits_total", dimensions: [("identity", identity)])
             self.misses = Counter(label: "tokenbroker_cache_misses_total", dimensions: [("identity", identity)])
         }

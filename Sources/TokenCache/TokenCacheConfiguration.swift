@@ -16,6 +16,9 @@ public struct TokenCacheConfiguration: Sendable {
     /// (default 30 s, as MSAL does). Without it, a caller asking for a day of
     /// validity would send every request upstream.
     public var minimumRefreshInterval: Duration = .seconds(30)
+    /// Exchanges of one identity in flight at once; more wait in order (default 8, the
+    /// HTTP client's connections per host).
+    public var maxConcurrentExchangesPerIdentity: Int = 8
     /// How often the refresher looks for due refreshes (default 1 s).
     public var refreshTick: Duration = .seconds(1)
     /// Refresh timing and backoff.

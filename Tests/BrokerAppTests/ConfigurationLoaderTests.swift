@@ -33,6 +33,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
           eventLoopThreads: 1
         cache:
           maxScopesPerIdentity: 16
+          maxConcurrentExchanges: 4
           minValiditySeconds: 120
         upstream:
           caFile: /etc/tokenbroker/extra-ca.pem
@@ -70,6 +71,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(configuration.limits.idleTimeoutSeconds == 30)
         #expect(configuration.limits.eventLoopThreads == 1)
         #expect(configuration.cache.maxScopesPerIdentity == 16)
+        #expect(configuration.cache.maxConcurrentExchanges == 4)
         #expect(configuration.cache.minValiditySeconds == 120)
         #expect(configuration.upstream.caFile == "/etc/tokenbroker/extra-ca.pem")
         #expect(configuration.upstream.timeoutSeconds == 20)

@@ -97,6 +97,28 @@ import TokenExchange
     }
 }
 
+@Suite struct ExchangeConcurrency {
+    /// A burst of new scopes is a queue on the token service, not a burst.
+    @Test func anIdentityRunsAtMostItsLimitOfExchangesAtOnce() async throws {
+        let f = CacheFixture { $0.maxConcurrentExchangesPerIdentity = 3 }
+        f.fetcher.hold()
+        let values = try await withThrowingTaskGroup(of: String.self) { group in
+            for n in 0..<20 { group.addTask { try await f.token(Scope("https://app-\(n).example/.default")) } }
+            await f.fetcher.waitForCalls(3)
+            // Time for any exchange beyond the limit to start (it must not).
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(f.fetcher.callCount == 3)
+            f.fetcher.release()
+            var values: [String] = []
+            for try await value in group { values.append(value) }
+            return values
+        }
+        #expect(Set(values).count == 20)
+        #expect(f.fetcher.callCount == 20)
+        #expect(f.fetcher.mostInFlight == 3)
+    }
+}
+
 @Suite struct MinimumValidity {
     @Test func tokenWithTooLittleValidityLeftIsRefetched() async throws {
         let f = CacheFixture()

@@ -20,6 +20,8 @@ final class FakeFetcher: TokenFetching {
         var holding = false
         var held: [CheckedContinuation<Void, Never>] = []
         var callWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var inFlight = 0
+        var mostInFlight = 0
     }
 
     private let state = Mutex(State())
@@ -48,6 +50,8 @@ final class FakeFetcher: TokenFetching {
     }
 
     var callCount: Int { state.withLock { $0.calls.count } }
+    /// The most fetches that were running at the same time.
+    var mostInFlight: Int { state.withLock { $0.mostInFlight } }
     var calls: [Scope] { state.withLock { $0.calls } }
 
     /// Returns once at least `count` fetches have started.
@@ -65,12 +69,15 @@ final class FakeFetcher: TokenFetching {
     func fetchToken(for scope: Scope) async throws(TokenExchangeError) -> AccessToken {
         let (number, outcome, woken) = state.withLock { state in
             state.calls.append(scope)
+            state.inFlight += 1
+            state.mostInFlight = max(state.mostInFlight, state.inFlight)
             let n = state.calls.count
             let woken = state.callWaiters.filter { $0.count <= n }.map(\.continuation)
             state.callWaiters.removeAll { $0.count <= n }
             return (n, state.outcome, woken)
         }
         for continuation in woken { continuation.resume() }
+        defer { state.withLock { $0.inFlight -= 1 } }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let proceed = state.withLock { state -> Bool in
                 guard state.holding else { return true }

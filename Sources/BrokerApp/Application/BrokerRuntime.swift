@@ -31,6 +31,7 @@ final class BrokerRuntime: Service, Sendable {
         cacheConfiguration.maxScopesPerIdentity = configuration.cache.maxScopesPerIdentity
         cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
         cacheConfiguration.minimumRefreshInterval = .seconds(configuration.cache.minRefreshIntervalSeconds)
+        cacheConfiguration.maxConcurrentExchangesPerIdentity = configuration.cache.maxConcurrentExchanges
         self.cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
         self.audit = AuditLog(logger: Logger(label: AuditLog<ContinuousClock>.label), clock: ContinuousClock())
         self.broker = Broker(

@@ -60,6 +60,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         /// `minRefreshIntervalSeconds`, default 30: a caller asking for more validity than
         /// the cached token has triggers at most one refresh per scope in this interval.
         public var minRefreshIntervalSeconds = 30
+        /// `maxConcurrentExchanges`, default 8: exchanges of one identity in flight at once.
+        public var maxConcurrentExchanges = 8
     }
 
     /// `upstream:`

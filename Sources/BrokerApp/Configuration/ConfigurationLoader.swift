@@ -55,10 +55,11 @@ public enum ConfigurationLoader {
         if let limits = reader.mapping(top["limits"], at: "limits", keys: LimitsReader.keys) {
             LimitsReader.read(limits, into: &configuration.limits, reader: &reader)
         }
-        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds"]) {
+        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds", "maxConcurrentExchanges"]) {
             reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map { configuration.cache.maxScopesPerIdentity = $0 }
             reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map { configuration.cache.minValiditySeconds = $0 }
             reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map { configuration.cache.minRefreshIntervalSeconds = $0 }
+            reader.int(cache["maxConcurrentExchanges"], at: "cache.maxConcurrentExchanges", in: 1...1024).map { configuration.cache.maxConcurrentExchanges = $0 }
         }
         if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) {
             configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
