@@ -442,11 +442,7 @@ http {{
         m["refetchedOnSecondPass"] = self.stats()["tokenRequests"] - before
         log(f"{count} tokens cached in {m['fillSeconds']:.1f} s: RSS {m['withTokens'] / MiB:.1f} MiB "
             f"(errors {len(errors)}, refetched {m['refetchedOnSecondPass']} of {len(sample)})")
-        if not self.quick:
-            # Settled: the broker trims its heap at most every 30 s after exchanges (HeapTrimmer).
-            time.sleep(35)
-            m["withTokensSettled"] = self.rss()
-            log(f"{count} tokens, 35 s later: RSS {m['withTokensSettled'] / MiB:.1f} MiB")
+
 
     def rotation(self):
         r = self.results["rotation"] = {"runs": []}
@@ -638,10 +634,7 @@ def report(results, args):
             add(f"| RSS with {m['tokens']:,} cached tokens ({m['tokens']:,} scopes; filled in {m['fillSeconds']:.1f} s, {m['fillErrors']} errors, "
                 f"{m['refetchedOnSecondPass']} refetched on re-read) | {w / MiB:.1f} MiB | | | | | ≤ 64 MiB with 10,000 | "
                 f"{('yes' if w <= 64 * MiB else '**no**') if m['tokens'] >= 10000 else 'n/a (fewer tokens)'} |")
-        if "withTokensSettled" in m:
-            w = m["withTokensSettled"]
-            add(f"| RSS with {m['tokens']:,} cached tokens, idle 35 s after the fill (the heap trimmed after the exchanges) | {w / MiB:.1f} MiB | | | | | ≤ 64 MiB with 10,000 | "
-                f"{('yes' if w <= 64 * MiB else '**no**') if m['tokens'] >= 10000 else 'n/a (fewer tokens)'} |")
+
         if "rounds" in m:
             a = m["afterThroughput"]
             r1, r2 = m["rounds"]

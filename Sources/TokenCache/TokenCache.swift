@@ -19,7 +19,6 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     private let now: @Sendable () -> Date
     private let logger: Logger
     private let state: Mutex<State>
-    private let finishedExchanges = Atomic<Int>(0)
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -144,10 +143,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     private func startFetch(key: TokenKey, fetcher: any TokenFetching, slots: ExchangeSlots, into entry: Entry) -> Task<AccessToken, any Error> {
         Task { [self] in
             await slots.acquire()
-            defer {
-                slots.release()
-                finishedExchanges.add(1, ordering: .relaxed)
-            }
+            defer { slots.release() }
             let started = clock.now
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
             func count(_ result: String) {
@@ -256,9 +252,6 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             }
         }
     }
-
-    /// Exchanges finished since the cache was made (with either outcome).
-    public var exchangesFinished: Int { finishedExchanges.load(ordering: .relaxed) }
 
     /// How many tokens are cached in all.
     public var count: Int {

@@ -106,8 +106,7 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let trimmer = HeapTrimmer(cache: runtime.cache)
-        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, prefetcher, trimmer] + compat.servers + [server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
