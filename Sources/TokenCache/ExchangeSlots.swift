@@ -50,7 +50,4 @@ final class ExchangeSlots: Sendable {
         }
         next?.resume()
     }
-
-    /// Exchanges waiting for a slot (tests).
-    var waiting: Int { state.withLock { $0.waiters.count - $0.head } }
 }
