@@ -371,11 +371,3 @@ final class AcceptTracker: ChannelInboundHandler {
         context.fireChannelRead(data)
     }
 }
-
-extension TimeAmount {
-    /// The same span, in NIO's nanoseconds.
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}

@@ -86,13 +86,8 @@ enum WireCoding {
         }
     }
 
-    /// Encodes `response` as JSON, followed by `\n` when `newline` is true.
-    static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool = false) -> ByteBuffer {
-        var memo = PlainTokenMemo()
-        return encode(response, allocator: allocator, newline: newline, memo: &memo)
-    }
-
-    /// Encodes `response`, remembering in `memo` a token found to need no escaping.
+    /// Encodes `response` as JSON, followed by `\n` when `newline` is true, remembering in
+    /// `memo` a token found to need no escaping.
     static func encode(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool = false, memo: inout PlainTokenMemo) -> ByteBuffer {
         if let buffer = encodeToken(response, allocator: allocator, newline: newline, memo: &memo) { return buffer }
         let bytes = response.jsonBytes()

@@ -22,7 +22,7 @@ final class ExchangeSlots: Sendable {
     func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let granted = state.withLock { state -> Bool in
-                guard state.free == 0 else {
+                if state.free > 0 {
                     state.free -= 1
                     return true
                 }

@@ -1,5 +1,6 @@
 import BrokerServer
 public import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -52,7 +53,7 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
     /// Records one decision.
     func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil) {
         let now = clock.now
-        let sinceOrigin = Self.nanoseconds(origin.duration(to: now))
+        let sinceOrigin = TimeAmount(origin.duration(to: now)).nanoseconds
         if sinceOrigin < emptyUntil.load(ordering: .relaxed) {
             suppressedWithoutLock.add(1, ordering: .relaxed)
             return
@@ -60,7 +61,7 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         let (admitted, suppressed) = state.withLock { state -> (Bool, Int) in
             if let wait = state.bucket.take(at: now) {
                 state.suppressed += 1
-                emptyUntil.store(sinceOrigin &+ min(Self.nanoseconds(wait), Int64.max / 2), ordering: .relaxed)
+                emptyUntil.store(sinceOrigin &+ min(TimeAmount(wait).nanoseconds, Int64.max / 2), ordering: .relaxed)
                 return (false, 0)
             }
             guard state.lastSummary.advanced(by: summaryInterval) <= now else { return (true, 0) }
@@ -106,15 +107,6 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
             }
         }
         flushSuppressed()
-    }
-
-    /// `duration` in nanoseconds, saturating.
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        let (total, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
-        return overflowAgain ? (whole < 0 ? .min : .max) : total
     }
 
     private func logSuppressed(_ count: Int) {

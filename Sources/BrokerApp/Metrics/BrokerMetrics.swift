@@ -26,9 +26,7 @@ final class BrokerMetrics: MetricsExposition {
     /// Routes swift-metrics to this registry (once per process: `MetricsSystem` allows one).
     init() {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        okCounters = Dictionary(uniqueKeysWithValues: ["token", "status", "ping"].map { op in
-            (op, CoreMetrics.Counter(label: "tokenbroker_requests_total", dimensions: [("op", op), ("outcome", "ok")]))
-        })
+        okCounters = Dictionary(uniqueKeysWithValues: ["token", "status", "ping"].map { ($0, Self.requestCounter(op: $0, outcome: "ok")) })
     }
 
     /// The runtime whose state the gauges describe (created after the counters exist).
@@ -55,11 +53,15 @@ final class BrokerMetrics: MetricsExposition {
         let key = op + "|" + outcome
         let counter = requestCounters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = CoreMetrics.Counter(label: "tokenbroker_requests_total", dimensions: [("op", op), ("outcome", outcome)])
+            let counter = Self.requestCounter(op: op, outcome: outcome)
             counters[key] = counter
             return counter
         }
         counter.increment()
+    }
+
+    private static func requestCounter(op: String, outcome: String) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: "tokenbroker_requests_total", dimensions: [("op", op), ("outcome", outcome)])
     }
 
     func prometheusText() -> String {
