@@ -7,7 +7,7 @@ public import TokenBrokerProtocol
 public protocol BrokerResponder: Sendable {
     /// Answers at once when that needs no waiting (a cache hit, `ping`), else nil.
     /// Called on the event loop: must not block.
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse?
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse?
 
     /// Answers `request`, waiting for an exchange if needed. Called only after
     /// `immediateResponse` returned nil for the same request, so per-request accounting
@@ -16,6 +16,38 @@ public protocol BrokerResponder: Sendable {
 
     /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.
     func readiness() -> (ready: Bool, reason: String)
+}
+
+/// An answer given at once, and whether the connection may give it again.
+public struct ImmediateResponse: Sendable {
+    public var response: BrokerResponse
+    /// Set when the same request (apart from its `id`) from the same connection may get
+    /// the same answer again without the responder working it out anew, while this says so.
+    public var repeatable: (any RepeatableAnswer)?
+
+    public init(_ response: BrokerResponse, repeatable: (any RepeatableAnswer)? = nil) {
+        self.response = response
+        self.repeatable = repeatable
+    }
+}
+
+/// The responder's word on sending an answer again (see `AnswerMemo`): a client asking
+/// for the same cached token over and over on one connection then costs a comparison
+/// and a copy instead of a resolution, a cache lookup and an encoding.
+public protocol RepeatableAnswer: AnyObject, Sendable {
+    /// Called on the event loop for each repeat (`request` differs from the one first
+    /// answered at most in its `id`); must not block.
+    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict
+}
+
+public enum RepeatVerdict: Sendable {
+    /// The answer still holds, and the repeat has been accounted for (audit, metrics).
+    case holds
+    /// The answer no longer holds (time moved on, configuration changed); nothing was
+    /// accounted for: the request takes the usual way.
+    case expired
+    /// This answer instead (a rate limit), already accounted for.
+    case instead(BrokerResponse)
 }
 
 /// Renders the Prometheus text exposition served at `GET /metrics`.

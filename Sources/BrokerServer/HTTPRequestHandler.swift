@@ -43,6 +43,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var wroteSinceFlush = false
     private var readGate = ReadGate()
     private var plainToken = WireCoding.PlainTokenMemo()
+    /// The last answer the responder let this connection repeat.
+    private var lastAnswer: AnswerMemo?
 
     init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil) {
         self.responder = responder
@@ -92,8 +94,24 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         case .reply(let status, let body):
             complete(slot, HTTPReply(status: status, body: body, form: form), context: context)
         case .broker(let request):
-            if let response = responder.immediateResponse(to: request, from: peer) {
-                complete(slot, HTTPReply(response, form: form), context: context)
+            if let memo = lastAnswer, let verdict = memo.verdict(for: request, from: peer) {
+                switch verdict {
+                case .holds:
+                    complete(slot, HTTPReply(memo.response, encoded: memo.encoded, form: form), context: context)
+                    return
+                case .instead(let response):
+                    complete(slot, HTTPReply(response, form: form), context: context)
+                    return
+                case .expired:
+                    lastAnswer = nil
+                }
+            }
+            if let immediate = responder.immediateResponse(to: request, from: peer) {
+                guard let repeatable = immediate.repeatable else { return complete(slot, HTTPReply(immediate.response, form: form), context: context) }
+                // HTTP requests have no `id`: the memo's bytes are the whole body.
+                let encoded = WireCoding.encode(immediate.response, allocator: context.channel.allocator, memo: &plainToken)
+                lastAnswer = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
+                complete(slot, HTTPReply(immediate.response, encoded: encoded, form: form), context: context)
                 return
             }
             let responder = self.responder
@@ -180,7 +198,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
             return
         }
-        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
+        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? reply.encoded
+            ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
         let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
         let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
         writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, form: reply.form, context: context)
@@ -240,6 +259,8 @@ struct HTTPReply {
     var text: String?
     /// An `HTTPService`'s answer, sent as it is instead of `body`.
     var custom: HTTPServiceResponse?
+    /// `body` already encoded.
+    var encoded: ByteBuffer?
 
     init(status: HTTPResponseStatus, body: BrokerResponse, form: Form) {
         self.status = status
@@ -247,9 +268,10 @@ struct HTTPReply {
         self.form = form
     }
 
-    init(_ response: BrokerResponse, form: Form) {
+    init(_ response: BrokerResponse, encoded: ByteBuffer? = nil, form: Form) {
         let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
         self.init(status: status, body: response, form: form)
+        self.encoded = encoded
     }
 }
 

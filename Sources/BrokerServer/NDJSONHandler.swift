@@ -26,6 +26,8 @@ final class NDJSONHandler: ChannelInboundHandler {
     /// A line was too long: nothing more is read from this connection.
     private var refusedLine = false
     private var plainToken = WireCoding.PlainTokenMemo()
+    /// The last answer the responder let this connection repeat.
+    private var lastAnswer: AnswerMemo?
 
     init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes) {
         self.responder = responder
@@ -97,8 +99,26 @@ final class NDJSONHandler: ChannelInboundHandler {
         case .failure(let failure):
             complete(slot, .failure(id: failure.id, failure.error), context: context)
         case .success(let request):
-            if let response = responder.immediateResponse(to: request, from: peer) {
-                complete(slot, response, context: context)
+            if let memo = lastAnswer, let verdict = memo.verdict(for: request, from: peer) {
+                switch verdict {
+                case .holds:
+                    complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
+                    return
+                case .instead(let response):
+                    complete(slot, response, context: context)
+                    return
+                case .expired:
+                    lastAnswer = nil
+                }
+            }
+            if let immediate = responder.immediateResponse(to: request, from: peer) {
+                guard let repeatable = immediate.repeatable else { return complete(slot, immediate.response, context: context) }
+                var withoutID = immediate.response
+                withoutID.id = nil
+                let encoded = WireCoding.encode(withoutID, allocator: context.channel.allocator, newline: true, memo: &plainToken)
+                let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable)
+                lastAnswer = memo
+                complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
                 return
             }
             let responder = self.responder
@@ -144,7 +164,10 @@ final class NDJSONHandler: ChannelInboundHandler {
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse, context: ChannelHandlerContext) {
-        let line = WireCoding.encode(response, allocator: context.channel.allocator, newline: true, memo: &plainToken)
+        complete(slot, line: WireCoding.encode(response, allocator: context.channel.allocator, newline: true, memo: &plainToken), context: context)
+    }
+
+    private func complete(_ slot: UInt64, line: ByteBuffer, context: ChannelHandlerContext) {
         guard var buffer = sequencer.complete(slot, with: line) else { return }
         repeat {
             context.write(wrapOutboundOut(buffer), promise: nil)

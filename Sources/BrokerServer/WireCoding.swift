@@ -161,8 +161,38 @@ enum WireCoding {
         return buffer
     }
 
-    /// Appends bytes to memory reserved for them (at most 192 bytes beyond the strings'
-    /// lengths are written: the constant parts and up to three 20-digit integers).
+    /// `encoded`, an answer encoded without an `id` (so starting `{"ok":`), with `"id":…,`
+    /// after its `{`: byte for byte what encoding the answer with `id` gives. The buffer
+    /// itself when `id` is nil; nil when a string `id` needs escaping.
+    static func withID(_ id: RequestID?, encodedWithoutID encoded: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let id else { return encoded }
+        var idLength = 0
+        if case .string(let text) = id {
+            guard !needsEscaping(text) else { return nil }
+            idLength = text.utf8.count
+        }
+        let capacity = encoded.readableBytes + idLength + 32
+        var buffer = allocator.buffer(capacity: capacity)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { raw in
+            var out = RawWriter(raw)
+            switch id {
+            case .number(let n):
+                out.write(#"{"id":"#)
+                out.write(n)
+                out.write(",")
+            case .string(let text):
+                out.write(#"{"id":""#)
+                out.write(text)
+                out.write(#"","#)
+            }
+            encoded.withUnsafeReadableBytes { out.write(UnsafeRawBufferPointer(rebasing: $0.dropFirst())) }
+            return out.count
+        }
+        return buffer
+    }
+
+    /// Appends bytes to memory reserved for them; callers reserve for what they write (a
+    /// precondition checks every copy).
     private struct RawWriter {
         let base: UnsafeMutableRawBufferPointer
         private(set) var count = 0
@@ -196,6 +226,10 @@ enum WireCoding {
                 }
                 copy(UnsafeRawBufferPointer(rebasing: scratch[end...]))
             }
+        }
+
+        mutating func write(_ bytes: UnsafeRawBufferPointer) {
+            copy(bytes)
         }
 
         private mutating func copy(_ bytes: UnsafeRawBufferPointer) {

@@ -70,7 +70,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         }
         guard let hit else { return nil }
         hit.hits.increment()  // outside the lock: the other event loops wait on it
-        return CachedToken(token: hit.token, expiresIn: hit.left, key: key)
+        return CachedToken(token: hit.token, expiresIn: hit.left, key: key, hits: hit.hits)
     }
 
     /// Whether a still-valid token is cached for `key`. A look only: unlike `cachedToken`,

@@ -1,3 +1,4 @@
+import Metrics
 public import TokenExchange
 
 /// How the cache keeps tokens.
@@ -52,6 +53,14 @@ public struct CachedToken: Sendable {
     public var expiresIn: Duration
     /// Which key it was cached under.
     public var key: TokenKey
+    /// The identity's hit counter, when this came from `cachedToken`.
+    var hits: Counter?
+
+    /// Counts one more cache hit for this token, served again without a lookup (a
+    /// connection repeating an answer it just gave).
+    public func countRepeatedHit() {
+        hits?.increment()
+    }
 }
 
 /// One cached scope, for status and metrics.

@@ -247,3 +247,21 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         _ = try? channel.finish(acceptAlreadyClosed: true)
     }
 }
+
+@Suite struct HTTPRepeatedAnswers {
+    @Test("a repeated GET gets the same body without reaching the responder; HEAD gets its headers")
+    func repeatedGet() throws {
+        let responder = ScriptedResponder()
+        let channel = try sniffedChannel(responder)
+        let target = "/v1/token?scope=\(ScriptedResponder.repeatableScope)"
+        let get = "GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n"
+        let replies = try exchange(channel, get + get + "HEAD \(target) HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(replies.count == 3)
+        let expected = ScriptedResponder.answer(BrokerRequest(op: "token", scope: ScriptedResponder.repeatableScope))
+        #expect(replies.prefix(2).map(\.json) == [expected, expected])
+        #expect(replies.prefix(2).map(\.status) == [200, 200] && replies[0].body == replies[1].body)
+        #expect(replies[2].status == 200 && replies[2].body.isEmpty && replies[2].headers["content-length"] == replies[0].headers["content-length"])
+        #expect(responder.requests.count == 1 && responder.repeats.renewals.count == 2)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}

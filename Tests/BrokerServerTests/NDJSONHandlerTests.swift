@@ -213,3 +213,63 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
         _ = try await channel.finish(acceptAlreadyClosed: true)
     }
 }
+
+@Suite("An answer repeated on one connection")
+struct RepeatedAnswers {
+    let scope = ScriptedResponder.repeatableScope
+
+    private func line(_ request: BrokerRequest) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        return String(decoding: try encoder.encode(request), as: UTF8.self) + "\n"
+    }
+
+    @Test("a repeat is byte for byte the responder's answer with the request's own id, and is not worked out again")
+    func repeatsCarryTheirOwnID() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        let ids: [RequestID?] = [.number(1), .number(-42), .string("two"), nil, .string(#"q"uote\"#), .string("ünï"), .number(.max), .number(.min)]
+        var sent = "", expected = ""
+        for id in ids {
+            let request = BrokerRequest(op: "token", id: id, scope: scope)
+            sent += try line(request)
+            expected += String(decoding: ScriptedResponder.answer(request).jsonBytes(), as: UTF8.self) + "\n"
+        }
+        try channel.writeInbound(ByteBuffer(string: sent))
+        #expect(try drainOutbound(channel) == expected)
+        #expect(responder.requests.count == 1, "only the first request reached the responder")
+        #expect(responder.repeats.renewals.map(\.id) == Array(ids.dropFirst()))
+        _ = try channel.finish()
+    }
+
+    @Test("an expired answer is worked out again, a refusal instead is sent with the request's id, and other requests are not repeats")
+    func expiredInsteadAndOthers() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        #expect(try send(channel, line(BrokerRequest(op: "token", id: .number(1), scope: scope))).map(\.ok) == [true])
+
+        responder.repeats.verdict = .expired
+        let again = try send(channel, line(BrokerRequest(op: "token", id: .number(2), scope: scope)))
+        #expect(again == [ScriptedResponder.answer(BrokerRequest(op: "token", id: .number(2), scope: scope))])
+        #expect(responder.requests.count == 2)
+
+        responder.repeats.verdict = .instead(.failure(id: nil, WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)))
+        let refused = try send(channel, line(BrokerRequest(op: "token", id: .number(3), scope: scope)))
+        #expect(refused.map(\.id) == [.number(3)] && refused.first?.error?.code == "throttled")
+        #expect(responder.requests.count == 2)
+
+        // Differing in anything but the id: not a repeat.
+        responder.repeats.verdict = .holds
+        let renewals = responder.repeats.renewals.count
+        for other in [
+            BrokerRequest(op: "token", id: .number(4), scope: scope, minValiditySeconds: 60),
+            BrokerRequest(op: "token", id: .number(5), scope: scope, identity: "default"),
+            BrokerRequest(op: "token", id: .number(6), scope: "https://other.example/.default"),
+            BrokerRequest(op: "ping", id: .number(7)),
+        ] {
+            #expect(try send(channel, line(other)) == [ScriptedResponder.answer(other)])
+        }
+        #expect(responder.requests.count == 6 && responder.repeats.renewals.count == renewals)
+        _ = try channel.finish()
+    }
+}

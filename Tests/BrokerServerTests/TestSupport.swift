@@ -51,14 +51,19 @@ final class ScriptedResponder: BrokerResponder {
     var requests: [BrokerRequest] { state.withLock { $0.requests } }
     var peers: [PeerCredentials] { state.withLock { $0.peers } }
 
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
         state.withLock {
             $0.requests.append(request)
             $0.peers.append(peer)
         }
         guard request.scope != Self.slowScope, request.scope != Self.missScope else { return nil }
-        return Self.answer(request)
+        guard request.scope == Self.repeatableScope else { return ImmediateResponse(Self.answer(request)) }
+        return ImmediateResponse(Self.answer(request), repeatable: repeats)
     }
+
+    /// Token answers for this scope may be repeated, as `repeats` says.
+    static let repeatableScope = "https://repeat.example/.default"
+    let repeats = ScriptedRepeat()
 
     func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
         if request.scope == Self.slowScope {
@@ -100,6 +105,27 @@ final class ScriptedResponder: BrokerResponder {
             return state.parked
         }
         for continuation in parked { continuation.resume() }
+    }
+}
+
+/// A `RepeatableAnswer` whose verdict the test sets; it records every renewal.
+final class ScriptedRepeat: RepeatableAnswer {
+    private let state = Mutex<(verdict: RepeatVerdict, renewals: [BrokerRequest])>((.holds, []))
+
+    var verdict: RepeatVerdict {
+        get { state.withLock { $0.verdict } }
+        set { state.withLock { $0.verdict = newValue } }
+    }
+
+    var renewals: [BrokerRequest] { state.withLock { $0.renewals } }
+
+    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict {
+        state.withLock { state in
+            state.renewals.append(request)
+            guard case .instead(var response) = state.verdict else { return state.verdict }
+            response.id = request.id
+            return .instead(response)
+        }
     }
 }
 

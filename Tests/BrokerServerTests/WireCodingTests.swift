@@ -44,4 +44,25 @@ import TokenBrokerProtocol
             }
         }
     }
+
+    /// An answer encoded without an id, with the id spliced in, is what encoding it with
+    /// the id writes (token answers, AWS credentials, errors).
+    @Test(arguments: [
+        BrokerResponse(id: nil, ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599, identity: "default", scope: "https://storage.azure.com/.default"),
+        BrokerResponse(id: nil, ok: true, expiresOn: 1, expiresIn: 2, identity: "aws", scope: "sts",
+                       credentials: AWSCredentialsObject(accessKeyId: "AKIA", secretAccessKey: "s", sessionToken: "t", expiration: "2026-11-29T05:00:00Z")),
+        BrokerResponse(id: nil, ok: true, token: "tab\there"),
+        .failure(id: nil, WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)),
+    ])
+    func idsSplicedIntoAnAnswerEncodedWithout(_ response: BrokerResponse) throws {
+        var memo = WireCoding.PlainTokenMemo()
+        let encoded = WireCoding.encode(response, allocator: ByteBufferAllocator(), newline: true, memo: &memo)
+        for id: RequestID? in [nil, .number(0), .number(.min), .number(.max), .string(""), .string("req-1"), .string("ünï")] {
+            var withID = response
+            withID.id = id
+            let spliced = try #require(WireCoding.withID(id, encodedWithoutID: encoded, allocator: ByteBufferAllocator()))
+            #expect(Array(spliced.readableBytesView) == withID.jsonBytes() + [UInt8(ascii: "\n")])
+        }
+        #expect(WireCoding.withID(.string("needs \"escaping\""), encodedWithoutID: encoded, allocator: ByteBufferAllocator()) == nil)
+    }
 }

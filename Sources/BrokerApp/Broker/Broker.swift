@@ -26,6 +26,8 @@ final class Broker: BrokerResponder {
 
     private let cache: TokenCache<ContinuousClock>
     private let identities: Mutex<[String: Identity]>
+    /// Changes with every `replaceIdentities`.
+    private let identitiesGeneration = Atomic<UInt64>(0)
     /// Counts answered requests (metrics).
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
@@ -51,9 +53,11 @@ final class Broker: BrokerResponder {
         self.logger = logger
     }
 
-    /// Replaces the served identities (reload). Callers in flight keep the identity they resolved.
+    /// Replaces the served identities (reload). Callers in flight keep the identity they
+    /// resolved; answers connections repeat are resolved again.
     func replaceIdentities(_ new: [Identity]) {
         identities.withLock { $0 = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) }) }
+        identitiesGeneration.add(1, ordering: .releasing)
     }
 
     /// The identities now served.
@@ -63,15 +67,20 @@ final class Broker: BrokerResponder {
 
     // MARK: BrokerResponder
 
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
         // Counted here only: `response(to:)` follows for the same request when this returns nil.
         if let wait = rateLimiter.admit(uid: peer.uid) {
             countRequest(request.op, WireErrorCode.throttled.rawValue)
-            return throttled(request, peer: peer, wait: wait)
+            return ImmediateResponse(throttled(request, peer: peer, wait: wait))
         }
-        guard let response = answerImmediately(request, from: peer) else { return nil }
+        if request.op == "token" {
+            guard let (hit, repeatable) = cachedTokenAnswer(request, from: peer) else { return nil }
+            countRequest(request.op, hit.error?.code ?? "ok")
+            return ImmediateResponse(hit, repeatable: repeatable)
+        }
+        let response = answerImmediately(request, from: peer)
         countRequest(request.op, response.error?.code ?? "ok")
-        return response
+        return ImmediateResponse(response)
     }
 
     func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
@@ -80,27 +89,56 @@ final class Broker: BrokerResponder {
         return response
     }
 
-    private func answerImmediately(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+    /// Every op but `token`: answered at once.
+    private func answerImmediately(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse {
         switch request.op {
         case "ping":
             return BrokerResponse(id: request.id, ok: true)
         case "status":
             return BrokerResponse(id: request.id, ok: true, status: status(for: peer))
-        case "token":
-            switch resolve(request, peer: peer) {
-            case .failure(let error):
-                return .failure(id: request.id, error)
-            case .success(let (key, minimum)):
-                guard let hit = cache.cachedToken(for: key, minimumValidity: minimum) else { return nil }
-                return success(hit, request: request, peer: peer)
-            }
         default:
             return .failure(id: request.id, WireError(code: .unknownOp, message: "unknown op '\(request.op.prefix(64))'; expected token, status or ping"))
         }
     }
 
+    /// An `op: token` request answered from the cache (with what lets the connection repeat
+    /// a token), or refused; nil when it needs an exchange.
+    private func cachedTokenAnswer(_ request: BrokerRequest, from peer: PeerCredentials) -> (BrokerResponse, RepeatableTokenAnswer?)? {
+        // Read before resolving: a reload during the resolution makes the answer stale at once.
+        let generation = identitiesGeneration.load(ordering: .acquiring)
+        switch resolve(request, peer: peer) {
+        case .failure(let error):
+            return (.failure(id: request.id, error), nil)
+        case .success(let (key, minimum)):
+            // Read before the cache's own reading, so the repeat ends no later than `expiresIn` ticks.
+            let asked = ContinuousClock.now
+            guard let hit = cache.cachedToken(for: key, minimumValidity: minimum) else { return nil }
+            let tick = hit.expiresIn - .seconds(hit.expiresIn.components.seconds)
+            let repeatable = RepeatableTokenAnswer(broker: self, hit: hit, generation: generation, holdsUntil: asked.advanced(by: tick))
+            return (success(hit, request: request, peer: peer), repeatable)
+        }
+    }
+
+    /// A repeat of an answer from `cachedTokenAnswer`: still right while no reload happened
+    /// and `expiresIn` still reads the same; rate limited, audited and counted like the first.
+    fileprivate func renew(_ answer: RepeatableTokenAnswer, request: BrokerRequest, peer: PeerCredentials) -> RepeatVerdict {
+        guard identitiesGeneration.load(ordering: .acquiring) == answer.generation, ContinuousClock.now <= answer.holdsUntil else { return .expired }
+        if let wait = rateLimiter.admit(uid: peer.uid) {
+            countRequest(request.op, WireErrorCode.throttled.rawValue)
+            return .instead(throttled(request, peer: peer, wait: wait))
+        }
+        let key = answer.hit.key
+        logger.debug("token served", metadata: [
+            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
+        ])
+        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer)
+        answer.hit.countRepeatedHit()
+        countRequest(request.op, "ok")
+        return .holds
+    }
+
     private func answer(_ request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        guard request.op == "token" else { return answerImmediately(request, from: peer)! }
+        guard request.op == "token" else { return answerImmediately(request, from: peer) }
         switch await token(for: request, from: peer) {
         case .success(let token): return success(token, request: request, peer: peer)
         case .failure(let error): return .failure(id: request.id, error)
@@ -333,5 +371,26 @@ final class Broker: BrokerResponder {
             upstream: error.upstream.map {
                 UpstreamErrorDetails(status: $0.status, codes: $0.codes, error: $0.error, traceId: $0.traceId, correlationId: $0.correlationId)
             })
+    }
+}
+
+/// A cached token answer a connection may send again (see `RepeatableAnswer`).
+final class RepeatableTokenAnswer: RepeatableAnswer {
+    fileprivate let broker: Broker
+    fileprivate let hit: CachedToken
+    /// `Broker.identitiesGeneration` when the request was resolved.
+    fileprivate let generation: UInt64
+    /// The last instant at which the answer's `expiresIn` is still right.
+    fileprivate let holdsUntil: ContinuousClock.Instant
+
+    fileprivate init(broker: Broker, hit: CachedToken, generation: UInt64, holdsUntil: ContinuousClock.Instant) {
+        self.broker = broker
+        self.hit = hit
+        self.generation = generation
+        self.holdsUntil = holdsUntil
+    }
+
+    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict {
+        broker.renew(self, request: request, peer: peer)
     }
 }

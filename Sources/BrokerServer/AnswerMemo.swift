@@ -1,0 +1,40 @@
+import NIOCore
+import TokenBrokerProtocol
+
+/// A connection's last repeatable answer (see `RepeatableAnswer`), kept encoded
+/// without its `id`: a client asking for the same token again and again on one
+/// connection gets these bytes (with its `id` spliced in) for as long as the
+/// responder says they hold, about a second (until `expiresIn` ticks).
+struct AnswerMemo {
+    /// The request answered, `id` aside.
+    let request: BrokerRequest
+    /// The answer without an `id`.
+    let response: BrokerResponse
+    /// `response` encoded (for NDJSON with its `\n`).
+    let encoded: ByteBuffer
+    let repeatable: any RepeatableAnswer
+
+    /// What `request` gets now if it asks what the memo answered, else nil.
+    func verdict(for request: BrokerRequest, from peer: PeerCredentials) -> RepeatVerdict? {
+        guard request.asksSame(as: self.request) else { return nil }
+        return repeatable.renew(request, for: peer)
+    }
+
+    /// The memo's answer for a request with `id`: the encoded bytes themselves when there
+    /// is no `id`, else a copy with the `id` in front.
+    func answer(id: RequestID?, allocator: ByteBufferAllocator, memo: inout WireCoding.PlainTokenMemo) -> ByteBuffer {
+        if let spliced = WireCoding.withID(id, encodedWithoutID: encoded, allocator: allocator) { return spliced }
+        // An `id` that needs escaping: the general encoder.
+        var withID = response
+        withID.id = id
+        return WireCoding.encode(withID, allocator: allocator, newline: encoded.readableBytesView.last == UInt8(ascii: "\n"), memo: &memo)
+    }
+}
+
+extension BrokerRequest {
+    /// Whether the two differ at most in their `id`.
+    func asksSame(as other: BrokerRequest) -> Bool {
+        op == other.op && scope == other.scope && resource == other.resource && identity == other.identity
+            && minValiditySeconds == other.minValiditySeconds
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+/// A client asking for the same token again and again on one connection gets the
+/// connection's last answer repeated (without resolution, cache lookup or encoding).
+/// A repeat must be exactly as right, as limited and as visible as the first answer.
+@Suite("Repeated answers on one connection")
+struct RepeatedAnswerTests {
+    private static func counter(_ name: String, labels: String, socket: String) async throws -> Double {
+        let text = try await runCommand("/usr/bin/curl", ["-sS", "--fail", "--unix-socket", socket, "http://localhost/metrics"])
+        let line = text.stdout.split(separator: "\n").first { $0.hasPrefix("\(name){\(labels)}") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+    }
+
+    @Test("repeats carry their own id, count down expiresIn, are counted, and end when a reload takes the caller's access away")
+    func repeatsFollowTimeConfigurationAndMetrics() async throws {
+        try await Scenario.run { scenario in
+            let socket = scenario.broker.socketPath
+            let connection = try UnixSocketConnection(path: socket)
+            func ask(_ id: Int) throws -> Reply {
+                try connection.send(#"{"op":"token","scope":"\#(Scenario.scope)","id":\#(id)}"# + "\n")
+                return try connection.readJSONLine()
+            }
+            let first = try ask(1)
+            #expect(first.ok, "\(first)")
+            let ok = #"op="token",outcome="ok""#
+            let okBefore = try await Self.counter("tokenbroker_requests_total", labels: ok, socket: socket)
+            let hitsBefore = try await Self.counter("tokenbroker_cache_hits_total", labels: #"identity="default""#, socket: socket)
+            var expiresIn = try #require(first["expiresIn"] as? Int)
+            for id in 2...200 {
+                let reply = try ask(id)
+                #expect(reply.ok && reply.token == first.token && reply["id"] as? Int == id && reply["scope"] as? String == Scenario.scope, "\(reply)")
+                let left = try #require(reply["expiresIn"] as? Int)
+                #expect(left <= expiresIn && left >= expiresIn - 1, "expiresIn only counts down")
+                expiresIn = left
+            }
+            #expect(try await Self.counter("tokenbroker_requests_total", labels: ok, socket: socket) - okBefore == 199)
+            #expect(try await Self.counter("tokenbroker_cache_hits_total", labels: #"identity="default""#, socket: socket) - hitsBefore == 199)
+
+            // The answer is not repeated past the second its expiresIn was right for.
+            try await Task.sleep(for: .milliseconds(1100))
+            let later = try ask(201)
+            #expect(try #require(later["expiresIn"] as? Int) < expiresIn)
+
+            // A reload that no longer lets this uid (root) use the identity ends the repeats.
+            let yaml = BrokerDaemon.configurationYAML(
+                socketPath: socket, provider: scenario.provider,
+                identities: [.init(name: "default", tokenFile: scenario.provider.endpoints.tokenFile, allow: "[ { uid: 4242 } ]")])
+            try yaml.write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
+            #expect(try ask(202).ok)
+            scenario.broker.process.signal(SIGHUP)
+            try await waitUntil("the reload") { scenario.broker.process.stderr.contains("configuration reloaded") }
+            let refused = try ask(203)
+            #expect(refused.errorCode == "forbidden", "\(refused)")
+        }
+    }
+
+    @Test("repeats are rate limited like any request")
+    func repeatsAreRateLimited() async throws {
+        try await Scenario.run(extraYAML: "limits: { requestsPerSecondPerUID: 1, requestBurstPerUID: 5 }") { scenario in
+            let connection = try UnixSocketConnection(path: scenario.broker.socketPath)
+            var outcomes: [String] = []
+            let started = ContinuousClock.now
+            for id in 1...20 {
+                try connection.send(#"{"op":"token","scope":"\#(Scenario.scope)","id":\#(id)}"# + "\n")
+                let reply = try connection.readJSONLine()
+                outcomes.append(reply.ok ? "ok" : reply.errorCode ?? "?")
+                #expect(reply["id"] as? Int == id)
+            }
+            let seconds = Int((ContinuousClock.now - started).components.seconds)
+            #expect(outcomes.prefix(5).allSatisfy { $0 == "ok" }, "\(outcomes)")
+            // The burst, plus one per second the loop took.
+            #expect(outcomes.filter { $0 == "ok" }.count <= 5 + seconds + 1, "\(outcomes)")
+            #expect(outcomes.allSatisfy { $0 == "ok" || $0 == "throttled" }, "\(outcomes)")
+        }
+    }
+}
