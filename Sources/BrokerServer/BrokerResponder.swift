@@ -9,10 +9,13 @@ public protocol BrokerResponder: Sendable {
     /// Called on the event loop: must not block.
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse?
 
-    /// Answers `request`, waiting for an exchange if needed. Called only after
-    /// `immediateResponse` returned nil for the same request, so per-request accounting
-    /// (rate limits) happens there, once.
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse
+    /// Answers `request`, waiting for an exchange if needed: calls `completion` exactly once,
+    /// from any thread. Called only after `immediateResponse` returned nil for the same
+    /// request, so per-request accounting (rate limits) happens there, once.
+    ///
+    /// A completion rather than `async`: a request waiting for an exchange is then a closure,
+    /// not a suspended task (several KiB each, and a burst can park thousands).
+    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void)
 
     /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.
     func readiness() -> (ready: Bool, reason: String)

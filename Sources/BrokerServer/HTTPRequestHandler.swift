@@ -114,11 +114,9 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 complete(slot, HTTPReply(immediate.response, encoded: encoded, form: form), context: context)
                 return
             }
-            let responder = self.responder
-            let peer = self.peer
-            context.eventLoop.makeFutureWithTask {
-                await responder.response(to: request, from: peer)
-            }.assumeIsolated().whenSuccess { response in
+            let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
+            responder.respond(to: request, from: peer) { answered.succeed($0) }
+            answered.futureResult.assumeIsolated().whenSuccess { response in
                 self.complete(slot, HTTPReply(response, form: form), context: context)
             }
         case .metrics:

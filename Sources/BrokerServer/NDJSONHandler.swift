@@ -121,11 +121,9 @@ final class NDJSONHandler: ChannelInboundHandler {
                 complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
                 return
             }
-            let responder = self.responder
-            let peer = self.peer
-            context.eventLoop.makeFutureWithTask {
-                await responder.response(to: request, from: peer)
-            }.assumeIsolated().whenSuccess { response in
+            let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
+            responder.respond(to: request, from: peer) { answered.succeed($0) }
+            answered.futureResult.assumeIsolated().whenSuccess { response in
                 self.complete(slot, response, context: context)
                 self.flushIfNeeded(context: context)
                 self.readGate.update(context: context, pending: self.sequencer.pendingCount)

@@ -89,7 +89,24 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// backing off after a failure, the last error is returned without calling upstream.
     public func token(for key: TokenKey, minimumValidity: Duration? = nil) async throws(TokenExchangeError) -> CachedToken {
         if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return hit }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<CachedToken, TokenExchangeError>, Never>) in
+            token(for: key, minimumValidity: minimumValidity) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// `token(for:minimumValidity:)` with a completion instead of a suspension: `completion`
+    /// is called exactly once, at once or by the exchange's task when it ends.
+    ///
+    /// A caller waiting for an exchange is then a closure in a list rather than a suspended
+    /// task with its frames (several KiB): a burst of hundreds of requests for new scopes
+    /// costs little, and leaves less freed-but-kept heap behind.
+    public func token(
+        for key: TokenKey, minimumValidity: Duration? = nil, completion: @escaping @Sendable (Result<CachedToken, TokenExchangeError>) -> Void
+    ) {
+        if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return completion(.success(hit)) }
         let instant = clock.now
+        let waiter: Waiter = { [self] result in completion(outcome(of: result, for: key)) }
         let decision: MissDecision = state.withLock { state in
             guard let identity = state.identities[key.identity] else { return .unknownIdentity }
             identity.misses.increment()
@@ -99,7 +116,10 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 identity.entries[key.scope] = entry
                 identity.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
             }
-            if let task = entry.inFlight { return .join(task) }
+            if entry.inFlight != nil {
+                entry.waiters.append(waiter)
+                return .waiting
+            }
             if let obtainedAt = entry.obtainedAt, obtainedAt.duration(to: instant) < configuration.minimumRefreshInterval,
                 let valid = entry.validToken(at: instant, key: key)
             {
@@ -108,29 +128,33 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            let task = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
-            entry.inFlight = task
-            return .join(task)
+            entry.inFlight = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
+            entry.waiters.append(waiter)
+            return .waiting
         }
         switch decision {
         case .unknownIdentity:
-            throw TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)
+            completion(.failure(TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
         case .recentEnough(let token):
-            return token
+            completion(.success(token))
         case .backingOff(let error, let stale):
-            if let stale { return stale }
-            throw error
-        case .join(let task):
-            do {
-                let token = try await task.value
-                return served(token, key: key)
-            } catch {
-                // A failed refresh must not take away a token that still works.
-                if let stale = state.withLock({ $0.identities[key.identity]?.entries[key.scope]?.validToken(at: clock.now, key: key) }) {
-                    return stale
-                }
-                throw error as? TokenExchangeError ?? TokenExchangeError(code: .internal, message: "unexpected error: \(type(of: error))", isRetryable: true)
+            completion(stale.map { .success($0) } ?? .failure(error))
+        case .waiting:
+            break
+        }
+    }
+
+    /// What a caller who waited for an exchange gets.
+    private func outcome(of result: Result<AccessToken, TokenExchangeError>, for key: TokenKey) -> Result<CachedToken, TokenExchangeError> {
+        switch result {
+        case .success(let token):
+            return .success(served(token, key: key))
+        case .failure(let error):
+            // A failed refresh must not take away a token that still works.
+            if let stale = state.withLock({ $0.identities[key.identity]?.entries[key.scope]?.validToken(at: clock.now, key: key) }) {
+                return .success(stale)
             }
+            return .failure(error)
         }
     }
 
@@ -153,7 +177,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             do throws(TokenExchangeError) {
                 let token = try await fetcher.fetchToken(for: key.scope)
                 count("ok")
-                record(.success(token), for: key, into: entry)
+                let waiters = record(.success(token), for: key, into: entry)
+                for waiter in waiters { waiter(.success(token)) }
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                     "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",
@@ -162,7 +187,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 return token
             } catch {
                 count(error.code.rawValue)
-                record(.failure(error), for: key, into: entry)
+                let waiters = record(.failure(error), for: key, into: entry)
+                for waiter in waiters { waiter(.failure(error)) }
                 logger.warning("token exchange failed", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                     "error.code": "\(error.code.rawValue)", "error.message": "\(error.message)",
@@ -174,15 +200,19 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         }
     }
 
-    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry) {
+    /// Records the outcome of the exchange started for `started`; returns the callers who
+    /// waited for it (each to be told, outside the lock).
+    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry) -> [Waiter] {
         let instant = clock.now
         let wallNow = now()
-        state.withLock { state in
+        return state.withLock { state in
+            let waiters = started.waiters
+            started.waiters = []
+            started.inFlight = nil
             // Only into the very entry the fetch was started for: if it was evicted, or its
             // identity removed or re-registered by a reload (another app, other allow rules),
-            // the result belongs to nobody and is dropped.
-            guard let entry = state.identities[key.identity]?.entries[key.scope], entry === started else { return }
-            entry.inFlight = nil
+            // the result belongs to nobody and is dropped (its waiters still hear of it).
+            guard let entry = state.identities[key.identity]?.entries[key.scope], entry === started else { return waiters }
             switch result {
             case .success(let token):
                 var generator = SystemRandomNumberGenerator()
@@ -192,16 +222,14 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 entry.obtainedAt = instant
                 entry.validUntil = instant.advanced(by: .seconds(left))
                 entry.refreshAt = instant.advanced(by: .seconds(max(0, refreshIn)))
-                entry.failures = 0
-                entry.nextAttempt = nil
-                entry.lastError = nil
+                entry.failure = nil
             case .failure(let error):
                 var generator = SystemRandomNumberGenerator()
-                entry.failures += 1
-                let wait = configuration.refreshPolicy.backoff(attempt: entry.failures, retryAfter: error.retryAfter, using: &generator)
-                entry.nextAttempt = instant.advanced(by: wait)
-                entry.lastError = error
+                let attempt = entry.failures + 1
+                let wait = configuration.refreshPolicy.backoff(attempt: attempt, retryAfter: error.retryAfter, using: &generator)
+                entry.failure = Failure(count: attempt, nextAttempt: instant.advanced(by: wait), error: error)
             }
+            return waiters
         }
     }
 
@@ -304,9 +332,15 @@ extension TokenCache {
         var obtainedAt: C.Instant?
         var lastRequested: C.Instant
         var inFlight: Task<AccessToken, any Error>?
-        var failures = 0
-        var nextAttempt: C.Instant?
-        var lastError: TokenExchangeError?
+        /// Callers waiting for `inFlight`.
+        var waiters: [Waiter] = []
+        /// Set while exchanges fail; out of line, as it is large and most entries never
+        /// need it (10,000 cached tokens are 10,000 entries).
+        var failure: Failure?
+
+        var failures: Int { failure?.count ?? 0 }
+        var nextAttempt: C.Instant? { failure?.nextAttempt }
+        var lastError: TokenExchangeError? { failure?.error }
 
         init(lastRequested: C.Instant) { self.lastRequested = lastRequested }
 
@@ -322,9 +356,26 @@ extension TokenCache {
         }
     }
 
+    /// Failed exchanges since an entry's last success.
+    final class Failure: @unchecked Sendable {
+        let count: Int
+        /// No exchange before this.
+        let nextAttempt: C.Instant
+        let error: TokenExchangeError
+
+        init(count: Int, nextAttempt: C.Instant, error: TokenExchangeError) {
+            self.count = count
+            self.nextAttempt = nextAttempt
+            self.error = error
+        }
+    }
+
+    /// A caller waiting for an exchange.
+    typealias Waiter = @Sendable (Result<AccessToken, TokenExchangeError>) -> Void
+
     enum MissDecision {
         case unknownIdentity
-        case join(Task<AccessToken, any Error>)
+        case waiting
         case backingOff(TokenExchangeError, stale: CachedToken?)
         case recentEnough(CachedToken)
     }

@@ -17,7 +17,9 @@ public struct AccessToken: Sendable, CustomStringConvertible {
     /// Entra's `ext_expires_in`: how long the token is accepted during an outage.
     public let extendedExpiresAt: Date?
     /// For AWS identities: the credentials (`value` then holds the session token).
-    public let awsCredentials: AWSCredentials?
+    public var awsCredentials: AWSCredentials? { aws?.credentials }
+    /// Out of line: a cache holds thousands of tokens, most of them not AWS ones.
+    private let aws: AWSCredentialsBox?
 
     /// Creates a token with its times.
     public init(
@@ -35,7 +37,7 @@ public struct AccessToken: Sendable, CustomStringConvertible {
         self.expiresAt = expiresAt
         self.refreshAt = refreshAt
         self.extendedExpiresAt = extendedExpiresAt
-        self.awsCredentials = awsCredentials
+        self.aws = awsCredentials.map(AWSCredentialsBox.init)
     }
 
     /// Lifetime as issued.
@@ -43,5 +45,14 @@ public struct AccessToken: Sendable, CustomStringConvertible {
 
     public var description: String {
         "AccessToken(type: \(tokenType), expiresAt: \(Int(expiresAt.timeIntervalSince1970)), length: \(value.utf8.count))"
+    }
+}
+
+/// Holds an `AccessToken`'s AWS credentials.
+private final class AWSCredentialsBox: Sendable {
+    let credentials: AWSCredentials
+
+    init(_ credentials: AWSCredentials) {
+        self.credentials = credentials
     }
 }

@@ -65,7 +65,11 @@ final class ScriptedResponder: BrokerResponder {
     static let repeatableScope = "https://repeat.example/.default"
     let repeats = ScriptedRepeat()
 
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
+    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
+        Task { completion(await response(to: request)) }
+    }
+
+    private func response(to request: BrokerRequest) async -> BrokerResponse {
         if request.scope == Self.slowScope {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let (proceed, woken) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in

@@ -68,7 +68,7 @@ final class Broker: BrokerResponder {
     // MARK: BrokerResponder
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
-        // Counted here only: `response(to:)` follows for the same request when this returns nil.
+        // Counted here only: `respond(to:)` follows for the same request when this returns nil.
         if let wait = rateLimiter.admit(uid: peer.uid) {
             countRequest(request.op, WireErrorCode.throttled.rawValue)
             return ImmediateResponse(throttled(request, peer: peer, wait: wait))
@@ -83,10 +83,23 @@ final class Broker: BrokerResponder {
         return ImmediateResponse(response)
     }
 
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        let response = await answer(request, from: peer)
-        countRequest(request.op, response.error?.code ?? "ok")
-        return response
+    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
+        let finish: @Sendable (BrokerResponse) -> Void = { [countRequest] response in
+            countRequest(request.op, response.error?.code ?? "ok")
+            completion(response)
+        }
+        guard request.op == "token" else { return finish(answerImmediately(request, from: peer)) }
+        switch resolve(request, peer: peer) {
+        case .failure(let error):
+            finish(.failure(id: request.id, error))
+        case .success(let (key, minimum)):
+            cache.token(for: key, minimumValidity: minimum) { [self] result in
+                switch result {
+                case .success(let token): finish(success(token, request: request, peer: peer))
+                case .failure(let error): finish(.failure(id: request.id, failed(error, key: key, peer: peer)))
+                }
+            }
+        }
     }
 
     /// Every op but `token`: answered at once.
@@ -137,14 +150,6 @@ final class Broker: BrokerResponder {
         return .holds
     }
 
-    private func answer(_ request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        guard request.op == "token" else { return answerImmediately(request, from: peer) }
-        switch await token(for: request, from: peer) {
-        case .success(let token): return success(token, request: request, peer: peer)
-        case .failure(let error): return .failure(id: request.id, error)
-        }
-    }
-
     /// The token for an `op: token` request: resolved, authorized, from the cache or a fresh exchange.
     func token(for request: BrokerRequest, from peer: PeerCredentials) async -> Result<CachedToken, WireError> {
         let key: TokenKey, minimum: Duration
@@ -152,17 +157,21 @@ final class Broker: BrokerResponder {
         case .failure(let error): return .failure(error)
         case .success(let resolved): (key, minimum) = resolved
         }
-        if let hit = cache.cachedToken(for: key, minimumValidity: minimum) { return .success(hit) }
         do {
             return .success(try await cache.token(for: key, minimumValidity: minimum))
         } catch {
-            logger.debug("token request failed", metadata: [
-                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
-                "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
-            ])
-            audit.record(.failed, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: error.code.rawValue)
-            return .failure(Self.wireError(error))
+            return .failure(failed(error, key: key, peer: peer))
         }
+    }
+
+    /// Logs and audits a failed token request; the error as the caller sees it.
+    private func failed(_ error: TokenExchangeError, key: TokenKey, peer: PeerCredentials) -> WireError {
+        logger.debug("token request failed", metadata: [
+            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+            "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
+        ])
+        audit.record(.failed, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: error.code.rawValue)
+        return Self.wireError(error)
     }
 
     // MARK: Compatibility endpoints
