@@ -7,9 +7,9 @@ import TokenBrokerProtocol
 @testable import BrokerServer
 
 // Fuzzes whatever a client may send on the socket, through the pipeline the server
-// builds for every connection: `ConnectionGuard` (idle and request timeouts) and the
-// `ProtocolSniffer`, which installs NIO's HTTP/1.1 server codec
-// with `HTTPRequestHandler` (or the NDJSON handlers, for JSON-looking bytes). The
+// builds for every connection: the `ProtocolSniffer` with its `ConnectionGuard` (idle
+// and request timeouts), which installs `HTTPRequestHandler` and its own request-head
+// parser (or the NDJSON handler, for JSON-looking bytes). The
 // channel is an `EmbeddedChannel`; the responder answers at once. The input arrives
 // in three reads; then, for inputs of even length, the client's EOF, and for odd
 // ones a stall: the loop's clock jumps past every deadline.
@@ -32,10 +32,10 @@ public func fuzzHTTP(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: start, count: count))
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-    try! channel.pipeline.syncOperations.addHandlers([
-        ConnectionGuard(requestTimeout: .zero, idleTimeout: .nanoseconds(1), maxBytes: maxRequestBytes),
-        ProtocolSniffer(responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes, metrics: Metrics()),
-    ])
+    try! channel.pipeline.syncOperations.addHandler(
+        ProtocolSniffer(
+            responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes,
+            connectionGuard: ConnectionGuard(requestTimeout: .zero, idleTimeout: .nanoseconds(1)), metrics: Metrics()))
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 
     var output = [UInt8]()
@@ -116,7 +116,13 @@ private func drain(_ channel: EmbeddedChannel, into output: inout [UInt8]) {
 
 /// Answers every request at once: a token echoing the query's strings, or an error.
 struct Responder: BrokerResponder {
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? {
+    /// Successful token answers may be repeated (the connection's memo is fuzzed too).
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
+        let answer = Self.answer(request)
+        return ImmediateResponse(answer, repeatable: request.op == "token" && answer.ok ? AlwaysHolds() : nil)
+    }
+
+    static func answer(_ request: BrokerRequest) -> BrokerResponse {
         switch request.op {
         case "ping": return BrokerResponse(id: request.id, ok: true)
         case "status": return BrokerResponse(id: request.id, ok: true, status: BrokerStatus(ready: true, identities: []))
@@ -135,11 +141,16 @@ struct Responder: BrokerResponder {
         }
     }
 
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse {
-        immediateResponse(to: request, from: peer)!
+    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
+        completion(Self.answer(request))
     }
 
     func readiness() -> (ready: Bool, reason: String) { (false, "waiting for the first token") }
+}
+
+/// A repeatable answer that always holds.
+final class AlwaysHolds: RepeatableAnswer {
+    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict { .holds }
 }
 
 struct Metrics: MetricsExposition {

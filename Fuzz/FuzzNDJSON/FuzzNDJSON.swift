@@ -28,7 +28,9 @@ public func fuzzNDJSON(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: start, count: count))
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-    try! channel.pipeline.syncOperations.addHandler(NDJSONHandler(responder: EchoResponder(), peer: peer, maxLineBytes: maxLineBytes))
+    try! channel.pipeline.syncOperations.addHandler(NDJSONHandler(
+        responder: EchoResponder(), peer: peer, maxLineBytes: maxLineBytes,
+        connectionGuard: ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60))))
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 
     var output = [UInt8]()
@@ -111,7 +113,21 @@ struct EchoResponder: BrokerResponder {
         }
     }
 
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> BrokerResponse? { Self.answer(request) }
-    func response(to request: BrokerRequest, from peer: PeerCredentials) async -> BrokerResponse { Self.answer(request) }
+    /// Successful token answers may be repeated, so the connection's repeats (the id
+    /// spliced into the remembered answer) are checked against `answer` too.
+    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
+        let answer = Self.answer(request)
+        return ImmediateResponse(answer, repeatable: request.op == "token" && answer.ok ? AlwaysHolds() : nil)
+    }
+
+    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
+        completion(Self.answer(request))
+    }
+
     func readiness() -> (ready: Bool, reason: String) { (true, "ready") }
+}
+
+/// A repeatable answer that always holds.
+final class AlwaysHolds: RepeatableAnswer {
+    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict { .holds }
 }

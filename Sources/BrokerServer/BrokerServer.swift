@@ -192,12 +192,12 @@ public final class BrokerServer: Service, Sendable {
                     }
                     return PeerAttestation.attest(channel, credentials: credentials, threadPool: .singleton)
                 }.flatMapThrowing { peer in
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ConnectionGuard(
-                            requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout),
-                            maxBytes: configuration.maxRequestBytes),
-                        ProtocolSniffer(responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes, metrics: metrics, service: service),
-                    ])
+                    let connectionGuard = ConnectionGuard(
+                        requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProtocolSniffer(
+                            responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes, connectionGuard: connectionGuard,
+                            metrics: metrics, service: service))
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
                 }

@@ -1,147 +1,107 @@
 import NIOCore
 
-/// The first handler of every connection: closes it when it has been idle (nothing
-/// read or written) for `idleTimeout`, and bounds how long and how large one request
-/// may be while it is being read, so a slow or endless sender holds nothing for long:
-/// a request must be complete within `requestTimeout` of its first byte, and (for
-/// HTTP) its head within `maxBytes`.
+/// Closes a connection when it has been idle (nothing read or answered) for
+/// `idleTimeout`, and bounds how long one request may take to arrive: a request must be
+/// complete within `requestTimeout` of its first byte, so a slow or endless sender holds
+/// nothing for long. (How large a request may be is the protocol handlers' business.)
 ///
-/// Cheap per request: one timer per connection, never more than `requestTimeout`
-/// ahead, re-armed when it fires (so a request that starts later is still caught at
-/// its own deadline); a request only sets and clears `requestStartedAt`. NDJSON needs
-/// no word from the handler (a read that ends in `\n` holds only complete lines); the
-/// HTTP handler calls `requestCompleted()`. `ProtocolSniffer` sets `kind` once it has
-/// seen the first byte.
-final class ConnectionGuard: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
-
+/// Not a channel handler: the protocol handler that reads the bytes tells it what it
+/// saw, which costs nothing per request but a clock read, where a handler of its own
+/// would add four pipeline hops to every request. `ProtocolSniffer` starts it when the
+/// connection opens and hands it to the protocol handler it installs.
+///
+/// One timer per connection, never more than `requestTimeout` ahead, re-armed when it
+/// fires (so a request that starts later is still caught at its own deadline).
+/// Event-loop confined.
+final class ConnectionGuard {
     enum Kind { case ndjson, http }
 
-    /// What the connection speaks; nil until its first byte is seen.
-    var kind: Kind?
+    /// What the connection speaks (how a timeout is answered); set once sniffed.
+    var kind = Kind.ndjson
     private let requestTimeout: TimeAmount
     private let idleTimeout: TimeAmount
-    private let maxBytes: Int
-    private var pendingBytes = 0
     /// When the request being read began; nil between requests.
     private var requestStartedAt: NIODeadline?
-    /// The last read or flush.
+    /// The last read or answer.
     private var lastActivity = NIODeadline.now()
     private var timer: Scheduled<Void>?
-    private var failed = false
+    private var channel: (any Channel)?
+    /// The connection was refused (timed out); nothing more is read from it.
+    private(set) var failed = false
 
-    init(requestTimeout: TimeAmount, idleTimeout: TimeAmount, maxBytes: Int) {
+    init(requestTimeout: TimeAmount, idleTimeout: TimeAmount) {
         self.requestTimeout = requestTimeout
         self.idleTimeout = idleTimeout
-        self.maxBytes = maxBytes
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { startTimer(context: context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        startTimer(context: context)
-        context.fireChannelActive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        stopTimer()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        stopTimer()
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !failed else { return }
-        let chunk = unwrapInboundIn(data)
+    /// Starts watching `channel` (once it is active; again is a no-op).
+    func start(_ channel: any Channel) {
+        guard self.channel == nil, !failed else { return }
+        self.channel = channel
         lastActivity = .now()
-        pendingBytes += chunk.readableBytes
-        if requestStartedAt == nil { requestStartedAt = lastActivity }
-        // NDJSON has its own line limit (answered with too_large); HTTP heads are capped here.
-        if kind == .http, pendingBytes > maxBytes + 4096 {
-            fail(context: context, status: "413 Content Too Large", code: "too_large", message: "request exceeds \(maxBytes) bytes; closing the connection")
-            return
-        }
-        let endsLine = chunk.readableBytesView.last == UInt8(ascii: "\n")
-        context.fireChannelRead(data)
-        if kind == .http, !failed, context.channel.isActive, pendingBytes > maxBytes + 4096 {
-            // The first read: the sniffer chose HTTP while it was being handled (and the HTTP
-            // parser has not refused it already).
-            fail(context: context, status: "413 Content Too Large", code: "too_large", message: "request exceeds \(maxBytes) bytes; closing the connection")
-            return
-        }
-        guard kind == .ndjson, !failed else { return }
-        if endsLine {
-            requestCompleted()  // every line in the chunk was complete
-        } else if requestStartedAt == nil {
-            requestStartedAt = .now()  // a partial line follows a complete one
+        arm(at: lastActivity + min(requestTimeout, idleTimeout))
+    }
+
+    /// Stops the timer (the connection closed); releases the channel.
+    func stop() {
+        timer?.cancel()
+        timer = nil
+        channel = nil
+    }
+
+    /// Bytes were read. `completedRequest`: they finished at least one request;
+    /// `partialRemains`: a request is left unfinished (its deadline runs from now if it
+    /// began in this read, else from its first byte).
+    func didRead(completedRequest: Bool, partialRemains: Bool) {
+        lastActivity = .now()
+        if completedRequest || requestStartedAt == nil {
+            requestStartedAt = partialRemains ? lastActivity : nil
         }
     }
 
-    func flush(context: ChannelHandlerContext) {
+    /// An answer went out outside a read (after an exchange): the connection is not idle.
+    func didAnswer() {
         lastActivity = .now()
-        context.flush()
     }
 
-    /// Called when a request has been read completely.
-    func requestCompleted() {
-        pendingBytes = 0
-        requestStartedAt = nil
-    }
-
-    private func startTimer(context: ChannelHandlerContext) {
-        guard timer == nil, !failed else { return }
-        lastActivity = .now()
-        arm(at: lastActivity + min(requestTimeout, idleTimeout), context: context)
-    }
-
-    private func arm(at deadline: NIODeadline, context: ChannelHandlerContext) {
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+    private func arm(at deadline: NIODeadline) {
+        guard let channel else { return }
+        timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             timer = nil
-            guard !failed, context.channel.isActive else { return }
+            guard !failed, let channel = self.channel, channel.isActive else {
+                self.channel = nil
+                return
+            }
             let now = NIODeadline.now()
             if let started = requestStartedAt, started + requestTimeout <= now {
-                fail(context: context, status: "408 Request Timeout", code: "bad_request",
+                fail(channel, status: "408 Request Timeout", code: "bad_request",
                      message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
                 return
             }
             if lastActivity + idleTimeout <= now {
-                context.close(promise: nil)
+                channel.close(promise: nil)
                 return
             }
             // Never more than `requestTimeout` ahead: a request that begins before then
             // is due no earlier than that.
             var next = min(now + requestTimeout, lastActivity + idleTimeout)
             if let started = requestStartedAt { next = min(next, started + requestTimeout) }
-            arm(at: next, context: context)
+            arm(at: next)
         }
     }
 
-    private func stopTimer() {
-        timer?.cancel()
-        timer = nil
-    }
-
-    private func fail(context: ChannelHandlerContext, status: String, code: String, message: String) {
-        guard !failed else { return }
+    private func fail(_ channel: any Channel, status: String, code: String, message: String) {
         failed = true
-        stopTimer()
+        stop()
         let body = #"{"ok":false,"error":{"code":"\#(code)","message":"\#(message)","retryable":false}}"#
         let bytes: String
         switch kind {
-        case .ndjson, nil: bytes = body + "\n"
+        case .ndjson: bytes = body + "\n"
         case .http:
             bytes = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         }
-        // Written from here, below the protocol handlers, straight to the socket.
-        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: bytes))).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
+        channel.writeAndFlush(channel.allocator.buffer(string: bytes)).whenComplete { _ in
+            channel.close(promise: nil)
         }
     }
 }

@@ -7,37 +7,30 @@ import TokenBrokerProtocol
 /// the same as on the NDJSON side. On a compatibility listener every request goes
 /// to its `HTTPService` instead. Pipelined requests are answered in order.
 ///
-/// NIO parses requests; answers are written here, each as one buffer (status line,
-/// constant headers, `Content-Length`, body), because every answer is a small,
-/// complete body — NIO's general response encoder cost more than the rest of a
-/// cached-token answer.
+/// It reads request heads from the bytes itself (`HTTPHeadParser`) and writes each
+/// answer as one buffer (status line, constant headers, `Content-Length`, body): every
+/// route is a small GET with a small, complete answer, and NIO's general parser and
+/// encoder (a callback per element, a header table per request) cost more than the
+/// rest of a cached-token answer. A malformed request gets a 400 and a close; a head
+/// over `maxHeadBytes` a 413 and a close.
 final class HTTPRequestHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-
-    /// Adds NIO's request decoder and this handler after `position`.
-    static func addHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, position: ChannelPipeline.SynchronousOperations.Position = .last, maxHeadBytes: Int,
-        responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
-    ) throws {
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = maxHeadBytes
-        limits.maxHeaderListSize = maxHeadBytes
-        limits.maxHeaderFieldCount = 256
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits))
-        let handler = HTTPRequestHandler(responder: responder, peer: peer, metrics: metrics, service: service)
-        try pipeline.addHandlers([decoder, handler], position: position)
-    }
 
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
     private let peer: PeerCredentials
+    private let maxHeadBytes: Int
+    /// Told what is read, for the connection's timeouts.
+    private let connectionGuard: ConnectionGuard
     private var sequencer = ResponseSequencer<HTTPReply>()
-    private var current: HTTPRequestHead?
+    /// Bytes of an unfinished request (head, or the body being skipped) kept between reads.
+    private var unfinished: ByteBuffer?
+    /// A head whose body is still being skipped; answered once the body has passed.
+    private var awaitingBody: HTTPHead?
+    private var bodyBytesLeft = 0
     private var closeWhenDrained = false
-    /// The connection's `ConnectionGuard`, told directly when a request is complete.
-    private var connectionGuard: ConnectionGuard?
     /// Between `channelRead` and `channelReadComplete`: writes wait for one flush.
     private var inReadBatch = false
     private var wroteSinceFlush = false
@@ -46,36 +39,106 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil) {
+    init(
+        responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard,
+        metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
+    ) {
         self.responder = responder
         self.peer = peer
+        self.maxHeadBytes = maxHeadBytes
+        self.connectionGuard = connectionGuard
         self.metrics = metrics
         self.service = service
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        connectionGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
+        connectionGuard.kind = .http
+        if context.channel.isActive { connectionGuard.start(context.channel) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionGuard.start(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // After a request asked to close, or a refused one, nothing more is read.
+        guard !closeWhenDrained, !connectionGuard.failed else { return }
         inReadBatch = true
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            current = head
-        case .body:
-            break  // no route takes a body; ignore it
-        case .end:
-            connectionGuard?.requestCompleted()
-            guard let head = current, !closeWhenDrained else { return }
-            current = nil
+        var buffer = unwrapInboundIn(data)
+        if var kept = unfinished {
+            unfinished = nil
+            kept.writeBuffer(&buffer)
+            buffer = kept
+        }
+        var completedRequest = false
+        defer { connectionGuard.didRead(completedRequest: completedRequest, partialRemains: unfinished != nil) }
+        while buffer.readableBytes > 0, !closeWhenDrained {
+            if let head = awaitingBody {
+                let skipped = min(bodyBytesLeft, buffer.readableBytes)
+                buffer.moveReaderIndex(forwardBy: skipped)
+                bodyBytesLeft -= skipped
+                guard bodyBytesLeft == 0 else { break }
+                awaitingBody = nil
+                completedRequest = true
+                handle(head, context: context)
+                continue
+            }
+            let parsed: (HTTPHead, Int)?
+            do {
+                parsed = try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in
+                    try HTTPHeadParser.parse(bytes, maxHeadBytes: maxHeadBytes, collectHeaders: service != nil)
+                }
+            } catch {
+                return refuse(error, context: context)
+            }
+            guard let (head, length) = parsed else { break }
+            buffer.moveReaderIndex(forwardBy: length)
+            guard head.bodyLength <= maxHeadBytes else { return refuse(.tooLarge, context: context) }
+            if head.bodyLength > 0 {
+                awaitingBody = head
+                bodyBytesLeft = head.bodyLength
+                continue
+            }
+            completedRequest = true
             handle(head, context: context)
+        }
+        guard buffer.readableBytes > 0, !closeWhenDrained else { return }
+        // Kept for the next read; a copy, so the channel's receive buffer can be reused.
+        var kept = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+        kept.writeBuffer(&buffer)
+        unfinished = kept
+    }
+
+    /// Answers a request that cannot be read, then closes: the stream is unusable.
+    private func refuse(_ error: HTTPHeadError, context: ChannelHandlerContext) {
+        unfinished = nil
+        closeWhenDrained = true
+        let slot = sequencer.reserve()
+        let form = HTTPReply.Form(keepAlive: false, headOnly: false)
+        switch error {
+        case .tooLarge:
+            let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request exceeds \(maxHeadBytes) bytes; closing the connection"))
+            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: form), context: context)
+        case .malformed(let what):
+            let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(what)); closing the connection"))
+            complete(slot, HTTPReply(status: .badRequest, body: body, form: form), context: context)
         }
     }
 
-    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func handle(_ head: HTTPHead, context: ChannelHandlerContext) {
         let slot = sequencer.reserve()
         // `HEAD`: the headers of the `GET`, without the body.
-        let form = HTTPReply.Form(keepAlive: head.isKeepAlive, headOnly: head.method == .HEAD)
+        let form = HTTPReply.Form(keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
         if !form.keepAlive { closeWhenDrained = true }
         if let service {
             let request = HTTPServiceRequest(head)
@@ -86,6 +149,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 var reply = HTTPReply(status: HTTPResponseStatus(statusCode: response.status), body: BrokerResponse(id: nil, ok: true), form: form)
                 reply.custom = response
                 self.complete(slot, reply, context: context)
+                self.connectionGuard.didAnswer()
             }
             return
         }
@@ -118,6 +182,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             responder.respond(to: request, from: peer) { answered.succeed($0) }
             answered.futureResult.assumeIsolated().whenSuccess { response in
                 self.complete(slot, HTTPReply(response, form: form), context: context)
+                self.connectionGuard.didAnswer()
             }
         case .metrics:
             guard let metrics else {
@@ -148,20 +213,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The HTTP parser refused the bytes: say why, then close (the stream is unusable).
-        guard error is HTTPParserError else {
-            context.close(promise: nil)
-            return
-        }
-        closeWhenDrained = true
-        let slot = sequencer.reserve()
-        if case .headerOverflow = error as? HTTPParserError {
-            let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request head is too large; closing the connection"))
-            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: .init(keepAlive: false, headOnly: false)), context: context)
-            return
-        }
-        let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(error)); closing the connection"))
-        complete(slot, HTTPReply(status: .badRequest, body: body, form: .init(keepAlive: false, headOnly: false)), context: context)
+        context.close(promise: nil)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -274,9 +326,9 @@ struct HTTPReply {
 }
 
 extension HTTPServiceRequest {
-    init(_ head: HTTPRequestHead) {
-        let target = HTTPRequestTarget(head.uri)
-        self.init(method: head.method.rawValue, path: target.path, query: target.query, headers: head.headers.map { ($0.name, $0.value) })
+    init(_ head: HTTPHead) {
+        let target = HTTPRequestTarget(head.target)
+        self.init(method: head.method, path: target.path, query: target.query, headers: head.headers)
     }
 }
 
@@ -287,12 +339,12 @@ enum HTTPRoute {
     case metrics
     case reply(HTTPResponseStatus, BrokerResponse)
 
-    init(_ head: HTTPRequestHead) {
-        guard head.method == .GET || head.method == .HEAD else {
+    init(_ head: HTTPHead) {
+        guard head.method == "GET" || head.method == "HEAD" else {
             self = .reply(.methodNotAllowed, .failure(id: nil, WireError(code: .badRequest, message: "method \(head.method) is not supported; use GET")))
             return
         }
-        let target = HTTPRequestTarget(head.uri)
+        let target = HTTPRequestTarget(head.target)
         switch target.path {
         case "/v1/token":
             var minValidity: Int?

@@ -29,14 +29,37 @@ final class NDJSONHandler: ChannelInboundHandler {
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes) {
+    /// Told what is read, for the connection's timeouts.
+    private let connectionGuard: ConnectionGuard
+
+    init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard) {
         self.responder = responder
         self.peer = peer
         self.maxLineBytes = maxLineBytes
+        self.connectionGuard = connectionGuard
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        connectionGuard.kind = .ndjson
+        if context.channel.isActive { connectionGuard.start(context.channel) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionGuard.start(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refusedLine else { return }
+        guard !refusedLine, !connectionGuard.failed else { return }
         var buffer = unwrapInboundIn(data)
         // Bytes already known to hold no `\n` (the unfinished line), not searched again.
         var searched = 0
@@ -47,8 +70,11 @@ final class NDJSONHandler: ChannelInboundHandler {
             unfinished.writeBuffer(&buffer)
             buffer = unfinished
         }
+        var completedLine = false
+        defer { connectionGuard.didRead(completedRequest: completedLine, partialRemains: unfinishedLine != nil) }
         while let newline = buffer.readableBytesView.dropFirst(searched).firstIndex(of: UInt8(ascii: "\n")) {
             searched = 0
+            completedLine = true
             let length = newline - buffer.readerIndex
             guard length <= maxLineBytes else { return refuseLine(context: context) }
             let line = buffer.readSlice(length: length)!
@@ -125,6 +151,7 @@ final class NDJSONHandler: ChannelInboundHandler {
             responder.respond(to: request, from: peer) { answered.succeed($0) }
             answered.futureResult.assumeIsolated().whenSuccess { response in
                 self.complete(slot, response, context: context)
+                self.connectionGuard.didAnswer()
                 self.flushIfNeeded(context: context)
                 self.readGate.update(context: context, pending: self.sequencer.pendingCount)
             }

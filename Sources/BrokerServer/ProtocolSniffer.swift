@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// Looks at the first byte of a connection and installs the NDJSON or the HTTP/1.1
 /// pipeline: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
@@ -13,11 +12,12 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let maxRequestBytes: Int
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
+    private let connectionGuard: ConnectionGuard
     private var draining = false
     private var sawData = false
 
     init(
-        responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int,
+        responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, connectionGuard: ConnectionGuard,
         metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
     ) {
         self.metrics = metrics
@@ -25,25 +25,40 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         self.responder = responder
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
+        self.connectionGuard = connectionGuard
+    }
+
+    // The connection's timeouts run from the moment it opens (a client that connects and
+    // sends nothing is idle); the protocol handler installed below takes the guard over.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { connectionGuard.start(context.channel) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionGuard.start(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        guard let first = buffer.readableBytesView.first else { return }
+        guard let first = buffer.readableBytesView.first, !connectionGuard.failed else { return }
         sawData = true
         let pipeline = context.pipeline.syncOperations
-        // Told the protocol, for its size cap and for when a request is complete.
-        let connectionGuard = try? pipeline.handler(type: ConnectionGuard.self)
         do {
             switch service == nil ? Self.classify(first) : .http {
             case .http:
-                connectionGuard?.kind = .http
-                try HTTPRequestHandler.addHandlers(
-                    to: pipeline, position: .after(self), maxHeadBytes: maxRequestBytes, responder: responder, peer: peer, metrics: metrics,
-                    service: service)
+                try pipeline.addHandler(
+                    HTTPRequestHandler(
+                        responder: responder, peer: peer, maxHeadBytes: maxRequestBytes, connectionGuard: connectionGuard, metrics: metrics, service: service),
+                    position: .after(self))
             case .ndjson:
-                connectionGuard?.kind = .ndjson
-                try pipeline.addHandler(NDJSONHandler(responder: responder, peer: peer, maxLineBytes: maxRequestBytes), position: .after(self))
+                try pipeline.addHandler(
+                    NDJSONHandler(responder: responder, peer: peer, maxLineBytes: maxRequestBytes, connectionGuard: connectionGuard), position: .after(self))
             case .neither:
                 let message = "this socket speaks NDJSON or HTTP/1.1; a first byte of 0x\(String(first, radix: 16)) is neither (a TLS client?)"
                 let line = #"{"ok":false,"error":{"code":"bad_request","message":"\#(message)","retryable":false}}"# + "\n"

@@ -10,7 +10,7 @@ import TokenBrokerProtocol
 /// An active `EmbeddedChannel` with only the sniffer, as the server sets it up.
 private func sniffedChannel(_ responder: ScriptedResponder) throws -> EmbeddedChannel {
     let channel = EmbeddedChannel()
-    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(responder: responder, peer: testPeer, maxRequestBytes: WireProtocol.maxRequestBytes))
+    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(responder: responder, peer: testPeer, maxRequestBytes: WireProtocol.maxRequestBytes, connectionGuard: testGuard()))
     try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
     return channel
 }
@@ -182,10 +182,8 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     func anHTTPHeadOverTheLimitIsTooLarge(pad: Int) throws {
         let channel = EmbeddedChannel()
         // As the server builds it; the guard and the HTTP parser must not both answer.
-        try channel.pipeline.syncOperations.addHandlers([
-            ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60), maxBytes: 1024),
-            ProtocolSniffer(responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024),
-        ])
+        try channel.pipeline.syncOperations.addHandler(
+            ProtocolSniffer(responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024, connectionGuard: testGuard()))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
         _ = try? channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "p", count: pad))\r\n\r\n"))
         let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))
@@ -200,8 +198,7 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     /// The HTTP half of the pipeline on its own, as the sniffer installs it.
     private func httpChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try HTTPRequestHandler.addHandlers(
-            to: channel.pipeline.syncOperations, maxHeadBytes: WireProtocol.maxRequestBytes, responder: ScriptedResponder(), peer: testPeer)
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(responder: ScriptedResponder(), peer: testPeer, connectionGuard: testGuard()))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
         return channel
     }
@@ -263,5 +260,27 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         #expect(replies[2].status == 200 && replies[2].body.isEmpty && replies[2].headers["content-length"] == replies[0].headers["content-length"])
         #expect(responder.requests.count == 1 && responder.repeats.renewals.count == 2)
         _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+@Suite struct HTTPBodies {
+    @Test("no route takes a body: it is skipped, also across reads, and the connection stays usable")
+    func bodiesAreSkipped() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        #expect(try exchange(channel, "POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello").isEmpty)
+        let replies = try exchange(channel, "world" + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(replies.map(\.status) == [405, 200])
+        #expect(channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("a body over the size limit is refused with 413 and a close")
+    func aBodyOverTheLimitIsTooLarge() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let replies = try exchange(channel, "POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: \(WireProtocol.maxRequestBytes + 1)\r\n\r\n")
+        #expect(replies.map(\.status) == [413])
+        #expect(replies.first?.json?.error?.code == "too_large")
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
     }
 }

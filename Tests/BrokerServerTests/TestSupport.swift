@@ -133,6 +133,11 @@ final class ScriptedRepeat: RepeatableAnswer {
     }
 }
 
+/// A connection guard with timeouts no test reaches.
+func testGuard() -> ConnectionGuard {
+    ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60))
+}
+
 let testPeer = PeerCredentials(pid: 4242, uid: 1000, gid: 1000)
 
 extension ByteBuffer {

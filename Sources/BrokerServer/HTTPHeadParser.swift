@@ -1,0 +1,172 @@
+/// One HTTP/1.x request head.
+struct HTTPHead {
+    /// `GET`, `HEAD`, … (case-sensitive, as RFC 9110 says).
+    var method: String
+    /// The request target as sent (`/v1/token?scope=…`).
+    var target: String
+    /// 0 or 1: HTTP/1.0 or HTTP/1.1.
+    var minorVersion: Int
+    /// Header fields in order; empty unless asked for.
+    var headers: [(name: String, value: String)] = []
+    /// Whether the connection stays open after the answer.
+    var keepAlive: Bool
+    /// The length of a body that follows the head (no route takes one: it is skipped).
+    var bodyLength = 0
+}
+
+/// Why a request head was refused; the connection closes after the answer.
+enum HTTPHeadError: Error, Equatable {
+    /// 400, with what was wrong.
+    case malformed(String)
+    /// 413: the head, or a body, is larger than allowed.
+    case tooLarge
+}
+
+/// Reads request heads (RFC 9112) straight from the connection's bytes, for routes that
+/// take no body: one pass over the head, without a callback or a string per element.
+///
+/// Strict where leniency lets two parsers disagree about where a request ends: no
+/// whitespace before a field's colon, no folded lines, one `Content-Length` (digits
+/// only), no `Transfer-Encoding`. Lenient where that is harmless and common: empty
+/// lines before a request line, and a bare LF as line end.
+enum HTTPHeadParser {
+    /// The head at the start of `bytes` and the bytes it took, or nil when it is not
+    /// complete yet. Throws when the bytes cannot be (the start of) a request head.
+    static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, maxFields: Int = 256, collectHeaders: Bool) throws(HTTPHeadError) -> (HTTPHead, Int)? {
+        var lines = Lines(bytes: bytes, limit: maxHeadBytes)
+        var requestLine: Range<Int>?
+        // A client may send an empty line before a request (after a body, say): ignored.
+        while requestLine == nil {
+            guard let line = try lines.next() else {
+                // Refuse at once what cannot become a request line (a TLS handshake, binary
+                // garbage), rather than wait for a line end that may never come.
+                let rest = bytes[lines.position...].prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }
+                guard rest.allSatisfy(isTokenByte) else { throw .malformed("the request does not start with a method") }
+                return nil
+            }
+            if !line.isEmpty { requestLine = line }
+        }
+        var head = try parseRequestLine(bytes, requestLine!)
+        var contentLength: Int?
+        var fields = 0
+        // `close` in any Connection field wins (RFC 9112 §9.6); `keep-alive` matters for 1.0.
+        var close = false, keepAlive = false
+        while true {
+            guard let line = try lines.next() else { return nil }
+            if line.isEmpty { break }
+            fields += 1
+            guard fields <= maxFields else { throw .tooLarge }
+            let (name, value) = try splitField(bytes, line)
+            if equalsIgnoringCase(bytes, name, "content-length") {
+                guard value.count <= 18, !value.isEmpty, bytes[value].allSatisfy({ (0x30...0x39).contains($0) }) else {
+                    throw .malformed("Content-Length is not a number")
+                }
+                let length = bytes[value].reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                guard contentLength == nil || contentLength == length else { throw .malformed("conflicting Content-Length fields") }
+                contentLength = length
+            } else if equalsIgnoringCase(bytes, name, "transfer-encoding") {
+                throw .malformed("Transfer-Encoding is not supported: no route takes a request body")
+            } else if equalsIgnoringCase(bytes, name, "connection") {
+                for option in bytes[value].split(separator: UInt8(ascii: ",")) {
+                    let token = option.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                    if token.count == 5, equalsIgnoringCase(Array(token), "close") { close = true }
+                    if token.count == 10, equalsIgnoringCase(Array(token), "keep-alive") { keepAlive = true }
+                }
+            }
+            if collectHeaders {
+                head.headers.append((String(decoding: bytes[name], as: UTF8.self), String(decoding: bytes[value], as: UTF8.self)))
+            }
+        }
+        head.keepAlive = !close && (head.minorVersion == 1 || keepAlive)
+        head.bodyLength = contentLength ?? 0
+        return (head, lines.position)
+    }
+
+    /// `METHOD SP request-target SP HTTP/1.x`
+    private static func parseRequestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) throws(HTTPHeadError) -> HTTPHead {
+        guard let firstSpace = bytes[line].firstIndex(of: 0x20) else { throw .malformed("the request line is not 'METHOD target HTTP/1.1'") }
+        let method = line.lowerBound..<firstSpace
+        guard let secondSpace = bytes[(firstSpace + 1)..<line.upperBound].firstIndex(of: 0x20) else {
+            throw .malformed("the request line is not 'METHOD target HTTP/1.1'")
+        }
+        let target = (firstSpace + 1)..<secondSpace
+        let version = (secondSpace + 1)..<line.upperBound
+        guard !method.isEmpty, bytes[method].allSatisfy(isTokenByte) else { throw .malformed("the method is not a token") }
+        guard !target.isEmpty, bytes[target].allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw .malformed("the request target is empty or has spaces, control or non-ASCII characters")
+        }
+        let minor: Int
+        switch Array(bytes[version]) {
+        case Array("HTTP/1.1".utf8): minor = 1
+        case Array("HTTP/1.0".utf8): minor = 0
+        default: throw .malformed("only HTTP/1.0 and HTTP/1.1 are spoken here")
+        }
+        return HTTPHead(
+            method: String(decoding: bytes[method], as: UTF8.self), target: String(decoding: bytes[target], as: UTF8.self),
+            minorVersion: minor, keepAlive: minor == 1)
+    }
+
+    /// `name ":" OWS value OWS`, as the ranges of name and value.
+    private static func splitField(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) throws(HTTPHeadError) -> (Range<Int>, Range<Int>) {
+        guard bytes[line.lowerBound] != 0x20, bytes[line.lowerBound] != 0x09 else { throw .malformed("folded header lines are not accepted") }
+        guard let colon = bytes[line].firstIndex(of: UInt8(ascii: ":")), colon > line.lowerBound,
+            bytes[line.lowerBound..<colon].allSatisfy(isTokenByte)
+        else { throw .malformed("a header line is not 'Name: value'") }
+        var start = colon + 1, end = line.upperBound
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+        // Field values: visible characters, spaces, tabs and (obsolete) bytes ≥ 0x80.
+        guard bytes[start..<end].allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == 0x09 }) else {
+            throw .malformed("a header value has control characters")
+        }
+        return (line.lowerBound..<colon, start..<end)
+    }
+
+    /// RFC 9110 `tchar`.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"),
+            UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"),
+            UInt8(ascii: "~"):
+            true
+        default: false
+        }
+    }
+
+    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
+        guard range.count == lowercase.utf8CodeUnitCount else { return false }
+        return zip(bytes[range], UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)).allSatisfy { $0 | 0x20 == $1 }
+    }
+
+    private static func equalsIgnoringCase(_ bytes: [UInt8], _ lowercase: StaticString) -> Bool {
+        bytes.withUnsafeBytes { equalsIgnoringCase($0, 0..<bytes.count, lowercase) }
+    }
+
+    /// The lines of a head: ranges without their `\r\n` (or bare `\n`), up to `limit` bytes.
+    private struct Lines {
+        let bytes: UnsafeRawBufferPointer
+        let limit: Int
+        /// Where the next line starts.
+        private(set) var position = 0
+
+        init(bytes: UnsafeRawBufferPointer, limit: Int) {
+            self.bytes = bytes
+            self.limit = limit
+        }
+
+        /// The next line, or nil when its end has not arrived (yet, and within the limit).
+        mutating func next() throws(HTTPHeadError) -> Range<Int>? {
+            let searchEnd = min(bytes.count, limit)
+            guard position <= searchEnd, let newline = bytes[position..<searchEnd].firstIndex(of: 0x0A) else {
+                if bytes.count >= limit { throw .tooLarge }
+                return nil
+            }
+            var end = newline
+            if end > position, bytes[end - 1] == 0x0D { end -= 1 }
+            guard !bytes[position..<end].contains(0x0D) else { throw .malformed("a CR not followed by LF") }
+            defer { position = newline + 1 }
+            return position..<end
+        }
+    }
+}
