@@ -252,6 +252,46 @@ private struct RunningServer {
         try await running.stop(runner)
     }
 
+    /// The read deadline is per request: a client that pipelines without pause, every
+    /// write finishing one request and starting the next, is never cut off, although no
+    /// read ever ends between requests.
+    @Test func aPipelinerWhoseReadsAlwaysEndMidRequestIsNotTimedOut() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .milliseconds(300) }
+        let runner = try await running.start()
+        let fd = try UnixSocket.connected(directory.socketPath)
+        defer { close(fd) }
+        func send(_ text: String) throws {
+            let bytes = Array(text.utf8)
+            guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
+        }
+        func readLine() throws -> String {
+            var received: [UInt8] = []
+            var byte: UInt8 = 0
+            while received.last != UInt8(ascii: "\n") {
+                let n = read(fd, &byte, 1)
+                guard n == 1 else { throw SocketTestError(n == 0 ? "closed by the server" : "read: \(errno)") }
+                received.append(byte)
+            }
+            return String(decoding: received, as: UTF8.self)
+        }
+        try send(#"{"op":"ping","id":0}"# + "\n" + #"{"op":"pi"#)
+        #expect(try readLine().contains(#""id":0"#))
+        let started = ContinuousClock.now
+        var id = 1
+        // Well past three read timeouts; the gap is slept on this thread.
+        while ContinuousClock.now - started < .milliseconds(1200) {
+            usleep(50_000)
+            try send(#"ng","id":\#(id)}"# + "\n" + #"{"op":"pi"#)
+            #expect(try readLine().contains(#""id":\#(id)"#))
+            id += 1
+        }
+        try send(#"ng","id":\#(id)}"# + "\n")
+        #expect(try readLine().contains(#""id":\#(id)"#))
+        try await running.stop(runner)
+    }
+
     /// `idleTimeout`: a connection on which nothing happens is closed; one that keeps
     /// asking, for longer than the timeout in all, is not.
     @Test func anIdleConnectionIsClosedAndABusyOneIsNot() async throws {
