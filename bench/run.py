@@ -232,7 +232,7 @@ class Suite:
         if self.args.nio_floor:
             # As many event loops as the broker has: what the broker would cost if its own work were free.
             self.nio_floor_sock = os.path.join(self.workdir, "niofloor.sock")
-            threads = str(self.args.event_loop_threads or os.cpu_count())
+            threads = str(self.args.event_loop_threads or 1)  # the broker's default: one loop
             c = self.start("nio-floor", [self.args.nio_floor, self.nio_floor_sock, self.response_file, threads])
             self.wait_for("the NIO floor socket", lambda: os.path.exists(self.nio_floor_sock), child=c)
         self.nginx_sock = None
@@ -564,7 +564,7 @@ def report(results, args):
     add(f"TokenBroker benchmarks: {results['mode']} mode, **{results['build']} build**, {mc.get('cores')} cores "
         f"({mc.get('cpu', '?')}), kernel {mc.get('kernel', '?')}; response {results.get('responseBytes')} bytes; "
         f"{args.duration:g} s per point after {args.warmup:g} s warm-up; pipelining depth {args.depth}; "
-        f"broker event loop threads: {args.event_loop_threads or 'default (one per CPU)'}. "
+        f"broker event loop threads: {args.event_loop_threads or 'default (1)'}. "
         f"\"µs CPU/req\" is the server's user+system CPU time (all its threads and worker processes) per response, warm-up included: "
         f"the figure least disturbed by other work on the machine.")
     add("")

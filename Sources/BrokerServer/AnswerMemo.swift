@@ -5,7 +5,10 @@ import TokenBrokerProtocol
 /// without its `id`: a client asking for the same token again and again on one
 /// connection gets these bytes (with its `id` spliced in) for as long as the
 /// responder says they hold, about a second (until `expiresIn` ticks).
-struct AnswerMemo {
+///
+/// A class: the handler looks at it on every request, and a struct of five
+/// references would be copied (retained and released) each time.
+final class AnswerMemo {
     /// The request answered, `id` aside.
     let request: BrokerRequest
     /// The answer without an `id`.
@@ -13,6 +16,13 @@ struct AnswerMemo {
     /// `response` encoded (for NDJSON with its `\n`).
     let encoded: ByteBuffer
     let repeatable: any RepeatableAnswer
+
+    init(request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer) {
+        self.request = request
+        self.response = response
+        self.encoded = encoded
+        self.repeatable = repeatable
+    }
 
     /// What `request` gets now if it asks what the memo answered, else nil.
     func verdict(for request: BrokerRequest, from peer: PeerCredentials) -> RepeatVerdict? {

@@ -30,7 +30,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         limits:
           maxConnections: 256
           idleTimeoutSeconds: 30
-          eventLoopThreads: 1
+          eventLoopThreads: 2
         cache:
           maxScopesPerIdentity: 16
           maxConcurrentExchanges: 4
@@ -69,7 +69,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(configuration.socket.group == "root")
         #expect(configuration.limits.maxConnections == 256)
         #expect(configuration.limits.idleTimeoutSeconds == 30)
-        #expect(configuration.limits.eventLoopThreads == 1)
+        #expect(configuration.limits.eventLoopThreads == 2)
         #expect(configuration.cache.maxScopesPerIdentity == 16)
         #expect(configuration.cache.maxConcurrentExchanges == 4)
         #expect(configuration.cache.minValiditySeconds == 120)

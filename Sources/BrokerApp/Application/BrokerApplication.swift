@@ -51,19 +51,18 @@ public enum BrokerApplication {
         logger: Logger,
         onReady: @escaping @Sendable () -> Void = {}
     ) async throws {
-        // `limits.eventLoopThreads`: a group of that size of our own; otherwise NIO's shared
-        // group, one loop per CPU. (Resizing the shared group is allowed only before anything
-        // in the process has used it.)
-        let ownGroup = configuration.limits.eventLoopThreads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+        // `limits.eventLoopThreads` loops of our own rather than NIO's shared group (one per
+        // CPU, and resizable only before anything in the process has used it).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.limits.eventLoopThreads)
         do {
             try await run(
-                configuration: configuration, environment: environment, group: ownGroup ?? .singleton, reload: reload, extraServices: extraServices,
+                configuration: configuration, environment: environment, group: group, reload: reload, extraServices: extraServices,
                 logger: logger, onReady: onReady)
         } catch {
-            try? await ownGroup?.shutdownGracefully()
+            try? await group.shutdownGracefully()
             throw error
         }
-        try? await ownGroup?.shutdownGracefully()
+        try? await group.shutdownGracefully()
     }
 
     private static func run(
