@@ -190,7 +190,7 @@ class Suite:
         """The processes serving `path` (nginx: its workers too)."""
         name = {getattr(self, "sock", None): "broker", getattr(self, "floor_sock", None): "floor",
                 getattr(self, "floor_http_sock", None): "floor-http", getattr(self, "nginx_sock", None): "nginx",
-                getattr(self, "nio_floor_sock", None): "nio-floor"}.get(path)
+                getattr(self, "nio_floor_sock", None): "nio-floor", getattr(self, "nio_floor_http_sock", None): "nio-floor-http"}.get(path)
         child = next((c for c in self.children if c.name == name), None)
         if not child:
             return []
@@ -229,12 +229,15 @@ class Suite:
         b = self.start("floor-http", [floor, self.floor_http_sock, self.response_file, "--http"])
         self.wait_for("the floor sockets", lambda: os.path.exists(self.floor_sock) and os.path.exists(self.floor_http_sock), child=a)
         self.nio_floor_sock = None
+        self.nio_floor_http_sock = None
         if self.args.nio_floor:
             # As many event loops as the broker has: what the broker would cost if its own work were free.
             self.nio_floor_sock = os.path.join(self.workdir, "niofloor.sock")
             threads = str(self.args.event_loop_threads or 1)  # the broker's default: one loop
             c = self.start("nio-floor", [self.args.nio_floor, self.nio_floor_sock, self.response_file, threads])
-            self.wait_for("the NIO floor socket", lambda: os.path.exists(self.nio_floor_sock), child=c)
+            self.nio_floor_http_sock = os.path.join(self.workdir, "niofloorh.sock")
+            ch = self.start("nio-floor-http", [self.args.nio_floor, self.nio_floor_http_sock, self.response_file, threads, "--http"])
+            self.wait_for("the NIO floor sockets", lambda: os.path.exists(self.nio_floor_sock) and os.path.exists(self.nio_floor_http_sock), child=c)
         self.nginx_sock = None
         nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
         if not nginx:
@@ -341,6 +344,8 @@ http {{
         targets = [("ours", self.sock), ("floor", self.floor_http_sock)]
         if self.nginx_sock:
             targets.append(("nginx", self.nginx_sock))
+        if getattr(self, "nio_floor_http_sock", None):
+            targets.append(("nio", self.nio_floor_http_sock))
         for conns in (1, 32) if self.quick else (1, 32, 256):
             for name, path in targets:
                 key = f"http c{conns} p1 {name}"
@@ -610,8 +615,10 @@ def report(results, args):
             return f"{fmt_rps(res['rps'])} req/s, mean {fmt_us(res.get('meanus', 0))}" + (f", **{bad} failed**" if bad else "")
 
         ok = ours and nginx and nginx["rps"]
+        nio = h.get(f"h2load c{c} nio")
         add(f"| HTTP/1.1 cached token, {c} conns (h2load --h1) | {hc(ours)} | {hc(floor)} | {hc(nginx)} | {ratio(ours, floor)} | "
-            f"{ratio(ours, nginx)} | ≥ 1.0 × nginx | {'yes' if ok and ours['rps'] >= nginx['rps'] else '**no**' if ok else ''} |")
+            f"{ratio(ours, nginx)} | ≥ 1.0 × nginx | {'yes' if ok and ours['rps'] >= nginx['rps'] else '**no**' if ok else ''} | "
+            f"{hc(nio) if nio else '—'} | {ratio(ours, nio) if nio else '—'} |")
 
     cold = results.get("cold")
     if cold:

@@ -16,6 +16,8 @@ final class AnswerMemo {
     /// `response` encoded (for NDJSON with its `\n`).
     let encoded: ByteBuffer
     let repeatable: any RepeatableAnswer
+    /// For HTTP: the whole keep-alive answer (head and `encoded`), once built.
+    var httpMessage: ByteBuffer?
 
     init(request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer) {
         self.request = request

@@ -38,6 +38,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private var plainToken = WireCoding.PlainTokenMemo()
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
+    /// The request target `lastAnswer` answered, as sent.
+    private var lastAnswerTarget = ""
 
     init(
         responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard,
@@ -153,29 +155,30 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             }
             return
         }
+        // The same target as the remembered answer's: the same request, not parsed again.
+        if let memo = lastAnswer, head.target == lastAnswerTarget, head.method == "GET" || head.method == "HEAD" {
+            switch memo.repeatable.renew(memo.request, for: peer) {
+            case .holds:
+                return complete(slot, HTTPReply(memo.response, memo: memo, form: form), context: context)
+            case .instead(let response):
+                return complete(slot, HTTPReply(response, form: form), context: context)
+            case .expired:
+                lastAnswer = nil
+            }
+        }
         let route = HTTPRoute(head)
         switch route {
         case .reply(let status, let body):
             complete(slot, HTTPReply(status: status, body: body, form: form), context: context)
         case .broker(let request):
-            if let memo = lastAnswer, let verdict = memo.verdict(for: request, from: peer) {
-                switch verdict {
-                case .holds:
-                    complete(slot, HTTPReply(memo.response, encoded: memo.encoded, form: form), context: context)
-                    return
-                case .instead(let response):
-                    complete(slot, HTTPReply(response, form: form), context: context)
-                    return
-                case .expired:
-                    lastAnswer = nil
-                }
-            }
             if let immediate = responder.immediateResponse(to: request, from: peer) {
                 guard let repeatable = immediate.repeatable else { return complete(slot, HTTPReply(immediate.response, form: form), context: context) }
                 // HTTP requests have no `id`: the memo's bytes are the whole body.
                 let encoded = WireCoding.encode(immediate.response, allocator: context.channel.allocator, memo: &plainToken)
-                lastAnswer = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
-                complete(slot, HTTPReply(immediate.response, encoded: encoded, form: form), context: context)
+                let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
+                lastAnswer = memo
+                lastAnswerTarget = head.target
+                complete(slot, HTTPReply(immediate.response, memo: memo, form: form), context: context)
                 return
             }
             let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
@@ -248,17 +251,30 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
             return
         }
-        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? reply.encoded
-            ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
+        if let memo = reply.memo {
+            // The usual keep-alive answer is built once per memo and then written as it is.
+            let keptOpen = reply.form.keepAlive && !closeWhenDrained && !reply.form.headOnly
+            if keptOpen, let message = memo.httpMessage {
+                context.write(wrapOutboundOut(message), promise: nil)
+                wroteSinceFlush = true
+                return
+            }
+            let message = writeMessage(status: reply.status, contentType: "application/json", body: memo.encoded, extraHeaders: [], form: reply.form, context: context)
+            if keptOpen { memo.httpMessage = message }
+            return
+        }
+        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
         let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
         let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
         writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, form: reply.form, context: context)
     }
 
+    /// Writes one answer; returns it.
+    @discardableResult
     private func writeMessage(
         status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form,
         context: ChannelHandlerContext
-    ) {
+    ) -> ByteBuffer {
         var message = context.channel.allocator.buffer(capacity: 192 + body.readableBytes)
         if status == .ok {
             message.writeStaticString("HTTP/1.1 200 OK\r\nContent-Type: ")
@@ -278,6 +294,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         if !form.headOnly { message.writeImmutableBuffer(body) }
         context.write(wrapOutboundOut(message), promise: nil)
         wroteSinceFlush = true
+        return message
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
@@ -309,8 +326,8 @@ struct HTTPReply {
     var text: String?
     /// An `HTTPService`'s answer, sent as it is instead of `body`.
     var custom: HTTPServiceResponse?
-    /// `body` already encoded.
-    var encoded: ByteBuffer?
+    /// The connection's remembered answer this is (`body` encoded, and the whole message).
+    var memo: AnswerMemo?
 
     init(status: HTTPResponseStatus, body: BrokerResponse, form: Form) {
         self.status = status
@@ -318,10 +335,10 @@ struct HTTPReply {
         self.form = form
     }
 
-    init(_ response: BrokerResponse, encoded: ByteBuffer? = nil, form: Form) {
+    init(_ response: BrokerResponse, memo: AnswerMemo? = nil, form: Form) {
         let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
         self.init(status: status, body: response, form: form)
-        self.encoded = encoded
+        self.memo = memo
     }
 }
 

@@ -259,6 +259,17 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         #expect(replies.prefix(2).map(\.status) == [200, 200] && replies[0].body == replies[1].body)
         #expect(replies[2].status == 200 && replies[2].body.isEmpty && replies[2].headers["content-length"] == replies[0].headers["content-length"])
         #expect(responder.requests.count == 1 && responder.repeats.renewals.count == 2)
+
+        // A repeat that closes says so; a refusal instead is sent as such.
+        responder.repeats.verdict = .instead(.failure(id: nil, WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)))
+        let refused = try exchange(channel, get)
+        #expect(refused.map(\.status) == [429] && refused.first?.headers["retry-after"] == "1")
+        responder.repeats.verdict = .holds
+        let last = try exchange(channel, get + "GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(last.map(\.status) == [200, 200] && last.map(\.body) == [replies[0].body, replies[0].body])
+        #expect(last.map { $0.headers["connection"] } == ["keep-alive", "close"])
+        #expect(!channel.isActive)
+        #expect(responder.requests.count == 1)
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 }
