@@ -24,8 +24,9 @@ public protocol BrokerResponder: Sendable {
 /// An answer given at once, and whether the connection may give it again.
 public struct ImmediateResponse: Sendable {
     public var response: BrokerResponse
-    /// Set when the same request (apart from its `id`) from the same connection may get
-    /// the same answer again without the responder working it out anew, while this says so.
+    /// Set (for a successful answer) when the same request (apart from its `id`) from the
+    /// same connection may get the same answer again without the responder working it out
+    /// anew, while this says so.
     public var repeatable: (any RepeatableAnswer)?
 
     public init(_ response: BrokerResponse, repeatable: (any RepeatableAnswer)? = nil) {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// One HTTP/1.x request head.
 struct HTTPHead {
     /// `GET`, `HEAD`, … (case-sensitive, as RFC 9110 says).
@@ -96,10 +98,12 @@ enum HTTPHeadParser {
             throw .malformed("the request target is empty or has spaces, control or non-ASCII characters")
         }
         let minor: Int
-        switch Array(bytes[version]) {
-        case Array("HTTP/1.1".utf8): minor = 1
-        case Array("HTTP/1.0".utf8): minor = 0
-        default: throw .malformed("only HTTP/1.0 and HTTP/1.1 are spoken here")
+        if equals(bytes, version, "HTTP/1.1") {
+            minor = 1
+        } else if equals(bytes, version, "HTTP/1.0") {
+            minor = 0
+        } else {
+            throw .malformed("only HTTP/1.0 and HTTP/1.1 are spoken here")
         }
         return HTTPHead(
             method: String(decoding: bytes[method], as: UTF8.self), target: String(decoding: bytes[target], as: UTF8.self),
@@ -132,6 +136,10 @@ enum HTTPHeadParser {
             true
         default: false
         }
+    }
+
+    private static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ text: StaticString) -> Bool {
+        range.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress! + range.lowerBound, text.utf8Start, range.count) == 0
     }
 
     private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {

@@ -159,7 +159,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         if let memo = lastAnswer, head.target == lastAnswerTarget, head.method == "GET" || head.method == "HEAD" {
             switch memo.repeatable.renew(memo.request, for: peer) {
             case .holds:
-                return complete(slot, HTTPReply(memo.response, memo: memo, form: form), context: context)
+                return complete(slot, HTTPReply(memo: memo, form: form), context: context)
             case .instead(let response):
                 return complete(slot, HTTPReply(response, form: form), context: context)
             case .expired:
@@ -172,13 +172,15 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             complete(slot, HTTPReply(status: status, body: body, form: form), context: context)
         case .broker(let request):
             if let immediate = responder.immediateResponse(to: request, from: peer) {
-                guard let repeatable = immediate.repeatable else { return complete(slot, HTTPReply(immediate.response, form: form), context: context) }
+                guard let repeatable = immediate.repeatable, immediate.response.error == nil else {
+                    return complete(slot, HTTPReply(immediate.response, form: form), context: context)
+                }
                 // HTTP requests have no `id`: the memo's bytes are the whole body.
                 let encoded = WireCoding.encode(immediate.response, allocator: context.channel.allocator, memo: &plainToken)
                 let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
                 lastAnswer = memo
                 lastAnswerTarget = head.target
-                complete(slot, HTTPReply(immediate.response, memo: memo, form: form), context: context)
+                complete(slot, HTTPReply(memo: memo, form: form), context: context)
                 return
             }
             let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
@@ -335,9 +337,15 @@ struct HTTPReply {
         self.form = form
     }
 
-    init(_ response: BrokerResponse, memo: AnswerMemo? = nil, form: Form) {
+    init(_ response: BrokerResponse, form: Form) {
         let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
         self.init(status: status, body: response, form: form)
+    }
+
+    /// A remembered answer (always a successful token): its bytes are in `memo`, so the
+    /// reply does not carry (and copy) the response itself.
+    init(memo: AnswerMemo, form: Form) {
+        self.init(status: .ok, body: BrokerResponse(id: nil, ok: true), form: form)
         self.memo = memo
     }
 }
