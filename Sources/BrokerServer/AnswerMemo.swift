@@ -4,32 +4,31 @@ import TokenBrokerProtocol
 /// A connection's last repeatable answer (see `RepeatableAnswer`), kept encoded
 /// without its `id`: a client asking for the same token again and again on one
 /// connection gets these bytes (with its `id` spliced in) for as long as the
-/// responder says they hold, about a second (until `expiresIn` ticks).
+/// responder says they hold, about a second (until `expiresIn` ticks). The handler
+/// decides what counts as the same request: one that `asksSame`, or (cheaper) the very
+/// bytes of the request it first answered.
 ///
 /// A class: the handler looks at it on every request, and a struct of five
 /// references would be copied (retained and released) each time.
 final class AnswerMemo {
-    /// The request answered, `id` aside.
+    /// The request first answered (with its `id`).
     let request: BrokerRequest
     /// The answer without an `id`.
     let response: BrokerResponse
     /// `response` encoded (for NDJSON with its `\n`).
     let encoded: ByteBuffer
     let repeatable: any RepeatableAnswer
+    /// For NDJSON: the request line as sent.
+    let line: ByteBuffer?
     /// For HTTP: the whole keep-alive answer (head and `encoded`), once built.
     var httpMessage: ByteBuffer?
 
-    init(request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer) {
+    init(request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer, line: ByteBuffer? = nil) {
         self.request = request
         self.response = response
         self.encoded = encoded
         self.repeatable = repeatable
-    }
-
-    /// What `request` gets now if it asks what the memo answered, else nil.
-    func verdict(for request: BrokerRequest, from peer: PeerCredentials) -> RepeatVerdict? {
-        guard request.asksSame(as: self.request) else { return nil }
-        return repeatable.renew(request, for: peer)
+        self.line = line
     }
 
     /// The memo's answer for a request with `id`: the encoded bytes themselves when there

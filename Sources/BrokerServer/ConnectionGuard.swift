@@ -8,7 +8,8 @@ import NIOCore
 /// Not a channel handler: the protocol handler that reads the bytes tells it what it
 /// saw, which costs nothing per request but a clock read, where a handler of its own
 /// would add four pipeline hops to every request. `ProtocolSniffer` starts it when the
-/// connection opens and hands it to the protocol handler it installs.
+/// connection opens and hands it to the protocol handler it installs (each a
+/// `ConnectionGuarded`).
 ///
 /// One timer per connection, never more than `requestTimeout` ahead, re-armed when it
 /// fires (so a request that starts later is still caught at its own deadline).
@@ -103,5 +104,32 @@ final class ConnectionGuard {
         channel.writeAndFlush(channel.allocator.buffer(string: bytes)).whenComplete { _ in
             channel.close(promise: nil)
         }
+    }
+}
+
+/// A handler that holds the connection's `ConnectionGuard` while it is in the pipeline:
+/// starts it once the connection is active, stops it when the connection closes or the
+/// handler leaves.
+protocol ConnectionGuarded: ChannelInboundHandler {
+    var connectionGuard: ConnectionGuard { get }
+}
+
+extension ConnectionGuarded {
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { connectionGuard.start(context.channel) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionGuard.start(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionGuard.stop()
+        context.fireChannelInactive()
     }
 }

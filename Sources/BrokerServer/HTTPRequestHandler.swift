@@ -13,7 +13,7 @@ import TokenBrokerProtocol
 /// encoder (a callback per element, a header table per request) cost more than the
 /// rest of a cached-token answer. A malformed request gets a 400 and a close; a head
 /// over `maxHeadBytes` a 413 and a close.
-final class HTTPRequestHandler: ChannelInboundHandler {
+final class HTTPRequestHandler: ConnectionGuarded {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -23,7 +23,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     private let peer: PeerCredentials
     private let maxHeadBytes: Int
     /// Told what is read, for the connection's timeouts.
-    private let connectionGuard: ConnectionGuard
+    let connectionGuard: ConnectionGuard
     private var sequencer = ResponseSequencer<HTTPReply>()
     /// Bytes of an unfinished request (head, or the body being skipped) kept between reads.
     private var unfinished: ByteBuffer?
@@ -49,27 +49,9 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         self.peer = peer
         self.maxHeadBytes = maxHeadBytes
         self.connectionGuard = connectionGuard
+        connectionGuard.kind = .http  // how it answers a timeout
         self.metrics = metrics
         self.service = service
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        connectionGuard.kind = .http
-        if context.channel.isActive { connectionGuard.start(context.channel) }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        connectionGuard.start(context.channel)
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -8,7 +8,7 @@ import TokenBrokerProtocol
 /// It splits the byte stream at `\n` itself, answering each line straight from the
 /// read buffer; only an unfinished last line is kept (copied) until the next read.
 /// Lines longer than `maxLineBytes` are refused without being buffered.
-final class NDJSONHandler: ChannelInboundHandler {
+final class NDJSONHandler: ConnectionGuarded {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -30,32 +30,14 @@ final class NDJSONHandler: ChannelInboundHandler {
     private var lastAnswer: AnswerMemo?
 
     /// Told what is read, for the connection's timeouts.
-    private let connectionGuard: ConnectionGuard
+    let connectionGuard: ConnectionGuard
 
     init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard) {
         self.responder = responder
         self.peer = peer
         self.maxLineBytes = maxLineBytes
         self.connectionGuard = connectionGuard
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        connectionGuard.kind = .ndjson
-        if context.channel.isActive { connectionGuard.start(context.channel) }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        connectionGuard.start(context.channel)
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-        context.fireChannelInactive()
+        connectionGuard.kind = .ndjson  // how it answers a timeout
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -121,28 +103,25 @@ final class NDJSONHandler: ChannelInboundHandler {
         }
         guard !closeWhenDrained else { return }
         let slot = sequencer.reserve()
+        // The very line the remembered answer was for (a client repeating itself, `id` and
+        // all) is not decoded again.
+        if let memo = lastAnswer, memo.line == line, answer(slot, from: memo, to: memo.request, context: context) { return }
         switch WireCoding.decodeRequest(line) {
         case .failure(let failure):
             complete(slot, .failure(id: failure.id, failure.error), context: context)
         case .success(let request):
-            if let memo = lastAnswer, let verdict = memo.verdict(for: request, from: peer) {
-                switch verdict {
-                case .holds:
-                    complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
-                    return
-                case .instead(let response):
-                    complete(slot, response, context: context)
-                    return
-                case .expired:
-                    lastAnswer = nil
-                }
-            }
+            if let memo = lastAnswer, request.asksSame(as: memo.request), answer(slot, from: memo, to: request, context: context) { return }
             if let immediate = responder.immediateResponse(to: request, from: peer) {
-                guard let repeatable = immediate.repeatable else { return complete(slot, immediate.response, context: context) }
+                guard let repeatable = immediate.repeatable, immediate.response.error == nil else {
+                    return complete(slot, immediate.response, context: context)
+                }
                 var withoutID = immediate.response
                 withoutID.id = nil
                 let encoded = WireCoding.encode(withoutID, allocator: context.channel.allocator, newline: true, memo: &plainToken)
-                let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable)
+                // The line is copied: a slice would pin the channel's receive buffer.
+                var copy = context.channel.allocator.buffer(capacity: line.readableBytes)
+                copy.writeImmutableBuffer(line)
+                let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable, line: copy)
                 lastAnswer = memo
                 complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
                 return
@@ -156,6 +135,21 @@ final class NDJSONHandler: ChannelInboundHandler {
                 self.readGate.update(context: context, pending: self.sequencer.pendingCount)
             }
         }
+    }
+
+    /// Answers `request` from `memo` if the responder says it still holds (or with what it
+    /// says instead); false when it no longer holds.
+    private func answer(_ slot: UInt64, from memo: AnswerMemo, to request: BrokerRequest, context: ChannelHandlerContext) -> Bool {
+        switch memo.repeatable.renew(request, for: peer) {
+        case .holds:
+            complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
+        case .instead(let response):
+            complete(slot, response, context: context)
+        case .expired:
+            lastAnswer = nil
+            return false
+        }
+        return true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

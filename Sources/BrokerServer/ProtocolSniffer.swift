@@ -4,7 +4,7 @@ import NIOCore
 /// pipeline: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
 /// else is NDJSON (a JSON request starts with `{`). A compatibility listener (with an
 /// `HTTPService`) speaks HTTP only.
-final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+final class ProtocolSniffer: ConnectionGuarded, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
     private let responder: any BrokerResponder
@@ -12,7 +12,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let maxRequestBytes: Int
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
-    private let connectionGuard: ConnectionGuard
+    let connectionGuard: ConnectionGuard
     private var draining = false
     private var sawData = false
 
@@ -30,19 +30,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     // The connection's timeouts run from the moment it opens (a client that connects and
     // sends nothing is idle); the protocol handler installed below takes the guard over.
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { connectionGuard.start(context.channel) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        connectionGuard.start(context.channel)
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-        context.fireChannelInactive()
-    }
+    func handlerRemoved(context: ChannelHandlerContext) {}
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)

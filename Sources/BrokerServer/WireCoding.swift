@@ -124,17 +124,7 @@ enum WireCoding {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: strings + 192) { raw in
             var out = RawWriter(raw)
             out.write("{")
-            switch response.id {
-            case .number(let n):
-                out.write(#""id":"#)
-                out.write(n)
-                out.write(",")
-            case .string(let s):
-                out.write(#""id":""#)
-                out.write(s)
-                out.write(#"","#)
-            case nil: break
-            }
+            if let id = response.id { out.writeIDField(id) }
             /// `,"name":"value"` for a string already known to need no escaping.
             func stringField(_ prefix: StaticString, _ value: String?) {
                 guard let value else { return }
@@ -175,16 +165,8 @@ enum WireCoding {
         var buffer = allocator.buffer(capacity: capacity)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { raw in
             var out = RawWriter(raw)
-            switch id {
-            case .number(let n):
-                out.write(#"{"id":"#)
-                out.write(n)
-                out.write(",")
-            case .string(let text):
-                out.write(#"{"id":""#)
-                out.write(text)
-                out.write(#"","#)
-            }
+            out.write("{")
+            out.writeIDField(id)
             encoded.withUnsafeReadableBytes { out.write(UnsafeRawBufferPointer(rebasing: $0.dropFirst())) }
             return out.count
         }
@@ -225,6 +207,20 @@ enum WireCoding {
                     scratch[end] = UInt8(ascii: "-")
                 }
                 copy(UnsafeRawBufferPointer(rebasing: scratch[end...]))
+            }
+        }
+
+        /// `"id":7,` or `"id":"text",` (the text known to need no escaping).
+        mutating func writeIDField(_ id: RequestID) {
+            switch id {
+            case .number(let n):
+                write(#""id":"#)
+                write(n)
+                write(",")
+            case .string(let text):
+                write(#""id":""#)
+                write(text)
+                write(#"","#)
             }
         }
 

@@ -242,6 +242,20 @@ struct RepeatedAnswers {
         _ = try channel.finish()
     }
 
+    @Test("the very same line again (id and all) is answered from the memo too, and falls back when the memo has expired")
+    func identicalLines() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        let request = BrokerRequest(op: "token", id: .string("same"), scope: scope)
+        let expected = ScriptedResponder.answer(request)
+        #expect(try send(channel, String(repeating: try line(request), count: 3)) == [expected, expected, expected])
+        #expect(responder.requests.count == 1 && responder.repeats.renewals.map(\.id) == [.string("same"), .string("same")])
+        responder.repeats.verdict = .expired
+        #expect(try send(channel, try line(request)) == [expected])
+        #expect(responder.requests.count == 2)
+        _ = try channel.finish()
+    }
+
     @Test("an expired answer is worked out again, a refusal instead is sent with the request's id, and other requests are not repeats")
     func expiredInsteadAndOthers() throws {
         let responder = ScriptedResponder()

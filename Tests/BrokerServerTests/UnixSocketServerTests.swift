@@ -87,8 +87,17 @@ private enum UnixSocket {
 
     /// Sends one request line and reads its one answer line.
     static func exchangeLine(_ fd: Int32, _ request: String) throws -> String {
-        let bytes = Array((request + "\n").utf8)
+        try send(fd, request + "\n")
+        return try readLine(fd)
+    }
+
+    static func send(_ fd: Int32, _ text: String) throws {
+        let bytes = Array(text.utf8)
         guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
+    }
+
+    /// Reads one line (with its `\n`).
+    static func readLine(_ fd: Int32) throws -> String {
         var received: [UInt8] = []
         var byte: UInt8 = 0
         while received.last != UInt8(ascii: "\n") {
@@ -262,20 +271,8 @@ private struct RunningServer {
         let runner = try await running.start()
         let fd = try UnixSocket.connected(directory.socketPath)
         defer { close(fd) }
-        func send(_ text: String) throws {
-            let bytes = Array(text.utf8)
-            guard write(fd, bytes, bytes.count) == bytes.count else { throw SocketTestError("write: \(errno)") }
-        }
-        func readLine() throws -> String {
-            var received: [UInt8] = []
-            var byte: UInt8 = 0
-            while received.last != UInt8(ascii: "\n") {
-                let n = read(fd, &byte, 1)
-                guard n == 1 else { throw SocketTestError(n == 0 ? "closed by the server" : "read: \(errno)") }
-                received.append(byte)
-            }
-            return String(decoding: received, as: UTF8.self)
-        }
+        func send(_ text: String) throws { try UnixSocket.send(fd, text) }
+        func readLine() throws -> String { try UnixSocket.readLine(fd) }
         try send(#"{"op":"ping","id":0}"# + "\n" + #"{"op":"pi"#)
         #expect(try readLine().contains(#""id":0"#))
         let started = ContinuousClock.now

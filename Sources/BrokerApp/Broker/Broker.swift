@@ -32,6 +32,8 @@ final class Broker: BrokerResponder {
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
     private let logger: Logger
+    /// Whether `logger` takes debug records (fixed for its life): a repeat skips even the check.
+    private let logsEachAnswer: Bool
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
     /// `limits.requestsPerSecondPerUID`.
@@ -51,6 +53,7 @@ final class Broker: BrokerResponder {
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
         self.defaultMinimumValidity = defaultMinimumValidity
         self.logger = logger
+        self.logsEachAnswer = logger.logLevel <= .debug
     }
 
     /// Replaces the served identities (reload). Callers in flight keep the identity they
@@ -141,9 +144,11 @@ final class Broker: BrokerResponder {
             return .instead(throttled(request, peer: peer, wait: wait))
         }
         let key = answer.hit.key
-        logger.debug("token served", metadata: [
-            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
-        ])
+        if logsEachAnswer {
+            logger.debug("token served", metadata: [
+                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
+            ])
+        }
         audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer)
         answer.hit.countRepeatedHit()
         countRequest(request.op, "ok")

@@ -21,12 +21,16 @@ final class BrokerMetrics: MetricsExposition {
     private let stateGauges = Mutex<[String: Prometheus.Gauge]>([:])
     /// The successful socket ops, nearly every request there is: made up front (so they
     /// start at 0, as Prometheus advises) and counted without the lock.
-    private let okCounters: [String: CoreMetrics.Counter]
+    private let tokenOK: CoreMetrics.Counter
+    private let statusOK: CoreMetrics.Counter
+    private let pingOK: CoreMetrics.Counter
 
     /// Routes swift-metrics to this registry (once per process: `MetricsSystem` allows one).
     init() {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        okCounters = Dictionary(uniqueKeysWithValues: ["token", "status", "ping"].map { ($0, Self.requestCounter(op: $0, outcome: "ok")) })
+        tokenOK = Self.requestCounter(op: "token", outcome: "ok")
+        statusOK = Self.requestCounter(op: "status", outcome: "ok")
+        pingOK = Self.requestCounter(op: "ping", outcome: "ok")
     }
 
     /// The runtime whose state the gauges describe (created after the counters exist).
@@ -44,9 +48,13 @@ final class BrokerMetrics: MetricsExposition {
     static let operations: Set<String> = ["token", "status", "ping", "imds", "app_service", "aws_credentials"]
 
     func countRequest(op: String, outcome: String) {
-        if outcome == "ok", let counter = okCounters[op] {
-            counter.increment()
-            return
+        if outcome == "ok" {
+            switch op {
+            case "token": return tokenOK.increment()
+            case "status": return statusOK.increment()
+            case "ping": return pingOK.increment()
+            default: break
+            }
         }
         // Unknown ops are one label value, so a caller cannot grow the label set.
         let op = Self.operations.contains(op) ? op : "other"
