@@ -50,9 +50,9 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: now), 0, now))
     }
 
-    /// Records one decision.
-    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil) {
-        let now = clock.now
+    /// Records one decision, made at `instant` (read from the clock when not given).
+    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil, at instant: C.Instant? = nil) {
+        let now = instant ?? clock.now
         let sinceOrigin = TimeAmount(origin.duration(to: now)).nanoseconds
         if sinceOrigin < emptyUntil.load(ordering: .relaxed) {
             suppressedWithoutLock.add(1, ordering: .relaxed)

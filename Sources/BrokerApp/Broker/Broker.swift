@@ -138,8 +138,9 @@ final class Broker: BrokerResponder {
     /// A repeat of an answer from `cachedTokenAnswer`: still right while no reload happened
     /// and `expiresIn` still reads the same; rate limited, audited and counted like the first.
     fileprivate func renew(_ answer: RepeatableTokenAnswer, request: BrokerRequest, peer: PeerCredentials) -> RepeatVerdict {
-        guard identitiesGeneration.load(ordering: .acquiring) == answer.generation, ContinuousClock.now <= answer.holdsUntil else { return .expired }
-        if let wait = rateLimiter.admit(uid: peer.uid) {
+        let now = ContinuousClock.now
+        guard identitiesGeneration.load(ordering: .acquiring) == answer.generation, now <= answer.holdsUntil else { return .expired }
+        if let wait = rateLimiter.admit(uid: peer.uid, at: now) {
             countRequest(request.op, WireErrorCode.throttled.rawValue)
             return .instead(throttled(request, peer: peer, wait: wait))
         }
@@ -149,7 +150,7 @@ final class Broker: BrokerResponder {
                 "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
             ])
         }
-        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer)
+        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: now)
         answer.hit.countRepeatedHit()
         countRequest(request.op, "ok")
         return .holds

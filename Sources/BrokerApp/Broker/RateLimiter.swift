@@ -25,11 +25,11 @@ final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration {
     /// Whether the limiter admits everything.
     var isUnlimited: Bool { ratePerSecond == 0 }
 
-    /// Counts one request of `uid`: nil when admitted, else how long until the next
-    /// request would be.
-    func admit(uid: UInt32) -> Duration? {
+    /// Counts one request of `uid` made at `instant` (read from the clock when not given):
+    /// nil when admitted, else how long until the next request would be.
+    func admit(uid: UInt32, at instant: C.Instant? = nil) -> Duration? {
         guard !isUnlimited else { return nil }
-        let now = clock.now
+        let now = instant ?? clock.now
         return buckets.withLock { buckets in
             if buckets.count >= pruneThreshold, buckets[uid] == nil {
                 buckets = buckets.filter { !$0.value.isFull(at: now) }
