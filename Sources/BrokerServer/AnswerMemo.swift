@@ -33,7 +33,10 @@ final class AnswerMemo {
 
     /// The memo's answer for a request with `id`: the encoded bytes themselves when there
     /// is no `id`, else a copy with the `id` in front.
-    func answer(id: RequestID?, allocator: ByteBufferAllocator, memo: inout WireCoding.PlainTokenMemo) -> ByteBuffer {
+    /// (`allocator` is asked for only when there is an `id`: reaching the channel's costs.)
+    func answer(id: RequestID?, allocator: @autoclosure () -> ByteBufferAllocator, memo: inout WireCoding.PlainTokenMemo) -> ByteBuffer {
+        guard let id else { return encoded }
+        let allocator = allocator()
         if let spliced = WireCoding.withID(id, encodedWithoutID: encoded, allocator: allocator) { return spliced }
         // An `id` that needs escaping: the general encoder.
         var withID = response
