@@ -130,9 +130,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             context.eventLoop.makeFutureWithTask {
                 await service.respond(to: request, from: peer)
             }.assumeIsolated().whenSuccess { response in
-                var reply = HTTPReply(status: HTTPResponseStatus(statusCode: response.status), body: BrokerResponse(id: nil, ok: true), form: form)
-                reply.custom = response
-                self.complete(slot, reply, context: context)
+                self.complete(slot, HTTPReply(code: response.status, .custom(response), form: form), context: context)
                 self.connectionGuard.didAnswer()
             }
             return
@@ -141,7 +139,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
         if let memo = lastAnswer, head.target == lastAnswerTarget, head.method == "GET" || head.method == "HEAD" {
             switch memo.repeatable.renew(memo.request, for: peer) {
             case .holds:
-                return complete(slot, HTTPReply(memo: memo, form: form), context: context)
+                return complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
             case .instead(let response):
                 return complete(slot, HTTPReply(response, form: form), context: context)
             case .expired:
@@ -162,7 +160,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
                 lastAnswer = memo
                 lastAnswerTarget = head.target
-                complete(slot, HTTPReply(memo: memo, form: form), context: context)
+                complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
                 return
             }
             let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
@@ -177,9 +175,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 complete(slot, HTTPReply(status: .notFound, body: body, form: form), context: context)
                 return
             }
-            var reply = HTTPReply(status: .ok, body: BrokerResponse(id: nil, ok: true), form: form)
-            reply.text = metrics.prometheusText()
-            complete(slot, reply, context: context)
+            complete(slot, HTTPReply(code: 200, .text(metrics.prometheusText()), form: form), context: context)
         case .readiness:
             let (ready, reason) = responder.readiness()
             let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
@@ -230,12 +226,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 
     private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
-        if let custom = reply.custom {
-            let body = context.channel.allocator.buffer(string: custom.body)
-            writeMessage(status: reply.status, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
-            return
-        }
-        if let memo = reply.memo {
+        switch reply.content {
+        case .memo(let memo):
             // The usual keep-alive answer is built once per memo and then written as it is.
             let keptOpen = reply.form.keepAlive && !closeWhenDrained && !reply.form.headOnly
             if keptOpen, let message = memo.httpMessage {
@@ -243,26 +235,32 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 wroteSinceFlush = true
                 return
             }
-            let message = writeMessage(status: reply.status, contentType: "application/json", body: memo.encoded, extraHeaders: [], form: reply.form, context: context)
+            let message = writeMessage(code: reply.code, contentType: "application/json", body: memo.encoded, extraHeaders: [], form: reply.form, context: context)
             if keptOpen { memo.httpMessage = message }
-            return
+        case .json(let response):
+            let body = WireCoding.encode(response, allocator: context.channel.allocator, memo: &plainToken)
+            let retryAfter = response.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
+            writeMessage(code: reply.code, contentType: "application/json", body: body, extraHeaders: retryAfter, form: reply.form, context: context)
+        case .text(let text):
+            let body = context.channel.allocator.buffer(string: text)
+            writeMessage(code: reply.code, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body, extraHeaders: [], form: reply.form, context: context)
+        case .custom(let custom):
+            let body = context.channel.allocator.buffer(string: custom.body)
+            writeMessage(code: reply.code, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
         }
-        let body = reply.text.map { context.channel.allocator.buffer(string: $0) } ?? WireCoding.encode(reply.body, allocator: context.channel.allocator, memo: &plainToken)
-        let contentType = reply.text == nil ? "application/json" : "text/plain; version=0.0.4; charset=utf-8"
-        let retryAfter = reply.body.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
-        writeMessage(status: reply.status, contentType: contentType, body: body, extraHeaders: retryAfter, form: reply.form, context: context)
     }
 
     /// Writes one answer; returns it.
     @discardableResult
     private func writeMessage(
-        status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form,
+        code: Int, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form,
         context: ChannelHandlerContext
     ) -> ByteBuffer {
         var message = context.channel.allocator.buffer(capacity: 192 + body.readableBytes)
-        if status == .ok {
+        if code == 200 {
             message.writeStaticString("HTTP/1.1 200 OK\r\nContent-Type: ")
         } else {
+            let status = HTTPResponseStatus(statusCode: code)
             message.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: ")
         }
         message.writeString(contentType)
@@ -294,7 +292,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 }
 
-/// One finished HTTP answer.
+/// One finished HTTP answer. Small to copy (it waits in the sequencer): a JSON
+/// response is boxed, a remembered answer is a reference.
 struct HTTPReply {
     /// How the answer is framed, from its request.
     struct Form {
@@ -303,32 +302,36 @@ struct HTTPReply {
         var headOnly: Bool
     }
 
-    var status: HTTPResponseStatus
-    var body: BrokerResponse
-    var form: Form
-    /// A plain-text body (`/metrics`) sent instead of the JSON `body`.
-    var text: String?
-    /// An `HTTPService`'s answer, sent as it is instead of `body`.
-    var custom: HTTPServiceResponse?
-    /// The connection's remembered answer this is (`body` encoded, and the whole message).
-    var memo: AnswerMemo?
+    /// What the body is.
+    enum Content {
+        /// A response, encoded as JSON when written.
+        indirect case json(BrokerResponse)
+        /// The connection's remembered answer (a successful token): its bytes are in the memo.
+        case memo(AnswerMemo)
+        /// Plain text (`/metrics`).
+        case text(String)
+        /// An `HTTPService`'s answer, sent as it is.
+        case custom(HTTPServiceResponse)
+    }
 
-    init(status: HTTPResponseStatus, body: BrokerResponse, form: Form) {
-        self.status = status
-        self.body = body
+    /// The status code (the reason phrase is NIO's for it).
+    var code: Int
+    var content: Content
+    var form: Form
+
+    init(code: Int, _ content: Content, form: Form) {
+        self.code = code
+        self.content = content
         self.form = form
     }
 
-    init(_ response: BrokerResponse, form: Form) {
-        let status = response.error.map { HTTPResponseStatus(statusCode: WireCoding.httpStatus(for: $0.code)) } ?? .ok
-        self.init(status: status, body: response, form: form)
+    init(status: HTTPResponseStatus, body: BrokerResponse, form: Form) {
+        self.init(code: Int(status.code), .json(body), form: form)
     }
 
-    /// A remembered answer (always a successful token): its bytes are in `memo`, so the
-    /// reply does not carry (and copy) the response itself.
-    init(memo: AnswerMemo, form: Form) {
-        self.init(status: .ok, body: BrokerResponse(id: nil, ok: true), form: form)
-        self.memo = memo
+    /// The status follows the response's error code.
+    init(_ response: BrokerResponse, form: Form) {
+        self.init(code: response.error.map { WireCoding.httpStatus(for: $0.code) } ?? 200, .json(response), form: form)
     }
 }
 
