@@ -25,7 +25,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// Told what is read, for the connection's timeouts.
     let connectionGuard: ConnectionGuard
     private var sequencer = ResponseSequencer<HTTPReply>()
-    /// Bytes of an unfinished request (head, or the body being skipped) kept between reads.
+    /// The bytes of an unfinished request head, kept between reads.
     private var unfinished: ByteBuffer?
     /// A head whose body is still being skipped; answered once the body has passed.
     private var awaitingBody: HTTPHead?
@@ -59,13 +59,22 @@ final class HTTPRequestHandler: ConnectionGuarded {
         guard !closeWhenDrained, !connectionGuard.failed else { return }
         inReadBatch = true
         var buffer = unwrapInboundIn(data)
+        // Bytes of an unfinished head already parsed: a head can only be completed by a new
+        // line end, so one sent a byte at a time is not parsed again for every byte.
+        var parsedBefore = 0
         if var kept = unfinished {
             unfinished = nil
+            parsedBefore = awaitingBody == nil ? kept.readableBytes : 0
             kept.writeBuffer(&buffer)
             buffer = kept
         }
         var completedRequest = false
-        defer { connectionGuard.didRead(completedRequest: completedRequest, partialRemains: unfinished != nil) }
+        defer { connectionGuard.didRead(completedRequest: completedRequest, partialRemains: unfinished != nil || awaitingBody != nil) }
+        if parsedBefore > 0, !buffer.readableBytesView.dropFirst(parsedBefore).contains(UInt8(ascii: "\n")) {
+            guard buffer.readableBytes <= maxHeadBytes else { return refuse(.tooLarge, context: context) }
+            unfinished = buffer  // already a copy of ours
+            return
+        }
         while buffer.readableBytes > 0, !closeWhenDrained {
             if let head = awaitingBody {
                 let skipped = min(bodyBytesLeft, buffer.readableBytes)

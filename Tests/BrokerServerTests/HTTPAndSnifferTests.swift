@@ -54,6 +54,18 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 
+    @Test func aHeadSentAByteAtATimeIsAnsweredOnce() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        var output = ""
+        for byte in "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n".utf8 {
+            try channel.writeInbound(ByteBuffer(bytes: [byte]))
+            output += try drainOutbound(channel)
+        }
+        #expect(RawHTTPResponse.parseAll(output).map(\.status) == [200, 200])
+        #expect(channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test func closingBeforeSendingAnythingJustCloses() throws {
         let channel = try sniffedChannel(ScriptedResponder())
         channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
