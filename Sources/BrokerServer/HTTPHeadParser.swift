@@ -37,16 +37,22 @@ enum HTTPHeadParser {
     static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, maxFields: Int = 256, collectHeaders: Bool) throws(HTTPHeadError) -> (HTTPHead, Int)? {
         var lines = Lines(bytes: bytes, limit: maxHeadBytes)
         var requestLine: Range<Int>?
-        // A client may send an empty line before a request (after a body, say): ignored.
+        // A client may send an empty line before a request (after a body, say): a few are
+        // ignored, more are refused (each one would make the head be read again).
+        var emptyLines = 0
         while requestLine == nil {
             guard let line = try lines.next() else {
                 // Refuse at once what cannot become a request line (a TLS handshake, binary
                 // garbage), rather than wait for a line end that may never come.
-                let rest = bytes[lines.position...].prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }
-                guard rest.allSatisfy(isTokenByte) else { throw .malformed("the request does not start with a method") }
+                try checkMethodStart(bytes, from: lines.position)
                 return nil
             }
-            if !line.isEmpty { requestLine = line }
+            if !line.isEmpty {
+                requestLine = line
+            } else {
+                emptyLines += 1
+                guard emptyLines <= maxEmptyLinesBeforeRequest else { throw .malformed("more than \(maxEmptyLinesBeforeRequest) empty lines before the request line") }
+            }
         }
         var head = try parseRequestLine(bytes, requestLine!)
         var contentLength: Int?
@@ -84,6 +90,19 @@ enum HTTPHeadParser {
         return (head, lines.position)
     }
 
+    static let maxEmptyLinesBeforeRequest = 8
+    /// Longer than any method there is.
+    static let maxMethodBytes = 32
+
+    /// For a request line not ended yet, starting at `start`: whether its beginning can still
+    /// be a method. Looks at no more than `maxMethodBytes + 1` bytes, so that it can be
+    /// asked after every read.
+    static func checkMethodStart(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(HTTPHeadError) {
+        let method = bytes[start...].prefix(maxMethodBytes + 1).prefix { $0 != 0x20 }
+        guard method.allSatisfy(isTokenByte) else { throw .malformed("the request does not start with a method") }
+        guard method.count <= maxMethodBytes else { throw .malformed("the method is longer than \(maxMethodBytes) bytes") }
+    }
+
     /// `METHOD SP request-target SP HTTP/1.x`
     private static func parseRequestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) throws(HTTPHeadError) -> HTTPHead {
         guard let firstSpace = bytes[line].firstIndex(of: 0x20) else { throw .malformed("the request line is not 'METHOD target HTTP/1.1'") }
@@ -94,6 +113,7 @@ enum HTTPHeadParser {
         let target = (firstSpace + 1)..<secondSpace
         let version = (secondSpace + 1)..<line.upperBound
         guard !method.isEmpty, bytes[method].allSatisfy(isTokenByte) else { throw .malformed("the method is not a token") }
+        guard method.count <= maxMethodBytes else { throw .malformed("the method is longer than \(maxMethodBytes) bytes") }
         guard !target.isEmpty, bytes[target].allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw .malformed("the request target is empty or has spaces, control or non-ASCII characters")
         }

@@ -71,7 +71,21 @@ final class HTTPRequestHandler: ConnectionGuarded {
         var completedRequest = false
         defer { connectionGuard.didRead(completedRequest: completedRequest, partialRemains: unfinished != nil || awaitingBody != nil) }
         if parsedBefore > 0, !buffer.readableBytesView.dropFirst(parsedBefore).contains(UInt8(ascii: "\n")) {
-            guard buffer.readableBytes <= maxHeadBytes else { return refuse(.tooLarge, context: context) }
+            // A refused request ends the connection's request deadline too (its answer may
+            // wait behind a slow one).
+            guard buffer.readableBytes <= maxHeadBytes else {
+                completedRequest = true
+                return refuse(.tooLarge, context: context)
+            }
+            // Still in the method of the first line: garbage is refused at once, as a parse would.
+            if parsedBefore <= HTTPHeadParser.maxMethodBytes, !buffer.readableBytesView.prefix(parsedBefore).contains(UInt8(ascii: "\n")) {
+                do {
+                    try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in try HTTPHeadParser.checkMethodStart(bytes, from: 0) }
+                } catch {
+                    completedRequest = true
+                    return refuse(error, context: context)
+                }
+            }
             unfinished = buffer  // already a copy of ours
             return
         }
@@ -92,11 +106,15 @@ final class HTTPRequestHandler: ConnectionGuarded {
                     try HTTPHeadParser.parse(bytes, maxHeadBytes: maxHeadBytes, collectHeaders: service != nil)
                 }
             } catch {
+                completedRequest = true
                 return refuse(error, context: context)
             }
             guard let (head, length) = parsed else { break }
             buffer.moveReaderIndex(forwardBy: length)
-            guard head.bodyLength <= maxHeadBytes else { return refuse(.tooLarge, context: context) }
+            guard head.bodyLength <= maxHeadBytes else {
+                completedRequest = true
+                return refuse(.tooLarge, context: context)
+            }
             if head.bodyLength > 0 {
                 awaitingBody = head
                 bodyBytesLeft = head.bodyLength

@@ -66,6 +66,15 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 
+    @Test func garbageAfterAPartialMethodIsRefusedAtOnce() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        #expect(try exchange(channel, "G").isEmpty)
+        let replies = try exchange(channel, "\u{1}\u{2}\u{3}")
+        #expect(replies.map(\.status) == [400])
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test func closingBeforeSendingAnythingJustCloses() throws {
         let channel = try sniffedChannel(ScriptedResponder())
         channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)

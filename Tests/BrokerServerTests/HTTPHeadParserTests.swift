@@ -92,6 +92,14 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
         #expect(refusal("\u{16}\u{03}\u{01}\u{00}") == .malformed("the request does not start with a method"))
         #expect(refusal("GE\u{0}") != nil)
         #expect(refusal("GET") == nil)
+        #expect(refusal(String(repeating: "G", count: 33)) == .malformed("the method is longer than 32 bytes"))
+        #expect(refusal(String(repeating: "G", count: 33) + " / HTTP/1.1\r\n\r\n") == .malformed("the method is longer than 32 bytes"))
+    }
+
+    /// Each empty line would make the handler read the head again: only a few are ignored.
+    @Test func onlyAFewEmptyLinesBeforeTheRequestLine() throws {
+        #expect(try parse(String(repeating: "\r\n", count: 8) + "GET / HTTP/1.1\r\n\r\n")?.0.method == "GET")
+        #expect(refusal(String(repeating: "\r\n", count: 9)) == .malformed("more than 8 empty lines before the request line"))
     }
 
     @Test func limits() {

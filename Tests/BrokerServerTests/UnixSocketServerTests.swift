@@ -289,6 +289,40 @@ private struct RunningServer {
         try await running.stop(runner)
     }
 
+    /// A request refused as malformed ends the read deadline: its 400 may wait behind a
+    /// slow answer for longer than the deadline, and the client must get both, in order,
+    /// rather than a 408 pushed ahead of the first.
+    @Test func aRefusedRequestWaitingBehindASlowOneIsNotTimedOut() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .seconds(1) }
+        let runner = try await running.start()
+        let responder = running.responder
+        let path = directory.socketPath
+        // The client runs on a thread of its own: the slow answer needs the cooperative pool.
+        let received = try await offPool { () throws -> [UInt8] in
+            let fd = try UnixSocket.connected(path)
+            defer { close(fd) }
+            // The malformed head begins in one read and ends in the next.
+            try UnixSocket.send(fd, "GET /v1/token?scope=\(ScriptedResponder.slowScope) HTTP/1.1\r\nHost: x\r\n\r\nGE")
+            usleep(100_000)
+            try UnixSocket.send(fd, "T / HTTP/9.9\r\n\r\n")
+            usleep(1_500_000)  // past the read deadline of the head begun in the first read
+            responder.openGate()
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(fd, &chunk, chunk.count)
+                guard n > 0 else { break }
+                received += chunk[..<n]
+            }
+            return received
+        }
+        let replies = RawHTTPResponse.parseAll(String(decoding: received, as: UTF8.self))
+        #expect(replies.map(\.status) == [200, 400], "\(replies.map(\.body))")
+        try await running.stop(runner)
+    }
+
     /// `idleTimeout`: a connection on which nothing happens is closed; one that keeps
     /// asking, for longer than the timeout in all, is not.
     @Test func anIdleConnectionIsClosedAndABusyOneIsNot() async throws {

@@ -47,6 +47,8 @@ final class BrokerRuntime: Service, Sendable {
     /// Makes `configuration.identities` the served set. Returns the names kept, added and removed.
     @discardableResult
     func apply(_ configuration: BrokerConfiguration) -> (kept: [String], added: [String], removed: [String]) {
+        // Before the cache changes: no connection repeats an answer across a reload.
+        broker.endRepeatedAnswers()
         let old = Dictionary(uniqueKeysWithValues: broker.currentIdentities.map { ($0.configuration.name, $0) })
         let daemonUID = getuid()
         var next: [Broker.Identity] = []

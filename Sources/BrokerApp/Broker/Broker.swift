@@ -59,7 +59,14 @@ final class Broker: BrokerResponder {
     /// Replaces the served identities (reload). Callers in flight keep the identity they
     /// resolved; answers connections repeat are resolved again.
     func replaceIdentities(_ new: [Identity]) {
-        identities.withLock { $0 = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) }) }
+        identities.withLock { table in
+            table = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) })
+            identitiesGeneration.add(1, ordering: .releasing)
+        }
+    }
+
+    /// Ends the answers connections repeat now (a reload is about to change the cache).
+    func endRepeatedAnswers() {
         identitiesGeneration.add(1, ordering: .releasing)
     }
 
