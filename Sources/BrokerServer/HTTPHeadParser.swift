@@ -98,7 +98,8 @@ enum HTTPHeadParser {
     /// be a method. Looks at no more than `maxMethodBytes + 1` bytes, so that it can be
     /// asked after every read.
     static func checkMethodStart(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(HTTPHeadError) {
-        let method = bytes[start...].prefix(maxMethodBytes + 1).prefix { $0 != 0x20 }
+        // (A CR or LF may be the start of an empty line before the request: not judged here.)
+        let method = bytes[start...].prefix(maxMethodBytes + 1).prefix { $0 != 0x20 && $0 != 0x0D && $0 != 0x0A }
         guard method.allSatisfy(isTokenByte) else { throw .malformed("the request does not start with a method") }
         guard method.count <= maxMethodBytes else { throw .malformed("the method is longer than \(maxMethodBytes) bytes") }
     }

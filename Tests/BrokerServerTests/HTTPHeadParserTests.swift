@@ -92,6 +92,7 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
         #expect(refusal("\u{16}\u{03}\u{01}\u{00}") == .malformed("the request does not start with a method"))
         #expect(refusal("GE\u{0}") != nil)
         #expect(refusal("GET") == nil)
+        #expect(refusal("\r") == nil && refusal("\r\nGE") == nil, "an empty line before the request may arrive in pieces")
         #expect(refusal(String(repeating: "G", count: 33)) == .malformed("the method is longer than 32 bytes"))
         #expect(refusal(String(repeating: "G", count: 33) + " / HTTP/1.1\r\n\r\n") == .malformed("the method is longer than 32 bytes"))
     }
