@@ -40,9 +40,13 @@ import UpstreamHTTP
     }
 
     private func post(_ server: ScriptedHTTPServer, scheme: String = "https", path: String = "/tenant/oauth2/v2.0/token") -> UpstreamRequest {
+        post(port: server.port, scheme: scheme, path: path)
+    }
+
+    private func post(port: Int, scheme: String = "https", path: String = "/tenant/oauth2/v2.0/token") -> UpstreamRequest {
         UpstreamRequest(
             method: "POST",
-            url: "\(scheme)://127.0.0.1:\(server.port)\(path)",
+            url: "\(scheme)://127.0.0.1:\(port)\(path)",
             headers: [HeaderField("Content-Type", "application/x-www-form-urlencoded")],
             body: Self.secretBody
         )
@@ -169,13 +173,23 @@ import UpstreamHTTP
     }
 
     @Test func reportsConnectionRefusedWithoutTheBody() async throws {
-        // Bind and close a server to get a port nobody listens on.
-        let closed = try await ScriptedHTTPServer(tls: nil) { _ in ScriptedResponse() }
-        try await closed.stop()
+        // A port bound but not listening, held for the whole test: connecting is refused, and
+        // no other test can start a server on it meanwhile (a port merely found free can be).
+        let held = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(held) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(held, $0, length) == 0 && getsockname(held, $0, &length) == 0 }
+        }
+        try #require(bound, "bind: \(errno)")
+        let port = Int(UInt16(bigEndian: address.sin_port))
         let transport = try AsyncHTTPTransport(configuration: .init(retryBaseDelay: .milliseconds(10)), logger: quietLogger)
-        let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(closed)) }
+        let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(port: port)) }
         try await transport.shutdown()
-        #expect(error?.message == "token service unreachable: connect refused to 127.0.0.1:\(closed.port)")
+        #expect(error?.message == "token service unreachable: connect refused to 127.0.0.1:\(port)")
         #expect(error?.description.contains("SECRET") == false)
     }
 }
