@@ -6,7 +6,7 @@ import TokenBrokerProtocol
 /// connection gets these bytes (with its `id` spliced in) for as long as the
 /// responder says they hold, about a second (until `expiresIn` ticks). The handler
 /// decides what counts as the same request: one that `asksSame`, or (cheaper) the very
-/// bytes of the request it first answered.
+/// line or target it first answered.
 ///
 /// A class: the handler looks at it on every request, and a struct of five
 /// references would be copied (retained and released) each time.
@@ -20,15 +20,21 @@ final class AnswerMemo {
     let repeatable: any RepeatableAnswer
     /// For NDJSON: the request line as sent.
     let line: ByteBuffer?
+    /// For HTTP: the request target as sent.
+    let target: String?
     /// For HTTP: the whole keep-alive answer (head and `encoded`), once built.
     var httpMessage: ByteBuffer?
 
-    init(request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer, line: ByteBuffer? = nil) {
+    init(
+        request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer, line: ByteBuffer? = nil,
+        target: String? = nil
+    ) {
         self.request = request
         self.response = response
         self.encoded = encoded
         self.repeatable = repeatable
         self.line = line
+        self.target = target
     }
 
     /// The memo's answer for a request with `id`: the encoded bytes themselves when there

@@ -38,8 +38,6 @@ final class HTTPRequestHandler: ConnectionGuarded {
     private var plainToken = WireCoding.PlainTokenMemo()
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
-    /// The request target `lastAnswer` answered, as sent.
-    private var lastAnswerTarget = ""
 
     init(
         responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard,
@@ -163,7 +161,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             return
         }
         // The same target as the remembered answer's: the same request, not parsed again.
-        if let memo = lastAnswer, head.target == lastAnswerTarget, head.method == "GET" || head.method == "HEAD" {
+        if let memo = lastAnswer, memo.target == head.target, head.method == "GET" || head.method == "HEAD" {
             switch memo.repeatable.renew(memo.request, for: peer) {
             case .holds:
                 return complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
@@ -184,9 +182,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 }
                 // HTTP requests have no `id`: the memo's bytes are the whole body.
                 let encoded = WireCoding.encode(immediate.response, allocator: context.channel.allocator, memo: &plainToken)
-                let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable)
+                let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable, target: head.target)
                 lastAnswer = memo
-                lastAnswerTarget = head.target
                 complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
                 return
             }

@@ -32,7 +32,7 @@ final class Broker: BrokerResponder {
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
     private let logger: Logger
-    /// Whether `logger` takes debug records (fixed for its life): a repeat skips even the check.
+    /// Whether `logger` takes debug records (fixed for its life): each answer skips even the check.
     private let logsEachAnswer: Bool
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
@@ -151,13 +151,7 @@ final class Broker: BrokerResponder {
             countRequest(request.op, WireErrorCode.throttled.rawValue)
             return .instead(throttled(request, peer: peer, wait: wait))
         }
-        let key = answer.hit.key
-        if logsEachAnswer {
-            logger.debug("token served", metadata: [
-                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
-            ])
-        }
-        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: now)
+        recordServed(answer.hit.key, to: peer, at: now)
         answer.hit.countRepeatedHit()
         countRequest(request.op, "ok")
         return .holds
@@ -327,12 +321,18 @@ final class Broker: BrokerResponder {
 
     // MARK: Responses
 
+    /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
+    private func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
+        if logsEachAnswer {
+            logger.debug("token served", metadata: [
+                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
+            ])
+        }
+        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: instant)
+    }
+
     private func success(_ cached: CachedToken, request: BrokerRequest, peer: PeerCredentials) -> BrokerResponse {
-        logger.debug("token served", metadata: [
-            "token.identity": "\(cached.key.identity)", "token.scope": "\(cached.key.scope)",
-            "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
-        ])
-        audit.record(.granted, identity: cached.key.identity, scope: cached.key.scope.value, peer: peer)
+        recordServed(cached.key, to: peer)
         if let aws = cached.token.awsCredentials {
             return BrokerResponse(
                 id: request.id, ok: true, expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970), expiresIn: cached.expiresIn.components.seconds,
