@@ -1,5 +1,8 @@
 // swift-tools-version: 6.1
 import PackageDescription
+#if os(Linux)
+import Glibc
+#endif
 
 // The folder layout mirrors the architecture (docs/architecture.md):
 // a pure exchange core, adapters around it (upstream HTTP, assertion sources,
@@ -276,6 +279,37 @@ if Context.environment["TOKENBROKER_FUZZ"] == "1" {
             target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"])]
         }
     }
+}
+
+// Release executables on Linux (docs/benchmarks.md, "Memory"): lld instead of gold, and no
+// dynamic symbol table for the executable's own 40,000 symbols (the loader searched it for
+// every library symbol it bound). Relative relocations are packed (DT_RELR) where the build
+// machine's glibc can load them (2.36+); unpacked they are 3 MiB the loader reads at every
+// start. The daemon's code that runs at start-up and when serving is laid out together
+// (scripts/symbol-order writes the list), so the pages it touches are a few MiB instead of
+// scattered over 30. The scripts build releases with `--static-swift-stdlib`, which puts the
+// Swift runtime and Foundation in the executable too (that flag must reach every compile,
+// so it cannot live here).
+#if os(Linux)
+let glibcVersion: [Int] = {
+    var text = [CChar](repeating: 0, count: 64)  // "glibc 2.36"
+    guard confstr(Int32(_CS_GNU_LIBC_VERSION), &text, text.count) > 0 else { return [] }
+    let version = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return version.split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
+}()
+let glibcLoadsRELR = glibcVersion.count >= 2 && (glibcVersion[0], glibcVersion[1]) >= (2, 36)
+#else
+let glibcLoadsRELR = false
+#endif
+for target in package.targets where target.type == .executable && !target.name.hasPrefix("Fuzz") {
+    var flags = ["-use-ld=lld", "-Xlinker", "--no-export-dynamic"]
+    if glibcLoadsRELR { flags += ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] }
+    if target.name == "tokenbrokerd" {
+        flags += ["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/tokenbrokerd/symbol-order.txt",
+                  "-Xlinker", "--no-warn-symbol-ordering"]
+        target.exclude.append("symbol-order.txt")
+    }
+    target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(flags, .when(platforms: [.linux], configuration: .release))]
 }
 
 // Strict settings for every target: explicit `any`, imports that show the
