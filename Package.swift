@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 import PackageDescription
-#if os(Linux)
+#if canImport(Glibc)
 import Glibc
 #endif
 
@@ -281,16 +281,17 @@ if Context.environment["TOKENBROKER_FUZZ"] == "1" {
     }
 }
 
-// Release executables on Linux (docs/benchmarks.md, "Memory"): lld instead of gold, and no
-// dynamic symbol table for the executable's own 40,000 symbols (the loader searched it for
+// Release executables on Linux (docs/benchmarks.md, third round): lld instead of gold, and
+// no dynamic symbol table for the executable's own 40,000 symbols (the loader searched it for
 // every library symbol it bound). Relative relocations are packed (DT_RELR) where the build
-// machine's glibc can load them (2.36+); unpacked they are 3 MiB the loader reads at every
-// start. The daemon's code that runs at start-up and when serving is laid out together
+// machine's glibc can load them (2.36+; TOKENBROKER_PACK_RELOCATIONS=0 turns them off for a
+// binary meant for an older glibc); unpacked they are 4 MiB the loader reads at every start.
+// The daemon's code that runs at start-up and when serving is laid out together
 // (scripts/symbol-order writes the list), so the pages it touches are a few MiB instead of
 // scattered over 30. The scripts build releases with `--static-swift-stdlib`, which puts the
 // Swift runtime and Foundation in the executable too (that flag must reach every compile,
 // so it cannot live here).
-#if os(Linux)
+#if canImport(Glibc)
 let glibcVersion: [Int] = {
     var text = [CChar](repeating: 0, count: 64)  // "glibc 2.36"
     guard confstr(Int32(_CS_GNU_LIBC_VERSION), &text, text.count) > 0 else { return [] }
@@ -298,6 +299,7 @@ let glibcVersion: [Int] = {
     return version.split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
 }()
 let glibcLoadsRELR = glibcVersion.count >= 2 && (glibcVersion[0], glibcVersion[1]) >= (2, 36)
+    && Context.environment["TOKENBROKER_PACK_RELOCATIONS"] != "0"
 #else
 let glibcLoadsRELR = false
 #endif

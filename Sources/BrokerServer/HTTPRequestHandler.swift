@@ -39,9 +39,10 @@ final class HTTPRequestHandler: ConnectionGuarded {
     private var plainToken = WireCoding.PlainTokenMemo()
     /// The last answer the responder let this connection repeat.
     private var lastAnswer: AnswerMemo?
-    /// The bytes of the last head read and what they parsed to. A head is a function of its
-    /// bytes alone, so a keep-alive client sending the same head again (a poller, a
-    /// benchmark) gets the same result from a `memcmp` instead of a parse.
+    /// The bytes of the last head read and what they parsed to (the socket's own routes
+    /// only). A head is a function of its bytes alone, so a keep-alive client sending the
+    /// same head again (a poller, a benchmark) gets the same result from a `memcmp`
+    /// instead of a parse.
     private var lastHeadBytes: [UInt8] = []
     private var lastHead: HTTPHead?
 
@@ -116,7 +117,9 @@ final class HTTPRequestHandler: ConnectionGuarded {
                     completedRequest = true
                     return refuse(error, context: context)
                 }
-                if let (head, length) = parsed, length <= Self.rememberedHeadBytes {
+                // Not on a compatibility listener: its heads carry a secret (`X-IDENTITY-HEADER`)
+                // that should not outlive its request, and SDKs vary them per call anyway.
+                if service == nil, let (head, length) = parsed, length <= Self.rememberedHeadBytes {
                     lastHeadBytes.removeAll(keepingCapacity: true)
                     lastHeadBytes.append(contentsOf: buffer.readableBytesView.prefix(length))
                     lastHead = head

@@ -309,6 +309,16 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         #expect(!channel.isActive)
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
+
+    @Test("a repeated head that announces a body has the body skipped each time")
+    func repeatedHeadWithABody() throws {
+        let channel = try sniffedChannel(ScriptedResponder())
+        let withBody = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        let replies = try exchange(channel, withBody + withBody + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(replies.map(\.status) == [200, 200, 404])
+        #expect(channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
 }
 
 @Suite struct HTTPBodies {
