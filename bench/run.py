@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -351,6 +352,18 @@ http {{
                 key = f"http c{conns} p1 {name}"
                 r[key] = self.loadgen(path, "http", conns, 1)
                 log(f"{key}: {r[key]['rps']:.0f} req/s p99 {r[key]['p99us']:.0f} us errors {r[key]['errors']}")
+        # The two ratio targets again, in rounds that alternate ours and the reference: one
+        # pair of runs is at the mercy of whatever else the machine does in those seconds, so
+        # the verdict is the median of the matrix's pair and these.
+        rounds = self.results["targetRounds"] = {"ndjson": [], "http": []}
+        for _ in range(0 if self.quick else 3):
+            ours, floor = self.loadgen(self.sock, "ndjson", 32, 1), self.loadgen(self.floor_sock, "ndjson", 32, 1)
+            rounds["ndjson"].append({"ratio": ours["rps"] / floor["rps"], "p99us": ours["p99us"]})
+            if self.nginx_sock:
+                ours, nginx = self.loadgen(self.sock, "http", 32, 1), self.loadgen(self.nginx_sock, "http", 32, 1)
+                rounds["http"].append({"ratio": ours["rps"] / nginx["rps"]})
+            log(f"target round: NDJSON {rounds['ndjson'][-1]['ratio']:.2f} of the floor"
+                + (f", HTTP {rounds['http'][-1]['ratio']:.2f} of nginx" if rounds["http"] else ""))
         h = self.results["h2load"] = {}
         for conns in (32,) if self.quick else (16, 32):
             for name, path in targets:
@@ -576,6 +589,7 @@ def report(results, args):
     add("| scenario | ours | C floor | nginx | ours / floor | ours / nginx | target | met | NIO floor | ours / NIO floor |")
     add("|---|---|---|---|---|---|---|---|---|---|")
     t = results.get("throughput", {})
+    rounds = results.get("targetRounds", {})
 
     def cell(res):
         if not res:
@@ -593,16 +607,29 @@ def report(results, args):
         proto, c, p = key.split()
         label = f"{'NDJSON' if proto == 'ndjson' else 'HTTP/1.1'} cached token, {c[1:]} conn{'s' if c != 'c1' else ''}" + (
             f", pipelined ×{p[1:]}" if p != "p1" else "") + " (loadgen)"
-        target, met = "", ""
+        target, met, check = "", "", None
         if proto == "ndjson" and c == "c32" and p == "p1" and ours and floor:
             target = "≥ 0.50 of floor, p99 ≤ 1 ms"
-            met = "yes" if ours["rps"] / floor["rps"] >= 0.5 and ours["p99us"] <= 1000 else "**no**"
+            samples = [{"ratio": ours["rps"] / floor["rps"], "p99us": ours["p99us"]}] + rounds.get("ndjson", [])
+            median = statistics.median(x["ratio"] for x in samples)
+            met = "yes" if median >= 0.5 and max(x["p99us"] for x in samples) <= 1000 else "**no**"
+            check = ("NDJSON, 32 conns: ours / C floor", samples, median, "of floor; worst p99 " + fmt_us(max(x["p99us"] for x in samples)))
         if proto == "http" and c == "c32" and ours and nginx:
             target = "≥ 1.0 × nginx"
-            met = "yes" if ours["rps"] >= nginx["rps"] else "**no**"
+            samples = [{"ratio": ours["rps"] / nginx["rps"]}] + rounds.get("http", [])
+            median = statistics.median(x["ratio"] for x in samples)
+            met = "yes" if median >= 1.0 else "**no**"
+            check = ("HTTP/1.1, 32 conns: ours / nginx", samples, median, "× nginx")
+        rounded = check is not None and len(check[1]) > 1
         nio = t.get(key + " nio")
-        add(f"| {label} | {cell(ours)} | {cell(floor)} | {cell(nginx) if nginx else '—'} | {ratio(ours, floor)} | {ratio(ours, nginx) if nginx else '—'} | {target} | {met} | "
+        add(f"| {label} | {cell(ours)} | {cell(floor)} | {cell(nginx) if nginx else '—'} | {ratio(ours, floor)} | {ratio(ours, nginx) if nginx else '—'} | "
+            f"{'' if rounded else target} | {'' if rounded else met} | "
             f"{cell(nio) if nio else '—'} | {ratio(ours, nio) if nio else '—'} |")
+        if rounded:
+            what, samples, median, unit = check
+            listed = ", ".join(f"{x['ratio']:.2f}" for x in samples)
+            add(f"| {what}, the row above and {len(samples) - 1} rounds alternating the two (loadgen) | "
+                f"{listed}: **median {median:.2f}** {unit} | | | | | {target} | {met} | | |")
 
     h = results.get("h2load", {})
     for c in sorted({int(k.split()[1][1:]) for k in h}):
