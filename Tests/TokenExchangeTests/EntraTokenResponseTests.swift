@@ -104,6 +104,40 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
     }
 }
 
+@Suite struct HTTPDates {
+    @Test func theRFCExampleIsRead() {
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == Date(timeIntervalSince1970: 784_111_777))
+        #expect(HTTPDate.parse("Thu, 01 Jan 1970 00:00:00 GMT") == Date(timeIntervalSince1970: 0))
+        #expect(HTTPDate.parse("Tue, 29 Feb 2028 23:59:59 GMT") == Date(timeIntervalSince1970: 1_835_481_599))
+    }
+
+    @Test("every second Foundation's formatter writes as IMF-fixdate reads back as the same instant")
+    func agreesWithFoundation() {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let instant = Date(timeIntervalSince1970: TimeInterval(Int.random(in: 0..<4_102_444_800, using: &generator)))  // 1970…2099
+            let text = formatter.string(from: instant)
+            #expect(HTTPDate.parse(text) == instant, "\(text)")
+        }
+    }
+
+    @Test(arguments: [
+        "Sun, 30 Nov 2026 01:05:03 \u{B2}\u{F2}GMT",  // what the fuzzer sent (bytes not UTF-8 there)
+        "Sun, 06 Nov 1994 08:49:37 gmt", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",  // the obsolete forms
+        "Sun, 30 Feb 2026 01:05:03 GMT", "Sun, 29 Feb 2026 01:05:03 GMT", "Xyz, 06 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Noq 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Sun, 06 Nov 1994 08:49:37 PST", "Sun, 06 Nov 1969 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT ",
+    ])
+    func otherTextIsNotADate(text: String) {
+        #expect(HTTPDate.parse(text) == nil)
+    }
+}
+
 @Suite struct EntraServerFailures {
     @Test(arguments: [500, 502, 503, 504])
     func serverErrorsAreRetryableUnavailable(status: Int) {
