@@ -179,6 +179,8 @@ let package = Package(
         ),
         // A `Clock` tests advance by hand; shared by the test targets that inject time.
         .target(name: "ManualClock", path: "Tests/ManualClock"),
+        // `offPool`: blocking test code on a thread of its own; shared by the socket tests.
+        .target(name: "OffPool", path: "Tests/OffPool"),
         .testTarget(
             name: "AssertionSourcesTests",
             dependencies: ["AssertionSources", "TokenExchange", .product(name: "Logging", package: "swift-log")]
@@ -190,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
-                "BrokerServer", "TokenBrokerProtocol", "TokenExchange",
+                "BrokerServer", "TokenBrokerProtocol", "TokenExchange", "OffPool",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -230,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TokenBrokerProtocol",
+                "TokenBrokerProtocol", "OffPool",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -133,14 +133,6 @@ final class ScriptedRepeat: RepeatableAnswer {
     }
 }
 
-/// Runs blocking work on its own thread, so that a test never blocks the cooperative
-/// pool (2 threads on a 2-core machine) that the responder's tasks need too.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
 /// A connection guard with timeouts no test reaches.
 func testGuard() -> ConnectionGuard {
     ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60))

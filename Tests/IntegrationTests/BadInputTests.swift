@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// Bad input gets a specific error, and the broker keeps serving everyone else.

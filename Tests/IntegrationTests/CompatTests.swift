@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// The App Service and IMDS compatible endpoints, driven by clients nobody here

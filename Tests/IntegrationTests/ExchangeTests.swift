@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// The broker against the dev provider, as a user sees it: real processes, real

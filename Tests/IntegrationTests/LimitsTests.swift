@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// Floods from one uid are cut at that uid; everyone else keeps being answered.

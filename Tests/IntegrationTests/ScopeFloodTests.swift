@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// A caller inventing scopes cannot grow the daemon: the cache keeps at most

@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 
 /// `tokenbrokerd` with a generated configuration file, talking to a `DevProvider`.
 final class BrokerDaemon: @unchecked Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 
 /// A process started by a test, always terminated by `stop()` (SIGTERM, then
 /// SIGKILL after a grace period). Its stderr goes to a file the test can read.
@@ -42,14 +43,6 @@ final class ChildProcess: @unchecked Sendable {
         }
         process.waitUntilExit()
         return process.terminationStatus
-    }
-}
-
-/// Runs blocking work on its own thread, so that tests never block the
-/// cooperative pool (2 threads on a 2-core machine) that every test shares.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }
 
