@@ -1,4 +1,5 @@
 import Foundation
+import TokenExchange
 
 /// The exec protocol v1 documents (see `docs/plugins.md`): requests written to a plugin's
 /// stdin, and the reading of its answer.
@@ -108,19 +109,10 @@ enum PluginDocument {
             if !text.isEmpty, text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) {
                 seconds = Double(text)
             } else {
-                return rfc3339(text)
+                return RFC3339.date(text)
             }
         }
         guard let seconds, seconds.isFinite, seconds > 0, seconds < 253_402_300_800 else { return nil }
         return Date(timeIntervalSince1970: seconds)
-    }
-
-    private static func rfc3339(_ text: String) -> Date? {
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let date = plain.date(from: text) { return date }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text)
     }
 }

@@ -177,7 +177,7 @@ public enum HTTPDate {
             let day = DateFields.decimal(bytes[5..<7]), let year = DateFields.decimal(bytes[12..<16]),
             let hour = DateFields.decimal(bytes[17..<19]), let minute = DateFields.decimal(bytes[20..<22]),
             let second = DateFields.decimal(bytes[23..<25]),
-            year >= 1970, (1...daysIn(month: month, year: year)).contains(day), hour < 24, minute < 60, second <= 60
+            year >= 1970, (1...DateFields.daysIn(month: month, year: year)).contains(day), hour < 24, minute < 60, second <= 60
         else { return nil }
         let days = DateFields.daysSinceEpoch(year: year, month: month, day: day)
         return Date(timeIntervalSince1970: TimeInterval(((days * 24 + hour) * 60 + minute) * 60 + min(second, 59)))
@@ -185,12 +185,4 @@ public enum HTTPDate {
 
     private static let dayNames: Set = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     private static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    private static func daysIn(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
 }

@@ -106,8 +106,6 @@ extension TokenExchangeError {
 public enum Timestamp {
     /// `2026-11-29T01:02:03Z`.
     public static func iso8601(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        RFC3339.string(from: date)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import SystemdSupport
+import TokenExchange
 
 /// Chooses how the daemon logs: natively to journald when stderr is the journal
 /// (`JOURNAL_STREAM` matches), JSON lines for containers, else plain lines.
@@ -55,7 +56,7 @@ struct JSONLinesLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var object: [String: String] = [
-            "time": ISO8601DateFormatter().string(from: Date()),
+            "time": Timestamp.iso8601(Date()),
             "level": event.level.rawValue,
             "message": "\(event.message)",
             "label": label,
