@@ -195,9 +195,11 @@ public final class BrokerServer: Service, Sendable {
                     let connectionGuard = ConnectionGuard(
                         requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
-                        ProtocolSniffer(
-                            responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes, connectionGuard: connectionGuard,
-                            metrics: metrics, service: service))
+                        NIOConnectionHandler { connection in
+                            ProtocolSniffer(
+                                connection: connection, responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
+                                connectionGuard: connectionGuard, metrics: metrics, service: service)
+                        })
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
                 }

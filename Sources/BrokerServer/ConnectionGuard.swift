@@ -5,15 +5,14 @@ import NIOCore
 /// complete within `requestTimeout` of its first byte, so a slow or endless sender holds
 /// nothing for long. (How large a request may be is the protocol handlers' business.)
 ///
-/// Not a channel handler: the protocol handler that reads the bytes tells it what it
-/// saw, which costs nothing per request but a clock read, where a handler of its own
-/// would add four pipeline hops to every request. `ProtocolSniffer` starts it when the
-/// connection opens and hands it to the protocol handler it installs (each a
-/// `ConnectionGuarded`).
+/// Not a layer of its own: the protocol handler that reads the bytes tells it what it
+/// saw, which costs nothing per request but a clock read. `ProtocolSniffer` starts it
+/// when the connection opens and hands it to the protocol handler it installs, which
+/// stops it when the connection closes.
 ///
 /// One timer per connection, never more than `requestTimeout` ahead, re-armed when it
 /// fires (so a request that starts later is still caught at its own deadline).
-/// Event-loop confined.
+/// Confined to the connection's thread.
 final class ConnectionGuard {
     enum Kind { case ndjson, http }
 
@@ -25,8 +24,8 @@ final class ConnectionGuard {
     private var requestStartedAt: NIODeadline?
     /// The last read or answer.
     private var lastActivity = NIODeadline.now()
-    private var timer: Scheduled<Void>?
-    private var channel: (any Channel)?
+    private var timer: (any ScheduledCall)?
+    private var connection: (any ConnectionIO)?
     /// The connection was refused (timed out); nothing more is read from it.
     private(set) var failed = false
 
@@ -35,19 +34,19 @@ final class ConnectionGuard {
         self.idleTimeout = idleTimeout
     }
 
-    /// Starts watching `channel` (once it is active; again is a no-op).
-    func start(_ channel: any Channel) {
-        guard self.channel == nil, !failed else { return }
-        self.channel = channel
+    /// Starts watching `connection` (again is a no-op).
+    func start(_ connection: any ConnectionIO) {
+        guard self.connection == nil, !failed else { return }
+        self.connection = connection
         lastActivity = .now()
         arm(at: lastActivity + min(requestTimeout, idleTimeout))
     }
 
-    /// Stops the timer (the connection closed); releases the channel.
+    /// Stops the timer (the connection closed); releases the connection.
     func stop() {
         timer?.cancel()
         timer = nil
-        channel = nil
+        connection = nil
     }
 
     /// Bytes were read. `completedRequest`: they finished at least one request;
@@ -66,21 +65,21 @@ final class ConnectionGuard {
     }
 
     private func arm(at deadline: NIODeadline) {
-        guard let channel else { return }
-        timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+        guard let connection else { return }
+        timer = connection.schedule(at: deadline) { [self] in
             timer = nil
-            guard !failed, let channel = self.channel, channel.isActive else {
-                self.channel = nil
+            guard !failed, let connection = self.connection, connection.isActive else {
+                self.connection = nil
                 return
             }
             let now = NIODeadline.now()
             if let started = requestStartedAt, started + requestTimeout <= now {
-                fail(channel, status: "408 Request Timeout", code: "bad_request",
+                fail(connection, status: "408 Request Timeout", code: "bad_request",
                      message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
                 return
             }
             if lastActivity + idleTimeout <= now {
-                channel.close(promise: nil)
+                connection.close()
                 return
             }
             // Never more than `requestTimeout` ahead: a request that begins before then
@@ -91,7 +90,7 @@ final class ConnectionGuard {
         }
     }
 
-    private func fail(_ channel: any Channel, status: String, code: String, message: String) {
+    private func fail(_ connection: any ConnectionIO, status: String, code: String, message: String) {
         failed = true
         stop()
         let body = #"{"ok":false,"error":{"code":"\#(code)","message":"\#(message)","retryable":false}}"#
@@ -101,35 +100,7 @@ final class ConnectionGuard {
         case .http:
             bytes = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         }
-        channel.writeAndFlush(channel.allocator.buffer(string: bytes)).whenComplete { _ in
-            channel.close(promise: nil)
-        }
-    }
-}
-
-/// A handler that holds the connection's `ConnectionGuard` while it is in the pipeline:
-/// starts it once the connection is active, stops it when the connection closes or the
-/// handler leaves.
-protocol ConnectionGuarded: ChannelInboundHandler {
-    var connectionGuard: ConnectionGuard { get }
-}
-
-extension ConnectionGuarded {
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { connectionGuard.start(context.channel) }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        connectionGuard.start(context.channel)
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connectionGuard.stop()
-        context.fireChannelInactive()
+        connection.write(connection.allocator.buffer(string: bytes))
+        connection.close()
     }
 }

@@ -14,10 +14,8 @@ import TokenBrokerProtocol
 /// encoder (a callback per element, a header table per request) cost more than the
 /// rest of a cached-token answer. A malformed request gets a 400 and a close; a head
 /// over `maxHeadBytes` a 413 and a close.
-final class HTTPRequestHandler: ConnectionGuarded {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+final class HTTPRequestHandler: ConnectionSession {
+    private let connection: any ConnectionIO
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
@@ -47,9 +45,10 @@ final class HTTPRequestHandler: ConnectionGuarded {
     private var lastHead: HTTPHead?
 
     init(
-        responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard,
-        metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
+        connection: any ConnectionIO, responder: any BrokerResponder, peer: PeerCredentials, maxHeadBytes: Int = WireProtocol.maxRequestBytes,
+        connectionGuard: ConnectionGuard, metrics: (any MetricsExposition)? = nil, service: (any HTTPService)? = nil
     ) {
+        self.connection = connection
         self.responder = responder
         self.peer = peer
         self.maxHeadBytes = maxHeadBytes
@@ -59,11 +58,19 @@ final class HTTPRequestHandler: ConnectionGuarded {
         self.service = service
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    func started() {
+        connectionGuard.start(connection)
+    }
+
+    func closed() {
+        connectionGuard.stop()
+    }
+
+    func received(_ bytes: ByteBuffer) {
         // After a request asked to close, or a refused one, nothing more is read.
         guard !closeWhenDrained, !connectionGuard.failed else { return }
         inReadBatch = true
-        var buffer = unwrapInboundIn(data)
+        var buffer = bytes
         // Bytes of an unfinished head already parsed: a head can only be completed by a new
         // line end, so one sent a byte at a time is not parsed again for every byte.
         var parsedBefore = 0
@@ -80,7 +87,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             // wait behind a slow one).
             guard buffer.readableBytes <= maxHeadBytes else {
                 completedRequest = true
-                return refuse(.tooLarge, context: context)
+                return refuse(.tooLarge)
             }
             // Still in the method of the first line: garbage is refused at once, as a parse would.
             if parsedBefore <= HTTPHeadParser.maxMethodBytes, !buffer.readableBytesView.prefix(parsedBefore).contains(UInt8(ascii: "\n")) {
@@ -88,7 +95,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
                     try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in try HTTPHeadParser.checkMethodStart(bytes, from: 0) }
                 } catch {
                     completedRequest = true
-                    return refuse(error, context: context)
+                    return refuse(error)
                 }
             }
             unfinished = buffer  // already a copy of ours
@@ -102,7 +109,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 guard bodyBytesLeft == 0 else { break }
                 awaitingBody = nil
                 completedRequest = true
-                handle(head, context: context)
+                handle(head)
                 continue
             }
             let parsed: (HTTPHead, Int)?
@@ -115,7 +122,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
                     }
                 } catch {
                     completedRequest = true
-                    return refuse(error, context: context)
+                    return refuse(error)
                 }
                 // Not on a compatibility listener: its heads carry a secret (`X-IDENTITY-HEADER`)
                 // that should not outlive its request, and SDKs vary them per call anyway.
@@ -129,7 +136,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             buffer.moveReaderIndex(forwardBy: length)
             guard head.bodyLength <= maxHeadBytes else {
                 completedRequest = true
-                return refuse(.tooLarge, context: context)
+                return refuse(.tooLarge)
             }
             if head.bodyLength > 0 {
                 awaitingBody = head
@@ -137,11 +144,11 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 continue
             }
             completedRequest = true
-            handle(head, context: context)
+            handle(head)
         }
         guard buffer.readableBytes > 0, !closeWhenDrained else { return }
         // Kept for the next read; a copy, so the channel's receive buffer can be reused.
-        var kept = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+        var kept = connection.allocator.buffer(capacity: buffer.readableBytes)
         kept.writeBuffer(&buffer)
         unfinished = kept
     }
@@ -154,7 +161,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 
     /// Answers a request that cannot be read, then closes: the stream is unusable.
-    private func refuse(_ error: HTTPHeadError, context: ChannelHandlerContext) {
+    private func refuse(_ error: HTTPHeadError) {
         unfinished = nil
         closeWhenDrained = true
         let slot = sequencer.reserve()
@@ -162,14 +169,14 @@ final class HTTPRequestHandler: ConnectionGuarded {
         switch error {
         case .tooLarge:
             let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request exceeds \(maxHeadBytes) bytes; closing the connection"))
-            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: form), context: context)
+            complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: form))
         case .malformed(let what):
             let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(what)); closing the connection"))
-            complete(slot, HTTPReply(status: .badRequest, body: body, form: form), context: context)
+            complete(slot, HTTPReply(status: .badRequest, body: body, form: form))
         }
     }
 
-    private func handle(_ head: HTTPHead, context: ChannelHandlerContext) {
+    private func handle(_ head: HTTPHead) {
         let slot = sequencer.reserve()
         // `HEAD`: the headers of the `GET`, without the body.
         let form = HTTPReply.Form(keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
@@ -177,21 +184,20 @@ final class HTTPRequestHandler: ConnectionGuarded {
         if let service {
             let request = HTTPServiceRequest(head)
             let peer = self.peer
-            context.eventLoop.makeFutureWithTask {
-                await service.respond(to: request, from: peer)
-            }.assumeIsolated().whenSuccess { response in
-                self.complete(slot, HTTPReply(code: response.status, .custom(response), form: form), context: context)
+            let answered = connection.onConnectionThread { (response: HTTPServiceResponse) in
+                self.complete(slot, HTTPReply(code: response.status, .custom(response), form: form))
                 self.connectionGuard.didAnswer()
             }
+            Task { answered(await service.respond(to: request, from: peer)) }
             return
         }
         // The same target as the remembered answer's: the same request, not parsed again.
         if let memo = lastAnswer, memo.target == head.target, head.method == "GET" || head.method == "HEAD" {
             switch memo.repeatable.renew(memo.request, for: peer) {
             case .holds:
-                return complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
+                return complete(slot, HTTPReply(code: 200, .memo(memo), form: form))
             case .instead(let response):
-                return complete(slot, HTTPReply(response, form: form), context: context)
+                return complete(slot, HTTPReply(response, form: form))
             case .expired:
                 lastAnswer = nil
             }
@@ -199,113 +205,107 @@ final class HTTPRequestHandler: ConnectionGuarded {
         let route = HTTPRoute(head)
         switch route {
         case .reply(let status, let body):
-            complete(slot, HTTPReply(status: status, body: body, form: form), context: context)
+            complete(slot, HTTPReply(status: status, body: body, form: form))
         case .broker(let request):
             if let immediate = responder.immediateResponse(to: request, from: peer) {
                 guard let repeatable = immediate.repeatable, immediate.response.error == nil else {
-                    return complete(slot, HTTPReply(immediate.response, form: form), context: context)
+                    return complete(slot, HTTPReply(immediate.response, form: form))
                 }
                 // HTTP requests have no `id`: the memo's bytes are the whole body.
-                let encoded = WireCoding.encode(immediate.response, allocator: context.channel.allocator, memo: &plainToken)
+                let encoded = WireCoding.encode(immediate.response, allocator: connection.allocator, memo: &plainToken)
                 let memo = AnswerMemo(request: request, response: immediate.response, encoded: encoded, repeatable: repeatable, target: head.target)
                 lastAnswer = memo
-                complete(slot, HTTPReply(code: 200, .memo(memo), form: form), context: context)
+                complete(slot, HTTPReply(code: 200, .memo(memo), form: form))
                 return
             }
-            let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
-            responder.respond(to: request, from: peer) { answered.succeed($0) }
-            answered.futureResult.assumeIsolated().whenSuccess { response in
-                self.complete(slot, HTTPReply(response, form: form), context: context)
-                self.connectionGuard.didAnswer()
-            }
+            responder.respond(
+                to: request, from: peer,
+                completion: connection.onConnectionThread { (response: BrokerResponse) in
+                    self.complete(slot, HTTPReply(response, form: form))
+                    self.connectionGuard.didAnswer()
+                })
         case .metrics:
             guard let metrics else {
                 let body = BrokerResponse.failure(id: nil, WireError(code: .notFound, message: "metrics are not enabled"))
-                complete(slot, HTTPReply(status: .notFound, body: body, form: form), context: context)
+                complete(slot, HTTPReply(status: .notFound, body: body, form: form))
                 return
             }
-            complete(slot, HTTPReply(code: 200, .text(metrics.prometheusText()), form: form), context: context)
+            complete(slot, HTTPReply(code: 200, .text(metrics.prometheusText()), form: form))
         case .readiness:
             let (ready, reason) = responder.readiness()
             let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
-            complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, form: form), context: context)
+            complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, form: form))
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    func receiveBatchEnded() {
         inReadBatch = false
-        flushIfNeeded(context: context)
-        readGate.update(context: context, pending: sequencer.pendingCount)
-        context.fireChannelReadComplete()
+        flushIfNeeded()
+        readGate.update(connection, pending: sequencer.pendingCount)
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        readGate.update(context: context, pending: sequencer.pendingCount)
-        context.fireChannelWritabilityChanged()
+    func writabilityChanged() {
+        readGate.update(connection, pending: sequencer.pendingCount)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    /// The peer finished sending, or the server is shutting down: answer what is
+    /// pending, then close.
+    func inputClosed() {
+        closeWhenDrained = true
+        flushIfNeeded()
+        closeIfDrained()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case ChannelEvent.inputClosed, is DrainRequest:
-            closeWhenDrained = true
-            flushIfNeeded(context: context)
-            closeIfDrained(context: context)
-        default:
-            context.fireUserInboundEventTriggered(event)
-        }
+    func drain() {
+        inputClosed()
     }
 
-    private func complete(_ slot: UInt64, _ reply: HTTPReply, context: ChannelHandlerContext) {
+    private func complete(_ slot: UInt64, _ reply: HTTPReply) {
         guard var reply = sequencer.complete(slot, with: reply) else { return }
         repeat {
-            write(reply, context: context)
+            write(reply)
             guard let next = sequencer.next() else { break }
             reply = next
         } while true
         // Answers to requests of this read go out with one flush in channelReadComplete.
         if !inReadBatch {
-            flushIfNeeded(context: context)
-            readGate.update(context: context, pending: sequencer.pendingCount)
+            flushIfNeeded()
+            readGate.update(connection, pending: sequencer.pendingCount)
         }
-        closeIfDrained(context: context)
+        closeIfDrained()
     }
 
-    private func write(_ reply: HTTPReply, context: ChannelHandlerContext) {
+    private func write(_ reply: HTTPReply) {
         switch reply.content {
         case .memo(let memo):
             // The usual keep-alive answer is built once per memo and then written as it is.
             let keptOpen = reply.form.keepAlive && !closeWhenDrained && !reply.form.headOnly
             if keptOpen, let message = memo.httpMessage {
-                context.write(wrapOutboundOut(message), promise: nil)
+                connection.write(message)
                 wroteSinceFlush = true
                 return
             }
-            let message = writeMessage(code: reply.code, contentType: "application/json", body: memo.encoded, extraHeaders: [], form: reply.form, context: context)
+            let message = writeMessage(code: reply.code, contentType: "application/json", body: memo.encoded, extraHeaders: [], form: reply.form)
             if keptOpen { memo.httpMessage = message }
         case .json(let response):
-            let body = WireCoding.encode(response, allocator: context.channel.allocator, memo: &plainToken)
+            let body = WireCoding.encode(response, allocator: connection.allocator, memo: &plainToken)
             let retryAfter = response.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? []
-            writeMessage(code: reply.code, contentType: "application/json", body: body, extraHeaders: retryAfter, form: reply.form, context: context)
+            writeMessage(code: reply.code, contentType: "application/json", body: body, extraHeaders: retryAfter, form: reply.form)
         case .text(let text):
-            let body = context.channel.allocator.buffer(string: text)
-            writeMessage(code: reply.code, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body, extraHeaders: [], form: reply.form, context: context)
+            let body = connection.allocator.buffer(string: text)
+            writeMessage(code: reply.code, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body, extraHeaders: [], form: reply.form)
         case .custom(let custom):
-            let body = context.channel.allocator.buffer(string: custom.body)
-            writeMessage(code: reply.code, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form, context: context)
+            let body = connection.allocator.buffer(string: custom.body)
+            writeMessage(code: reply.code, contentType: custom.contentType, body: body, extraHeaders: custom.headers, form: reply.form)
         }
     }
 
     /// Writes one answer; returns it.
     @discardableResult
     private func writeMessage(
-        code: Int, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form,
-        context: ChannelHandlerContext
+        code: Int, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], form: HTTPReply.Form
     ) -> ByteBuffer {
-        var message = context.channel.allocator.buffer(capacity: 192 + body.readableBytes)
+        var message = connection.allocator.buffer(capacity: 192 + body.readableBytes)
         if code == 200 {
             message.writeStaticString("HTTP/1.1 200 OK\r\nContent-Type: ")
         } else {
@@ -323,21 +323,21 @@ final class HTTPRequestHandler: ConnectionGuarded {
         }
         message.writeStaticString(form.keepAlive && !closeWhenDrained ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         if !form.headOnly { message.writeImmutableBuffer(body) }
-        context.write(wrapOutboundOut(message), promise: nil)
+        connection.write(message)
         wroteSinceFlush = true
         return message
     }
 
-    private func flushIfNeeded(context: ChannelHandlerContext) {
+    private func flushIfNeeded() {
         guard wroteSinceFlush else { return }
         wroteSinceFlush = false
-        context.flush()
+        connection.flush()
     }
 
-    private func closeIfDrained(context: ChannelHandlerContext) {
-        guard closeWhenDrained, sequencer.pendingCount == 0, context.channel.isActive else { return }
-        flushIfNeeded(context: context)  // never close over unflushed answers
-        context.close(promise: nil)
+    private func closeIfDrained() {
+        guard closeWhenDrained, sequencer.pendingCount == 0, connection.isActive else { return }
+        flushIfNeeded()  // never close over unflushed answers
+        connection.close()
     }
 }
 

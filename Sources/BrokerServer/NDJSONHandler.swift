@@ -8,10 +8,8 @@ import TokenBrokerProtocol
 /// It splits the byte stream at `\n` itself, answering each line straight from the
 /// read buffer; only an unfinished last line is kept (copied) until the next read.
 /// Lines longer than `maxLineBytes` are refused without being buffered.
-final class NDJSONHandler: ConnectionGuarded {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+final class NDJSONHandler: ConnectionSession {
+    private let connection: any ConnectionIO
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
     private let maxLineBytes: Int
@@ -32,7 +30,11 @@ final class NDJSONHandler: ConnectionGuarded {
     /// Told what is read, for the connection's timeouts.
     let connectionGuard: ConnectionGuard
 
-    init(responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes, connectionGuard: ConnectionGuard) {
+    init(
+        connection: any ConnectionIO, responder: any BrokerResponder, peer: PeerCredentials, maxLineBytes: Int = WireProtocol.maxRequestBytes,
+        connectionGuard: ConnectionGuard
+    ) {
+        self.connection = connection
         self.responder = responder
         self.peer = peer
         self.maxLineBytes = maxLineBytes
@@ -40,9 +42,17 @@ final class NDJSONHandler: ConnectionGuarded {
         connectionGuard.kind = .ndjson  // how it answers a timeout
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    func started() {
+        connectionGuard.start(connection)
+    }
+
+    func closed() {
+        connectionGuard.stop()
+    }
+
+    func received(_ bytes: ByteBuffer) {
         guard !refusedLine, !connectionGuard.failed else { return }
-        var buffer = unwrapInboundIn(data)
+        var buffer = bytes
         // Bytes already known to hold no `\n` (the unfinished line), not searched again.
         var searched = 0
         let ownsBuffer = unfinishedLine != nil
@@ -58,12 +68,12 @@ final class NDJSONHandler: ConnectionGuarded {
             searched = 0
             completedLine = true
             let length = newline - buffer.readerIndex
-            guard length <= maxLineBytes else { return refuseLine(context: context) }
+            guard length <= maxLineBytes else { return refuseLine() }
             let line = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
-            serve(line, context: context)
+            serve(line)
         }
-        guard buffer.readableBytes <= maxLineBytes else { return refuseLine(context: context) }
+        guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
         guard buffer.readableBytes > 0 else { return }
         if ownsBuffer {
             // Already ours: keep growing it (a line sent a byte at a time is not copied again and again).
@@ -71,23 +81,23 @@ final class NDJSONHandler: ConnectionGuarded {
             unfinishedLine = buffer
         } else {
             // A copy, so the channel's receive buffer is not pinned (and can be reused).
-            var unfinished = context.channel.allocator.buffer(capacity: max(buffer.readableBytes, 256))
+            var unfinished = connection.allocator.buffer(capacity: max(buffer.readableBytes, 256))
             unfinished.writeBuffer(&buffer)
             unfinishedLine = unfinished
         }
     }
 
-    private func refuseLine(context: ChannelHandlerContext) {
+    private func refuseLine() {
         refusedLine = true
         unfinishedLine = nil
         guard !closeWhenDrained else { return }
         let slot = sequencer.reserve()
         closeWhenDrained = true
-        complete(slot, .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")), context: context)
+        complete(slot, .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")))
     }
 
     /// Answers one line (without its `\n`; a trailing `\r` is left for the JSON parser to ignore).
-    private func serve(_ line: ByteBuffer, context: ChannelHandlerContext) {
+    private func serve(_ line: ByteBuffer) {
         guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
         if draining {
             // Shutting down: a request sent on this connection now is answered, not dropped,
@@ -98,53 +108,53 @@ final class NDJSONHandler: ConnectionGuarded {
             case .failure(let failure): failure.id
             }
             let error = WireError(code: .shuttingDown, message: "the broker is restarting or stopping; retry on a new connection", retryable: true)
-            complete(slot, .failure(id: id, error), context: context)
+            complete(slot, .failure(id: id, error))
             return
         }
         guard !closeWhenDrained else { return }
         let slot = sequencer.reserve()
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
-        if let memo = lastAnswer, memo.line == line, answer(slot, from: memo, to: memo.request, context: context) { return }
+        if let memo = lastAnswer, memo.line == line, answer(slot, from: memo, to: memo.request) { return }
         switch WireCoding.decodeRequest(line) {
         case .failure(let failure):
-            complete(slot, .failure(id: failure.id, failure.error), context: context)
+            complete(slot, .failure(id: failure.id, failure.error))
         case .success(let request):
-            if let memo = lastAnswer, request.asksSame(as: memo.request), answer(slot, from: memo, to: request, context: context) { return }
+            if let memo = lastAnswer, request.asksSame(as: memo.request), answer(slot, from: memo, to: request) { return }
             if let immediate = responder.immediateResponse(to: request, from: peer) {
                 guard let repeatable = immediate.repeatable, immediate.response.error == nil else {
-                    return complete(slot, immediate.response, context: context)
+                    return complete(slot, immediate.response)
                 }
                 var withoutID = immediate.response
                 withoutID.id = nil
-                let encoded = WireCoding.encode(withoutID, allocator: context.channel.allocator, newline: true, memo: &plainToken)
+                let encoded = WireCoding.encode(withoutID, allocator: connection.allocator, newline: true, memo: &plainToken)
                 // The line is copied: a slice would pin the channel's receive buffer.
-                var copy = context.channel.allocator.buffer(capacity: line.readableBytes)
+                var copy = connection.allocator.buffer(capacity: line.readableBytes)
                 copy.writeImmutableBuffer(line)
                 let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable, line: copy)
                 lastAnswer = memo
-                complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
+                complete(slot, line: memo.answer(id: request.id, allocator: connection.allocator, memo: &plainToken))
                 return
             }
-            let answered = context.eventLoop.makePromise(of: BrokerResponse.self)
-            responder.respond(to: request, from: peer) { answered.succeed($0) }
-            answered.futureResult.assumeIsolated().whenSuccess { response in
-                self.complete(slot, response, context: context)
-                self.connectionGuard.didAnswer()
-                self.flushIfNeeded(context: context)
-                self.readGate.update(context: context, pending: self.sequencer.pendingCount)
-            }
+            responder.respond(
+                to: request, from: peer,
+                completion: connection.onConnectionThread { (response: BrokerResponse) in
+                    self.complete(slot, response)
+                    self.connectionGuard.didAnswer()
+                    self.flushIfNeeded()
+                    self.readGate.update(self.connection, pending: self.sequencer.pendingCount)
+                })
         }
     }
 
     /// Answers `request` from `memo` if the responder says it still holds (or with what it
     /// says instead); false when it no longer holds.
-    private func answer(_ slot: UInt64, from memo: AnswerMemo, to request: BrokerRequest, context: ChannelHandlerContext) -> Bool {
+    private func answer(_ slot: UInt64, from memo: AnswerMemo, to request: BrokerRequest) -> Bool {
         switch memo.repeatable.renew(request, for: peer) {
         case .holds:
-            complete(slot, line: memo.answer(id: request.id, allocator: context.channel.allocator, memo: &plainToken), context: context)
+            complete(slot, line: memo.answer(id: request.id, allocator: connection.allocator, memo: &plainToken))
         case .instead(let response):
-            complete(slot, response, context: context)
+            complete(slot, response)
         case .expired:
             lastAnswer = nil
             return false
@@ -152,63 +162,58 @@ final class NDJSONHandler: ConnectionGuarded {
         return true
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        flushIfNeeded(context: context)
-        readGate.update(context: context, pending: sequencer.pendingCount)
-        context.fireChannelReadComplete()
+    func receiveBatchEnded() {
+        flushIfNeeded()
+        readGate.update(connection, pending: sequencer.pendingCount)
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        readGate.update(context: context, pending: sequencer.pendingCount)
-        context.fireChannelWritabilityChanged()
+    func writabilityChanged() {
+        readGate.update(connection, pending: sequencer.pendingCount)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case ChannelEvent.inputClosed, is DrainRequest:
-            if event is DrainRequest {
-                draining = true
-            } else if let unfinished = unfinishedLine {
-                // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
-                unfinishedLine = nil
-                serve(unfinished, context: context)
-            }
-            // The peer finished sending (or we are shutting down): answer what is
-            // pending, then close.
-            closeWhenDrained = true
-            closeIfDrained(context: context)
-        default:
-            context.fireUserInboundEventTriggered(event)
+    func inputClosed() {
+        if let unfinished = unfinishedLine {
+            // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
+            unfinishedLine = nil
+            serve(unfinished)
         }
+        // The peer finished sending: answer what is pending, then close.
+        closeWhenDrained = true
+        closeIfDrained()
     }
 
-    private func complete(_ slot: UInt64, _ response: BrokerResponse, context: ChannelHandlerContext) {
-        complete(slot, line: WireCoding.encode(response, allocator: context.channel.allocator, newline: true, memo: &plainToken), context: context)
+    func drain() {
+        // Shutting down: answer what is pending, then close.
+        draining = true
+        closeWhenDrained = true
+        closeIfDrained()
     }
 
-    private func complete(_ slot: UInt64, line: ByteBuffer, context: ChannelHandlerContext) {
+    private func complete(_ slot: UInt64, _ response: BrokerResponse) {
+        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true, memo: &plainToken))
+    }
+
+    private func complete(_ slot: UInt64, line: ByteBuffer) {
         guard var buffer = sequencer.complete(slot, with: line) else { return }
         repeat {
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            connection.write(buffer)
             wroteSinceFlush = true
             guard let next = sequencer.next() else { break }
             buffer = next
         } while true
     }
 
-    private func flushIfNeeded(context: ChannelHandlerContext) {
+    private func flushIfNeeded() {
         if wroteSinceFlush {
             wroteSinceFlush = false
-            context.flush()
+            connection.flush()
         }
-        closeIfDrained(context: context)
+        closeIfDrained()
     }
 
-    private func closeIfDrained(context: ChannelHandlerContext) {
-        guard closeWhenDrained, sequencer.pendingCount == 0, context.channel.isActive else { return }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
-        }
+    private func closeIfDrained() {
+        guard closeWhenDrained, sequencer.pendingCount == 0, connection.isActive else { return }
+        connection.close()
     }
 
     private static func isWhitespace(_ byte: UInt8) -> Bool {
@@ -216,5 +221,5 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 }
 
-/// Sent through every connection's pipeline when the server drains for shutdown.
+/// Sent through every NIO connection's pipeline when the server drains for shutdown.
 struct DrainRequest: Sendable {}

@@ -1,5 +1,3 @@
-import NIOCore
-
 /// Stops reading from a client that sends faster than it reads its answers.
 ///
 /// Without it, a client writing requests and never reading would make the daemon
@@ -11,15 +9,14 @@ struct ReadGate {
     static let maximumPending = 256
     private var paused = false
 
-    mutating func update(context: ChannelHandlerContext, pending: Int) {
-        let overloaded = pending >= Self.maximumPending || !context.channel.isWritable
-        if overloaded, !paused {
+    mutating func update(_ connection: any ConnectionIO, pending: Int) {
+        let writable = connection.isWritable
+        if !paused, pending >= Self.maximumPending || !writable {
             paused = true
-            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-        } else if paused, context.channel.isWritable, pending < Self.maximumPending / 2 {
+            connection.setReading(false)
+        } else if paused, writable, pending < Self.maximumPending / 2 {
             paused = false
-            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-            context.read()
+            connection.setReading(true)
         }
     }
 }

@@ -9,7 +9,8 @@ import TokenBrokerProtocol
 /// An active `EmbeddedChannel` with the NDJSON handler.
 private func ndjsonChannel(_ responder: ScriptedResponder, maxBytes: Int = WireProtocol.maxRequestBytes) throws -> EmbeddedChannel {
     let channel = EmbeddedChannel()
-    try channel.pipeline.syncOperations.addHandler(NDJSONHandler(responder: responder, peer: testPeer, maxLineBytes: maxBytes, connectionGuard: testGuard()))
+    try channel.pipeline.syncOperations.addHandler(
+        NIOConnectionHandler { NDJSONHandler(connection: $0, responder: responder, peer: testPeer, maxLineBytes: maxBytes, connectionGuard: testGuard()) })
     try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
     return channel
 }
@@ -172,7 +173,8 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
 @Suite struct NDJSONOrdering {
     private func asyncChannel(_ responder: ScriptedResponder) async throws -> NIOAsyncTestingChannel {
         let channel = try await NIOAsyncTestingChannel { channel in
-            try channel.pipeline.syncOperations.addHandler(NDJSONHandler(responder: responder, peer: testPeer, connectionGuard: testGuard()))
+            try channel.pipeline.syncOperations.addHandler(
+                NIOConnectionHandler { NDJSONHandler(connection: $0, responder: responder, peer: testPeer, connectionGuard: testGuard()) })
         }
         try await channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).get()
         return channel
