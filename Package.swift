@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "TokenBrokerProtocol",
                 "TokenExchange",
+                "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -117,6 +118,8 @@ let package = Package(
         // libsystemd, reached only through SystemdSupport.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // epoll, eventfd and accept4 for BrokerServer's own event loop.
+        .systemLibrary(name: "CEpoll"),
 
         // sd_notify, watchdog, socket activation and journald: the only module that touches libsystemd.
         .target(

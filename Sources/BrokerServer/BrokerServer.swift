@@ -10,20 +10,27 @@ import Synchronization
 /// the socket inherited from the service manager), serves until graceful shutdown,
 /// then drains: the listener closes, requests in flight finish, connections close.
 /// Listening inside `run()` means the process already handles SIGTERM by then.
+///
+/// A Unix socket is served by the broker's own event loops (`EpollListener`): the hot
+/// path of every local caller. A TCP listener is served by SwiftNIO on `group`.
 public final class BrokerServer: Service, Sendable {
-    private let configuration: BrokerServerConfiguration
-    private let responder: any BrokerResponder
-    private let metrics: (any MetricsExposition)?
-    private let service: (any HTTPService)?
-    private let group: any EventLoopGroup
-    private let logger: Logger
-    private let connections = ConnectionRegistry()
-    private let refusals = RefusalLog()
+    let configuration: BrokerServerConfiguration
+    let responder: any BrokerResponder
+    let metrics: (any MetricsExposition)?
+    let service: (any HTTPService)?
+    let group: any EventLoopGroup
+    let logger: Logger
+    let connections = ConnectionRegistry()
+    let refusals = RefusalLog()
     private let bound = Mutex<BoundSocket?>(nil)
     private let listening = Latch()
 
     private struct BoundSocket: Sendable {
-        var channel: any Channel
+        enum Listener {
+            case nio(any Channel)
+            case epoll(EpollListener)
+        }
+        var listener: Listener
         var inode: UInt
         var port: Int?
     }
@@ -55,8 +62,7 @@ public final class BrokerServer: Service, Sendable {
         let path = configuration.socketPath
         try UnixSocketPath.prepare(path)
         let temporary = "\(UnixSocketPath.parentDirectory(of: path))/.\(path.split(separator: "/").last ?? "broker.sock").\(getpid()).tmp"
-        let channel = try await bootstrap().bind(unixDomainSocketPath: temporary, cleanupExistingSocketFile: true).get()
-        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
+        let descriptor = try UnixSocketPath.listen(at: temporary, backlog: Self.backlog)
         do {
             guard chmod(temporary, mode_t(configuration.socketMode)) == 0 else {
                 throw BrokerServerError(.bindFailed, "cannot chmod \(temporary): \(String(cString: strerror(errno)))")
@@ -69,24 +75,26 @@ public final class BrokerServer: Service, Sendable {
             }
         } catch {
             unlink(temporary)
-            try? await channel.close()
+            close(descriptor)
             throw error
         }
         let inode = UInt((try? UnixSocketPath.fileStat(path).st_ino) ?? 0)
-        bound.withLock { $0 = BoundSocket(channel: channel, inode: inode, port: nil) }
+        try serveUnixSocket(descriptor, inode: inode)
         logger.info("listening", metadata: ["socket.path": "\(path)", "socket.mode": "\(String(configuration.socketMode, radix: 8))"])
     }
+
+    static let backlog: CInt = 1024
 
     private func bind(_ address: TCPAddress) async throws {
         let channel: any Channel
         do {
-            channel = try await bootstrap().bind(host: address.host, port: address.port).get()
+            channel = try await nioBootstrap().bind(host: address.host, port: address.port).get()
         } catch {
             throw BrokerServerError(.bindFailed, "cannot listen on \(address): \(error)")
         }
         try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
         let port = channel.localAddress?.port
-        bound.withLock { $0 = BoundSocket(channel: channel, inode: 0, port: port) }
+        bound.withLock { $0 = BoundSocket(listener: .nio(channel), inode: 0, port: port) }
         logger.info("listening", metadata: ["listen.address": "\(TCPAddress(host: address.host, port: port ?? address.port))"])
     }
 
@@ -95,10 +103,34 @@ public final class BrokerServer: Service, Sendable {
 
     /// Serves an already bound and listening socket inherited from the service manager.
     public func adopt(descriptor: CInt) async throws {
-        let channel = try await bootstrap().withBoundSocket(descriptor).get()
-        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
-        bound.withLock { $0 = BoundSocket(channel: channel, inode: 0, port: channel.localAddress?.port) }
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let isUnix = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        } == 0 && address.ss_family == sa_family_t(AF_UNIX)
+        if isUnix {
+            let flags = fcntl(descriptor, F_GETFL)
+            _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
+            try serveUnixSocket(descriptor, inode: 0)
+        } else {
+            let channel = try await nioBootstrap().withBoundSocket(descriptor).get()
+            try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
+            bound.withLock { $0 = BoundSocket(listener: .nio(channel), inode: 0, port: channel.localAddress?.port) }
+        }
         logger.info("serving inherited socket", metadata: ["socket.fd": "\(descriptor)"])
+    }
+
+    private func serveUnixSocket(_ descriptor: CInt, inode: UInt) throws {
+        let listener: EpollListener
+        do {
+            listener = try EpollListener(descriptor: descriptor, threads: configuration.eventLoopThreads, server: self)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        bound.withLock { $0 = BoundSocket(listener: .epoll(listener), inode: inode, port: nil) }
+        // Accepting from now on, as NIO does once bound: `run()` may start later.
+        listener.startAccepting()
     }
 
     /// Returns once the server accepts connections; throws if listening failed.
@@ -121,16 +153,31 @@ public final class BrokerServer: Service, Sendable {
             throw BrokerServerError(.bindFailed, "not listening")
         }
         listening.open()
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                try? await socket.channel.closeFuture.get()
-            } onGracefulShutdown: {
-                Task { await self.stopAccepting(socket.channel) }
+        switch socket.listener {
+        case .nio(let channel):
+            await withTaskCancellationHandler {
+                await withGracefulShutdownHandler {
+                    try? await channel.closeFuture.get()
+                } onGracefulShutdown: {
+                    Task { await self.stopAccepting(channel) }
+                }
+            } onCancel: {
+                channel.close(promise: nil)
             }
-        } onCancel: {
-            socket.channel.close(promise: nil)
+            await drain()
+        case .epoll(let listener):
+            await withTaskCancellationHandler {
+                await withGracefulShutdownHandler {
+                    await listener.waitUntilStopped()
+                } onGracefulShutdown: {
+                    listener.stopAccepting()
+                }
+            } onCancel: {
+                listener.stopAccepting()
+            }
+            await drain()
+            await listener.stopLoops()
         }
-        await drain()
         if socket.inode != 0 { UnixSocketPath.removeIfOurs(configuration.socketPath, inode: socket.inode) }
     }
 
@@ -159,65 +206,13 @@ public final class BrokerServer: Service, Sendable {
         connections.closeAll()
     }
 
-    private func bootstrap() -> ServerBootstrap {
-        let configuration = self.configuration
-        let responder = self.responder
-        let metrics = self.metrics
-        let service = self.service
-        let connections = self.connections
-        let refusals = self.refusals
-        let logger = self.logger
-        return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first)) }
-            }
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                guard connections.count <= configuration.maxConnections else {
-                    refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
-                    return channel.close()
-                }
-                return Self.peerCredentials(of: channel).flatMapThrowing { credentials in
-                    guard connections.claim(channel, uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
-                        refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
-                        // A failed initializer makes NIO close the connection.
-                        throw BrokerServerError(.connectionRefused, "uid \(credentials.uid) has \(configuration.maxConnectionsPerUID) connections open")
-                    }
-                    return credentials
-                }.flatMap { credentials in
-                    guard channel.remoteAddress?.protocol == .unix else {
-                        // TCP: nothing more to ask the kernel.
-                        return channel.eventLoop.makeSucceededFuture(PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid))
-                    }
-                    return PeerAttestation.attest(channel, credentials: credentials, threadPool: .singleton)
-                }.flatMapThrowing { peer in
-                    let connectionGuard = ConnectionGuard(
-                        requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(
-                        NIOConnectionHandler { connection in
-                            ProtocolSniffer(
-                                connection: connection, responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
-                                connectionGuard: connectionGuard, metrics: metrics, service: service)
-                        })
-                    // Accepted just as shutdown began: serve what it sends, then close.
-                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
-                }
-            }
-    }
-
-    /// `SO_PEERCRED` on a Unix socket; on loopback TCP, the uid that owns the client's
-    /// socket in the kernel's socket table (no pid, no gid).
-    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<KernelPeerCredentials> {
-        if let remote = channel.remoteAddress, let local = channel.localAddress, remote.protocol != .unix {
-            return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
-                KernelPeerCredentials(pid: 0, uid: LoopbackPeer.owner(client: remote, server: local) ?? UInt32.max, gid: UInt32.max)
-            }
-        }
-        guard let provider = channel as? any SocketOptionProvider else {
-            return channel.eventLoop.makeSucceededFuture(KernelPeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max))
-        }
-        return provider.unsafeGetSocketOption(level: .init(SOL_SOCKET), name: .init(SO_PEERCRED))
+    /// How a new connection is served once its peer is known: the sniffer first.
+    func makeSession(for connection: any ConnectionIO, peer: PeerCredentials) -> any ConnectionSession {
+        let connectionGuard = ConnectionGuard(
+            requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout))
+        return ProtocolSniffer(
+            connection: connection, responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
+            connectionGuard: connectionGuard, metrics: metrics, service: service)
     }
 }
 
@@ -281,95 +276,5 @@ final class Latch: Sendable {
             }
             if let result { continuation.resume(with: result) }
         }
-    }
-}
-
-/// Every connection from the moment it is accepted (before its pipeline exists)
-/// until it closes, so that shutdown waits for all of them: a process that exits
-/// with an accepted but unanswered connection makes the kernel reset it.
-final class ConnectionRegistry: Sendable {
-    private let state = Mutex<(channels: [ObjectIdentifier: any Channel], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
-    /// Open connections per peer uid.
-    private let perUID = Mutex<[UInt32: Int]>([:])
-
-    /// Counts `channel` against `uid` until it closes; false (and nothing counted) when
-    /// the uid already has `limit` connections.
-    func claim(_ channel: any Channel, uid: UInt32, limit: Int) -> Bool {
-        let claimed = perUID.withLock { counts in
-            guard counts[uid, default: 0] < limit else { return false }
-            counts[uid, default: 0] += 1
-            return true
-        }
-        guard claimed else { return false }
-        channel.closeFuture.whenComplete { [self] _ in
-            perUID.withLock { counts in
-                let left = counts[uid, default: 1] - 1
-                counts[uid] = left > 0 ? left : nil
-            }
-        }
-        return true
-    }
-
-    /// Open connections of `uid`.
-    func count(uid: UInt32) -> Int { perUID.withLock { $0[uid, default: 0] } }
-
-    func track(_ channel: any Channel) {
-        let id = ObjectIdentifier(channel)
-        state.withLock {
-            $0.channels[id] = channel
-            $0.settingUp.insert(id)
-        }
-        channel.closeFuture.whenComplete { [self] _ in
-            state.withLock {
-                $0.channels.removeValue(forKey: id)
-                $0.settingUp.remove(id)
-            }
-        }
-    }
-
-    /// NIO has finished setting the connection up and handed it on.
-    func settled(_ channel: any Channel) {
-        _ = state.withLock { $0.settingUp.remove(ObjectIdentifier(channel)) }
-    }
-
-    /// Connections accepted whose pipeline is not yet in place.
-    var initializing: Int { state.withLock { $0.settingUp.count } }
-
-    var count: Int { state.withLock { $0.channels.count } }
-    var isDraining: Bool { state.withLock { $0.draining } }
-
-    func drainAll() {
-        let channels = state.withLock { state in
-            state.draining = true
-            return Array(state.channels.values)
-        }
-        for channel in channels { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
-    }
-
-    func closeAll() {
-        for channel in state.withLock({ Array($0.channels.values) }) { channel.close(promise: nil) }
-    }
-}
-
-/// On the listening channel, on both sides of NIO's accept handler: records each
-/// connection when accepted (`first`) and when NIO has finished setting it up (`last`).
-final class AcceptTracker: ChannelInboundHandler {
-    typealias InboundIn = any Channel
-    private let connections: ConnectionRegistry
-    private let position: Position
-
-    enum Position { case first, last }
-
-    init(connections: ConnectionRegistry, position: Position) {
-        self.connections = connections
-        self.position = position
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch position {
-        case .first: connections.track(unwrapInboundIn(data))
-        case .last: connections.settled(unwrapInboundIn(data))
-        }
-        context.fireChannelRead(data)
     }
 }

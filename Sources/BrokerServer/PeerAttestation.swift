@@ -14,64 +14,56 @@ import NIOPosix
 ///   start time did not change. A live pidfd means the PID still names that process, so
 ///   what was read belongs to it; otherwise the attributes are left out.
 enum PeerAttestation {
-    /// Reads groups and a pidfd on the event loop (non-blocking socket options), then
-    /// `/proc` on NIO's blocking-I/O pool: procfs reads are fast but may wait on kernel
-    /// locks of the target process, and the event loop must never wait.
-    static func attest(_ channel: any Channel, credentials: KernelPeerCredentials, threadPool: NIOThreadPool) -> EventLoopFuture<PeerCredentials> {
-        let base = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
-        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(base) }
-        let groups = supplementaryGroups(provider)
+    /// `SO_PEERCRED` of a Unix socket: the pid, uid and gid of the process that connected.
+    static func credentials(of socket: CInt) -> KernelPeerCredentials? {
+        var credentials = KernelPeerCredentials()
+        var length = socklen_t(MemoryLayout<KernelPeerCredentials>.size)
+        guard getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
+        return credentials
+    }
+
+    /// Reads groups and a pidfd from the socket (at once: socket options do not block),
+    /// then `/proc` on `threadPool`: procfs reads are fast but may wait on kernel locks of
+    /// the target process, and an event loop must never wait. `completion` runs once, on
+    /// the pool or (without a pid to look at) before this returns.
+    static func attest(
+        _ socket: CInt, credentials: KernelPeerCredentials, threadPool: NIOThreadPool, completion: @escaping @Sendable (PeerCredentials) -> Void
+    ) {
         let pid = credentials.pid
-        guard pid > 0 else {
-            return groups.map { PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: $0) }
-        }
-        return groups.and(pidfd(provider, pid: pid)).flatMap { groups, pidfd in
-            let peer = PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups)
-            guard let pidfd else { return channel.eventLoop.makeSucceededFuture(peer) }
-            return threadPool.runIfActive(eventLoop: channel.eventLoop) {
-                defer { close(pidfd) }
-                guard let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd) else { return peer }
-                return PeerCredentials(
-                    pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups,
-                    executable: process.executable, cgroup: process.cgroup)
-            }.flatMapErrorThrowing { _ in
-                // The pool is shutting down and did not run the read: the pidfd is still ours.
-                close(pidfd)
-                return peer
-            }
+        let peer = PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: supplementaryGroups(of: socket))
+        guard pid > 0, let pidfd = pidfd(of: socket, pid: pid) else { return completion(peer) }
+        threadPool.submit { state in
+            defer { close(pidfd) }
+            // The pool is shutting down and did not run the read: answer without it.
+            guard case .active = state, let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd) else { return completion(peer) }
+            completion(
+                PeerCredentials(
+                    pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: peer.supplementaryGroups,
+                    executable: process.executable, cgroup: process.cgroup))
         }
     }
 
     // MARK: Groups
 
     /// `SO_PEERGROUPS` (59): the caller's supplementary groups at connect time.
-    static let peerGroupsOption = NIOBSDSocket.Option(rawValue: 59)
+    static let peerGroupsOption: CInt = 59
     /// `SO_PEERPIDFD` (77, Linux 6.5): a pidfd for the process that connected.
-    static let peerPIDFDOption = NIOBSDSocket.Option(rawValue: 77)
+    static let peerPIDFDOption: CInt = 77
 
-    /// NIO's `getsockopt` hands back a fixed-size value and drops the returned length, so
-    /// the list is recovered from the kernel's layout: `setgroups()` keeps groups sorted
-    /// ascending and the buffer starts zeroed, so the list ends at the last non-zero
-    /// entry. All zeros is either no groups or just group 0; a zero-length read tells
-    /// them apart (the kernel refuses it with ERANGE when there is any group). If a user
-    /// namespace mapping ever unsorted the list, a trailing 0 would be lost: that can
-    /// only deny, never grant.
-    static func supplementaryGroups(_ provider: any SocketOptionProvider) -> EventLoopFuture<[UInt32]?> {
-        let small: EventLoopFuture<GroupBuffer<64>> = provider.unsafeGetSocketOption(level: .socket, name: peerGroupsOption)
-        return small.map { Optional($0.groups) }.flatMap { groups -> EventLoopFuture<[UInt32]?> in
-            guard let groups, groups.isEmpty else { return provider.eventLoop.makeSucceededFuture(groups) }
-            let probe: EventLoopFuture<EmptyOption> = provider.unsafeGetSocketOption(level: .socket, name: peerGroupsOption)
-            return probe.map { _ in [] }.recover { isRangeError($0) ? [0] : nil }
-        }.flatMapError { error in
-            // ERANGE: more than 64 groups. NGROUPS_MAX is 65536 (256 KiB, allocated only here).
-            guard isRangeError(error) else { return provider.eventLoop.makeSucceededFuture(nil) }
-            let large: EventLoopFuture<GroupBuffer<65536>> = provider.unsafeGetSocketOption(level: .socket, name: peerGroupsOption)
-            return large.map { Optional($0.groups) }.recover { _ in nil }
+    /// The kernel says how many bytes the list takes, and refuses a buffer too small for
+    /// it with ERANGE (having written the size needed): 64 groups first, then the size asked.
+    static func supplementaryGroups(of socket: CInt) -> [UInt32]? {
+        var capacity = 64
+        for _ in 0..<2 {
+            var groups = [UInt32](repeating: 0, count: capacity)
+            var length = socklen_t(capacity * MemoryLayout<UInt32>.size)
+            if getsockopt(socket, SOL_SOCKET, peerGroupsOption, &groups, &length) == 0 {
+                return Array(groups.prefix(Int(length) / MemoryLayout<UInt32>.size))
+            }
+            guard errno == ERANGE else { return nil }
+            capacity = Int(length) / MemoryLayout<UInt32>.size  // NGROUPS_MAX is 65536: 256 KiB at most
         }
-    }
-
-    private static func isRangeError(_ error: any Error) -> Bool {
-        (error as? IOError)?.errnoCode == ERANGE
+        return nil
     }
 
     // MARK: Process
@@ -79,31 +71,13 @@ enum PeerAttestation {
     /// A pidfd for the peer: `SO_PEERPIDFD` pins exactly the process that connected;
     /// `pidfd_open(pid)` (Linux 5.3) is the fallback and pins whatever has the PID now,
     /// which the start-time check below can only partly cover.
-    static func pidfd(_ provider: any SocketOptionProvider, pid: Int32) -> EventLoopFuture<Int32?> {
-        let fromSocket: EventLoopFuture<CInt> = provider.unsafeGetSocketOption(level: .socket, name: peerPIDFDOption)
-        return fromSocket.map { Optional($0) }.recover { _ in
-            guard let open = SyscallWrappers.pidfdOpen else { return nil }
-            let fd = open(pid, 0)
-            return fd >= 0 ? fd : nil
-        }
-    }
-}
-
-/// A zero-length socket option buffer.
-struct EmptyOption: Sendable {}
-
-/// A fixed buffer of `count` gids for `SO_PEERGROUPS`.
-struct GroupBuffer<let count: Int>: Sendable {
-    var gids: InlineArray<count, UInt32>
-
-    /// The gids, up to the last non-zero one (see `PeerAttestation.supplementaryGroups`).
-    var groups: [UInt32] {
-        var end = 0
-        for index in gids.indices where gids[index] != 0 { end = index + 1 }
-        var result: [UInt32] = []
-        result.reserveCapacity(end)
-        for index in 0..<end { result.append(gids[index]) }
-        return result
+    static func pidfd(of socket: CInt, pid: Int32) -> CInt? {
+        var pidfd: CInt = -1
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        if getsockopt(socket, SOL_SOCKET, peerPIDFDOption, &pidfd, &length) == 0, pidfd >= 0 { return pidfd }
+        guard let open = SyscallWrappers.pidfdOpen else { return nil }
+        let fd = open(pid, 0)
+        return fd >= 0 ? fd : nil
     }
 }
 

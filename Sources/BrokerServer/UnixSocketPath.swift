@@ -1,3 +1,4 @@
+import CEpoll
 import Glibc
 
 /// Preparing and cleaning up the socket's path on disk.
@@ -28,21 +29,45 @@ enum UnixSocketPath {
 
     /// Whether connecting to `path` succeeds.
     static func isListening(_ path: String) -> Bool {
+        guard var address = address(path) else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         return result == 0
+    }
+
+    /// A non-blocking socket bound to `path` (replacing a socket file there) and listening.
+    static func listen(at path: String, backlog: CInt) throws(BrokerServerError) -> CInt {
+        guard var address = address(path) else {
+            throw BrokerServerError(.bindFailed, "socket path \(path) is longer than the \(MemoryLayout<sockaddr_un>.size - 3) bytes a Unix socket address holds")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw BrokerServerError(.bindFailed, "socket: \(String(cString: strerror(errno)))") }
+        if let info = try? fileStat(path), info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw BrokerServerError(.bindFailed, "cannot listen on \(path): \(reason)")
+        }
+        return fd
+    }
+
+    private static func address(_ path: String) -> sockaddr_un? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return address
     }
 
     static func fileStat(_ path: String) throws(BrokerServerError) -> stat {

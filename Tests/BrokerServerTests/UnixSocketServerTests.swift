@@ -362,3 +362,111 @@ private struct RunningServer {
         try await running.group.shutdownGracefully()
     }
 }
+
+/// The broker's own event loop (`EpollLoop`, `EpollConnection`) under clients that misbehave
+/// at the socket level, and under many at once.
+@Suite struct EpollTransport {
+    /// Waits (5 s at most) until the server has no connection open.
+    private func waitForNoConnections(_ server: BrokerServer) async throws -> Int {
+        for _ in 0..<250 where server.openConnections > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return server.openConnections
+    }
+
+    @Test("clients that pipeline hundreds of requests, read nothing and vanish are closed; the next client is served")
+    func clientsThatVanishWithAnswersQueued() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath)
+        let runner = try await running.start()
+        let path = directory.socketPath
+        // Answers of ~1 KiB (the token echoes the scope): 400 of them are more than the
+        // socket holds, so the server queues them, stops reading, and then finds the peer
+        // gone (ECONNRESET or EPOLLHUP) with bytes still queued.
+        let line = #"{"op":"token","scope":"\#(String(repeating: "x", count: 1000))","id":7}"# + "\n"
+        try await offPool {
+            for _ in 0..<8 {
+                let fd = try UnixSocket.connected(path)
+                var timeout = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let bytes = Array(String(repeating: line, count: 400).utf8)
+                _ = write(fd, bytes, bytes.count)  // as much as the server takes before it stops reading
+                usleep(20_000)
+                close(fd)
+            }
+        }
+        #expect(try await waitForNoConnections(running.server) == 0)
+        let answer = try await offPool { try UnixSocket.roundTrip(path, #"{"op":"ping","id":1}"#) }
+        #expect(try responses(in: answer) == [BrokerResponse(id: .number(1), ok: true)])
+        try await running.stop(runner)
+    }
+
+    @Test("two event loops: 16 clients pipelining 100 requests each get their own answers, in order")
+    func manyClientsOnTwoLoops() async throws {
+        let directory = try ShortTemporaryDirectory()
+        defer { directory.remove() }
+        let running = RunningServer(path: directory.socketPath) { $0.eventLoopThreads = 2 }
+        let runner = try await running.start()
+        let path = directory.socketPath
+        try await withThrowingTaskGroup(of: (Int, [RequestID?]).self) { group in
+            for client in 0..<16 {
+                group.addTask {
+                    try await offPool {
+                        let fd = try UnixSocket.connected(path)
+                        defer { close(fd) }
+                        let lines = (0..<100).map { index in
+                            index % 3 == 0 ? #"{"op":"ping","id":\#(client * 1000 + index)}"# : #"{"op":"token","scope":"s","id":\#(client * 1000 + index)}"#
+                        }
+                        try UnixSocket.send(fd, lines.joined(separator: "\n") + "\n")
+                        return (client, try (0..<100).map { _ in try JSONDecoder().decode(BrokerResponse.self, from: Data(UnixSocket.readLine(fd).utf8)).id })
+                    }
+                }
+            }
+            var clients = 0
+            for try await (client, ids) in group {
+                #expect(ids == (0..<100).map { RequestID.number(Int64(client * 1000 + $0)) })
+                clients += 1
+            }
+            #expect(clients == 16)
+        }
+        #expect(try await waitForNoConnections(running.server) == 0)
+        try await running.stop(runner)
+    }
+}
+
+@Suite struct EpollTimers {
+    /// What the timers' bodies did, in order.
+    private final class Log: @unchecked Sendable {
+        var values: [UInt64] = []
+    }
+
+    @Test("timers come due in deadline order; a cancelled one never runs")
+    func order() {
+        var queue = TimerQueue()
+        let log = Log()
+        _ = queue.add(300) { log.values.append(3) }
+        let cancelled = queue.add(150) { log.values.append(99) }
+        _ = queue.add(100) { log.values.append(1) }
+        _ = queue.add(200) { log.values.append(2) }
+        queue.cancel(cancelled)
+        #expect(queue.timeoutMilliseconds(now: 0) == 1)  // 100 ns, rounded up to a millisecond
+        for body in queue.takeDue(now: 250) { body() }
+        #expect(log.values == [1, 2])
+        #expect(queue.timeoutMilliseconds(now: 250) == 1)
+        for body in queue.takeDue(now: 1_000) { body() }
+        #expect(log.values == [1, 2, 3])
+        #expect(queue.timeoutMilliseconds(now: 1_000) == -1)
+    }
+
+    @Test("a thousand timers in random order come due sorted")
+    func heap() {
+        var queue = TimerQueue()
+        var deadlines = (0..<1000).map { _ in UInt64.random(in: 1...1_000_000) }
+        let due = Log()
+        for deadline in deadlines { _ = queue.add(deadline) { due.values.append(deadline) } }
+        for body in queue.takeDue(now: 2_000_000) { body() }
+        deadlines.sort()
+        #expect(due.values == deadlines)
+    }
+}

@@ -21,17 +21,19 @@ struct LimitsTests {
         return try lines.map { _ in try connection.readJSONLine() }
     }
 
-    @Test("limits.eventLoopThreads: the daemon serves tokens on exactly that many event loops", arguments: [1, 3])
+    @Test("limits.eventLoopThreads: the daemon serves its socket on exactly that many event loops", arguments: [1, 3])
     func eventLoopThreads(_ threads: Int) async throws {
         try await Self.withAnyIdentity(extraYAML: "limits: { eventLoopThreads: \(threads) }") { scenario in
             let reply = try await scenario.broker.request(#"{"op":"token","identity":"any","scope":"https://storage.azure.com/.default"}"#)
             #expect(reply.ok, "\(reply)")
-            // NIO names its threads NIO-ELT-<group>-#<n>; the shared group (not used then) NIO-SGLTN-….
+            // The socket's loops are tokenbroker-<n>; NIO's one loop (token services, compat
+            // listeners) is NIO-ELT-<group>-#0; NIO's shared group (never used) NIO-SGLTN-….
             let pid = scenario.broker.process.process.processIdentifier
             let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap {
                 try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            #expect(names.filter { $0.hasPrefix("NIO-ELT") }.count == threads, "\(names)")
+            #expect(names.filter { $0.hasPrefix("tokenbroker-") }.count == threads, "\(names)")
+            #expect(names.filter { $0.hasPrefix("NIO-ELT") }.count == 1, "\(names)")
             #expect(!names.contains { $0.hasPrefix("NIO-SGLTN") }, "\(names)")
         }
     }

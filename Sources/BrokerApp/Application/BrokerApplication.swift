@@ -51,9 +51,10 @@ public enum BrokerApplication {
         logger: Logger,
         onReady: @escaping @Sendable () -> Void = {}
     ) async throws {
-        // `limits.eventLoopThreads` loops of our own rather than NIO's shared group (one per
-        // CPU, and resizable only before anything in the process has used it).
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.limits.eventLoopThreads)
+        // The Unix socket is served by the server's own loops (`limits.eventLoopThreads`);
+        // NIO's loop carries the calls to token services and the loopback compatibility
+        // listeners. A group of our own rather than NIO's shared one (one thread per CPU).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
             try await run(
                 configuration: configuration, environment: environment, group: group, reload: reload, extraServices: extraServices,
@@ -130,6 +131,7 @@ public enum BrokerApplication {
         server.maxConnections = configuration.limits.maxConnections
         server.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
+        server.eventLoopThreads = configuration.limits.eventLoopThreads
         return server
     }
 

@@ -46,7 +46,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var requestsPerSecondPerUID = 1000
         /// `requestBurstPerUID`, default 2000: requests one uid may send at once above the rate.
         public var requestBurstPerUID = 2000
-        /// `eventLoopThreads`: threads serving connections and upstream calls. One by
+        /// `eventLoopThreads`: threads serving the Unix socket (calls to token services and
+        /// the loopback compatibility listeners have one thread of their own). One by
         /// default: it answers well over 100,000 cached tokens a second with a sub-millisecond
         /// p99, without the contention and tail latency of several loops on a busy node.
         public var eventLoopThreads = 1

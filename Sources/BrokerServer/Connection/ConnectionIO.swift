@@ -12,7 +12,8 @@ protocol ConnectionIO: AnyObject {
     /// Queues bytes to send; they go out at the next `flush()`.
     func write(_ bytes: ByteBuffer)
     func flush()
-    /// Sends what is queued, then closes.
+    /// Sends what is queued, then closes (at the latest after `closeLingerTimeout`, for
+    /// a peer that does not read).
     func close()
     /// Open: not closed by either side yet.
     var isActive: Bool { get }
@@ -28,6 +29,9 @@ protocol ConnectionIO: AnyObject {
     /// Runs `body` on this connection's thread at `deadline`, unless cancelled first.
     func schedule(at deadline: NIODeadline, _ body: @escaping () -> Void) -> any ScheduledCall
 }
+
+/// How long a closing connection waits at most for its peer to take what is queued.
+let closeLingerTimeout = TimeAmount.seconds(10)
 
 /// A call scheduled with `ConnectionIO.schedule`.
 protocol ScheduledCall {

@@ -92,7 +92,9 @@ final class NIOConnectionHandler: ChannelInboundHandler, ConnectionIO {
     func close() {
         guard let context, context.channel.isActive else { return }
         // NIO drops writes still pending at a close: close once they are out.
+        let linger = context.eventLoop.assumeIsolated().scheduleTask(in: closeLingerTimeout) { context.close(promise: nil) }
         context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            linger.cancel()
             context.close(promise: nil)
         }
     }

@@ -1,0 +1,80 @@
+import Synchronization
+
+/// An open connection as `ConnectionRegistry` sees it, whatever serves it; both calls may
+/// come from any thread.
+protocol TrackedConnection: AnyObject, Sendable {
+    /// The server is shutting down: answer what is in flight (and what arrives in a
+    /// moment), then close.
+    func drain()
+    /// Close now.
+    func forceClose()
+}
+
+/// Every connection from the moment it is accepted (before it is set up) until it
+/// closes, so that shutdown waits for all of them: a process that exits with an accepted
+/// but unanswered connection makes the kernel reset it.
+final class ConnectionRegistry: Sendable {
+    private let state = Mutex<(open: [ObjectIdentifier: any TrackedConnection], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
+    /// Open connections per peer uid.
+    private let perUID = Mutex<[UInt32: Int]>([:])
+
+    /// Counts `uid`'s connection until `release(uid:)`; false (and nothing counted) when the
+    /// uid already has `limit` connections.
+    func claim(uid: UInt32, limit: Int) -> Bool {
+        perUID.withLock { counts in
+            guard counts[uid, default: 0] < limit else { return false }
+            counts[uid, default: 0] += 1
+            return true
+        }
+    }
+
+    func release(uid: UInt32) {
+        perUID.withLock { counts in
+            let left = counts[uid, default: 1] - 1
+            counts[uid] = left > 0 ? left : nil
+        }
+    }
+
+    /// Open connections of `uid`.
+    func count(uid: UInt32) -> Int { perUID.withLock { $0[uid, default: 0] } }
+
+    /// A connection was accepted; it counts as setting up until `settled`. `id` names it
+    /// in the calls below.
+    func track(_ connection: any TrackedConnection, id: ObjectIdentifier) {
+        state.withLock {
+            $0.open[id] = connection
+            $0.settingUp.insert(id)
+        }
+    }
+
+    /// The connection is set up and served.
+    func settled(id: ObjectIdentifier) {
+        _ = state.withLock { $0.settingUp.remove(id) }
+    }
+
+    /// The connection closed.
+    func untrack(id: ObjectIdentifier) {
+        state.withLock {
+            $0.open.removeValue(forKey: id)
+            $0.settingUp.remove(id)
+        }
+    }
+
+    /// Connections accepted but not yet set up.
+    var initializing: Int { state.withLock { $0.settingUp.count } }
+
+    var count: Int { state.withLock { $0.open.count } }
+    var isDraining: Bool { state.withLock { $0.draining } }
+
+    func drainAll() {
+        let connections = state.withLock { state in
+            state.draining = true
+            return Array(state.open.values)
+        }
+        for connection in connections { connection.drain() }
+    }
+
+    func closeAll() {
+        for connection in state.withLock({ Array($0.open.values) }) { connection.forceClose() }
+    }
+}

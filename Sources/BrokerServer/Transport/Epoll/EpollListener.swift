@@ -1,0 +1,193 @@
+import CEpoll
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Serves a listening Unix socket on the broker's own event loops: every loop watches the
+/// listening socket (`EPOLLEXCLUSIVE`, so a new connection wakes one of them), accepts,
+/// learns the peer (`PeerAttestation`) and serves the connection to its end.
+final class EpollListener: Sendable {
+    private let descriptor: CInt
+    private let loops: [EpollLoop]
+    private let acceptors: [Acceptor]
+    private let stopped = Latch()
+    private let stopRequested = Atomic<Bool>(false)
+
+    init(descriptor: CInt, threads: Int, server: BrokerServer) throws(BrokerServerError) {
+        self.descriptor = descriptor
+        var loops: [EpollLoop] = []
+        for _ in 0..<max(threads, 1) { loops.append(try EpollLoop()) }
+        self.loops = loops
+        acceptors = loops.map { Acceptor(listening: descriptor, loop: $0, server: server) }
+        for (index, loop) in loops.enumerated() { loop.start(name: "tokenbroker-\(index)") }
+    }
+
+    /// Starts accepting on every loop.
+    func startAccepting() {
+        for acceptor in acceptors { acceptor.loop.execute { acceptor.start() } }
+    }
+
+    /// Stops accepting and closes the listening socket. Connections not yet accepted stay
+    /// in the kernel's backlog (for the next process, when the socket is inherited).
+    func stopAccepting() {
+        guard !stopRequested.exchange(true, ordering: .relaxed) else { return }
+        let remaining = Atomic<Int>(acceptors.count)
+        let descriptor = self.descriptor
+        let stopped = self.stopped
+        for acceptor in acceptors {
+            acceptor.loop.execute {
+                acceptor.stop()
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                    close(descriptor)
+                    stopped.open()
+                }
+            }
+        }
+    }
+
+    /// Returns once `stopAccepting()` has closed the listening socket.
+    func waitUntilStopped() async {
+        try? await stopped.wait()
+    }
+
+    /// Stops the loops' threads (after the connections are gone).
+    func stopLoops() async {
+        for loop in loops { await loop.stop() }
+    }
+}
+
+/// One loop's watch on the listening socket.
+private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked: used only on `loop`
+    let loop: EpollLoop
+    private let listening: CInt
+    private unowned let server: BrokerServer
+    private var watching = false
+    private var stopped = false
+
+    /// Connections taken per wake-up before the loop serves others.
+    static let acceptsPerWakeup = 64
+
+    init(listening: CInt, loop: EpollLoop, server: BrokerServer) {
+        self.listening = listening
+        self.loop = loop
+        self.server = server
+    }
+
+    func start() {
+        guard !watching, !stopped else { return }
+        do {
+            try loop.register(self, descriptor: listening, events: cepoll_in() | cepoll_exclusive())
+            watching = true
+        } catch {
+            server.logger.error("cannot watch the listening socket: \(error)")
+        }
+    }
+
+    func stop() {
+        stopped = true
+        guard watching else { return }
+        watching = false
+        loop.deregister(descriptor: listening)
+    }
+
+    func ready(_ events: UInt32) {
+        for _ in 0..<Self.acceptsPerWakeup {
+            let descriptor = cepoll_accept(listening)
+            if descriptor >= 0 {
+                server.serve(descriptor, on: loop)
+                continue
+            }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN, EWOULDBLOCK: return
+            default:
+                // Out of descriptors or memory: the socket stays readable, so stop watching
+                // it for a moment instead of spinning; the backlog holds the clients.
+                server.logger.warning("accept failed: \(String(cString: strerror(errno))); pausing accepts for 100 ms")
+                stop()
+                stopped = false
+                _ = loop.schedule(at: .now() + .milliseconds(100)) { [self] in start() }
+                return
+            }
+        }
+    }
+}
+
+/// A connection of an `EpollListener` in the `ConnectionRegistry`: from accept (while its
+/// peer is attested) until it closes.
+final class EpollTrackedConnection: TrackedConnection, @unchecked Sendable {  // @unchecked: the vars are used only on `loop`
+    let loop: EpollLoop
+    var connection: EpollConnection?
+    var drainRequested = false
+    var closeRequested = false
+
+    init(loop: EpollLoop) {
+        self.loop = loop
+    }
+
+    func drain() {
+        loop.execute { [self] in
+            drainRequested = true
+            connection?.drain()
+        }
+    }
+
+    func forceClose() {
+        loop.execute { [self] in
+            closeRequested = true
+            connection?.closeNow()
+        }
+    }
+}
+
+extension BrokerServer {
+    /// A connection `loop` accepted: checked against the limits, attested, then served.
+    fileprivate func serve(_ descriptor: CInt, on loop: EpollLoop) {
+        guard connections.count < configuration.maxConnections else {
+            refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
+            close(descriptor)
+            return
+        }
+        let credentials = PeerAttestation.credentials(of: descriptor) ?? KernelPeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
+        guard connections.claim(uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
+            refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
+            close(descriptor)
+            return
+        }
+        let tracked = EpollTrackedConnection(loop: loop)
+        let id = ObjectIdentifier(tracked)
+        connections.track(tracked, id: id)
+        PeerAttestation.attest(descriptor, credentials: credentials, threadPool: .singleton) { [self] peer in
+            loop.execute { [self] in open(descriptor, peer: peer, tracked: tracked) }
+        }
+    }
+
+    private func open(_ descriptor: CInt, peer: PeerCredentials, tracked: EpollTrackedConnection) {
+        let id = ObjectIdentifier(tracked)
+        let connections = self.connections
+        let uid = peer.uid
+        let release = {
+            connections.release(uid: uid)
+            connections.untrack(id: id)
+        }
+        guard !tracked.closeRequested else {
+            close(descriptor)
+            return release()
+        }
+        let connection: EpollConnection
+        do {
+            connection = try EpollConnection(descriptor: descriptor, loop: tracked.loop, onClose: release)
+        } catch {
+            logger.warning("cannot serve a new connection: \(error)")
+            close(descriptor)
+            return release()
+        }
+        tracked.connection = connection
+        connections.settled(id: id)
+        connection.start(makeSession(for: connection, peer: peer))
+        // Accepted just as shutdown began: serve what it sends, then close.
+        if tracked.drainRequested || connections.isDraining { connection.drain() }
+    }
+}

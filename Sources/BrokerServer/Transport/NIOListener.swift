@@ -1,0 +1,89 @@
+import Glibc
+import NIOCore
+import NIOPosix
+
+/// The loopback TCP listeners (the compatibility endpoints), served by SwiftNIO: each
+/// connection's pipeline is one `NIOConnectionHandler`.
+extension BrokerServer {
+    func nioBootstrap() -> ServerBootstrap {
+        let connections = self.connections
+        let configuration = self.configuration
+        let refusals = self.refusals
+        let logger = self.logger
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: Self.backlog)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first)) }
+            }
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                guard connections.count <= configuration.maxConnections else {
+                    refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
+                    return channel.close()
+                }
+                return Self.loopbackPeer(of: channel).flatMapThrowing { peer in
+                    guard connections.claim(uid: peer.uid, limit: configuration.maxConnectionsPerUID) else {
+                        refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: peer.uid, logger: logger)
+                        // A failed initializer makes NIO close the connection.
+                        throw BrokerServerError(.connectionRefused, "uid \(peer.uid) has \(configuration.maxConnectionsPerUID) connections open")
+                    }
+                    channel.closeFuture.whenComplete { _ in connections.release(uid: peer.uid) }
+                    try channel.pipeline.syncOperations.addHandler(NIOConnectionHandler { self.makeSession(for: $0, peer: peer) })
+                    // Accepted just as shutdown began: serve what it sends, then close.
+                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
+                }
+            }
+    }
+
+    /// On loopback TCP, the uid that owns the client's socket in the kernel's socket table
+    /// (no pid, no gid), read on NIO's blocking-I/O pool.
+    private static func loopbackPeer(of channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        guard let remote = channel.remoteAddress, let local = channel.localAddress else {
+            return channel.eventLoop.makeSucceededFuture(PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max))
+        }
+        return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
+            PeerCredentials(pid: 0, uid: LoopbackPeer.owner(client: remote, server: local) ?? UInt32.max, gid: UInt32.max)
+        }
+    }
+}
+
+/// A NIO connection in the `ConnectionRegistry`.
+final class TrackedChannel: TrackedConnection {
+    let channel: any Channel
+
+    init(_ channel: any Channel) {
+        self.channel = channel
+    }
+
+    func drain() { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
+    func forceClose() { channel.close(promise: nil) }
+}
+
+/// On the listening channel, on both sides of NIO's accept handler: records each
+/// connection when accepted (`first`) and when NIO has finished setting it up (`last`).
+final class AcceptTracker: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    private let connections: ConnectionRegistry
+    private let position: Position
+
+    enum Position { case first, last }
+
+    init(connections: ConnectionRegistry, position: Position) {
+        self.connections = connections
+        self.position = position
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let channel = unwrapInboundIn(data)
+        let id = ObjectIdentifier(channel)
+        switch position {
+        case .first:
+            connections.track(TrackedChannel(channel), id: id)
+            let connections = self.connections
+            channel.closeFuture.whenComplete { _ in connections.untrack(id: id) }
+        case .last:
+            connections.settled(id: id)
+        }
+        context.fireChannelRead(data)
+    }
+}
