@@ -62,7 +62,7 @@ final class EpollListener: Sendable {
 private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked: used only on `loop`
     let loop: EpollLoop
     private let listening: CInt
-    private unowned let server: BrokerServer
+    private let server: BrokerServer
     private var watching = false
     private var stopped = false
 
@@ -150,7 +150,11 @@ extension BrokerServer {
             close(descriptor)
             return
         }
-        let credentials = PeerAttestation.credentials(of: descriptor) ?? KernelPeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
+        guard let credentials = PeerAttestation.credentials(of: descriptor) else {
+            // Not a caller the broker can name (the socket went away already): nothing to serve.
+            close(descriptor)
+            return
+        }
         guard connections.claim(uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
             refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
             close(descriptor)
