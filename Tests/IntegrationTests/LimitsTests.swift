@@ -70,6 +70,51 @@ struct LimitsTests {
         }
     }
 
+    @Test("out of file descriptors: clients wait in the backlog without the daemon spinning, and are served once descriptors free up")
+    func outOfDescriptors() async throws {
+        try await Self.withAnyIdentity(extraYAML: "limits: { maxConnections: 1000, maxConnectionsPerUID: 1000 }") { scenario in
+            let pid = scenario.broker.process.process.processIdentifier
+            let socket = scenario.broker.socketPath
+            // Room for about 10 more connections than the daemon has descriptors open now.
+            let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+            let limit = open + 10
+            let lowered = try await runCommand("/usr/bin/prlimit", ["--pid", "\(pid)", "--nofile=\(limit):"])  // the soft limit
+            #expect(lowered.status == 0, "\(lowered.stderr)")
+            let connections = try await offPool {
+                try (0..<40).map { _ in
+                    let connection = try UnixSocketConnection(path: socket, timeoutSeconds: 15)
+                    try connection.send(#"{"op":"ping","id":1}"# + "\n")
+                    return connection
+                }
+            }
+            // Accepting fails now and then: the daemon must wait, not spin on the readable socket.
+            try await Task.sleep(for: .milliseconds(300))
+            let before = try Self.cpuTicks(pid)
+            try await Task.sleep(for: .seconds(1))
+            let used = try Self.cpuTicks(pid) - before
+            #expect(used < 30, "\(used) clock ticks of CPU in 1 s while out of descriptors")
+            // About 10 connections were accepted and answered; each one closed frees a descriptor
+            // for the next in the backlog, so reading and closing them in order serves them all.
+            let answers = try await offPool {
+                try connections.map { connection in
+                    defer { connection.close() }
+                    return try connection.readJSONLine().ok
+                }
+            }
+            #expect(answers.count == 40 && answers.allSatisfy { $0 })
+            let warnings = scenario.broker.process.stderr.components(separatedBy: "cannot accept connections: Too many open files").count - 1
+            #expect(warnings == 1, "one warning, not one per retry: \(warnings)")
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
+        }
+    }
+
+    /// User and system CPU time of `pid` so far, in clock ticks.
+    private static func cpuTicks(_ pid: Int32) throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        return Int(fields[11])! + Int(fields[12])!
+    }
+
     @Test("a uid over its request rate gets throttled with retryAfter; another uid keeps being answered")
     func requestRate() async throws {
         try await Self.withAnyIdentity(extraYAML: "limits: { requestsPerSecondPerUID: 5, requestBurstPerUID: 10 }") { scenario in

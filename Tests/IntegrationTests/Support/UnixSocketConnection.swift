@@ -15,12 +15,21 @@ final class UnixSocketConnection: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let result = withUnixAddress(path) { connect(fd, $0, $1) }
         guard result == 0 else {
-            close(fd)
+            Glibc.close(fd)
             throw HarnessError("connect(\(path)) failed: \(String(cString: strerror(errno)))")
         }
     }
 
-    deinit { close(fd) }
+    private var isClosed = false
+
+    /// Closes the connection now rather than when the object goes away.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        Glibc.close(fd)
+    }
+
+    deinit { close() }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 

@@ -62,9 +62,12 @@ final class EpollListener: Sendable {
 private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked: used only on `loop`
     let loop: EpollLoop
     private let listening: CInt
-    private let server: BrokerServer
+    fileprivate let server: BrokerServer
     private var watching = false
     private var stopped = false
+    /// When accepting last failed with a warning, and how many failures since.
+    fileprivate var lastWarning: NIODeadline?
+    fileprivate var failuresSinceWarning = 0
 
     /// Connections taken per wake-up before the loop serves others.
     static let acceptsPerWakeup = 64
@@ -105,13 +108,29 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
             default:
                 // Out of descriptors or memory: the socket stays readable, so stop watching
                 // it for a moment instead of spinning; the backlog holds the clients.
-                server.logger.warning("accept failed: \(String(cString: strerror(errno))); pausing accepts for 100 ms")
+                warnAcceptFailed(errno)
                 stop()
                 stopped = false
                 _ = loop.schedule(at: .now() + .milliseconds(100)) { [self] in start() }
                 return
             }
         }
+    }
+}
+
+extension Acceptor {
+    /// At most one warning every 10 s, with the failures in between.
+    fileprivate func warnAcceptFailed(_ error: CInt) {
+        let now = NIODeadline.now()
+        if let last = lastWarning, now < last + .seconds(10) {
+            failuresSinceWarning += 1
+            return
+        }
+        server.logger.warning(
+            "cannot accept connections: \(String(cString: strerror(error))); retrying every 100 ms, clients wait in the backlog",
+            metadata: ["server.accept_failures_since_last_warning": "\(failuresSinceWarning)"])
+        lastWarning = now
+        failuresSinceWarning = 0
     }
 }
 
