@@ -6,11 +6,12 @@ import TokenBrokerProtocol
 
 @testable import BrokerServer
 
-// Fuzzes whatever a client may send on the socket, through the pipeline the server
-// builds for every connection: the `ProtocolSniffer` with its `ConnectionGuard` (idle
-// and request timeouts), which installs `HTTPRequestHandler` and its own request-head
-// parser (or the NDJSON handler, for JSON-looking bytes). The
-// channel is an `EmbeddedChannel`; the responder answers at once. The input arrives
+// Fuzzes whatever a client may send on the socket, through the handlers the server
+// gives every connection: the `ProtocolSniffer` with its `ConnectionGuard` (idle and
+// request timeouts), which hands the connection to `HTTPRequestHandler` and its own
+// request-head parser (or the NDJSON handler, for JSON-looking bytes). The connection
+// is an `EmbeddedChannel` with `NIOConnectionHandler` (the handlers do not know which
+// transport serves them); the responder answers at once. The input arrives
 // in three reads; then, for inputs of even length, the client's EOF, and for odd
 // ones a stall: the loop's clock jumps past every deadline.
 //
@@ -33,9 +34,11 @@ public func fuzzHTTP(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
     try! channel.pipeline.syncOperations.addHandler(
-        ProtocolSniffer(
-            responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes,
-            connectionGuard: ConnectionGuard(requestTimeout: .zero, idleTimeout: .nanoseconds(1)), metrics: Metrics()))
+        NIOConnectionHandler { connection in
+            ProtocolSniffer(
+                connection: connection, responder: Responder(), peer: peer, maxRequestBytes: maxRequestBytes,
+                connectionGuard: ConnectionGuard(requestTimeout: .zero, idleTimeout: .nanoseconds(1)), metrics: Metrics())
+        })
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 
     var output = [UInt8]()

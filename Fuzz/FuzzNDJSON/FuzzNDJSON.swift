@@ -28,9 +28,12 @@ public func fuzzNDJSON(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: start, count: count))
     let channel = EmbeddedChannel()
     defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-    try! channel.pipeline.syncOperations.addHandler(NDJSONHandler(
-        responder: EchoResponder(), peer: peer, maxLineBytes: maxLineBytes,
-        connectionGuard: ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60))))
+    try! channel.pipeline.syncOperations.addHandler(
+        NIOConnectionHandler { connection in
+            NDJSONHandler(
+                connection: connection, responder: EchoResponder(), peer: peer, maxLineBytes: maxLineBytes,
+                connectionGuard: ConnectionGuard(requestTimeout: .seconds(10), idleTimeout: .seconds(60)))
+        })
     try! channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/fuzz.sock")).wait()
 
     var output = [UInt8]()
