@@ -26,7 +26,6 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
     private let inbox = Mutex<(work: [@Sendable () -> Void], signalled: Bool, stopped: Bool)>(([], false, false))
     private var stopping = false
     private let finished = Latch()
-    private var threadID = pthread_t()
     /// Reused for every read on this loop (a handler that keeps the bytes gets its own copy
     /// on write).
     var receiveBuffer: ByteBuffer
@@ -59,7 +58,6 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
             cepoll_name_thread(name)
             run()
         }
-        thread.stackSize = 512 * 1024
         thread.start()
     }
 
@@ -68,8 +66,6 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
         execute { [self] in stopping = true }
         try? await finished.wait()
     }
-
-    var inLoop: Bool { pthread_equal(threadID, pthread_self()) != 0 }
 
     /// Runs `work` on the loop's thread (from any thread). Dropped once the loop has stopped.
     func execute(_ work: @escaping @Sendable () -> Void) {
@@ -118,7 +114,6 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
     }
 
     private func run() {
-        threadID = pthread_self()
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopping {
             let count = events.withUnsafeMutableBufferPointer { events in
