@@ -1,7 +1,7 @@
 import NIOCore
 
 /// What a protocol handler needs from the connection it serves, whatever moves the bytes:
-/// the broker's own epoll loop (`EpollServer`, Unix sockets) or SwiftNIO
+/// the broker's own epoll loop (`EpollConnection`, Unix sockets) or SwiftNIO
 /// (`NIOConnectionHandler`, the loopback TCP listeners and the unit tests' embedded
 /// channels).
 ///
