@@ -79,7 +79,12 @@ public final class BrokerServer: Service, Sendable {
             throw error
         }
         let inode = UInt((try? UnixSocketPath.fileStat(path).st_ino) ?? 0)
-        try serveUnixSocket(descriptor, inode: inode)
+        do {
+            try serveUnixSocket(descriptor, inode: inode)
+        } catch {
+            UnixSocketPath.removeIfOurs(path, inode: inode)  // nobody will answer on it
+            throw error
+        }
         logger.info("listening", metadata: ["socket.path": "\(path)", "socket.mode": "\(String(configuration.socketMode, radix: 8))"])
     }
 

@@ -39,11 +39,15 @@ final class ConnectionRegistry: Sendable {
     func count(uid: UInt32) -> Int { perUID.withLock { $0[uid, default: 0] } }
 
     /// A connection was accepted; it counts as setting up until `settled`. `id` names it
-    /// in the calls below.
-    func track(_ connection: any TrackedConnection, id: ObjectIdentifier) {
+    /// in the calls below. False (and nothing tracked) when `limit` connections are open:
+    /// the check and the count are one step, so loops accepting at once cannot overshoot.
+    @discardableResult
+    func track(_ connection: any TrackedConnection, id: ObjectIdentifier, limit: Int = .max) -> Bool {
         state.withLock {
+            guard $0.open.count < limit else { return false }
             $0.open[id] = connection
             $0.settingUp.insert(id)
+            return true
         }
     }
 

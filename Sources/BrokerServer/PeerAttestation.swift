@@ -69,13 +69,15 @@ enum PeerAttestation {
     // MARK: Process
 
     /// A pidfd for the peer: `SO_PEERPIDFD` pins exactly the process that connected;
-    /// `pidfd_open(pid)` (Linux 5.3) is the fallback and pins whatever has the PID now,
-    /// which the start-time check below can only partly cover.
+    /// `pidfd_open(pid)` (Linux 5.3) is the fallback on kernels without the option, and pins
+    /// whatever has the PID now, which the start-time check below can only partly cover.
+    /// On a kernel with the option, a failure means the caller is gone (its PID may already
+    /// be another process's): no pidfd, so no executable or cgroup.
     static func pidfd(of socket: CInt, pid: Int32) -> CInt? {
         var pidfd: CInt = -1
         var length = socklen_t(MemoryLayout<CInt>.size)
         if getsockopt(socket, SOL_SOCKET, peerPIDFDOption, &pidfd, &length) == 0, pidfd >= 0 { return pidfd }
-        guard let open = SyscallWrappers.pidfdOpen else { return nil }
+        guard errno == ENOPROTOOPT, let open = SyscallWrappers.pidfdOpen else { return nil }
         let fd = open(pid, 0)
         return fd >= 0 ? fd : nil
     }

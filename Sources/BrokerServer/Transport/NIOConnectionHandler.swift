@@ -13,6 +13,7 @@ final class NIOConnectionHandler: ChannelInboundHandler, ConnectionIO {
     private(set) var session: (any ConnectionSession)?
     private(set) var allocator = ByteBufferAllocator()
     private var started = false
+    private var closing = false
 
     /// `makeSession` is called once the handler is in a pipeline.
     init(makeSession: @escaping (any ConnectionIO) -> any ConnectionSession) {
@@ -90,7 +91,8 @@ final class NIOConnectionHandler: ChannelInboundHandler, ConnectionIO {
     }
 
     func close() {
-        guard let context, context.channel.isActive else { return }
+        guard let context, context.channel.isActive, !closing else { return }
+        closing = true
         // NIO drops writes still pending at a close: close once they are out.
         let linger = context.eventLoop.assumeIsolated().scheduleTask(in: closeLingerTimeout) { context.close(promise: nil) }
         context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
@@ -99,7 +101,8 @@ final class NIOConnectionHandler: ChannelInboundHandler, ConnectionIO {
         }
     }
 
-    var isActive: Bool { context?.channel.isActive ?? false }
+    /// False from `close()` on, as for the epoll connection: the session is done with it.
+    var isActive: Bool { !closing && (context?.channel.isActive ?? false) }
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func setReading(_ reading: Bool) {

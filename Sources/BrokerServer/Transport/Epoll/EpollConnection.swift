@@ -158,7 +158,7 @@ final class EpollConnection: ConnectionIO, EpollSource {
                         waitingToWrite = true
                         updateInterest()
                     }
-                    return
+                    return noteWritability()
                 }
                 return closeNow()  // EPIPE, ECONNRESET: the peer is gone
             }
@@ -168,11 +168,16 @@ final class EpollConnection: ConnectionIO, EpollSource {
             waitingToWrite = false
             updateInterest()
         }
-        if !writable, outboundBytes < Self.lowWaterMark {
-            writable = true
-            session?.writabilityChanged()
-        }
-        if closing, outbound.isEmpty { closeNow() }
+        noteWritability()
+        if closing, !closed, outbound.isEmpty { closeNow() }
+    }
+
+    /// Writable again once what waits is below the low-water mark (the session may then
+    /// read again).
+    private func noteWritability() {
+        guard !writable, !closed, outboundBytes < Self.lowWaterMark else { return }
+        writable = true
+        session?.writabilityChanged()
     }
 
     private func sendOne() -> Int {

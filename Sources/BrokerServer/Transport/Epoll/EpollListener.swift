@@ -164,24 +164,24 @@ final class EpollTrackedConnection: TrackedConnection, @unchecked Sendable {  //
 extension BrokerServer {
     /// A connection `loop` accepted: checked against the limits, attested, then served.
     fileprivate func serve(_ descriptor: CInt, on loop: EpollLoop) {
-        guard connections.count < configuration.maxConnections else {
-            refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
-            close(descriptor)
-            return
-        }
         guard let credentials = PeerAttestation.credentials(of: descriptor) else {
             // Not a caller the broker can name (the socket went away already): nothing to serve.
             close(descriptor)
             return
         }
-        guard connections.claim(uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
-            refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
+        let tracked = EpollTrackedConnection(loop: loop)
+        let id = ObjectIdentifier(tracked)
+        guard connections.track(tracked, id: id, limit: configuration.maxConnections) else {
+            refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
             close(descriptor)
             return
         }
-        let tracked = EpollTrackedConnection(loop: loop)
-        let id = ObjectIdentifier(tracked)
-        connections.track(tracked, id: id)
+        guard connections.claim(uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
+            refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
+            connections.untrack(id: id)
+            close(descriptor)
+            return
+        }
         PeerAttestation.attest(descriptor, credentials: credentials, threadPool: .singleton) { [self] peer in
             loop.execute { [self] in open(descriptor, peer: peer, tracked: tracked) }
         }

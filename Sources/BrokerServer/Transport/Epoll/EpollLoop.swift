@@ -119,7 +119,10 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
             let count = events.withUnsafeMutableBufferPointer { events in
                 epoll_wait(epoll, events.baseAddress, CInt(events.count), timers.timeoutMilliseconds(now: NIODeadline.now().uptimeNanoseconds))
             }
-            if count < 0, errno != EINTR { break }
+            // EBADF, EFAULT, EINVAL: a bug, not a condition to serve on through. A loop that
+            // quietly ended would strand its connections and hang shutdown; a crash lets the
+            // service manager restart the daemon.
+            if count < 0, errno != EINTR { fatalError("epoll_wait: \(String(cString: strerror(errno)))") }
             for index in 0..<max(Int(count), 0) {
                 let descriptor = Int(events[index].data.fd)
                 if descriptor == Int(wakeup) {
@@ -129,8 +132,9 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
                 }
             }
             if timers.hasEntries {
-                // Taken out first: a timer's body may schedule another.
-                for body in timers.takeDue(now: NIODeadline.now().uptimeNanoseconds) { body() }
+                // One at a time: a body may schedule a timer or cancel one that is due too.
+                let now = NIODeadline.now().uptimeNanoseconds
+                while let body = timers.takeNextDue(now: now) { body() }
             }
         }
         inbox.withLock { $0.stopped = true }
@@ -193,14 +197,13 @@ struct TimerQueue {
         return CInt(min((first.deadline - now + 999_999) / 1_000_000, UInt64(CInt.max)))
     }
 
-    /// Removes every timer due by `now` and returns their bodies, earliest first.
-    mutating func takeDue(now: UInt64) -> [() -> Void] {
-        var due: [() -> Void] = []
+    /// Removes the earliest timer due by `now` (skipping cancelled ones) and returns its body.
+    mutating func takeNextDue(now: UInt64) -> (() -> Void)? {
         while let first = heap.first, first.deadline <= now {
             popFirst()
-            if let body = bodies.removeValue(forKey: first.id) { due.append(body) }
+            if let body = bodies.removeValue(forKey: first.id) { return body }
         }
-        return due
+        return nil
     }
 
     private mutating func popFirst() {
