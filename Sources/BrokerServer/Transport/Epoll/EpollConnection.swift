@@ -47,8 +47,10 @@ final class EpollConnection: ConnectionIO, EpollSource {
         session.started()
     }
 
-    /// The server is shutting down (see `ConnectionSession.drain()`).
+    /// The server is shutting down (see `ConnectionSession.drain()`). Requests already in
+    /// the socket are read first, so they are answered rather than cut off by the close.
     func drain() {
+        if reading, !inputEnded, !closing, !closed { receive() }
         session?.drain()
     }
 
