@@ -39,7 +39,7 @@ final class AnswerMemo {
 
     /// The memo's answer for a request with `id`: the encoded bytes themselves when there
     /// is no `id`, else a copy with the `id` in front.
-    /// (`allocator` is asked for only when there is an `id`: reaching the channel's costs.)
+    /// (`allocator` is asked for only when there is an `id`: reaching the connection's costs.)
     func answer(id: RequestID?, allocator: @autoclosure () -> ByteBufferAllocator, memo: inout WireCoding.PlainTokenMemo) -> ByteBuffer {
         guard let id else { return encoded }
         let allocator = allocator()

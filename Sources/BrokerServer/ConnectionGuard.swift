@@ -104,3 +104,20 @@ final class ConnectionGuard {
         connection.close()
     }
 }
+
+/// A protocol handler that holds its connection's `ConnectionGuard`: starts it when the
+/// connection starts, stops it when the connection closes.
+protocol ConnectionGuarded: ConnectionSession {
+    var connection: any ConnectionIO { get }
+    var connectionGuard: ConnectionGuard { get }
+}
+
+extension ConnectionGuarded {
+    func started() {
+        connectionGuard.start(connection)
+    }
+
+    func closed() {
+        connectionGuard.stop()
+    }
+}

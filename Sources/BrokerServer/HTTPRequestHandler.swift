@@ -14,8 +14,8 @@ import TokenBrokerProtocol
 /// encoder (a callback per element, a header table per request) cost more than the
 /// rest of a cached-token answer. A malformed request gets a 400 and a close; a head
 /// over `maxHeadBytes` a 413 and a close.
-final class HTTPRequestHandler: ConnectionSession {
-    private let connection: any ConnectionIO
+final class HTTPRequestHandler: ConnectionGuarded {
+    let connection: any ConnectionIO
     private let responder: any BrokerResponder
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
@@ -56,14 +56,6 @@ final class HTTPRequestHandler: ConnectionSession {
         connectionGuard.kind = .http  // how it answers a timeout
         self.metrics = metrics
         self.service = service
-    }
-
-    func started() {
-        connectionGuard.start(connection)
-    }
-
-    func closed() {
-        connectionGuard.stop()
     }
 
     func received(_ bytes: ByteBuffer) {
@@ -147,7 +139,7 @@ final class HTTPRequestHandler: ConnectionSession {
             handle(head)
         }
         guard buffer.readableBytes > 0, !closeWhenDrained else { return }
-        // Kept for the next read; a copy, so the channel's receive buffer can be reused.
+        // Kept for the next read; a copy, so the connection's receive buffer can be reused.
         var kept = connection.allocator.buffer(capacity: buffer.readableBytes)
         kept.writeBuffer(&buffer)
         unfinished = kept

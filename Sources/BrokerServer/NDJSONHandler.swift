@@ -8,8 +8,8 @@ import TokenBrokerProtocol
 /// It splits the byte stream at `\n` itself, answering each line straight from the
 /// read buffer; only an unfinished last line is kept (copied) until the next read.
 /// Lines longer than `maxLineBytes` are refused without being buffered.
-final class NDJSONHandler: ConnectionSession {
-    private let connection: any ConnectionIO
+final class NDJSONHandler: ConnectionGuarded {
+    let connection: any ConnectionIO
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
     private let maxLineBytes: Int
@@ -42,14 +42,6 @@ final class NDJSONHandler: ConnectionSession {
         connectionGuard.kind = .ndjson  // how it answers a timeout
     }
 
-    func started() {
-        connectionGuard.start(connection)
-    }
-
-    func closed() {
-        connectionGuard.stop()
-    }
-
     func received(_ bytes: ByteBuffer) {
         guard !refusedLine, !connectionGuard.failed else { return }
         var buffer = bytes
@@ -80,7 +72,7 @@ final class NDJSONHandler: ConnectionSession {
             buffer.discardReadBytes()
             unfinishedLine = buffer
         } else {
-            // A copy, so the channel's receive buffer is not pinned (and can be reused).
+            // A copy, so the connection's receive buffer is not pinned (and can be reused).
             var unfinished = connection.allocator.buffer(capacity: max(buffer.readableBytes, 256))
             unfinished.writeBuffer(&buffer)
             unfinishedLine = unfinished
@@ -128,7 +120,7 @@ final class NDJSONHandler: ConnectionSession {
                 var withoutID = immediate.response
                 withoutID.id = nil
                 let encoded = WireCoding.encode(withoutID, allocator: connection.allocator, newline: true, memo: &plainToken)
-                // The line is copied: a slice would pin the channel's receive buffer.
+                // The line is copied: a slice would pin the connection's receive buffer.
                 var copy = connection.allocator.buffer(capacity: line.readableBytes)
                 copy.writeImmutableBuffer(line)
                 let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable, line: copy)
@@ -220,6 +212,3 @@ final class NDJSONHandler: ConnectionSession {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
     }
 }
-
-/// Sent through every NIO connection's pipeline when the server drains for shutdown.
-struct DrainRequest: Sendable {}

@@ -1,17 +1,19 @@
 import NIOCore
 
-/// Looks at the first byte of a connection and installs the NDJSON or the HTTP/1.1
-/// pipeline: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
+/// Looks at the first byte of a connection and hands the connection to the NDJSON or the
+/// HTTP/1.1 handler: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
 /// else is NDJSON (a JSON request starts with `{`). A compatibility listener (with an
 /// `HTTPService`) speaks HTTP only.
-final class ProtocolSniffer: ConnectionSession {
-    private let connection: any ConnectionIO
+final class ProtocolSniffer: ConnectionGuarded {
+    let connection: any ConnectionIO
     private let responder: any BrokerResponder
     private let peer: PeerCredentials
     private let maxRequestBytes: Int
     private let metrics: (any MetricsExposition)?
     private let service: (any HTTPService)?
-    private let connectionGuard: ConnectionGuard
+    /// Started when the connection opens (a client that connects and sends nothing is
+    /// idle); the protocol handler installed below takes it over.
+    let connectionGuard: ConnectionGuard
     private var draining = false
     private var sawData = false
 
@@ -26,16 +28,6 @@ final class ProtocolSniffer: ConnectionSession {
         self.peer = peer
         self.maxRequestBytes = maxRequestBytes
         self.connectionGuard = connectionGuard
-    }
-
-    // The connection's timeouts run from the moment it opens (a client that connects and
-    // sends nothing is idle); the protocol handler installed below takes the guard over.
-    func started() {
-        connectionGuard.start(connection)
-    }
-
-    func closed() {
-        connectionGuard.stop()
     }
 
     func received(_ buffer: ByteBuffer) {

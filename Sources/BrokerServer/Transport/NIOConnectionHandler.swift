@@ -132,3 +132,7 @@ final class NIOConnectionHandler: ChannelInboundHandler, ConnectionIO {
 }
 
 extension Scheduled: ScheduledCall {}
+
+/// Sent through every NIO connection's pipeline when the server drains for shutdown; the
+/// handler above passes it on as `ConnectionSession.drain()`.
+struct DrainRequest: Sendable {}
