@@ -202,6 +202,20 @@ public final class BrokerServer: Service, Sendable {
     /// Number of open connections.
     public var openConnections: Int { connections.count }
 
+    /// The threads that serve this listener's callers (none before it listens): the
+    /// watchdog pings only while each of them runs a task it is given.
+    public var servingLoops: LoopProbe {
+        switch bound.withLock({ $0?.listener }) {
+        case .epoll(let listener)?:
+            return LoopProbe(listener.loops.map { loop in { answer in loop.execute(answer) } })
+        case .nio(let channel)?:
+            let loop = channel.eventLoop
+            return LoopProbe([{ answer in loop.execute(answer) }])
+        case nil:
+            return LoopProbe([])
+        }
+    }
+
     private func drain() async {
         connections.drainAll()
         let deadline = ContinuousClock.now.advanced(by: configuration.drainTimeout)

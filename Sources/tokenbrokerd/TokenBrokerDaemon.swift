@@ -60,6 +60,7 @@ extension TokenBrokerDaemon {
         @OptionGroup var logging: LoggingOptions
 
         func run() async throws {
+            defer { LogSetup.flush() }
             BrokerApplication.resetSignalMask()
             let environment = ProcessInfo.processInfo.environment
             BrokerApplication.limitHeapArenas(environment: environment)

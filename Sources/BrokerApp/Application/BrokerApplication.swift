@@ -97,7 +97,10 @@ public enum BrokerApplication {
         metrics.countConnections { server.openConnections + compat.servers.reduce(0) { $0 + $1.openConnections } }
 
         let lifecycle = SystemdLifecycle(
-            runtime: runtime, server: server, eventLoop: group.next(),
+            runtime: runtime, server: server,
+            servingLoops: { [cache = runtime.cache] in
+                compat.servers.reduce(server.servingLoops) { $0 + $1.servingLoops } + .eventLoops(of: group) { _ = cache.count }
+            },
             readiness: configuration.readiness, prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
             reload: reload, logger: logger,
             beforeReady: {

@@ -9,14 +9,15 @@ import TokenExchange
 import UnixSignals
 
 /// Tells systemd the truth about our state: `READY=1` (after the first tokens when
-/// `readiness: token`), a current `STATUS=` line, `WATCHDOG=1` only while the event
-/// loop and the cache answer, `RELOADING=1`/`READY=1` around a SIGHUP reload, and
+/// `readiness: token`), a current `STATUS=` line, `WATCHDOG=1` only while every loop
+/// that serves callers and the cache's lock answer, `RELOADING=1`/`READY=1` around a SIGHUP reload, and
 /// `STOPPING=1` when shutdown begins. Without systemd the notifications are no-ops
 /// and SIGHUP reload still works.
 struct SystemdLifecycle: Service {
     let runtime: BrokerRuntime
     let server: BrokerServer
-    let eventLoop: any EventLoop
+    /// The threads that serve callers, asked afresh each round (listeners bind late).
+    let servingLoops: @Sendable () -> LoopProbe
     let readiness: BrokerConfiguration.ReadinessSettings
     let prefetch: [TokenKey]
     let reload: (@Sendable () throws -> BrokerConfiguration)?
@@ -27,14 +28,14 @@ struct SystemdLifecycle: Service {
     private let notifier = SystemdNotifier()
 
     init(
-        runtime: BrokerRuntime, server: BrokerServer, eventLoop: any EventLoop, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
+        runtime: BrokerRuntime, server: BrokerServer, servingLoops: @escaping @Sendable () -> LoopProbe, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
         reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, beforeReady: @escaping @Sendable () async throws -> Void = {},
         onReady: @escaping @Sendable () -> Void
     ) {
         self.beforeReady = beforeReady
         self.runtime = runtime
         self.server = server
-        self.eventLoop = eventLoop
+        self.servingLoops = servingLoops
         self.readiness = readiness
         self.prefetch = prefetch
         self.reload = reload
@@ -59,7 +60,10 @@ struct SystemdLifecycle: Service {
             }
         } onGracefulShutdown: {
             notifier.stopping()
-            logger.info("stopping: draining connections")
+            // Callers waiting for an exchange are answered now, not when a slow or hung
+            // token service answers: the drain that follows then takes moments.
+            runtime.cache.shutDown()
+            logger.info("stopping: exchanges in flight abandoned, draining connections")
         }
     }
 
@@ -117,29 +121,24 @@ struct SystemdLifecycle: Service {
 
     // MARK: Watchdog
 
-    /// Pings only after the event loop ran a task and the cache's lock was taken
-    /// within the interval: a stuck loop or a deadlocked cache stops the pings and
-    /// systemd restarts us.
+    /// Pings only after every loop that serves callers ran a task within the interval
+    /// (each epoll loop of the socket, each compatibility listener's, NIO's loop, which
+    /// also takes the cache's lock): one frozen or blocked loop stops the pings, and
+    /// systemd restarts us. The answer that is late is logged once, not every round.
     private func watchdog(every interval: Duration) async {
         logger.info("watchdog enabled", metadata: ["watchdog.interval_ms": "\(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)"])
+        var withholding = false
         while !Task.isCancelled {
-            let loopAnswered = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { (try? await eventLoop.submit { true }.get()) ?? false }
-                group.addTask {
-                    try? await Task.sleep(for: interval)
-                    return false
-                }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            if loopAnswered {
-                _ = runtime.cache.count
+            let round = ContinuousClock.now
+            if await servingLoops().allAnswer(within: interval) {
                 notifier.watchdog()
-            } else {
-                logger.error("watchdog: the event loop did not answer; withholding WATCHDOG=1")
+                if withholding { logger.notice("watchdog: every serving loop answers again; WATCHDOG=1 resumed") }
+                withholding = false
+            } else if !withholding {
+                logger.error("watchdog: a loop that serves callers did not answer; withholding WATCHDOG=1")
+                withholding = true
             }
-            try? await Task.sleep(for: interval)
+            try? await Task.sleep(until: round + interval)
         }
     }
 

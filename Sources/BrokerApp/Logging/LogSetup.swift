@@ -32,9 +32,15 @@ public enum LogSetup {
             // Audit records (info and notice) are kept whatever the daemon's verbosity;
             // route them by their label rather than silence them with log.level.
             handler.logLevel = label == "tokenbroker.audit" ? min(level, .info) : level
-            return handler
+            // Written on the log thread: a sink that blocks never stalls a serving loop.
+            return QueuedLogHandler(inner: handler, queue: .shared)
         }
         return Logger(label: "tokenbrokerd")
+    }
+
+    /// Writes what is queued before the process exits (at most 2 s: the sink may be stuck).
+    public static func flush() {
+        LogQueue.shared.flush()
     }
 }
 

@@ -10,7 +10,8 @@ import Synchronization
 /// learns the peer (`PeerAttestation`) and serves the connection to its end.
 final class EpollListener: Sendable {
     private let descriptor: CInt
-    private let loops: [EpollLoop]
+    /// The loops serving this socket's connections (the watchdog probes each).
+    let loops: [EpollLoop]
     private let acceptors: [Acceptor]
     private let stopped = Latch()
     private let stopRequested = Atomic<Bool>(false)
@@ -182,9 +183,7 @@ extension BrokerServer {
             close(descriptor)
             return
         }
-        PeerAttestation.attest(descriptor, credentials: credentials, threadPool: .singleton) { [self] peer in
-            loop.execute { [self] in open(descriptor, peer: peer, tracked: tracked) }
-        }
+        open(descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials), tracked: tracked)
     }
 
     private func open(_ descriptor: CInt, peer: PeerCredentials, tracked: EpollTrackedConnection) {
