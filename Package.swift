@@ -88,6 +88,7 @@ let package = Package(
                 "TokenBrokerProtocol",
                 "TokenExchange",
                 "CEpoll",
+                "CSocketDiag",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -120,6 +121,8 @@ let package = Package(
         .systemLibrary(name: "CMalloc"),
         // epoll, eventfd and accept4 for BrokerServer's own event loop.
         .systemLibrary(name: "CEpoll"),
+        // NETLINK_SOCK_DIAG: the owner of one loopback TCP connection, for the compat listener.
+        .systemLibrary(name: "CSocketDiag"),
 
         // sd_notify, watchdog, socket activation and journald: the only module that touches libsystemd.
         .target(

@@ -1,6 +1,4 @@
 import Glibc
-import NIOCore
-import NIOPosix
 
 /// Learns who is on the other end of a new connection, once, when it is accepted — so
 /// no request pays for it and nothing is read from `/proc` while requests are answered.
@@ -22,25 +20,23 @@ enum PeerAttestation {
         return credentials
     }
 
-    /// Reads groups and a pidfd from the socket (at once: socket options do not block),
-    /// then `/proc` on `threadPool`: procfs reads are fast but may wait on kernel locks of
-    /// the target process, and an event loop must never wait. `completion` runs once, on
-    /// the pool or (without a pid to look at) before this returns.
-    static func attest(
-        _ socket: CInt, credentials: KernelPeerCredentials, threadPool: NIOThreadPool, completion: @escaping @Sendable (PeerCredentials) -> Void
-    ) {
+    /// Everything the broker learns about a caller, read at accept on the accepting loop,
+    /// before the connection is read or anything else is queued: socket options, then
+    /// `/proc` through a pidfd. The procfs reads are a few microseconds; doing them here
+    /// rather than on a shared pool means no other work (a loopback flood, a slow lookup)
+    /// can delay them, and the window in which a caller could exec another binary after
+    /// connecting and be attested as that binary is as short as the broker can make it.
+    static func attest(_ socket: CInt, credentials: KernelPeerCredentials) -> PeerCredentials {
         let pid = credentials.pid
-        let peer = PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: supplementaryGroups(of: socket))
-        guard pid > 0, let pidfd = pidfd(of: socket, pid: pid) else { return completion(peer) }
-        threadPool.submit { state in
-            defer { close(pidfd) }
-            // The pool is shutting down and did not run the read: answer without it.
-            guard case .active = state, let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd) else { return completion(peer) }
-            completion(
-                PeerCredentials(
-                    pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: peer.supplementaryGroups,
-                    executable: process.executable, cgroup: process.cgroup))
+        let groups = supplementaryGroups(of: socket)
+        guard pid > 0, let pidfd = pidfd(of: socket, pid: pid) else {
+            return PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups)
         }
+        defer { close(pidfd) }
+        let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd)
+        return PeerCredentials(
+            pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups,
+            executable: process?.executable, executableFile: process?.executableFile, cgroup: process?.cgroup)
     }
 
     // MARK: Groups
@@ -86,6 +82,9 @@ enum PeerAttestation {
 /// What `/proc/PID` says about a process pinned by a pidfd.
 struct ProcessSnapshot: Sendable, Equatable {
     var executable: String?
+    /// What the executable is, not what its path says: a bind mount over the path in the
+    /// caller's mount namespace changes the path's meaning but not this.
+    var executableFile: FileIdentity?
     var cgroup: String?
 
     /// Reads the executable and cgroup of `pid`, or nil unless the reads provably
@@ -94,9 +93,10 @@ struct ProcessSnapshot: Sendable, Equatable {
     static func read(pid: Int32, pidfd: Int32) -> ProcessSnapshot? {
         guard pidOfPIDFD(pidfd) == pid, let started = startTime(pid) else { return nil }
         let executable = readLink("/proc/\(pid)/exe")
+        let executableFile = FileIdentity(path: "/proc/\(pid)/exe")  // stat follows the link to the file itself
         let cgroup = readSmallFile("/proc/\(pid)/cgroup").flatMap(CgroupPath.select(fromProcFile:))
         guard startTime(pid) == started, isAlive(pidfd) else { return nil }
-        return ProcessSnapshot(executable: executable, cgroup: cgroup)
+        return ProcessSnapshot(executable: executable, executableFile: executableFile, cgroup: cgroup)
     }
 
     /// The PID a pidfd refers to (`Pid:` in its fdinfo; -1 once the process is gone).

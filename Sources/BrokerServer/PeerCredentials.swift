@@ -1,3 +1,5 @@
+import Glibc
+
 /// The process on the other end of a connection, as the kernel describes it.
 ///
 /// `pid`, `uid` and `gid` come from `SO_PEERCRED` on the Unix socket. Every other
@@ -17,6 +19,9 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     /// The executable, from `/proc/PID/exe` (the kernel's path; a replaced binary ends
     /// in ` (deleted)`), nil when not known.
     public var executable: String?
+    /// Device and inode of the executable (`stat` of `/proc/PID/exe`), nil when not known.
+    /// `exe` rules compare this, not the path: a path can be made to lie.
+    public var executableFile: FileIdentity?
     /// The cgroup path from `/proc/PID/cgroup`: the unified (v2) hierarchy, or systemd's
     /// v1 hierarchy on hybrid hosts. Nil when not known.
     public private(set) var cgroup: String?
@@ -31,13 +36,15 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
 
     /// Creates credentials; the systemd unit and pod UID are derived from `cgroup`.
     public init(
-        pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32]? = nil, executable: String? = nil, cgroup: String? = nil
+        pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32]? = nil, executable: String? = nil, executableFile: FileIdentity? = nil,
+        cgroup: String? = nil
     ) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         self.supplementaryGroups = supplementaryGroups
         self.executable = executable
+        self.executableFile = executableFile
         self.cgroup = cgroup
         if let cgroup {
             let units = CgroupPath.systemdUnits(in: cgroup)
@@ -61,5 +68,28 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     /// Whether `name` can be a `systemdUnit` (`foo.service`, `session-2.scope`, …).
     public static func isSystemdUnitName(_ name: String) -> Bool {
         CgroupPath.isUnitName(name[...])
+    }
+}
+
+/// A file as the kernel names it: device and inode. Two paths with the same identity are
+/// the same file, whatever mount namespace or bind mount each was seen through.
+public struct FileIdentity: Sendable, Hashable {
+    /// `st_dev`.
+    public var device: UInt64
+    /// `st_ino`.
+    public var inode: UInt64
+
+    /// An identity from its two numbers.
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+
+    /// The identity of what `path` names now (symlinks followed), nil if it cannot be
+    /// stat'ed or is not a regular file.
+    public init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        self.init(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 }

@@ -44,6 +44,12 @@ struct AllowRuleConfigurationTests {
         ])
     }
 
+    @Test("all: every listed rule, read like the list itself")
+    func allOf() throws {
+        let env = try #require(realpath("/usr/bin/env", nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) })
+        #expect(try rules("[ { all: [ { uid: 1000 }, { exe: /usr/bin/env } ] }, { uid: 0 } ]") == [.all([.uid(1000), .exe(env)]), .uid(0)])
+    }
+
     @Test("an executable path that is a symlink becomes its target, as the kernel reports it")
     func exeSymlinksResolve() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tb-exe-\(getpid())").path
@@ -64,7 +70,12 @@ struct AllowRuleConfigurationTests {
         ("[ { systemdUnit: \"a/b/c.service\" } ]", "identities[0].allow[0].systemdUnit", "unit name"),
         ("[ { podUID: 1234 } ]", "identities[0].allow[0].podUID", "pod UID"),
         ("[ { podUID: 9f0c9c36-6a7e_4b1f-9d2e-0123456789ab } ]", "identities[0].allow[0].podUID", "pod UID"),
-        ("[ { exe: /a, cgroup: /b } ]", "identities[0].allow[0]", "exactly one of uid, user, gid, group, exe, cgroup, systemdUnit, podUID, any"),
+        ("[ { exe: /a, cgroup: /b } ]", "identities[0].allow[0]", "exactly one of uid, user, gid, group, exe, cgroup, systemdUnit, podUID, any, all"),
+        ("[ { all: [ { uid: 1 } ] } ]", "identities[0].allow[0].all", "at least two rules"),
+        ("[ { all: [ { uid: 1 }, { any: true } ] } ]", "identities[0].allow[0].all[1]", "'any' cannot be part of 'all'"),
+        ("[ { all: [ { uid: 1 }, { all: [ { uid: 2 }, { gid: 3 } ] } ] } ]", "identities[0].allow[0].all[1]", "'all' cannot be part of 'all'"),
+        ("[ { all: [ { uid: 1 }, { exe: bin/app } ] } ]", "identities[0].allow[0].all[1].exe", "absolute path"),
+        ("[ { all: { uid: 1 } } ]", "identities[0].allow[0].all", "must be a list"),
         ("[ { exe: [ /a ] } ]", "identities[0].allow[0].exe", "must be a string"),
         ("[ { pid: 1 } ]", "identities[0].allow[0].pid", "unknown field"),
     ])
@@ -96,9 +107,16 @@ struct AllowRuleConfigurationTests {
 struct AccessPolicyTests {
     static let pod = "9f0c9c36-6a7e-4b1f-9d2e-0123456789ab"
     static let podCgroup = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod9f0c9c36_6a7e_4b1f_9d2e_0123456789ab.slice/cri-containerd-4f1e.scope"
+    /// Two real files stand in for executables: `exe` rules compare device and inode.
+    static let app = resolved("/usr/bin/env")
+    static let otherApp = resolved("/usr/bin/ls")
     static let full = PeerCredentials(
-        pid: 4242, uid: 1000, gid: 1000, supplementaryGroups: [27, 44], executable: "/usr/bin/app",
+        pid: 4242, uid: 1000, gid: 1000, supplementaryGroups: [27, 44], executable: app, executableFile: FileIdentity(path: app),
         cgroup: "/user.slice/user-1000.slice/user@1000.service/app.slice/app.service")
+
+    static func resolved(_ path: String) -> String {
+        realpath(path, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) } ?? path
+    }
     /// The same uid and gid with nothing else known (a TCP peer, a process gone before it was read).
     static let bare = PeerCredentials(pid: 4242, uid: 1000, gid: 1000)
 
@@ -118,7 +136,9 @@ struct AccessPolicyTests {
         (AllowRule.uid(1000), AllowRule.uid(1001)),
         (.gid(1000), .gid(1001)),
         (.gid(44), .gid(45)),  // supplementary
-        (.exe("/usr/bin/app"), .exe("/usr/bin/ap")),
+        (.exe(AccessPolicyTests.app), .exe(AccessPolicyTests.otherApp)),
+        (.all([.uid(1000), .exe(AccessPolicyTests.app)]), .all([.uid(1000), .exe(AccessPolicyTests.otherApp)])),
+        (.all([.gid(44), .uid(1000)]), .all([.gid(44), .uid(1001)])),
         (.cgroup("/user.slice/*/user@1000.service/app.slice/*.service"), .cgroup("/user.slice/*/app.service")),
         (.systemdUnit("user@1000.service"), .systemdUnit("app.service")),
         (.systemdUnit("user@1000.service/app.service"), .systemdUnit("user@1001.service/app.service")),
@@ -128,6 +148,16 @@ struct AccessPolicyTests {
         #expect(allows([grant], Self.full))
         #expect(!allows([deny], Self.full))
         #expect(allows([deny, grant], Self.full), "any rule admits")
+    }
+
+    @Test("exe compares the file, not the path: a peer whose exe path names the allowed file but is another file is refused")
+    func executableIsTheFileNotThePath() {
+        // What a caller sees in its own mount namespace after a bind mount over the path.
+        let lying = PeerCredentials(pid: 1, uid: 1000, gid: 1000, executable: Self.app, executableFile: FileIdentity(path: Self.otherApp))
+        #expect(!allows([.exe(Self.app)], lying))
+        // A hard link or another name for the same file is the same executable.
+        let renamed = PeerCredentials(pid: 1, uid: 1000, gid: 1000, executable: "/elsewhere/app", executableFile: FileIdentity(path: Self.app))
+        #expect(allows([.exe(Self.app)], renamed))
     }
 
     @Test("a user unit never matches a system-unit rule of the same name")

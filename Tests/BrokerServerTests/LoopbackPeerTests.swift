@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import NIOCore
 import Testing
@@ -6,40 +7,96 @@ import Testing
 
 @Suite("loopback TCP peer uid")
 struct LoopbackPeerTests {
-    @Test("a row of /proc/net/tcp is matched by both ends and gives its uid")
-    func parsesTheTable() throws {
-        let table = """
-              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-               0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
-               1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 1002 1 0000000000000000 20 4 30 10 -1
-            """
-        let client = LoopbackPeer.Endpoint(address: [127, 0, 0, 1], port: 0xC350)
-        let server = LoopbackPeer.Endpoint(address: [127, 0, 0, 1], port: 0x1F90)
-        #expect(LoopbackPeer.owner(in: table, client: client, server: server) == 1000)
-        #expect(LoopbackPeer.owner(in: table, client: server, server: client) == nil)
+    /// A uid no account uses: `setpriv` needs no passwd entry.
+    static let otherUID: UInt32 = 4131
+
+    @Test(
+        "a connection made by another user is found with that user's uid, only by its own end",
+        arguments: [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("127.0.0.1", "::ffff:127.0.0.1")])
+    func connectionOfAnotherUser(listenOn host: String, connectTo target: String) async throws {
+        let listener = try Listener(host: host)
+        defer { listener.close() }
+        // socat as the other uid connects and holds the connection while its stdin is open.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let address = target.contains(":") ? "TCP6:[\(target)]:\(listener.port)" : "TCP4:\(target):\(listener.port)"
+        client.arguments = ["--reuid", "\(Self.otherUID)", "--regid", "\(Self.otherUID)", "--clear-groups", "/usr/bin/socat", "-", address]
+        let input = Pipe()
+        client.standardInput = input
+        try client.run()
+        defer {
+            try? input.fileHandleForWriting.close()
+            client.waitUntilExit()
+        }
+        let (accepted, peer) = try listener.accept()
+        defer { Glibc.close(accepted) }
+
+        #expect(LoopbackPeer.owner(client: peer, server: listener.address) == Self.otherUID)
+        // The broker's own end of the same connection belongs to the broker (root here):
+        // asking with the ends swapped must not be read as the caller's.
+        #expect(LoopbackPeer.owner(client: listener.address, server: peer) == getuid())
     }
 
-    @Test("a real loopback connection is found with the uid that made it", arguments: ["127.0.0.1", "::1"])
-    func realConnection(_ host: String) throws {
+    @Test("a client that is gone is unknown, not some other socket's owner")
+    func goneClientIsUnknown() throws {
+        let listener = try Listener(host: "127.0.0.1")
+        defer { listener.close() }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener.address.withSockAddr { connect(client, $0, socklen_t($1)) } == 0)
+        let (accepted, peer) = try listener.accept()
+        defer { Glibc.close(accepted) }
+        var abort = linger(l_onoff: 1, l_linger: 0)  // RST: the client's socket is gone at once
+        setsockopt(client, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+        Glibc.close(client)
+        #expect(LoopbackPeer.owner(client: peer, server: listener.address) == nil)
+    }
+}
+
+/// A listening TCP socket on a loopback address, port 0.
+private struct Listener {
+    let descriptor: Int32
+    let address: SocketAddress
+    var port: Int { address.port ?? 0 }
+
+    init(host: String) throws {
         let family = host.contains(":") ? AF_INET6 : AF_INET
-        let listener = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var server = try SocketAddress(ipAddress: host, port: 0)
-        _ = server.withSockAddr { bind(listener, $0, socklen_t($1)) }
-        listen(listener, 4)
-        server = try SocketAddress(ipAddress: host, port: localPort(listener))
-        let client = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(client) }
-        #expect(server.withSockAddr { connect(client, $0, socklen_t($1)) } == 0)
-        let clientAddress = try SocketAddress(ipAddress: host, port: localPort(client))
-        #expect(LoopbackPeer.owner(client: clientAddress, server: server) == getuid())
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        let wildcard = try SocketAddress(ipAddress: host, port: 0)
+        guard wildcard.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0, listen(fd, 4) == 0 else {
+            Glibc.close(fd)
+            throw TestFailure("cannot listen on \(host): \(String(cString: strerror(errno)))")
+        }
+        descriptor = fd
+        address = try Self.name(of: fd, getsockname)
     }
 
-    /// The port a socket is bound to (the same offset in sockaddr_in and sockaddr_in6).
-    private func localPort(_ descriptor: Int32) -> Int {
-        var bytes = [UInt8](repeating: 0, count: 128)
-        var length = socklen_t(bytes.count)
-        _ = bytes.withUnsafeMutableBytes { getsockname(descriptor, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length) }
-        return Int(bytes[2]) << 8 | Int(bytes[3])
+    func accept() throws -> (Int32, SocketAddress) {
+        let accepted = Glibc.accept(descriptor, nil, nil)
+        guard accepted >= 0 else { throw TestFailure("accept: \(String(cString: strerror(errno)))") }
+        return (accepted, try Self.name(of: accepted, getpeername))
     }
+
+    func close() { Glibc.close(descriptor) }
+
+    static func name(
+        of descriptor: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+    ) throws -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(descriptor, $0, &length) } }
+        guard result == 0 else { throw TestFailure("getsockname: \(String(cString: strerror(errno)))") }
+        let family = Int32(storage.ss_family)
+        return try withUnsafePointer(to: &storage) { pointer in
+            switch family {
+            case AF_INET: return SocketAddress(pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee })
+            case AF_INET6: return SocketAddress(pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee })
+            default: throw TestFailure("not an IP socket")
+            }
+        }
+    }
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -5,7 +5,7 @@ import Yams
 /// Reads an identity's `allow:` list. Names resolve to numbers and paths to their
 /// canonical form here, once, so that a request only compares values.
 enum AllowRuleReader {
-    static let kinds = ["uid", "user", "gid", "group", "exe", "cgroup", "systemdUnit", "podUID", "any"]
+    static let kinds = ["uid", "user", "gid", "group", "exe", "cgroup", "systemdUnit", "podUID", "any", "all"]
 
     /// The rules, `[]` when `allow` is absent, nil when any entry is invalid (each reported).
     static func read(_ node: Node?, at path: String, reader: inout NodeReader) -> [AllowRule]? {
@@ -13,19 +13,44 @@ enum AllowRuleReader {
         var rules: [AllowRule] = []
         var valid = true
         for (index, item) in list.enumerated() {
-            let itemPath = "\(path)[\(index)]"
-            guard let fields = reader.mapping(item, at: itemPath, keys: Set(kinds)), fields.count == 1, let (kind, value) = fields.first else {
-                if item.mapping != nil { reader.report(itemPath, "must have exactly one of \(kinds.joined(separator: ", "))", item) }
+            guard let entry = readEntry(item, at: "\(path)[\(index)]", reader: &reader) else {
                 valid = false
                 continue
             }
-            if let rule = readRule(kind, value, at: "\(itemPath).\(kind)", reader: &reader) {
-                if let rule = rule.value { rules.append(rule) }
-            } else {
-                valid = false
-            }
+            if let rule = entry.value { rules.append(rule) }
         }
         return valid ? rules : nil
+    }
+
+    /// One `{ KIND: VALUE }` mapping.
+    private static func readEntry(_ item: Node, at itemPath: String, reader: inout NodeReader) -> Entry? {
+        guard let fields = reader.mapping(item, at: itemPath, keys: Set(kinds)), fields.count == 1, let (kind, value) = fields.first else {
+            if item.mapping != nil { reader.report(itemPath, "must have exactly one of \(kinds.joined(separator: ", "))", item) }
+            return nil
+        }
+        if kind == "all" { return readAll(value, at: "\(itemPath).all", reader: &reader) }
+        return readRule(kind, value, at: "\(itemPath).\(kind)", reader: &reader)
+    }
+
+    /// `{ all: [ RULE, … ] }`: at least two rules, none of them `all` or `any` (which would
+    /// say nothing), every one of which must match.
+    private static func readAll(_ value: Node, at path: String, reader: inout NodeReader) -> Entry? {
+        guard let list = reader.sequence(value, at: path) else { return nil }
+        guard list.count >= 2 else {
+            reader.report(path, "must list at least two rules that must all match, e.g. [ { uid: 1000 }, { exe: /usr/bin/app } ]", value)
+            return nil
+        }
+        var rules: [AllowRule] = []
+        for (index, item) in list.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            if let kind = item.mapping?.keys.first?.string, item.mapping?.count == 1, kind == "all" || kind == "any" {
+                reader.report(itemPath, "'\(kind)' cannot be part of 'all'", item)
+                return nil
+            }
+            guard let entry = readEntry(item, at: itemPath, reader: &reader), let rule = entry.value else { return nil }
+            rules.append(rule)
+        }
+        return Entry(value: .all(rules))
     }
 
     /// A wrapper so that `{ any: false }` (valid, no rule) differs from an invalid entry (nil).

@@ -209,8 +209,11 @@ public enum AllowRule: Sendable, Equatable {
     case gid(UInt32)
     /// `{ any: true }`: every local process that can reach the socket.
     case any
-    /// `{ exe: PATH }`: the caller's executable, exactly (symlinks in the configured path resolved at load).
+    /// `{ exe: PATH }`: the caller's executable is the file at PATH (symlinks in the
+    /// configured path resolved at load; compared by device and inode, not by name).
     case exe(String)
+    /// `{ all: [ RULE, … ] }`: every listed rule matches (e.g. a uid *and* an executable).
+    case all([AllowRule])
     /// `{ cgroup: GLOB }`: the caller's cgroup path, matched with fnmatch(3) and `FNM_PATHNAME`.
     case cgroup(String)
     /// `{ systemdUnit: NAME }`: the systemd unit of the caller's cgroup (`foo.service`), or
