@@ -1,7 +1,7 @@
 import NIOCore
 
-/// Closes a connection when it has been idle (nothing read or answered) for
-/// `idleTimeout`, and bounds how long one request may take to arrive: a request must be
+/// Closes a connection when it has been idle (nothing read or answered, and no answer
+/// owed) for `idleTimeout`, and bounds how long one request may take to arrive: a request must be
 /// complete within `requestTimeout` of its first byte, so a slow or endless sender holds
 /// nothing for long. (How large a request may be is the protocol handlers' business.)
 ///
@@ -26,6 +26,9 @@ final class ConnectionGuard {
     private var lastActivity = NIODeadline.now()
     private var timer: (any ScheduledCall)?
     private var connection: (any ConnectionIO)?
+    /// How many answers the connection still owes: a caller waiting for a slow exchange
+    /// is not idle.
+    private var answersOwed: () -> Int = { 0 }
     /// The connection was refused (timed out); nothing more is read from it.
     private(set) var failed = false
 
@@ -47,6 +50,12 @@ final class ConnectionGuard {
         timer?.cancel()
         timer = nil
         connection = nil
+        answersOwed = { 0 }
+    }
+
+    /// From now on the connection is idle only while `handler` owes no answer.
+    func countAnswersOwed(by handler: any ConnectionGuarded) {
+        answersOwed = { [weak handler] in handler?.answersOwed ?? 0 }
     }
 
     /// Bytes were read. `completedRequest`: they finished at least one request;
@@ -78,13 +87,18 @@ final class ConnectionGuard {
                      message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
                 return
             }
-            if lastActivity + idleTimeout <= now {
-                connection.close()
-                return
+            var idleDeadline = lastActivity + idleTimeout
+            if idleDeadline <= now {
+                guard answersOwed() > 0 else {
+                    connection.close()
+                    return
+                }
+                // Waiting for its answer is not idleness: look again a whole period on.
+                idleDeadline = now + idleTimeout
             }
             // Never more than `requestTimeout` ahead: a request that begins before then
             // is due no earlier than that.
-            var next = min(now + requestTimeout, lastActivity + idleTimeout)
+            var next = min(now + requestTimeout, idleDeadline)
             if let started = requestStartedAt { next = min(next, started + requestTimeout) }
             arm(at: next)
         }
@@ -110,6 +124,8 @@ final class ConnectionGuard {
 protocol ConnectionGuarded: ConnectionSession {
     var connection: any ConnectionIO { get }
     var connectionGuard: ConnectionGuard { get }
+    /// Requests read and not yet answered.
+    var answersOwed: Int { get }
 }
 
 extension ConnectionGuarded {

@@ -24,6 +24,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// Told what is read, for the connection's timeouts.
     let connectionGuard: ConnectionGuard
     private var sequencer = ResponseSequencer<HTTPReply>()
+    var answersOwed: Int { sequencer.pendingCount }
     /// The bytes of an unfinished request head, kept between reads.
     private var unfinished: ByteBuffer?
     /// A head whose body is still being skipped; answered once the body has passed.

@@ -14,6 +14,7 @@ final class NDJSONHandler: ConnectionGuarded {
     private let peer: PeerCredentials
     private let maxLineBytes: Int
     private var sequencer = ResponseSequencer<ByteBuffer>()
+    var answersOwed: Int { sequencer.pendingCount }
     private var closeWhenDrained = false
     /// Set by a drain (shutdown): later requests get `shutting_down`.
     private var draining = false

@@ -16,6 +16,8 @@ final class ProtocolSniffer: ConnectionGuarded {
     let connectionGuard: ConnectionGuard
     private var draining = false
     private var sawData = false
+    /// Nothing is answered before the protocol is known.
+    var answersOwed: Int { 0 }
 
     init(
         connection: any ConnectionIO, responder: any BrokerResponder, peer: PeerCredentials, maxRequestBytes: Int, connectionGuard: ConnectionGuard,
@@ -33,7 +35,7 @@ final class ProtocolSniffer: ConnectionGuarded {
     func received(_ buffer: ByteBuffer) {
         guard let first = buffer.readableBytesView.first, !connectionGuard.failed else { return }
         sawData = true
-        let handler: any ConnectionSession
+        let handler: any ConnectionGuarded
         switch service == nil ? Self.classify(first) : .http {
         case .http:
             handler = HTTPRequestHandler(
@@ -48,6 +50,7 @@ final class ProtocolSniffer: ConnectionGuarded {
             connection.close()
             return
         }
+        connectionGuard.countAnswersOwed(by: handler)
         connection.replaceSession(with: handler)
         handler.received(buffer)
         if draining {

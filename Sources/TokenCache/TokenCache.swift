@@ -108,6 +108,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let instant = clock.now
         let waiter: Waiter = { [self] result in completion(outcome(of: result, for: key)) }
         let decision: MissDecision = state.withLock { state in
+            guard !state.isShutDown else { return .shuttingDown }
             guard let identity = state.identities[key.identity] else { return .unknownIdentity }
             identity.misses.increment()
             let entry = identity.entries[key.scope] ?? Entry(lastRequested: instant)
@@ -137,6 +138,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             completion(.failure(TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
         case .recentEnough(let token):
             completion(.success(token))
+        case .shuttingDown:
+            completion(.failure(Self.shuttingDownError))
         case .backingOff(let error, let stale):
             completion(stale.map { .success($0) } ?? .failure(error))
         case .waiting:
@@ -242,6 +245,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let instant = clock.now
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
+            guard !state.isShutDown else { return started }
             for (identity, entries) in state.identities {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
                     let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, slots: entries.slots, into: entry)
@@ -252,6 +256,32 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             return started
         }
         for task in tasks { _ = try? await task.value }
+    }
+
+    /// Ends the cache's upstream work for a shutdown: every exchange in flight is cancelled
+    /// and its callers are answered `shutting_down` at once, and no exchange starts after
+    /// this (cached tokens are still served). A stopping broker then waits for no token
+    /// service, however slow or hung.
+    public func shutDown() {
+        let (tasks, waiters) = state.withLock { state -> ([Task<AccessToken, any Error>], [Waiter]) in
+            state.isShutDown = true
+            var tasks: [Task<AccessToken, any Error>] = []
+            var waiters: [Waiter] = []
+            for identity in state.identities.values {
+                for entry in identity.entries.values {
+                    if let task = entry.inFlight { tasks.append(task) }
+                    waiters += entry.waiters
+                    entry.waiters = []
+                }
+            }
+            return (tasks, waiters)
+        }
+        for task in tasks { task.cancel() }
+        for waiter in waiters { waiter(.failure(Self.shuttingDownError)) }
+    }
+
+    static var shuttingDownError: TokenExchangeError {
+        TokenExchangeError(code: .shuttingDown, message: "the broker is shutting down; ask again (a restarted broker answers)", isRetryable: true)
     }
 
     /// Refreshes due tokens every `refreshTick` until cancelled or shut down gracefully.
@@ -290,6 +320,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
 extension TokenCache {
     struct State: Sendable {
         var identities: [String: IdentityEntries] = [:]
+        /// `shutDown()` was called: no exchange starts.
+        var isShutDown = false
     }
 
     /// A reference, mutated only under the cache's `Mutex`.
@@ -374,6 +406,7 @@ extension TokenCache {
     typealias Waiter = @Sendable (Result<AccessToken, TokenExchangeError>) -> Void
 
     enum MissDecision {
+        case shuttingDown
         case unknownIdentity
         case waiting
         case backingOff(TokenExchangeError, stale: CachedToken?)

@@ -18,6 +18,8 @@ public struct TokenExchangeError: Error, Sendable, CustomStringConvertible {
         case upstreamUnavailable = "upstream_unavailable"
         /// The token service asked us to slow down (429).
         case throttled = "throttled"
+        /// The broker is stopping: the exchange was abandoned (ask the next instance).
+        case shuttingDown = "shutting_down"
         /// A bug or an impossible state.
         case `internal` = "internal"
     }
