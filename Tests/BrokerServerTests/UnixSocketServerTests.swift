@@ -180,8 +180,8 @@ private struct RunningServer {
         // SO_PEERCRED names this very process, and the attestation read its groups, executable and cgroup.
         let expected = PeerCredentials(
             pid: getpid(), uid: getuid(), gid: getgid(), supplementaryGroups: ProcessFacts.supplementaryGroups(),
-            executable: ProcessFacts.executable(), cgroup: ProcessFacts.cgroup())
-        #expect(expected.executable != nil && expected.cgroup != nil)
+            executable: ProcessFacts.executable(), executableFile: FileIdentity(path: "/proc/self/exe"), cgroup: ProcessFacts.cgroup())
+        #expect(expected.executable != nil && expected.executableFile != nil && expected.cgroup != nil)
         #expect(running.responder.peers.allSatisfy { $0 == expected }, "\(running.responder.peers.first.map { "\($0.executable ?? "-") \($0.cgroup ?? "-") \($0.supplementaryGroups ?? [])" } ?? "")")
         #expect(running.responder.peers.count == 3)
 
