@@ -258,6 +258,15 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         for task in tasks { _ = try? await task.value }
     }
 
+    /// Shutdown has begun: exchanges in flight (and ones started meanwhile) have
+    /// `shutdownGrace` to finish, then `shutDown()` abandons what is left.
+    public func beginShutdown() {
+        Task { [self] in
+            try? await clock.sleep(for: configuration.shutdownGrace)
+            shutDown()
+        }
+    }
+
     /// Ends the cache's upstream work for a shutdown: every exchange in flight is cancelled
     /// and its callers are answered `shutting_down` at once, and no exchange starts after
     /// this (cached tokens are still served). A stopping broker then waits for no token

@@ -22,6 +22,10 @@ public struct TokenCacheConfiguration: Sendable {
     public var maxConcurrentExchangesPerIdentity: Int = 8
     /// How often the refresher looks for due refreshes (default 1 s).
     public var refreshTick: Duration = .seconds(1)
+    /// How long exchanges already in flight may still finish once shutdown begins
+    /// (`beginShutdown()`), default 1 s: enough for a token service that answers, so a
+    /// restart loses no request; a hung one is abandoned after it.
+    public var shutdownGrace: Duration = .seconds(1)
     /// Refresh timing and backoff.
     public var refreshPolicy = RefreshPolicy()
 

@@ -6,6 +6,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import Synchronization
 import SystemdSupport
 import TokenBrokerProtocol
 import TokenCache
@@ -60,10 +61,10 @@ public enum BrokerApplication {
                 configuration: configuration, environment: environment, group: group, reload: reload, extraServices: extraServices,
                 logger: logger, onReady: onReady)
         } catch {
-            try? await group.shutdownGracefully()
+            await bounded(.milliseconds(500)) { try? await group.shutdownGracefully() }
             throw error
         }
-        try? await group.shutdownGracefully()
+        await bounded(.milliseconds(500)) { try? await group.shutdownGracefully() }
     }
 
     private static func run(
@@ -115,11 +116,26 @@ public enum BrokerApplication {
         do {
             try await serviceGroup.run()
         } catch {
-            try? await transport.shutdown()
+            await bounded(.milliseconds(500)) { try? await transport.shutdown() }
             throw error
         }
-        try? await transport.shutdown()
+        await bounded(.milliseconds(500)) { try? await transport.shutdown() }
         logger.info("stopped")
+    }
+
+    /// Runs `operation` (a shutdown of connections to token services) and returns when it
+    /// is done or after `limit`, whichever comes first. A hung token service never answers
+    /// the TLS close, AsyncHTTPClient and NIO wait ~5 s for it, and shutdowns do not end
+    /// early when cancelled; the process is exiting anyway, so it does not wait for them.
+    /// (Not a task group: a group waits for its children.)
+    static func bounded(_ limit: Duration, _ operation: @escaping @Sendable () async -> Void) async {
+        let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let resume: @Sendable () -> Void = { waiter.withLock { $0.take() }?.resume() }
+        await withCheckedContinuation { continuation in
+            waiter.withLock { $0 = continuation }
+            Task { await operation(); resume() }
+            Task { try? await Task.sleep(for: limit); resume() }
+        }
     }
 
     static func serverConfiguration(_ configuration: BrokerConfiguration, inheritedDescriptor: Int32?) throws -> BrokerServerConfiguration {

@@ -60,10 +60,11 @@ struct SystemdLifecycle: Service {
             }
         } onGracefulShutdown: {
             notifier.stopping()
-            // Callers waiting for an exchange are answered now, not when a slow or hung
-            // token service answers: the drain that follows then takes moments.
-            runtime.cache.shutDown()
-            logger.info("stopping: exchanges in flight abandoned, draining connections")
+            // Exchanges in flight get a moment (a restart must not lose requests), then
+            // their callers are answered shutting_down: a hung token service does not
+            // hold the stop.
+            runtime.cache.beginShutdown()
+            logger.info("stopping: draining connections; exchanges still in flight in 1 s are abandoned")
         }
     }
 
