@@ -14,11 +14,11 @@ public import TokenExchange
 /// a hop to another executor. Deadlines live on the injected monotonic `clock`;
 /// the wall clock `now` is used only to read token expiry times.
 public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Instant: Sendable {
-    private let configuration: TokenCacheConfiguration
-    private let clock: C
+    let configuration: TokenCacheConfiguration
+    let clock: C
     private let now: @Sendable () -> Date
     private let logger: Logger
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -107,8 +107,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return completion(.success(hit)) }
         let instant = clock.now
         let waiter: Waiter = { [self] result in completion(outcome(of: result, for: key)) }
+        var startsSweeper = false
         let decision: MissDecision = state.withLock { state in
-            guard !state.isShutDown else { return .shuttingDown }
             guard let identity = state.identities[key.identity] else { return .unknownIdentity }
             identity.misses.increment()
             let entry = identity.entries[key.scope] ?? Entry(lastRequested: instant)
@@ -129,17 +129,18 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            entry.inFlight = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
+            let task = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
+            entry.inFlight = task
             entry.waiters.append(waiter)
+            if state.drain != nil { startsSweeper = state.noteDraining(entry, task: task, deadline: instant.advanced(by: configuration.shutdownGrace)) }
             return .waiting
         }
+        if startsSweeper { startSweeper() }
         switch decision {
         case .unknownIdentity:
             completion(.failure(TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
         case .recentEnough(let token):
             completion(.success(token))
-        case .shuttingDown:
-            completion(.failure(Self.shuttingDownError))
         case .backingOff(let error, let stale):
             completion(stale.map { .success($0) } ?? .failure(error))
         case .waiting:
@@ -245,7 +246,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         let instant = clock.now
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
-            guard !state.isShutDown else { return started }
+            guard state.drain == nil else { return started }  // shutting down: nothing new on our own account
             for (identity, entries) in state.identities {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
                     let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, slots: entries.slots, into: entry)
@@ -256,41 +257,6 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             return started
         }
         for task in tasks { _ = try? await task.value }
-    }
-
-    /// Shutdown has begun: exchanges in flight (and ones started meanwhile) have
-    /// `shutdownGrace` to finish, then `shutDown()` abandons what is left.
-    public func beginShutdown() {
-        Task { [self] in
-            try? await clock.sleep(for: configuration.shutdownGrace)
-            shutDown()
-        }
-    }
-
-    /// Ends the cache's upstream work for a shutdown: every exchange in flight is cancelled
-    /// and its callers are answered `shutting_down` at once, and no exchange starts after
-    /// this (cached tokens are still served). A stopping broker then waits for no token
-    /// service, however slow or hung.
-    public func shutDown() {
-        let (tasks, waiters) = state.withLock { state -> ([Task<AccessToken, any Error>], [Waiter]) in
-            state.isShutDown = true
-            var tasks: [Task<AccessToken, any Error>] = []
-            var waiters: [Waiter] = []
-            for identity in state.identities.values {
-                for entry in identity.entries.values {
-                    if let task = entry.inFlight { tasks.append(task) }
-                    waiters += entry.waiters
-                    entry.waiters = []
-                }
-            }
-            return (tasks, waiters)
-        }
-        for task in tasks { task.cancel() }
-        for waiter in waiters { waiter(.failure(Self.shuttingDownError)) }
-    }
-
-    static var shuttingDownError: TokenExchangeError {
-        TokenExchangeError(code: .shuttingDown, message: "the broker is shutting down; ask again (a restarted broker answers)", isRetryable: true)
     }
 
     /// Refreshes due tokens every `refreshTick` until cancelled or shut down gracefully.
@@ -329,8 +295,10 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
 extension TokenCache {
     struct State: Sendable {
         var identities: [String: IdentityEntries] = [:]
-        /// `shutDown()` was called: no exchange starts.
-        var isShutDown = false
+        /// Set by `beginShutdown()`: the exchanges in flight and when each is abandoned.
+        var drain: [Abandonment]?
+        /// Whether the task that abandons them runs.
+        var sweeping = false
     }
 
     /// A reference, mutated only under the cache's `Mutex`.
@@ -415,7 +383,6 @@ extension TokenCache {
     typealias Waiter = @Sendable (Result<AccessToken, TokenExchangeError>) -> Void
 
     enum MissDecision {
-        case shuttingDown
         case unknownIdentity
         case waiting
         case backingOff(TokenExchangeError, stale: CachedToken?)

@@ -16,6 +16,8 @@ public struct JWTClaims: Sendable, Equatable {
     public var notBefore: Date?
     /// `iat`: when the token was issued.
     public var issuedAt: Date?
+    /// `kubernetes.io`: what a projected service-account token says about its pod.
+    public var kubernetes: KubernetesClaims?
 
     /// Creates claims from their parts.
     public init(
@@ -24,7 +26,8 @@ public struct JWTClaims: Sendable, Equatable {
         audiences: [String] = [],
         expiresAt: Date? = nil,
         notBefore: Date? = nil,
-        issuedAt: Date? = nil
+        issuedAt: Date? = nil,
+        kubernetes: KubernetesClaims? = nil
     ) {
         self.issuer = issuer
         self.subject = subject
@@ -32,6 +35,7 @@ public struct JWTClaims: Sendable, Equatable {
         self.expiresAt = expiresAt
         self.notBefore = notBefore
         self.issuedAt = issuedAt
+        self.kubernetes = kubernetes
     }
 
     /// Decodes the payload of a compact JWS (`header.payload.signature`).
@@ -67,6 +71,7 @@ public struct JWTClaims: Sendable, Equatable {
         self.expiresAt = try Self.date(claims["exp"], name: "exp")
         self.notBefore = try Self.date(claims["nbf"], name: "nbf")
         self.issuedAt = try Self.date(claims["iat"], name: "iat")
+        self.kubernetes = KubernetesClaims(claims["kubernetes.io"])
     }
 
     private static func date(_ value: Any?, name: String) throws(JWTDecodingError) -> Date? {
@@ -78,6 +83,36 @@ public struct JWTClaims: Sendable, Equatable {
             throw JWTDecodingError("claim '\(name)' is out of range")
         }
         return Date(timeIntervalSince1970: seconds)
+    }
+}
+
+/// The `kubernetes.io` claim the API server puts in a service-account token:
+/// `{ namespace, pod: { name, uid }, serviceaccount: { name, uid }, node: { … } }`.
+public struct KubernetesClaims: Sendable, Equatable {
+    /// The namespace of the service account (and pod).
+    public var namespace: String
+    /// The service account's name.
+    public var serviceAccountName: String
+    /// The pod the token was issued for (absent in tokens not bound to a pod).
+    public var podName: String?
+    /// The pod's UID, as the API server writes it (lowercase, dashes).
+    public var podUID: String?
+
+    /// Claims from their parts.
+    public init(namespace: String, serviceAccountName: String, podName: String? = nil, podUID: String? = nil) {
+        self.namespace = namespace
+        self.serviceAccountName = serviceAccountName
+        self.podName = podName
+        self.podUID = podUID
+    }
+
+    /// Reads the claim's JSON object; nil unless it names a namespace and a service account.
+    init?(_ value: Any?) {
+        guard let object = value as? [String: Any], let namespace = object["namespace"] as? String,
+            let account = (object["serviceaccount"] as? [String: Any])?["name"] as? String
+        else { return nil }
+        let pod = object["pod"] as? [String: Any]
+        self.init(namespace: namespace, serviceAccountName: account, podName: pod?["name"] as? String, podUID: pod?["uid"] as? String)
     }
 }
 
