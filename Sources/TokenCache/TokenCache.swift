@@ -15,10 +15,12 @@ public import TokenExchange
 /// the wall clock `now` is used only to read token expiry times.
 public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Instant: Sendable {
     private let configuration: TokenCacheConfiguration
-    private let clock: C
+    let clock: C
     private let now: @Sendable () -> Date
-    private let logger: Logger
+    let logger: Logger
     private let state: Mutex<State>
+    /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
+    let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -187,14 +189,9 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 return token
             } catch {
                 count(error.code.rawValue)
+                logFailure(error, key: key)  // before the callers hear of it, so a test's log is complete
                 let waiters = record(.failure(error), for: key, into: entry)
                 for waiter in waiters { waiter(.failure(error)) }
-                logger.warning("token exchange failed", metadata: [
-                    "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
-                    "error.code": "\(error.code.rawValue)", "error.message": "\(error.message)",
-                    "upstream.codes": "\(error.upstream?.codes.map(String.init).joined(separator: ",") ?? "")",
-                    "upstream.trace_id": "\(error.upstream?.traceId ?? "")",
-                ])
                 throw error
             }
         }
@@ -236,10 +233,12 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     // MARK: Refreshing
 
     /// Starts exchanges for every entry whose refresh is due and that was requested
-    /// within the active window, then waits for them. `run()` calls this every tick;
-    /// tests call it after advancing a manual clock.
+    /// within the active window, then waits for them; first reports failures whose
+    /// warnings were held back. `run()` calls this every tick; tests call it after
+    /// advancing a manual clock.
     public func refreshDue() async {
         let instant = clock.now
+        logSuppressedFailures(at: instant)
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
             for (identity, entries) in state.identities {
