@@ -16,6 +16,8 @@ extension TokenCache {
         let misses: Counter
         /// Bounds this identity's exchanges in flight (`maxConcurrentExchangesPerIdentity`).
         let slots: ExchangeSlots
+        /// Set when the token service throttled this identity: no exchange before `until`.
+        var throttle: IdentityThrottle?
 
         init(identity: String, fetcher: any TokenFetching, concurrentExchanges: Int) {
             self.fetcher = fetcher
@@ -91,6 +93,7 @@ extension TokenCache {
         case unknownIdentity
         case waiting
         case backingOff(TokenExchangeError, stale: CachedToken?)
+        case throttled(IdentityThrottle, stale: CachedToken?)
         case recentEnough(CachedToken)
     }
 }

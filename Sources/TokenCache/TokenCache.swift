@@ -7,7 +7,8 @@ public import TokenExchange
 
 /// One token per (identity, scope): single flight on misses, proactive refresh
 /// ahead of expiry, stale-while-valid on failures, exponential backoff, and an
-/// LRU bound per identity.
+/// LRU bound per identity. A token service that throttles an identity pauses every
+/// exchange of that identity, not only of the scope it refused (`TokenCache+Throttling`).
 ///
 /// State sits behind a `Mutex` rather than in an actor so that the socket server
 /// can serve a cache hit synchronously on its event loop (`cachedToken`), without
@@ -18,7 +19,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     let clock: C
     private let now: @Sendable () -> Date
     let logger: Logger
-    private let state: Mutex<State>
+    let state: Mutex<State>
     /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
     let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
 
@@ -127,10 +128,13 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             {
                 return .recentEnough(valid)
             }
+            if let throttle = identity.throttle, instant < throttle.until {
+                return .throttled(throttle, stale: entry.validToken(at: instant, key: key))
+            }
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            entry.inFlight = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
+            entry.inFlight = startFetch(key: key, identity: identity, into: entry)
             entry.waiters.append(waiter)
             return .waiting
         }
@@ -141,6 +145,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             completion(.success(token))
         case .backingOff(let error, let stale):
             completion(stale.map { .success($0) } ?? .failure(error))
+        case .throttled(let throttle, let stale):
+            completion(stale.map { .success($0) } ?? .failure(throttle.error(identity: key.identity, at: instant)))
         case .waiting:
             break
         }
@@ -166,10 +172,16 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     }
 
     /// Starts the one exchange for `key`; the task records its own outcome.
-    private func startFetch(key: TokenKey, fetcher: any TokenFetching, slots: ExchangeSlots, into entry: Entry) -> Task<AccessToken, any Error> {
-        Task { [self] in
+    private func startFetch(key: TokenKey, identity: IdentityEntries, into entry: Entry) -> Task<AccessToken, any Error> {
+        let (fetcher, slots) = (identity.fetcher, identity.slots)
+        return Task { [self] in
             await slots.acquire()
             defer { slots.release() }
+            // Queued behind an exchange the token service throttled: not sent.
+            if let error = throttledError(identity: identity, key: key) {
+                for waiter in record(.failure(error), for: key, into: entry, identity: identity, sent: false) { waiter(.failure(error)) }
+                throw error
+            }
             let started = clock.now
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
             func count(_ result: String) {
@@ -179,7 +191,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             do throws(TokenExchangeError) {
                 let token = try await fetcher.fetchToken(for: key.scope)
                 count("ok")
-                let waiters = record(.success(token), for: key, into: entry)
+                let waiters = record(.success(token), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.success(token)) }
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
@@ -190,7 +202,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             } catch {
                 count(error.code.rawValue)
                 logFailure(error, key: key)  // before the callers hear of it, so a test's log is complete
-                let waiters = record(.failure(error), for: key, into: entry)
+                let waiters = record(.failure(error), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.failure(error)) }
                 throw error
             }
@@ -198,14 +210,18 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     }
 
     /// Records the outcome of the exchange started for `started`; returns the callers who
-    /// waited for it (each to be told, outside the lock).
-    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry) -> [Waiter] {
+    /// waited for it (each to be told, outside the lock). An exchange that was not `sent`
+    /// (its identity was throttled meanwhile) leaves no failure behind.
+    private func record(
+        _ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry, identity: IdentityEntries, sent: Bool = true
+    ) -> [Waiter] {
         let instant = clock.now
         let wallNow = now()
         return state.withLock { state in
             let waiters = started.waiters
             started.waiters = []
             started.inFlight = nil
+            guard sent else { return waiters }
             // Only into the very entry the fetch was started for: if it was evicted, or its
             // identity removed or re-registered by a reload (another app, other allow rules),
             // the result belongs to nobody and is dropped (its waiters still hear of it).
@@ -225,6 +241,9 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 let attempt = entry.failures + 1
                 let wait = configuration.refreshPolicy.backoff(attempt: attempt, retryAfter: error.retryAfter, using: &generator)
                 entry.failure = Failure(count: attempt, nextAttempt: instant.advanced(by: wait), error: error)
+                if error.code == .throttled, state.identities[key.identity] === identity {
+                    identity.pause(until: instant.advanced(by: wait), cause: error)
+                }
             }
             return waiters
         }
@@ -241,9 +260,9 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         logSuppressedFailures(at: instant)
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
-            for (identity, entries) in state.identities {
+            for (identity, entries) in state.identities where !entries.isThrottled(at: instant) {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
-                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, slots: entries.slots, into: entry)
+                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), identity: entries, into: entry)
                     entry.inFlight = task
                     started.append(task)
                 }
