@@ -44,7 +44,8 @@ public enum UntrustedText {
         return cut(line, limit: limit, keep: keep)
     }
 
-    /// `sanitize` for UTF-8 bytes (invalid sequences become U+FFFD).
+    /// `sanitize` for UTF-8 bytes (invalid sequences become U+FFFD), keeping the end by
+    /// default: bytes are a stderr tail, whose last line says what went wrong.
     public static func sanitize(_ bytes: [UInt8], redacting secrets: [String] = [], limit: Int = 300, keep: Keep = .end) -> String {
         sanitize(String(decoding: bytes, as: UTF8.self), redacting: secrets, limit: limit, keep: keep)
     }
