@@ -4,6 +4,7 @@ public import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import Synchronization
+import TokenExchange
 
 /// The Unix-socket listener (or, for the compatibility endpoints, a loopback TCP
 /// one answered by an `HTTPService`). `run()` starts listening (binding the path, or serving
@@ -243,19 +244,11 @@ final class RefusalLog: Sendable {
         case tooManyConnectionsOfUID = "too many connections from one uid"
     }
 
-    private let state = Mutex<[Reason: (last: ContinuousClock.Instant, suppressed: Int)]>([:])
+    private let throttle = Mutex(LogThrottle<Reason, ContinuousClock.Instant>())
 
     func refused(_ reason: Reason, limit: Int, uid: UInt32?, logger: Logger) {
         let now = ContinuousClock.now
-        let suppressed = state.withLock { state -> Int? in
-            if let entry = state[reason], now < entry.last.advanced(by: .seconds(10)) {
-                state[reason]?.suppressed += 1
-                return nil
-            }
-            defer { state[reason] = (now, 0) }
-            return state[reason]?.suppressed ?? 0
-        }
-        guard let suppressed else { return }
+        guard let suppressed = throttle.withLock({ $0.admit(reason, at: now) }) else { return }
         var metadata: Logger.Metadata = ["server.limit": "\(limit)", "server.refused_since_last_warning": "\(suppressed)"]
         if let uid { metadata["peer.uid"] = "\(uid)" }
         logger.warning("connection refused: \(reason.rawValue)", metadata: metadata)

@@ -34,7 +34,7 @@ public struct ExecExchanger: TokenExchanger {
         let request = PluginDocument.exchangeRequest(assertion: assertion.jwt, scope: scope.value)
         let answer: PluginDocument.Answer
         do {
-            answer = try await runner.answer(input: request, kind: "ExchangeResponse")
+            answer = try await runner.answer(input: request, kind: "ExchangeResponse", redacting: [assertion.jwt])
         } catch {
             throw error.exchangeError(label: runner.label)
         }

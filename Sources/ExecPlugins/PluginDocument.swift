@@ -47,8 +47,9 @@ enum PluginDocument {
         case reported(message: String, retryable: Bool)
     }
 
-    /// Reads `stdout` as a `kind` answer (`AssertionResponse` or `ExchangeResponse`).
-    static func parseAnswer(_ stdout: [UInt8], kind expectedKind: String) -> Result<Answer, Refusal> {
+    /// Reads `stdout` as a `kind` answer (`AssertionResponse` or `ExchangeResponse`); text it
+    /// passes on goes through `UntrustedText`, with `secrets` redacted.
+    static func parseAnswer(_ stdout: [UInt8], kind expectedKind: String, redacting secrets: [String] = []) -> Result<Answer, Refusal> {
         let text = String(decoding: stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else {
             return .failure(.malformed("printed nothing on stdout (expected a \(expectedKind) JSON document)"))
@@ -60,25 +61,26 @@ enum PluginDocument {
             return .failure(.malformed("answered without a string 'apiVersion' (expected \"\(apiVersion)\")"))
         }
         guard version == apiVersion else {
-            return .failure(.malformed("answered apiVersion \"\(OutputSanitizer.clean(version, limit: 64))\", but the broker speaks \"\(apiVersion)\""))
+            return .failure(.malformed("answered apiVersion \"\(UntrustedText.sanitize(version, redacting: secrets, limit: 64))\", but the broker speaks \"\(apiVersion)\""))
         }
         guard let kind = document["kind"] as? String else {
             return .failure(.malformed("answered without a string 'kind' (expected \"\(expectedKind)\" or \"Error\")"))
         }
         if kind == "Error" {
-            let message = (document["message"] as? String).map { OutputSanitizer.clean($0, limit: 512, keep: .start) } ?? ""
+            let message = (document["message"] as? String).map { UntrustedText.sanitize($0, redacting: secrets, limit: 512) } ?? ""
             return .failure(.reported(message: message.isEmpty ? "(no message)" : message, retryable: isTrue(document["retryable"])))
         }
         guard kind == expectedKind else {
-            return .failure(.malformed("answered kind \"\(OutputSanitizer.clean(kind, limit: 64))\", expected \"\(expectedKind)\" or \"Error\""))
+            return .failure(.malformed("answered kind \"\(UntrustedText.sanitize(kind, redacting: secrets, limit: 64))\", expected \"\(expectedKind)\" or \"Error\""))
         }
         guard let token = document["token"] as? String, !token.isEmpty else {
             return .failure(.malformed("answered \(expectedKind) without a non-empty string 'token'"))
         }
         var answer = Answer(token: token)
         if let type = document["tokenType"], !(type is NSNull) {
-            guard let type = type as? String, !type.isEmpty else {
-                return .failure(.malformed("answered a 'tokenType' that is not a non-empty string"))
+            // Handed to callers as is: an identifier, or nothing.
+            guard let type = UntrustedText.identifier(type as? String, redacting: secrets + [answer.token], limit: 64) else {
+                return .failure(.malformed("answered a 'tokenType' that is not a short identifier such as \"Bearer\""))
             }
             answer.tokenType = type
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import TokenExchange
 
 /// Runs one configured plugin per call, off the cooperative thread pool, and turns the
 /// outcome into an answer or a `PluginFailure`. Holds no state between runs: a plugin that
@@ -19,8 +20,9 @@ struct PluginRunner: Sendable {
         name.isEmpty ? "exec plugin \(executable)" : "exec plugin '\(name)' (\(executable))"
     }
 
-    /// Runs the plugin with `input` on stdin and reads its stdout as a `kind` answer.
-    func answer(input: [UInt8], kind: String) async throws(PluginFailure) -> PluginDocument.Answer {
+    /// Runs the plugin with `input` on stdin and reads its stdout as a `kind` answer; `secrets`
+    /// (what `input` carries, such as the assertion) never appear in a failure's reason.
+    func answer(input: [UInt8], kind: String, redacting secrets: [String] = []) async throws(PluginFailure) -> PluginDocument.Answer {
         do {
             try configuration.validate()
         } catch {
@@ -29,30 +31,30 @@ struct PluginRunner: Sendable {
         let outcome = await run(input: input)
         switch outcome {
         case .exited(0, let stdout, let stderrTail):
-            switch PluginDocument.parseAnswer(stdout, kind: kind) {
+            switch PluginDocument.parseAnswer(stdout, kind: kind, redacting: secrets) {
             case .success(let answer): return answer
             case .failure(.reported(let message, let retryable)):
                 throw PluginFailure(.reported(retryable: retryable), "reported an error: \(message)")
             case .failure(.malformed(let reason)):
-                throw PluginFailure(.misbehaved, reason + Self.stderrSuffix(stderrTail))
+                throw PluginFailure(.misbehaved, reason + Self.stderrSuffix(stderrTail, redacting: secrets))
             }
         case .exited(let code, let stdout, let stderrTail):
             // A plugin may say why in an Error document and still exit non-zero.
-            if case .failure(.reported(let message, let retryable)) = PluginDocument.parseAnswer(stdout, kind: kind) {
+            if case .failure(.reported(let message, let retryable)) = PluginDocument.parseAnswer(stdout, kind: kind, redacting: secrets) {
                 throw PluginFailure(.reported(retryable: retryable), "reported an error (exit status \(code)): \(message)")
             }
-            throw PluginFailure(.failed, "exited with status \(code)" + Self.stderrSuffix(stderrTail))
+            throw PluginFailure(.failed, "exited with status \(code)" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .signaled(let signal, _, let stderrTail):
-            throw PluginFailure(.failed, "was killed by signal \(signal) (\(Self.signalName(signal)))" + Self.stderrSuffix(stderrTail))
+            throw PluginFailure(.failed, "was killed by signal \(signal) (\(Self.signalName(signal)))" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .timedOut(let leaderExited, let stderrTail):
             let limit = Self.format(configuration.timeout)
             if leaderExited {
                 throw PluginFailure(.failed, "exited, but a process it started outside its process group kept its stdout or stderr open "
-                    + "past the \(limit) timeout (a plugin must not daemonize)" + Self.stderrSuffix(stderrTail))
+                    + "past the \(limit) timeout (a plugin must not daemonize)" + Self.stderrSuffix(stderrTail, redacting: secrets))
             }
-            throw PluginFailure(.failed, "did not answer within \(limit); it and its process group were killed" + Self.stderrSuffix(stderrTail))
+            throw PluginFailure(.failed, "did not answer within \(limit); it and its process group were killed" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .outputTooLarge(let stderrTail):
-            throw PluginFailure(.misbehaved, "printed more than \(configuration.maxOutputBytes) bytes on stdout; it was killed" + Self.stderrSuffix(stderrTail))
+            throw PluginFailure(.misbehaved, "printed more than \(configuration.maxOutputBytes) bytes on stdout; it was killed" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .cancelled:
             throw PluginFailure(.cancelled, "was stopped because the request was cancelled")
         case .spawnFailed(let code):
@@ -103,8 +105,8 @@ struct PluginRunner: Sendable {
 
     // MARK: Wording
 
-    private static func stderrSuffix(_ tail: [UInt8]) -> String {
-        let text = OutputSanitizer.clean(tail, limit: 512, keep: .end)
+    private static func stderrSuffix(_ tail: [UInt8], redacting secrets: [String]) -> String {
+        let text = UntrustedText.sanitize(tail, redacting: secrets, limit: 512, keep: .end)
         return text.isEmpty ? "" : "; stderr: \(text)"
     }
 

@@ -7,7 +7,8 @@ public import TokenExchange
 
 /// One token per (identity, scope): single flight on misses, proactive refresh
 /// ahead of expiry, stale-while-valid on failures, exponential backoff, and an
-/// LRU bound per identity.
+/// LRU bound per identity. A token service that throttles an identity pauses every
+/// exchange of that identity, not only of the scope it refused (`TokenCache+Throttling`).
 ///
 /// State sits behind a `Mutex` rather than in an actor so that the socket server
 /// can serve a cache hit synchronously on its event loop (`cachedToken`), without
@@ -17,8 +18,10 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     let configuration: TokenCacheConfiguration
     let clock: C
     private let now: @Sendable () -> Date
-    private let logger: Logger
+    let logger: Logger
     let state: Mutex<State>
+    /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
+    let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -126,10 +129,13 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             {
                 return .recentEnough(valid)
             }
+            if let throttle = identity.throttle, instant < throttle.until {
+                return .throttled(throttle, stale: entry.validToken(at: instant, key: key))
+            }
             if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
                 return .backingOff(error, stale: entry.validToken(at: instant, key: key))
             }
-            let task = startFetch(key: key, fetcher: identity.fetcher, slots: identity.slots, into: entry)
+            let task = startFetch(key: key, identity: identity, into: entry)
             entry.inFlight = task
             entry.waiters.append(waiter)
             if state.drain != nil { startsSweeper = state.noteDraining(entry, task: task, deadline: instant.advanced(by: configuration.shutdownGrace)) }
@@ -143,6 +149,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             completion(.success(token))
         case .backingOff(let error, let stale):
             completion(stale.map { .success($0) } ?? .failure(error))
+        case .throttled(let throttle, let stale):
+            completion(stale.map { .success($0) } ?? .failure(throttle.error(identity: key.identity, at: instant)))
         case .waiting:
             break
         }
@@ -168,10 +176,16 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     }
 
     /// Starts the one exchange for `key`; the task records its own outcome.
-    private func startFetch(key: TokenKey, fetcher: any TokenFetching, slots: ExchangeSlots, into entry: Entry) -> Task<AccessToken, any Error> {
-        Task { [self] in
+    private func startFetch(key: TokenKey, identity: IdentityEntries, into entry: Entry) -> Task<AccessToken, any Error> {
+        let (fetcher, slots) = (identity.fetcher, identity.slots)
+        return Task { [self] in
             await slots.acquire()
             defer { slots.release() }
+            // Queued behind an exchange the token service throttled: not sent.
+            if let error = throttledError(identity: identity, key: key) {
+                for waiter in record(.failure(error), for: key, into: entry, identity: identity, sent: false) { waiter(.failure(error)) }
+                throw error
+            }
             let started = clock.now
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
             func count(_ result: String) {
@@ -181,7 +195,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             do throws(TokenExchangeError) {
                 let token = try await fetcher.fetchToken(for: key.scope)
                 count("ok")
-                let waiters = record(.success(token), for: key, into: entry)
+                let waiters = record(.success(token), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.success(token)) }
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
@@ -191,28 +205,27 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 return token
             } catch {
                 count(error.code.rawValue)
-                let waiters = record(.failure(error), for: key, into: entry)
+                logFailure(error, key: key)  // before the callers hear of it, so a test's log is complete
+                let waiters = record(.failure(error), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.failure(error)) }
-                logger.warning("token exchange failed", metadata: [
-                    "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
-                    "error.code": "\(error.code.rawValue)", "error.message": "\(error.message)",
-                    "upstream.codes": "\(error.upstream?.codes.map(String.init).joined(separator: ",") ?? "")",
-                    "upstream.trace_id": "\(error.upstream?.traceId ?? "")",
-                ])
                 throw error
             }
         }
     }
 
     /// Records the outcome of the exchange started for `started`; returns the callers who
-    /// waited for it (each to be told, outside the lock).
-    private func record(_ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry) -> [Waiter] {
+    /// waited for it (each to be told, outside the lock). An exchange that was not `sent`
+    /// (its identity was throttled meanwhile) leaves no failure behind.
+    private func record(
+        _ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry, identity: IdentityEntries, sent: Bool = true
+    ) -> [Waiter] {
         let instant = clock.now
         let wallNow = now()
         return state.withLock { state in
             let waiters = started.waiters
             started.waiters = []
             started.inFlight = nil
+            guard sent else { return waiters }
             // Only into the very entry the fetch was started for: if it was evicted, or its
             // identity removed or re-registered by a reload (another app, other allow rules),
             // the result belongs to nobody and is dropped (its waiters still hear of it).
@@ -232,6 +245,9 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 let attempt = entry.failures + 1
                 let wait = configuration.refreshPolicy.backoff(attempt: attempt, retryAfter: error.retryAfter, using: &generator)
                 entry.failure = Failure(count: attempt, nextAttempt: instant.advanced(by: wait), error: error)
+                if error.code == .throttled, state.identities[key.identity] === identity {
+                    identity.pause(until: instant.advanced(by: wait), cause: error)
+                }
             }
             return waiters
         }
@@ -240,16 +256,18 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     // MARK: Refreshing
 
     /// Starts exchanges for every entry whose refresh is due and that was requested
-    /// within the active window, then waits for them. `run()` calls this every tick;
-    /// tests call it after advancing a manual clock.
+    /// within the active window, then waits for them; first reports failures whose
+    /// warnings were held back. `run()` calls this every tick; tests call it after
+    /// advancing a manual clock.
     public func refreshDue() async {
         let instant = clock.now
+        logSuppressedFailures(at: instant)
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
             guard state.drain == nil else { return started }  // shutting down: nothing new on our own account
-            for (identity, entries) in state.identities {
+            for (identity, entries) in state.identities where !entries.isThrottled(at: instant) {
                 for (scope, entry) in entries.entries where entry.isDueForRefresh(at: instant, activeWindow: configuration.activeWindow) {
-                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), fetcher: entries.fetcher, slots: entries.slots, into: entry)
+                    let task = startFetch(key: TokenKey(identity: identity, scope: scope), identity: entries, into: entry)
                     entry.inFlight = task
                     started.append(task)
                 }
@@ -289,104 +307,6 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// How many tokens are cached in all.
     public var count: Int {
         state.withLock { $0.identities.values.reduce(0) { $0 + $1.entries.values.filter { $0.token != nil }.count } }
-    }
-}
-
-extension TokenCache {
-    struct State: Sendable {
-        var identities: [String: IdentityEntries] = [:]
-        /// Set by `beginShutdown()`: the exchanges in flight and when each is abandoned.
-        var drain: [Abandonment]?
-        /// Whether the task that abandons them runs.
-        var sweeping = false
-    }
-
-    /// A reference, mutated only under the cache's `Mutex`.
-    final class IdentityEntries: @unchecked Sendable {
-        var fetcher: any TokenFetching
-        var entries: [Scope: Entry] = [:]
-        /// `tokenbroker_cache_hits_total` / `_misses_total` for this identity, made once
-        /// so the hot path only increments.
-        let hits: Counter
-        let misses: Counter
-        /// Bounds this identity's exchanges in flight (`maxConcurrentExchangesPerIdentity`).
-        let slots: ExchangeSlots
-
-        init(identity: String, fetcher: any TokenFetching, concurrentExchanges: Int) {
-            self.fetcher = fetcher
-            self.slots = ExchangeSlots(limit: concurrentExchanges)
-            self.hits = Counter(label: "tokenbroker_cache_hits_total", dimensions: [("identity", identity)])
-            self.misses = Counter(label: "tokenbroker_cache_misses_total", dimensions: [("identity", identity)])
-        }
-
-        /// Evicts least recently requested entries beyond `limit`, never `keeping`.
-        func evictBeyond(_ limit: Int, keeping: Scope) {
-            while entries.count > max(limit, 1) {
-                // Least recently requested first, sparing entries with an exchange in flight
-                // (evicting one would let the next request start a second exchange).
-                let candidates = entries.filter { $0.key != keeping }
-                let idle = candidates.filter { $0.value.inFlight == nil }
-                guard let victim = (idle.isEmpty ? candidates : idle).min(by: { $0.value.lastRequested < $1.value.lastRequested })?.key
-                else { return }
-                entries.removeValue(forKey: victim)
-            }
-        }
-    }
-
-    /// A reference (a hit updates it in place), mutated only under the cache's `Mutex`.
-    final class Entry: @unchecked Sendable {
-        var token: AccessToken?
-        var validUntil: C.Instant?
-        var refreshAt: C.Instant?
-        var obtainedAt: C.Instant?
-        var lastRequested: C.Instant
-        var inFlight: Task<AccessToken, any Error>?
-        /// Callers waiting for `inFlight`.
-        var waiters: [Waiter] = []
-        /// Set while exchanges fail; out of line, as it is large and most entries never
-        /// need it (10,000 cached tokens are 10,000 entries).
-        var failure: Failure?
-
-        var failures: Int { failure?.count ?? 0 }
-        var nextAttempt: C.Instant? { failure?.nextAttempt }
-        var lastError: TokenExchangeError? { failure?.error }
-
-        init(lastRequested: C.Instant) { self.lastRequested = lastRequested }
-
-        func validToken(at instant: C.Instant, key: TokenKey) -> CachedToken? {
-            guard let token, let validUntil, instant < validUntil else { return nil }
-            return CachedToken(token: token, expiresIn: instant.duration(to: validUntil), key: key)
-        }
-
-        func isDueForRefresh(at instant: C.Instant, activeWindow: Duration) -> Bool {
-            guard inFlight == nil, token != nil, let refreshAt, refreshAt <= instant else { return false }
-            if let nextAttempt, instant < nextAttempt { return false }
-            return lastRequested.duration(to: instant) <= activeWindow
-        }
-    }
-
-    /// Failed exchanges since an entry's last success.
-    final class Failure: @unchecked Sendable {
-        let count: Int
-        /// No exchange before this.
-        let nextAttempt: C.Instant
-        let error: TokenExchangeError
-
-        init(count: Int, nextAttempt: C.Instant, error: TokenExchangeError) {
-            self.count = count
-            self.nextAttempt = nextAttempt
-            self.error = error
-        }
-    }
-
-    /// A caller waiting for an exchange.
-    typealias Waiter = @Sendable (Result<AccessToken, TokenExchangeError>) -> Void
-
-    enum MissDecision {
-        case unknownIdentity
-        case waiting
-        case backingOff(TokenExchangeError, stale: CachedToken?)
-        case recentEnough(CachedToken)
     }
 }
 

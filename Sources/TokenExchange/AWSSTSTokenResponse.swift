@@ -28,15 +28,16 @@ public enum AWSSTSTokenResponse {
         guard response.status == 200 else {
             throw error(for: response, document: document, configuration: configuration, assertion: assertion, now: now)
         }
-        let requestId = document?.text(at: ["ResponseMetadata", "RequestId"]) ?? response.header("x-amzn-RequestId")
+        let requestId = UntrustedText.identifier(
+            document?.text(at: ["ResponseMetadata", "RequestId"]) ?? response.header("x-amzn-RequestId"), redacting: [assertion.jwt])
         func malformed(_ what: String) -> TokenExchangeError {
             TokenExchangeError(
                 code: .upstreamUnavailable, message: "AWS STS answered 200 \(what)", isRetryable: true,
-                upstream: .init(status: 200, traceId: requestId.map(safeIdentifier)))
+                upstream: .init(status: 200, traceId: requestId))
         }
         guard let document else { throw malformed("with a body that is not XML") }
         guard document.name == "AssumeRoleWithWebIdentityResponse", let result = document.child("AssumeRoleWithWebIdentityResult") else {
-            throw malformed("with a '\(safeIdentifier(document.name))' document instead of an AssumeRoleWithWebIdentityResponse")
+            throw malformed("with a '\(UntrustedText.identifier(document.name, redacting: [assertion.jwt], limit: 64) ?? "?")' document instead of an AssumeRoleWithWebIdentityResponse")
         }
         var missing: [String] = []
         let accessKeyId = result.text(at: ["Credentials", "AccessKeyId"])
@@ -87,10 +88,13 @@ public enum AWSSTSTokenResponse {
     ) -> TokenExchangeError {
         let isErrorResponse = document?.name == "ErrorResponse"
         let error = isErrorResponse ? document?.child("Error") : nil
-        let code = error?.text(at: ["Code"]).map(safeIdentifier)
-        let message = error?.text(at: ["Message"]).map { UpstreamText.sanitize($0, redacting: [assertion.jwt]) }
-        let requestId = (isErrorResponse ? document?.text(at: ["RequestId"]) : nil) ?? response.header("x-amzn-RequestId")
-        let upstream = TokenExchangeError.Upstream(status: response.status, error: code, traceId: requestId.map(safeIdentifier))
+        // AWS quotes parameters in its messages; everything it says passes through UntrustedText.
+        let secrets = [assertion.jwt]
+        let code = UntrustedText.identifier(error?.text(at: ["Code"]), redacting: secrets, limit: 64)
+        let message = error?.text(at: ["Message"]).map { UntrustedText.sanitize($0, redacting: secrets) }
+        let requestId = UntrustedText.identifier(
+            (isErrorResponse ? document?.text(at: ["RequestId"]) : nil) ?? response.header("x-amzn-RequestId"), redacting: secrets)
+        let upstream = TokenExchangeError.Upstream(status: response.status, error: code, traceId: requestId)
         let said = message.map { " AWS said: \($0)" + ($0.hasSuffix(".") ? "" : ".") } ?? ""
         let codeText = code.map { "AWS STS \($0)" } ?? "AWS STS HTTP \(response.status)"
 
@@ -142,10 +146,5 @@ public enum AWSSTSTokenResponse {
             hint = "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))"
         }
         return TokenExchangeError(code: .upstreamRejected, message: "\(codeText): \(hint).\(said)", isRetryable: retryable, upstream: upstream)
-    }
-
-    /// Codes and request ids are identifiers: keep at most 100 of `[A-Za-z0-9._:-]`.
-    static func safeIdentifier(_ text: String) -> String {
-        String(text.filter { $0.isASCII && ($0.isLetter || $0.isNumber || "._:-".contains($0)) }.prefix(100))
     }
 }

@@ -31,11 +31,13 @@ public enum EntraTokenResponse {
                 code: .upstreamUnavailable, message: "the token service answered 200 with 'expires_in' beyond one year; refusing a token with an implausible lifetime",
                 isRetryable: true)
         }
+        let secrets = [token, assertion.jwt]
         let refreshIn = seconds(object["refresh_in"]).flatMap { $0 > 0 && $0 < expiresIn ? $0 : nil }
         let extExpiresIn = seconds(object["ext_expires_in"]).flatMap { $0 > 0 && $0 <= maximumLifetime ? $0 : nil }
         return AccessToken(
             value: token,
-            tokenType: (object["token_type"] as? String) ?? "Bearer",
+            // Handed to callers: an identifier such as "Bearer", or the default.
+            tokenType: UntrustedText.identifier(object["token_type"] as? String, redacting: secrets, limit: 64) ?? "Bearer",
             issuedAt: now,
             expiresAt: now.addingTimeInterval(expiresIn),
             refreshAt: refreshIn.map { now.addingTimeInterval($0) },
@@ -52,14 +54,16 @@ public enum EntraTokenResponse {
         now: Date
     ) -> TokenExchangeError {
         let body = jsonObject(response.body)
+        // Entra echoes what it was sent; everything it says passes through UntrustedText.
+        let secrets = [assertion.jwt]
         let upstream = TokenExchangeError.Upstream(
             status: response.status,
-            error: body?["error"] as? String,
+            error: (body?["error"] as? String).map { UntrustedText.sanitize($0, redacting: secrets, limit: 64) },
             codes: (body?["error_codes"] as? [Any])?.compactMap { JSONNumber.double($0).flatMap { abs($0) < 1e15 ? Int($0) : nil } } ?? [],
-            traceId: body?["trace_id"] as? String,
-            correlationId: body?["correlation_id"] as? String
+            traceId: UntrustedText.identifier(body?["trace_id"] as? String, redacting: secrets),
+            correlationId: UntrustedText.identifier(body?["correlation_id"] as? String, redacting: secrets)
         )
-        let summary = (body?["error_description"] as? String).map(firstSentences) ?? upstream.error
+        let summary = (body?["error_description"] as? String).map { UntrustedText.sanitize(firstSentences($0), redacting: secrets) } ?? upstream.error
         let codeText = upstream.codes.first.map { "AADSTS\($0)" } ?? "HTTP \(response.status)"
 
         if response.status == 429 {
@@ -139,13 +143,14 @@ public enum EntraTokenResponse {
         return (value as? String).flatMap(TimeInterval.init).flatMap { $0.isFinite ? $0 : nil }
     }
 
-    /// The description up to Entra's " Trace ID:" trailer, at most 300 characters.
+    /// The description up to Entra's " Trace ID:" trailer (`UntrustedText` cuts it to length:
+    /// cutting here could leave half a secret it no longer recognises).
     static func firstSentences(_ description: String) -> String {
         var text = Substring(description)
         for marker in ["\r\n", "\n", " Trace ID:"] {
             if let range = text.range(of: marker) { text = text[..<range.lowerBound] }
         }
-        return String(text.prefix(300))
+        return String(text)
     }
 }
 

@@ -35,6 +35,18 @@ public enum RFC8693TokenRequest {
         return UpstreamRequest(method: "POST", url: configuration.tokenEndpoint, headers: headers, body: Array(body.utf8))
     }
 
+    /// What this request carries that must never come back in a message: the subject token,
+    /// the client secret as configured and as encoded, and the `Basic` credentials.
+    static func secrets(configuration: RFC8693Configuration, assertion: Assertion) -> [String] {
+        var secrets = [assertion.jwt]
+        if let secret = configuration.clientSecret {
+            secrets += [secret, FormEncoding.escape(secret)]
+            if let id = configuration.clientId { secrets.append(FormEncoding.escape(id) + ":" + FormEncoding.escape(secret)) }
+        }
+        if let authorization = basicAuthorization(configuration) { secrets.append(String(authorization.dropFirst("Basic ".count))) }
+        return secrets
+    }
+
     /// `Basic base64(urlencode(id):urlencode(secret))`, as RFC 6749 §2.3.1 specifies (the
     /// form-encoding step lets ids and secrets contain `:` and non-ASCII characters).
     static func basicAuthorization(_ configuration: RFC8693Configuration) -> String? {

@@ -44,12 +44,13 @@ public enum RFC8693TokenResponse {
             throw malformed("without 'access_token'")
         }
         var warnings: [String] = []
+        let secrets = RFC8693TokenRequest.secrets(configuration: configuration, assertion: assertion) + [token]
 
         let issuedTokenType = object["issued_token_type"] as? String
         if issuedTokenType == nil {
             warnings.append("the token exchange service left out 'issued_token_type', which RFC 8693 §2.2.1 requires; the token was accepted as \(configuration.requestedTokenType ?? "an access token")")
         } else if let requested = configuration.requestedTokenType, let issuedTokenType, issuedTokenType != requested {
-            warnings.append("requested_token_type was \(requested) but the service issued \(UpstreamText.sanitize(issuedTokenType, redacting: [], limit: 120))")
+            warnings.append("requested_token_type was \(requested) but the service issued \(UntrustedText.sanitize(issuedTokenType, redacting: secrets, limit: 120))")
         }
 
         let tokenType: String
@@ -64,7 +65,7 @@ public enum RFC8693TokenResponse {
         case let other?:
             throw TokenExchangeError(
                 code: .upstreamUnavailable,
-                message: "the token exchange service issued a token of type '\(UpstreamText.sanitize(other, redacting: [], limit: 40))'; "
+                message: "the token exchange service issued a token of type '\(UntrustedText.sanitize(other, redacting: secrets, limit: 40))'; "
                     + "only Bearer and N_A tokens can be served (a proof-of-possession token needs a key the caller does not have)",
                 isRetryable: false, upstream: .init(status: 200))
         }
@@ -98,7 +99,7 @@ public enum RFC8693TokenResponse {
         }
 
         if let granted = object["scope"] as? String, !scope.value.isEmpty, granted != scope.value {
-            warnings.append("the token exchange service granted scope '\(UpstreamText.sanitize(granted, redacting: [token, assertion.jwt], limit: 200))', not the requested '\(scope.value)'")
+            warnings.append("the token exchange service granted scope '\(UntrustedText.sanitize(granted, redacting: secrets, limit: 200))', not the requested '\(scope.value)'")
         }
         return Outcome(
             token: AccessToken(value: token, tokenType: tokenType, issuedAt: now, expiresAt: expiresAt),
@@ -115,13 +116,13 @@ public enum RFC8693TokenResponse {
         now: Date
     ) -> TokenExchangeError {
         let body = EntraTokenResponse.jsonObject(response.body)
-        let secrets = [assertion.jwt, configuration.clientSecret].compactMap { $0 }
-        let errorCode = (body?["error"] as? String).map { UpstreamText.sanitize($0, redacting: secrets, limit: 80) }
-        let description = (body?["error_description"] as? String).map { UpstreamText.sanitize($0, redacting: secrets) }
-        let errorURI = (body?["error_uri"] as? String).map { UpstreamText.sanitize($0, redacting: secrets, limit: 200) }
+        let secrets = RFC8693TokenRequest.secrets(configuration: configuration, assertion: assertion)
+        let errorCode = (body?["error"] as? String).map { UntrustedText.sanitize($0, redacting: secrets, limit: 64) }
+        let description = (body?["error_description"] as? String).map { UntrustedText.sanitize($0, redacting: secrets) }
+        let errorURI = (body?["error_uri"] as? String).map { UntrustedText.sanitize($0, redacting: secrets, limit: 200) }
         let upstream = TokenExchangeError.Upstream(
             status: response.status, error: errorCode,
-            traceId: response.header("X-Request-Id").map { UpstreamText.sanitize($0, redacting: secrets, limit: 100) })
+            traceId: UntrustedText.identifier(response.header("X-Request-Id"), redacting: secrets))
         let saidText = description.map { " Upstream said: \($0)" + ($0.hasSuffix(".") ? "" : ".") } ?? ""
         let uriText = errorURI.map { " See \($0)." } ?? ""
 

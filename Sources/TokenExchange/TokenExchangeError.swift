@@ -25,6 +25,10 @@ public struct TokenExchangeError: Error, Sendable, CustomStringConvertible {
     }
 
     /// What the token service said, when it said something.
+    ///
+    /// Every string here came from the token service and passed through `UntrustedText`
+    /// in the parser that read it: the ids only when they look like ids, the error code cut
+    /// short, neither with a secret we sent or a line break in it.
     public struct Upstream: Sendable, Equatable {
         /// HTTP status.
         public var status: Int

@@ -108,12 +108,12 @@ struct CacheFixture: Sendable {
     static let storage = Scope("https://storage.azure.com/.default")
     static let vault = Scope("https://vault.azure.net/.default")
 
-    init(_ configure: (inout TokenCacheConfiguration) -> Void = { _ in }) {
+    init(logger: Logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), _ configure: (inout TokenCacheConfiguration) -> Void = { _ in }) {
         var configuration = TokenCacheConfiguration()
         configure(&configuration)
         fetcher = FakeFetcher(clock: clock)
         let clock = self.clock
-        cache = TokenCache(configuration: configuration, clock: clock, now: { clock.date }, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        cache = TokenCache(configuration: configuration, clock: clock, now: { clock.date }, logger: logger)
         cache.register(identity: Self.identity, fetcher: fetcher)
     }
 

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import TokenExchange
+
+@Suite("The one sanitizer of outside text")
+struct UntrustedTextTests {
+    @Test(
+        "removes control characters and escapes, redacts credential-like runs",
+        arguments: [
+            ("plain message", "plain message"),
+            ("line one\nline two\r\n\tindented", "line one line two indented"),
+            ("\u{1B}[1;31mred\u{1B}[0m text", "red text"),
+            ("nul\u{0}byte and bidi\u{202E}override", "nul byte and bidi override"),
+            ("para\u{2029}line\u{2028}next\u{85}c1", "para line next c1"),
+            ("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln done", "Bearer [redacted] done"),
+            ("secret=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd+/==", "secret=[redacted]"),
+            ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [redacted]"),
+            ("authorization: BASIC YTpi=, next", "authorization: BASIC [redacted], next"),
+            ("header bearer 2YotnFZFEjr1zCsicMWpAA.", "header bearer [redacted]"),
+            ("basic: not a credential", "basic: not a credential"),
+            ("path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok", "path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok"),
+            ("trace 9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00 ok", "trace 9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00 ok"),
+            ("see https://learn.microsoft.com/entra/workload-id/workload-identity-federation", "see https://learn.microsoft.com/entra/workload-id/workload-identity-federation"),
+        ])
+    func cleans(input: String, expected: String) {
+        #expect(UntrustedText.sanitize(input) == expected)
+    }
+
+    @Test func redactsTheSecretsItIsGiven() {
+        let text = "client secret s3cr3t-value, encoded s3cr3t%2Dvalue, short ab"
+        #expect(UntrustedText.sanitize(text, redacting: ["s3cr3t-value", "s3cr3t%2Dvalue", "ab"])
+            == "client secret [redacted], encoded [redacted], short ab")
+    }
+
+    @Test func aSecretContainingAnotherGoesWhole() {
+        #expect(UntrustedText.sanitize("x abcdefgh12345678 y", redacting: ["abcdefgh", "abcdefgh12345678"]) == "x [redacted] y")
+    }
+
+    @Test("keeps the end of a long stderr and the start of a long message")
+    func truncates() {
+        let text = (0..<200).map { "w\($0)" }.joined(separator: " ")
+        let tail = UntrustedText.sanitize(Array(text.utf8), limit: 20, keep: .end)
+        #expect(tail.hasPrefix("…") && tail.hasSuffix("w199"))
+        #expect(tail.count <= 21)
+        let head = UntrustedText.sanitize(text, limit: 20, keep: .start)
+        #expect(head.hasPrefix("w0 w1") && head.hasSuffix("…"))
+        #expect(head.count <= 21)
+    }
+
+    @Test func aSecretBeyondTheCutIsNotHalfShown() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+        let text = String(repeating: "a ", count: 145) + jwt
+        let cut = UntrustedText.sanitize(text, limit: 300)
+        #expect(!cut.contains("eyJhbG"))
+    }
+
+    @Test("invalid UTF-8 does not break it")
+    func invalidUTF8() {
+        #expect(UntrustedText.sanitize([0x66, 0x6F, 0xFF, 0x6F]) == "fo\u{FFFD}o")
+    }
+
+    @Test(
+        "identifiers: kept when they look like one, else dropped",
+        arguments: [
+            ("9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00", "9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00" as String?),
+            ("  uAQJcJcTyH4E0reGNgUu62xAEcC7pq2Ruyycb288l1R7mOmADCBR ", "uAQJcJcTyH4E0reGNgUu62xAEcC7pq2Ruyycb288l1R7mOmADCBR"),
+            ("ValidationError", "ValidationError"),
+            ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", nil),
+            ("abc\r\ninfo forged", nil),
+            ("abc def", nil),
+            ("abc<script>", nil),
+            ("", nil),
+            (String(repeating: "a", count: 129), nil),
+        ])
+    func identifiers(input: String, expected: String?) {
+        #expect(UntrustedText.identifier(input) == expected)
+    }
+
+    @Test func anIdentifierThatIsASecretIsDropped() {
+        #expect(UntrustedText.identifier("s3cr3t-value", redacting: ["s3cr3t-value"]) == nil)
+    }
+
+    @Test func aHugeFieldIsCheap() {
+        let huge = String(repeating: "0123456789abcdef ", count: 200_000 / 17)
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            for _ in 0..<10 { _ = UntrustedText.sanitize(huge, redacting: ["s3cr3t-value"]) }
+        }
+        #expect(elapsed < .seconds(2), "\(elapsed) for ten 200 KB fields")
+        #expect(UntrustedText.sanitize(huge).count <= 301)
+        #expect(UntrustedText.identifier(String(repeating: "a", count: 200_000)) == nil)
+    }
+}
