@@ -148,6 +148,8 @@ let package = Package(
                 "SystemdSupport",
                 "CMalloc",
                 .product(name: "Yams", package: "Yams"),
+                // SHA-256 for node mode's cache keys (already linked for the dev provider).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -26,6 +26,10 @@ public struct BrokerServerConfiguration: Sendable {
     public var maxRequestBytes: Int = 64 * 1024
     /// How long a graceful shutdown waits for requests in flight (default 10 s).
     public var drainTimeout: Duration = .seconds(10)
+    /// Variables read from each Unix caller's `/proc/PID/environ` at accept (with the
+    /// process pinned, like its executable), into `PeerCredentials.environment`. Default
+    /// none: nothing is read.
+    public var attestedEnvironment: [String] = []
     /// Threads serving a Unix socket, each with its own event loop (default 1). A TCP
     /// listener is served by the NIO event loop group the server is given.
     public var eventLoopThreads: Int = 1

@@ -410,7 +410,7 @@ enum HTTPRoute {
             self = .broker(
                 BrokerRequest(
                     op: "token", scope: target.first("scope"), resource: target.first("resource"), identity: target.first("identity"),
-                    minValiditySeconds: minValidity))
+                    minValiditySeconds: minValidity, clientId: target.first("clientId"), tenantId: target.first("tenantId"), volume: target.first("volume")))
         case "/v1/status":
             self = .broker(BrokerRequest(op: "status"))
         case "/healthz":

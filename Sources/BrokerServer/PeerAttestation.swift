@@ -26,17 +26,19 @@ enum PeerAttestation {
     /// rather than on a shared pool means no other work (a loopback flood, a slow lookup)
     /// can delay them, and the window in which a caller could exec another binary after
     /// connecting and be attested as that binary is as short as the broker can make it.
-    static func attest(_ socket: CInt, credentials: KernelPeerCredentials) -> PeerCredentials {
+    static func attest(_ socket: CInt, credentials: KernelPeerCredentials, environment names: [String] = []) -> PeerCredentials {
         let pid = credentials.pid
         let groups = supplementaryGroups(of: socket)
         guard pid > 0, let pidfd = pidfd(of: socket, pid: pid) else {
             return PeerCredentials(pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups)
         }
         defer { close(pidfd) }
-        let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd)
-        return PeerCredentials(
+        let process = ProcessSnapshot.read(pid: pid, pidfd: pidfd, environment: names)
+        var peer = PeerCredentials(
             pid: pid, uid: credentials.uid, gid: credentials.gid, supplementaryGroups: groups,
             executable: process?.executable, executableFile: process?.executableFile, cgroup: process?.cgroup)
+        peer.environment = process?.environment
+        return peer
     }
 
     // MARK: Groups
@@ -86,17 +88,32 @@ struct ProcessSnapshot: Sendable, Equatable {
     /// caller's mount namespace changes the path's meaning but not this.
     var executableFile: FileIdentity?
     var cgroup: String?
+    /// The requested variables of its environment (nil when none were asked for).
+    var environment: [String: String]?
 
     /// Reads the executable and cgroup of `pid`, or nil unless the reads provably
     /// describe the process `pidfd` refers to: it still has `pid`, its start time is
     /// the same before and after, and it is alive after the reads.
-    static func read(pid: Int32, pidfd: Int32) -> ProcessSnapshot? {
+    static func read(pid: Int32, pidfd: Int32, environment names: [String] = []) -> ProcessSnapshot? {
         guard pidOfPIDFD(pidfd) == pid, let started = startTime(pid) else { return nil }
         let executable = readLink("/proc/\(pid)/exe")
         let executableFile = FileIdentity(path: "/proc/\(pid)/exe")  // stat follows the link to the file itself
         let cgroup = readSmallFile("/proc/\(pid)/cgroup").flatMap(CgroupPath.select(fromProcFile:))
+        let environment = names.isEmpty ? nil : readSmallFile("/proc/\(pid)/environ").map { Self.variables(names, in: $0) } ?? [:]
         guard startTime(pid) == started, isAlive(pidfd) else { return nil }
-        return ProcessSnapshot(executable: executable, executableFile: executableFile, cgroup: cgroup)
+        return ProcessSnapshot(executable: executable, executableFile: executableFile, cgroup: cgroup, environment: environment)
+    }
+
+    /// `names`' values in a `NAME=value\0…` block (as the process was started: a process can
+    /// change its environment later only in its own memory, which /proc does not show).
+    static func variables(_ names: [String], in block: String) -> [String: String] {
+        var found: [String: String] = [:]
+        for entry in block.split(separator: "\0") {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            let name = String(entry[..<equals])
+            if names.contains(name), found[name] == nil { found[name] = String(entry[entry.index(after: equals)...]) }
+        }
+        return found
     }
 
     /// The PID a pidfd refers to (`Pid:` in its fdinfo; -1 once the process is gone).

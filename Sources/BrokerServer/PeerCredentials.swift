@@ -33,6 +33,9 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     public private(set) var systemdUserUnit: String?
     /// The Kubernetes pod UID from a `…pod<uid>…` cgroup segment, lowercase with dashes.
     public private(set) var podUID: String?
+    /// The variables of `/proc/PID/environ` the server was asked to read
+    /// (`attestedEnvironment`, node mode's `callerEnvironment`), nil when not read.
+    public var environment: [String: String]?
 
     /// Creates credentials; the systemd unit and pod UID are derived from `cgroup`.
     public init(

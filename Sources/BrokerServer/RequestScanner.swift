@@ -36,7 +36,7 @@ enum RequestScanner {
             guard skipWhitespace(), take(UInt8(ascii: "{")) else { return nil }
             var op: String?
             var id: RequestID??
-            var scope, resource, identity: String??
+            var scope, resource, identity, clientId, tenantId, volume: String??
             var minValidity: Int??
             guard skipWhitespace() else { return nil }
             if !take(UInt8(ascii: "}")) {
@@ -66,6 +66,15 @@ enum RequestScanner {
                     case "identity":
                         guard identity == nil, let text = optionalString(value) else { return nil }
                         identity = text
+                    case "clientId":
+                        guard clientId == nil, let text = optionalString(value) else { return nil }
+                        clientId = text
+                    case "tenantId":
+                        guard tenantId == nil, let text = optionalString(value) else { return nil }
+                        tenantId = text
+                    case "volume":
+                        guard volume == nil, let text = optionalString(value) else { return nil }
+                        volume = text
                     case "minValiditySeconds":
                         guard minValidity == nil else { return nil }
                         switch value {
@@ -85,7 +94,7 @@ enum RequestScanner {
             guard index == bytes.count, let op else { return nil }
             return BrokerRequest(
                 op: op, id: id ?? nil, scope: scope ?? nil, resource: resource ?? nil, identity: identity ?? nil,
-                minValiditySeconds: minValidity ?? nil)
+                minValiditySeconds: minValidity ?? nil, clientId: clientId ?? nil, tenantId: tenantId ?? nil, volume: volume ?? nil)
         }
 
         /// A string or null for an optional string field; nil for any other value.

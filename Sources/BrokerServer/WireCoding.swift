@@ -116,12 +116,14 @@ enum WireCoding {
         measure(response.tokenType)
         measure(response.identity)
         measure(response.scope)
+        measure(response.serviceAccount)
+        measure(response.clientId)
         if case .string(let id) = response.id { measure(id) }
         guard plain else { return nil }
         // One pass of plain copies into one reservation: each ByteBuffer write is an
         // exclusivity check and a capacity check, and there would be about twenty.
-        var buffer = allocator.buffer(capacity: strings + 192)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: strings + 192) { raw in
+        var buffer = allocator.buffer(capacity: strings + 256)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: strings + 256) { raw in
             var out = RawWriter(raw)
             out.write("{")
             if let id = response.id { out.writeIDField(id) }
@@ -145,6 +147,8 @@ enum WireCoding {
             }
             stringField(#","identity":""#, response.identity)
             stringField(#","scope":""#, response.scope)
+            stringField(#","serviceAccount":""#, response.serviceAccount)
+            stringField(#","clientId":""#, response.clientId)
             out.write(newline ? "}\n" : "}")
             return out.count
         }

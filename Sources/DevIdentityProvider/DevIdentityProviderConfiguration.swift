@@ -24,6 +24,10 @@ public struct DevIdentityProviderConfiguration: Sendable {
     public var serviceAccountName = "workload"
     /// More federated credential subjects accepted for the app (exact, case-sensitive). Default none.
     public var extraSubjects: [String] = []
+    /// App registrations with federated credentials of their own: client id → the subjects
+    /// it trusts (and only those), like separate apps in a tenant. Each is also an app the
+    /// emulator knows. Default none.
+    public var appSubjects: [String: [String]] = [:]
     /// Lifetime of the projected service-account tokens. Default 1 h.
     public var assertionLifetime: Duration = .seconds(3600)
     /// How often the token file is rewritten; nil (the default) is 80 % of `assertionLifetime`, as kubelet does.

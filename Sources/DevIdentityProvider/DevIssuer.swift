@@ -63,6 +63,12 @@ final class DevIssuer: Sendable {
         var issuedAtOffsetSeconds: Int?
         /// Sign with a key the JWKS does not publish (a different `kid`), to provoke AADSTS700027.
         var foreignKey: Bool?
+        /// The service account and pod the token is bound to (node-mode tests: one issuer,
+        /// many pods); `sub` follows the account unless given.
+        var namespace: String?
+        var serviceAccount: String?
+        var podName: String?
+        var podUID: String?
     }
 
     /// Signs a token shaped like kube-apiserver's TokenRequest answer.
@@ -72,6 +78,8 @@ final class DevIssuer: Sendable {
         let bound = 100 * 365 * 86_400
         let iat = nowSeconds + min(max(request.issuedAtOffsetSeconds ?? 0, -bound), bound)
         let ttl = min(max(request.ttlSeconds ?? Int(configuration.assertionLifetime.components.seconds), -bound), bound)
+        let namespace = request.namespace ?? configuration.serviceAccountNamespace
+        let account = request.serviceAccount ?? configuration.serviceAccountName
         let claims = ServiceAccountClaims(
             aud: request.aud ?? [Self.federationAudience],
             exp: iat + ttl,
@@ -79,12 +87,13 @@ final class DevIssuer: Sendable {
             iss: request.iss ?? issuerURL,
             jti: UUID().uuidString.lowercased(),
             kubernetes: .init(
-                namespace: configuration.serviceAccountNamespace,
+                namespace: namespace,
                 node: .init(name: identity.nodeName, uid: identity.nodeUID),
-                pod: .init(name: identity.podName, uid: identity.podUID),
-                serviceaccount: .init(name: configuration.serviceAccountName, uid: identity.serviceAccountUID)),
+                pod: .init(name: request.podName ?? identity.podName, uid: request.podUID ?? identity.podUID),
+                serviceaccount: .init(name: account, uid: identity.serviceAccountUID)),
             nbf: request.notBeforeOffsetSeconds.map { nowSeconds + min(max($0, -bound), bound) } ?? iat,
-            sub: request.sub ?? configuration.serviceAccountSubject)
+            sub: request.sub ?? (request.namespace == nil && request.serviceAccount == nil
+                ? configuration.serviceAccountSubject : "system:serviceaccount:\(namespace):\(account)"))
         let signer = request.foreignKey == true ? try await foreignSigningKey() : key
         return (try await signer.sign(claims), claims)
     }

@@ -38,7 +38,8 @@ extension EntraEmulator {
         guard let grantType = form["grant_type"] else { throw .missingParameter("grant_type") }
         guard grantType == "client_credentials" else { throw .unsupportedGrantType(grantType) }
         guard let clientId = form["client_id"], !clientId.isEmpty else { throw .missingParameter("client_id") }
-        guard ([configuration.clientId] + configuration.extraClientIds).contains(where: { $0.lowercased() == clientId.lowercased() }) else {
+        let ownSubjects = configuration.appSubjects.first { $0.key.lowercased() == clientId.lowercased() }?.value
+        guard ownSubjects != nil || ([configuration.clientId] + configuration.extraClientIds).contains(where: { $0.lowercased() == clientId.lowercased() }) else {
             throw .applicationNotFound(clientId: clientId, tenant: tenant)
         }
 
@@ -78,7 +79,9 @@ extension EntraEmulator {
             throw .lifetimeTooLong(seconds: Int(min(exp - start, 1e15)))
         }
 
-        try Self.matchFederatedCredential(credentials, issuer: issuer, subject: subject, audiences: claims.aud)
+        // An app with credentials of its own trusts only its subjects.
+        let trusted = ownSubjects.map { $0.map { FederatedCredential(issuer: issuerURL, subject: $0, audience: DevIssuer.federationAudience) } } ?? credentials
+        try Self.matchFederatedCredential(trusted, issuer: issuer, subject: subject, audiences: claims.aud)
         try await keyCache.verify(assertion, kid: parsed.kid, issuer: issuer)
 
         return try await issueAccessToken(resource: resource, tenant: tenant, clientId: clientId)

@@ -16,6 +16,8 @@ extension BrokerResponse {
         writer.field("expiresIn", expiresIn)
         writer.field("identity", identity)
         writer.field("scope", scope)
+        writer.field("serviceAccount", serviceAccount)
+        writer.field("clientId", clientId)
         if let credentials {
             writer.key("credentials")
             writer.beginObject()
@@ -92,6 +94,19 @@ extension BrokerStatus {
             writer.field("imdsAuthorityHost", compat.imdsAuthorityHost)
             writer.field("socket", compat.socket)
             writer.field("identityHeader", compat.identityHeader)
+            writer.endObject()
+        }
+        if let pod {
+            writer.key("pod")
+            writer.beginObject()
+            writer.field("uid", pod.uid)
+            writer.beginArray("tokens")
+            for token in pod.tokens { writer.element(token) }
+            writer.endArray()
+            writer.beginArray("serviceAccounts")
+            for account in pod.serviceAccounts { writer.element(account) }
+            writer.endArray()
+            writer.field("exchange", pod.exchange)
             writer.endObject()
         }
         writer.endObject()

@@ -50,15 +50,28 @@ public struct BrokerRequest: Codable, Sendable, Equatable {
     public var identity: String?
     /// Serve a cached token only if it is valid for at least this long (default 300).
     public var minValiditySeconds: Int?
+    /// Node mode: the Entra application (client) id to trade the caller's pod token for.
+    public var clientId: String?
+    /// Node mode: the Entra tenant, when not the configured one.
+    public var tenantId: String?
+    /// Node mode: which projected token of the caller's pod (`VOLUME` or `VOLUME/FILE`),
+    /// when it has several.
+    public var volume: String?
 
     /// Creates a request.
-    public init(op: String, id: RequestID? = nil, scope: String? = nil, resource: String? = nil, identity: String? = nil, minValiditySeconds: Int? = nil) {
+    public init(
+        op: String, id: RequestID? = nil, scope: String? = nil, resource: String? = nil, identity: String? = nil, minValiditySeconds: Int? = nil,
+        clientId: String? = nil, tenantId: String? = nil, volume: String? = nil
+    ) {
         self.op = op
         self.id = id
         self.scope = scope
         self.resource = resource
         self.identity = identity
         self.minValiditySeconds = minValiditySeconds
+        self.clientId = clientId
+        self.tenantId = tenantId
+        self.volume = volume
     }
 }
 
@@ -84,6 +97,10 @@ public struct BrokerResponse: Codable, Sendable, Equatable {
     public var scope: String?
     /// AWS credentials, for identities whose exchange is AWS STS (instead of `token`).
     public var credentials: AWSCredentialsObject?
+    /// Node mode: the caller's pod's service account the token was obtained for (`NS/NAME`).
+    public var serviceAccount: String?
+    /// Node mode: the Entra application (client) id the token was obtained for.
+    public var clientId: String?
 
     // status
     /// Broker status (`status` op).
@@ -96,9 +113,12 @@ public struct BrokerResponse: Codable, Sendable, Equatable {
     /// Creates a response.
     public init(
         id: RequestID?, ok: Bool, token: String? = nil, tokenType: String? = nil, expiresOn: Int64? = nil, expiresIn: Int64? = nil,
-        identity: String? = nil, scope: String? = nil, credentials: AWSCredentialsObject? = nil, status: BrokerStatus? = nil, error: WireError? = nil
+        identity: String? = nil, scope: String? = nil, credentials: AWSCredentialsObject? = nil, status: BrokerStatus? = nil, error: WireError? = nil,
+        serviceAccount: String? = nil, clientId: String? = nil
     ) {
         self.credentials = credentials
+        self.serviceAccount = serviceAccount
+        self.clientId = clientId
         self.id = id
         self.ok = ok
         self.token = token
@@ -216,13 +236,37 @@ public struct BrokerStatus: Codable, Sendable, Equatable {
     public var identities: [IdentityStatus]
     /// Where the compatibility endpoints listen, when they are on.
     public var compat: CompatStatus?
+    /// Node mode: the caller's own pod, when it is in one the broker knows.
+    public var pod: PodStatus?
 
     /// Creates a status.
-    public init(version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus], compat: CompatStatus? = nil) {
+    public init(version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus], compat: CompatStatus? = nil, pod: PodStatus? = nil) {
         self.version = version
         self.ready = ready
         self.identities = identities
         self.compat = compat
+        self.pod = pod
+    }
+}
+
+/// Node mode: what the broker knows of the caller's pod and what it may ask for.
+public struct PodStatus: Codable, Sendable, Equatable {
+    /// The pod's UID.
+    public var uid: String
+    /// The projected service-account tokens found for it, `VOLUME/FILE`.
+    public var tokens: [String]
+    /// Their service accounts, `NS/NAME`, in the same order.
+    public var serviceAccounts: [String]
+    /// How the exchange is chosen: `configured` (kubernetes.serviceAccounts), `clientId`
+    /// (the caller names an Entra app), `environment` (the caller's AZURE_CLIENT_ID).
+    public var exchange: String?
+
+    /// Creates a pod status.
+    public init(uid: String, tokens: [String], serviceAccounts: [String], exchange: String? = nil) {
+        self.uid = uid
+        self.tokens = tokens
+        self.serviceAccounts = serviceAccounts
+        self.exchange = exchange
     }
 }
 

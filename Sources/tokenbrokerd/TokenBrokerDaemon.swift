@@ -120,6 +120,9 @@ extension TokenBrokerDaemon {
         @Option(name: .long, parsing: .singleValue, help: "Another accepted client (application) id (repeatable).")
         var clientId: [String] = []
 
+        @Option(name: .long, parsing: .singleValue, help: "An app with a federated credential of its own: CLIENT_ID=SUBJECT (repeatable).")
+        var app: [String] = []
+
         @Option(name: .long, help: "Lifetime of issued access tokens, seconds.")
         var accessTokenLifetime: Int = 3600
 
@@ -134,7 +137,9 @@ extension TokenBrokerDaemon {
         func run() async throws {
             let logger = logging.bootstrap()
             try await DevProviderRunner.run(
-                stateDirectory: stateDir, extraSubjects: subject, extraClientIds: clientId, accessTokenLifetime: accessTokenLifetime,
+                stateDirectory: stateDir, extraSubjects: subject, extraClientIds: clientId,
+                appSubjects: Dictionary(app.compactMap { pair in pair.firstIndex(of: "=").map { (String(pair[..<$0]), [String(pair[pair.index(after: $0)...])]) } }, uniquingKeysWith: +),
+                accessTokenLifetime: accessTokenLifetime,
                 assertionLifetime: assertionLifetime, rotateEvery: rotateEvery, logger: logger)
         }
     }

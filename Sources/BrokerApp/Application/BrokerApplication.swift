@@ -110,7 +110,7 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, prefetcher] + compat.servers + [server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -151,6 +151,7 @@ public enum BrokerApplication {
         server.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
         server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         server.eventLoopThreads = configuration.limits.eventLoopThreads
+        if configuration.kubernetes?.callerEnvironment == true { server.attestedEnvironment = PodIdentities.environmentNames }
         return server
     }
 

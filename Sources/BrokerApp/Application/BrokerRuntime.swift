@@ -17,6 +17,9 @@ final class BrokerRuntime: Service, Sendable {
     let broker: Broker
     /// Audit records of grants and denials (a service: it reports suppressed records).
     let audit: AuditLog<ContinuousClock>
+    /// Node mode's services (the pods-directory watcher and the forgetting of service
+    /// accounts with no pod left), empty without `kubernetes:`.
+    let nodeServices: [any Service]
     private let transport: AsyncHTTPTransport
     private let logger: Logger
     private let watchers = Mutex<[String: Watcher]>([:])
@@ -34,11 +37,21 @@ final class BrokerRuntime: Service, Sendable {
         cacheConfiguration.maxConcurrentExchangesPerIdentity = configuration.cache.maxConcurrentExchanges
         self.cache = TokenCache(configuration: cacheConfiguration, clock: ContinuousClock(), now: { Date() }, logger: logger)
         self.audit = AuditLog(logger: Logger(label: AuditLog<ContinuousClock>.label), clock: ContinuousClock())
+        let cache = self.cache
+        let pods = configuration.kubernetes.map { settings in
+            PodIdentities(settings: settings, registry: PodTokenRegistry(), cache: cache, logger: logger) { exchange, account in
+                try IdentityFactory.exchanger(
+                    exchange, name: "\(account.namespace).\(account.name)", transport: transport, logger: logger.with("kubernetes.service_account", "\(account)"))
+            }
+        }
+        self.nodeServices = pods.map { pods in
+            [KubeletPodWatcher(podsDirectory: pods.settings.podsDirectory, audience: pods.settings.audience, registry: pods.registry, logger: logger), pods]
+        } ?? []
         self.broker = Broker(
             identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger,
             rateLimiter: RateLimiter(
                 ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID, clock: ContinuousClock()),
-            audit: audit,
+            audit: audit, pods: pods,
             countRequest: { metrics.countRequest(op: $0, outcome: $1) })
         self.transport = transport
         self.logger = logger

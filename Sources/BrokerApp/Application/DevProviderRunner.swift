@@ -8,11 +8,12 @@ import UnixSignals
 public enum DevProviderRunner {
     /// Starts the provider, then runs until SIGTERM/SIGINT.
     public static func run(
-        stateDirectory: String, extraSubjects: [String], extraClientIds: [String] = [], accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
+        stateDirectory: String, extraSubjects: [String], extraClientIds: [String] = [], appSubjects: [String: [String]] = [:], accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
     ) async throws {
         var configuration = DevIdentityProviderConfiguration(stateDirectory: stateDirectory)
         configuration.extraSubjects = extraSubjects
         configuration.extraClientIds = extraClientIds
+        configuration.appSubjects = appSubjects
         configuration.accessTokenLifetime = .seconds(accessTokenLifetime)
         configuration.assertionLifetime = .seconds(assertionLifetime)
         configuration.rotationInterval = rotateEvery.map { .seconds($0) }

@@ -18,7 +18,9 @@ enum IdentityFactory {
     static func make(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, logger: Logger) throws -> Parts {
         let logger = logger.with("token.identity", identity.name)
         let now: @Sendable () -> Date = { Date() }
-        return Parts(source: source(identity, transport: transport, now: now, logger: logger), exchanger: try exchanger(identity, transport: transport, now: now, logger: logger))
+        return Parts(
+            source: source(identity, transport: transport, now: now, logger: logger),
+            exchanger: try exchanger(identity.exchange, name: identity.name, transport: transport, now: now, logger: logger))
     }
 
     private static func source(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger) -> any ManagedAssertionSource {
@@ -39,14 +41,15 @@ enum IdentityFactory {
         }
     }
 
-    private static func exchanger(
-        _ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger
+    /// Where an assertion is traded; `name` names it in logs and AWS session names.
+    static func exchanger(
+        _ exchange: ExchangeConfiguration, name: String, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date = { Date() }, logger: Logger
     ) throws -> any TokenExchanger {
-        switch identity.exchange {
+        switch exchange {
         case .entra(let entra): EntraExchanger(configuration: entra, transport: transport, now: now)
         case .rfc8693(let sts): RFC8693Exchanger(configuration: sts, transport: transport, now: now) { logger.warning("\($0)") }
-        case .awsSts(let aws): try AWSSTSExchanger(configuration: aws, identity: identity.name, transport: transport, now: now)
-        case .exec(let settings): ExecExchanger(configuration: plugin(settings), name: identity.name, now: now, logger: logger)
+        case .awsSts(let aws): try AWSSTSExchanger(configuration: aws, identity: name, transport: transport, now: now)
+        case .exec(let settings): ExecExchanger(configuration: plugin(settings), name: name, now: now, logger: logger)
         case .none: AssertionPassthrough()
         }
     }

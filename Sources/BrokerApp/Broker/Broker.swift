@@ -40,12 +40,15 @@ final class Broker: BrokerResponder {
     private let rateLimiter: RateLimiter<ContinuousClock>
     /// One record per grant and denial.
     private let audit: AuditLog<ContinuousClock>
+    /// Node mode (`kubernetes:`): callers in pods get their own pod's tokens.
+    let pods: PodIdentities?
 
     init(
         identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger,
-        rateLimiter: RateLimiter<ContinuousClock>, audit: AuditLog<ContinuousClock>,
+        rateLimiter: RateLimiter<ContinuousClock>, audit: AuditLog<ContinuousClock>, pods: PodIdentities? = nil,
         countRequest: @escaping @Sendable (_ op: String, _ outcome: String) -> Void = { _, _ in }
     ) {
+        self.pods = pods
         self.rateLimiter = rateLimiter
         self.audit = audit
         self.countRequest = countRequest
@@ -226,6 +229,10 @@ final class Broker: BrokerResponder {
 
     func readiness() -> (ready: Bool, reason: String) {
         let all = identities.withLock { Array($0.values) }
+        if all.isEmpty, let pods {
+            let counts = pods.registry.counts
+            return (true, "node mode: \(counts.pods) pods, \(counts.tokens) projected service-account tokens")
+        }
         guard !all.isEmpty else { return (false, "no identities are configured") }
         for identity in all.sorted(by: { $0.configuration.name < $1.configuration.name }) {
             let snapshot = identity.source.snapshot()
@@ -247,6 +254,18 @@ final class Broker: BrokerResponder {
         if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
             return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
         }
+        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
+        // A caller in a pod that names no identity gets its own pod's tokens (node mode);
+        // configured identities serve it only by name.
+        if let pods, request.identity == nil, let podUID = peer.podUID {
+            switch pods.resolve(request, peer: peer, podUID: podUID, scope: asked) {
+            case .resolved(let resolution):
+                return .success((resolution.key, minimum))
+            case .refused(let error):
+                audit.record(.denied, identity: nil, scope: asked, peer: peer, errorCode: error.code)
+                return .failure(error)
+            }
+        }
         let identity: Identity
         switch authorizedIdentity(request.identity, peer: peer, scope: asked) {
         case .failure(let error): return .failure(error)
@@ -265,7 +284,6 @@ final class Broker: BrokerResponder {
             }
             scopeText = asked
         }
-        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
         return .success((TokenKey(identity: identity.configuration.name, scope: Scope(scopeText)), minimum))
     }
 
@@ -338,11 +356,14 @@ final class Broker: BrokerResponder {
                 id: request.id, ok: true, expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970), expiresIn: cached.expiresIn.components.seconds,
                 identity: cached.key.identity, scope: cached.key.scope.value, credentials: Self.wireCredentials(aws))
         }
+        // A pod's token names its service account and app rather than the cache's key.
+        let pod = pods?.registration(of: cached.key.identity)
         return BrokerResponse(
             id: request.id, ok: true, token: cached.token.value, tokenType: cached.token.tokenType,
             expiresOn: Int64(cached.token.expiresAt.timeIntervalSince1970),
             expiresIn: cached.expiresIn.components.seconds,
-            identity: cached.key.identity, scope: cached.key.scope.value)
+            identity: pod == nil ? cached.key.identity : nil, scope: cached.key.scope.value,
+            serviceAccount: pod?.account.description, clientId: pod?.clientId)
     }
 
     /// `throttled` for a uid over its request rate, with the wait in whole seconds (at least 1).
@@ -376,8 +397,9 @@ final class Broker: BrokerResponder {
         }
         // The header secret only goes to callers who could get a token anyway.
         var compat = self.compat.withLock { $0 }
-        if entries.isEmpty { compat?.identityHeader = nil }
-        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat)
+        let pod = peer.podUID.flatMap { uid in pods?.status(podUID: uid) }
+        if entries.isEmpty && pod == nil { compat?.identityHeader = nil }
+        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat, pod: pod)
     }
 
     static func wireCredentials(_ aws: AWSCredentials) -> AWSCredentialsObject {

@@ -17,6 +17,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var readiness = ReadinessSettings()
     /// The App Service / IMDS compatible endpoints (off by default).
     public var compat = CompatSettings()
+    /// `kubernetes:` — node mode; nil (the default) when absent.
+    public var kubernetes: KubernetesSettings?
     /// The identities this broker serves, in file order.
     public var identities: [IdentityConfiguration] = []
 

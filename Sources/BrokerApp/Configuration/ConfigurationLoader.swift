@@ -41,7 +41,7 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "identities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities"]) else { return }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
             if let path = reader.string(socket["path"], at: "socket.path") {
@@ -76,6 +76,7 @@ public enum ConfigurationLoader {
             readReadiness(node, into: &configuration.readiness, reader: &reader)
         }
         readCompat(top["compat"], into: &configuration.compat, reader: &reader)
+        if let node = NodeReader.present(top["kubernetes"]) { configuration.kubernetes = KubernetesReader.read(node, reader: &reader) }
         if let list = reader.sequence(top["identities"], at: "identities") {
             for (index, node) in list.enumerated() {
                 if let identity = IdentityReader.read(node, at: "identities[\(index)]", environment: environment, reader: &reader) {

@@ -22,11 +22,13 @@ final class DevProvider: @unchecked Sendable {
     let directory: String
 
     /// Starts a provider in `directory/provider` accepting `extraSubjects` too.
-    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], accessTokenLifetime: Int = 3600) async throws {
+    /// `apps`: client id → the one subject that app's federated credential trusts.
+    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], apps: [String: String] = [:], accessTokenLifetime: Int = 3600) async throws {
         self.directory = "\(directory)/provider"
         var arguments = ["dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug"]
         for subject in extraSubjects { arguments += ["--subject", subject] }
         for clientId in extraClientIds { arguments += ["--client-id", clientId] }
+        for (clientId, subject) in apps.sorted(by: { $0.key < $1.key }) { arguments += ["--app", "\(clientId)=\(subject)"] }
         process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: "provider")
         let file = "\(self.directory)/provider.json"
         let process = self.process
@@ -82,9 +84,13 @@ final class DevProvider: @unchecked Sendable {
 
     /// A service-account token signed by the issuer with the given claims.
     func mint(
-        sub: String? = nil, aud: [String]? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil
+        sub: String? = nil, aud: [String]? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil,
+        namespace: String? = nil, serviceAccount: String? = nil, podUID: String? = nil
     ) async throws -> String {
         var body: [String: Any] = [:]
+        if let namespace { body["namespace"] = namespace }
+        if let serviceAccount { body["serviceAccount"] = serviceAccount }
+        if let podUID { body["podUID"] = podUID }
         if let sub { body["sub"] = sub }
         if let aud { body["aud"] = aud }
         if let ttlSeconds { body["ttlSeconds"] = ttlSeconds }

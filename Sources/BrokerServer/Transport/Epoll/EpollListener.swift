@@ -183,7 +183,7 @@ extension BrokerServer {
             close(descriptor)
             return
         }
-        open(descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials), tracked: tracked)
+        open(descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: configuration.attestedEnvironment), tracked: tracked)
     }
 
     private func open(_ descriptor: CInt, peer: PeerCredentials, tracked: EpollTrackedConnection) {

@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+
+/// Node mode on a simulated node: real cgroups, real processes, pod directories written as
+/// the kubelet writes them, the real daemon. Every pod gets tokens obtained with its own
+/// projected token, and nothing else.
+@Suite("Node mode", .serialized, .enabled(if: CgroupSandbox.isAvailable, "needs a writable cgroup v2 mount (root)"))
+struct NodeModeTests {
+    static let appA = "0a11ce00-0000-4000-8000-00000000aaaa"
+    static let appB = "0a11ce00-0000-4000-8000-00000000bbbb"
+    static let appReplicas = "0a11ce00-0000-4000-8000-00000000cccc"
+    static let accountA = (namespace: "team-a", name: "api")
+    static let accountB = (namespace: "team-b", name: "web")
+    static let accountReplicas = (namespace: "team-r", name: "worker")
+    /// Pods run as a uid of their own (pods of one uid are told apart by pod UID).
+    static let podUID: UInt32 = 4301
+
+    static func subject(_ account: (namespace: String, name: String)) -> String { "system:serviceaccount:\(account.namespace):\(account.name)" }
+
+    /// A provider whose apps each trust one service account, a node, and a broker in node mode.
+    static func run(_ body: (_ node: SimulatedNode, _ provider: DevProvider, _ broker: BrokerDaemon, _ directory: String) async throws -> Void) async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try SimulatedNode(directory: directory)
+        defer { node.remove() }
+        let provider = try await DevProvider(
+            directory: directory, apps: [appA: subject(accountA), appB: subject(accountB), appReplicas: subject(accountReplicas)])
+        do {
+            let broker = try await BrokerDaemon(
+                directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
+                extraYAML: """
+                    kubernetes: { podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
+                    """)
+            chmod(directory, 0o755)
+            chmod(broker.socketPath, 0o666)
+            do {
+                try await body(node, provider, broker, directory)
+            } catch {
+                _ = await broker.stop()
+                throw error
+            }
+            _ = await broker.stop()
+        } catch {
+            await provider.stop()
+            throw error
+        }
+        await provider.stop()
+    }
+
+    /// A pod of `account` with its projected token (and the default API token beside it).
+    static func startPod(
+        _ node: SimulatedNode, _ provider: DevProvider, account: (namespace: String, name: String), driver: SimulatedNode.Driver = .systemd
+    ) async throws -> SimulatedNode.Pod {
+        let pod = try node.addPod(driver: driver)
+        let token = try await provider.mint(namespace: account.namespace, serviceAccount: account.name, podUID: pod.uid)
+        let apiToken = try await provider.mint(aud: ["https://kubernetes.default.svc"], namespace: account.namespace, serviceAccount: account.name, podUID: pod.uid)
+        try node.project(["azure-identity-token": token], into: pod, volume: "azure-identity-token")
+        try node.project(["token": apiToken, "namespace": account.namespace], into: pod, volume: "kube-api-access-x7k2p")
+        return pod
+    }
+
+    /// `GET /v1/token` from a process in `pod` (its cgroup), with `environment` as the
+    /// webhook would set it.
+    static func token(
+        _ broker: BrokerDaemon, from pod: SimulatedNode.Pod, clientId: String? = nil, environment: [String: String] = [:], query: String = ""
+    ) async throws -> Reply {
+        let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
+        let path = "/v1/token?scope=\(Scenario.scope)" + (clientId.map { "&clientId=\($0)" } ?? "") + query
+        let result = try await OtherUser.run(
+            ["/usr/bin/env"] + variables + ["/usr/bin/curl", "-s", "--max-time", "30", "--unix-socket", broker.socketPath, "http://localhost\(path)"],
+            uid: podUID, gid: podUID, groups: nil, cgroup: pod.cgroup)
+        guard result.status == 0 else { throw HarnessError("curl in pod \(pod.uid) failed (\(result.status)): \(result.stderr)") }
+        return try Reply(result.stdout)
+    }
+
+    @Test("each pod gets a token with its own projected token, whichever cgroup driver; naming another pod's app, identity or a forged token gets nothing")
+    func podsGetTheirOwnTokens() async throws {
+        try await Self.run { node, provider, broker, _ in
+            let podA = try await Self.startPod(node, provider, account: Self.accountA, driver: .systemd)
+            let podB = try await Self.startPod(node, provider, account: Self.accountB, driver: .cgroupfs)
+            let envA = ["AZURE_CLIENT_ID": Self.appA]
+            let envB = ["AZURE_CLIENT_ID": Self.appB]
+
+            let a = try await Self.token(broker, from: podA, environment: envA)
+            #expect(a.ok, "pod A, its app from its environment: \(a)")
+            #expect(a["serviceAccount"] as? String == "team-a/api" && a["clientId"] as? String == Self.appA, "\(a)")
+            let b = try await Self.token(broker, from: podB, clientId: Self.appB)
+            #expect(b.ok, "pod B (cgroupfs driver), its app named in the request: \(b)")
+            #expect(b["serviceAccount"] as? String == "team-b/web")
+            #expect(a.token != b.token)
+
+            // Pod A asks for pod B's app: the token service refuses A's assertion for it.
+            let cross = try await Self.token(broker, from: podA, clientId: Self.appB, environment: envA)
+            #expect(!cross.ok && cross.token == nil, "\(cross)")
+            #expect(cross.errorCode == "upstream_rejected" && cross.errorMessage.contains("700213"), "Entra's reason reaches the caller: \(cross)")
+            let wrongEnvironment = try await Self.token(broker, from: podA, environment: envB)
+            #expect(wrongEnvironment.errorCode == "upstream_rejected", "a wrong AZURE_CLIENT_ID surfaces Entra's error: \(wrongEnvironment)")
+            // Naming an identity is the configured identities' business: root only here.
+            let named = try await Self.token(broker, from: podA, environment: envA, query: "&identity=default")
+            #expect(named.errorCode == "forbidden", "\(named)")
+
+            // A pod writes a valid token of B (signed by the issuer, bound to B's pod) into
+            // its own emptyDir, and into nothing else it can write: it is never read.
+            let forger = try node.addPod()
+            let stolen = try await provider.mint(namespace: Self.accountB.namespace, serviceAccount: Self.accountB.name, podUID: podB.uid)
+            try node.writeEmptyDir(["token": stolen], into: forger, volume: "cache")
+            let forged = try await Self.token(broker, from: forger, environment: envB)
+            #expect(!forged.ok && forged.token == nil, "\(forged)")
+            #expect(forged.errorCode == "assertion_unavailable", "\(forged)")
+            // A projected token bound to another pod's UID does not count either.
+            let mismatched = try node.addPod()
+            try node.project(["azure-identity-token": stolen], into: mismatched, volume: "azure-identity-token")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await Self.token(broker, from: mismatched, environment: envB).token == nil)
+
+            let stats = try await provider.stats()
+            #expect(!stats.requests.contains { $0.assertionSubject == Self.subject(Self.accountB) && $0.clientId != Self.appB }, "B's assertion was only ever sent for B's app")
+        }
+    }
+
+    @Test("a pod created after the broker started is served at once; a deleted pod's process is refused; 40 replicas cost one exchange")
+    func podsComeAndGo() async throws {
+        try await Self.run { node, provider, broker, _ in
+            let environment = ["AZURE_CLIENT_ID": Self.appReplicas]
+            var replicas: [SimulatedNode.Pod] = []
+            for _ in 0..<40 { replicas.append(try await Self.startPod(node, provider, account: Self.accountReplicas)) }
+            try await Task.sleep(for: .milliseconds(300))
+            let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
+                for pod in replicas { group.addTask { try await Self.token(broker, from: pod, environment: environment) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(replies.allSatisfy { $0.ok }, "\(replies.filter { !$0.ok }.prefix(3))")
+            #expect(Set(replies.compactMap(\.token)).count == 1, "one token for the service account")
+            #expect(try await provider.stats().requests.filter { $0.clientId == Self.appReplicas }.count == 1, "40 replicas, one exchange")
+
+            // A new pod: served without a restart, within moments of the kubelet's write.
+            let late = try await Self.startPod(node, provider, account: Self.accountA)
+            let deadline = ContinuousClock.now + .seconds(5)
+            var reply = try await Self.token(broker, from: late, environment: ["AZURE_CLIENT_ID": Self.appA])
+            while !reply.ok, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                reply = try await Self.token(broker, from: late, environment: ["AZURE_CLIENT_ID": Self.appA])
+            }
+            #expect(reply.ok, "\(reply)")
+
+            // Deleted: its processes are refused from then on.
+            try node.deletePod(late)
+            try await Task.sleep(for: .milliseconds(500))
+            let gone = try await Self.token(broker, from: late, environment: ["AZURE_CLIENT_ID": Self.appA])
+            #expect(gone.errorCode == "forbidden" && gone.errorMessage.contains("not on this node"), "\(gone)")
+        }
+    }
+}
