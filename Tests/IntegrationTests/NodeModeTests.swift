@@ -113,6 +113,13 @@ struct NodeModeTests {
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await Self.token(broker, from: mismatched, environment: envB).token == nil)
 
+            // status shows the caller its own pod and nothing of others.
+            let status = try await OtherUser.run(
+                ["/usr/bin/curl", "-s", "--unix-socket", broker.socketPath, "http://localhost/v1/status"], uid: Self.podUID, gid: Self.podUID, groups: nil, cgroup: podA.cgroup)
+            let pod = ((try Reply(status.stdout))["status"] as? [String: Any])?["pod"] as? [String: Any]
+            #expect(pod?["uid"] as? String == podA.uid && pod?["serviceAccounts"] as? [String] == ["team-a/api"], "\(status.stdout)")
+            #expect(pod?["tokens"] as? [String] == ["azure-identity-token/azure-identity-token"], "the API server's token is not listed: \(status.stdout)")
+
             let stats = try await provider.stats()
             #expect(!stats.requests.contains { $0.assertionSubject == Self.subject(Self.accountB) && $0.clientId != Self.appB }, "B's assertion was only ever sent for B's app")
         }
@@ -148,6 +155,10 @@ struct NodeModeTests {
             try await Task.sleep(for: .milliseconds(500))
             let gone = try await Self.token(broker, from: late, environment: ["AZURE_CLIENT_ID": Self.appA])
             #expect(gone.errorCode == "forbidden" && gone.errorMessage.contains("not on this node"), "\(gone)")
+
+            let metrics = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", broker.socketPath, "http://localhost/metrics"])
+            #expect(metrics.stdout.contains("tokenbroker_kubernetes_pods 40"), "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
+            #expect(metrics.stdout.contains(#"serviceaccount="worker""#))
         }
     }
 }

@@ -188,6 +188,16 @@ final class PodIdentities: Service, Sendable {
         return registered.withLock { $0[identity] }
     }
 
+    /// Cached tokens per service account served (for `/metrics`).
+    func cachedTokensByAccount() -> [ServiceAccount: Int] {
+        let all = registered.withLock { $0.map { ($0.key, $0.value.account) } }
+        var counts: [ServiceAccount: Int] = [:]
+        for (identity, account) in all {
+            counts[account, default: 0] += cache.snapshot(identity: identity).filter { $0.expiresIn != nil }.count
+        }
+        return counts
+    }
+
     // MARK: Status
 
     /// What the caller's pod has, for `status`.

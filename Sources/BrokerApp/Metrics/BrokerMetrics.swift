@@ -88,6 +88,15 @@ final class BrokerMetrics: MetricsExposition {
         put("tokenbroker_open_connections", [], Double(openConnections.withLock { $0?() } ?? 0))
         guard let runtime = runtime.withLock({ $0 }) else { return }
         put("tokenbroker_cached_tokens", [], Double(runtime.cache.count))
+        if let pods = runtime.broker.pods {
+            // Node mode: bounded series (one per node, one per service account served).
+            let counts = pods.registry.counts
+            put("tokenbroker_kubernetes_pods", [], Double(counts.pods))
+            put("tokenbroker_kubernetes_pod_tokens", [], Double(counts.tokens))
+            for (account, cached) in pods.cachedTokensByAccount() {
+                put("tokenbroker_kubernetes_cached_tokens", [("namespace", account.namespace), ("serviceaccount", account.name)], Double(cached))
+            }
+        }
         for identity in runtime.broker.currentIdentities {
             let name = identity.configuration.name
             for entry in runtime.cache.snapshot(identity: name) {
