@@ -76,6 +76,7 @@ class Proc:
             if self.wait(timeout) is None:
                 self.signal(signal.SIGKILL)
                 self.wait(5)
+        kill_group(self.pid)  # whatever it started in its session (setpriv'd clients' children)
         try:
             self.logfile.close()
         except OSError:
@@ -109,13 +110,28 @@ def wait_until(what, predicate, timeout=20.0, proc=None, interval=0.02):
     raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def run(argv, timeout=30, env=None, input=None):
-    """Runs a command to completion (killed after `timeout`): (status, stdout, stderr)."""
+def kill_group(pgid):
+    """SIGKILL to the process group of a child started in its own session (its id is the child's PID)."""
     try:
-        out = subprocess.run(argv, capture_output=True, timeout=timeout, env=env, input=input, start_new_session=True)
-        return out.returncode, out.stdout.decode(errors="replace"), out.stderr.decode(errors="replace")
-    except subprocess.TimeoutExpired as error:
-        return 124, (error.stdout or b"").decode(errors="replace"), "timed out"
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(argv, timeout=30, env=None, input=None):
+    """Runs a command to completion in its own session; after `timeout` it and everything it
+    started are killed. Returns (status, stdout, stderr)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+        status = proc.returncode
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        status, err = 124, err + b"timed out"
+    kill_group(proc.pid)  # a forked helper that outlived its parent
+    return status, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def as_uid(uid, argv, timeout=30, gid=None, env=None, input=None):
@@ -229,7 +245,7 @@ class Run:
                 if name == "tokenbrokerd":
                     raise HarnessError(f"{source} does not exist (build first, or pass --bin-dir)")
                 continue
-            shutil.copy2(source, os.path.join(self.bin, name))
+            copy_stable_binary(source, os.path.join(self.bin, name))
         os.chmod(self.bin, 0o755)
         self.daemon_path = os.path.join(self.bin, "tokenbrokerd")
         self.cli_path = os.path.join(self.bin, "tokenbroker")
@@ -263,6 +279,11 @@ class Run:
         self.procs.append(proc)
         return proc
 
+    def abort(self):
+        """From another thread: kills every child of the scenario by PID, so whatever waits on them returns."""
+        for p in list(self.procs):
+            p.signal(signal.SIGKILL)
+
     def stop_all(self):
         for p in reversed(self.procs):
             try:
@@ -282,6 +303,24 @@ class Run:
         if self.provider is None or not self.provider.proc.alive():
             self.provider = Provider(self)
         return self.provider
+
+
+def copy_stable_binary(source, target, wait=180):
+    """Copies a binary that a build may be rewriting: waits until it stopped changing and the
+    copy runs (`--help` exits 0), retrying for at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        before = os.stat(source)
+        time.sleep(1.0)
+        after = os.stat(source)
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            shutil.copy2(source, target)
+            if os.path.getsize(target) == after.st_size and run([target, "--help"], timeout=30)[0] == 0:
+                return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{source} kept changing or would not run for {wait} s (a build in progress?)")
+        log(f"{source} is being rewritten; waiting")
+        time.sleep(3)
 
 
 class Provider:
