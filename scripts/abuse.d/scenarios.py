@@ -546,6 +546,11 @@ def hostile_upstream(run, res):
         if unanswered:
             res.note(f"{unanswered} requests got no answer")
             res.lost += unanswered
+        expected_variants = (hostile.ENTRA_VARIANTS if service.tls_ok else 0) + hostile.ENTRA_VARIANTS + hostile.AWS_VARIANTS
+        if not service.secrets:
+            res.fail("the hostile token service was never sent a secret: nothing was tested")
+        elif len(service.by_variant) < expected_variants:
+            res.note(f"only {len(service.by_variant)} of {expected_variants} variants reached the token service")
         if longest > 64 * 1024:
             res.fail(f"a log line of {longest} bytes (a 200 KB trace id was logged whole)")
         account_daemon(res, daemon)
@@ -721,11 +726,9 @@ def broken_config_sighup(run, res):
                 ("invalid YAML", write(head + "identities: [\n  - { name: x\n")), ("binary", write(os.urandom(4096))),
                 ("directory", make_dir), ("FIFO", make_fifo), ("symlink to /dev/zero", dev_zero), ("missing file", missing)]
     hung, emptied = [], []
-    for label, apply in variants:
+    def callers_served(label):
+        """Root (identity default), a ping and the innocent uid, right after a reload."""
         res.attempts += 1
-        apply()
-        daemon.proc.signal(signal.SIGHUP)
-        time.sleep(0.4)
         ok, took = daemon.ping(3)
         reply, took2, err = daemon.request({"op": "token", "scope": SCOPE, "id": 2}, 5)
         probe = start_probe(run, d, daemon, 5, count=1, name="probe-" + re.sub(r"\W", "", label))
@@ -745,6 +748,17 @@ def broken_config_sighup(run, res):
             code = re.search(r'"code":"(\w+)"', (innocent["errors"] or [""])[0])
             emptied.append(f"{label} (root: {'ok' if root_ok else (reply or {}).get('error', {}).get('code') or err}, "
                            f"innocent: {'ok' if not innocent['failed'] else (code.group(1) if code else innocent['errors'][:1])})")
+
+    for label, apply in variants:
+        apply()
+        daemon.proc.signal(signal.SIGHUP)
+        time.sleep(0.4)
+        callers_served(label)
+        if label == "FIFO":
+            # A writer opens the FIFO and closes it: a reader blocked in open() now reads an empty file.
+            h.unblock_fifo(path)
+            time.sleep(0.4)
+            callers_served("FIFO, once a writer closed it")
         if not daemon.alive():
             res.crashes += 1
             res.fail(f"the daemon exited after '{label}'")
