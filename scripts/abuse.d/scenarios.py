@@ -20,7 +20,7 @@ import harness as h
 from harness import ATTACKER, INNOCENT, VICTIM, SCOPE, HarnessError, Skip
 
 OTHER_PYTHON = "/usr/bin/python3"  # other uids cannot reach a venv under /root
-P99_LIMIT_MS = 500.0               # the loopback flood fails when the innocent p99 exceeds this and 3x its baseline
+P99_LIMIT_MS = 1000.0              # the loopback flood fails when the innocent p99 exceeds this and 3x its baseline
 
 
 class Result:
