@@ -312,12 +312,12 @@ def allowed_copy(directory, source, name):
 
 
 def exe_userns(run, res):
-    """A caller in its own user+mount namespace bind-mounts curl over the allowed path."""
+    """A caller in its own user+mount namespace bind-mounts curl over the allowed path; root in a user namespace asks for root's identity."""
     d = run.scenario_dir("userns")
     app = allowed_copy(d, "/usr/bin/curl", "app")
     provider = run.ensure_provider()
     ids = h.standard_identities(provider) + [h.identity("by-exe", provider.endpoints["tokenFile"], allow=f"[ {{ exe: {app} }} ]")]
-    daemon = start_daemon(run, d, ids, log_level="info")
+    daemon = start_daemon(run, d, ids, extra=compat_yaml(d), log_level="info")
     url = curl_url(f"/v1/token?scope={SCOPE}&identity=by-exe")
     status, out, err = h.as_uid(ATTACKER, [app, "-s", "--max-time", "10", "--unix-socket", daemon.sock, url])
     control = _json(out)
@@ -349,6 +349,23 @@ def exe_userns(run, res):
                 outcomes.setdefault(label, []).append("GRANTED")
             else:
                 outcomes.setdefault(label, []).append((reply.get("error") or {}).get("code", "?"))
+    # Root inside its own user namespace is still uid ATTACKER to the kernel: identity
+    # `default` (root only) must be refused on the socket and on the IMDS endpoint.
+    port = daemon.compat_port()
+    client_id = provider.endpoints["clientId"]
+    ns_root = {
+        "ns-root socket": [app, "-s", "--max-time", "10", "--unix-socket", daemon.sock, curl_url(f"/v1/token?scope={SCOPE}&identity=default")],
+        "ns-root imds": [app, "-s", "--max-time", "10", "-H", "Metadata: true", f"http://127.0.0.1:{port}{h.imds_path(f'&client_id={client_id}')}"],
+    }
+    for label, argv in ns_root.items():
+        for _ in range(rounds):
+            status, out, err = h.as_uid(ATTACKER, ["/usr/bin/unshare", "-Ur"] + argv, timeout=30)
+            res.attempts += 1
+            granted = "access_token" in out or reply_granted(_json(out))
+            if granted:
+                res.wrong += 1
+            code = re.search(r'"code":"(\w+)"|"error":"(\w+)"', out)
+            outcomes.setdefault(label, []).append("GRANTED" if granted else (code.group(1) or code.group(2) if code else "no answer"))
     for label, got in outcomes.items():
         res.note(f"{label}: " + ", ".join(f"{x} x{got.count(x)}" for x in sorted(set(got))))
     account_daemon(res, daemon)
