@@ -64,9 +64,10 @@ def check_config(run, directory, yaml):
         f.write(yaml)
     status, out, err = h.run([run.daemon_path, "check-config", "--config", path], timeout=30)
     if status != 0:
-        m = re.search(r"(\S+) \(line \d+\): unknown field", out + err)
+        m = re.search(r"(\S+) \(line \d+\): (unknown field|must have exactly one of)", out + err)
         if m:
-            raise Skip(f"needs config key {m.group(1)}")
+            key = re.sub(r"\[\d+\]", "", m.group(1))  # identities.allow.all, not identities[3].allow[0].all
+            raise Skip(f"needs config key {key}")
         raise HarnessError(f"check-config rejected the scenario's configuration: {(out + err).strip()[-400:]}")
 
 
@@ -356,7 +357,16 @@ def exe_userns(run, res):
     d = run.scenario_dir("userns")
     app = allowed_copy(d, "/usr/bin/curl", "app")
     provider = run.ensure_provider()
-    ids = h.standard_identities(provider) + [h.identity("by-exe", provider.endpoints["tokenFile"], allow=f"[ {{ exe: {app} }} ]")]
+    tf = provider.endpoints["tokenFile"]
+    ids = h.standard_identities(provider) + [h.identity("by-exe", tf, allow=f"[ {{ exe: {app} }} ]")]
+    # All-of rules (a uid AND an executable), where the binary knows them.
+    narrow = h.identity("narrow", tf, allow=f"[ {{ all: [ {{ uid: {ATTACKER} }}, {{ exe: {app} }} ] }} ]")
+    try:
+        check_config(run, d, h.config_yaml(os.path.join(d, "broker.sock"), provider, ids + [narrow]))
+        ids.append(narrow)
+    except Skip as skip:
+        res.note(f"all-of rules not tried ({skip})")
+        narrow = None
     daemon = start_daemon(run, d, ids, extra=compat_yaml(d), log_level="info")
     url = curl_url(f"/v1/token?scope={SCOPE}&identity=by-exe")
     status, out, err = h.as_uid(ATTACKER, [app, "-s", "--max-time", "10", "--unix-socket", daemon.sock, url])
@@ -389,6 +399,24 @@ def exe_userns(run, res):
                 outcomes.setdefault(label, []).append("GRANTED")
             else:
                 outcomes.setdefault(label, []).append((reply.get("error") or {}).get("code", "?"))
+    if narrow:
+        narrow_url = curl_url(f"/v1/token?scope={SCOPE}&identity=narrow")
+        checks = [("all-of: uid and exe", ATTACKER, [app, "-s", "--max-time", "10", "--unix-socket", daemon.sock, narrow_url], True),
+                  ("all-of: uid, other exe", ATTACKER, ["/usr/bin/curl", "-s", "--max-time", "10", "--unix-socket", daemon.sock, narrow_url], False),
+                  ("all-of: exe, other uid", VICTIM, [app, "-s", "--max-time", "10", "--unix-socket", daemon.sock, narrow_url], False),
+                  ("all-of: uid, bind-mounted exe", ATTACKER, ["/usr/bin/unshare", "-Urm", "/bin/sh", "-c", attacks["file bind"], app,
+                                                              daemon.sock, narrow_url], False)]
+        for label, uid, argv, should in checks:
+            status, out, err = h.as_uid(uid, argv, timeout=30)
+            reply = _json(out)
+            res.attempts += 1
+            granted = reply_granted(reply)
+            if granted and not should:
+                res.wrong += 1
+            if should and not granted:
+                res.lost += 1
+            outcomes.setdefault(label, []).append("GRANTED" if granted and not should else "granted" if granted
+                                                  else ((reply or {}).get("error") or {}).get("code", "no answer"))
     # Root inside its own user namespace is still uid ATTACKER to the kernel: identity
     # `default` (root only) must be refused on the socket and on the IMDS endpoint.
     port = daemon.compat_port()
