@@ -613,7 +613,7 @@ def hostile_upstream(run, res):
             head = text.split("\r\n\r\n", 1)[0] if text.startswith("HTTP/") else ""
             if re.search(r"(?im)^X-Injected:", head) or hostile.INJECT in head:
                 injected_heads += 1
-            if reply_granted(_json(text) if kind == "ndjson" else None):
+            if (reply_granted(_json(text)) if kind == "ndjson" else text.startswith("HTTP/1.1 200")):
                 res.wrong += 1
                 leaking.append(f"{label} via {kind}: a token from a hostile service error")
         log = daemon.proc.log_text(log_start)
