@@ -242,7 +242,10 @@ def freeze_round(run, res, daemon, notify, name, tid, compat_port=None):
     try:
         ready, _, _ = select.select([freezer.stdout], [], [], 10)
         if not ready or b"frozen" not in freezer.stdout.readline():
-            raise HarnessError(f"could not freeze thread {name} ({tid}): {freezer.stderr.read1(400) if ready else 'timeout'}")
+            why = freezer.stderr.read1(400).decode(errors="replace") if ready else "timeout"
+            if "Operation not permitted" in why:
+                raise Skip("needs ptrace of the daemon (kernel.yama.ptrace_scope)")
+            raise HarnessError(f"could not freeze thread {name} ({tid}): {why}")
         waiter = threading.Thread(target=ask)  # may land on the frozen loop: answered after the thaw
         waiter.start()
         time.sleep(0.5)  # a ping already under way may still land
