@@ -237,6 +237,16 @@ class Run:
         self.base = tempfile.mkdtemp(prefix="tb-abuse.", dir="/tmp")  # short: sun_path is 108 bytes
         os.chmod(self.base, 0o755)
         # The build may be rebuilt while we run: run copies.
+        try:
+            self._copy_binaries(bin_dir)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+        self.procs = []
+        self.provider = None
+        self.counter = 0
+
+    def _copy_binaries(self, bin_dir):
         self.bin = os.path.join(self.base, "bin")
         os.makedirs(self.bin)
         for name in ("tokenbrokerd", "tokenbroker"):
@@ -256,9 +266,6 @@ class Run:
             os.chmod(root, 0o755)
             for f in files:
                 os.chmod(os.path.join(root, f), 0o755)
-        self.procs = []
-        self.provider = None
-        self.counter = 0
 
     def helper(self, name):
         return os.path.join(self.helpers, name)
