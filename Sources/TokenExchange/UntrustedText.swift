@@ -36,9 +36,15 @@ public enum UntrustedText {
     /// One line of at most `limit` characters (plus `…` where cut), with `secrets` and
     /// anything credential-like replaced by `[redacted]` and control characters removed.
     public static func sanitize(_ text: String, redacting secrets: [String] = [], limit: Int = 300, keep: Keep = .start) -> String {
-        let scalars = replacing(secrets, in: Array(text.unicodeScalars))
-        // Keeping the start, nothing past the limit matters: stop there (a 200 KB field costs
-        // the secret search only). Keeping the end needs all of it (stderr tails are small).
+        // Keeping the start, nothing far past the limit matters: only the first four limits
+        // (plus the longest secret, so that one starting there is seen whole) are read, and
+        // text is kept only from before the point where a secret could start and not fit, so
+        // no part of a secret is ever kept. A 200 KB field costs what 1.2 KB does. Keeping the
+        // end needs all of it (stderr tails are small).
+        let longest = secrets.map(\.unicodeScalars.count).max() ?? 0
+        let head = Array(text.unicodeScalars.prefix(keep == .start ? limit * 4 + longest : Int.max))
+        let complete = keep == .end || head.count < limit * 4 + longest
+        let scalars = replacing(secrets, in: head, keepingBefore: complete ? head.count : limit * 4)
         var reader = Line(limit: keep == .start ? limit + 1 : .max, redactLongRuns: true)
         let line = reader.reading(scalars)
         return cut(line, limit: limit, keep: keep)
@@ -57,7 +63,8 @@ public enum UntrustedText {
     /// Long mixed-case runs are allowed here (AWS request ids look like base64); JWT-like
     /// runs and `secrets` are not.
     public static func identifier(_ text: String?, redacting secrets: [String] = [], limit: Int = 128) -> String? {
-        guard let text, !text.isEmpty else { return nil }
+        // An id is short: one this long is dropped without reading it all.
+        guard let text, !text.isEmpty, text.utf8.count <= 64 * 1024 else { return nil }
         let scalars = replacing(secrets, in: Array(text.unicodeScalars))
         var reader = Line(limit: limit + 1, redactLongRuns: false)
         let line = reader.reading(scalars)
@@ -71,13 +78,16 @@ public enum UntrustedText {
 
     /// Every occurrence of a secret (longest first, so one containing another goes whole)
     /// replaced by `[redacted]`.
-    static func replacing(_ secrets: [String], in scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
+    /// Only what starts before `end` (default: all) is kept; a secret starting there is
+    /// still matched against everything after.
+    static func replacing(_ secrets: [String], in scalars: [Unicode.Scalar], keepingBefore end: Int? = nil) -> [Unicode.Scalar] {
+        let end = min(end ?? scalars.count, scalars.count)
         let needles = secrets.map { Array($0.unicodeScalars) }.filter { $0.count >= shortestSecret }.sorted { $0.count > $1.count }
-        guard !needles.isEmpty else { return scalars }
+        guard !needles.isEmpty else { return Array(scalars[..<end]) }
         var out: [Unicode.Scalar] = []
-        out.reserveCapacity(scalars.count)
+        out.reserveCapacity(end)
         var index = 0
-        while index < scalars.count {
+        while index < end {
             let here = scalars[index]
             if let needle = needles.first(where: { $0[0] == here && index + $0.count <= scalars.count && scalars[index..<(index + $0.count)].elementsEqual($0) }) {
                 out.append(contentsOf: redactedScalars)
