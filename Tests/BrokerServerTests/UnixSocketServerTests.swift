@@ -312,8 +312,12 @@ private struct RunningServer {
             responder.openGate()
             var received: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 4096)
+            // The slow answer comes from a task: in a full parallel run the cooperative pool
+            // can be busy for tens of seconds, so a read timeout is waited through (to a bound).
+            let deadline = ContinuousClock.now + .seconds(120)
             while true {
                 let n = read(fd, &chunk, chunk.count)
+                if n < 0, errno == EAGAIN || errno == EINTR, ContinuousClock.now < deadline { continue }
                 guard n > 0 else { break }
                 received += chunk[..<n]
             }
