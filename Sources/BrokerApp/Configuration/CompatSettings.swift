@@ -49,7 +49,11 @@ extension ConfigurationLoader {
             }
         }
         if let path = reader.string(fields["unix"], at: "compat.unix") {
-            if path.hasPrefix("/") { compat.unixSocket = path } else { reader.report("compat.unix", "must be an absolute path", fields["unix"]) }
+            if !path.hasPrefix("/") {
+                reader.report("compat.unix", "must be an absolute path", fields["unix"])
+            } else if checkSocketPath(path, at: "compat.unix", node: fields["unix"], reader: &reader) {
+                compat.unixSocket = path
+            }
         }
         if let path = reader.string(fields["identityHeaderFile"], at: "compat.identityHeaderFile") {
             if path.hasPrefix("/") { compat.identityHeaderFile = path } else { reader.report("compat.identityHeaderFile", "must be an absolute path", fields["identityHeaderFile"]) }
