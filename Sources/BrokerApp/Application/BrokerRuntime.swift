@@ -20,6 +20,8 @@ final class BrokerRuntime: Service, Sendable {
     private let transport: AsyncHTTPTransport
     private let logger: Logger
     private let watchers = Mutex<[String: Watcher]>([:])
+    /// The configuration last applied (at start or by `reload(to:)`).
+    let appliedConfiguration: Mutex<BrokerConfiguration>
 
     private struct Watcher: Sendable {
         var source: any ManagedAssertionSource
@@ -42,6 +44,7 @@ final class BrokerRuntime: Service, Sendable {
             countRequest: { metrics.countRequest(op: $0, outcome: $1) })
         self.transport = transport
         self.logger = logger
+        self.appliedConfiguration = Mutex(configuration)
     }
 
     /// Makes `configuration.identities` the served set. Returns the names kept, added and removed.

@@ -32,8 +32,9 @@ final class Broker: BrokerResponder {
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
     private let defaultMinimumValidity: Int
     private let logger: Logger
-    /// Whether `logger` takes debug records (fixed for its life): each answer skips even the check.
-    private let logsEachAnswer: Bool
+    /// Whether `logger` takes debug records, so each answer skips even the check; updated
+    /// by `logLevelChanged()` when a reload changes `log.level`.
+    private let logsEachAnswer: Atomic<Bool>
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
     /// `limits.requestsPerSecondPerUID`.
@@ -53,7 +54,7 @@ final class Broker: BrokerResponder {
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
         self.defaultMinimumValidity = defaultMinimumValidity
         self.logger = logger
-        self.logsEachAnswer = logger.logLevel <= .debug
+        self.logsEachAnswer = Atomic(logger.logLevel <= .debug)
     }
 
     /// Replaces the served identities (reload). Callers in flight keep the identity they
@@ -63,6 +64,11 @@ final class Broker: BrokerResponder {
             table = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) })
             identitiesGeneration.add(1, ordering: .releasing)
         }
+    }
+
+    /// Reads the logger's level again (a reload changed `log.level`).
+    func logLevelChanged() {
+        logsEachAnswer.store(logger.logLevel <= .debug, ordering: .relaxed)
     }
 
     /// Ends the answers connections repeat now (a reload is about to change the cache).
@@ -323,7 +329,7 @@ final class Broker: BrokerResponder {
 
     /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
     private func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
-        if logsEachAnswer {
+        if logsEachAnswer.load(ordering: .relaxed) {
             logger.debug("token served", metadata: [
                 "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
             ])

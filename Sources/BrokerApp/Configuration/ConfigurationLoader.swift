@@ -46,7 +46,8 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "identities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "identities", "allowNoIdentities"]) else { return }
+        reader.bool(top["allowNoIdentities"], at: "allowNoIdentities").map { configuration.allowNoIdentities = $0 }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
             if let path = reader.string(socket["path"], at: "socket.path") {
