@@ -230,18 +230,6 @@ final class Broker: BrokerResponder {
     }
 
 
-    func readiness() -> (ready: Bool, reason: String) {
-        let all = identities.withLock { Array($0.values) }
-        guard !all.isEmpty else { return (false, "no identities are configured") }
-        for identity in all.sorted(by: { $0.configuration.name < $1.configuration.name }) {
-            let snapshot = identity.source.snapshot()
-            if let problem = snapshot.errorMessage {
-                return (false, "identity '\(identity.configuration.name)': \(problem)")
-            }
-        }
-        return (true, "ready")
-    }
-
     // MARK: Resolution
 
     /// Finds the identity and scope for a token request and checks the caller may use it.
@@ -378,27 +366,12 @@ final class Broker: BrokerResponder {
                 clientId: clientId,
                 cachedScopes: snapshot.filter { $0.expiresIn != nil }.map(\.scope.value),
                 lastError: snapshot.compactMap(\.lastError).first.map(Self.wireError)
-                    ?? identity.source.snapshot().errorMessage.map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
+                    ?? Self.assertionProblem(identity, at: Date()).map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
         }
         // The header secret only goes to callers who could get a token anyway.
         var compat = self.compat.withLock { $0 }
         if entries.isEmpty { compat?.identityHeader = nil }
         return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat)
-    }
-
-    static func wireCredentials(_ aws: AWSCredentials) -> AWSCredentialsObject {
-        AWSCredentialsObject(
-            accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey, sessionToken: aws.sessionToken,
-            expiration: Timestamp.iso8601(aws.expiration), accountId: aws.accountId)
-    }
-
-    static func wireError(_ error: TokenExchangeError) -> WireError {
-        WireError(
-            code: error.code.rawValue, message: error.message, retryable: error.isRetryable,
-            retryAfter: error.retryAfter.map { Int($0.components.seconds) },
-            upstream: error.upstream.map {
-                UpstreamErrorDetails(status: $0.status, codes: $0.codes, error: $0.error, traceId: $0.traceId, correlationId: $0.correlationId)
-            })
     }
 }
 
