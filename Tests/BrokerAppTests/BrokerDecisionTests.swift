@@ -77,4 +77,24 @@ struct BrokerDecisionTests {
             #expect(reason.contains("stale"), "\(reason)")
         }
     }
+
+    @Test("an unknown identity and a forbidden one get the same answer; the audit log tells them apart")
+    func unknownLooksForbidden() throws {
+        let token = BrokerFixture.jwt(expiresAt: Date().addingTimeInterval(3600))
+        let fixture = try BrokerFixture([(name: "secret", token: token, allow: [.uid(5000)])])
+        defer { fixture.remove() }
+        func answer(_ identity: String, as peer: PeerCredentials = Self.caller) -> WireError? {
+            fixture.broker.immediateResponse(to: BrokerRequest(op: "token", scope: "s", identity: identity), from: peer)?.response.error
+        }
+        let denied = try #require(answer("secret"))
+        let unknown = try #require(answer("nope"))
+        #expect(denied.code == "forbidden" && unknown.code == "forbidden")
+        #expect(unknown.message == denied.message.replacingOccurrences(of: "'secret'", with: "'nope'"), "\(unknown.message) vs \(denied.message)")
+        let records = fixture.audit.all.filter { $0.message == "token denied" }
+        #expect(records.count == 2)
+        #expect(records.last?.metadata["error.code"] == "unknown_identity")
+        #expect(records.last?.metadata["token.identity"] == "nope")
+        // Root (and the daemon's own user) can read the configuration anyway: they are told.
+        #expect(answer("nope", as: PeerCredentials(pid: 1, uid: 0, gid: 0))?.code == "unknown_identity")
+    }
 }

@@ -35,6 +35,9 @@ final class Broker: BrokerResponder {
     /// Whether `logger` takes debug records, so each answer skips even the check; updated
     /// by `logLevelChanged()` when a reload changes `log.level`.
     private let logsEachAnswer: Atomic<Bool>
+    /// The daemon's own uid: like root, it may read the configuration, so it is told which
+    /// identity names do not exist.
+    private let daemonUID = getuid()
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
     /// `limits.requestsPerSecondPerUID`.
@@ -266,9 +269,7 @@ final class Broker: BrokerResponder {
     /// The identity named `requested` if `peer` may use it, or the only one it may use.
     private func authorizedIdentity(_ requested: String?, peer: PeerCredentials, scope: String?) -> Result<Identity, WireError> {
         if let requested {
-            guard let identity = identities.withLock({ $0[requested] }) else {
-                return .failure(WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'"))
-            }
+            guard let identity = identities.withLock({ $0[requested] }) else { return .failure(unknownIdentity(requested, peer: peer, scope: scope)) }
             guard identity.policy.allows(peer) else {
                 audit.record(.denied, identity: requested, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
                 return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
@@ -303,6 +304,19 @@ final class Broker: BrokerResponder {
         identities.withLock { Array($0.values) }
             .filter { $0.configuration.exchange.kind == kind && $0.policy.allows(peer) }
             .map(\.configuration.name).sorted()
+    }
+
+    /// A name no identity has: `forbidden`, worded as a denial is, so that a caller cannot
+    /// tell names that exist from names that do not; root and the daemon's user, who can
+    /// read the configuration anyway, get `unknown_identity`. Audited either way.
+    private func unknownIdentity(_ requested: String, peer: PeerCredentials, scope: String?) -> WireError {
+        // Caller text: logged only when it is a plausible name.
+        let logged = IdentityReader.isValidName(requested) ? requested : "(invalid)"
+        audit.record(.denied, identity: logged, scope: scope, peer: peer, errorCode: WireErrorCode.unknownIdentity.rawValue)
+        if peer.uid == 0 || peer.uid == daemonUID {
+            return WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'")
+        }
+        return WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested.prefix(64))'")
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {
