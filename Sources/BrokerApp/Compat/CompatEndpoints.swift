@@ -10,8 +10,9 @@ import TokenExchange
 ///
 /// Each protocol keeps its anti-SSRF header (`X-IDENTITY-HEADER` equal to the
 /// secret, `Metadata: true`): a request forged through some local HTTP client
-/// cannot set headers, so it gets an error and no token. Nothing is ever forwarded:
-/// an unknown path is a 404.
+/// cannot set headers, so it gets an error and no token. Only requests addressed to a
+/// loopback host in origin form are answered (`LoopbackRequest`: DNS rebinding). Nothing
+/// is ever forwarded: an unknown path is a 404.
 final class CompatEndpoints: HTTPService {
     /// The IMDS token path (under `AZURE_POD_IDENTITY_AUTHORITY_HOST`).
     static let imdsPath = "/metadata/identity/oauth2/token"
@@ -39,6 +40,10 @@ final class CompatEndpoints: HTTPService {
     }
 
     func respond(to request: HTTPServiceRequest, from peer: PeerCredentials) async -> HTTPServiceResponse {
+        // Before anything else: a request not addressed to this host learns nothing.
+        if let refusal = LoopbackRequest.refusal(request) {
+            return Flavor.imds.error(400, "bad_request", refusal)
+        }
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
         if path == Self.awsPath || path.hasPrefix(Self.awsPath + "/") {
             let identity = path == Self.awsPath ? nil : String(path.dropFirst(Self.awsPath.count + 1))
