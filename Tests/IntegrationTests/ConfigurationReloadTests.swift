@@ -62,7 +62,7 @@ struct ConfigurationReloadTests {
         }
     }
 
-    @Test("log.level applies at once; keys that need a restart are named")
+    @Test("log.level and the request rate apply at once; keys that need a restart are named")
     func liveAndRestartKeys() async throws {
         try await Scenario.run(logLevel: "info") { scenario in
             let path = scenario.broker.configPath
@@ -71,17 +71,21 @@ struct ConfigurationReloadTests {
             #expect(!scenario.broker.process.stderr.contains("token served"), "no debug records at info")
 
             var yaml = try String(contentsOfFile: path, encoding: .utf8)
-            yaml = yaml.replacingOccurrences(of: "log: { level: info }", with: "log: { level: debug }\nlimits: { eventLoopThreads: 2 }")
+            yaml = yaml.replacingOccurrences(of: "log: { level: info }", with: "log: { level: debug }\nlimits: { eventLoopThreads: 2, requestsPerSecondPerUID: 1, requestBurstPerUID: 3 }")
             yaml = yaml.replacingOccurrences(of: "socket: { path: \(scenario.broker.socketPath) }", with: "socket: { path: \(scenario.broker.socketPath), mode: \"0600\" }")
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             try await Self.reload(scenario, expect: "configuration reloaded")
             let log = scenario.broker.process.stderr
             let restart = try #require(log.split(separator: "\n").first { $0.contains("restart") }, "\(log.suffix(1500))")
             #expect(restart.contains("limits.eventLoopThreads") && restart.contains("socket.mode"), "\(restart)")
-            #expect(!restart.contains("log.level"), "\(restart)")
+            #expect(!restart.contains("log.level") && !restart.contains("requestsPerSecondPerUID") && !restart.contains("requestBurstPerUID"), "\(restart)")
 
             #expect(try await scenario.broker.request(request).ok)
             try await waitUntil(timeout: .seconds(10), "a debug record") { scenario.broker.process.stderr.contains("token served") }
+            // The new rate: a burst of 3, then one a second.
+            var codes: [String] = []
+            for _ in 0..<6 { codes.append(try await scenario.broker.request(#"{"op":"ping"}"#).errorCode ?? "ok") }
+            #expect(codes.contains("throttled"), "\(codes)")
         }
     }
 }

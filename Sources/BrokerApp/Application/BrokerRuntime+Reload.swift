@@ -5,15 +5,16 @@ import Synchronization
 struct ReloadOutcome: Sendable, Equatable {
     /// Identities kept with their cached tokens, added, and removed.
     var kept: [String], added: [String], removed: [String]
-    /// Other settings that took effect at once (`log.level`).
+    /// Other settings that took effect at once (`log.level`, the request rate).
     var applied: [String]
     /// Settings that changed in the file but take effect at the next start.
     var needRestart: [String]
 }
 
 extension BrokerRuntime {
-    /// Applies a re-read configuration: its identities (see `apply`), `log.level` at once,
-    /// and a list of the other changed keys, which wait for a restart.
+    /// Applies a re-read configuration: its identities (see `apply`), `log.level` and the
+    /// per-uid request rate at once, and a list of the other changed keys, which wait for a
+    /// restart.
     ///
     /// Throws, changing nothing, when the configuration has no identity and does not say
     /// `allowNoIdentities: true`: an emptied, truncated or comments-only file must not
@@ -35,6 +36,11 @@ extension BrokerRuntime {
             LiveLogLevel.shared.level = level
             broker.logLevelChanged()
             applied.append("log.level")
+        }
+        let rateKeys = changed.filter { $0 == "limits.requestsPerSecondPerUID" || $0 == "limits.requestBurstPerUID" }
+        if !rateKeys.isEmpty {
+            broker.reconfigureRateLimit(ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID)
+            applied += rateKeys
         }
         let identities = apply(configuration)
         return ReloadOutcome(

@@ -69,6 +69,11 @@ final class Broker: BrokerResponder {
         }
     }
 
+    /// Applies `limits.requestsPerSecondPerUID` and `requestBurstPerUID` from a reload.
+    func reconfigureRateLimit(ratePerSecond: Int, burst: Int) {
+        rateLimiter.reconfigure(ratePerSecond: ratePerSecond, burst: burst)
+    }
+
     /// Reads the logger's level again (a reload changed `log.level`).
     func logLevelChanged() {
         logsEachAnswer.store(logger.logLevel <= .debug, ordering: .relaxed)
