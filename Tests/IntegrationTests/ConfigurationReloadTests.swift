@@ -62,6 +62,26 @@ struct ConfigurationReloadTests {
         }
     }
 
+    @Test("cache.minValiditySeconds applies at once to the tokens served")
+    func minimumValidityIsLive() async throws {
+        // No refresh interval: a request wanting more validity than the token has refreshes at once.
+        try await Scenario.run(logLevel: "info", extraYAML: "cache: { minRefreshIntervalSeconds: 0 }") { scenario in
+            let path = scenario.broker.configPath
+            let request = #"{"op":"token","identity":"default","scope":"\#(Scenario.scope)"}"#
+            #expect(try await scenario.broker.request(request).ok)
+            #expect(try await scenario.broker.request(request).ok)
+            let exchanges = try await scenario.provider.stats().tokenRequests
+            // The dev provider's tokens last an hour: asking for two hours makes the next request refresh.
+            let yaml = try String(contentsOfFile: path, encoding: .utf8)
+                .replacingOccurrences(of: "cache: { minRefreshIntervalSeconds: 0 }", with: "cache: { minRefreshIntervalSeconds: 0, minValiditySeconds: 7200 }")
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            try await Self.reload(scenario, expect: "configuration reloaded")
+            #expect(!scenario.broker.process.stderr.split(separator: "\n").contains { $0.contains("next restart") }, "not reported as waiting for a restart")
+            _ = try await scenario.broker.request(request)
+            try await waitUntil(timeout: .seconds(10), "a refresh for the new minimum") { try await scenario.provider.stats().tokenRequests > exchanges }
+        }
+    }
+
     @Test("log.level and the request rate apply at once; keys that need a restart are named")
     func liveAndRestartKeys() async throws {
         try await Scenario.run(logLevel: "info") { scenario in

@@ -5,16 +5,16 @@ import Synchronization
 struct ReloadOutcome: Sendable, Equatable {
     /// Identities kept with their cached tokens, added, and removed.
     var kept: [String], added: [String], removed: [String]
-    /// Other settings that took effect at once (`log.level`, the request rate).
+    /// Other settings that took effect at once (`log.level`, the request rate, `cache.minValiditySeconds`).
     var applied: [String]
     /// Settings that changed in the file but take effect at the next start.
     var needRestart: [String]
 }
 
 extension BrokerRuntime {
-    /// Applies a re-read configuration: its identities (see `apply`), `log.level` and the
-    /// per-uid request rate at once, and a list of the other changed keys, which wait for a
-    /// restart.
+    /// Applies a re-read configuration: its identities (see `apply`), `log.level`, the
+    /// per-uid request rate and `cache.minValiditySeconds` at once, and a list of the other
+    /// changed keys, which wait for a restart.
     ///
     /// Throws, changing nothing, when the configuration has no identity and does not say
     /// `allowNoIdentities: true`: an emptied, truncated or comments-only file must not
@@ -41,6 +41,10 @@ extension BrokerRuntime {
         if !rateKeys.isEmpty {
             broker.reconfigureRateLimit(ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID)
             applied += rateKeys
+        }
+        if changed.contains("cache.minValiditySeconds") {
+            broker.setDefaultMinimumValidity(seconds: configuration.cache.minValiditySeconds)
+            applied.append("cache.minValiditySeconds")
         }
         let identities = apply(configuration)
         return ReloadOutcome(

@@ -30,7 +30,8 @@ final class Broker: BrokerResponder {
     private let identitiesGeneration = Atomic<UInt64>(0)
     /// Counts answered requests (metrics).
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
-    private let defaultMinimumValidity: Int
+    /// `cache.minValiditySeconds`, for requests that name no minimum; a reload may change it.
+    private let defaultMinimumValidity: Atomic<Int>
     private let logger: Logger
     /// Whether `logger` takes debug records, so each answer skips even the check; updated
     /// by `logLevelChanged()` when a reload changes `log.level`.
@@ -55,7 +56,7 @@ final class Broker: BrokerResponder {
         self.countRequest = countRequest
         self.cache = cache
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
-        self.defaultMinimumValidity = defaultMinimumValidity
+        self.defaultMinimumValidity = Atomic(defaultMinimumValidity)
         self.logger = logger
         self.logsEachAnswer = Atomic(logger.logLevel <= .debug)
     }
@@ -72,6 +73,11 @@ final class Broker: BrokerResponder {
     /// Applies `limits.requestsPerSecondPerUID` and `requestBurstPerUID` from a reload.
     func reconfigureRateLimit(ratePerSecond: Int, burst: Int) {
         rateLimiter.reconfigure(ratePerSecond: ratePerSecond, burst: burst)
+    }
+
+    /// Applies `cache.minValiditySeconds` from a reload to the requests that follow.
+    func setDefaultMinimumValidity(seconds: Int) {
+        defaultMinimumValidity.store(seconds, ordering: .relaxed)
     }
 
     /// Reads the logger's level again (a reload changed `log.level`).
@@ -267,7 +273,7 @@ final class Broker: BrokerResponder {
             }
             scopeText = asked
         }
-        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
+        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity.load(ordering: .relaxed))
         return .success((TokenKey(identity: identity.configuration.name, scope: Scope(scopeText)), minimum))
     }
 
