@@ -24,6 +24,7 @@ struct CheckConfigTests {
         ("missing-ca", "upstream.caFile"),
         ("garbage-ca", "upstream.caFile"),
         ("long-socket", "socket.path"),
+        ("bad-header", "compat.identityHeaderFile"),
     ])
     func refused(_ case: String, _ expected: String) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
@@ -38,6 +39,9 @@ struct CheckConfigTests {
         case "garbage-ca":
             try "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".write(toFile: "\(directory)/ca.pem", atomically: true, encoding: .utf8)
             yaml += "upstream: { caFile: \(directory)/ca.pem }\n"
+        case "bad-header":
+            try "too short\n".write(toFile: "\(directory)/header", atomically: true, encoding: .utf8)
+            yaml += "compat: { tcp: \"127.0.0.1:0\", identityHeaderFile: \(directory)/header }\n"
         default: yaml += "socket: { path: \(directory)/\(String(repeating: "s", count: 100)).sock }\n"
         }
         if `case` != "fifo", `case` != "directory" { try yaml.write(toFile: config, atomically: true, encoding: .utf8) }

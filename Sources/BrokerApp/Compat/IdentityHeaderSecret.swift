@@ -25,8 +25,9 @@ enum IdentityHeaderSecret {
         return secret
     }
 
-    /// The secret in `path`, or nil when the file does not exist.
-    private static func read(_ path: String) throws(ConfigurationError) -> String? {
+    /// The secret in `path`, or nil when the file does not exist (`check-config` reads an
+    /// existing file the same way start-up will).
+    static func read(_ path: String) throws(ConfigurationError) -> String? {
         guard access(path, F_OK) == 0 else { return nil }
         let text: String
         do {
