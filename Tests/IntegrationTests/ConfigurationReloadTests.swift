@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// SIGHUP with files that must not be applied, and with sections that now apply live.
@@ -12,7 +13,7 @@ struct ConfigurationReloadTests {
     static func reload(_ scenario: Scenario, expect text: String) async throws {
         let before = occurrences(text, in: scenario)
         scenario.broker.process.signal(SIGHUP)
-        try await waitUntil(timeout: .seconds(15), "'\(text)' after SIGHUP") { occurrences(text, in: scenario) > before }
+        try await waitUntil(timeout: .seconds(30), "'\(text)' after SIGHUP") { occurrences(text, in: scenario) > before }
     }
 
     @Test("an empty file, comments only or identities: [] is refused unless allowNoIdentities says so")
@@ -57,7 +58,7 @@ struct ConfigurationReloadTests {
 
             let stopping = ContinuousClock.now
             let status = await scenario.broker.stop()
-            #expect(ContinuousClock.now - stopping < .seconds(4), "SIGTERM completed promptly")
+            #expect(ContinuousClock.now - stopping < .seconds(5), "SIGTERM completed within the harness's grace")
             #expect(status == 0, "clean exit: \(scenario.broker.process.stderr.suffix(1500))")
         }
     }
@@ -78,7 +79,7 @@ struct ConfigurationReloadTests {
             try await Self.reload(scenario, expect: "configuration reloaded")
             #expect(!scenario.broker.process.stderr.split(separator: "\n").contains { $0.contains("next restart") }, "not reported as waiting for a restart")
             _ = try await scenario.broker.request(request)
-            try await waitUntil(timeout: .seconds(10), "a refresh for the new minimum") { try await scenario.provider.stats().tokenRequests > exchanges }
+            try await waitUntil(timeout: .seconds(30), "a refresh for the new minimum") { try await scenario.provider.stats().tokenRequests > exchanges }
         }
     }
 
@@ -101,10 +102,16 @@ struct ConfigurationReloadTests {
             #expect(!restart.contains("log.level") && !restart.contains("requestsPerSecondPerUID") && !restart.contains("requestBurstPerUID"), "\(restart)")
 
             #expect(try await scenario.broker.request(request).ok)
-            try await waitUntil(timeout: .seconds(10), "a debug record") { scenario.broker.process.stderr.contains("token served") }
-            // The new rate: a burst of 3, then one a second.
-            var codes: [String] = []
-            for _ in 0..<6 { codes.append(try await scenario.broker.request(#"{"op":"ping"}"#).errorCode ?? "ok") }
+            try await waitUntil(timeout: .seconds(30), "a debug record") { scenario.broker.process.stderr.contains("token served") }
+            // The new rate: a burst of 3, then one a second. Ten pings in one write arrive
+            // together, however loaded the machine is.
+            let socket = scenario.broker.socketPath
+            let codes = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                defer { connection.close() }
+                try connection.send(String(repeating: #"{"op":"ping"}"# + "\n", count: 10))
+                return try (0..<10).map { _ in try connection.readJSONLine().errorCode ?? "ok" }
+            }
             #expect(codes.contains("throttled"), "\(codes)")
         }
     }
