@@ -34,3 +34,26 @@ struct CompatHostTests {
         }
     }
 }
+
+/// Compatibility settings a reload applies.
+@Suite("Compatibility endpoints: reload")
+struct CompatReloadTests {
+    @Test("compat.defaultIdentity applies at once")
+    func defaultIdentityIsLive() async throws {
+        try await CompatTests.run(identities: { _, provider in [.init(name: "second", tokenFile: provider.endpoints.tokenFile)] }) { scenario, _ in
+            let variables = try await CompatTests.brokerEnvironment(scenario, identity: "default")
+            let url = CompatTests.imdsURL(variables)
+            let before = try await CompatTests.curl(["-H", "Metadata: true", url])
+            #expect(before.status == 400, "two identities and no default: the SDK must name one: \(before)")
+
+            let path = scenario.broker.configPath
+            let yaml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "compat: { ", with: "compat: { defaultIdentity: second, ")
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            scenario.broker.process.signal(SIGHUP)
+            try await waitUntil(timeout: .seconds(30), "the reload") { scenario.broker.process.stderr.contains("configuration reloaded") }
+            #expect(!scenario.broker.process.stderr.split(separator: "\n").contains { $0.contains("next restart") }, "not left for a restart")
+            let after = try await CompatTests.curl(["-H", "Metadata: true", url])
+            #expect(after.status == 200 && after.body["access_token"] != nil, "\(after)")
+        }
+    }
+}

@@ -5,7 +5,8 @@ import Synchronization
 struct ReloadOutcome: Sendable, Equatable {
     /// Identities kept with their cached tokens, added, and removed.
     var kept: [String], added: [String], removed: [String]
-    /// Other settings that took effect at once (`log.level`, the request rate, `cache.minValiditySeconds`).
+    /// Other settings that took effect at once (`log.level`, the request rate,
+    /// `cache.minValiditySeconds`, `compat.defaultIdentity`).
     var applied: [String]
     /// Settings that changed in the file but take effect at the next start.
     var needRestart: [String]
@@ -13,8 +14,8 @@ struct ReloadOutcome: Sendable, Equatable {
 
 extension BrokerRuntime {
     /// Applies a re-read configuration: its identities (see `apply`), `log.level`, the
-    /// per-uid request rate and `cache.minValiditySeconds` at once, and a list of the other
-    /// changed keys, which wait for a restart.
+    /// per-uid request rate, `cache.minValiditySeconds` and `compat.defaultIdentity` at once,
+    /// and a list of the other changed keys, which wait for a restart.
     ///
     /// Throws, changing nothing, when the configuration has no identity and does not say
     /// `allowNoIdentities: true`: an emptied, truncated or comments-only file must not
@@ -41,6 +42,10 @@ extension BrokerRuntime {
         if !rateKeys.isEmpty {
             broker.reconfigureRateLimit(ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID)
             applied += rateKeys
+        }
+        if changed.contains("compat.defaultIdentity") {
+            compatDefaultIdentity.current = configuration.compat.defaultIdentity
+            applied.append("compat.defaultIdentity")
         }
         if changed.contains("cache.minValiditySeconds") {
             broker.setDefaultMinimumValidity(seconds: configuration.cache.minValiditySeconds)

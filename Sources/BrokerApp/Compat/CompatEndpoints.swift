@@ -29,13 +29,14 @@ final class CompatEndpoints: HTTPService {
 
     private let broker: Broker
     private let appServicePath: String
-    private let defaultIdentity: String?
+    /// `compat.defaultIdentity`, as the last reload left it.
+    private let defaultIdentity: LiveValue<String?>
     private let identityHeader: [UInt8]
 
-    init(broker: Broker, settings: CompatSettings, identityHeader: String) {
+    init(broker: Broker, settings: CompatSettings, defaultIdentity: LiveValue<String?>, identityHeader: String) {
         self.broker = broker
         self.appServicePath = settings.appServicePath
-        self.defaultIdentity = settings.defaultIdentity
+        self.defaultIdentity = defaultIdentity
         self.identityHeader = Array(identityHeader.utf8)
     }
 
@@ -112,7 +113,7 @@ final class CompatEndpoints: HTTPService {
             identity = name
         }
         var result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer)
-        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity {
+        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity = defaultIdentity.current {
             identity = defaultIdentity
             result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer)
         }
