@@ -15,14 +15,17 @@ public final class LiveLogLevel: Sendable {
         raw = Atomic(Self.index(level))
     }
 
-    /// The current level.
+    /// The current level. Read at every log call's level check: one atomic load and an
+    /// index into a table built once (`allCases` would build an array per call).
     public var level: Logger.Level {
-        get { Logger.Level.allCases[Int(raw.load(ordering: .relaxed))] }
+        get { Self.levels[Int(raw.load(ordering: .relaxed))] }
         set { raw.store(Self.index(newValue), ordering: .relaxed) }
     }
 
+    private static let levels = Logger.Level.allCases
+
     private static func index(_ level: Logger.Level) -> UInt8 {
-        UInt8(Logger.Level.allCases.firstIndex(of: level) ?? 2)
+        UInt8(levels.firstIndex(of: level) ?? 2)
     }
 }
 
