@@ -380,7 +380,7 @@ struct HTTPReply {
 extension HTTPServiceRequest {
     init(_ head: HTTPHead) {
         let target = HTTPRequestTarget(head.target)
-        self.init(method: head.method, path: target.path, query: target.query, headers: head.headers)
+        self.init(method: head.method, path: target.path, query: target.query, headers: head.headers, target: head.target)
     }
 }
 

@@ -17,13 +17,19 @@ public struct HTTPServiceRequest: Sendable {
     public var query: [(name: String, value: String)]
     /// Header fields in order.
     public var headers: [(name: String, value: String)]
+    /// The request target as sent: `/path?query` (origin form), or `http://host/path`
+    /// (absolute form, what a client sends to a proxy).
+    public var target: String
 
-    /// Creates a request.
-    public init(method: String, path: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = []) {
+    /// Creates a request; `target` defaults to `path` (origin form).
+    public init(
+        method: String, path: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [], target: String? = nil
+    ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
+        self.target = target ?? path
     }
 
     /// The values of query parameter `name`, in order.

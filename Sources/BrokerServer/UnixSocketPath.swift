@@ -3,20 +3,15 @@ import Glibc
 
 /// Preparing and cleaning up the socket's path on disk.
 enum UnixSocketPath {
-    /// Creates the parent directory if missing and refuses unsafe situations: a
-    /// world-writable parent without the sticky bit (anyone could swap our socket),
-    /// an existing non-socket file, or a socket another process still listens on.
+    /// Creates the parent directory if missing and refuses unsafe situations: a parent
+    /// someone else could change (see `checkDirectory`), an existing non-socket file, or a
+    /// socket another process still listens on.
     static func prepare(_ path: String) throws(BrokerServerError) {
         let parent = parentDirectory(of: path)
         if !parent.isEmpty, (try? fileStat(parent)) == nil {
             try makeDirectories(parent)
         }
-        if !parent.isEmpty {
-            let info = try fileStat(parent)
-            if info.st_mode & S_IWOTH != 0 && info.st_mode & S_ISVTX == 0 {
-                throw BrokerServerError(.unsafeSocketDirectory, "socket directory \(parent) is world-writable without the sticky bit; refusing to listen there")
-            }
-        }
+        if !parent.isEmpty { try checkDirectory(parent) }
         guard let existing = try? fileStat(path) else { return }
         guard existing.st_mode & S_IFMT == S_IFSOCK else {
             throw BrokerServerError(.socketPathInUse, "\(path) exists and is not a socket; refusing to replace it")
@@ -25,6 +20,25 @@ enum UnixSocketPath {
             throw BrokerServerError(.socketPathInUse, "another process is already listening on \(path)")
         }
         // A stale socket from a previous run: it is replaced atomically by rename().
+    }
+
+    /// Refuses a socket directory another user could change: world-writable (the sticky bit
+    /// does not help: whoever creates the name first owns it, and a squatter's socket or
+    /// symlink would be taken for ours by clients), or owned by a user other than root and
+    /// the daemon's, who could replace the socket at will.
+    static func checkDirectory(_ directory: String) throws(BrokerServerError) {
+        let info = try fileStat(directory)
+        let mode = "0" + String(info.st_mode & 0o7777, radix: 8)
+        if info.st_mode & S_IWOTH != 0 {
+            throw BrokerServerError(
+                .unsafeSocketDirectory, "socket directory \(directory) (mode \(mode)) is world-writable; refusing to listen there; use a directory only root or this daemon can write")
+        }
+        let daemon = geteuid()
+        if info.st_uid != 0 && info.st_uid != daemon {
+            throw BrokerServerError(
+                .unsafeSocketDirectory,
+                "socket directory \(directory) is owned by uid \(info.st_uid), not root or this daemon's user (uid \(daemon)): its owner could replace the socket; refusing to listen there")
+        }
     }
 
     /// Whether connecting to `path` succeeds.

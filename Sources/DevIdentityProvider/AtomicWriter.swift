@@ -103,6 +103,20 @@ public enum AtomicWriter {
         throw Failure(description: "could not create a unique timestamped directory in \(directory)")
     }
 
+    /// Replaces the single file at `path` with `contents` and exactly `mode` (whatever the
+    /// process's umask): written to a temporary name beside it, then renamed into place.
+    public static func replaceFile(_ path: String, contents: [UInt8], mode: UInt32) throws {
+        let temporary = "\(path).tmp-\(getpid())"
+        _ = unlink(temporary)
+        do {
+            try writeFile(temporary, contents: contents, mode: mode)
+            try check(rename(temporary, path), "rename \(temporary) -> \(path)")
+        } catch {
+            _ = unlink(temporary)
+            throw error
+        }
+    }
+
     private static func writeFile(_ path: String, contents: [UInt8], mode: UInt32) throws {
         if let slash = path.lastIndex(of: "/") {
             try makeDirectory(String(path[..<slash]), mode: 0o755, allowExisting: true)

@@ -88,7 +88,8 @@ public final class DevIdentityProvider: Service {
 
         let authority = try DevCertificateAuthority()
         let caFile = root + "/ca.pem"
-        try Data(authority.caPEM.utf8).write(to: URL(fileURLWithPath: caFile), options: .atomic)
+        // Explicit modes: Data.write would give 0666 minus the umask, world-writable under umask 000.
+        try AtomicWriter.replaceFile(caFile, contents: Array(authority.caPEM.utf8), mode: 0o644)
 
         async let issuerKey = SigningKey.generate()
         async let entraKey = SigningKey.generate()
@@ -127,7 +128,7 @@ public final class DevIdentityProvider: Service {
 
             try await issuer.rotateTokenFile()
             let json = try JSONEncoder.pretty.encode(endpoints)
-            try json.write(to: URL(fileURLWithPath: root + "/provider.json"), options: .atomic)
+            try AtomicWriter.replaceFile(root + "/provider.json", contents: Array(json), mode: 0o644)
 
             let running = Running(
                 endpoints: endpoints, issuer: issuer, issuerServer: issuerServer, entraServer: entraServer, client: client)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where and as whom to exchange with Microsoft Entra ID.
 public struct EntraConfiguration: Sendable, Hashable {
     /// The directory (tenant) ID or a verified domain.
@@ -20,6 +22,13 @@ public struct EntraConfiguration: Sendable, Hashable {
         while host.hasSuffix("/") { host.removeLast() }
         guard host.lowercased().hasPrefix("https://"), host.count > "https://".count else {
             throw EntraConfigurationError("authorityHost must be an https:// URL, got '\(authorityHost)'")
+        }
+        // User info would be sent nowhere useful and logged everywhere the host is; the
+        // transport refuses such a URL, so refuse it here, where the field is known.
+        guard let components = URLComponents(string: host), components.host?.isEmpty == false, components.user == nil, components.password == nil,
+            components.query == nil, components.fragment == nil
+        else {
+            throw EntraConfigurationError("authorityHost must be https://HOST[:PORT] without user info, query or fragment, got '\(EndpointURL.redacted(authorityHost))'")
         }
         guard !tenantId.isEmpty, tenantId.allSatisfy(Self.isTenantCharacter) else {
             throw EntraConfigurationError("tenantId must be a GUID or domain name, got '\(tenantId)'")

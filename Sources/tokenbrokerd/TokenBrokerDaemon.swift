@@ -75,6 +75,9 @@ extension TokenBrokerDaemon {
                 return
             }
             if let socket { configuration.socket.path = socket }
+            // --log-level wins over the file, at start and on every reload.
+            let levelOverride = logging.logLevel.flatMap(LogLevelName.parse)
+            if let levelOverride { configuration.log.level = levelOverride }
             let logger = logging.bootstrap(configured: configuration.log.level)
             ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
             let path = config
@@ -86,6 +89,7 @@ extension TokenBrokerDaemon {
                     var fresh = try ConfigurationSource.read(path: path, environment: environment)
                     ConfigurationSource.warnAboutPermissions(path: path, logger: logger)
                     if let socketOverride { fresh.socket.path = socketOverride }
+                    if let levelOverride { fresh.log.level = levelOverride }
                     return fresh
                 },
                 logger: logger)

@@ -38,3 +38,21 @@ struct ConfigurationFileSafetyTests {
         #expect(ConfigurationFileSafety.warnings(path: "/no/such/file", daemonUID: 4242).isEmpty)
     }
 }
+
+@Suite("Configuration file permissions through a symlink")
+struct ConfigurationFileSymlinkSafetyTests {
+    @Test("a symlink (a ConfigMap volume's config.yaml) is judged by the file it names, not by the link's 0777")
+    func symlinkIsFollowed() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tb-config-link-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let real = "\(directory)/real.yaml", link = "\(directory)/config.yaml"
+        #expect(FileManager.default.createFile(atPath: real, contents: Data("{}\n".utf8)))
+        #expect(chmod(real, 0o644) == 0 && chown(real, 0, gid_t.max) == 0)
+        #expect(symlink(real, link) == 0)
+        #expect(ConfigurationFileSafety.warnings(path: link, daemonUID: 999).isEmpty)
+        #expect(chmod(real, 0o666) == 0)
+        let warnings = ConfigurationFileSafety.warnings(path: link, daemonUID: 999)
+        #expect(warnings.count == 1 && warnings.first?.message.contains("mode 0666") == true, "\(warnings)")
+    }
+}

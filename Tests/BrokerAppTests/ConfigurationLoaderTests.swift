@@ -36,7 +36,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
           maxConcurrentExchanges: 4
           minValiditySeconds: 120
         upstream:
-          caFile: /etc/tokenbroker/extra-ca.pem
+          caFile: /etc/ssl/certs/ca-certificates.crt
           timeoutSeconds: 20
         log:
           level: debug
@@ -73,7 +73,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(configuration.cache.maxScopesPerIdentity == 16)
         #expect(configuration.cache.maxConcurrentExchanges == 4)
         #expect(configuration.cache.minValiditySeconds == 120)
-        #expect(configuration.upstream.caFile == "/etc/tokenbroker/extra-ca.pem")
+        #expect(configuration.upstream.caFile == "/etc/ssl/certs/ca-certificates.crt")
         #expect(configuration.upstream.timeoutSeconds == 20)
         #expect(configuration.log.level == "debug")
     }
@@ -128,7 +128,7 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
     @Test func missingFileIsReportedWithItsPath() {
         let error = #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(path: "/nonexistent/tb/config.yaml", environment: [:]) }
         #expect(error?.origin == "/nonexistent/tb/config.yaml")
-        #expect(error?.issues.first?.message.contains("cannot read the file") == true)
+        #expect(error?.issues.first?.message == "cannot read /nonexistent/tb/config.yaml: No such file or directory")
     }
 }
 

@@ -33,6 +33,17 @@ struct RateLimiterTests {
         #expect(limiter.trackedUIDs == 0)
     }
 
+    @Test("a reload's rate applies at once; rate 0 turns the limit off and back on")
+    func reconfigure() {
+        let limiter = RateLimiter(ratePerSecond: 0, burst: 1, clock: ManualClock())
+        #expect((0..<100).allSatisfy { _ in limiter.admit(uid: 1) == nil })
+        limiter.reconfigure(ratePerSecond: 1, burst: 2)
+        #expect(limiter.admit(uid: 1) == nil && limiter.admit(uid: 1) == nil)
+        #expect(limiter.admit(uid: 1) == .seconds(1))
+        limiter.reconfigure(ratePerSecond: 0, burst: 2)
+        #expect(limiter.admit(uid: 1) == nil)
+    }
+
     @Test("buckets of idle uids are dropped, so the table stays bounded")
     func boundedTable() {
         let clock = ManualClock()

@@ -94,7 +94,7 @@ public enum BrokerApplication {
         let server = BrokerServer(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
         let compat = try compatServers(
             configuration, listener: listener, inheritedDescriptor: inherited.first(where: { $0.name == "compat" })?.descriptor,
-            broker: runtime.broker, group: group, logger: logger)
+            broker: runtime.broker, defaultIdentity: runtime.compatDefaultIdentity, group: group, logger: logger)
         metrics.countConnections { server.openConnections + compat.servers.reduce(0) { $0 + $1.openConnections } }
 
         let lifecycle = SystemdLifecycle(
@@ -159,12 +159,12 @@ public enum BrokerApplication {
     /// and how to tell the broker where they listen once they do.
     static func compatServers(
         _ configuration: BrokerConfiguration, listener: BrokerServerConfiguration, inheritedDescriptor: Int32?, broker: Broker,
-        group: any EventLoopGroup, logger: Logger
+        defaultIdentity: LiveValue<String?>, group: any EventLoopGroup, logger: Logger
     ) throws -> (servers: [BrokerServer], publish: @Sendable () -> Void) {
         let settings = configuration.compat
         guard settings.isEnabled || inheritedDescriptor != nil else { return ([], {}) }
         let secret = try IdentityHeaderSecret.loadOrCreate(settings.identityHeaderFile)
-        let endpoints = CompatEndpoints(broker: broker, settings: settings, identityHeader: secret)
+        let endpoints = CompatEndpoints(broker: broker, settings: settings, defaultIdentity: defaultIdentity, identityHeader: secret)
         var base = listener
         base.inheritedDescriptor = nil
         base.tcpAddress = nil

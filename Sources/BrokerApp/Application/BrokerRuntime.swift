@@ -23,6 +23,10 @@ final class BrokerRuntime: Service, Sendable {
     private let transport: AsyncHTTPTransport
     private let logger: Logger
     private let watchers = Mutex<[String: Watcher]>([:])
+    /// The configuration last applied (at start or by `reload(to:)`).
+    let appliedConfiguration: Mutex<BrokerConfiguration>
+    /// `compat.defaultIdentity`, read by the compatibility endpoints for each request.
+    let compatDefaultIdentity: LiveValue<String?>
 
     private struct Watcher: Sendable {
         var source: any ManagedAssertionSource
@@ -55,6 +59,8 @@ final class BrokerRuntime: Service, Sendable {
             countRequest: { metrics.countRequest(op: $0, outcome: $1) })
         self.transport = transport
         self.logger = logger
+        self.appliedConfiguration = Mutex(configuration)
+        self.compatDefaultIdentity = LiveValue(configuration.compat.defaultIdentity)
     }
 
     /// Makes `configuration.identities` the served set. Returns the names kept, added and removed.

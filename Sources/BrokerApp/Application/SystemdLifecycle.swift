@@ -155,13 +155,10 @@ struct SystemdLifecycle: Service {
             }
             notifier.reloading()
             do {
-                let configuration = try reload()
-                let change = runtime.apply(configuration)
-                logger.info("configuration reloaded", metadata: [
-                    "reload.kept": "\(change.kept.joined(separator: ","))", "reload.added": "\(change.added.joined(separator: ","))",
-                    "reload.removed": "\(change.removed.joined(separator: ","))",
-                ])
-                notifier.ready(status: "reloaded; " + statusLine())
+                let outcome = try runtime.reload(to: try reload())
+                runtime.logReload(outcome, logger: logger)
+                let restart = outcome.needRestart.isEmpty ? "" : "\(outcome.needRestart.joined(separator: ", ")) take effect at the next restart; "
+                notifier.ready(status: "reloaded; " + restart + statusLine())
             } catch let error as ConfigurationError {
                 for issue in error.issues {
                     logger.error("reload rejected: \(issue)", metadata: ["config.origin": "\(error.origin)", "config.path": "\(issue.path)"])

@@ -30,10 +30,15 @@ final class Broker: BrokerResponder {
     private let identitiesGeneration = Atomic<UInt64>(0)
     /// Counts answered requests (metrics).
     let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
-    private let defaultMinimumValidity: Int
+    /// `cache.minValiditySeconds`, for requests that name no minimum; a reload may change it.
+    private let defaultMinimumValidity: Atomic<Int>
     private let logger: Logger
-    /// Whether `logger` takes debug records (fixed for its life): each answer skips even the check.
-    private let logsEachAnswer: Bool
+    /// Whether `logger` takes debug records, so each answer skips even the check; updated
+    /// by `logLevelChanged()` when a reload changes `log.level`.
+    private let logsEachAnswer: Atomic<Bool>
+    /// The daemon's own uid: like root, it may read the configuration, so it is told which
+    /// identity names do not exist.
+    private let daemonUID = getuid()
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
     /// `limits.requestsPerSecondPerUID`.
@@ -54,9 +59,9 @@ final class Broker: BrokerResponder {
         self.countRequest = countRequest
         self.cache = cache
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
-        self.defaultMinimumValidity = defaultMinimumValidity
+        self.defaultMinimumValidity = Atomic(defaultMinimumValidity)
         self.logger = logger
-        self.logsEachAnswer = logger.logLevel <= .debug
+        self.logsEachAnswer = Atomic(logger.logLevel <= .debug)
     }
 
     /// Replaces the served identities (reload). Callers in flight keep the identity they
@@ -66,6 +71,21 @@ final class Broker: BrokerResponder {
             table = Dictionary(uniqueKeysWithValues: new.map { ($0.configuration.name, $0) })
             identitiesGeneration.add(1, ordering: .releasing)
         }
+    }
+
+    /// Applies `limits.requestsPerSecondPerUID` and `requestBurstPerUID` from a reload.
+    func reconfigureRateLimit(ratePerSecond: Int, burst: Int) {
+        rateLimiter.reconfigure(ratePerSecond: ratePerSecond, burst: burst)
+    }
+
+    /// Applies `cache.minValiditySeconds` from a reload to the requests that follow.
+    func setDefaultMinimumValidity(seconds: Int) {
+        defaultMinimumValidity.store(seconds, ordering: .relaxed)
+    }
+
+    /// Reads the logger's level again (a reload changed `log.level`).
+    func logLevelChanged() {
+        logsEachAnswer.store(logger.logLevel <= .debug, ordering: .relaxed)
     }
 
     /// Ends the answers connections repeat now (a reload is about to change the cache).
@@ -227,22 +247,6 @@ final class Broker: BrokerResponder {
     }
 
 
-    func readiness() -> (ready: Bool, reason: String) {
-        let all = identities.withLock { Array($0.values) }
-        if all.isEmpty, let pods {
-            let counts = pods.registry.counts
-            return (true, "node mode: \(counts.pods) pods, \(counts.tokens) projected service-account tokens")
-        }
-        guard !all.isEmpty else { return (false, "no identities are configured") }
-        for identity in all.sorted(by: { $0.configuration.name < $1.configuration.name }) {
-            let snapshot = identity.source.snapshot()
-            if let problem = snapshot.errorMessage {
-                return (false, "identity '\(identity.configuration.name)': \(problem)")
-            }
-        }
-        return (true, "ready")
-    }
-
     // MARK: Resolution
 
     /// Finds the identity and scope for a token request and checks the caller may use it.
@@ -254,7 +258,7 @@ final class Broker: BrokerResponder {
         if let minimum = request.minValiditySeconds, !(0...86_400).contains(minimum) {
             return .failure(WireError(code: .badRequest, message: "'minValiditySeconds' must be between 0 and 86400"))
         }
-        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity)
+        let minimum = Duration.seconds(request.minValiditySeconds ?? defaultMinimumValidity.load(ordering: .relaxed))
         // A caller in a pod that names no identity gets its own pod's tokens (node mode);
         // configured identities serve it only by name.
         if let pods, request.identity == nil, let podUID = peer.podUID {
@@ -290,9 +294,7 @@ final class Broker: BrokerResponder {
     /// The identity named `requested` if `peer` may use it, or the only one it may use.
     private func authorizedIdentity(_ requested: String?, peer: PeerCredentials, scope: String?) -> Result<Identity, WireError> {
         if let requested {
-            guard let identity = identities.withLock({ $0[requested] }) else {
-                return .failure(WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'"))
-            }
+            guard let identity = identities.withLock({ $0[requested] }) else { return .failure(unknownIdentity(requested, peer: peer, scope: scope)) }
             guard identity.policy.allows(peer) else {
                 audit.record(.denied, identity: requested, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
                 return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
@@ -329,6 +331,19 @@ final class Broker: BrokerResponder {
             .map(\.configuration.name).sorted()
     }
 
+    /// A name no identity has: `forbidden`, worded as a denial is, so that a caller cannot
+    /// tell names that exist from names that do not; root and the daemon's user, who can
+    /// read the configuration anyway, get `unknown_identity`. Audited either way.
+    private func unknownIdentity(_ requested: String, peer: PeerCredentials, scope: String?) -> WireError {
+        // Caller text: logged only when it is a plausible name.
+        let logged = IdentityReader.isValidName(requested) ? requested : "(invalid)"
+        audit.record(.denied, identity: logged, scope: scope, peer: peer, errorCode: WireErrorCode.unknownIdentity.rawValue)
+        if peer.uid == 0 || peer.uid == daemonUID {
+            return WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'")
+        }
+        return WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested.prefix(64))'")
+    }
+
     private static func isPlausibleScope(_ scope: String) -> Bool {
         // On UTF-8 bytes: every byte of a multi-byte character is ≥ 0x80, so this is the
         // same test as on the characters, without decoding them.
@@ -341,7 +356,7 @@ final class Broker: BrokerResponder {
 
     /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
     private func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
-        if logsEachAnswer {
+        if logsEachAnswer.load(ordering: .relaxed) {
             logger.debug("token served", metadata: [
                 "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
             ])
@@ -393,28 +408,13 @@ final class Broker: BrokerResponder {
                 clientId: clientId,
                 cachedScopes: snapshot.filter { $0.expiresIn != nil }.map(\.scope.value),
                 lastError: snapshot.compactMap(\.lastError).first.map(Self.wireError)
-                    ?? identity.source.snapshot().errorMessage.map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
+                    ?? Self.assertionProblem(identity, at: Date()).map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
         }
         // The header secret only goes to callers who could get a token anyway.
         var compat = self.compat.withLock { $0 }
         let pod = peer.podUID.flatMap { uid in pods?.status(podUID: uid) }
         if entries.isEmpty && pod == nil { compat?.identityHeader = nil }
         return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat, pod: pod)
-    }
-
-    static func wireCredentials(_ aws: AWSCredentials) -> AWSCredentialsObject {
-        AWSCredentialsObject(
-            accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey, sessionToken: aws.sessionToken,
-            expiration: Timestamp.iso8601(aws.expiration), accountId: aws.accountId)
-    }
-
-    static func wireError(_ error: TokenExchangeError) -> WireError {
-        WireError(
-            code: error.code.rawValue, message: error.message, retryable: error.isRetryable,
-            retryAfter: error.retryAfter.map { Int($0.components.seconds) },
-            upstream: error.upstream.map {
-                UpstreamErrorDetails(status: $0.status, codes: $0.codes, error: $0.error, traceId: $0.traceId, correlationId: $0.correlationId)
-            })
     }
 }
 

@@ -10,8 +10,9 @@ import TokenExchange
 ///
 /// Each protocol keeps its anti-SSRF header (`X-IDENTITY-HEADER` equal to the
 /// secret, `Metadata: true`): a request forged through some local HTTP client
-/// cannot set headers, so it gets an error and no token. Nothing is ever forwarded:
-/// an unknown path is a 404.
+/// cannot set headers, so it gets an error and no token. Only requests addressed to a
+/// loopback host in origin form are answered (`LoopbackRequest`: DNS rebinding). Nothing
+/// is ever forwarded: an unknown path is a 404.
 final class CompatEndpoints: HTTPService {
     /// The IMDS token path (under `AZURE_POD_IDENTITY_AUTHORITY_HOST`).
     static let imdsPath = "/metadata/identity/oauth2/token"
@@ -28,17 +29,22 @@ final class CompatEndpoints: HTTPService {
 
     private let broker: Broker
     private let appServicePath: String
-    private let defaultIdentity: String?
+    /// `compat.defaultIdentity`, as the last reload left it.
+    private let defaultIdentity: LiveValue<String?>
     private let identityHeader: [UInt8]
 
-    init(broker: Broker, settings: CompatSettings, identityHeader: String) {
+    init(broker: Broker, settings: CompatSettings, defaultIdentity: LiveValue<String?>, identityHeader: String) {
         self.broker = broker
         self.appServicePath = settings.appServicePath
-        self.defaultIdentity = settings.defaultIdentity
+        self.defaultIdentity = defaultIdentity
         self.identityHeader = Array(identityHeader.utf8)
     }
 
     func respond(to request: HTTPServiceRequest, from peer: PeerCredentials) async -> HTTPServiceResponse {
+        // Before anything else: a request not addressed to this host learns nothing.
+        if let refusal = LoopbackRequest.refusal(request) {
+            return Flavor.imds.error(400, "bad_request", refusal)
+        }
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
         if path == Self.awsPath || path.hasPrefix(Self.awsPath + "/") {
             let identity = path == Self.awsPath ? nil : String(path.dropFirst(Self.awsPath.count + 1))
@@ -107,7 +113,7 @@ final class CompatEndpoints: HTTPService {
             identity = name
         }
         var result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer)
-        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity {
+        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity = defaultIdentity.current {
             identity = defaultIdentity
             result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer)
         }

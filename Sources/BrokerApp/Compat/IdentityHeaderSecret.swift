@@ -25,11 +25,15 @@ enum IdentityHeaderSecret {
         return secret
     }
 
-    /// The secret in `path`, or nil when the file does not exist.
-    private static func read(_ path: String) throws(ConfigurationError) -> String? {
+    /// The secret in `path`, or nil when the file does not exist (`check-config` reads an
+    /// existing file the same way start-up will).
+    static func read(_ path: String) throws(ConfigurationError) -> String? {
         guard access(path, F_OK) == 0 else { return nil }
-        guard let text = FileText.read(path, limit: 4096) else {
-            throw failure(path, "cannot read it: \(String(cString: strerror(errno)))")
+        let text: String
+        do {
+            text = try RegularFile.read(path, limit: 4096)
+        } catch {
+            throw failure(path, "cannot read it: \(error)")
         }
         let secret = text.trimmingWhitespace()
         guard secret.utf8.count >= 16, secret.utf8.count <= 1024, secret.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {

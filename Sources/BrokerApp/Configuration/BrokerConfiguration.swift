@@ -21,6 +21,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var kubernetes: KubernetesSettings?
     /// The identities this broker serves, in file order.
     public var identities: [IdentityConfiguration] = []
+    /// `allowNoIdentities`, default false: a reload that would leave no identity is refused
+    /// (an emptied or truncated file must not turn every caller away) unless this says the
+    /// file serves none on purpose.
+    public var allowNoIdentities = false
 
     /// An empty configuration with defaults.
     public init() {}

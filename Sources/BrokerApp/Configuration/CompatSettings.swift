@@ -49,7 +49,11 @@ extension ConfigurationLoader {
             }
         }
         if let path = reader.string(fields["unix"], at: "compat.unix") {
-            if path.hasPrefix("/") { compat.unixSocket = path } else { reader.report("compat.unix", "must be an absolute path", fields["unix"]) }
+            if !path.hasPrefix("/") {
+                reader.report("compat.unix", "must be an absolute path", fields["unix"])
+            } else if checkSocketPath(path, at: "compat.unix", node: fields["unix"], reader: &reader) {
+                compat.unixSocket = path
+            }
         }
         if let path = reader.string(fields["identityHeaderFile"], at: "compat.identityHeaderFile") {
             if path.hasPrefix("/") { compat.identityHeaderFile = path } else { reader.report("compat.identityHeaderFile", "must be an absolute path", fields["identityHeaderFile"]) }
@@ -64,10 +68,20 @@ extension ConfigurationLoader {
         compat.defaultIdentity = reader.string(fields["defaultIdentity"], at: "compat.defaultIdentity")
     }
 
-    /// Checks that need the identities: `defaultIdentity` names one.
+    /// Checks that need the identities (`defaultIdentity` names one), and an existing
+    /// `identityHeaderFile` holds what start-up will accept.
     static func validateCompat(_ configuration: BrokerConfiguration, compatNode: Node?, reader: inout NodeReader) {
         if let name = configuration.compat.defaultIdentity, !configuration.identities.contains(where: { $0.name == name }) {
             reader.report("compat.defaultIdentity", "no identity named '\(name)'", compatNode?.mapping?["defaultIdentity"])
+        }
+        // Only when this process may read it: check-config run by another user than the
+        // daemon's must not fail on the daemon's private file.
+        let header = configuration.compat.identityHeaderFile
+        guard access(header, R_OK) == 0 else { return }
+        do {
+            _ = try IdentityHeaderSecret.read(header)
+        } catch {
+            for issue in error.issues { reader.report(issue.path, "\(header): \(issue.message)", compatNode?.mapping?["identityHeaderFile"]) }
         }
     }
 

@@ -20,28 +20,30 @@ public enum ConfigurationFileSafety {
 
     /// Problems with the file at `path`: writable by group or others, or owned by a user
     /// other than root and `daemonUID` (default: this process's effective uid). Empty when
-    /// the file is fine or cannot be examined (reading it reports that).
+    /// the file is fine or cannot be examined (reading it reports that). A symlink (a
+    /// ConfigMap volume's `config.yaml`) is judged by the file it names, as that is what is read.
     public static func warnings(path: String, daemonUID: UInt32? = nil) -> [Warning] {
         let daemonUID = daemonUID ?? geteuid()
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         // FileManager rather than stat(2): with Foundation in the module, `stat` is
-        // ambiguous in a whole-module (release) build.
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+        // ambiguous in a whole-module (release) build. It does not follow links, hence `target`.
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
               let permissions = (attributes[.posixPermissions] as? NSNumber)?.uint32Value,
               let ownerID = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
         else { return [] }
         let mode = permissions & 0o7777
-        let modeText = "0" + String(mode, radix: 8)
+        let modeText = (target == path ? "" : "→ \(target), ") + "mode 0" + String(mode, radix: 8)
         var warnings: [Warning] = []
         let writers = [(0o020, "its group"), (0o002, "every user")].filter { mode & UInt32($0.0) != 0 }.map(\.1)
         if !writers.isEmpty {
             warnings.append(Warning(
                 path: path, mode: mode, owner: ownerID,
-                message: "configuration file \(path) (mode \(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"))
+                message: "configuration file \(path) (\(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"))
         }
         if ownerID != 0 && ownerID != daemonUID {
             warnings.append(Warning(
                 path: path, mode: mode, owner: ownerID,
-                message: "configuration file \(path) (mode \(modeText)) is owned by uid \(ownerID), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
+                message: "configuration file \(path) (\(modeText)) is owned by uid \(ownerID), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
         }
         return warnings
     }

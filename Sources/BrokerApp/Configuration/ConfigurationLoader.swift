@@ -23,14 +23,19 @@ public enum ConfigurationLoader {
             read(root, into: &configuration, environment: environment, reader: &reader)
         }
         ZeroConfig.apply(environment: environment, to: &configuration, reader: &reader)
+        checkEnvironmentCABundle(environment, reader: &reader)
         guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issuesInFileOrder) }
         return configuration
     }
 
-    /// Reads the file at `path`.
+    /// Reads the file at `path`: a regular file of at most 1 MiB (`RegularFile`); a FIFO,
+    /// a directory or a device there is refused rather than blocked on or read as empty.
     public static func load(path: String, environment: [String: String]) throws(ConfigurationError) -> BrokerConfiguration {
-        guard let text = FileText.read(path) else {
-            throw ConfigurationError(origin: path, issues: [.init(path: "", message: "cannot read the file: \(String(cString: strerror(errno)))")])
+        let text: String
+        do {
+            text = try RegularFile.read(path)
+        } catch {
+            throw ConfigurationError(origin: path, issues: [.init(path: "", message: "cannot read \(path): \(error)")])
         }
         return try load(yaml: text, origin: path, environment: environment)
     }
@@ -41,11 +46,16 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities", "allowNoIdentities"]) else { return }
+        reader.bool(top["allowNoIdentities"], at: "allowNoIdentities").map { configuration.allowNoIdentities = $0 }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
             if let path = reader.string(socket["path"], at: "socket.path") {
-                if path.hasPrefix("/") { configuration.socket.path = path } else { reader.report("socket.path", "must be an absolute path", socket["path"]) }
+                if !path.hasPrefix("/") {
+                    reader.report("socket.path", "must be an absolute path", socket["path"])
+                } else if checkSocketPath(path, at: "socket.path", node: socket["path"], reader: &reader) {
+                    configuration.socket.path = path
+                }
             }
             if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
                 if let mode = UInt32(text, radix: 8), mode <= 0o777 { configuration.socket.mode = mode } else { reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node) }
@@ -66,6 +76,7 @@ public enum ConfigurationLoader {
         }
         if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) {
             configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
+            if let file = configuration.upstream.caFile { checkCABundle(file, at: "upstream.caFile", node: upstream["caFile"], reader: &reader) }
             reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { configuration.upstream.timeoutSeconds = $0 }
             reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map { configuration.upstream.allowInsecureLoopback = $0 }
         }
@@ -104,21 +115,5 @@ extension ConfigurationLoader {
         guard let fields = reader.mapping(node, at: "readiness", keys: ["mode", "timeoutSeconds"]) else { return }
         if let text = reader.string(fields["mode"], at: "readiness.mode") { mode(text, fields["mode"], "readiness.mode") }
         reader.int(fields["timeoutSeconds"], at: "readiness.timeoutSeconds", in: 1...3600).map { readiness.timeoutSeconds = $0 }
-    }
-}
-
-/// Reading small text files (configuration, secrets) with a size cap.
-enum FileText {
-    static func read(_ path: String, limit: Int = 1 << 20) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while bytes.count <= limit {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[..<n])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -112,11 +112,12 @@ extension IdentityReader {
         if let file = reader.string(fields["clientSecretFile"], at: "\(path).clientSecretFile") {
             // Read at load, like every other file the configuration names: a missing secret
             // is a configuration error now, not an exchange failure later.
-            guard let text = FileText.read(file, limit: 64 * 1024) else {
-                reader.report("\(path).clientSecretFile", "cannot read \(file)", fields["clientSecretFile"])
+            do {
+                secret = try RegularFile.read(file, limit: 64 * 1024).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                reader.report("\(path).clientSecretFile", "cannot read \(file): \(error)", fields["clientSecretFile"])
                 return nil
             }
-            secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         do {
             return .rfc8693(try RFC8693Configuration(

@@ -18,9 +18,11 @@ public enum LogSetup {
         case journal
     }
 
-    /// Bootstraps swift-log once for the process and returns the daemon's logger.
+    /// Bootstraps swift-log once for the process and returns the daemon's logger. The level
+    /// is `LiveLogLevel.shared`'s: a reload that changes `log.level` changes every logger.
     public static func bootstrap(format: Format, level: String, environment: [String: String]) -> Logger {
-        let level = Logger.Level(rawValue: LogLevelName.parse(level) ?? "info") ?? .info
+        let live = LiveLogLevel.shared
+        live.level = Logger.Level(rawValue: LogLevelName.parse(level) ?? "info") ?? .info
         let resolved: Format = format == .auto ? (JournalLogHandler.stderrIsJournal(environment: environment) ? .journal : .text) : format
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler
@@ -31,9 +33,11 @@ public enum LogSetup {
             }
             // Audit records (info and notice) are kept whatever the daemon's verbosity;
             // route them by their label rather than silence them with log.level.
-            handler.logLevel = label == "tokenbroker.audit" ? min(level, .info) : level
-            // Written on the log thread: a sink that blocks never stalls a serving loop.
-            return QueuedLogHandler(inner: handler, queue: .shared)
+            handler.logLevel = .trace
+            // Levels live (reload), records written on the log thread: a sink that blocks
+            // never stalls a serving loop.
+            let live = LiveLevelLogHandler(inner: handler, live: live, ceiling: label == "tokenbroker.audit" ? .info : .critical)
+            return QueuedLogHandler(inner: live, queue: .shared)
         }
         return Logger(label: "tokenbrokerd")
     }

@@ -1,0 +1,42 @@
+import AssertionSources
+import Foundation
+import TokenExchange
+
+extension Broker {
+    /// Ready (`/readyz`, `status.ready`) means every identity can obtain a token now: its
+    /// source reports no error, and an assertion read from a file is inside its validity
+    /// window (a file that stopped being rotated leaves an expired assertion that no
+    /// exchange accepts). Sources that fetch on demand are ready unless their last fetch
+    /// failed: an assertion they hold past its use is fetched again. No identities: not ready.
+    func readiness() -> (ready: Bool, reason: String) {
+        let all = currentIdentities
+        if all.isEmpty, let pods {
+            // Node mode without configured identities: what pods ask for is theirs to have.
+            let counts = pods.registry.counts
+            return (true, "node mode: \(counts.pods) pods, \(counts.tokens) projected service-account tokens")
+        }
+        guard !all.isEmpty else { return (false, "no identities are configured") }
+        let now = Date()
+        for identity in all.sorted(by: { $0.configuration.name < $1.configuration.name }) {
+            if let problem = Self.assertionProblem(identity, at: now) {
+                return (false, "identity '\(identity.configuration.name)': \(problem)")
+            }
+        }
+        return (true, "ready")
+    }
+
+    /// Why `identity` cannot obtain a token at `now` for want of an assertion, or nil.
+    static func assertionProblem(_ identity: Identity, at now: Date) -> String? {
+        let snapshot = identity.source.snapshot()
+        if let problem = snapshot.errorMessage { return problem }
+        guard case .file(let path) = identity.configuration.source, let claims = snapshot.claims else { return nil }
+        // The margins `Assertion.checkValidity` uses before sending one.
+        if let expiry = claims.expiresAt, expiry.timeIntervalSince(now) < 5 {
+            return "the assertion in \(path) expired at \(Timestamp.iso8601(expiry)) and has not been replaced; is the file still being rotated?"
+        }
+        if let notBefore = claims.notBefore, notBefore.timeIntervalSince(now) > 60 {
+            return "the assertion in \(path) is not valid before \(Timestamp.iso8601(notBefore)); check the clocks of this host and the token's issuer"
+        }
+        return nil
+    }
+}
