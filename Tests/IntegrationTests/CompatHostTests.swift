@@ -15,14 +15,14 @@ struct CompatHostTests {
             let url = CompatTests.imdsURL(variables)
             let target = String(url.dropFirst(base.count))
 
-            for host in ["evil.example", "evil.example:\(port)", "127.0.0.1.evil.example", ""] {
+            for host in ["evil.example", "evil.example:\(port)", "127.0.0.1.evil.example", "", "[::ffff:10.0.0.1]:\(port)", "[::2]"] {
                 let refused = try await CompatTests.curl(["-H", "Metadata: true", "-H", "Host: \(host)", url])
                 #expect(refused.status == 400 && refused.body["access_token"] == nil, "Host '\(host)': \(refused)")
             }
             let absolute = try await CompatTests.curl(["-H", "Metadata: true", "--request-target", "http://evil.example\(target)", url])
             #expect(absolute.status == 400 && absolute.body["access_token"] == nil, "absolute form: \(absolute)")
 
-            for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST", "[::1]:\(port)", "127.0.0.2"] {
+            for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST", "[::1]:\(port)", "127.0.0.2", "[::ffff:127.0.0.1]:\(port)"] {
                 let served = try await CompatTests.curl(["-H", "Metadata: true", "-H", "Host: \(host)", url])
                 #expect(served.status == 200 && served.body["access_token"] != nil, "Host '\(host)': \(served)")
             }

@@ -16,7 +16,7 @@ struct CompatPeerTests {
             let port = try #require(base.split(separator: ":").last)
             let url = "http://\(host):\(port)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"
             let result = try await OtherUser.run(
-                ["/usr/bin/curl", "-s", "-H", "Metadata: true", "-H", "Host: 127.0.0.1:\(port)", url], uid: Self.callerUID, gid: Self.callerUID, groups: nil)
+                ["/usr/bin/curl", "-s", "-H", "Metadata: true", url], uid: Self.callerUID, gid: Self.callerUID, groups: nil)
             let body = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
             #expect((body["access_token"] as? String)?.hasPrefix("ey") == true, "uid \(Self.callerUID) over \(host): \(result.stdout)")
         }

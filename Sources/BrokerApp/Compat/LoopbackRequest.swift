@@ -20,20 +20,27 @@ enum LoopbackRequest {
         return nil
     }
 
-    /// `localhost`, a dotted 127.x.y.z or `[::1]`, each optionally with `:PORT`.
+    /// `localhost`, a dotted 127.x.y.z, `[::1]` or `[::ffff:127.x.y.z]` (what Java and .NET
+    /// clients send for an IPv4 loopback URL on a dual-stack socket), each optionally with `:PORT`.
     static func isLoopback(hostHeader value: String) -> Bool {
         var host = Substring(value.trimmingASCIISpaces().lowercased())
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { return false }
             let port = host[host.index(after: close)...]
             guard port.isEmpty || isPort(port) else { return false }
-            return host[host.index(after: host.startIndex)..<close] == "::1"
+            let address = host[host.index(after: host.startIndex)..<close]
+            if address == "::1" { return true }
+            return address.hasPrefix("::ffff:") && isLoopbackIPv4(address.dropFirst("::ffff:".count))
         }
         if let colon = host.lastIndex(of: ":") {
             guard isPort(host[colon...]) else { return false }
             host = host[..<colon]
         }
-        if host == "localhost" { return true }
+        return host == "localhost" || isLoopbackIPv4(host)
+    }
+
+    /// A dotted 127.x.y.z.
+    private static func isLoopbackIPv4(_ host: Substring) -> Bool {
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
         return octets.count == 4 && octets[0] == "127"
             && octets.allSatisfy { $0.count <= 3 && !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) && Int($0)! <= 255 }
