@@ -262,6 +262,9 @@ class Run:
         # Helper programs other uids run: copies in a directory they can read.
         self.helpers = os.path.join(self.base, "helpers")
         shutil.copytree(HERE, self.helpers, ignore=shutil.ignore_patterns("__pycache__"))
+        # The thread freezer is the integration tests' own (one copy of the ptrace dance).
+        shutil.copy(os.path.join(HERE, "..", "..", "Tests", "IntegrationTests", "Fixtures", "python", "freeze_thread.py"),
+                    os.path.join(self.helpers, "freeze.py"))
         for root, dirs, files in os.walk(self.helpers):
             os.chmod(root, 0o755)
             for f in files:
