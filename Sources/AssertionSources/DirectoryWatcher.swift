@@ -95,23 +95,8 @@ final class DirectoryWatcher {
     /// Reads every queued event; true when one of them may change the file.
     private func drainEvents() -> Bool {
         var relevant = false
-        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return relevant }
-            var offset = 0
-            let headerSize = MemoryLayout<inotify_event>.size
-            while offset + headerSize <= count {
-                let (event, name) = buffer.withUnsafeBytes { raw -> (inotify_event, String) in
-                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                    let nameBytes = raw[(offset + headerSize)..<(offset + headerSize + Int(event.len))]
-                    return (event, String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self))
-                }
-                offset += headerSize + Int(event.len)
-                relevant = handle(event, name: name) || relevant
-            }
-        }
+        InotifyEvents.drain(inotifyFD) { event, name in relevant = handle(event, name: name) || relevant }
+        return relevant
     }
 
     private func handle(_ event: inotify_event, name: String) -> Bool {

@@ -126,33 +126,22 @@ private final class PodDirectoryScan {
 
     /// Reads queued events; true when everything must be rescanned (lost events).
     private func drainEvents(into dirty: inout Set<String>) -> Bool {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var rescanAll = false
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return rescanAll }
-            var offset = 0
-            let header = MemoryLayout<inotify_event>.size
-            while offset + header <= count {
-                let (event, name) = buffer.withUnsafeBytes { raw -> (inotify_event, String) in
-                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                    let bytes = raw[(offset + header)..<(offset + header + Int(event.len))]
-                    return (event, String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self))
-                }
-                offset += header + Int(event.len)
-                if event.mask & UInt32(IN_Q_OVERFLOW) != 0 { rescanAll = true; continue }
-                guard let owner = watches[event.wd] else { continue }
-                if event.mask & UInt32(IN_IGNORED) != 0 { watches[event.wd] = nil }
-                switch owner {
-                case nil:  // the pods directory: a pod came or went
-                    if let uid = Self.podUID(name) { dirty.insert(uid) }
-                    if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { rescanAll = true }
-                case let uid?:
-                    dirty.insert(uid)
-                }
+        var touched = Set<String>()
+        InotifyEvents.drain(inotify) { event, name in
+            if event.mask & UInt32(IN_Q_OVERFLOW) != 0 { return rescanAll = true }
+            guard let owner = watches[event.wd] else { return }
+            if event.mask & UInt32(IN_IGNORED) != 0 { watches[event.wd] = nil }
+            switch owner {
+            case nil:  // the pods directory: a pod came or went
+                if let uid = Self.podUID(name) { touched.insert(uid) }
+                if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { rescanAll = true }
+            case let uid?:
+                touched.insert(uid)
             }
         }
+        dirty.formUnion(touched)
+        return rescanAll
     }
 
     /// The mount table changed: read it to the end, which re-arms `POLLPRI`.
