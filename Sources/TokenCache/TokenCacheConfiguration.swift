@@ -23,9 +23,9 @@ public struct TokenCacheConfiguration: Sendable {
     /// How often the refresher looks for due refreshes (default 1 s).
     public var refreshTick: Duration = .seconds(1)
     /// How long exchanges already in flight may still finish once shutdown begins
-    /// (`beginShutdown()`), default 1 s: enough for a token service that answers, so a
+    /// (`beginShutdown()`), default 1.5 s: enough for a token service that answers, so a
     /// restart loses no request; a hung one is abandoned after it.
-    public var shutdownGrace: Duration = .seconds(1)
+    public var shutdownGrace: Duration = .milliseconds(1500)
     /// Refresh timing and backoff.
     public var refreshPolicy = RefreshPolicy()
 

@@ -27,7 +27,7 @@ import TokenExchange
         // A draining connection asks for another scope: it gets a grace of its own.
         let second = Task { () async throws(TokenExchangeError) -> CachedToken in try await f.cache.token(for: f.key(CacheFixture.vault)) }
         await f.fetcher.waitForCalls(2)
-        f.clock.advance(by: .milliseconds(500))
+        f.clock.advance(by: .milliseconds(1000))  // the first one's grace (1.5 s) is over
         let error = await #expect(throws: TokenExchangeError.self) { try await first.value }
         #expect(error?.code == .shuttingDown)
         #expect(error?.isRetryable == true)

@@ -61,10 +61,10 @@ public enum BrokerApplication {
                 configuration: configuration, environment: environment, group: group, reload: reload, extraServices: extraServices,
                 logger: logger, onReady: onReady)
         } catch {
-            await bounded(.milliseconds(500)) { try? await group.shutdownGracefully() }
+            await bounded(.milliseconds(250)) { try? await group.shutdownGracefully() }
             throw error
         }
-        await bounded(.milliseconds(500)) { try? await group.shutdownGracefully() }
+        await bounded(.milliseconds(250)) { try? await group.shutdownGracefully() }
     }
 
     private static func run(
@@ -116,10 +116,10 @@ public enum BrokerApplication {
         do {
             try await serviceGroup.run()
         } catch {
-            await bounded(.milliseconds(500)) { try? await transport.shutdown() }
+            await bounded(.milliseconds(250)) { try? await transport.shutdown() }
             throw error
         }
-        await bounded(.milliseconds(500)) { try? await transport.shutdown() }
+        await bounded(.milliseconds(250)) { try? await transport.shutdown() }
         logger.info("stopped")
     }
 

@@ -64,7 +64,7 @@ struct SystemdLifecycle: Service {
             // their callers are answered shutting_down: a hung token service does not
             // hold the stop.
             runtime.cache.beginShutdown()
-            logger.info("stopping: draining connections; exchanges still in flight in 1 s are abandoned")
+            logger.info("stopping: draining connections; exchanges still in flight after 1.5 s are abandoned")
         }
     }
 

@@ -51,20 +51,32 @@ stop = threading.Event()
 counts = {"requests": 0, "failures": 0, "errors": []}
 
 
+def ask():
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(30)
+        client.connect(path)
+        client.sendall((request + "\n").encode())
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
 def client_loop():
     while not stop.is_set():
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-                client.settimeout(30)
-                client.connect(path)
-                client.sendall((request + "\n").encode())
-                answer = b""
-                while not answer.endswith(b"\n"):
-                    chunk = client.recv(65536)
-                    if not chunk:
-                        break
-                    answer += chunk
+            answer = ask()
             reply = json.loads(answer.decode() or "{}")
+            # A stopping broker answers an exchange it had to abandon `shutting_down`
+            # (retryable, docs/protocol.md): a client asks again, and the next process
+            # answers. Lost is a request that gets no token even then.
+            if (reply.get("error") or {}).get("code") == "shutting_down":
+                counts["retried"] = counts.get("retried", 0) + 1
+                answer = ask()
+                reply = json.loads(answer.decode() or "{}")
             counts["requests"] += 1
             if not reply.get("ok"):
                 counts["failures"] += 1
