@@ -3,14 +3,18 @@ import Glibc
 import TokenBrokerProtocol
 
 /// A blocking NDJSON connection to the broker's socket. The CLI sends one request
-/// and reads one response; nothing here needs an event loop.
-struct BrokerConnection: ~Copyable {
+/// and reads one response; the relay keeps one per client connection for many.
+/// Nothing here needs an event loop. A class so the relay can keep one in a property
+/// and drop it; the socket closes with the last reference.
+final class BrokerConnection {
     /// Why talking to the broker failed.
     enum Failure: Error {
         /// The socket could not be reached (missing, refused, permission).
         case unreachable(String)
         /// The broker answered something that is not a v1 response.
         case protocolError(String)
+        /// The broker did not answer within the timeout.
+        case timedOut
     }
 
     private let fd: Int32
@@ -61,8 +65,8 @@ struct BrokerConnection: ~Copyable {
             let n = read(fd, &chunk, chunk.count)
             if n == 0 { break }
             guard n > 0 else {
-                let reason = errno == EAGAIN ? "timed out waiting for the broker" : String(cString: strerror(errno))
-                throw .unreachable(reason)
+                if errno == EAGAIN { throw .timedOut }
+                throw .unreachable(String(cString: strerror(errno)))
             }
             received.append(contentsOf: chunk[..<n])
             guard received.count <= 4 << 20 else { throw .protocolError("the broker's response is larger than 4 MiB") }
