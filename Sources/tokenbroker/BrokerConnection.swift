@@ -15,6 +15,8 @@ final class BrokerConnection {
         case protocolError(String)
         /// The broker did not answer within the timeout.
         case timedOut
+        /// The broker closed the connection before answering (it is stopping, or closed an idle connection).
+        case closed
     }
 
     private let fd: Int32
@@ -56,7 +58,7 @@ final class BrokerConnection {
         var sent = 0
         while sent < line.count {
             let n = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw .unreachable("the broker closed the connection while sending: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw .closed }
             sent += n
         }
         var received = [UInt8]()
@@ -72,7 +74,7 @@ final class BrokerConnection {
             guard received.count <= 4 << 20 else { throw .protocolError("the broker's response is larger than 4 MiB") }
         }
         let lineEnd = received.firstIndex(of: UInt8(ascii: "\n")) ?? received.endIndex
-        guard lineEnd > 0 else { throw .protocolError("the broker closed the connection without answering") }
+        guard lineEnd > 0 else { throw .closed }
         do {
             return try JSONDecoder().decode(BrokerResponse.self, from: Data(received[..<lineEnd]))
         } catch {

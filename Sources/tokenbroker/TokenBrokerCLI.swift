@@ -54,6 +54,9 @@ struct ConnectionOptions: ParsableArguments {
         } catch BrokerConnection.Failure.timedOut {
             FileHandle.standardError.write(Data("tokenbroker: timed out waiting for the broker\n".utf8))
             throw ExitCode(69)
+        } catch BrokerConnection.Failure.closed {
+            FileHandle.standardError.write(Data("tokenbroker: the broker closed the connection without answering (is it stopping?)\n".utf8))
+            throw ExitCode(69)
         }
     }
 }

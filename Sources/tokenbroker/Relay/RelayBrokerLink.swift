@@ -47,16 +47,13 @@ final class RelayBrokerLink {
                     return response
                 }
                 guard ContinuousClock.now + pause < deadline else { return response }
-            } catch .timedOut {
-                throw .timedOut
-            } catch .protocolError(let reason) where !reason.contains("without answering") {
-                throw .protocolError(reason)
             } catch {
-                // Refused, missing, or closed without an answer (a broker stopping between accept
-                // and answer): the broker is being replaced, or is not there.
-                guard ContinuousClock.now + pause < deadline else {
-                    if case .unreachable = error { throw error }
-                    throw .unreachable("the broker closed the connection without answering (it may be restarting)")
+                switch error {
+                case .timedOut, .protocolError: throw error
+                case .unreachable, .closed:
+                    // Refused, missing, or closed without an answer (a broker stopping between
+                    // accept and answer): the broker is being replaced, or is not there.
+                    guard ContinuousClock.now + pause < deadline else { throw error }
                 }
             }
             let (seconds, attoseconds) = pause.components

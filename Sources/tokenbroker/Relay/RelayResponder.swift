@@ -172,6 +172,8 @@ final class RelayResponder: Sendable {
                 return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker cannot be reached: \(reason)", retryable: true))
             case .timedOut:
                 return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker did not answer in time", retryable: true))
+            case .closed:
+                return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker closed the connection without answering (it may be restarting)", retryable: true))
             case .protocolError(let reason):
                 return .failure(WireError(code: "internal", message: reason, retryable: true))
             }
