@@ -132,6 +132,21 @@ struct RelayTests {
         }
     }
 
+    @Test("with several identities the client_id picks one, as on the daemon's endpoints; without it the SDK is told to pass one")
+    func clientIdPicksAmongSeveral() async throws {
+        try await Self.run(identities: { _, provider in
+            [BrokerDaemon.Identity(name: "storage", tokenFile: provider.endpoints.tokenFile, clientId: CompatTests.userAssignedClientId)]
+        }) { scenario, relay in
+            let appService = CompatTests.sdkEnvironment(try await Self.relayEnvironment(relay).filter { $0.key.hasPrefix("IDENTITY_") })
+            let picked = try await CompatTests.python("managed", clientId: CompatTests.userAssignedClientId, environment: appService)
+            #expect(picked.status == 0, "\(picked.stderr)")
+            let socket = try await scenario.broker.request(#"{"op":"token","identity":"storage","scope":"\#(CompatTests.scope)"}"#)
+            #expect(picked.token == socket.token)
+            let ambiguous = try await CompatTests.python("managed", environment: appService)
+            #expect(ambiguous.status == 1 && ambiguous.stderr.contains("pass client_id"), "\(ambiguous.stderr)")
+        }
+    }
+
     @Test("the anti-SSRF headers are required: IMDS without Metadata is 400, a wrong identity header 401, and no exchange happens")
     func antiSSRFHeaders() async throws {
         try await Self.run { scenario, relay in

@@ -104,11 +104,28 @@ final class RelayResponder: Sendable {
         guard clientIds.count <= 1 else { return flavor.error(400, "invalid_request", "name the identity with only one of client_id or clientid") }
         let clientId = clientIds.first
 
-        let token = BrokerRequest(op: "token", id: .number(1), resource: resource, clientId: clientId, tenantId: tenantId, volume: volume)
-        let response: BrokerResponse
+        // The identities `status` lists for this caller, asked at most once per request.
+        var listedIdentities: [IdentityStatus]?
+        func listed() -> [IdentityStatus] {
+            if listedIdentities == nil { listedIdentities = call(BrokerRequest(op: "status", id: .number(2)), link: link).success?.status?.identities ?? [] }
+            return listedIdentities!
+        }
+        var token = BrokerRequest(op: "token", id: .number(1), resource: resource, clientId: clientId, tenantId: tenantId, volume: volume)
+        var response: BrokerResponse
         switch call(token, link: link) {
         case .failure(let error): return flavor.error(error)
         case .success(let answer): response = answer
+        }
+        // A broker with configured identities, several of them this caller's: name the one
+        // whose client id was asked for, as the daemon's own endpoints do.
+        if response.error?.code == WireErrorCode.identityRequired.rawValue, let clientId,
+            let name = listed().first(where: { $0.clientId?.lowercased() == clientId.lowercased() })?.name
+        {
+            token.identity = name
+            switch call(token, link: link) {
+            case .failure(let error): return flavor.error(error)
+            case .success(let answer): response = answer
+            }
         }
         guard response.ok, response.token != nil else {
             guard var error = response.error else { return flavor.error(500, "internal", "the broker's answer has no token") }
@@ -121,11 +138,11 @@ final class RelayResponder: Sendable {
         // The answer's client_id, and a check that a broker which ignores `clientId` (one with
         // configured identities) did not serve another app's token: the identity's client id,
         // as `status` lists it for this caller.
-        let listed = call(BrokerRequest(op: "status", id: .number(2)), link: link).success?.status?.identities.first { $0.name == response.identity }?.clientId
-        if let clientId, let listed, listed.lowercased() != clientId.lowercased() {
+        let servedClientId = listed().first { $0.name == response.identity }?.clientId
+        if let clientId, let servedClientId, servedClientId.lowercased() != clientId.lowercased() {
             return flavor.error(400, "invalid_request", "Identity not found")
         }
-        return flavor.token(response, resource: resource, clientId: listed ?? clientId, now: Int64(time(nil)))
+        return flavor.token(response, resource: resource, clientId: servedClientId ?? clientId, now: Int64(time(nil)))
     }
 
     /// The AWS SDKs' container-credentials protocol: `Authorization` carries the secret
