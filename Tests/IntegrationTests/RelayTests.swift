@@ -247,6 +247,24 @@ struct RelayTests {
         }
     }
 
+    @Test("connections beyond --max-connections get 503 at once; a slot frees when a client leaves")
+    func connectionCap() async throws {
+        try await Self.run(relayArguments: ["--max-connections", "1"]) { _, relay in
+            let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(relay.port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            #expect(connected == 0)
+            try await Task.sleep(for: .milliseconds(200))  // accepted: it holds the only slot
+            let refused = try await CompatTests.curl(["\(relay.url)/healthz"])
+            #expect(refused.status == 503 && refused.body["error"] as? String == "too_many_connections", "\(refused.body)")
+            close(holder)
+            try await waitUntil(timeout: .seconds(10), "the slot to free") { try await CompatTests.curl(["\(relay.url)/healthz"]).status == 200 }
+        }
+    }
+
     @Test("boto3 gets the broker's AWS credentials through the relay's container-credentials endpoint")
     func boto3GetsCredentials() async throws {
         try await AWSTests.run { scenario, moto, _ in
