@@ -15,11 +15,21 @@ struct RelayTests {
         let port: Int
         var url: String { "http://127.0.0.1:\(port)" }
 
-        init(socket: String, directory: String, arguments: [String] = [], environment: [String: String] = ["IDENTITY_HEADER": RelayTests.secret]) async throws {
-            var env = ProcessInfo.processInfo.environment.filter { $0.key != "IDENTITY_HEADER" }
+        /// `pod`: started inside that cgroup as that uid (a pod's container), else as the test's own process.
+        init(
+            socket: String, directory: String, arguments: [String] = [], environment: [String: String] = ["IDENTITY_HEADER": RelayTests.secret],
+            pod: (cgroup: String, uid: UInt32)? = nil
+        ) async throws {
+            var env = ProcessInfo.processInfo.environment.filter { $0.key != "IDENTITY_HEADER" && !$0.key.hasPrefix("AZURE_") }
             env.merge(environment) { _, new in new }
+            var command = [TestEnvironment.cliPath, "relay", "--listen", "127.0.0.1:0", "--socket", socket] + arguments
+            if let pod {
+                // Join the cgroup as root, then become the pod's uid; each step execs, so the PID stays the relay's.
+                command = ["/bin/sh", "-c", #"echo $$ > "$0/cgroup.procs" && exec "$@""#, pod.cgroup,
+                           "/usr/bin/setpriv", "--reuid", "\(pod.uid)", "--regid", "\(pod.uid)", "--clear-groups"] + command
+            }
             let process = try ChildProcess(
-                executable: TestEnvironment.cliPath, arguments: ["relay", "--listen", "127.0.0.1:0", "--socket", socket] + arguments,
+                executable: command[0], arguments: Array(command.dropFirst()),
                 environment: env, logDirectory: directory, name: "relay-\(UUID().uuidString.prefix(8))")
             self.process = process
             var port: Int?

@@ -138,7 +138,8 @@ final class RelayResponder: Sendable {
         // The answer's client_id, and a check that a broker which ignores `clientId` (one with
         // configured identities) did not serve another app's token: the identity's client id,
         // as `status` lists it for this caller.
-        let servedClientId = listed().first { $0.name == response.identity }?.clientId
+        // Node mode answers with the client id it exchanged for; configured identities are looked up.
+        let servedClientId = response.clientId ?? listed().first { $0.name == response.identity }?.clientId
         if let clientId, let servedClientId, servedClientId.lowercased() != clientId.lowercased() {
             return flavor.error(400, "invalid_request", "Identity not found")
         }
