@@ -177,6 +177,15 @@ struct RelayTests {
             #expect(aws.status == 401)
             let elsewhere = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)/metadata/instance?api-version=2021-02-01"])
             #expect(elsewhere.status == 404)
+            // DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own name; a proxy-style target is no request for us.
+            let imdsPath = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"
+            let rebound = try await CompatTests.curl(["-H", "Metadata: true", "-H", "Host: evil.example", "\(relay.url)\(imdsPath)"])
+            #expect(rebound.status == 400 && rebound.body["access_token"] == nil, "\(rebound.body)")
+            #expect((rebound.body["error_description"] as? String)?.contains("Host must name a loopback address") == true)
+            let proxied = try await offPool {
+                try CompatTests.tcpExchange(port: relay.port, Array("GET http://127.0.0.1:\(relay.port)\(imdsPath) HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata: true\r\n\r\n".utf8))
+            }
+            #expect(proxied.hasPrefix("HTTP/1.1 400 ") && !proxied.contains("access_token"), "\(proxied.prefix(200))")
             #expect(try await scenario.provider.stats().tokenRequests == 0, "no exchange happened for any refused request")
         }
     }
@@ -249,7 +258,7 @@ struct RelayTests {
                 #expect(answer.hasPrefix("HTTP/1.1 \(status) "), "\(answer.prefix(80))")
             }
             // Two requests pipelined on one connection, the second asking to close: two answers, in order.
-            let pipelined = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            let pipelined = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: localhost:\(relay.port)\r\nConnection: close\r\n\r\n"
             let answers = try await offPool { try CompatTests.tcpExchange(port: relay.port, Array(pipelined.utf8)) }
             #expect(answers.hasPrefix("HTTP/1.1 200 ") && answers.contains("HTTP/1.1 404 ") && answers.contains("Connection: close"), "\(answers)")
             let good = try await CompatTests.curl(["\(relay.url)/healthz"])

@@ -69,7 +69,7 @@ enum RelayHTTPHead {
         }
         guard version == "HTTP/1.1" || version == "HTTP/1.0" else { return .invalid(status: 400, message: "only HTTP/1.0 and HTTP/1.1 are spoken here") }
         guard target.hasPrefix("/"), !target.hasPrefix("//"), let components = URLComponents(string: target) else {
-            return .invalid(status: 400, message: "malformed request target")
+            return .invalid(status: 400, message: "the request target must be a path (origin form); this endpoint is not a proxy")
         }
 
         var headers: [(name: String, value: String)] = []

@@ -6,7 +6,7 @@ import TokenBrokerProtocol
 /// anti-SSRF headers, parameters, answers and status codes), with the token coming from the
 /// broker socket. The broker sees the relay's process, so it attests the relay's pod.
 ///
-/// Routes: App Service `/msi/token`, IMDS `/metadata/identity/oauth2/token`, AWS
+/// Routes (for requests whose `Host` is a loopback address): App Service `/msi/token`, IMDS `/metadata/identity/oauth2/token`, AWS
 /// `/aws/credentials[/NAME]`, and `/healthz` (200 only while the broker answers `ping`).
 /// Everything else is 404; nothing is forwarded anywhere.
 final class RelayResponder: Sendable {
@@ -32,6 +32,13 @@ final class RelayResponder: Sendable {
     }
 
     func respond(to request: RelayHTTPRequest, link: RelayBrokerLink) -> RelayHTTPResponse {
+        // Before anything else, as on the daemon's endpoints: a request not addressed to this
+        // host (DNS rebinding: a page whose name now resolves to 127.0.0.1) learns nothing.
+        // The head parser already refused targets that are not in origin form.
+        let hosts = request.headerValues("Host")
+        guard hosts.count == 1, LoopbackHost.isLoopback(hostHeader: hosts[0]) else {
+            return RelayFlavor.imds.error(400, "bad_request", "Host must name a loopback address (localhost, 127.0.0.1 or [::1])")
+        }
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
         switch path {
         case Self.healthPath: return health(request, link: link)
