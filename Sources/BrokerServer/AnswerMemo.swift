@@ -55,6 +55,6 @@ extension BrokerRequest {
     /// Whether the two differ at most in their `id`.
     func asksSame(as other: BrokerRequest) -> Bool {
         op == other.op && scope == other.scope && resource == other.resource && identity == other.identity
-            && minValiditySeconds == other.minValiditySeconds
+            && minValiditySeconds == other.minValiditySeconds && clientId == other.clientId && tenantId == other.tenantId && volume == other.volume
     }
 }

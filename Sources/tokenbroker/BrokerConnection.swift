@@ -3,14 +3,20 @@ import Glibc
 import TokenBrokerProtocol
 
 /// A blocking NDJSON connection to the broker's socket. The CLI sends one request
-/// and reads one response; nothing here needs an event loop.
-struct BrokerConnection: ~Copyable {
+/// and reads one response; the relay keeps one per client connection for many.
+/// Nothing here needs an event loop. A class so the relay can keep one in a property
+/// and drop it; the socket closes with the last reference.
+final class BrokerConnection {
     /// Why talking to the broker failed.
     enum Failure: Error {
         /// The socket could not be reached (missing, refused, permission).
         case unreachable(String)
         /// The broker answered something that is not a v1 response.
         case protocolError(String)
+        /// The broker did not answer within the timeout.
+        case timedOut
+        /// The broker closed the connection before answering (it is stopping, or closed an idle connection).
+        case closed
     }
 
     private let fd: Int32
@@ -52,7 +58,7 @@ struct BrokerConnection: ~Copyable {
         var sent = 0
         while sent < line.count {
             let n = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw .unreachable("the broker closed the connection while sending: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw .closed }
             sent += n
         }
         var received = [UInt8]()
@@ -61,14 +67,14 @@ struct BrokerConnection: ~Copyable {
             let n = read(fd, &chunk, chunk.count)
             if n == 0 { break }
             guard n > 0 else {
-                let reason = errno == EAGAIN ? "timed out waiting for the broker" : String(cString: strerror(errno))
-                throw .unreachable(reason)
+                if errno == EAGAIN { throw .timedOut }
+                throw .unreachable(String(cString: strerror(errno)))
             }
             received.append(contentsOf: chunk[..<n])
             guard received.count <= 4 << 20 else { throw .protocolError("the broker's response is larger than 4 MiB") }
         }
         let lineEnd = received.firstIndex(of: UInt8(ascii: "\n")) ?? received.endIndex
-        guard lineEnd > 0 else { throw .protocolError("the broker closed the connection without answering") }
+        guard lineEnd > 0 else { throw .closed }
         do {
             return try JSONDecoder().decode(BrokerResponse.self, from: Data(received[..<lineEnd]))
         } catch {

@@ -12,15 +12,21 @@ extension TokenBrokerCLI {
             discussion: """
                 IDENTITY_ENDPOINT and IDENTITY_HEADER (App Service protocol), AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS), TOKENBROKER_SOCKET, \
                 AZURE_CLIENT_ID with --identity, and AWS_CONTAINER_CREDENTIALS_FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN when AWS identities are available.
+                With --relay URL: the same variables for a `tokenbroker relay` at URL (all five, without asking the broker; \
+                the secret from --identity-header-file or IDENTITY_HEADER, as the relay reads it).
                 """)
 
         @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID (needed when several are available to you).")
         var identity: String?
 
+        @OptionGroup var relay: RelayEnvironmentOptions
+
         @OptionGroup var connection: ConnectionOptions
 
+        func validate() throws { try relay.validate(identity: identity) }
+
         func run() throws {
-            for (name, value) in try CompatEnvironment.variables(connection: connection, identity: identity) {
+            for (name, value) in try relay.variables() ?? CompatEnvironment.variables(connection: connection, identity: identity) {
                 print("export \(name)=\(CompatEnvironment.shellQuoted(value))")
             }
         }
@@ -33,19 +39,22 @@ extension TokenBrokerCLI {
         @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID.")
         var identity: String?
 
+        @OptionGroup var relay: RelayEnvironmentOptions
+
         @OptionGroup var connection: ConnectionOptions
 
         @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
         var command: [String] = []
 
         func validate() throws {
+            try relay.validate(identity: identity)
             guard !command.drop(while: { $0 == "--" }).isEmpty else { throw ValidationError("name a command to run: tokenbroker exec -- CMD [ARG…]") }
         }
 
         func run() throws {
             var arguments = command
             if arguments.first == "--" { arguments.removeFirst() }
-            for (name, value) in try CompatEnvironment.variables(connection: connection, identity: identity) {
+            for (name, value) in try relay.variables() ?? CompatEnvironment.variables(connection: connection, identity: identity) {
                 setenv(name, value, 1)
             }
             var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
@@ -102,8 +111,55 @@ enum CompatEnvironment {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
-    private static func fail(_ message: String, code: Int32) -> ExitCode {
+    static func fail(_ message: String, code: Int32) -> ExitCode {
         FileHandle.standardError.write(Data("tokenbroker: \(message)\n".utf8))
         return ExitCode(code)
+    }
+}
+
+/// `--relay URL` of `env` and `exec`: the variables for a `tokenbroker relay` instead of the
+/// broker's own compatibility listener.
+struct RelayEnvironmentOptions: ParsableArguments {
+    @Option(name: .long, help: "Print the variables for a `tokenbroker relay` at this URL (http://127.0.0.1:PORT) instead of asking the broker.")
+    var relay: String?
+
+    @Option(name: .long, help: "With --relay: file holding the identity header secret (default: IDENTITY_HEADER).")
+    var identityHeaderFile: String?
+
+    func validate(identity: String?) throws {
+        guard let relay else {
+            guard identityHeaderFile == nil else { throw ValidationError("--identity-header-file goes with --relay") }
+            return
+        }
+        guard identity == nil else {
+            throw ValidationError("with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
+        }
+        guard relay.hasPrefix("http://"), let url = URL(string: relay), let host = url.host, url.port != nil,
+            case .success = LoopbackAddress.parse(host.contains(":") ? "[\(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))]:0" : "\(host):0"),
+            url.path.isEmpty || url.path == "/", url.query == nil
+        else { throw ValidationError("--relay must be http://127.0.0.1:PORT (or another loopback address with a port), as the relay's --listen") }
+    }
+
+    /// The five variables, or nil without `--relay`.
+    func variables() throws -> [(String, String)]? {
+        guard var base = relay else { return nil }
+        while base.hasSuffix("/") { base.removeLast() }
+        let text: String?
+        if let identityHeaderFile {
+            text = try? String(contentsOfFile: identityHeaderFile, encoding: .utf8)
+            guard text != nil else { throw CompatEnvironment.fail("cannot read --identity-header-file \(identityHeaderFile)", code: 64) }
+        } else {
+            text = ProcessInfo.processInfo.environment["IDENTITY_HEADER"]
+        }
+        guard let header = text?.trimmingCharacters(in: .whitespacesAndNewlines), !header.isEmpty else {
+            throw CompatEnvironment.fail("--relay needs the relay's identity header secret: --identity-header-file FILE or IDENTITY_HEADER", code: 64)
+        }
+        return [
+            ("IDENTITY_ENDPOINT", base + RelayResponder.appServicePath),
+            ("IDENTITY_HEADER", header),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", base),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", base + RelayResponder.awsPath),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", header),
+        ]
     }
 }

@@ -17,7 +17,7 @@ struct TokenBrokerCLI: ParsableCommand {
             Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
             The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
             """,
-        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self]
+        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self]
     )
 }
 
@@ -51,6 +51,12 @@ struct ConnectionOptions: ParsableArguments {
         } catch BrokerConnection.Failure.protocolError(let reason) {
             FileHandle.standardError.write(Data("tokenbroker: \(reason)\n".utf8))
             throw ExitCode(76)
+        } catch BrokerConnection.Failure.timedOut {
+            FileHandle.standardError.write(Data("tokenbroker: timed out waiting for the broker\n".utf8))
+            throw ExitCode(69)
+        } catch BrokerConnection.Failure.closed {
+            FileHandle.standardError.write(Data("tokenbroker: the broker closed the connection without answering (is it stopping?)\n".utf8))
+            throw ExitCode(69)
         }
     }
 }
@@ -78,6 +84,15 @@ extension TokenBrokerCLI {
         @Option(name: .long, help: "Minimum seconds the token must still be valid.")
         var minValidity: Int?
 
+        @Option(name: .long, help: "Node mode: the Entra application (client) id to get a token for.")
+        var clientId: String?
+
+        @Option(name: .long, help: "Node mode: the Entra tenant of --client-id (default: the broker's).")
+        var tenantId: String?
+
+        @Option(name: .long, help: "Node mode: the projected volume of your pod that holds the assertion.")
+        var volume: String?
+
         @Option(name: .shortAndLong, help: "token (default), json, header (Authorization: Bearer …), or aws-credential-process (for ~/.aws/config).")
         var output: Output = .token
 
@@ -90,7 +105,9 @@ extension TokenBrokerCLI {
         }
 
         func run() throws {
-            let response = try connection.send(BrokerRequest(op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity))
+            let response = try connection.send(BrokerRequest(
+                op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity,
+                clientId: clientId, tenantId: tenantId, volume: volume))
             if output == .json {
                 print(try JSONOutput.render(response))
                 return

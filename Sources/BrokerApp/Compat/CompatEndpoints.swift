@@ -178,11 +178,7 @@ final class CompatEndpoints: HTTPService {
 
     /// Compares without an early exit, so timing does not reveal how much of a guess was right.
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-        }
-        return difference == 0 && !b.isEmpty
+        ConstantTime.equal(a, b)
     }
 }
 
