@@ -71,7 +71,7 @@ extension TokenBrokerDaemon {
             }
             var configuration = try ConfigurationSource.load(path: config, environment: environment)
             if checkConfig {
-                print("configuration is valid: \(configuration.identities.count) identit\(configuration.identities.count == 1 ? "y" : "ies")")
+                print(ConfigurationSource.validSummary(configuration))
                 return
             }
             if let socket { configuration.socket.path = socket }
@@ -105,7 +105,7 @@ extension TokenBrokerDaemon {
 
         func run() throws {
             let configuration = try ConfigurationSource.load(path: config, environment: ProcessInfo.processInfo.environment)
-            print("configuration is valid: \(configuration.identities.count) identit\(configuration.identities.count == 1 ? "y" : "ies")")
+            print(ConfigurationSource.validSummary(configuration))
         }
     }
 
@@ -176,5 +176,14 @@ enum ConfigurationSource {
             FileHandle.standardError.write(Data("tokenbrokerd: invalid configuration: \(error)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
         }
+    }
+}
+
+extension ConfigurationSource {
+    /// What `check-config` prints for a valid configuration.
+    static func validSummary(_ configuration: BrokerConfiguration) -> String {
+        let count = configuration.identities.count
+        let nodeMode = configuration.kubernetes.map { "; node mode on (pods in \($0.podsDirectory))" } ?? ""
+        return "configuration is valid: \(count) identit\(count == 1 ? "y" : "ies")\(nodeMode)"
     }
 }

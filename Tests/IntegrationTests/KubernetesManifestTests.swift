@@ -94,7 +94,14 @@ struct KubernetesManifestTests {
         return try JSONDecoder().decode(NodeFacts.self, from: Data(result.stdout.utf8))
     }
 
-    // The lead adds the check-config test of node/config.yaml once the daemon reads `kubernetes:`.
+    @Test("node mode: node/config.yaml (the DaemonSet's ConfigMap) passes check-config and turns node mode on")
+    func nodeConfigPassesCheckConfig() async throws {
+        let path = "\(TestEnvironment.packageRoot)/deploy/kubernetes/node/config.yaml"
+        let check = try await runCommand(TestEnvironment.daemonPath, ["check-config", "--config", path], environment: [:])
+        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        #expect(check.stdout.contains("configuration is valid") && check.stdout.contains("node mode on (pods in /var/lib/kubelet/pods)"), "\(check.stdout)")
+    }
+
     @Test("node mode: the DaemonSet's ConfigMap is node/config.yaml, and the relay and the app agree with the broker and `tokenbroker env --relay`")
     func nodeManifestsAgree() async throws {
         let facts = try await Self.nodeFacts()
