@@ -73,7 +73,12 @@ def client_loop():
             # A stopping broker answers an exchange it had to abandon `shutting_down`
             # (retryable, docs/protocol.md): a client asks again, and the next process
             # answers. Lost is a request that gets no token even then.
-            if (reply.get("error") or {}).get("code") == "shutting_down":
+            # The next process may be stopped too before its first exchange ends (each lives
+            # 0.4 s here, and a cold first exchange on a loaded machine takes longer): ask
+            # again until one answers; the last process serves until this loop ends.
+            for _ in range(restarts + 1):
+                if (reply.get("error") or {}).get("code") != "shutting_down":
+                    break
                 counts["retried"] = counts.get("retried", 0) + 1
                 answer = ask()
                 reply = json.loads(answer.decode() or "{}")
