@@ -33,16 +33,25 @@ enum LoopbackPeer {
         var port: UInt16
 
         init?(_ socketAddress: SocketAddress) {
+            // Read from the raw sockaddr (port at offset 2 in both families; the IPv4
+            // address at 4, the IPv6 one at 8): the struct members are not visible here in
+            // a release build (MemberImportVisibility: they come through NIO's C module).
+            let isV6: Bool
             switch socketAddress {
-            case .v4(let v4):
-                address = withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
-                port = UInt16(bigEndian: v4.address.sin_port)
-            case .v6(let v6):
-                address = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-                port = UInt16(bigEndian: v6.address.sin6_port)
-            case .unixDomainSocket:
-                return nil
+            case .v4: isV6 = false
+            case .v6: isV6 = true
+            case .unixDomainSocket: return nil
             }
+            let parsed = socketAddress.withSockAddr { pointer, length -> (address: [UInt8], port: UInt16)? in
+                let raw = UnsafeRawPointer(pointer)
+                let (offset, count) = isV6 ? (8, 16) : (4, 4)
+                guard Int(length) >= offset + count else { return nil }
+                let port = UInt16(raw.load(fromByteOffset: 2, as: UInt8.self)) << 8 | UInt16(raw.load(fromByteOffset: 3, as: UInt8.self))
+                return (Array(UnsafeRawBufferPointer(start: raw + offset, count: count)), port)
+            }
+            guard let parsed else { return nil }
+            address = parsed.address
+            port = parsed.port
         }
     }
 }

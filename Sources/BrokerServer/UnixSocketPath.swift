@@ -44,7 +44,7 @@ enum UnixSocketPath {
     /// Whether connecting to `path` succeeds.
     static func isListening(_ path: String) -> Bool {
         guard var address = address(path) else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_CLOEXEC, 0)  // SOCK_CLOEXEC is O_CLOEXEC on Linux; the release build does not see SOCK_CLOEXEC here
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let result = withUnsafePointer(to: &address) {
@@ -58,7 +58,7 @@ enum UnixSocketPath {
         guard var address = address(path) else {
             throw BrokerServerError(.bindFailed, "socket path \(path) is longer than the \(MemoryLayout<sockaddr_un>.size - 3) bytes a Unix socket address holds")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_NONBLOCK | O_CLOEXEC, 0)  // SOCK_NONBLOCK/SOCK_CLOEXEC are O_NONBLOCK/O_CLOEXEC on Linux
         guard fd >= 0 else { throw BrokerServerError(.bindFailed, "socket: \(String(cString: strerror(errno)))") }
         if let info = try? fileStat(path), info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
         let bound = withUnsafePointer(to: &address) {

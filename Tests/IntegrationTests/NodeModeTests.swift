@@ -127,7 +127,7 @@ struct NodeModeTests {
 
     @Test("a pod created after the broker started is served at once; a deleted pod's process is refused; 40 replicas cost one exchange")
     func podsComeAndGo() async throws {
-        try await Self.run { node, provider, broker, _ in
+        try await Self.run { node, provider, broker, directory in
             let environment = ["AZURE_CLIENT_ID": Self.appReplicas]
             var replicas: [SimulatedNode.Pod] = []
             for _ in 0..<40 { replicas.append(try await Self.startPod(node, provider, account: Self.accountReplicas)) }
@@ -155,6 +155,35 @@ struct NodeModeTests {
             try await Task.sleep(for: .milliseconds(500))
             let gone = try await Self.token(broker, from: late, environment: ["AZURE_CLIENT_ID": Self.appA])
             #expect(gone.errorCode == "forbidden" && gone.errorMessage.contains("not on this node"), "\(gone)")
+
+            // A connection that keeps asking the same thing (answered from its memory of the
+            // last answer) is refused at its first request after the pod is gone, too.
+            let keeper = try await Self.startPod(node, provider, account: Self.accountA)
+            try await Task.sleep(for: .milliseconds(300))
+            let marker = "\(directory)/deleted-\(keeper.uid)"
+            let script = """
+                import json, os, socket, sys, time
+                s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+                f = s.makefile("rwb"); start = time.time(); deleted = None
+                while time.time() - start < 20:
+                    f.write(b'{"op":"token","scope":"https://storage.azure.com/.default","id":1}\\n'); f.flush()
+                    reply = json.loads(f.readline())
+                    if deleted is None and os.path.exists(sys.argv[2]): deleted = time.time()
+                    if not reply.get("ok"):
+                        print(json.dumps({"code": reply["error"]["code"], "afterDeletion": None if deleted is None else time.time() - deleted})); sys.exit(0)
+                    time.sleep(0.01)
+                print(json.dumps({"code": None}))
+                """
+            async let asker = OtherUser.run(
+                ["/usr/bin/env", "AZURE_CLIENT_ID=\(Self.appA)", "/usr/bin/python3", "-c", script, broker.socketPath, marker],
+                uid: Self.podUID, gid: Self.podUID, groups: nil, cgroup: keeper.cgroup)
+            try await Task.sleep(for: .milliseconds(500))
+            try node.deletePod(keeper)
+            FileManager.default.createFile(atPath: marker, contents: nil)
+            let outcome = try await asker
+            let refusal = try Reply(outcome.stdout)
+            #expect(refusal["code"] as? String == "forbidden", "\(outcome.stdout) \(outcome.stderr)")
+            #expect((refusal["afterDeletion"] as? Double ?? 99) < 0.5, "refused at once after the deletion, not when the remembered answer runs out: \(outcome.stdout)")
 
             let metrics = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", broker.socketPath, "http://localhost/metrics"])
             #expect(metrics.stdout.contains("tokenbroker_kubernetes_pods 40"), "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")

@@ -170,6 +170,11 @@ final class Broker: BrokerResponder {
     fileprivate func renew(_ answer: RepeatableTokenAnswer, request: BrokerRequest, peer: PeerCredentials) -> RepeatVerdict {
         let now = ContinuousClock.now
         guard identitiesGeneration.load(ordering: .acquiring) == answer.generation, now <= answer.holdsUntil else { return .expired }
+        // A pod's token holds only while its pod is on the node: a deleted pod's connection
+        // is refused at its next request, not a second later.
+        if let pods, let uid = peer.podUID, PodIdentities.isPodKey(answer.hit.key.identity), pods.registry.tokens(ofPod: uid)?.isEmpty != false {
+            return .expired
+        }
         if let wait = rateLimiter.admit(uid: peer.uid, at: now) {
             countRequest(request.op, WireErrorCode.throttled.rawValue)
             return .instead(throttled(request, peer: peer, wait: wait))

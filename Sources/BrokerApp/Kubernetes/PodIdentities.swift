@@ -182,9 +182,12 @@ final class PodIdentities: Service, Sendable {
         return "k8s:\(account)/\(digest)"
     }
 
+    /// Whether a cache identity is one of a service account's (made here).
+    static func isPodKey(_ identity: String) -> Bool { identity.hasPrefix("k8s:") }
+
     /// The service account and client id behind a cache identity this made.
     func registration(of identity: String) -> Registration? {
-        guard identity.hasPrefix("k8s:") else { return nil }
+        guard Self.isPodKey(identity) else { return nil }
         return registered.withLock { $0[identity] }
     }
 
