@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -546,6 +547,27 @@ class NodeBench:
         self.r["idleCpu"] = {"seconds": elapsed, "cpuSeconds": used / ticks, "percentOfCore": used / ticks / elapsed * 100}
         log(f"idle CPU over {elapsed:.1f} s: {used / ticks * 1e3:.0f} ms ({used / ticks / elapsed * 100:.2f} % of a core)")
 
+    def rescan_cost(self, changes=20, spacing=0.1):
+        """Broker CPU per change of the mount table (each rescans every pod): a tmpfs mounted
+        and unmounted beside the pods directory, `spacing` apart."""
+        probe = os.path.join(self.workdir, "mount-probe")
+        os.mkdir(probe)
+        ticks = os.sysconf("SC_CLK_TCK")
+        time.sleep(spacing)
+        before = self.cpu_ticks()
+        for i in range(changes):
+            if i % 2 == 0:
+                mount_tmpfs(probe)
+                self.node.mounts.add(probe)
+            else:
+                umount(probe)
+                self.node.mounts.discard(probe)
+            time.sleep(spacing)
+        used = (self.cpu_ticks() - before) / ticks
+        os.rmdir(probe)
+        self.r["rescan"] = {"changes": changes, "cpuSeconds": used, "msPerChange": used / changes * 1e3}
+        log(f"mount table changes: {changes} in {changes * spacing:.1f} s, broker CPU {used * 1e3:.0f} ms ({used / changes * 1e3:.1f} ms each)")
+
     def loadgen(self, request, cgroup=None):
         a = self.args
         argv = [os.path.join(a.tools, "loadgen"), "--unix", self.sock, "--mode", "ndjson", "-c", str(a.conns), "-p", "1",
@@ -705,6 +727,17 @@ class NodeBench:
             "settleSeconds": a.settle,
         }
 
+    def perf_report(self, data):
+        """The hottest symbols of the broker during the churn with mounts, on stderr."""
+        demangle = shutil.which("swift-demangle")
+        for flags, limit in ((["--no-children"], "1"), (["--children"], "4")):
+            out = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--sort", "symbol", "--percent-limit", limit, *flags],
+                                 capture_output=True, text=True, timeout=300)
+            text = "\n".join(re.sub(r"\s+-\s+-\s*$", "", line).rstrip() for line in out.stdout.splitlines() if line and not line.startswith("#"))
+            if demangle:
+                text = subprocess.run([demangle, "--simplified"], input=text, capture_output=True, text=True).stdout
+            print(f"## perf report {' '.join(flags)} (the broker during the churn with tmpfs mounts)\n\n{text}\n", file=sys.stderr)
+
     # ------------------------------------------------------------------ main
     def run(self):
         started = time.monotonic()
@@ -729,6 +762,8 @@ class NodeBench:
         self.r["withTokens"] = self.resources()
         log(f"{self.args.pods} pods, {self.args.accounts * self.args.scopes} tokens: {self.r['withTokens']}")
         self.idle_cpu(10.0)
+        if self.args.mount_seconds > 0:
+            self.rescan_cost()
         self.throughput()
         time.sleep(1.0)
         self.r["beforeChurn"] = self.resources()
@@ -736,7 +771,19 @@ class NodeBench:
         self.churn(self.args.churn_seconds)
         log(f"after churn: {self.r['churn']['after']}")
         if self.args.mount_seconds > 0:
-            self.churn(self.args.mount_seconds, mount=True, name="mountChurn")
+            perf = None
+            if self.args.profile:
+                data = os.path.join(self.workdir, "perf.data")
+                perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(self.pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                self.churn(self.args.mount_seconds, mount=True, name="mountChurn")
+            finally:
+                if perf:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait(timeout=60)
+            if perf:
+                self.perf_report(data)
             log(f"after the churn with tmpfs mounts: {self.r['mountChurn']['after']}")
         self.r["seconds"] = time.monotonic() - started
         self.r["loadavgEnd"] = os.getloadavg()
@@ -823,6 +870,10 @@ def report(r, args):
             f"{pod_cpu:.1f} µs CPU/req); configured {cell(t, 'configured')} req/s (p99 ≤ {cfg_p99:.0f} µs, {cfg_cpu:.1f} µs CPU/req); "
             f"pod / configured: {', '.join(f'{x:.2f}' for x in ratios)}, median **{statistics.median(ratios):.2f}**; {errors} errors | "
             f"(none set) | |")
+    rs = r.get("rescan")
+    if rs:
+        add(f"| full rescan: broker CPU per change of the mount table ({rs['changes']} changes: a tmpfs mounted and unmounted outside "
+            f"the pods directory, 100 ms apart) with {r['pods']} pods | {rs['msPerChange']:.1f} ms | | |")
     m = r.get("mountChurn")
     if m:
         churn_rows(m, c["after"], "churn + tmpfs: ")
@@ -853,6 +904,7 @@ def main():
     p.add_argument("--churn-seconds", type=float)
     p.add_argument("--mount-seconds", type=float, help="a second churn with a tmpfs per projected volume, as the kubelet mounts them (0: none)")
     p.add_argument("--conns", type=int, default=4)
+    p.add_argument("--profile", action="store_true", help="perf record the broker during the churn with mounts; report on stderr")
     args = p.parse_args()
     if args.churn_seconds is None:
         args.churn_seconds = 10.0 if args.quick else 60.0
