@@ -90,12 +90,12 @@ def own_cgroup():
 
 
 class Pod:
-    def __init__(self, uid, account, cgroup, cgroups, directory):
+    def __init__(self, uid, account):
         self.uid = uid
         self.account = account  # index of the service account
-        self.cgroup = cgroup  # the container's cgroup directory, which processes join
-        self.cgroups = cgroups  # every cgroup directory made for it, outermost first
-        self.directory = directory
+        self.cgroup = None  # the container's cgroup directory, which processes join
+        self.cgroups = []  # every cgroup directory made for it, outermost first
+        self.directory = None
         self.conn = None
         self.tokens = None  # (federated, api) JWTs
         self.mounts = []  # tmpfs mounts made for its projected volumes
@@ -124,15 +124,17 @@ class Node:
         os.mkdir(d)
         self.created.append(d)
 
-    def add_pod(self, uid, account):
+    def add_pod(self, pod):
+        """The pod's cgroups and its directory (empty `volumes/`), as the kubelet makes them first."""
+        uid = pod.uid
         underscored = uid.replace("-", "_")
         pod_slice = f"{self.burstable}/kubepods-burstable-pod{underscored}.slice"
         container = f"{pod_slice}/cri-containerd-{random.getrandbits(256):064x}.scope"
         self._mkdir(pod_slice)
         self._mkdir(container)
-        directory = os.path.join(self.pods_directory, uid)
-        os.makedirs(os.path.join(directory, "volumes"))
-        return Pod(uid, account, container, [pod_slice, container], directory)
+        pod.directory = os.path.join(self.pods_directory, uid)
+        os.makedirs(os.path.join(pod.directory, "volumes"))
+        pod.cgroup, pod.cgroups = container, [pod_slice, container]
 
     def project(self, pod, volume, files, mount=False):
         """kubelet's AtomicWriter (into a fresh tmpfs, as the kubelet mounts one per projected
@@ -456,9 +458,9 @@ class NodeBench:
 
     # ------------------------------------------------------------------ pods
     def new_pod(self, account):
+        """A pod to be (its UID and service account; nothing on disk yet)."""
         self.uid_count += 1
-        pod = self.node.add_pod(str(uuid.uuid4()), account)
-        return pod
+        return Pod(str(uuid.uuid4()), account)
 
     def request(self, pod, k=0):
         return {"op": "token", "scope": scope(k), "clientId": self.client_id(pod.account)}
@@ -478,6 +480,7 @@ class NodeBench:
         self.r["mintSeconds"] = time.monotonic() - t
         t = time.monotonic()
         for pod in pods:
+            self.node.add_pod(pod)
             self.node.start_pod(pod, self.account(pod.account)[0])
             self.pods.append(pod)
         self.r["populateSeconds"] = time.monotonic() - t
@@ -653,6 +656,7 @@ class NodeBench:
                 deleting[(old, "fresh")] = [t_del, False, 0.0, fresh_conn]
                 # A new pod: cgroups, a connection from inside, then its volumes.
                 pod = fresh[i]
+                self.node.add_pod(pod)
                 pod.conn = Conn(self.sock, self.node, pod.cgroup)
                 swapped = self.node.start_pod(pod, self.account(pod.account)[0], mount)
                 creating[(pod, "new")] = [swapped, False, 0.0, pod.conn]
@@ -707,11 +711,15 @@ class NodeBench:
             f"broker CPU {cpu / churn_seconds * 100:.1f} % of a core")
 
         # Afterwards: no client connection left; the same number of pods as before.
+        ended = time.monotonic()
+        settling = [dict(self.resources(), at=0.0)]
         for pod in self.pods:
             if pod.conn:
                 pod.conn.close()
                 pod.conn = None
-        time.sleep(a.settle)
+        while time.monotonic() - ended < a.settle:
+            time.sleep(0.25)
+            settling.append(dict(self.resources(), at=time.monotonic() - ended))
         after = self.resources()
         self.r[name] = {
             "pods": total, "seconds": churn_seconds, "lateTicks": late_ticks, "mounts": mount,
@@ -725,6 +733,7 @@ class NodeBench:
             "during": {k: max(s[k] for s in samples) for k in ("fds", "watches", "threads", "rss")},
             "after": after,
             "settleSeconds": a.settle,
+            "samples": samples, "settling": settling,
         }
 
     def perf_report(self, data):
