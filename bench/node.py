@@ -763,6 +763,8 @@ class NodeBench:
         conns = self.wait_pods_known(self.pods)
         self.conns += conns
         self.cold_burst(conns)
+        time.sleep(0.5)
+        self.r["afterBurst"] = self.resources()
         self.fill(conns)
         for c in conns:
             c.close()
@@ -852,7 +854,9 @@ def report(r, args):
         add(f"| RSS with {r['pods']} pods and {f.get('tokens', 0)} cached tokens ({r['accounts']} accounts × {r['scopes']} scopes; "
             f"{f.get('errors', 0)} errors) | {w['rss'] / MiB:.1f} MiB (anonymous {w['rssAnon'] / MiB:.1f}); "
             f"{w['fds']} fds, {w['watches']} inotify watches, {w['threads']} threads | ≤ 48 MiB | {yes(w['rss'] <= 48 * MiB)} |")
-        for key, what in (("withPods", f"{r['pods']} pods, no pod token cached yet"), ("empty", "no pod, no token")):
+        for key, what in (("afterBurst", f"{r['pods']} pods after the cold burst: {r['accounts']} service accounts served, one token each "
+                                         f"({r['pods']} client connections open)"),
+                          ("withPods", f"{r['pods']} pods, no pod token cached yet"), ("empty", "no pod, no token")):
             e = r[key]
             add(f"| for comparison: RSS with {what} | {e['rss'] / MiB:.1f} MiB (anonymous {e['rssAnon'] / MiB:.1f}); "
                 f"{e['fds']} fds, {e['watches']} inotify watches, {e['threads']} threads | | |")
