@@ -532,14 +532,21 @@ class NodeBench:
         first = {}
         for pod, conn in zip(self.pods, conns):
             first.setdefault(pod.account, (pod, conn))
-        for pod, conn in first.values():
-            for k in range(1, self.args.scopes):
-                conn.send(self.request(pod, k))
-        for pod, conn in first.values():
-            for k in range(1, self.args.scopes):
-                if not conn.read_reply().get("ok"):
-                    errors += 1
-        self.r["fill"] = {"tokens": len(first) * self.args.scopes, "seconds": time.monotonic() - t, "errors": errors}
+        if self.args.fill_serial:
+            # One exchange at a time (a diagnostic: what the concurrency of the fill costs in RSS).
+            for pod, conn in first.values():
+                for k in range(1, self.args.scopes):
+                    if not conn.call(self.request(pod, k)).get("ok"):
+                        errors += 1
+        else:
+            for pod, conn in first.values():
+                for k in range(1, self.args.scopes):
+                    conn.send(self.request(pod, k))
+            for pod, conn in first.values():
+                for k in range(1, self.args.scopes):
+                    if not conn.read_reply().get("ok"):
+                        errors += 1
+        self.r["fill"] = {"tokens": len(first) * self.args.scopes, "seconds": time.monotonic() - t, "errors": errors, "serial": self.args.fill_serial}
         log(f"filled {len(first) * self.args.scopes} tokens in {self.r['fill']['seconds']:.1f} s, {errors} errors")
 
     def idle_cpu(self, seconds=10.0):
@@ -851,7 +858,8 @@ def report(r, args):
     w = r.get("withTokens")
     if w:
         f = r.get("fill", {})
-        add(f"| RSS with {r['pods']} pods and {f.get('tokens', 0)} cached tokens ({r['accounts']} accounts × {r['scopes']} scopes; "
+        how = "one exchange at a time" if f.get("serial") else f"every account's {r['scopes'] - 1} other scopes asked at once, {f.get('seconds', 0):.1f} s"
+        add(f"| RSS with {r['pods']} pods and {f.get('tokens', 0)} cached tokens ({r['accounts']} accounts × {r['scopes']} scopes; filled {how}; "
             f"{f.get('errors', 0)} errors) | {w['rss'] / MiB:.1f} MiB (anonymous {w['rssAnon'] / MiB:.1f}); "
             f"{w['fds']} fds, {w['watches']} inotify watches, {w['threads']} threads | ≤ 48 MiB | {yes(w['rss'] <= 48 * MiB)} |")
         for key, what in (("afterBurst", f"{r['pods']} pods after the cold burst: {r['accounts']} service accounts served, one token each "
@@ -917,6 +925,7 @@ def main():
     p.add_argument("--churn-seconds", type=float)
     p.add_argument("--mount-seconds", type=float, help="a second churn with a tmpfs per projected volume, as the kubelet mounts them (0: none)")
     p.add_argument("--conns", type=int, default=4)
+    p.add_argument("--fill-serial", action="store_true", help="fill the cache one exchange at a time (default: every account's scopes at once)")
     p.add_argument("--profile", action="store_true", help="perf record the broker during the churn with mounts; report on stderr")
     args = p.parse_args()
     if args.churn_seconds is None:
