@@ -150,6 +150,19 @@ struct NodeModeTests {
             }
             #expect(reply.ok, "\(reply)")
 
+            // As on a node: the volume's tmpfs is mounted after its directory was made (and
+            // watched); what is written into the tmpfs is found through the mount table.
+            let mounted = try node.addPod()
+            let token = try await provider.mint(namespace: Self.accountA.namespace, serviceAccount: Self.accountA.name, podUID: mounted.uid)
+            try node.projectOnTmpfs(["azure-identity-token": token], into: mounted, volume: "azure-identity-token")
+            var onTmpfs = try await Self.token(broker, from: mounted, environment: ["AZURE_CLIENT_ID": Self.appA])
+            let tmpfsDeadline = ContinuousClock.now + .seconds(5)
+            while !onTmpfs.ok, ContinuousClock.now < tmpfsDeadline {
+                try await Task.sleep(for: .milliseconds(50))
+                onTmpfs = try await Self.token(broker, from: mounted, environment: ["AZURE_CLIENT_ID": Self.appA])
+            }
+            #expect(onTmpfs.ok, "a token written into a tmpfs mounted over the volume directory: \(onTmpfs)")
+
             // Deleted: its processes are refused from then on.
             try node.deletePod(late)
             try await Task.sleep(for: .milliseconds(500))
@@ -186,7 +199,7 @@ struct NodeModeTests {
             #expect((refusal["afterDeletion"] as? Double ?? 99) < 0.5, "refused at once after the deletion, not when the remembered answer runs out: \(outcome.stdout)")
 
             let metrics = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", broker.socketPath, "http://localhost/metrics"])
-            #expect(metrics.stdout.contains("tokenbroker_kubernetes_pods 40"), "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
+            #expect(metrics.stdout.contains("tokenbroker_kubernetes_pods 41"), "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
             #expect(metrics.stdout.contains(#"serviceaccount="worker""#))
         }
     }

@@ -78,6 +78,8 @@ private final class PodDirectoryScan {
     /// What each watch descriptor watches: nil for the pods directory, else a pod UID.
     var watches: [CInt: String?] = [:]
     var warnedMissing = false
+    /// Mount points below the pods directory at the last look at the mount table.
+    var mountPoints = Set<String>()
 
     static let mask = UInt32(IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF)
 
@@ -94,7 +96,7 @@ private final class PodDirectoryScan {
     func run() {
         inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         mountinfo = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
-        drainMountinfo()
+        _ = mountedPodsChanged(readMountinfo())
         scanAll()
         let timeout = Int32(clamping: watcher.resync.components.seconds * 1000)
         while true {
@@ -114,8 +116,8 @@ private final class PodDirectoryScan {
             repeat {
                 if fds[1].revents != 0 { all = drainEvents(into: &dirty) || all }
                 if fds[2].revents != 0 {
-                    drainMountinfo()
-                    all = true
+                    // Only the pods whose mounts came or went (a tmpfs per projected volume).
+                    if let pods = mountedPodsChanged(readMountinfo()) { dirty.formUnion(pods) } else { all = true }
                 }
                 fds[1].revents = 0
                 fds[2].revents = 0
@@ -144,12 +146,35 @@ private final class PodDirectoryScan {
         return rescanAll
     }
 
-    /// The mount table changed: read it to the end, which re-arms `POLLPRI`.
-    private func drainMountinfo() {
-        guard mountinfo >= 0 else { return }
+    /// The mount table, read to the end (which re-arms `POLLPRI`); nil if unreadable.
+    private func readMountinfo() -> String? {
+        guard mountinfo >= 0 else { return nil }
         lseek(mountinfo, 0, SEEK_SET)
+        var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while chunk.withUnsafeMutableBytes({ read(mountinfo, $0.baseAddress, $0.count) }) > 0 {}
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(mountinfo, $0.baseAddress, $0.count) }
+            guard count > 0 else { break }
+            bytes += chunk[..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The pods whose mount points (below the pods directory) differ from the last look;
+    /// nil when the table could not be read (then every pod is rescanned). A mount change
+    /// elsewhere on the node costs a parse, not a rescan of 250 pods.
+    private func mountedPodsChanged(_ table: String?) -> Set<String>? {
+        guard let table else { return nil }
+        let prefix = watcher.podsDirectory.hasSuffix("/") ? watcher.podsDirectory : watcher.podsDirectory + "/"
+        var current = Set<String>()
+        for line in table.split(separator: "\n") {
+            // id parent major:minor root MOUNT-POINT options …; spaces in paths are \040.
+            let fields = line.split(separator: " ", maxSplits: 5)
+            if fields.count > 4, fields[4].hasPrefix(prefix) { current.insert(String(fields[4])) }
+        }
+        let changed = current.symmetricDifference(mountPoints)
+        mountPoints = current
+        return Set(changed.compactMap { point in point.dropFirst(prefix.count).split(separator: "/").first.flatMap { Self.podUID(String($0)) } })
     }
 
     func scanAll() {

@@ -18,6 +18,7 @@ final class SimulatedNode: @unchecked Sendable {
     let podsDirectory: String
     let sandbox: CgroupSandbox
     private var writes = 0
+    private var mounts: [String] = []
 
     init(directory: String) throws {
         podsDirectory = "\(directory)/pods"
@@ -46,6 +47,18 @@ final class SimulatedNode: @unchecked Sendable {
         try atomicWrite(files, to: "\(pod.directory)/volumes/kubernetes.io~projected/\(volume)")
     }
 
+    /// The kubelet's order for a projected volume: the directory, then a tmpfs mounted on
+    /// it, then the AtomicWriter's files inside. The mount is undone by `remove()`.
+    func projectOnTmpfs(_ files: [String: String], into pod: Pod, volume: String) throws {
+        let directory = "\(pod.directory)/volumes/kubernetes.io~projected/\(volume)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        usleep(50_000)  // let a watcher see the empty directory first, as it would on a node
+        let result = try runCommandBlocking("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", directory])
+        guard result.status == 0 else { throw HarnessError("mount tmpfs on \(directory): \(result.stderr)") }
+        mounts.append(directory)
+        try atomicWrite(files, to: directory)
+    }
+
     /// Plain files in one of the pod's own writable volumes (an emptyDir): never to be trusted.
     func writeEmptyDir(_ files: [String: String], into pod: Pod, volume: String) throws {
         let directory = "\(pod.directory)/volumes/kubernetes.io~empty-dir/\(volume)"
@@ -59,6 +72,8 @@ final class SimulatedNode: @unchecked Sendable {
     }
 
     func remove() {
+        for mount in mounts.reversed() { _ = try? runCommandBlocking("/bin/umount", ["-l", mount]) }
+        mounts.removeAll()
         sandbox.remove()
     }
 
