@@ -1,4 +1,5 @@
 import CEpoll
+import CSocketDiag  // owns <sys/socket.h>'s types in a release build (MemberImportVisibility)
 import Glibc
 
 /// Preparing and cleaning up the socket's path on disk.
