@@ -1,3 +1,4 @@
+import Foundation  // in a release build Foundation's CoreFoundation owns `struct stat` here (MemberImportVisibility)
 import Glibc
 
 /// Reads the small files the configuration names (the configuration itself, a client
