@@ -1,4 +1,4 @@
-import Foundation  // in a release build Foundation's CoreFoundation owns `struct stat` here (MemberImportVisibility)
+import CoreFoundation  // in a release build it owns `struct stat` here (MemberImportVisibility)
 import Glibc
 
 /// Reads the small files the configuration names (the configuration itself, a client
