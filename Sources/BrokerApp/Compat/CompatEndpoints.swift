@@ -211,15 +211,7 @@ enum Flavor {
 
     /// The HTTP status a broker error gets on the compatibility endpoints.
     static func status(for code: String) -> Int {
-        switch WireErrorCode(rawValue: code) {
-        case .badRequest, .identityRequired, .unknownIdentity: 400
-        // Not 400: azure-identity reads a 400 from IMDS as "no identity here" and moves on silently.
-        case .forbidden: 403
-        case .upstreamRejected: 401
-        case .throttled: 429
-        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: 503
-        default: 500
-        }
+        ManagedIdentityError.status(for: code)
     }
 
     /// A broker error in this protocol's shape and status.
@@ -229,20 +221,8 @@ enum Flavor {
         return response
     }
 
-    /// `{"error","error_description"}` for IMDS; `{"statusCode","message"}` for App Service.
+    /// `{"error","error_description"}` for IMDS; `{"statusCode","message","error"}` for App Service.
     func error(_ status: Int, _ code: String, _ message: String) -> HTTPServiceResponse {
-        var writer = JSONWriter()
-        writer.beginObject()
-        switch self {
-        case .imds:
-            writer.field("error", code)
-            writer.field("error_description", message)
-        case .appService:
-            writer.field("statusCode", status)
-            writer.field("message", message)
-            writer.field("error", code)
-        }
-        writer.endObject()
-        return HTTPServiceResponse(status: status, body: writer.text)
+        HTTPServiceResponse(status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
     }
 }

@@ -37,16 +37,7 @@ enum RelayFlavor {
 
     /// The HTTP status a broker error gets (the daemon's compatibility endpoints' table).
     static func status(for code: String) -> Int {
-        if code == brokerUnavailable { return 503 }
-        return switch WireErrorCode(rawValue: code) {
-        case .badRequest, .identityRequired, .unknownIdentity: 400
-        // Not 400: azure-identity reads a 400 from IMDS as "no identity here" and moves on silently.
-        case .forbidden: 403
-        case .upstreamRejected: 401
-        case .throttled: 429
-        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: 503
-        default: 500
-        }
+        code == brokerUnavailable ? 503 : ManagedIdentityError.status(for: code)
     }
 
     /// A broker error in this protocol's shape and status.
@@ -58,19 +49,7 @@ enum RelayFlavor {
 
     /// `{"error","error_description"}` for IMDS; `{"statusCode","message","error"}` for App Service.
     func error(_ status: Int, _ code: String, _ message: String) -> RelayHTTPResponse {
-        var writer = JSONWriter()
-        writer.beginObject()
-        switch self {
-        case .imds:
-            writer.field("error", code)
-            writer.field("error_description", message)
-        case .appService:
-            writer.field("statusCode", status)
-            writer.field("message", message)
-            writer.field("error", code)
-        }
-        writer.endObject()
-        return RelayHTTPResponse(status: status, body: writer.text)
+        RelayHTTPResponse(status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
     }
 
     /// The AWS container-credentials protocol's error: `{"code","message"}`.
