@@ -172,7 +172,11 @@ struct NodeModeTests {
             // A connection that keeps asking the same thing (answered from its memory of the
             // last answer) is refused at its first request after the pod is gone, too.
             let keeper = try await Self.startPod(node, provider, account: Self.accountA)
-            try await Task.sleep(for: .milliseconds(300))
+            // Served first (on a loaded machine the watcher may not have read its volume yet).
+            let keeperDeadline = ContinuousClock.now + .seconds(10)
+            while !(try await Self.token(broker, from: keeper, environment: ["AZURE_CLIENT_ID": Self.appA])).ok, ContinuousClock.now < keeperDeadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             let marker = "\(directory)/deleted-\(keeper.uid)"
             let script = """
                 import json, os, socket, sys, time
