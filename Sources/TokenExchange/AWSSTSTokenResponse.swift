@@ -95,7 +95,7 @@ public enum AWSSTSTokenResponse {
         let requestId = UntrustedText.identifier(
             (isErrorResponse ? document?.text(at: ["RequestId"]) : nil) ?? response.header("x-amzn-RequestId"), redacting: secrets)
         let upstream = TokenExchangeError.Upstream(status: response.status, error: code, traceId: requestId)
-        let said = message.map { " AWS said: \($0)" + ($0.hasSuffix(".") ? "" : ".") } ?? ""
+        let said = message.map { "AWS said: \($0)" }
         let codeText = code.map { "AWS STS \($0)" } ?? "AWS STS HTTP \(response.status)"
 
         let throttlingCodes: Set<String> = ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"]
@@ -113,7 +113,7 @@ public enum AWSSTSTokenResponse {
                 ? "AWS STS could not reach the OIDC provider of iss='\(assertion.claims.issuer ?? "-")' to fetch its keys; is its discovery document and JWKS publicly reachable?"
                 : "AWS STS at \(configuration.endpoint) failed"
                     + (code == nil ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")" : "")
-            return TokenExchangeError(code: .upstreamUnavailable, message: "\(codeText): \(hint).\(said)", isRetryable: true, upstream: upstream)
+            return TokenExchangeError(code: .upstreamUnavailable, message: "\(codeText): " + TokenExchangeError.sentences(hint, said), isRetryable: true, upstream: upstream)
         }
 
         let claims = assertion.claims
@@ -145,6 +145,6 @@ public enum AWSSTSTokenResponse {
         default:
             hint = "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))"
         }
-        return TokenExchangeError(code: .upstreamRejected, message: "\(codeText): \(hint).\(said)", isRetryable: retryable, upstream: upstream)
+        return TokenExchangeError(code: .upstreamRejected, message: "\(codeText): " + TokenExchangeError.sentences(hint, said), isRetryable: retryable, upstream: upstream)
     }
 }

@@ -120,10 +120,9 @@ public enum EntraTokenResponse {
         default:
             hint = "the token service rejected the exchange"
         }
-        let detail = summary.map { " Upstream said: \($0)" } ?? ""
         return TokenExchangeError(
             code: .upstreamRejected,
-            message: "\(codeText): \(hint).\(detail)",
+            message: "\(codeText): " + TokenExchangeError.sentences(hint, summary.map { "Upstream said: \($0)" }),
             isRetryable: retryable, upstream: upstream)
     }
 

@@ -123,8 +123,8 @@ public enum RFC8693TokenResponse {
         let upstream = TokenExchangeError.Upstream(
             status: response.status, error: errorCode,
             traceId: UntrustedText.identifier(response.header("X-Request-Id"), redacting: secrets))
-        let saidText = description.map { " Upstream said: \($0)" + ($0.hasSuffix(".") ? "" : ".") } ?? ""
-        let uriText = errorURI.map { " See \($0)." } ?? ""
+        let said = description.map { "Upstream said: \($0)" }
+        let see = errorURI.map { "See \($0)" }
 
         if response.status == 429 {
             let wait = RetryAfter.parse(response.header("Retry-After"), now: now)
@@ -138,9 +138,10 @@ public enum RFC8693TokenResponse {
         if response.status >= 500 || (errorCode == nil && !authoritative) {
             return TokenExchangeError(
                 code: .upstreamUnavailable,
-                message: "the token exchange service at \(endpointForMessages(configuration)) failed with HTTP \(response.status)"
-                    + (errorCode.map { " (\($0))" } ?? (body == nil && !response.body.isEmpty ? " and a body that is not an OAuth error" : ""))
-                    + ".\(saidText)",
+                message: TokenExchangeError.sentences(
+                    "the token exchange service at \(endpointForMessages(configuration)) failed with HTTP \(response.status)"
+                        + (errorCode.map { " (\($0))" } ?? (body == nil && !response.body.isEmpty ? " and a body that is not an OAuth error" : "")),
+                    said),
                 isRetryable: true, upstream: upstream)
         }
 
@@ -177,7 +178,7 @@ public enum RFC8693TokenResponse {
         }
         return TokenExchangeError(
             code: .upstreamRejected,
-            message: "HTTP \(response.status)\(errorCode.map { " \($0)" } ?? ""): \(hint).\(saidText)\(uriText)",
+            message: "HTTP \(response.status)\(errorCode.map { " \($0)" } ?? ""): " + TokenExchangeError.sentences(hint, said, see),
             isRetryable: retryable, upstream: upstream)
     }
 

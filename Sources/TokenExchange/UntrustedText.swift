@@ -105,12 +105,20 @@ public enum UntrustedText {
         if line.count <= limit {
             result.append(contentsOf: line)
         } else if keep == .start {
-            result.append(contentsOf: line.prefix(limit))
-            while result.last == " " { result.removeLast() }
+            var kept = line.prefix(limit)
+            // At a word boundary when there is one in the last third, so a reader never
+            // sees half a word ("…presented assertion. h…").
+            if line[limit] != " ", let space = kept.lastIndex(of: " "), space >= limit * 2 / 3 { kept = kept[..<space] }
+            while let last = kept.last, last == " " || last == "," || last == ";" || last == ":" { kept.removeLast() }
+            result.append(contentsOf: kept)
             result.append("…")
         } else {
+            var kept = line.suffix(limit)
+            if line[line.count - limit - 1] != " ", let space = kept.firstIndex(of: " "), space - kept.startIndex <= limit / 3 {
+                kept = kept[(space + 1)...]
+            }
             result.append("…")
-            result.append(contentsOf: line.suffix(limit).drop { $0 == " " })
+            result.append(contentsOf: kept.drop { $0 == " " })
         }
         return String(result)
     }

@@ -41,14 +41,31 @@ final class BrokerConnection {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else {
-            let reason = String(cString: strerror(errno))
+            let error = errno
             close(fd)
+            if error == EACCES { throw .unreachable(Self.permissionAdvice(path)) }
+            let reason = String(cString: strerror(error))
             throw .unreachable("cannot connect to the broker at \(path): \(reason) (is tokenbrokerd running? set --socket or \(WireProtocol.socketEnvironmentVariable))")
         }
         self.fd = fd
     }
 
     deinit { close(fd) }
+
+    /// What to do about EACCES: connecting needs write permission on the socket, which
+    /// its group has (mode 0660) — name the group to join, or the directory in the way.
+    static func permissionAdvice(_ path: String) -> String {
+        let prefix = "permission denied connecting to the broker at \(path)"
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let directory = (path as NSString).deletingLastPathComponent
+            return "\(prefix): you (uid \(getuid())) cannot enter \(directory); the broker's socket directory must be searchable by its clients"
+        }
+        let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "gid \(info.st_gid)"
+        let user = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"
+        return "\(prefix): the socket (mode 0\(String(info.st_mode & 0o777, radix: 8))) lets group '\(group)' connect; "
+            + "ask an administrator to add you: usermod -aG \(group) \(user) (then log in again), or run as a user the broker's allow rules name"
+    }
 
     /// Sends `request` and reads its response.
     func roundTrip(_ request: BrokerRequest) throws(Failure) -> BrokerResponse {

@@ -102,6 +102,11 @@ extension TokenBrokerCLI {
             guard scope == nil || resource == nil else {
                 throw ValidationError("give only one of --scope or --resource")
             }
+            // An access token is always for a scope; only AWS credentials (or json, which
+            // shows either) can do without one.
+            if scope == nil, resource == nil, output == .token || output == .header {
+                throw ValidationError("--scope is required for an access token, e.g. --scope https://storage.azure.com/.default (or --resource https://storage.azure.com); for AWS credentials use --output aws-credential-process")
+            }
         }
 
         func run() throws {

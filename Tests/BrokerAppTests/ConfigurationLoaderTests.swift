@@ -236,6 +236,32 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(found.first.map(String.init(describing:))?.hasPrefix("(top level)") == true)
     }
 
+    @Test("a YAML error keeps the whole problem, with line and column of it and of its cause")
+    func yamlErrorsSayWhereAndWhy() {
+        let message = issues("socket:\n  path: /run/x.sock\nidentities\n  - name: a\n").first?.message ?? ""
+        // Yams's own text breaks the line between the context and the problem; both must survive.
+        #expect(message.contains("could not find expected ':'"), "\(message)")
+        #expect(message.contains("line 4, column 9"), "\(message)")
+        #expect(message.contains("while scanning a simple key at line 3, column 1"), "\(message)")
+        #expect(!message.contains("\n"))
+        let duplicate = issues("log: { level: info }\nlog: { level: debug }\n").first?.message ?? ""
+        #expect(duplicate.contains("duplicate key 'log'"), "\(duplicate)")
+    }
+
+    @Test("an Entra prefetch scope without /.default is refused with the scope it should be")
+    func entraPrefetchNeedsDotDefault() {
+        let yaml = """
+            identities:
+              - name: storage
+                source: { file: /var/run/secrets/token }
+                exchange: { entra: { tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47, clientId: 8c3b0b1e-5f7a-4d2e-9a51-1f2c3d4e5f60 } }
+                prefetch: ["https://storage.azure.com", "https://vault.azure.net/.default"]
+            """
+        let found = issues(yaml)
+        #expect(found.map(\.path) == ["identities[0].prefetch[0]"])
+        #expect(found.first?.message.contains("'https://storage.azure.com/.default'") == true, "\(found)")
+    }
+
     @Test(arguments: ["this is not yaml at all, just words", "- a\n- b\n", "42\n"])
     func aDocumentThatIsNotAMappingIsRefused(yaml: String) {
         let found = issues(yaml)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TokenExchange
+@testable import TokenExchange
 
 @Suite("The one sanitizer of outside text")
 struct UntrustedTextTests {
@@ -45,6 +45,23 @@ struct UntrustedTextTests {
         let head = UntrustedText.sanitize(text, limit: 20, keep: .start)
         #expect(head.hasPrefix("w0 w1") && head.hasSuffix("…"))
         #expect(head.count <= 21)
+    }
+
+    @Test("a long message is cut between words, with nothing dangling before the ellipsis")
+    func cutsAtAWordBoundary() {
+        let text = "No matching federated identity record found for presented assertion. Please check your configuration"
+        let head = UntrustedText.sanitize(text, limit: 72)
+        #expect(head == "No matching federated identity record found for presented assertion.…", "\(head)")
+        let tail = UntrustedText.sanitize(Array(text.utf8), limit: 30, keep: .end)
+        #expect(tail == "…check your configuration", "\(tail)")
+        // One word longer than the limit is still cut inside it: nothing else to keep.
+        #expect(UntrustedText.sanitize(String(repeating: "x", count: 50) + " y", limit: 20) == String(repeating: "x", count: 20) + "…")
+    }
+
+    @Test("hints and upstream text join with one full stop each")
+    func sentencesJoinWithOneFullStop() {
+        #expect(TokenExchangeError.sentences("a hint.", "Upstream said: it failed") == "a hint. Upstream said: it failed.")
+        #expect(TokenExchangeError.sentences("a hint", nil, "cut short…") == "a hint. cut short…")
     }
 
     @Test func aSecretBeyondTheCutIsNotHalfShown() {

@@ -82,6 +82,12 @@ public enum BrokerApplication {
         upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
         let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
 
+        if configuration.identities.isEmpty, configuration.kubernetes == nil {
+            // Started with nothing to serve (no file, no AZURE_* variables): say so at start,
+            // not only in each caller's refusal.
+            logger.warning(
+                "no identities are configured: every token request will be refused. Add identities to the configuration file (docs/configuration.md) or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE")
+        }
         let metrics = BrokerMetrics()
         let runtime = BrokerRuntime(configuration: configuration, transport: transport, metrics: metrics, logger: logger)
         metrics.describe(runtime)

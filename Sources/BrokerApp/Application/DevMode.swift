@@ -1,5 +1,5 @@
 import DevIdentityProvider
-public import Foundation
+import Foundation
 import Glibc
 public import Logging
 import BrokerServer
@@ -14,17 +14,9 @@ public enum DevMode {
 
     /// Starts the provider and the broker; returns at shutdown.
     public static func run(stateDirectory: String?, socketPath: String?, environment: [String: String], logger: Logger) async throws {
-        let directory = stateDirectory ?? defaultStateDirectory
-        mkdir(directory, 0o700)
-        // In a shared /tmp another user could have made the directory first and would
-        // then control our CA, token and socket: use it only if it is ours and private.
-        let attributes = try? FileManager.default.attributesOfItem(atPath: directory)
-        guard attributes?[.type] as? FileAttributeType == .typeDirectory,
-            (attributes?[.ownerAccountID] as? NSNumber)?.uint32Value == getuid(),
-            ((attributes?[.posixPermissions] as? NSNumber)?.intValue ?? 0o777) & 0o077 == 0
-        else {
-            throw DevModeError(message: "\(directory) must be a directory owned by uid \(getuid()) with mode 0700; remove it or pass --state-dir")
-        }
+        let state = try DevStateDirectory(path: stateDirectory ?? defaultStateDirectory)
+        defer { state.unlock() }
+        let directory = state.path
         let provider = DevIdentityProvider(configuration: DevIdentityProviderConfiguration(stateDirectory: "\(directory)/provider"), logger: logger)
         let endpoints = try await provider.start()
 
@@ -46,12 +38,6 @@ public enum DevMode {
             let text = banner(socket: socket, endpoints: endpoints) + "\n"
             _ = text.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
         }
-    }
-
-    /// Dev mode cannot start.
-    struct DevModeError: Error, CustomStringConvertible {
-        let message: String
-        var description: String { message }
     }
 
     static func banner(socket: String, endpoints: DevProviderEndpoints) -> String {

@@ -320,6 +320,12 @@ final class Broker: BrokerResponder {
         case 1: return .success(only!)
         case 0:
             audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
+            if pods == nil, identities.withLock({ $0.isEmpty }) {
+                return .failure(WireError(
+                    code: .forbidden,
+                    message: "no identities are configured on this broker; add one to its configuration file (docs/configuration.md) "
+                        + "or start it with AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE set"))
+            }
             return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
         default:
             let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }

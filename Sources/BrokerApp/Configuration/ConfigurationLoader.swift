@@ -40,9 +40,27 @@ public enum ConfigurationLoader {
         return try load(yaml: text, origin: path, environment: environment)
     }
 
-    private static func yamlProblem(_ error: any Error) -> String {
-        if let yaml = error as? YamlError { return "\(yaml)".split(separator: "\n").first.map(String.init) ?? "syntax error" }
-        return "syntax error"
+    /// The parser's whole problem with where it is, on one line: Yams's own text puts
+    /// the context first and breaks the line before the problem itself. The offending
+    /// line is not quoted: it goes to logs, and could hold anything.
+    static func yamlProblem(_ error: any Error) -> String {
+        guard let yaml = error as? YamlError else { return "syntax error" }
+        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
+        func describe(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
+            let cause = context.map { " (\($0.text) at \(at($0.mark)))" } ?? ""
+            return "\(at(mark)): \(problem)\(cause)"
+        }
+        switch yaml {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return describe(context, problem, mark)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return "\(at(context.mark)): duplicate key\(duplicates.count == 1 ? "" : "s") \(duplicates.sorted().map { "'\($0)'" }.joined(separator: ", "))"
+        case .reader(let problem, let offset, _, _):
+            return "\(problem)\(offset.map { " at byte \($0)" } ?? "")"
+        default:
+            return "\(yaml)".split(separator: "\n").joined(separator: " ")
+        }
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {

@@ -14,7 +14,15 @@ enum IdentityReader {
         let allow = AllowRuleReader.read(fields["allow"], at: "\(path).allow", reader: &reader)
         var prefetch: [Scope] = []
         for (index, item) in (reader.sequence(fields["prefetch"], at: "\(path).prefetch") ?? []).enumerated() {
-            if let scope = reader.string(item, at: "\(path).prefetch[\(index)]") { prefetch.append(Scope(scope)) }
+            guard let scope = reader.string(item, at: "\(path).prefetch[\(index)]") else { continue }
+            // Entra's client-credential flow takes only `<resource>/.default` (AADSTS1002012
+            // at run time otherwise): catch it while the file is being written.
+            if case .entra = exchange, !scope.hasSuffix("/.default") {
+                let suggestion = scope.hasSuffix("/") ? "\(scope).default" : "\(scope)/.default"
+                reader.report("\(path).prefetch[\(index)]", "Entra scopes end in '/.default' (a resource's scope), e.g. '\(suggestion)'", item)
+                continue
+            }
+            prefetch.append(Scope(scope))
         }
         let aliases = readAliases(fields["aliases"], at: "\(path).aliases", reader: &reader)
         if let name, case .awsSts(let aws) = exchange {

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+
+/// What a new user meets on a first run: each message says what is wrong and what
+/// to do, and nothing a second attempt does breaks the first.
+@Suite("First run")
+struct FirstRunTests {
+    @Test("a second dev broker on the same state directory says so and touches nothing of the first")
+    func devStateDirectoryIsLocked() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = "\(directory)/state"
+        let first = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", state], logDirectory: directory, name: "first")
+        do {
+            try await waitUntil("the first dev broker's banner") {
+                guard first.isRunning else { throw HarnessError("the first dev broker exited: \(first.stderr)") }
+                return first.stdout.contains("Stop with Ctrl-C")
+            }
+            let tokenFile = try #require(first.stdout.split(separator: "\n").first { $0.contains("service-account token:") })
+                .split(separator: "service-account token: ").last.map { String($0.dropLast()) }
+            let path = try #require(tokenFile)
+            let before = try String(contentsOfFile: path, encoding: .utf8)
+
+            let second = try await runCommand(TestEnvironment.daemonPath, ["--dev", "--state-dir", state])
+            #expect(second.status != 0)
+            #expect(second.stderr.contains("another tokenbrokerd --dev (pid \(first.process.processIdentifier)) is using \(state)"), "\(second.stderr)")
+            #expect(try String(contentsOfFile: path, encoding: .utf8) == before, "the second broker rewrote the first one's token file")
+
+            // The first still exchanges: its issuer's token is the one in the file.
+            let got = try await runCommand(
+                TestEnvironment.cliPath, ["get", "--socket", "\(state)/broker.sock", "--scope", "https://storage.azure.com/.default"])
+            #expect(got.status == 0, "\(got.stderr)")
+        } catch {
+            await first.stop()
+            throw error
+        }
+        await first.stop()
+    }
+
+    @Test("--state-dir on a directory the user just made (0755) is tightened and used; a group-writable one is refused with the fix")
+    func stateDirectoryModes() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = "\(directory)/made"
+        #expect(mkdir(made, 0o755) == 0 && chmod(made, 0o755) == 0)
+        let broker = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", made], logDirectory: directory, name: "made")
+        do {
+            try await waitUntil("the dev broker's banner") {
+                guard broker.isRunning else { throw HarnessError("the dev broker exited: \(broker.stderr)") }
+                return broker.stdout.contains("Stop with Ctrl-C")
+            }
+            var info = stat()
+            #expect(stat(made, &info) == 0 && info.st_mode & 0o777 == 0o700)
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        await broker.stop()
+
+        let shared = "\(directory)/shared"
+        #expect(mkdir(shared, 0o775) == 0 && chmod(shared, 0o775) == 0)
+        let refused = try await runCommand(TestEnvironment.daemonPath, ["--dev", "--state-dir", shared])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("writable by group or others") && refused.stderr.contains("chmod 700 \(shared)"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(shared)/provider"), "a refused directory was written to")
+    }
+
+    @Test("a broker with no identities warns at start, and its refusal says there are none")
+    func noIdentitiesIsLoud() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = "\(directory)/config.yaml"
+        try Data("socket: { path: \(directory)/broker.sock }\n".utf8).write(to: URL(fileURLWithPath: config))
+        let broker = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--config", config], logDirectory: directory, name: "empty")
+        do {
+            try await waitUntil("the socket") { FileManager.default.fileExists(atPath: "\(directory)/broker.sock") }
+            #expect(broker.stderr.contains("no identities are configured"), "\(broker.stderr)")
+            let got = try await runCommand(
+                TestEnvironment.cliPath, ["get", "--socket", "\(directory)/broker.sock", "--scope", "https://storage.azure.com/.default"])
+            #expect(got.status == 1)
+            #expect(got.stderr.contains("no identities are configured"), "\(got.stderr)")
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        await broker.stop()
+    }
+
+    @Test("`tokenbroker get` without --scope is a usage error that names the flag")
+    func getWithoutScope() async throws {
+        let got = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", "/nonexistent/broker.sock"])
+        #expect(got.status == 64)
+        #expect(got.stderr.contains("--scope is required"), "\(got.stderr)")
+    }
+
+    @Test("permission denied on the socket names the group to join")
+    func permissionDeniedNamesTheGroup() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(chmod(directory, 0o755) == 0)
+        // A listening socket root owns, mode 0660, group root: nobody may not connect.
+        let path = "\(directory)/broker.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8) + [0])
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0 && listen(listener, 1) == 0 && chmod(path, 0o660) == 0)
+        let got = try await OtherUser.run(
+            [TestEnvironment.cliPath, "get", "--socket", path, "--scope", "https://storage.azure.com/.default"], uid: 65534, gid: 65534, groups: nil)
+        #expect(got.status == 69)
+        #expect(got.stderr.contains("lets group 'root' connect") && got.stderr.contains("usermod -aG root nobody"), "\(got.stderr)")
+    }
+}
