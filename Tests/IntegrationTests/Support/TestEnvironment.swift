@@ -24,9 +24,12 @@ enum TestEnvironment {
 
     static var fixtures: String { "\(packageRoot)/Tests/IntegrationTests/Fixtures" }
 
-    /// A fresh short directory (Unix socket paths are limited to 107 bytes).
+    /// A fresh short directory (Unix socket paths are limited to 107 bytes), inside the
+    /// run's own directory when scripts/test made one (`TOKENBROKER_TEST_TMPDIR`), so a
+    /// run cleans up only what is its own.
     static func temporaryDirectory() throws -> String {
-        var template = Array("/tmp/tbit-XXXXXX".utf8CString)
+        let base = ProcessInfo.processInfo.environment["TOKENBROKER_TEST_TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/tbit-XXXXXX".utf8CString)
         guard let result = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
         return String(cString: result)
     }
