@@ -59,6 +59,25 @@ struct SystemdUnitTests {
         #expect(sysusers.split(separator: "\n").contains { $0.hasPrefix("u") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "tokenbroker" })
     }
 
+    @Test("RestrictAddressFamilies= lets the daemon open every address family its code opens (netlink for TCP callers' uids)")
+    func addressFamiliesCoverTheDaemon() throws {
+        let allowed = Set((try Self.settings(of: "tokenbroker.service")["RestrictAddressFamilies"] ?? []).flatMap { $0.split(separator: " ").map(String.init) })
+        // Every `socket(AF_…` in the daemon's sources (the CLI and relay run elsewhere).
+        var opened: Set<String> = []
+        let sources = "\(TestEnvironment.packageRoot)/Sources"
+        let walker = FileManager.default.enumerator(atPath: sources)
+        while let relative = walker?.nextObject() as? String {
+            guard !relative.hasPrefix("tokenbroker/"), relative.hasSuffix(".swift") || relative.hasSuffix(".h") else { continue }
+            let text = try String(contentsOfFile: "\(sources)/\(relative)", encoding: .utf8)
+            for piece in text.components(separatedBy: "socket(").dropFirst() {
+                let family = piece.prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+                if family.hasPrefix("AF_") { opened.insert(String(family)) }
+            }
+        }
+        #expect(opened.contains("AF_NETLINK"), "the scan found \(opened)")
+        #expect(opened.subtracting(allowed).isEmpty, "the unit forbids \(opened.subtracting(allowed).sorted()), which the daemon opens")
+    }
+
     // MARK: (b) systemd-analyze security
 
     @Test("systemd-analyze security --offline=true rates tokenbroker.service at 1.5 or less")
