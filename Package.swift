@@ -4,6 +4,24 @@ import PackageDescription
 import Glibc
 #endif
 
+// `--version`: $TOKENBROKER_VERSION (scripts/package sets the package's), else the VERSION
+// file with the commit of the checkout being built (`0.6.0+git.1a2b3c4d5e6f`).
+let buildVersion: String = {
+    if let given = Context.environment["TOKENBROKER_VERSION"], !given.isEmpty { return given }
+    var base = "0.0.0"
+    #if canImport(Glibc)
+    if let file = fopen("\(Context.packageDirectory)/VERSION", "r") {
+        var line = [CChar](repeating: 0, count: 64)
+        if fgets(&line, Int32(line.count), file) != nil {
+            base = String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        fclose(file)
+    }
+    #endif
+    let commit = Context.gitInformation.map { "+git.\($0.currentCommit.prefix(12))" } ?? ""
+    return base + commit
+}()
+
 // The folder layout mirrors the architecture (docs/architecture.md):
 // a pure exchange core, adapters around it (upstream HTTP, assertion sources,
 // cache, socket server), the app that wires them, and two thin executables.
@@ -35,7 +53,9 @@ let package = Package(
         .target(name: "TokenExchange"),
 
         // The versioned wire contract of the Unix socket, shared by server and CLI.
-        .target(name: "TokenBrokerProtocol"),
+        .target(name: "TokenBrokerProtocol", dependencies: ["CBuildInfo"]),
+        // The version string, given at build time (`buildVersion` below).
+        .target(name: "CBuildInfo", cSettings: [.define("TOKENBROKER_VERSION", to: "\"\(buildVersion)\"")]),
 
         // Talking to token services: an HTTPTransport on AsyncHTTPClient.
         .target(
@@ -163,7 +183,7 @@ let package = Package(
         .executableTarget(
             name: "tokenbrokerd",
             dependencies: [
-                "BrokerApp",
+                "BrokerApp", "TokenBrokerProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

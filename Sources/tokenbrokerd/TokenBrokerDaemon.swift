@@ -2,6 +2,7 @@ import ArgumentParser
 import BrokerApp
 import Foundation
 import Logging
+import TokenBrokerProtocol
 
 /// `tokenbrokerd`: the daemon. Thin wiring only: parse arguments, set up logging,
 /// hand over to `BrokerApp`.
@@ -10,6 +11,7 @@ struct TokenBrokerDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenbrokerd",
         abstract: "Workload-identity token broker: exchanges federated assertions for access tokens and serves them on a Unix socket.",
+        version: BuildVersion.text,
         subcommands: [Run.self, CheckConfig.self, DevProvider.self],
         defaultSubcommand: Run.self
     )

@@ -86,6 +86,19 @@ struct FirstRunTests {
         await broker.stop()
     }
 
+    @Test("both binaries report their version: VERSION and the commit, or what the build was given")
+    func versions() async throws {
+        let base = try String(contentsOfFile: "\(TestEnvironment.packageRoot)/VERSION", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        for binary in [TestEnvironment.daemonPath, TestEnvironment.cliPath] {
+            let result = try await runCommand(binary, ["--version"])
+            let version = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(result.status == 0)
+            // A package build sets TOKENBROKER_VERSION, which need not start with VERSION.
+            let given = ProcessInfo.processInfo.environment["TOKENBROKER_VERSION"]
+            #expect(version.hasPrefix(given ?? base) && !version.contains("unknown"), "\(binary): \(version)")
+        }
+    }
+
     @Test("`tokenbroker get` without --scope is a usage error that names the flag")
     func getWithoutScope() async throws {
         let got = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", "/nonexistent/broker.sock"])
