@@ -351,5 +351,8 @@ for target in package.targets where target.type != .system {
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    // CI (.ci/run) builds with warnings as errors, so a new warning in our code fails the run;
+    // a local build only warns (dependencies are never affected).
+    if Context.environment["TOKENBROKER_WARNINGS_AS_ERRORS"] == "1" { settings.append(.unsafeFlags(["-warnings-as-errors"])) }
     target.swiftSettings = settings
 }

@@ -98,7 +98,7 @@ public final class BrokerServer: Service, Sendable {
         } catch {
             throw BrokerServerError(.bindFailed, "cannot listen on \(address): \(error)")
         }
-        try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
+        try await Self.trackAccepts(on: channel, connections: connections)
         let port = channel.localAddress?.port
         bound.withLock { $0 = BoundSocket(listener: .nio(channel), inode: 0, port: port) }
         logger.info("listening", metadata: ["listen.address": "\(TCPAddress(host: address.host, port: port ?? address.port))"])
@@ -120,7 +120,7 @@ public final class BrokerServer: Service, Sendable {
             try serveUnixSocket(descriptor, inode: 0)
         } else {
             let channel = try await nioBootstrap().withBoundSocket(descriptor).get()
-            try await channel.pipeline.addHandler(AcceptTracker(connections: connections, position: .last)).get()
+            try await Self.trackAccepts(on: channel, connections: connections)
             bound.withLock { $0 = BoundSocket(listener: .nio(channel), inode: 0, port: channel.localAddress?.port) }
         }
         logger.info("serving inherited socket", metadata: ["socket.fd": "\(descriptor)"])

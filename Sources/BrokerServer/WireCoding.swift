@@ -25,7 +25,7 @@ enum WireCoding {
     }
 
     /// A shared decoder: its options never change, and decoding is thread-safe.
-    private nonisolated(unsafe) static let decoder = JSONDecoder()
+    private static let decoder = JSONDecoder()
 
     private static func describe(_ decodingError: any Error, data: Data) -> DecodeFailure {
         guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {

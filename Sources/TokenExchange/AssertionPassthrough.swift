@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// The `none` exchange: the assertion itself is the token, for services that accept
 /// the workload's JWT directly (its audience must be the scope asked for).

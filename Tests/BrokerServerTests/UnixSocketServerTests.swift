@@ -358,7 +358,7 @@ private struct RunningServer {
         let directory = try ShortTemporaryDirectory()
         defer { directory.remove() }
         let blocker = "\(directory.path)/not-a-socket"
-        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
         let running = RunningServer(path: blocker)
         let error = await #expect(throws: BrokerServerError.self) { try await running.server.run() }
         #expect(error?.code == .socketPathInUse)

@@ -196,7 +196,7 @@ struct NodeModeTests {
                 uid: Self.podUID, gid: Self.podUID, groups: nil, cgroup: keeper.cgroup)
             try await Task.sleep(for: .milliseconds(500))
             try node.deletePod(keeper)
-            FileManager.default.createFile(atPath: marker, contents: nil)
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
             let outcome = try await asker
             let refusal = try Reply(outcome.stdout)
             #expect(refusal["code"] as? String == "forbidden", "\(outcome.stdout) \(outcome.stderr)")

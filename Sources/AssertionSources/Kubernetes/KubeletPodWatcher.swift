@@ -3,6 +3,7 @@ import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+import TokenExchange
 
 /// Keeps a `PodTokenRegistry` current from the kubelet's pods directory
 /// (`/var/lib/kubelet/pods/POD_UID/volumes/kubernetes.io~projected/VOLUME/…`).

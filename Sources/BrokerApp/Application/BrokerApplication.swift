@@ -1,6 +1,6 @@
 import BrokerServer
 import CMalloc
-public import Foundation
+import Foundation
 import Glibc
 public import Logging
 import NIOCore

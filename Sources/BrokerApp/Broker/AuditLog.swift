@@ -1,5 +1,5 @@
 import BrokerServer
-public import Logging
+import Logging
 import NIOCore
 import ServiceLifecycle
 import Synchronization

@@ -119,7 +119,7 @@ final class BrokerMetrics: MetricsExposition {
                 gauges.removeValue(forKey: key)
             }
             for (key, value) in values {
-                let gauge = gauges[key] ?? registry.makeGauge(name: value.name, labels: value.labels)
+                let gauge = gauges[key] ?? registry.makeGauge(descriptor: MetricNameDescriptor(metricName: value.name, unitName: "", helpText: ""), labels: value.labels)
                 gauges[key] = gauge
                 gauge.set(value.value)
             }

@@ -5,6 +5,14 @@ import NIOPosix
 /// The loopback TCP listeners (the compatibility endpoints), served by SwiftNIO: each
 /// connection's pipeline is one `NIOConnectionHandler`.
 extension BrokerServer {
+    /// The tracker after NIO's accept handler, added on the channel's loop (the handler
+    /// is not `Sendable`, so it is made there too).
+    static func trackAccepts(on channel: any Channel, connections: ConnectionRegistry) async throws {
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .last))
+        }.get()
+    }
+
     func nioBootstrap() -> ServerBootstrap {
         let connections = self.connections
         let configuration = self.configuration

@@ -11,8 +11,8 @@ final class ChildProcess: @unchecked Sendable {
     init(executable: String, arguments: [String], environment: [String: String]? = nil, logDirectory: String, name: String) throws {
         stderrPath = "\(logDirectory)/\(name).stderr"
         stdoutPath = "\(logDirectory)/\(name).stdout"
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = environment ?? ProcessInfo.processInfo.environment
