@@ -10,11 +10,12 @@ public struct Scope: Hashable, Sendable, CustomStringConvertible {
 
     /// Maps an IMDS-style `resource` to the scope the SDKs use for it:
     /// `https://storage.azure.com` and `https://storage.azure.com/` both become
-    /// `https://storage.azure.com/.default`, so both share one cached token.
+    /// `https://storage.azure.com/.default`, so both share one cached token. A resource
+    /// that already is a `.default` scope (some clients send one) stays as it is.
     public init(resource: String) {
         var trimmed = Substring(resource)
         while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
-        self.value = trimmed + "/.default"
+        self.value = trimmed.hasSuffix("/.default") ? String(trimmed) : trimmed + "/.default"
     }
 
     /// The resource part of a `…/.default` scope (what Entra puts into `aud`), or the scope itself.

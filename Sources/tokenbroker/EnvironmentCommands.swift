@@ -19,14 +19,20 @@ extension TokenBrokerCLI {
         @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID (needed when several are available to you).")
         var identity: String?
 
+        @Option(name: .long, help: "Print only this protocol's variables (repeatable): app-service, app-service-2017 (MSI_ENDPOINT, for azure-identity < 1.7 and msrestazure), imds, aws.")
+        var `protocol`: [CompatEnvironment.Route] = []
+
         @OptionGroup var relay: RelayEnvironmentOptions
 
         @OptionGroup var connection: ConnectionOptions
 
-        func validate() throws { try relay.validate(identity: identity) }
+        func validate() throws {
+            try relay.validate(identity: identity)
+            guard relay.relay == nil || `protocol`.isEmpty else { throw ValidationError("--protocol does not go with --relay yet") }
+        }
 
         func run() throws {
-            for (name, value) in try relay.variables() ?? CompatEnvironment.variables(connection: connection, identity: identity) {
+            for (name, value) in try relay.variables() ?? CompatEnvironment.variables(connection: connection, identity: identity, protocols: `protocol`) {
                 print("export \(name)=\(CompatEnvironment.shellQuoted(value))")
             }
         }
@@ -69,7 +75,20 @@ extension TokenBrokerCLI {
 
 /// Turns the broker's `status` into environment variables.
 enum CompatEnvironment {
-    static func variables(connection: ConnectionOptions, identity: String?) throws -> [(String, String)] {
+    /// A managed-identity protocol whose variables `env --protocol` prints.
+    enum Route: String, ExpressibleByArgument, CaseIterable {
+        /// `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (App Service 2019-08-01).
+        case appService = "app-service"
+        /// `MSI_ENDPOINT` + `MSI_SECRET` (App Service 2017-09-01).
+        case appService2017 = "app-service-2017"
+        /// `AZURE_POD_IDENTITY_AUTHORITY_HOST` only: azure-identity 1.7-1.8 fail when
+        /// `IDENTITY_ENDPOINT` is set beside it.
+        case imds
+        /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+        case aws
+    }
+
+    static func variables(connection: ConnectionOptions, identity: String?, protocols: [Route] = []) throws -> [(String, String)] {
         let response = try connection.send(BrokerRequest(op: "status", id: .number(1)))
         guard let status = response.status else { throw fail("the broker's status has no body", code: 76) }
         guard let compat = status.compat, let endpoint = compat.identityEndpoint, let authority = compat.imdsAuthorityHost else {
@@ -78,12 +97,13 @@ enum CompatEnvironment {
         guard let header = compat.identityHeader else {
             throw fail("no identity is available to you (uid \(getuid())), so the broker does not give out its identity header", code: 1)
         }
-        var variables = [
-            ("IDENTITY_ENDPOINT", endpoint),
-            ("IDENTITY_HEADER", header),
-            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority),
-            (WireProtocol.socketEnvironmentVariable, absolute(connection.socketPath)),
-        ]
+        // Without --protocol: today's set (both current Azure protocols, the socket, AWS when available).
+        let wanted = Set(protocols.isEmpty ? [.appService, .imds, .aws] : protocols)
+        var variables: [(String, String)] = []
+        if wanted.contains(.appService) { variables += [("IDENTITY_ENDPOINT", endpoint), ("IDENTITY_HEADER", header)] }
+        if wanted.contains(.appService2017) { variables += [("MSI_ENDPOINT", endpoint), ("MSI_SECRET", header)] }
+        if wanted.contains(.imds) { variables.append(("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority)) }
+        if protocols.isEmpty { variables.append((WireProtocol.socketEnvironmentVariable, absolute(connection.socketPath))) }
         // AWS SDKs: the container credentials endpoint, for the named AWS identity or,
         // without a name, the caller's only one.
         let aws = status.identities.filter { $0.exchange == "aws-sts" }
@@ -92,8 +112,8 @@ enum CompatEnvironment {
                 throw fail("identity '\(identity)' is not available to you", code: 1)
             }
             if let clientId = entry.clientId { variables.append(("AZURE_CLIENT_ID", clientId)) }
-            if entry.exchange == "aws-sts" { variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials/\(identity)")) }
-        } else if !aws.isEmpty {
+            if entry.exchange == "aws-sts", wanted.contains(.aws) { variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials/\(identity)")) }
+        } else if wanted.contains(.aws), !aws.isEmpty || protocols.contains(.aws) {
             variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials"))
         }
         if variables.contains(where: { $0.0 == "AWS_CONTAINER_CREDENTIALS_FULL_URI" }) {

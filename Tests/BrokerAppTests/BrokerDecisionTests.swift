@@ -16,7 +16,8 @@ struct BrokerFixture {
     let directory: String
 
     /// One identity per (name, token, allow rules); each token is written to a file in a temp directory.
-    init(_ identities: [(name: String, token: String, allow: [AllowRule])]) throws {
+    /// `exchanges`: an identity's exchange when not Entra.
+    init(_ identities: [(name: String, token: String, allow: [AllowRule])], exchanges: [String: ExchangeConfiguration] = [:]) throws {
         var template = Array("/tmp/tbbroker-XXXXXX".utf8CString)
         directory = String(cString: mkdtemp(&template)!)
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -28,7 +29,7 @@ struct BrokerFixture {
             try identity.token.write(toFile: file, atomically: true, encoding: .utf8)
             let configuration = IdentityConfiguration(
                 name: identity.name, source: .file(path: file),
-                exchange: .entra(try EntraConfiguration(tenantId: "t", clientId: "c")), allow: identity.allow)
+                exchange: try exchanges[identity.name] ?? .entra(EntraConfiguration(tenantId: "t", clientId: "c")), allow: identity.allow)
             let source = FileAssertionSource(path: file, now: { Date() }, logger: logger)
             live.append(Broker.Identity(configuration: configuration, source: source, policy: AccessPolicy(rules: identity.allow, daemonUID: 4242)))
         }

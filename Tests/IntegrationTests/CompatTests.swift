@@ -25,8 +25,9 @@ struct CompatTests {
     }
 
     /// `tokenbroker env` against the scenario's broker, parsed.
-    static func brokerEnvironment(_ scenario: Scenario, identity: String? = nil) async throws -> [String: String] {
-        let result = try await runCommand(TestEnvironment.cliPath, ["env", "--socket", scenario.broker.socketPath] + (identity.map { ["--identity", $0] } ?? []))
+    static func brokerEnvironment(_ scenario: Scenario, identity: String? = nil, protocols: [String] = []) async throws -> [String: String] {
+        let result = try await runCommand(
+            TestEnvironment.cliPath, ["env", "--socket", scenario.broker.socketPath] + (identity.map { ["--identity", $0] } ?? []) + protocols.flatMap { ["--protocol", $0] })
         #expect(result.status == 0, "tokenbroker env failed: \(result.stderr)")
         var variables: [String: String] = [:]
         for line in result.stdout.split(separator: "\n") {
@@ -47,9 +48,12 @@ struct CompatTests {
     }
 
     /// Runs Tests/IntegrationTests/Fixtures/python/managed_identity.py.
-    static func python(_ client: String, clientId: String? = nil, environment: [String: String]) async throws -> (status: Int32, token: String?, stderr: String) {
+    static func python(
+        _ client: String, clientId: String? = nil, environment: [String: String], interpreter: String = TestEnvironment.python, netns: String? = nil
+    ) async throws -> (status: Int32, token: String?, stderr: String) {
+        let (executable, prefix) = TestEnvironment.command(interpreter, inNetworkNamespace: netns)
         let result = try await runCommand(
-            TestEnvironment.python, ["\(TestEnvironment.fixtures)/python/managed_identity.py", client, scope] + (clientId.map { [$0] } ?? []),
+            executable, prefix + ["\(TestEnvironment.fixtures)/python/managed_identity.py", client, scope] + (clientId.map { [$0] } ?? []),
             environment: environment)
         let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         return (result.status, json?["token"] as? String, result.stderr)

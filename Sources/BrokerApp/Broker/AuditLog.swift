@@ -76,8 +76,8 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         var metadata: Logger.Metadata = [
             "audit.outcome": "\(outcome.rawValue)",
             "token.identity": "\(identity ?? "")",
-            "peer.uid": "\(peer.uid)", "peer.gid": "\(peer.gid)", "peer.pid": "\(peer.pid)",
         ]
+        metadata.merge(peer.knownMetadata) { _, new in new }
         if let scope { metadata["token.scope"] = "\(scope)" }
         if let exe = peer.executable { metadata["peer.exe"] = "\(exe)" }
         if let cgroup = peer.cgroup { metadata["peer.cgroup"] = "\(cgroup)" }
@@ -111,5 +111,17 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
 
     private func logSuppressed(_ count: Int) {
         logger.notice("\(count) audit records suppressed", metadata: ["audit.outcome": "suppressed", "audit.suppressed": "\(count)"])
+    }
+}
+
+extension PeerCredentials {
+    /// `peer.uid`, `peer.gid`, `peer.pid` as far as they are known: a loopback TCP caller has
+    /// a uid from the socket table and no pid or gid, so no `pid=0` or `gid=4294967295`.
+    var knownMetadata: Logger.Metadata {
+        var metadata: Logger.Metadata = [:]
+        if uid != UInt32.max { metadata["peer.uid"] = "\(uid)" }
+        if gid != UInt32.max { metadata["peer.gid"] = "\(gid)" }
+        if pid > 0 { metadata["peer.pid"] = "\(pid)" }
+        return metadata
     }
 }

@@ -186,9 +186,9 @@ final class Broker: BrokerResponder {
     }
 
     /// The token for an `op: token` request: resolved, authorized, from the cache or a fresh exchange.
-    func token(for request: BrokerRequest, from peer: PeerCredentials) async -> Result<CachedToken, WireError> {
+    func token(for request: BrokerRequest, from peer: PeerCredentials, wanted: CredentialKind? = nil) async -> Result<CachedToken, WireError> {
         let key: TokenKey, minimum: Duration
-        switch resolve(request, peer: peer) {
+        switch resolve(request, peer: peer, wanted: wanted) {
         case .failure(let error): return .failure(error)
         case .success(let resolved): (key, minimum) = resolved
         }
@@ -201,10 +201,9 @@ final class Broker: BrokerResponder {
 
     /// Logs and audits a failed token request; the error as the caller sees it.
     private func failed(_ error: TokenExchangeError, key: TokenKey, peer: PeerCredentials) -> WireError {
-        logger.debug("token request failed", metadata: [
-            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
-            "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)", "error.code": "\(error.code.rawValue)",
-        ])
+        logger.debug("token request failed", metadata: peer.knownMetadata.merging([
+            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "error.code": "\(error.code.rawValue)",
+        ]) { _, new in new })
         audit.record(.failed, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: error.code.rawValue)
         return Self.wireError(error)
     }
@@ -213,11 +212,12 @@ final class Broker: BrokerResponder {
 
     /// `op: token` for the compatibility endpoints: the same rate limit, resolution and
     /// audit records as on the socket.
-    func compatToken(for request: BrokerRequest, from peer: PeerCredentials) async -> Result<CachedToken, WireError> {
+    /// `wanted`: what the route asks for (nil: as the request's scope says).
+    func compatToken(for request: BrokerRequest, from peer: PeerCredentials, wanted: CredentialKind? = nil) async -> Result<CachedToken, WireError> {
         if let wait = rateLimiter.admit(uid: peer.uid), let error = throttled(request, peer: peer, wait: wait).error {
             return .failure(error)
         }
-        let result = await token(for: request, from: peer)
+        let result = await token(for: request, from: peer, wanted: wanted)
         if case .success(let cached) = result {
             audit.record(.granted, identity: cached.key.identity, scope: cached.key.scope.value, peer: peer)
         }
@@ -255,7 +255,9 @@ final class Broker: BrokerResponder {
     // MARK: Resolution
 
     /// Finds the identity and scope for a token request and checks the caller may use it.
-    private func resolve(_ request: BrokerRequest, peer: PeerCredentials) -> Result<(TokenKey, Duration), WireError> {
+    /// `route`: what the route asks for (the AWS endpoint: credentials); nil lets the
+    /// request's scope say (`IdentityChoice.wanted`).
+    private func resolve(_ request: BrokerRequest, peer: PeerCredentials, wanted route: CredentialKind? = nil) -> Result<(TokenKey, Duration), WireError> {
         let asked = request.scope ?? request.resource.map({ Scope(resource: $0).value })
         if let asked, !Self.isPlausibleScope(asked) {
             return .failure(WireError(code: .badRequest, message: "'scope' must be 1-1024 printable characters without spaces"))
@@ -275,38 +277,34 @@ final class Broker: BrokerResponder {
                 return .failure(error)
             }
         }
+        let wanted = route ?? IdentityChoice.wanted(scope: asked)
         let identity: Identity
-        switch authorizedIdentity(request.identity, peer: peer, scope: asked) {
+        switch authorizedIdentity(request.identity, peer: peer, scope: asked, wanted: wanted, inferred: route == nil) {
         case .failure(let error): return .failure(error)
         case .success(let found): identity = found
         }
-        let scopeText: String
-        if let implicit = identity.configuration.exchange.implicitScope {
-            // AWS credentials are for the identity's role, not for a scope.
-            guard asked == nil || asked == implicit.value else {
-                return .failure(WireError(code: .badRequest, message: "identity '\(identity.configuration.name)' gives AWS credentials for \(implicit.value); leave out 'scope'"))
-            }
-            scopeText = implicit.value
-        } else {
-            guard let asked else {
-                return .failure(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
-            }
-            scopeText = asked
+        if let mismatch = IdentityChoice.mismatch(identity, wanted: wanted, scope: asked, inferred: route == nil) {
+            return .failure(mismatch)
+        }
+        // AWS credentials are for the identity's role, not for a scope.
+        guard let scopeText = identity.configuration.exchange.implicitScope?.value ?? asked else {
+            return .failure(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
         }
         return .success((TokenKey(identity: identity.configuration.name, scope: Scope(scopeText)), minimum))
     }
 
-    /// The identity named `requested` if `peer` may use it, or the only one it may use.
-    private func authorizedIdentity(_ requested: String?, peer: PeerCredentials, scope: String?) -> Result<Identity, WireError> {
+    /// The identity named `requested` if `peer` may use it, or the only one it may use that
+    /// gives `wanted` (`IdentityChoice`).
+    private func authorizedIdentity(_ requested: String?, peer: PeerCredentials, scope: String?, wanted: CredentialKind, inferred: Bool) -> Result<Identity, WireError> {
         if let requested {
             guard let identity = identities.withLock({ $0[requested] }) else { return .failure(unknownIdentity(requested, peer: peer, scope: scope)) }
             guard identity.policy.allows(peer) else {
                 audit.record(.denied, identity: requested, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
-                return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested)'"))
+                return .failure(WireError(code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested)'" + available(to: peer)))
             }
             return .success(identity)
         }
-        // The usual case, one identity the caller may use, without building a list.
+        // The usual case, one identity the caller may use and of the kind asked for, without building a list.
         let (only, count) = identities.withLock { table -> (Identity?, Int) in
             var only: Identity?
             var count = 0
@@ -316,30 +314,20 @@ final class Broker: BrokerResponder {
             }
             return (only, count)
         }
-        switch count {
-        case 1: return .success(only!)
-        case 0:
+        if count == 0, pods == nil, identities.withLock({ $0.isEmpty }) {
             audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
-            if pods == nil, identities.withLock({ $0.isEmpty }) {
-                return .failure(WireError(
-                    code: .forbidden,
-                    message: "no identities are configured on this broker; add one to its configuration file (docs/configuration.md) "
-                        + "or start it with AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE set"))
-            }
-            return .failure(WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use any identity"))
-        default:
-            let allowed = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
-            let names = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
-            return .failure(WireError(code: .identityRequired, message: "several identities are available to you (\(names)); name one with 'identity'"))
+            return .failure(WireError(
+                code: .forbidden,
+                message: "no identities are configured on this broker; add one to its configuration file (docs/configuration.md) "
+                    + "or start it with AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE set"))
         }
-    }
-
-    /// Names of the identities `peer` may use whose exchange is `kind` (the AWS endpoint
-    /// picks among the caller's AWS identities).
-    func identityNames(allowedTo peer: PeerCredentials, exchangeKind kind: String) -> [String] {
-        identities.withLock { Array($0.values) }
-            .filter { $0.configuration.exchange.kind == kind && $0.policy.allows(peer) }
-            .map(\.configuration.name).sorted()
+        if count == 1, let only, only.configuration.exchange.gives == wanted { return .success(only) }
+        let allowed = count == 0 ? [] : identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }
+        let chosen = IdentityChoice.choose(among: allowed, wanted: wanted, inferred: inferred, caller: peer)
+        if case .failure(let error) = chosen, error.code == WireErrorCode.forbidden.rawValue {
+            audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: error.code)
+        }
+        return chosen
     }
 
     /// A name no identity has: `forbidden`, worded as a denial is, so that a caller cannot
@@ -350,9 +338,16 @@ final class Broker: BrokerResponder {
         let logged = IdentityReader.isValidName(requested) ? requested : "(invalid)"
         audit.record(.denied, identity: logged, scope: scope, peer: peer, errorCode: WireErrorCode.unknownIdentity.rawValue)
         if peer.uid == 0 || peer.uid == daemonUID {
-            return WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'")
+            return WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'" + available(to: peer))
         }
-        return WireError(code: .forbidden, message: "caller uid \(peer.uid) (pid \(peer.pid)) may not use identity '\(requested.prefix(64))'")
+        return WireError(code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested.prefix(64))'" + available(to: peer))
+    }
+
+    /// "; yours: a, b" — the names `peer` may use (its own, so listing them tells it
+    /// nothing about anyone else's), or that it may use none.
+    private func available(to peer: PeerCredentials) -> String {
+        let names = identities.withLock { Array($0.values) }.filter { $0.policy.allows(peer) }.map(\.configuration.name).sorted()
+        return names.isEmpty ? "; no identity is available to you" : "; identities available to you: \(names.joined(separator: ", "))"
     }
 
     private static func isPlausibleScope(_ scope: String) -> Bool {
@@ -368,9 +363,7 @@ final class Broker: BrokerResponder {
     /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
     private func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
         if logsEachAnswer.load(ordering: .relaxed) {
-            logger.debug("token served", metadata: [
-                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "peer.uid": "\(peer.uid)", "peer.pid": "\(peer.pid)",
-            ])
+            logger.debug("token served", metadata: peer.knownMetadata.merging(["token.identity": "\(key.identity)", "token.scope": "\(key.scope)"]) { _, new in new })
         }
         audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: instant)
     }

@@ -195,6 +195,11 @@ public enum ExchangeConfiguration: Sendable, Equatable {
         return nil
     }
 
+    /// What the identity's exchange gives: AWS credentials (`awsSts`) or access tokens
+    /// (everything else, plugins included). A request that names no identity chooses
+    /// only among identities that give what it asks for.
+    public var gives: CredentialKind { if case .awsSts = self { .awsCredentials } else { .accessToken } }
+
     /// The kind, for status.
     public var kind: String {
         switch self {
@@ -205,6 +210,17 @@ public enum ExchangeConfiguration: Sendable, Equatable {
         case .none: "none"
         }
     }
+}
+
+/// What a token request asks for, and what an identity gives.
+public enum CredentialKind: Sendable, Equatable {
+    /// A bearer token for a scope (Entra, RFC 8693, plugins, `none`).
+    case accessToken
+    /// AWS credentials for a role (`awsSts`).
+    case awsCredentials
+
+    /// How messages name it.
+    public var phrase: String { self == .accessToken ? "access tokens" : "AWS credentials" }
 }
 
 /// One entry of an identity's `allow:` list.

@@ -6,7 +6,8 @@ import Yams
 /// programs that cannot speak the socket (unmodified SDKs, `az`). Off unless a
 /// listener is configured (or inherited as socket-activation name `compat`).
 public struct CompatSettings: Sendable, Equatable {
-    /// `tcp`: a loopback address such as `127.0.0.1:8181` (port 0 picks a free one).
+    /// `tcp`: a loopback address such as `127.0.0.1:8181` (port 0 picks a free one), or
+    /// `169.254.169.254:80` in a namespace where that address is on a local interface.
     public var tcp: TCPAddress? = nil
     /// `unix`: a second Unix socket serving the same endpoints, with peer credentials.
     public var unixSocket: String? = nil
@@ -18,6 +19,10 @@ public struct CompatSettings: Sendable, Equatable {
     /// `defaultIdentity`: served when a request names no identity and the caller may
     /// use several.
     public var defaultIdentity: String? = nil
+
+    /// The IMDS address, which `tcp` may also name: for clients with it hard-coded, served
+    /// on a pod's or network namespace's own interface (docs/kubernetes.md).
+    public static let imdsAddress = "169.254.169.254"
 
     /// Whether a listener is configured.
     public var isEnabled: Bool { tcp != nil || unixSocket != nil }
@@ -45,7 +50,10 @@ extension ConfigurationLoader {
         guard let fields = reader.mapping(node, at: "compat", keys: ["tcp", "unix", "identityHeaderFile", "appServicePath", "defaultIdentity"]) else { return }
         if let text = reader.string(fields["tcp"], at: "compat.tcp") {
             if let address = loopbackAddress(text) { compat.tcp = address } else {
-                reader.report("compat.tcp", "must be a loopback address and port such as 127.0.0.1:8181 or [::1]:8181, got '\(text)'; the endpoints are never served beyond this host", fields["tcp"])
+                reader.report(
+                    "compat.tcp",
+                    "must be a loopback address and port such as 127.0.0.1:8181 or [::1]:8181 (or \(CompatSettings.imdsAddress):80 inside a pod or network namespace), got '\(text)'; the endpoints are never served beyond this host",
+                    fields["tcp"])
             }
         }
         if let path = reader.string(fields["unix"], at: "compat.unix") {
@@ -100,8 +108,10 @@ extension ConfigurationLoader {
         guard let number = Int(port), (0...65_535).contains(number) else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, String(host), &v4) == 1 {
-            // 127.0.0.0/8: the first byte in network order.
-            guard withUnsafeBytes(of: &v4, { $0[0] }) == 127 else { return nil }
+            // 127.0.0.0/8 (the first byte in network order), or the IMDS address: a
+            // link-local address the kernel lets us bind only where it is on a local
+            // interface, so never the VM's real IMDS, which is reached through a route.
+            guard withUnsafeBytes(of: &v4, { $0[0] }) == 127 || host == CompatSettings.imdsAddress else { return nil }
             return TCPAddress(host: String(host), port: number)
         }
         return host == "::1" ? TCPAddress(host: "::1", port: number) : nil

@@ -6,9 +6,9 @@ import TokenBrokerProtocol
 /// each other. docs/protocol.md#compatibility-endpoints is the contract for both.
 enum RelayFlavor {
     case appService
+    /// App Service 2017-09-01 (`MSI_ENDPOINT`/`MSI_SECRET`).
+    case appService2017
     case imds
-
-    var acceptedVersions: Set<String> { self == .imds ? ["2018-02-01", "2019-08-01"] : ["2019-08-01"] }
 
     /// A token, with every number as a string as the real services send it.
     ///
@@ -18,13 +18,17 @@ enum RelayFlavor {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("access_token", response.token ?? "")
-        writer.field("client_id", clientId)
-        if self == .imds {
-            writer.field("refresh_token", "")
-            writer.field("expires_in", String(max(0, response.expiresIn ?? 0)))
+        if self == .appService2017 {
+            writer.field("expires_on", ManagedIdentityVersions.legacyExpiresOn(response.expiresOn ?? now))
+        } else {
+            writer.field("client_id", clientId)
+            if self == .imds {
+                writer.field("refresh_token", "")
+                writer.field("expires_in", String(max(0, response.expiresIn ?? 0)))
+            }
+            writer.field("expires_on", String(response.expiresOn ?? now))
+            writer.field("not_before", String(now))
         }
-        writer.field("expires_on", String(response.expiresOn ?? now))
-        writer.field("not_before", String(now))
         writer.field("resource", resource)
         writer.field("token_type", response.tokenType ?? "Bearer")
         writer.endObject()

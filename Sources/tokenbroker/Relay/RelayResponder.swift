@@ -74,32 +74,20 @@ final class RelayResponder: Sendable {
         return RelayHTTPResponse(status: 503, body: writer.text)
     }
 
-    private func answer(_ request: RelayHTTPRequest, flavor: RelayFlavor, link: RelayBrokerLink) -> RelayHTTPResponse {
-        guard request.method == "GET" else { return flavor.error(405, "bad_request", "method \(request.method) is not supported; use GET") }
-        switch flavor {
-        case .imds:
-            // Also what azure-identity's header-less probe gets: a 400 tells it an endpoint is there.
-            guard request.headerValues("Metadata").contains(where: { $0.lowercased() == "true" }) else {
-                return flavor.error(400, "invalid_request", "Required metadata header not specified")
-            }
-        case .appService:
-            // Checked before anything else, so the answer says nothing to a caller without it.
-            let given = request.headerValues("X-IDENTITY-HEADER")
-            guard given.count == 1, ConstantTime.equal(Array(given[0].utf8), identityHeader) else {
-                return flavor.error(401, "unauthorized", "X-IDENTITY-HEADER is missing or wrong")
-            }
+    private func answer(_ request: RelayHTTPRequest, flavor route: RelayFlavor, link: RelayBrokerLink) -> RelayHTTPResponse {
+        guard request.method == "GET" else { return route.error(405, "bad_request", "method \(request.method) is not supported; use GET") }
+        let versions = request.queryValues("api-version")
+        guard versions.count <= 1 else { return route.error(400, "invalid_request", "query parameter 'api-version' is given more than once") }
+        let flavor: RelayFlavor
+        switch self.flavor(of: request, route: route, version: versions.first) {
+        case .refuse(let response): return response
+        case .speak(let chosen): flavor = chosen
         }
         var single: [String: String] = [:]
-        for name in ["api-version", "resource", "client_id", "clientid", "object_id", "principal_id", "mi_res_id", "msi_res_id"] {
+        for name in ["resource", "client_id", "clientid", "object_id", "principal_id", "mi_res_id", "msi_res_id"] {
             let values = request.queryValues(name)
             guard values.count <= 1 else { return flavor.error(400, "invalid_request", "query parameter '\(name)' is given more than once") }
             single[name] = values.first
-        }
-        guard let version = single["api-version"], !version.isEmpty else {
-            return flavor.error(400, "invalid_request", "Required query variable 'api-version' is missing")
-        }
-        guard flavor.acceptedVersions.contains(version) else {
-            return flavor.error(400, "invalid_request", "api-version '\(version.prefix(32))' is not supported; use \(flavor.acceptedVersions.sorted().joined(separator: " or "))")
         }
         guard let resource = single["resource"], !resource.isEmpty else {
             return flavor.error(400, "invalid_request", "Required query variable 'resource' is missing")
@@ -151,6 +139,39 @@ final class RelayResponder: Sendable {
             return flavor.error(400, "invalid_request", "Identity not found")
         }
         return flavor.token(response, resource: resource, clientId: servedClientId ?? clientId, now: Int64(time(nil)))
+    }
+
+    private enum FlavorDecision {
+        case speak(RelayFlavor)
+        case refuse(RelayHTTPResponse)
+    }
+
+    /// The protocol a request speaks, from its route, version and secret, as the daemon's
+    /// endpoints decide it (the version first: it says which header carries the secret).
+    private func flavor(of request: RelayHTTPRequest, route: RelayFlavor, version: String?) -> FlavorDecision {
+        if route == .imds {
+            // Also what azure-identity's header-less probe gets: a 400 tells it an endpoint is there.
+            guard request.headerValues("Metadata").contains(where: { $0.lowercased() == "true" }) else {
+                return .refuse(route.error(400, "invalid_request", "Required metadata header not specified"))
+            }
+            guard let version, ManagedIdentityVersions.imdsAccepts(version) else {
+                return .refuse(RelayHTTPResponse(status: 400, body: ManagedIdentityVersions.imdsVersionErrorBody()))
+            }
+            return .speak(.imds)
+        }
+        guard let version, !version.isEmpty else {
+            return .refuse(route.error(400, "invalid_request", "Required query variable 'api-version' is missing"))
+        }
+        guard let variant = ManagedIdentityVersions.appService(version) else {
+            return .refuse(route.error(
+                400, "invalid_request", "api-version '\(version.prefix(32))' is not supported; use 2019-08-01 (IDENTITY_ENDPOINT, X-IDENTITY-HEADER) or 2017-09-01 (MSI_ENDPOINT, secret)"))
+        }
+        let flavor: RelayFlavor = variant == .current ? .appService : .appService2017
+        let given = request.headerValues(variant.secretHeader)
+        guard given.count == 1, ConstantTime.equal(Array(given[0].utf8), identityHeader) else {
+            return .refuse(flavor.error(401, "unauthorized", "\(variant.secretHeader) is missing or wrong"))
+        }
+        return .speak(flavor)
     }
 
     /// The AWS SDKs' container-credentials protocol: `Authorization` carries the secret

@@ -23,13 +23,14 @@ final class DevProvider: @unchecked Sendable {
 
     /// Starts a provider in `directory/provider` accepting `extraSubjects` too.
     /// `apps`: client id → the one subject that app's federated credential trusts.
-    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], apps: [String: String] = [:], accessTokenLifetime: Int = 3600) async throws {
+    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], apps: [String: String] = [:], accessTokenLifetime: Int = 3600, netns: String? = nil) async throws {
         self.directory = "\(directory)/provider"
         var arguments = ["dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug"]
         for subject in extraSubjects { arguments += ["--subject", subject] }
         for clientId in extraClientIds { arguments += ["--client-id", clientId] }
         for (clientId, subject) in apps.sorted(by: { $0.key < $1.key }) { arguments += ["--app", "\(clientId)=\(subject)"] }
-        process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: "provider")
+        let (executable, prefix) = TestEnvironment.command(TestEnvironment.daemonPath, inNetworkNamespace: netns)
+        process = try ChildProcess(executable: executable, arguments: prefix + arguments, logDirectory: directory, name: "provider")
         let file = "\(self.directory)/provider.json"
         let process = self.process
         do {

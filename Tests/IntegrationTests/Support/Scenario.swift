@@ -10,7 +10,8 @@ struct Scenario {
     static let scope = "https://storage.azure.com/.default"
 
     /// Runs `body` with a provider and a broker whose identity `default` reads the
-    /// provider's rotating token file; `identities` adds more.
+    /// provider's rotating token file; `identities` adds more. `netns`: run both in that
+    /// network namespace (the provider's controls are then out of the test's reach).
     static func run(
         extraSubjects: [String] = [],
         extraClientIds: [String] = [],
@@ -19,15 +20,16 @@ struct Scenario {
         extraYAML: String = "",
         allowInsecureLoopback: Bool = false,
         environment: [String: String]? = nil,
+        netns: String? = nil,
         _ body: (Scenario) async throws -> Void
     ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let provider = try await DevProvider(directory: directory, extraSubjects: extraSubjects, extraClientIds: extraClientIds)
+        let provider = try await DevProvider(directory: directory, extraSubjects: extraSubjects, extraClientIds: extraClientIds, netns: netns)
         let broker: BrokerDaemon
         do {
             let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try await identities(directory, provider))
-            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment)
+            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, netns: netns)
         } catch {
             await provider.stop()
             throw error

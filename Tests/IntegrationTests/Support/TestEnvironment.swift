@@ -22,6 +22,21 @@ enum TestEnvironment {
         ProcessInfo.processInfo.environment["TOKENBROKER_PYTHON"] ?? "\(packageRoot)/.venv/bin/python"
     }
 
+    /// The Python of a small venv scripts/bootstrap makes for one pinned old client
+    /// (`.venv-azid16`: azure-identity 1.6.1 and msrestazure; `.venv-azid18`: azure-identity
+    /// 1.8.0), which cannot share the main venv with the current azure-identity.
+    static func oldClientPython(_ venv: String) -> String { "\(packageRoot)/\(venv)/bin/python" }
+
+    /// Whether that venv exists (tests that need it are skipped, saying so, when it does not).
+    static func hasOldClient(_ venv: String) -> Bool { FileManager.default.isExecutableFile(atPath: oldClientPython(venv)) }
+
+    /// `executable` run in network namespace `netns` (`ip netns exec`, which execs it: the
+    /// child's pid is the program's), or as is.
+    static func command(_ executable: String, inNetworkNamespace netns: String?) -> (executable: String, prefix: [String]) {
+        guard let netns else { return (executable, []) }
+        return ("/usr/sbin/ip", ["netns", "exec", netns, executable])
+    }
+
     static var fixtures: String { "\(packageRoot)/Tests/IntegrationTests/Fixtures" }
 
     /// A fresh short directory (Unix socket paths are limited to 107 bytes), inside the
