@@ -1,0 +1,110 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Sinks that must not be written, and sinks that come and go with SIGHUP.
+@Suite("Sinks refuse unsafe paths and follow reloads")
+struct SinkSafetyTests {
+    static let scope = Scenario.scope
+
+    static func sinkLine(_ path: String) -> String {
+        "  - { identity: default, scope: \"\(scope)\", path: \(path) }\n"
+    }
+
+    @Test("check-config refuses a symlinked path and a directory others can write, naming them", arguments: ["symlink", "others-writable", "foreign-owner"])
+    func checkConfigRefuses(_ kind: String) async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let sinks = "\(directory)/sinks"
+        #expect(mkdir(sinks, 0o755) == 0)
+        var path = "\(sinks)/token"
+        let expected: String
+        switch kind {
+        case "symlink":
+            #expect(symlink("\(directory)/elsewhere", path) == 0)
+            expected = "is a symbolic link"
+        case "others-writable":
+            #expect(chmod(sinks, 0o777) == 0)
+            expected = "is writable by others (mode 0777)"
+        default:
+            let nobody = try #require(getpwnam("nobody")).pointee.pw_uid
+            #expect(chown(sinks, nobody, getgid()) == 0)
+            path = "\(sinks)/token"
+            expected = "is owned by uid \(nobody)"
+        }
+        let yaml = CheckConfigTests.identity + "sinks:\n  - { identity: x, scope: s, path: \(path) }\n"
+        try yaml.write(toFile: "\(directory)/config.yaml", atomically: true, encoding: .utf8)
+        let result = try await CheckConfigTests.run(["check-config", "--config", "\(directory)/config.yaml"], in: directory, name: "check")
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("sinks[0].path") && result.stderr.contains(expected), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/elsewhere"), "nothing written through the link")
+    }
+
+    @Test("a path that becomes a symlink, or a directory that becomes writable by others, is not written; status says why")
+    func refusedAtRuntime() async throws {
+        let sinks = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: sinks) }
+        #expect(chmod(sinks, 0o755) == 0)
+        let path = "\(sinks)/token", target = "\(sinks)/target"
+        let yaml = "cache: { minRefreshIntervalSeconds: 0 }\nsinks:\n" + Self.sinkLine(path)
+        try await Scenario.run(logLevel: "info", extraYAML: yaml) { scenario in
+            try await waitUntil("the first token") { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").isEmpty == false }
+            try "not a token".write(toFile: target, atomically: false, encoding: .utf8)
+            #expect(unlink(path) == 0 && symlink(target, path) == 0)
+            let refresh = #"{"op":"token","identity":"default","scope":"\#(Self.scope)","minValiditySeconds":4000}"#
+            #expect(try await scenario.broker.request(refresh).ok)
+            try await waitUntil("status to report the symlink") { try await Self.sinkError(scenario) == "symlink" }
+            #expect(try String(contentsOfFile: target, encoding: .utf8) == "not a token", "the link's target is untouched")
+            var info = Glibc.stat()
+            #expect(lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK, "the link itself was not replaced")
+
+            #expect(unlink(path) == 0 && chmod(sinks, 0o777) == 0)
+            #expect(try await scenario.broker.request(refresh).ok)
+            try await waitUntil("status to report the directory") { try await Self.sinkError(scenario) == "unsafe_directory" }
+            #expect(!FileManager.default.fileExists(atPath: path), "nothing written into a directory others can write")
+
+            #expect(chmod(sinks, 0o755) == 0)
+            #expect(try await scenario.broker.request(refresh).ok)
+            try await waitUntil("the file to come back") { FileManager.default.fileExists(atPath: path) }
+            try await waitUntil("the error to clear") { try await Self.sinkError(scenario) == nil }
+        }
+    }
+
+    @Test("SIGHUP adds a sink (its file appears) and removing it stops it and deletes its file")
+    func reloadAddsAndRemoves() async throws {
+        let sinks = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: sinks) }
+        #expect(chmod(sinks, 0o755) == 0)
+        let first = "\(sinks)/first", second = "\(sinks)/second"
+        try await Scenario.run(logLevel: "info", extraYAML: "sinks:\n" + Self.sinkLine(first)) { scenario in
+            try await waitUntil("the first sink") { FileManager.default.fileExists(atPath: first) }
+            let original = try String(contentsOfFile: scenario.broker.configPath, encoding: .utf8)
+            try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(first) + Self.sinkLine(second))
+                .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
+            try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")
+            try await waitUntil("the added sink") { FileManager.default.fileExists(atPath: second) }
+            #expect(try String(contentsOfFile: first, encoding: .utf8) == String(contentsOfFile: second, encoding: .utf8), "one cached token, two files")
+
+            try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(second))
+                .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
+            try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")
+            try await waitUntil("the removed sink's file to go") { !FileManager.default.fileExists(atPath: first) }
+            #expect(FileManager.default.fileExists(atPath: second), "the kept sink keeps its file")
+            let listed = try await Self.sinkPaths(scenario)
+            #expect(listed == [second], "status lists only the kept sink: \(listed)")
+        }
+    }
+
+    static func sinkStatus(_ scenario: Scenario) async throws -> [[String: Any]] {
+        let status = try await scenario.broker.request(#"{"op":"status"}"#)
+        return ((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]]) ?? []
+    }
+
+    static func sinkError(_ scenario: Scenario) async throws -> String? {
+        try await sinkStatus(scenario).first.flatMap { ($0["lastError"] as? [String: Any])?["code"] as? String }
+    }
+
+    static func sinkPaths(_ scenario: Scenario) async throws -> [String] {
+        try await sinkStatus(scenario).compactMap { $0["path"] as? String }
+    }
+}
