@@ -69,9 +69,11 @@ struct SinkTests {
                 }, as: UTF8.self)
             }
             #expect(seen.count > 20, "the reader saw many rotations (reads: \(report.first ?? ""), distinct: \(seen.count))")
-            let torn = seen.filter { !served.contains($0) }
-            #expect(torn.isEmpty, "every read was a whole token the broker served; \(torn.count) were not (lengths \(torn.map(\.count)))")
+            // Counted, not listed: a failure must not print token text.
+            let torn = seen.filter { !served.contains($0) }.map(\.count)
+            #expect(torn.count == 0, "every read was a whole token the broker served; \(torn.count) were not (lengths \(torn))")
 
+            try await waitUntil("an onRotate run for every token") { (Self.read(log) ?? "").split(separator: "\n").count >= served.count }
             // Stopped first: nothing can add a line after the count.
             #expect(await scenario.broker.stop() == 0)
             let lines = (Self.read(log) ?? "").split(separator: "\n").count
@@ -117,12 +119,55 @@ struct SinkTests {
                 #expect(UInt16(info.st_mode & 0o7777) == mode, "\(name): mode 0\(String(info.st_mode & 0o7777, radix: 8))")
                 #expect(info.st_uid == uid && info.st_gid == gid, "\(name): owner \(info.st_uid):\(info.st_gid), expected \(uid):\(gid)")
             }
-            let status = try await scenario.broker.request(#"{"op":"status"}"#)
-            let listed = ((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]]) ?? []
+            // The file is at its path before the writer records it (the directory's fsync comes between).
+            var status = try await scenario.broker.request(#"{"op":"status"}"#)
+            var listed: [[String: Any]] = []
+            try await waitUntil("status to show every sink written") {
+                status = try await scenario.broker.request(#"{"op":"status"}"#)
+                listed = ((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]]) ?? []
+                return listed.count == 4 && listed.allSatisfy { $0["lastWrite"] != nil }
+            }
             #expect(listed.compactMap { $0["path"] as? String }.sorted() == ["env", "header", "json", "token"].map { "\(sinks)/\($0)" }, "status lists the sinks")
-            #expect(listed.allSatisfy { $0["lastWrite"] is Int && $0["expiresOn"] is Int && $0["lastError"] == nil }, "\(listed)")
+            let sinkLog = scenario.broker.process.stderr.split(separator: "\n").filter { $0.contains("sink") }.joined(separator: "\n")
+            #expect(listed.allSatisfy { $0["lastWrite"] is Int && $0["expiresOn"] is Int && $0["lastError"] == nil }, "\(listed)\n\(sinkLog)")
             #expect(!"\(status.object)".contains(token), "status never shows the token")
             #expect(!scenario.broker.process.stderr.contains(token), "the log never shows the token")
         }
+    }
+
+    @Test("a token that cannot be replaced before it expires is removed with its file; the file comes back with the next token")
+    func expiredTokenRemoved() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(chmod(directory, 0o755) == 0)
+        let path = "\(directory)/token"
+        // Eight-second tokens: the cache refreshes at half their life, the sink wants 2 s left.
+        let provider = try await DevProvider(directory: directory, accessTokenLifetime: 8)
+        let broker: BrokerDaemon
+        do {
+            broker = try await BrokerDaemon(
+                directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)], logLevel: "info",
+                extraYAML: "sinks:\n  - { scope: \"\(Self.scope)\", path: \(path), refreshBeforeExpirySeconds: 2 }\n")
+        } catch {
+            await provider.stop()
+            throw error
+        }
+        do {
+            try await waitUntil("the first token") { FileManager.default.fileExists(atPath: path) }
+            try await provider.setFault(status: 400, count: 1_000_000)
+            try await waitUntil("the expired token's file to be removed") { !FileManager.default.fileExists(atPath: path) }
+            let status = try await broker.request(#"{"op":"status"}"#)
+            let sink = try #require(((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]])?.first)
+            #expect((sink["lastError"] as? [String: Any])?["code"] as? String == "token_expired", "\(sink)")
+            #expect(sink["expiresOn"] == nil, "no token, no expiry: \(sink)")
+            try await provider.setFault(status: 400, count: 0)
+            try await waitUntil("a new token in the file") { FileManager.default.fileExists(atPath: path) }
+        } catch {
+            _ = await broker.stop()
+            await provider.stop()
+            throw error
+        }
+        #expect(await broker.stop() == 0)
+        await provider.stop()
     }
 }

@@ -15,6 +15,8 @@ def stop(*_):
 
 
 signal.signal(signal.SIGTERM, stop)
+# The test runner's threads block SIGTERM and a spawned child inherits that mask.
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 seen = set()
 reads = 0
 with open(ready, "w") as marker:
