@@ -54,6 +54,9 @@ struct SinkSafetyTests {
             let refresh = #"{"op":"token","identity":"default","scope":"\#(Self.scope)","minValiditySeconds":4000}"#
             #expect(try await scenario.broker.request(refresh).ok)
             try await waitUntil("status to report the symlink") { try await Self.sinkError(scenario) == "symlink" }
+            let metrics = try await runCommand("/usr/bin/curl", ["-sS", "--fail", "--unix-socket", scenario.broker.socketPath, "http://localhost/metrics"]).stdout
+            #expect(metrics.contains("tokenbroker_sink_failing{path=\"\(path)\"} 1"), "\(metrics.split(separator: "\n").filter { $0.contains("sink") })")
+            #expect(metrics.contains("tokenbroker_sink_writes_total{path=\"\(path)\",outcome=\"symlink\"}"))
             #expect(try String(contentsOfFile: target, encoding: .utf8) == "not a token", "the link's target is untouched")
             var info = Glibc.stat()
             #expect(lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK, "the link itself was not replaced")
@@ -106,5 +109,42 @@ struct SinkSafetyTests {
 
     static func sinkPaths(_ scenario: Scenario) async throws -> [String] {
         try await sinkStatus(scenario).compactMap { $0["path"] as? String }
+    }
+
+    @Test("onRotate signals the process its pid file names once per new token; a failing command shows as rotate_failed")
+    func rotateBySignal() async throws {
+        let sinks = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: sinks) }
+        #expect(chmod(sinks, 0o755) == 0)
+        let counter = try ChildProcess(
+            executable: TestEnvironment.python, arguments: ["\(TestEnvironment.fixtures)/python/hup_counter.py", "\(sinks)/app.pid", "\(sinks)/hups"],
+            logDirectory: sinks, name: "counter")
+        defer { counter.signal(SIGKILL) }
+        try await waitUntil("the counter's pid file") { FileManager.default.fileExists(atPath: "\(sinks)/app.pid") }
+        let yaml = """
+            cache: { minRefreshIntervalSeconds: 0 }
+            sinks:
+              - { scope: "\(Self.scope)", path: \(sinks)/signalled, onRotate: { signal: HUP, pidFile: \(sinks)/app.pid } }
+              - { scope: "\(Self.scope)", path: \(sinks)/failing, onRotate: { command: [/bin/sh, -c, "exit 3"] } }
+            """
+        try await Scenario.run(logLevel: "info", extraYAML: yaml) { scenario in
+            let refresh = #"{"op":"token","identity":"default","scope":"\#(Self.scope)","minValiditySeconds":4000}"#
+            try await waitUntil("the first token") { FileManager.default.fileExists(atPath: "\(sinks)/signalled") }
+            for round in 1...3 {
+                let token = try #require(try await scenario.broker.request(refresh).token)
+                try await waitUntil("round \(round)'s token") { (try? String(contentsOfFile: "\(sinks)/signalled", encoding: .utf8)) == token }
+            }
+            try await waitUntil("four SIGHUPs, one per token") { (try? String(contentsOfFile: "\(sinks)/hups", encoding: .utf8))?.split(separator: "\n").count == 4 }
+            var error: [String: Any] = [:]
+            try await waitUntil("the failing command in status") {
+                let failing = try await Self.sinkStatus(scenario).first { $0["path"] as? String == "\(sinks)/failing" }
+                error = failing?["lastError"] as? [String: Any] ?? [:]
+                return !error.isEmpty
+            }
+            #expect(error["code"] as? String == "rotate_failed" && (error["message"] as? String ?? "").contains("exited with status 3"), "\(error)")
+            #expect(scenario.broker.process.stderr.contains("exited with status 3"), "the exit status is logged")
+        }
+        await counter.stop()
+        #expect((try? String(contentsOfFile: "\(sinks)/hups", encoding: .utf8))?.split(separator: "\n").count == 4, "no signal after the last token")
     }
 }
