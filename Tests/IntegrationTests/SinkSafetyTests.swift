@@ -88,6 +88,16 @@ struct SinkSafetyTests {
             try await waitUntil("the added sink") { FileManager.default.fileExists(atPath: second) }
             #expect(try String(contentsOfFile: first, encoding: .utf8) == String(contentsOfFile: second, encoding: .utf8), "one cached token, two files")
 
+            // A changed sink whose file already holds the right bytes keeps that file (same inode).
+            var before = Glibc.stat(), after = Glibc.stat()
+            #expect(lstat(second, &before) == 0)
+            let changed = "  - { identity: default, scope: \"\(Self.scope)\", path: \(second), refreshBeforeExpirySeconds: 120 }\n"
+            try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(first) + changed)
+                .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
+            try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")
+            try await waitUntil("the changed sink to take its file over") { try await Self.sinkStatus(scenario).allSatisfy { $0["lastWrite"] != nil } }
+            #expect(lstat(second, &after) == 0 && after.st_ino == before.st_ino, "not rewritten")
+
             try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(second))
                 .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
             try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")

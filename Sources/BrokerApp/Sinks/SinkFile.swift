@@ -1,4 +1,5 @@
 import CoreFoundation  // in a release build it owns `struct stat` here (MemberImportVisibility)
+import Foundation
 import Glibc
 
 /// Writes a sink's file so that a reader only ever sees a whole token: the bytes go to a new
@@ -81,7 +82,7 @@ enum SinkFile {
 extension SinkFile {
     /// The file at `path` when it is a regular file (not a link) holding exactly `bytes` with
     /// this mode and owner, so that it need not be written again; nil otherwise.
-    static func holds(_ bytes: [UInt8], at path: String, mode: UInt32, uid: uid_t, gid: gid_t) -> Written? {
+    static func holds(_ bytes: [UInt8], at path: String, mode: UInt32, uid: uid_t, gid: gid_t) -> (written: Written, modified: Date)? {
         guard SinkPathSafety.problem(path) == nil else { return nil }
         let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
@@ -93,6 +94,6 @@ extension SinkFile {
         var content = [UInt8](repeating: 0, count: bytes.count + 1)
         let count = content.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
         guard count == bytes.count, content.prefix(count).elementsEqual(bytes) else { return nil }
-        return Written(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        return (Written(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)), Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec)))
     }
 }

@@ -104,8 +104,10 @@ final class SinkWriter: Sendable {
         case .failure(let error): throw error
         }
         // A restarted daemon, or a reload that changed the sink, finds its file already right.
-        if current.value == nil, let written = SinkFile.holds(bytes, at: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid) {
-            state.withLock { $0 = SinkState(written: written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: nil, lastError: nil) }
+        if current.value == nil, let found = SinkFile.holds(bytes, at: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid) {
+            state.withLock {
+                $0 = SinkState(written: found.written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: found.modified, lastError: nil)
+            }
             return false
         }
         let written = try SinkFile.write(bytes, to: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid)
