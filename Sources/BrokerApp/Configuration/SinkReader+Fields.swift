@@ -42,7 +42,7 @@ extension SinkReader {
             reader.report(path, "must name a file, got '\(text)'", node)
             return nil
         }
-        if let problem = SinkPathSafety.problem(text), problem.code != .directoryMissing {
+        if let problem = SinkPathSafety.problem(text, alsoAllowed: SinkPathSafety.checkConfigOwners), problem.code != .directoryMissing {
             reader.report(path, problem.message, node)
             return nil
         }

@@ -7,8 +7,9 @@ import Glibc
 /// writable by others without the sticky bit. Whoever could write the directory could swap
 /// the file between our writes, or point the path at a file of their choosing.
 enum SinkPathSafety {
-    /// The first rule `path` breaks, or nil. `daemonUID`: the user the daemon runs as.
-    static func problem(_ path: String, daemonUID: uid_t = getuid()) -> SinkError? {
+    /// The first rule `path` breaks, or nil. `daemonUID`: the user the daemon runs as;
+    /// `alsoAllowed`: other owners the directory may have (see `checkConfigOwners`).
+    static func problem(_ path: String, daemonUID: uid_t = getuid(), alsoAllowed: [uid_t] = []) -> SinkError? {
         var info = Glibc.stat()
         if lstat(path, &info) == 0 {
             if info.st_mode & S_IFMT == S_IFLNK {
@@ -29,7 +30,7 @@ enum SinkPathSafety {
         if info.st_mode & othersWrite != 0 {
             return SinkError(.unsafeDirectory, "the directory \(directory) is writable by others (mode \(octal(info.st_mode))); use a directory only root or the daemon's user can write")
         }
-        if info.st_uid != 0, info.st_uid != daemonUID {
+        if info.st_uid != 0, info.st_uid != daemonUID, !alsoAllowed.contains(info.st_uid) {
             return SinkError(.unsafeDirectory, "the directory \(directory) is owned by uid \(info.st_uid); it must be owned by root or the daemon's user (uid \(daemonUID))")
         }
         var ancestor = directory
@@ -41,6 +42,13 @@ enum SinkPathSafety {
             }
         }
         return nil
+    }
+
+    /// Owners accepted when the configuration is loaded: `check-config` usually runs as root
+    /// while the packaged daemon runs as user `tokenbroker`, whose directory is then as good as
+    /// root's. The daemon itself (at each write) accepts only root and its own user.
+    static var checkConfigOwners: [uid_t] {
+        getpwnam("tokenbroker").map { [$0.pointee.pw_uid] } ?? []
     }
 
     private static let othersWrite: mode_t = 0o002
