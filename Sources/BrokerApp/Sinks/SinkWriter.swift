@@ -68,7 +68,7 @@ final class SinkWriter: Sendable {
         }
         guard !Task.isCancelled else { return .zero }
         do throws(SinkError) {
-            if try writeIfNew(cached), let action = settings.onRotate {
+            if try await writeIfNew(cached), let action = settings.onRotate {
                 if let error = await SinkRotation(action: action, path: settings.path, logger: logger).run() {
                     Self.count("tokenbroker_sink_rotations_total", path: settings.path, outcome: error.code.rawValue)
                     logger.warning("sink onRotate failed", metadata: ["error.code": "\(error.code.rawValue)", "error.message": "\(error.message)"])
@@ -94,7 +94,7 @@ final class SinkWriter: Sendable {
 
     /// Writes `cached` unless the file already holds it. True when a new token was written
     /// (not the same one again, as after the file was deleted): time for `onRotate`.
-    private func writeIfNew(_ cached: CachedToken) throws(SinkError) -> Bool {
+    private func writeIfNew(_ cached: CachedToken) async throws(SinkError) -> Bool {
         let current = state.withLock { $0 }
         if current.value == cached.token.value, let written = current.written, SinkFile.isUnchanged(settings.path, written) { return false }
         let bytes = try settings.format.render(cached)
@@ -110,7 +110,8 @@ final class SinkWriter: Sendable {
             }
             return false
         }
-        let written = try SinkFile.write(bytes, to: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid)
+        let (path, mode) = (settings.path, settings.mode)
+        let written = try await Self.offPool { () throws(SinkError) in try SinkFile.write(bytes, to: path, mode: mode, uid: owner.uid, gid: owner.gid) }
         state.withLock {
             $0 = SinkState(written: written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: Date(), lastError: nil)
         }
@@ -158,6 +159,19 @@ final class SinkWriter: Sendable {
     func removeFile() {
         guard let written = state.withLock({ $0.written }) else { return }
         SinkFile.remove(settings.path, ifStill: written)
+    }
+
+    /// Runs `body` on a thread of its own: `fsync` may block for as long as the disk takes,
+    /// and the cooperative pool (two threads on two cores) also runs the cache's exchanges.
+    private static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws(SinkError) -> T) async throws(SinkError) -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SinkError>, Never>) in
+            let thread = Thread {
+                do throws(SinkError) { continuation.resume(returning: .success(try body())) } catch { continuation.resume(returning: .failure(error)) }
+            }
+            thread.name = "sink-write"
+            thread.start()
+        }
+        return try result.get()
     }
 
     /// 1 s, doubling, at most 60 s.
