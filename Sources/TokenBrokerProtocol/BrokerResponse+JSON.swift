@@ -109,6 +109,25 @@ extension BrokerStatus {
             writer.field("exchange", pod.exchange)
             writer.endObject()
         }
+        if let sinks {
+            writer.beginArray("sinks")
+            for sink in sinks {
+                writer.separator()
+                writer.beginObject()
+                writer.field("path", sink.path)
+                writer.field("identity", sink.identity)
+                writer.field("scope", sink.scope)
+                writer.field("format", sink.format)
+                writer.field("lastWrite", sink.lastWrite)
+                writer.field("expiresOn", sink.expiresOn)
+                if let lastError = sink.lastError {
+                    writer.key("lastError")
+                    lastError.write(to: &writer)
+                }
+                writer.endObject()
+            }
+            writer.endArray()
+        }
         writer.endObject()
     }
 }

@@ -238,14 +238,20 @@ public struct BrokerStatus: Codable, Sendable, Equatable {
     public var compat: CompatStatus?
     /// Node mode: the caller's own pod, when it is in one the broker knows.
     public var pod: PodStatus?
+    /// The token files (`sinks:`) of the identities the caller may use; nil when there are none.
+    public var sinks: [SinkStatus]?
 
     /// Creates a status.
-    public init(version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus], compat: CompatStatus? = nil, pod: PodStatus? = nil) {
+    public init(
+        version: Int = WireProtocol.version, ready: Bool, identities: [IdentityStatus], compat: CompatStatus? = nil, pod: PodStatus? = nil,
+        sinks: [SinkStatus]? = nil
+    ) {
         self.version = version
         self.ready = ready
         self.identities = identities
         self.compat = compat
         self.pod = pod
+        self.sinks = sinks
     }
 }
 
@@ -287,6 +293,36 @@ public struct CompatStatus: Codable, Sendable, Equatable {
         self.imdsAuthorityHost = imdsAuthorityHost
         self.socket = socket
         self.identityHeader = identityHeader
+    }
+}
+
+/// One token file the broker keeps fresh (`sinks:`).
+public struct SinkStatus: Codable, Sendable, Equatable {
+    /// The file.
+    public var path: String
+    /// Whose token it holds.
+    public var identity: String
+    /// For which scope (an AWS identity's role).
+    public var scope: String
+    /// `token`, `json`, `header`, `aws-credentials` or `env`.
+    public var format: String
+    /// When the file was last written, seconds since the epoch; nil before the first write.
+    public var lastWrite: Int64?
+    /// When the token in the file expires, seconds since the epoch; nil when there is no file.
+    public var expiresOn: Int64?
+    /// The last problem, until the next successful write (its code: `symlink`, `unsafe_directory`,
+    /// `token_unavailable`, `token_expired`, `rotate_failed`, … — docs/configuration.md).
+    public var lastError: WireError?
+
+    /// Creates a sink status.
+    public init(path: String, identity: String, scope: String, format: String, lastWrite: Int64? = nil, expiresOn: Int64? = nil, lastError: WireError? = nil) {
+        self.path = path
+        self.identity = identity
+        self.scope = scope
+        self.format = format
+        self.lastWrite = lastWrite
+        self.expiresOn = expiresOn
+        self.lastError = lastError
     }
 }
 

@@ -22,6 +22,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     let state: Mutex<State>
     /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
     let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
+    /// Told the key of each token an exchange stored (`observeStoredTokens`).
+    let storedTokenObservers = Mutex<[@Sendable (TokenKey) -> Void]>([])
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -197,6 +199,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 count("ok")
                 let waiters = record(.success(token), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.success(token)) }
+                for observer in storedTokenObservers.withLock({ $0 }) { observer(key) }
                 logger.info("token obtained", metadata: [
                     "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
                     "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",

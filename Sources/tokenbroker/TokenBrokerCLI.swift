@@ -163,6 +163,11 @@ extension TokenBrokerCLI {
                 for scope in identity.cachedScopes { print("  cached: \(scope)") }
                 if let error = identity.lastError { print("  last error: \(error.code): \(error.message)") }
             }
+            for sink in status.sinks ?? [] {
+                let expires = sink.expiresOn.map { ", token expires at \($0)" } ?? ", no token written"
+                print("sink \(sink.path): \(sink.format) of identity \(sink.identity) for \(sink.scope)\(expires)")
+                if let error = sink.lastError { print("  last error: \(error.code): \(error.message)") }
+            }
         }
     }
 

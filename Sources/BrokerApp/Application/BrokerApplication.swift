@@ -116,7 +116,7 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {

@@ -6,7 +6,7 @@ struct ReloadOutcome: Sendable, Equatable {
     /// Identities kept with their cached tokens, added, and removed.
     var kept: [String], added: [String], removed: [String]
     /// Other settings that took effect at once (`log.level`, the request rate,
-    /// `cache.minValiditySeconds`, `compat.defaultIdentity`).
+    /// `cache.minValiditySeconds`, `compat.defaultIdentity`, `sinks`).
     var applied: [String]
     /// Settings that changed in the file but take effect at the next start.
     var needRestart: [String]
@@ -14,7 +14,7 @@ struct ReloadOutcome: Sendable, Equatable {
 
 extension BrokerRuntime {
     /// Applies a re-read configuration: its identities (see `apply`), `log.level`, the
-    /// per-uid request rate, `cache.minValiditySeconds` and `compat.defaultIdentity` at once,
+    /// per-uid request rate, `cache.minValiditySeconds`, `compat.defaultIdentity` and `sinks` at once,
     /// and a list of the other changed keys, which wait for a restart.
     ///
     /// Throws, changing nothing, when the configuration has no identity and does not say
@@ -52,6 +52,7 @@ extension BrokerRuntime {
             broker.setDefaultMinimumValidity(seconds: configuration.cache.minValiditySeconds)
             applied.append("cache.minValiditySeconds")
         }
+        if previous.sinks != configuration.sinks { applied.append("sinks") }
         let identities = apply(configuration)
         return ReloadOutcome(
             kept: identities.kept, added: identities.added, removed: identities.removed, applied: applied,

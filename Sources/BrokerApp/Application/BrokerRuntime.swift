@@ -27,6 +27,8 @@ final class BrokerRuntime: Service, Sendable {
     let appliedConfiguration: Mutex<BrokerConfiguration>
     /// `compat.defaultIdentity`, read by the compatibility endpoints for each request.
     let compatDefaultIdentity: LiveValue<String?>
+    /// The token files of `sinks:` (a service: it stops their writers at shutdown).
+    let sinks: SinkService
 
     private struct Watcher: Sendable {
         var source: any ManagedAssertionSource
@@ -61,9 +63,13 @@ final class BrokerRuntime: Service, Sendable {
         self.logger = logger
         self.appliedConfiguration = Mutex(configuration)
         self.compatDefaultIdentity = LiveValue(configuration.compat.defaultIdentity)
+        let sinks = SinkService(cache: cache, logger: logger)
+        self.sinks = sinks
+        broker.setSinkStatus { visible in sinks.status(visible: visible) }
     }
 
-    /// Makes `configuration.identities` the served set. Returns the names kept, added and removed.
+    /// Makes `configuration.identities` the served set, then `configuration.sinks` the files
+    /// kept fresh. Returns the identity names kept, added and removed.
     @discardableResult
     func apply(_ configuration: BrokerConfiguration) -> (kept: [String], added: [String], removed: [String]) {
         // Before the cache changes: no connection repeats an answer across a reload.
@@ -97,6 +103,7 @@ final class BrokerRuntime: Service, Sendable {
         for name in removed { cache.remove(identity: name) }
         broker.replaceIdentities(next)
         for name in old.keys where !kept.contains(name) { stopWatching(name, unless: next.first { $0.configuration.name == name }?.source) }
+        sinks.apply(configuration.sinks, defaultRefreshSeconds: configuration.cache.minValiditySeconds)
         return (kept, added, removed)
     }
 

@@ -41,6 +41,8 @@ final class Broker: BrokerResponder {
     private let daemonUID = getuid()
     /// Where the compatibility endpoints listen, once they do (for `status`).
     private let compat = Mutex<CompatStatus?>(nil)
+    /// The sinks of the identities a caller may use (for `status`).
+    private let sinkStatus = Mutex<(@Sendable (Set<String>) -> [SinkStatus])?>(nil)
     /// `limits.requestsPerSecondPerUID`.
     private let rateLimiter: RateLimiter<ContinuousClock>
     /// One record per grant and denial.
@@ -246,6 +248,11 @@ final class Broker: BrokerResponder {
         return entra.clientId
     }
 
+    /// Where `status` finds the sinks of a set of identity names.
+    func setSinkStatus(_ provider: @escaping @Sendable (Set<String>) -> [SinkStatus]) {
+        sinkStatus.withLock { $0 = provider }
+    }
+
     /// Records where the compatibility endpoints listen (shown by `status`).
     func setCompatStatus(_ status: CompatStatus?) {
         compat.withLock { $0 = status }
@@ -418,7 +425,8 @@ final class Broker: BrokerResponder {
         var compat = self.compat.withLock { $0 }
         let pod = peer.podUID.flatMap { uid in pods?.status(podUID: uid) }
         if entries.isEmpty && pod == nil { compat?.identityHeader = nil }
-        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat, pod: pod)
+        let sinks = sinkStatus.withLock { $0 }?(Set(visible.map(\.configuration.name))) ?? []
+        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat, pod: pod, sinks: sinks.isEmpty ? nil : sinks)
     }
 }
 

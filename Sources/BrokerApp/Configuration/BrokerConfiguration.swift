@@ -21,6 +21,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var kubernetes: KubernetesSettings?
     /// The identities this broker serves, in file order.
     public var identities: [IdentityConfiguration] = []
+    /// `sinks`: files kept holding a fresh token, in file order (default none).
+    public var sinks: [SinkSettings] = []
     /// `allowNoIdentities`, default false: a reload that would leave no identity is refused
     /// (an emptied or truncated file must not turn every caller away) unless this says the
     /// file serves none on purpose.

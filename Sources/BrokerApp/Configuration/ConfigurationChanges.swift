@@ -1,6 +1,6 @@
 /// The settings that differ between two configurations, named by key as in the file
 /// (`limits.maxConnections`), for a reload to say which ones it applied and which wait
-/// for a restart. `identities` is compared by `BrokerRuntime.apply`, not here.
+/// for a restart. `identities` and `sinks` are compared by `BrokerRuntime.apply`, not here.
 enum ConfigurationChanges {
     /// Keys whose values differ, in file order.
     static func changedKeys(from old: BrokerConfiguration, to new: BrokerConfiguration) -> [String] {

@@ -23,6 +23,10 @@ public enum ConfigurationLoader {
             read(root, into: &configuration, environment: environment, reader: &reader)
         }
         ZeroConfig.apply(environment: environment, to: &configuration, reader: &reader)
+        // After the zero-config identity is added: a sink may name it.
+        if let sinks = NodeReader.present(root)?.mapping?["sinks"] {
+            configuration.sinks = SinkReader.read(sinks, identities: configuration.identities, reader: &reader)
+        }
         checkEnvironmentCABundle(environment, reader: &reader)
         guard reader.issues.isEmpty else { throw ConfigurationError(origin: origin, issues: reader.issuesInFileOrder) }
         return configuration
@@ -64,7 +68,7 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities", "allowNoIdentities"]) else { return }
+        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities", "sinks", "allowNoIdentities"]) else { return }
         reader.bool(top["allowNoIdentities"], at: "allowNoIdentities").map { configuration.allowNoIdentities = $0 }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {

@@ -97,6 +97,10 @@ final class BrokerMetrics: MetricsExposition {
                 put("tokenbroker_kubernetes_cached_tokens", [("namespace", account.namespace), ("serviceaccount", account.name)], Double(cached))
             }
         }
+        for sink in runtime.sinks.gaugeValues() {
+            put("tokenbroker_sink_failing", [("path", sink.path)], sink.failing ? 1 : 0)
+            if let left = sink.expiresIn { put("tokenbroker_sink_token_expires_in_seconds", [("path", sink.path)], left) }
+        }
         for identity in runtime.broker.currentIdentities {
             let name = identity.configuration.name
             for entry in runtime.cache.snapshot(identity: name) {
