@@ -17,11 +17,14 @@ public import TokenExchange
 public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Instant: Sendable {
     let configuration: TokenCacheConfiguration
     let clock: C
-    private let now: @Sendable () -> Date
+    let now: @Sendable () -> Date
     let logger: Logger
     let state: Mutex<State>
     /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
     let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
+    /// Counts changes to the cached tokens, so a writer of snapshots can tell whether
+    /// there is anything new to write (`changeCount`).
+    let changes = Atomic<UInt64>(0)
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -50,6 +53,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// Drops `identity` and its tokens.
     public func remove(identity: String) {
         _ = state.withLock { $0.identities.removeValue(forKey: identity) }
+        changes.add(1, ordering: .relaxed)
     }
 
     // MARK: Serving
@@ -240,6 +244,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 entry.validUntil = instant.advanced(by: .seconds(left))
                 entry.refreshAt = instant.advanced(by: .seconds(max(0, refreshIn)))
                 entry.failure = nil
+                changes.add(1, ordering: .relaxed)
             case .failure(let error):
                 var generator = SystemRandomNumberGenerator()
                 let attempt = entry.failures + 1
