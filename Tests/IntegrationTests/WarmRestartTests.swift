@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// Warm restarts through the file-descriptor store, with `socket_holder.py --fdstore`
+/// playing systemd: it receives `FDSTORE=1` and the memfd over the notify socket
+/// (SCM_RIGHTS), keeps it, and passes it back with the listening socket
+/// (`LISTEN_FDS=2`, `LISTEN_FDNAMES=broker:tokencache`) to the next process.
+@Suite("Warm restarts keep the token cache")
+struct WarmRestartTests {
+    static let request = #"{"op":"token","scope":"\#(Scenario.scope)"}"#
+
+    /// Runs the holder for `restarts` restarts; returns its summary, the daemons' log and
+    /// how many exchanges the token service saw meanwhile.
+    static func hold(_ scenario: Scenario, restarts: Int, options: [String]) async throws -> (summary: Reply, log: String, exchanges: Int) {
+        let before = try await scenario.provider.stats().tokenRequests
+        let result = try await runCommand(
+            TestEnvironment.python,
+            ["\(TestEnvironment.fixtures)/python/socket_holder.py", "\(scenario.directory)/held.sock", String(restarts), request] + options
+                + ["--", TestEnvironment.daemonPath, "--config", scenario.broker.configPath])
+        #expect(result.status == 0, "\(result.stderr.suffix(3000))")
+        let summary = try Reply(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        return (summary, result.stderr, try await scenario.provider.stats().tokenRequests - before)
+    }
+
+    @Test("ten restarts under load with socket activation: no failed request, no exchange after the first")
+    func tenRestartsExchangeOnce() async throws {
+        try await Scenario.run { scenario in
+            let (summary, log, exchanges) = try await Self.hold(scenario, restarts: 10, options: ["--fdstore"])
+            #expect((summary["requests"] as? Int ?? 0) > 20, "the client kept sending: \(summary)")
+            #expect(summary["failures"] as? Int == 0, "\(summary)")
+            #expect((summary["exitCodes"] as? [Int]) == Array(repeating: 0, count: 11), "\(summary)")
+            #expect(exchanges == 1, "one exchange, by the first process; the others restored it: \(summary)\n\(log.suffix(3000))")
+            let store = try #require(summary["fdstore"] as? [String: Int])
+            #expect(store["unsealed"] == 0, "every memfd the daemon stored was sealed: \(store)")
+            #expect(store["passed"] == 10, "one stored cache passed to each restart (the old one removed first): \(store)")
+            #expect(store["stored"] == store["removed"].map { $0 + 1 }, "FDSTOREREMOVE=1 before each FDSTORE=1 after the first: \(store)")
+            let restored = log.components(separatedBy: "\n").filter { $0.contains("warm restart: restored 1 of 1 cached tokens") }
+            #expect(restored.count == 10, "each restart logged what it restored: \(log.suffix(3000))")
+            #expect(!log.contains("eyJ"), "no token in the log")
+        }
+    }
+
+    @Test("a stored cache that is not sealed is refused with a clear log line; the broker starts cold", arguments: ["unsealed", "flipped"])
+    func tamperedCacheIsRefused(tamper: String) async throws {
+        try await Scenario.run { scenario in
+            let (summary, log, exchanges) = try await Self.hold(scenario, restarts: 1, options: ["--fdstore", "--tamper=\(tamper)"])
+            #expect(summary["failures"] as? Int == 0, "\(summary)")
+            let store = try #require(summary["fdstore"] as? [String: Int])
+            #expect(store["tampered"] == 1, "\(store)")
+            let expected = tamper == "unsealed"
+                ? "warm restart: refused the stored token cache (not_sealed: the memfd is not sealed"
+                : "warm restart: refused the stored token cache (checksum_mismatch: CRC-32 of the payload does not match the header); starting cold"
+            #expect(log.contains(expected), "\(log.suffix(3000))")
+            #expect(!log.contains("warm restart: restored"), "nothing restored from it")
+            #expect(exchanges == 2, "the second process started cold and exchanged again: \(summary)")
+        }
+    }
+}
