@@ -1,4 +1,5 @@
 import Foundation
+import ManualClock
 import Testing
 import TokenCache
 import TokenExchange
@@ -91,7 +92,7 @@ import TokenExchange
 
     @Test func restoredTokenIsServedWithoutAnExchangeAndKeepsItsSchedule() async throws {
         let before = CacheFixture()
-        let snapshot = try await warmSnapshot(before)
+        let snapshot = try await Self.warmSnapshot(before)
         #expect(snapshot.entries.count == 1)
         let after = CacheFixture()  // a new process: same wall clock start
         after.clock.advance(by: .seconds(60))
@@ -114,7 +115,7 @@ import TokenExchange
     }
 
     @Test func changedIdentityUnknownIdentityAndExpiredTokensStayOut() async throws {
-        let snapshot = try await warmSnapshot(CacheFixture())
+        let snapshot = try await Self.warmSnapshot(CacheFixture())
         var renamed = snapshot
         renamed.entries[0].identity = "gone"
         let f = CacheFixture()
@@ -127,7 +128,7 @@ import TokenExchange
     }
 
     @Test func overdueRefreshesAreSpreadNotImmediate() async throws {
-        let snapshot = try await warmSnapshot(CacheFixture())
+        let snapshot = try await Self.warmSnapshot(CacheFixture())
         let f = CacheFixture()
         f.clock.advance(by: .seconds(2500))  // past the refresh time, 1100 s of validity left
         #expect(f.cache.restore(snapshot, fingerprint: { _ in Self.same }, overdueSpread: .seconds(60)).restored == 1)
