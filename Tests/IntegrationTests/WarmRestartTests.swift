@@ -40,6 +40,25 @@ struct WarmRestartTests {
         }
     }
 
+    @Test("a token of an identity whose client id changed across the restart is not restored")
+    func changedIdentityStartsCold() async throws {
+        let otherClient = "0a11ce00-0000-4000-8000-00000000f1d0"
+        try await Scenario.run(extraClientIds: [otherClient]) { scenario in
+            let changed = "\(scenario.directory)/changed.yaml"
+            try BrokerDaemon.configurationYAML(
+                socketPath: scenario.broker.socketPath, provider: scenario.provider,
+                identities: [.init(name: "default", tokenFile: scenario.provider.endpoints.tokenFile, clientId: otherClient)]
+            ).write(toFile: changed, atomically: true, encoding: .utf8)
+            let (summary, log, exchanges) = try await Self.hold(scenario, restarts: 1, options: ["--fdstore", "--next-config=\(changed)"])
+            #expect(summary["failures"] as? Int == 0, "\(summary)")
+            #expect(log.contains("warm restart: restored 0 of 1 cached tokens"), "\(log.suffix(3000))")
+            #expect(log.contains("restart.identity_changed=1"), "the log says why")
+            #expect(exchanges == 2, "the changed identity exchanged again: \(summary)")
+            let requests = try await scenario.provider.stats().requests.suffix(2)
+            #expect(requests.map(\.clientId) == [scenario.provider.endpoints.clientId, otherClient], "the second exchange was the new client's")
+        }
+    }
+
     @Test("a stored cache that is not sealed is refused with a clear log line; the broker starts cold", arguments: ["unsealed", "flipped"])
     func tamperedCacheIsRefused(tamper: String) async throws {
         try await Scenario.run { scenario in

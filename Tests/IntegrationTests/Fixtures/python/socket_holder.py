@@ -7,9 +7,10 @@ With --fdstore it also plays the service manager's file-descriptor store
 descriptors (SCM_RIGHTS) on the notify socket, keeps them by FDNAME, and passes them to
 the next process after the listening socket, with LISTEN_FDS/LISTEN_FDNAMES, as systemd
 does. --tamper=unsealed|flipped replaces the stored token cache before each restart with
-an unsealed copy, or a sealed copy with one byte flipped.
+an unsealed copy, or a sealed copy with one byte flipped. --next-config=PATH starts every
+process after the first with `--config PATH` instead (a configuration changed across restarts).
 
-usage: socket_holder.py SOCKET RESTARTS REQUEST_JSON [--fdstore] [--tamper=MODE] -- DAEMON ARGS...
+usage: socket_holder.py SOCKET RESTARTS REQUEST_JSON [--fdstore] [--tamper=MODE] [--next-config=PATH] -- DAEMON ARGS...
 """
 import fcntl
 import json
@@ -25,6 +26,8 @@ options = sys.argv[4:sys.argv.index("--")]
 daemon = sys.argv[sys.argv.index("--") + 1:]
 fdstore = "--fdstore" in options
 tamper = next((o.split("=", 1)[1] for o in options if o.startswith("--tamper=")), None)
+next_config = next((o.split("=", 1)[1] for o in options if o.startswith("--next-config=")), None)
+spawned = 0
 
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 if os.path.exists(path):
@@ -115,6 +118,11 @@ def spawn():
 
 
 def spawn_locked():
+    global spawned
+    argv = list(daemon)
+    if next_config and spawned > 0:
+        argv[argv.index("--config") + 1] = next_config
+    spawned += 1
     if tamper:
         for entry in store:
             if entry[0] == "tokencache":
@@ -132,7 +140,7 @@ def spawn_locked():
         for target, fd in enumerate(high, start=3):
             os.dup2(fd, target)  # inheritable
         env = dict(os.environ, LISTEN_FDS=str(len(passed)), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=":".join(names), NOTIFY_SOCKET=notify_path)
-        os.execve(daemon[0], daemon, env)
+        os.execve(argv[0], argv, env)
     return pid
 
 
