@@ -39,13 +39,19 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
 
     /// Adds `identity` or replaces its fetcher. Replacing keeps cached tokens only
     /// when `keepTokens` is true (the identity's settings did not change).
+    /// A new identity receives the tokens a warm restart kept for it (`restore(_:fingerprint:deferring:)`).
     public func register(identity: String, fetcher: any TokenFetching, keepTokens: Bool = false) {
+        let (instant, wallNow) = (clock.now, now())
         state.withLock { state in
             if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
             } else {
-                state.identities[identity] = IdentityEntries(
-                    identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
+                let entries = IdentityEntries(identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
+                state.identities[identity] = entries
+                var generator = SystemRandomNumberGenerator()
+                for item in state.deferred.removeValue(forKey: identity) ?? [] {
+                    _ = install(item, into: entries, at: instant, wallNow: wallNow, overdueSpread: .seconds(60), using: &generator)
+                }
             }
         }
     }
@@ -267,6 +273,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     public func refreshDue() async {
         let instant = clock.now
         logSuppressedFailures(at: instant)
+        dropExpiredDeferred()
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
             guard state.drain == nil else { return started }  // shutting down: nothing new on our own account

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ManualClock
 import Testing
 import TokenCache
@@ -125,6 +126,22 @@ import TokenExchange
         late.clock.advance(by: .seconds(3600))
         #expect(late.cache.restore(snapshot) { _ in Self.same }.expired == 1)
         for cache in [f.cache, late.cache] { #expect(cache.count == 0) }
+    }
+
+    @Test func tokensOfIdentitiesRegisteredLaterWaitForThem() async throws {
+        let snapshot = try await Self.warmSnapshot(CacheFixture())
+        let clock = ManualClock()
+        let fetcher = FakeFetcher(clock: clock)
+        let cache = TokenCache(clock: clock, now: { clock.date }, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        clock.advance(by: .seconds(60))
+        let summary = cache.restore(snapshot, fingerprint: { _ in Self.same }, deferring: { $0 == CacheFixture.identity })
+        #expect(summary.deferred == 1 && summary.restored == 0 && cache.count == 0)
+        #expect(cache.snapshot { _ in Self.same }.entries.count == 1, "kept aside, and stored again if the broker restarts before the pod asks")
+        cache.register(identity: CacheFixture.identity, fetcher: fetcher)  // the pod asks
+        let key = TokenKey(identity: CacheFixture.identity, scope: CacheFixture.storage)
+        #expect(try await cache.token(for: key).token.value == snapshot.entries[0].token.value)
+        #expect(fetcher.callCount == 0)
+        #expect(cache.restore(snapshot, fingerprint: { _ in Self.same }).unknownIdentity == 0, "registered now")
     }
 
     @Test func overdueRefreshesAreSpreadNotImmediate() async throws {

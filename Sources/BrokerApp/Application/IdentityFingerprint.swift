@@ -14,6 +14,12 @@ enum IdentityFingerprint {
         return Array(SHA256.hash(data: Data(material.utf8)))
     }
 
+    /// Node mode's cache identities (`k8s:NS/NAME/DIGEST`) carry a digest of their issuer,
+    /// subject, audience and exchange in the name itself (`PodIdentities.cacheIdentity`).
+    static func ofPodKey(_ name: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data("v1\u{0}pod\u{0}\(name)".utf8)))
+    }
+
     static func fields(_ source: AssertionSourceConfiguration) -> [String] {
         switch source {
         case .file(let path): ["source=file", path]

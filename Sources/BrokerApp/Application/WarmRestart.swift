@@ -27,10 +27,15 @@ final class WarmRestart: Service, Sendable {
         self.storing = FileDescriptorStore.isAvailable
     }
 
-    /// The identities' fingerprints, by name, for the configuration applied now.
-    private func fingerprints() -> [String: [UInt8]] {
-        let identities = runtime.appliedConfiguration.withLock { $0.identities }
-        return Dictionary(identities.map { ($0.name, IdentityFingerprint.of($0)) }, uniquingKeysWith: { first, _ in first })
+    /// The identities' fingerprints for the configuration applied now: configured ones by
+    /// name, and in node mode the pods' (their names carry their own digest).
+    private func fingerprints() -> @Sendable (String) -> [UInt8]? {
+        let (identities, nodeMode) = runtime.appliedConfiguration.withLock { ($0.identities, $0.kubernetes != nil) }
+        let table = Dictionary(identities.map { ($0.name, IdentityFingerprint.of($0)) }, uniquingKeysWith: { first, _ in first })
+        return { name in
+            if let digest = table[name] { return digest }
+            return nodeMode && PodIdentities.isPodKey(name) ? IdentityFingerprint.ofPodKey(name) : nil
+        }
     }
 
     /// Puts back the tokens of the memfd the store passed (closing it), or says why not.
@@ -42,12 +47,14 @@ final class WarmRestart: Service, Sendable {
         do {
             let bytes = try FileDescriptorStore.read(descriptor: descriptor)
             let snapshot = try CacheSnapshot(decoding: bytes)
-            let table = fingerprints()
-            let summary = runtime.cache.restore(snapshot, fingerprint: { table[$0] })
+            let fingerprint = fingerprints()
+            // Pods' identities are registered when a pod first asks: their tokens wait for it.
+            let summary = runtime.cache.restore(snapshot, fingerprint: fingerprint, deferring: { PodIdentities.isPodKey($0) && fingerprint($0) != nil })
             storedAt.withLock { $0 = runtime.cache.changeCount }
             logger.info("warm restart: restored \(summary.restored) of \(snapshot.entries.count) cached tokens", metadata: [
                 "restart.restored": "\(summary.restored)", "restart.expired": "\(summary.expired)",
                 "restart.identity_changed": "\(summary.identityChanged)", "restart.unknown_identity": "\(summary.unknownIdentity)",
+                "restart.kept_for_pods": "\(summary.deferred)",
                 "restart.bytes": "\(bytes.count)",
             ])
         } catch let error as SystemdSupportError {
@@ -84,8 +91,7 @@ final class WarmRestart: Service, Sendable {
     private func store(always: Bool) {
         let changes = runtime.cache.changeCount
         guard always || storedAt.withLock({ $0 }) != changes else { return }
-        let table = fingerprints()
-        let snapshot = runtime.cache.snapshot(fingerprint: { table[$0] })
+        let snapshot = runtime.cache.snapshot(fingerprint: fingerprints())
         do {
             let bytes = snapshot.encoded()
             try FileDescriptorStore.store(bytes, name: FileDescriptorStore.tokenCacheName)
