@@ -40,6 +40,17 @@ struct WarmRestartTests {
         }
     }
 
+    @Test("a crash after a change: the store made while running (at most 10 s after it) is restored")
+    func crashRestoresWhatWasStoredWhileRunning() async throws {
+        try await Scenario.run { scenario in
+            let (summary, log, exchanges) = try await Self.hold(scenario, restarts: 1, options: ["--fdstore", "--crash"])
+            // Requests in flight at the SIGKILL may fail: that is the crash, not the cache.
+            #expect((summary["exitCodes"] as? [Int]) == [-9, 0], "\(summary)")
+            #expect(log.contains("warm restart: restored 1 of 1 cached tokens"), "\(log.suffix(3000))")
+            #expect(exchanges == 1, "the restarted process used the stored token: \(summary)")
+        }
+    }
+
     @Test("a token of an identity whose client id changed across the restart is not restored")
     func changedIdentityStartsCold() async throws {
         let otherClient = "0a11ce00-0000-4000-8000-00000000f1d0"

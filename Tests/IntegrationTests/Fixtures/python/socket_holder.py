@@ -9,8 +9,10 @@ the next process after the listening socket, with LISTEN_FDS/LISTEN_FDNAMES, as 
 does. --tamper=unsealed|flipped replaces the stored token cache before each restart with
 an unsealed copy, or a sealed copy with one byte flipped. --next-config=PATH starts every
 process after the first with `--config PATH` instead (a configuration changed across restarts).
+--crash stops each process with SIGKILL instead of SIGTERM, once it has stored something
+(what it stores while running, not at shutdown, is all the next process gets).
 
-usage: socket_holder.py SOCKET RESTARTS REQUEST_JSON [--fdstore] [--tamper=MODE] [--next-config=PATH] -- DAEMON ARGS...
+usage: socket_holder.py SOCKET RESTARTS REQUEST_JSON [--fdstore] [--tamper=MODE] [--next-config=PATH] [--crash] -- DAEMON ARGS...
 """
 import fcntl
 import json
@@ -27,7 +29,9 @@ daemon = sys.argv[sys.argv.index("--") + 1:]
 fdstore = "--fdstore" in options
 tamper = next((o.split("=", 1)[1] for o in options if o.startswith("--tamper=")), None)
 next_config = next((o.split("=", 1)[1] for o in options if o.startswith("--next-config=")), None)
+crash = "--crash" in options
 spawned = 0
+stored_before = 0
 
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 if os.path.exists(path):
@@ -77,6 +81,7 @@ def handle(message, fds):
 
 ready = threading.Semaphore(0)
 store_lock = threading.Lock()
+store_changed = threading.Condition(store_lock)
 
 
 def receiver():
@@ -89,9 +94,10 @@ def receiver():
             return  # closed
         if not message and not fds:
             return
-        with store_lock:
+        with store_changed:
             if handle(message, fds):
                 ready.release()
+            store_changed.notify_all()
 
 
 def wait_ready():
@@ -123,6 +129,8 @@ def spawn_locked():
     if next_config and spawned > 0:
         argv[argv.index("--config") + 1] = next_config
     spawned += 1
+    global stored_before
+    stored_before = store_log["stored"]
     if tamper:
         for entry in store:
             if entry[0] == "tokencache":
@@ -203,7 +211,11 @@ first_answer.wait(timeout=60)
 try:
     for _ in range(restarts):
         time.sleep(0.4)
-        os.kill(child, signal.SIGTERM)
+        if crash:
+            with store_changed:
+                if not store_changed.wait_for(lambda: store_log["stored"] > stored_before, timeout=60):
+                    raise TimeoutError("the process stored nothing within 60 s")
+        os.kill(child, signal.SIGKILL if crash else signal.SIGTERM)
         _, status = os.waitpid(child, 0)
         exit_codes.append(os.waitstatus_to_exitcode(status))
         child = spawn()
