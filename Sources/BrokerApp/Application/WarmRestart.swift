@@ -17,14 +17,15 @@ final class WarmRestart: Service, Sendable {
     private let interval: Duration
     private let logger: Logger
     private let storing: Bool
-    /// The cache's `changeCount` when it was last stored.
-    private let storedAt = Mutex<UInt64?>(nil)
+    /// The cache's `changeCount` when it was last stored (or restored: nothing new yet).
+    private let storedAt: Mutex<UInt64>
 
     init(runtime: BrokerRuntime, interval: Duration = WarmRestart.defaultInterval, logger: Logger) {
         self.runtime = runtime
         self.interval = interval
         self.logger = logger
         self.storing = FileDescriptorStore.isAvailable
+        self.storedAt = Mutex(runtime.cache.changeCount)
     }
 
     /// The identities' fingerprints for the configuration applied now: configured ones by
@@ -41,7 +42,7 @@ final class WarmRestart: Service, Sendable {
     /// Puts back the tokens of the memfd the store passed (closing it), or says why not.
     func restore(from descriptor: Int32?) {
         guard let descriptor else {
-            logger.info("warm restart: no stored token cache; starting cold", metadata: ["restart.stored": "\(storing)"])
+            logger.info("warm restart: no stored token cache; starting cold", metadata: ["restart.will_store": "\(storing)"])
             return
         }
         do {
@@ -50,7 +51,6 @@ final class WarmRestart: Service, Sendable {
             let fingerprint = fingerprints()
             // Pods' identities are registered when a pod first asks: their tokens wait for it.
             let summary = runtime.cache.restore(snapshot, fingerprint: fingerprint, deferring: { PodIdentities.isPodKey($0) && fingerprint($0) != nil })
-            storedAt.withLock { $0 = runtime.cache.changeCount }
             logger.info("warm restart: restored \(summary.restored) of \(snapshot.entries.count) cached tokens", metadata: [
                 "restart.restored": "\(summary.restored)", "restart.expired": "\(summary.expired)",
                 "restart.identity_changed": "\(summary.identityChanged)", "restart.unknown_identity": "\(summary.unknownIdentity)",
