@@ -1,4 +1,5 @@
 import Foundation
+import OffPool
 import Testing
 
 /// Warm restarts through the file-descriptor store, with `socket_holder.py --fdstore`
@@ -67,6 +68,39 @@ struct WarmRestartTests {
             #expect(exchanges == 2, "the changed identity exchanged again: \(summary)")
             let requests = try await scenario.provider.stats().requests.suffix(2)
             #expect(requests.map(\.clientId) == [scenario.provider.endpoints.clientId, otherClient], "the second exchange was the new client's")
+        }
+    }
+
+    @Test("a memfd named tokencache passed without a socket is not taken for the listening socket: the broker binds its own")
+    func storeEntryIsNotTakenForTheSocket() async throws {
+        try await Scenario.run { scenario in
+            let socket = "\(scenario.directory)/own.sock", configuration = "\(scenario.directory)/own.yaml"
+            try BrokerDaemon.configurationYAML(
+                socketPath: socket, provider: scenario.provider, identities: [.init(name: "default", tokenFile: scenario.provider.endpoints.tokenFile)]
+            ).write(toFile: configuration, atomically: true, encoding: .utf8)
+            let process = try ChildProcess(
+                executable: TestEnvironment.python,
+                arguments: ["\(TestEnvironment.fixtures)/python/with_stored_memfd.py", "this is not a token cache snapshot", "--", TestEnvironment.daemonPath, "--config", configuration],
+                logDirectory: scenario.directory, name: "memfd-only")
+            do {
+                // Before the fix, a single inherited descriptor not named compat was adopted as the
+                // listening socket, and the daemon failed to serve a memfd.
+                try await waitUntil("its own socket") {
+                    guard process.isRunning else { throw HarnessError("tokenbrokerd exited: \(process.stderr.suffix(2000))") }
+                    return FileManager.default.fileExists(atPath: socket) && process.stderr.contains("ready")
+                }
+                let reply = try await offPool {
+                    let connection = try UnixSocketConnection(path: socket)
+                    try connection.send(#"{"op":"ping"}"# + "\n")
+                    return try connection.readJSONLine()
+                }
+                #expect(reply.ok, "\(reply)")
+                #expect(process.stderr.contains("warm restart: refused the stored token cache (bad_magic"), "\(process.stderr.suffix(2000))")
+            } catch {
+                _ = await process.stop()
+                throw error
+            }
+            #expect(await process.stop() == 0)
         }
     }
 
