@@ -42,7 +42,8 @@ final class WarmRestart: Service, Sendable {
     /// Puts back the tokens of the memfd the store passed (closing it), or says why not.
     func restore(from descriptor: Int32?) {
         guard let descriptor else {
-            logger.info("warm restart: no stored token cache; starting cold", metadata: ["restart.will_store": "\(storing)"])
+            // Worth saying under systemd (was the store configured?); without it, a cold start is the rule.
+            logger.log(level: storing ? .info : .debug, "warm restart: no stored token cache; starting cold", metadata: ["restart.will_store": "\(storing)"])
             return
         }
         do {
