@@ -8,6 +8,8 @@ extension TokenCache {
         var drain: [Abandonment]?
         /// Whether the task that abandons them runs.
         var sweeping = false
+        /// Restored tokens of identities registered only later (node mode's pods), by identity.
+        var deferred: [String: [CacheSnapshot.Entry]] = [:]
     }
 
     /// A reference, mutated only under the cache's `Mutex`.

@@ -17,13 +17,16 @@ public import TokenExchange
 public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Instant: Sendable {
     let configuration: TokenCacheConfiguration
     let clock: C
-    private let now: @Sendable () -> Date
+    let now: @Sendable () -> Date
     let logger: Logger
     let state: Mutex<State>
     /// "token exchange failed" warnings: one per (identity, error code) every 10 s.
     let failureWarnings = Mutex(LogThrottle<FailureWarningKey, C.Instant>())
     /// Told the key of each token an exchange stored (`observeStoredTokens`).
     let storedTokenObservers = Mutex<[@Sendable (TokenKey) -> Void]>([])
+    /// Counts changes to the cached tokens, so a writer of snapshots can tell whether
+    /// there is anything new to write (`changeCount`).
+    let changes = Atomic<UInt64>(0)
 
     /// Creates an empty cache.
     public init(configuration: TokenCacheConfiguration = .init(), clock: C, now: @escaping @Sendable () -> Date, logger: Logger) {
@@ -38,13 +41,19 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
 
     /// Adds `identity` or replaces its fetcher. Replacing keeps cached tokens only
     /// when `keepTokens` is true (the identity's settings did not change).
+    /// A new identity receives the tokens a warm restart kept for it (`restore(_:fingerprint:deferring:)`).
     public func register(identity: String, fetcher: any TokenFetching, keepTokens: Bool = false) {
+        let (instant, wallNow) = (clock.now, now())
         state.withLock { state in
             if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
             } else {
-                state.identities[identity] = IdentityEntries(
-                    identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
+                let entries = IdentityEntries(identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
+                state.identities[identity] = entries
+                var generator = SystemRandomNumberGenerator()
+                for item in state.deferred.removeValue(forKey: identity) ?? [] {
+                    _ = install(item, into: entries, at: instant, wallNow: wallNow, overdueSpread: .seconds(60), using: &generator)
+                }
             }
         }
     }
@@ -52,6 +61,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// Drops `identity` and its tokens.
     public func remove(identity: String) {
         _ = state.withLock { $0.identities.removeValue(forKey: identity) }
+        changes.add(1, ordering: .relaxed)
     }
 
     // MARK: Serving
@@ -243,6 +253,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 entry.validUntil = instant.advanced(by: .seconds(left))
                 entry.refreshAt = instant.advanced(by: .seconds(max(0, refreshIn)))
                 entry.failure = nil
+                changes.add(1, ordering: .relaxed)
             case .failure(let error):
                 var generator = SystemRandomNumberGenerator()
                 let attempt = entry.failures + 1
@@ -265,6 +276,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     public func refreshDue() async {
         let instant = clock.now
         logSuppressedFailures(at: instant)
+        dropExpiredDeferred()
         let tasks: [Task<AccessToken, any Error>] = state.withLock { state in
             var started: [Task<AccessToken, any Error>] = []
             guard state.drain == nil else { return started }  // shutting down: nothing new on our own account

@@ -1,3 +1,4 @@
+import CoreFoundation  // owns `struct stat` where Foundation is imported (MemberImportVisibility)
 import Foundation
 import Glibc
 import Testing

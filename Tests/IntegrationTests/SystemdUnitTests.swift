@@ -49,6 +49,7 @@ struct SystemdUnitTests {
         #expect(service["ProtectProc"] != ["invisible"], "callers' /proc/PID/status must stay readable for group rules")
         #expect(service["PrivateUsers"] == nil, "SO_PEERCRED would report every caller as nobody")
         #expect(service["RuntimeDirectory"] == nil, "/run/tokenbroker belongs to the socket unit")
+        #expect(service["FileDescriptorStoreMax"] == ["1"], "the token cache's memfd is kept across restarts")
         let socket = try Self.settings(of: "tokenbroker.socket")
         #expect(socket["ListenStream"] == ["/run/tokenbroker/broker.sock"])
         #expect(socket["FileDescriptorName"] == ["broker"])

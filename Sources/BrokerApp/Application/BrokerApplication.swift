@@ -93,7 +93,11 @@ public enum BrokerApplication {
         metrics.describe(runtime)
         runtime.apply(configuration)
 
-        let inherited = SocketActivation.inheritedSockets()
+        let passed = SocketActivation.inherited()
+        let inherited = passed.sockets
+        // Before anything serves: a caller's first request finds the restored tokens.
+        let warmRestart = WarmRestart(runtime: runtime, logger: logger)
+        warmRestart.restore(from: passed.stored[FileDescriptorStore.tokenCacheName])
         let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?.descriptor
         let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
@@ -116,7 +120,7 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime.audit, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
+        let services: [any Service] = extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
