@@ -171,6 +171,11 @@ let package = Package(
             name: "tokenbroker",
             dependencies: [
                 "TokenBrokerProtocol",
+                // `doctor`'s HTTPS GETs (clock skew, issuer keys) on the broker's own transport,
+                // so it trusts what the broker trusts. This links NIO and BoringSSL into the CLI.
+                "UpstreamHTTP",
+                "TokenExchange",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

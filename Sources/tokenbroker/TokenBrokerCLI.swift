@@ -17,7 +17,7 @@ struct TokenBrokerCLI: ParsableCommand {
             Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
             The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
             """,
-        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self]
+        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self, Doctor.self]
     )
 }
 
