@@ -186,6 +186,8 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
+        // The CLI's pure parts (doctor's evaluations), through `@testable import tokenbroker`.
+        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker", "TokenBrokerProtocol"]),
         .testTarget(
             name: "TokenCacheTests",
             dependencies: ["TokenCache", "TokenExchange", "ManualClock", .product(name: "Logging", package: "swift-log")]
