@@ -191,6 +191,11 @@ let package = Package(
             name: "tokenbroker",
             dependencies: [
                 "TokenBrokerProtocol",
+                // `doctor`'s HTTPS GETs (clock skew, issuer keys) on the broker's own transport,
+                // so it trusts what the broker trusts. This links NIO and BoringSSL into the CLI.
+                "UpstreamHTTP",
+                "TokenExchange",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -201,6 +206,8 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
+        // The CLI's pure parts (doctor's evaluations), through `@testable import tokenbroker`.
+        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker", "TokenBrokerProtocol"]),
         .testTarget(
             name: "TokenCacheTests",
             dependencies: ["TokenCache", "TokenExchange", "ManualClock", .product(name: "Logging", package: "swift-log")]

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -175,6 +176,8 @@ private final class DevHTTPHandler: ChannelInboundHandler {
         var headers = response.headers
         headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        // Every real server sends `Date`; `tokenbroker doctor` measures clock skew with it.
+        headers.replaceOrAdd(name: "Date", value: EntraTime.httpDate(Date()))
         let head = HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !response.body.isEmpty {

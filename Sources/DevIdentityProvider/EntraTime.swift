@@ -23,6 +23,18 @@ enum EntraTime {
             format: "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ", p.year, p.month, p.day, p.hour, p.minute, p.second, p.ticks)
     }
 
+    /// `Sun, 06 Dec 2026 11:00:00 GMT` (RFC 9110 IMF-fixdate), for the `Date` header.
+    static func httpDate(_ date: Date) -> String {
+        let p = parts(date)
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        let weekday = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][Int(t.tm_wday)]
+        let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][p.month - 1]
+        let time = String(format: "%02d:%02d:%02d", p.hour, p.minute, p.second)
+        return "\(weekday), \(String(format: "%02d", p.day)) \(month) \(p.year) \(time) GMT"
+    }
+
     private static func parts(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, ticks: Int) {
         let interval = date.timeIntervalSince1970
         var seconds = time_t(interval.rounded(.down))

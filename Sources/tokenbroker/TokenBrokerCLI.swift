@@ -18,7 +18,7 @@ struct TokenBrokerCLI: ParsableCommand {
             The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
             """,
         version: BuildVersion.text,
-        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self]
+        subcommands: [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self, Doctor.self]
     )
 }
 

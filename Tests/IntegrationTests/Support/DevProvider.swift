@@ -86,9 +86,11 @@ final class DevProvider: @unchecked Sendable {
     /// A service-account token signed by the issuer with the given claims.
     func mint(
         sub: String? = nil, aud: [String]? = nil, ttlSeconds: Int? = nil, issuedAtOffsetSeconds: Int? = nil, notBeforeOffsetSeconds: Int? = nil,
-        namespace: String? = nil, serviceAccount: String? = nil, podUID: String? = nil
+        namespace: String? = nil, serviceAccount: String? = nil, podUID: String? = nil, foreignKey: Bool = false
     ) async throws -> String {
         var body: [String: Any] = [:]
+        // Signed with a key the issuer's JWKS does not publish (another `kid`).
+        if foreignKey { body["foreignKey"] = true }
         if let namespace { body["namespace"] = namespace }
         if let serviceAccount { body["serviceAccount"] = serviceAccount }
         if let podUID { body["podUID"] = podUID }
