@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .executable(name: "tokenbrokerd", targets: ["tokenbrokerd"]),
         .executable(name: "tokenbroker", targets: ["tokenbroker"]),
+        .executable(name: "tokenbroker-doctor", targets: ["tokenbroker-doctor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -187,14 +188,24 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The blocking NDJSON client of the socket, shared by the CLI and the doctor.
+        .target(name: "BrokerClient", dependencies: ["TokenBrokerProtocol"]),
+        // The CLI runs in every pod as `tokenbroker relay`: it depends on the wire types and
+        // the socket only, no TLS or HTTP stack (docs/benchmarks.md, binary sizes).
         .executableTarget(
             name: "tokenbroker",
             dependencies: [
-                "TokenBrokerProtocol",
-                // `doctor`'s HTTPS GETs (clock skew, issuer keys) on the broker's own transport,
-                // so it trusts what the broker trusts. This links NIO and BoringSSL into the CLI.
-                "UpstreamHTTP",
-                "TokenExchange",
+                "TokenBrokerProtocol", "BrokerClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // `tokenbroker doctor` (which execs it): its HTTPS checks (clock skew, issuer keys) use
+        // the broker's own transport, so it trusts what the broker trusts — NIO, AsyncHTTPClient
+        // and BoringSSL, 11 MiB the CLI would otherwise carry into every pod.
+        .executableTarget(
+            name: "tokenbroker-doctor",
+            dependencies: [
+                "TokenBrokerProtocol", "BrokerClient", "UpstreamHTTP", "TokenExchange",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -206,8 +217,8 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
-        // The CLI's pure parts (doctor's evaluations), through `@testable import tokenbroker`.
-        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker", "TokenBrokerProtocol"]),
+        // The doctor's pure parts (its evaluations), through `@testable import tokenbroker_doctor`.
+        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker-doctor", "TokenBrokerProtocol"]),
         .testTarget(
             name: "TokenCacheTests",
             dependencies: ["TokenCache", "TokenExchange", "ManualClock", .product(name: "Logging", package: "swift-log")]

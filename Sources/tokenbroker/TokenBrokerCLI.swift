@@ -1,3 +1,4 @@
+import BrokerClient
 import ArgumentParser
 import Foundation
 import Glibc
@@ -218,5 +219,29 @@ enum JSONOutput {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(response), as: UTF8.self)
+    }
+}
+
+extension TokenBrokerCLI {
+    /// `tokenbroker doctor`: runs `tokenbroker-doctor`, installed beside this binary. The
+    /// doctor's HTTPS checks need a TLS stack; the CLI, which runs in every pod as
+    /// `tokenbroker relay`, stays without one.
+    struct Doctor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the environment, token file, socket, broker, clock and issuer; print PASS/WARN/FAIL with the fix.",
+            discussion: "Runs tokenbroker-doctor (installed beside tokenbroker); `tokenbroker doctor --help` lists its options.")
+
+        @Argument(parsing: .captureForPassthrough, help: "Options for tokenbroker-doctor.")
+        var arguments: [String] = []
+
+        func run() throws {
+            let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            let doctor = (me as NSString).deletingLastPathComponent + "/tokenbroker-doctor"
+            let argv = [doctor] + arguments
+            var cArgv = argv.map { strdup($0) } + [nil]
+            execv(doctor, &cArgv)
+            FileHandle.standardError.write(Data("tokenbroker: cannot run \(doctor): \(String(cString: strerror(errno))) (it is installed beside tokenbroker)\n".utf8))
+            throw ExitCode(69)
+        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TokenBrokerProtocol
-@testable import tokenbroker
+@testable import tokenbroker_doctor
 
 /// Doctor's verdicts as pure functions of what was read: the edges the process tests
 /// (DoctorTests in IntegrationTests) do not reach.

@@ -1,3 +1,4 @@
+import BrokerClient
 import Glibc
 import TokenBrokerProtocol
 

@@ -1,14 +1,15 @@
 import Foundation
 import Glibc
-import TokenBrokerProtocol
+public import TokenBrokerProtocol
 
-/// A blocking NDJSON connection to the broker's socket. The CLI sends one request
-/// and reads one response; the relay keeps one per client connection for many.
+/// A blocking NDJSON connection to the broker's socket (its own module so that the CLI
+/// and `tokenbroker-doctor` share it). The CLI sends one request and reads one response;
+/// the relay keeps one per client connection for many.
 /// Nothing here needs an event loop. A class so the relay can keep one in a property
 /// and drop it; the socket closes with the last reference.
-final class BrokerConnection {
+public final class BrokerConnection {
     /// Why talking to the broker failed.
-    enum Failure: Error {
+    public enum Failure: Error {
         /// The socket could not be reached (missing, refused, permission).
         case unreachable(String)
         /// The broker answered something that is not a v1 response.
@@ -21,7 +22,7 @@ final class BrokerConnection {
 
     private let fd: Int32
 
-    init(path: String, timeoutSeconds: Int) throws(Failure) {
+    public init(path: String, timeoutSeconds: Int) throws(Failure) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -54,7 +55,7 @@ final class BrokerConnection {
 
     /// What to do about EACCES: connecting needs write permission on the socket, which
     /// its group has (mode 0660) — name the group to join, or the directory in the way.
-    static func permissionAdvice(_ path: String) -> String {
+    public static func permissionAdvice(_ path: String) -> String {
         let prefix = "permission denied connecting to the broker at \(path)"
         var info = stat()
         guard stat(path, &info) == 0 else {
@@ -68,7 +69,7 @@ final class BrokerConnection {
     }
 
     /// Sends `request` and reads its response.
-    func roundTrip(_ request: BrokerRequest) throws(Failure) -> BrokerResponse {
+    public func roundTrip(_ request: BrokerRequest) throws(Failure) -> BrokerResponse {
         var line: Data
         do { line = try JSONEncoder().encode(request) } catch { throw .protocolError("cannot encode the request") }
         line.append(UInt8(ascii: "\n"))

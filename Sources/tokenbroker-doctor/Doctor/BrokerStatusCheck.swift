@@ -1,3 +1,4 @@
+import BrokerClient
 import TokenBrokerProtocol
 
 /// The broker's own view, from its `status` answer: whether it is ready, its identities,
