@@ -80,9 +80,9 @@ struct CallerAttestationTests {
             let names = ((status["status"] as? [String: Any])?["identities"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
             #expect(names == ["by-any", "by-uid"])
 
-            // Denials never hint at other identities.
+            // Denials never hint at identities the caller may not use; they list those it may.
             let denied = try await token("by-uid", uid: Self.otherUID)
-            #expect(!denied.errorMessage.contains("by-any") && !denied.errorMessage.contains("by-user"))
+            #expect(!denied.errorMessage.contains("by-user") && denied.errorMessage.contains("identities available to you: by-any"), "\(denied.errorMessage)")
 
             // One audit record per grant and per denial, with the attested executable.
             let log = scenario.broker.process.stderr

@@ -158,7 +158,11 @@ struct SinkTests {
             try await waitUntil("the expired token's file to be removed") { !FileManager.default.fileExists(atPath: path) }
             let status = try await broker.request(#"{"op":"status"}"#)
             let sink = try #require(((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]])?.first)
-            #expect((sink["lastError"] as? [String: Any])?["code"] as? String == "token_expired", "\(sink)")
+            // Removed because the token expired (said once, in the log); `lastError` is the latest
+            // failure, which on a loaded machine may already be the next failed exchange.
+            #expect(broker.process.stderr.contains("sink token expired; file removed"))
+            let code = (sink["lastError"] as? [String: Any])?["code"] as? String
+            #expect(code == "token_expired" || code == "token_unavailable", "\(sink)")
             #expect(sink["expiresOn"] == nil, "no token, no expiry: \(sink)")
             try await provider.setFault(status: 400, count: 0)
             try await waitUntil("a new token in the file") { FileManager.default.fileExists(atPath: path) }
