@@ -274,7 +274,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
+        // Logs the records SystemdSupportTests hands it through JournalLogHandler, in a mount
+        // namespace whose journal socket the test reads; a test helper, not part of the product.
+        .executableTarget(
+            name: "journal-log-writer",
+            dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/JournalLogWriter"),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", "OffPool"], exclude: ["journal_socket.py"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
