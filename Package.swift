@@ -216,7 +216,7 @@ let package = Package(
             name: "tokenbroker-nio-floor",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "bench/NIOFloor"),
-        .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange"]),
+        .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange", "TestRandom"]),
         // The doctor's pure parts (its evaluations), through `@testable import tokenbroker_doctor`.
         .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker-doctor", "TokenBrokerProtocol"]),
         .testTarget(
@@ -225,6 +225,8 @@ let package = Package(
         ),
         // A `Clock` tests advance by hand; shared by the test targets that inject time.
         .target(name: "ManualClock", path: "Tests/ManualClock"),
+        // `SeededRandom`: a seeded generator for tests with random inputs (TOKENBROKER_TEST_SEED).
+        .target(name: "TestRandom", path: "Tests/TestRandom"),
         // `offPool`: blocking test code on a thread of its own; shared by the socket tests.
         .target(name: "OffPool", path: "Tests/OffPool"),
         .testTarget(
@@ -238,7 +240,7 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
-                "BrokerServer", "TokenBrokerProtocol", "TokenExchange", "OffPool",
+                "BrokerServer", "TokenBrokerProtocol", "TokenExchange", "OffPool", "TestRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -248,12 +250,12 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerAppTests",
-            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", .product(name: "Yams", package: "Yams")]
+            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom", .product(name: "Yams", package: "Yams")]
         ),
         .testTarget(
             name: "UpstreamHTTPTests",
             dependencies: [
-                "UpstreamHTTP", "TokenExchange",
+                "UpstreamHTTP", "TokenExchange", "TestRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -274,7 +276,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport"]),
+        // Logs the records SystemdSupportTests hands it through JournalLogHandler, in a mount
+        // namespace whose journal socket the test reads; a test helper, not part of the product.
+        .executableTarget(
+            name: "journal-log-writer",
+            dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/JournalLogWriter"),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", "OffPool"], exclude: ["journal_socket.py"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -8,7 +8,8 @@ public import Logging
 /// Each record has `MESSAGE`, `PRIORITY`, `CODE_FILE`/`CODE_LINE`/`CODE_FUNC`,
 /// `SYSLOG_IDENTIFIER`, and one field per metadata key: the well-known keys get the
 /// names in docs/operations.md (`token.identity` → `TOKENBROKER_IDENTITY`, …), any
-/// other key is upper-cased with non-alphanumerics as `_` and prefixed `TOKENBROKER_`.
+/// other key is upper-cased with non-alphanumerics as `_`, prefixed `TOKENBROKER_` and cut at
+/// 64 bytes (journald's field-name rules).
 public struct JournalLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
@@ -55,11 +56,12 @@ public struct JournalLogHandler: LogHandler {
         _ = vectors.withUnsafeBufferPointer { sd_journal_sendv($0.baseAddress, Int32($0.count)) }
     }
 
-    /// Journal field name for a metadata key.
+    /// Journal field name for a metadata key. journald drops, without a word, a field whose
+    /// name is longer than 64 bytes, so a long key is cut there (the prefix keeps it valid otherwise).
     static func fieldName(_ key: String) -> String {
         if let known = knownFields[key] { return known }
         let cleaned = key.uppercased().map { ($0.isASCII && ($0.isLetter || $0.isNumber)) ? $0 : "_" }
-        return "TOKENBROKER_" + String(cleaned)
+        return String(("TOKENBROKER_" + String(cleaned)).prefix(64))
     }
 
     static let knownFields: [String: String] = [

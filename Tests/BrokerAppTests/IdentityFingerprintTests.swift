@@ -1,4 +1,5 @@
 @testable import BrokerApp
+import TestRandom
 import Testing
 import TokenExchange
 
@@ -40,8 +41,9 @@ import TokenExchange
         let environment = Dictionary(uniqueKeysWithValues: (0..<20).map { ("KEY\($0)", "v\($0)") })
         let a = IdentityConfiguration(name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: environment), audience: nil), exchange: .none)
         var shuffled: [String: String] = [:]
-        for (key, value) in environment.shuffled() { shuffled[key] = value }
+        var random = SeededRandom()
+        for (key, value) in environment.shuffled(using: &random) { shuffled[key] = value }
         let b = IdentityConfiguration(name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: shuffled), audience: nil), exchange: .none)
-        #expect(IdentityFingerprint.of(a) == IdentityFingerprint.of(b))
+        #expect(IdentityFingerprint.of(a) == IdentityFingerprint.of(b), "\(random)")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import TestRandom
 import Testing
 
 @testable import BrokerServer
@@ -112,7 +113,7 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
 
     /// On generated well-formed requests, the head as NIO's decoder (llhttp) reads it.
     @Test func readsWhatNIOReads() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         let methods = ["GET", "HEAD", "POST", "DELETE", "OPTIONS", "PUT"]
         let targets = ["/", "/v1/token?scope=https%3A%2F%2Fvault.azure.net%2F.default", "/healthz", "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x",
                        "http://localhost/v1/status", "/x?a=1&b=%20", "*"]
@@ -125,23 +126,23 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
                 text += "\(names.randomElement(using: &generator)!):\(Bool.random(using: &generator) ? " " : "")\(values.randomElement(using: &generator)!)\r\n"
             }
             text += "\r\n"
-            let (ours, length) = try #require(try parse(text, maxHeadBytes: 4096), "\(text.debugDescription)")
-            #expect(length == text.utf8.count)
-            let nio = try #require(try nioHead(text), "\(text.debugDescription)")
-            #expect(ours.method == nio.method.rawValue, "\(text.debugDescription)")
-            #expect(ours.target == nio.uri, "\(text.debugDescription)")
-            #expect(ours.minorVersion == nio.version.minor, "\(text.debugDescription)")
+            let (ours, length) = try #require(try parse(text, maxHeadBytes: 4096), "\(text.debugDescription) (\(generator))")
+            #expect(length == text.utf8.count, "\(text.debugDescription) (\(generator))")
+            let nio = try #require(try nioHead(text), "\(text.debugDescription) (\(generator))")
+            #expect(ours.method == nio.method.rawValue, "\(text.debugDescription) (\(generator))")
+            #expect(ours.target == nio.uri, "\(text.debugDescription) (\(generator))")
+            #expect(ours.minorVersion == nio.version.minor, "\(text.debugDescription) (\(generator))")
             let options = nio.headers["connection"].flatMap { $0.lowercased().split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
             if options.contains("close") {
                 // With `keep-alive` too, NIO keeps an HTTP/1.0 connection open; `close` wins here (RFC 9112 §9.6).
-                #expect(!ours.keepAlive, "\(text)")
+                #expect(!ours.keepAlive, "\(text.debugDescription) (\(generator))")
             } else {
-                #expect(ours.keepAlive == nio.isKeepAlive, "\(text)")
+                #expect(ours.keepAlive == nio.isKeepAlive, "\(text.debugDescription) (\(generator))")
             }
-            #expect(ours.headers.map(\.name) == nio.headers.map(\.name), "\(text.debugDescription)")
+            #expect(ours.headers.map(\.name) == nio.headers.map(\.name), "\(text.debugDescription) (\(generator))")
             // NIO keeps a value's trailing whitespace; RFC 9112 §5.1 says it is not part of it.
             let nioValues = nio.headers.map { String($0.value.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
-            #expect(ours.headers.map(\.value) == nioValues, "\(text.debugDescription)")
+            #expect(ours.headers.map(\.value) == nioValues, "\(text.debugDescription) (\(generator))")
         }
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import OffPool
+import TestRandom
 import Testing
 import TokenBrokerProtocol
 
@@ -478,11 +479,12 @@ private struct RunningServer {
     @Test("a thousand timers in random order come due sorted")
     func heap() {
         var queue = TimerQueue()
-        var deadlines = (0..<1000).map { _ in UInt64.random(in: 1...1_000_000) }
+        var random = SeededRandom()
+        var deadlines = (0..<1000).map { _ in UInt64.random(in: 1...1_000_000, using: &random) }
         let due = Log()
         for deadline in deadlines { _ = queue.add(deadline) { due.values.append(deadline) } }
         while let body = queue.takeNextDue(now: 2_000_000) { body() }
         deadlines.sort()
-        #expect(due.values == deadlines)
+        #expect(due.values == deadlines, "\(random)")
     }
 }

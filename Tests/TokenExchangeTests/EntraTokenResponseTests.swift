@@ -1,4 +1,5 @@
 import Foundation
+import TestRandom
 import Testing
 import TokenExchange
 
@@ -117,11 +118,11 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         for _ in 0..<5_000 {
             let instant = Date(timeIntervalSince1970: TimeInterval(Int.random(in: 0..<4_102_444_800, using: &generator)))  // 1970…2099
             let text = formatter.string(from: instant)
-            #expect(HTTPDate.parse(text) == instant, "\(text)")
+            #expect(HTTPDate.parse(text) == instant, "\(text) (\(generator))")
         }
     }
 

@@ -1,19 +1,7 @@
 import Foundation
+import TestRandom
 import Testing
 import TokenExchange
-
-/// SplitMix64: a seeded, deterministic generator so jitter is reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
@@ -30,7 +18,7 @@ extension Duration {
     @Test(arguments: [(3600.0, nil), (86399.0, 43199.0), (3599.0, 600.0), (300.0, nil)] as [(TimeInterval, TimeInterval?)])
     func refreshesAtRefreshInElseHalfLifeWithinTenPercent(lifetime: TimeInterval, refreshIn: TimeInterval?) {
         let base = refreshIn ?? lifetime / 2
-        var random = SeededGenerator(seed: 42)
+        var random = SeededRandom(seed: 42)
         var delays: [Double] = []
         for _ in 0..<500 {
             let delay = policy.refreshDelay(for: token(lifetime: lifetime, refreshIn: refreshIn), using: &random)
@@ -42,7 +30,7 @@ extension Duration {
     }
 
     @Test func sameSeedSameDelay() {
-        var a = SeededGenerator(seed: 7), b = SeededGenerator(seed: 7)
+        var a = SeededRandom(seed: 7), b = SeededRandom(seed: 7)
         let t = token(lifetime: 3600)
         #expect(policy.refreshDelay(for: t, using: &a) == policy.refreshDelay(for: t, using: &b))
     }
@@ -50,13 +38,13 @@ extension Duration {
     @Test func noJitterMeansExactlyTheBase() {
         var policy = RefreshPolicy()
         policy.jitterFraction = 0
-        var random = SeededGenerator(seed: 1)
+        var random = SeededRandom(seed: 1)
         #expect(policy.refreshDelay(for: token(lifetime: 3600), using: &random) == 1800)
         #expect(policy.refreshDelay(for: token(lifetime: 86399, refreshIn: 43199), using: &random) == 43199)
     }
 
     @Test func expiredTokenRefreshesAtOnce() {
-        var random = SeededGenerator(seed: 3)
+        var random = SeededRandom(seed: 3)
         let odd = AccessToken(value: "t", issuedAt: issued, expiresAt: issued.addingTimeInterval(-10))
         #expect(policy.refreshDelay(for: odd, using: &random) == 0)
     }
@@ -69,7 +57,7 @@ extension Duration {
 
     @Test(arguments: Array(1...40))
     func backoffStaysInTheUpperHalfOfAnExponentialCappedAt300s(attempt: Int) {
-        var random = SeededGenerator(seed: UInt64(attempt))
+        var random = SeededRandom(seed: UInt64(attempt))
         for _ in 0..<50 {
             let wait = policy.backoff(attempt: attempt, retryAfter: nil, using: &random).seconds
             #expect(wait >= Self.cap(attempt) / 2 - 1e-9 && wait <= Self.cap(attempt) + 1e-9)
@@ -79,7 +67,7 @@ extension Duration {
     @Test func backoffGrowsFromOneSecondToTheCap() {
         var waits: [Double] = []
         for attempt in 1...15 {
-            var random = SeededGenerator(seed: 99)  // same jitter fraction for each attempt
+            var random = SeededRandom(seed: 99)  // same jitter fraction for each attempt
             waits.append(policy.backoff(attempt: attempt, retryAfter: nil, using: &random).seconds)
         }
         #expect(waits[0] <= 1 && waits[0] >= 0.5)
@@ -91,14 +79,14 @@ extension Duration {
 
     @Test(arguments: [0, -3, Int.min + 1])
     func attemptBelowOneCountsAsTheFirst(attempt: Int) {
-        var random = SeededGenerator(seed: 5)
+        var random = SeededRandom(seed: 5)
         let wait = policy.backoff(attempt: attempt, retryAfter: nil, using: &random).seconds
         #expect(wait >= 0.5 && wait <= 1)
     }
 
     @Test(arguments: [1, 3, 9, 30])
     func neverShorterThanRetryAfter(attempt: Int) {
-        var random = SeededGenerator(seed: 11)
+        var random = SeededRandom(seed: 11)
         for retryAfter in [Duration.seconds(0), .milliseconds(200), .seconds(7), .seconds(400), .seconds(3600)] {
             let wait = policy.backoff(attempt: attempt, retryAfter: retryAfter, using: &random)
             #expect(wait >= retryAfter)
@@ -110,7 +98,7 @@ extension Duration {
         var policy = RefreshPolicy()
         policy.minimumBackoff = .milliseconds(100)
         policy.maximumBackoff = .seconds(2)
-        var random = SeededGenerator(seed: 8)
+        var random = SeededRandom(seed: 8)
         let first = policy.backoff(attempt: 1, retryAfter: nil, using: &random).seconds
         let late = policy.backoff(attempt: 25, retryAfter: nil, using: &random).seconds
         #expect(first >= 0.05 && first <= 0.1 + 1e-9)

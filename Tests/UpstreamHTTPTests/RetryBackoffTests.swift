@@ -1,4 +1,5 @@
 @testable import UpstreamHTTP
+import TestRandom
 import Testing
 
 /// Backoff arithmetic: 200 ms × 2^n, within ±20 %.
@@ -6,16 +7,16 @@ import Testing
     @Test(arguments: [(0, 200), (1, 400), (2, 800)])
     func doublesWithJitter(retry: Int, nominalMilliseconds: Int) {
         let backoff = RetryBackoff(base: .milliseconds(200))
-        var random = SystemRandomNumberGenerator()
+        var random = SeededRandom()
         for _ in 0..<50 {
             let delay = backoff.delay(beforeRetry: retry, using: &random)
-            #expect(delay >= .milliseconds(nominalMilliseconds) * 0.8)
-            #expect(delay <= .milliseconds(nominalMilliseconds) * 1.2)
+            #expect(delay >= .milliseconds(nominalMilliseconds) * 0.8, "\(random)")
+            #expect(delay <= .milliseconds(nominalMilliseconds) * 1.2, "\(random)")
         }
     }
 
     @Test func withoutJitterIsExact() {
-        var random = SystemRandomNumberGenerator()
-        #expect(RetryBackoff(base: .milliseconds(200), jitter: 0).delay(beforeRetry: 2, using: &random) == .milliseconds(800))
+        var random = SeededRandom()
+        #expect(RetryBackoff(base: .milliseconds(200), jitter: 0).delay(beforeRetry: 2, using: &random) == .milliseconds(800), "\(random)")
     }
 }
