@@ -30,18 +30,24 @@ struct CachedAnswerRateTests {
         BrokerRequest(op: "token", scope: scope, identity: identity, minValiditySeconds: minValidity)
     }
 
-    @Test("a uid asking for a cached token far beyond its burst is never throttled; its misses and forced refreshes are")
-    func cachedAnswersAreFree() async throws {
+    /// A broker whose bucket allows one request a second after a burst of 3 (any charged
+    /// request beyond the first few is refused, however slowly the test runs), serving
+    /// `app` to the caller and `other` to someone else.
+    private static func fixture() async throws -> (BrokerFixture, CountingFetcher) {
         let token = BrokerFixture.jwt(expiresAt: Date().addingTimeInterval(3600))
-        // One request a second after a burst of 3: any charged request beyond the first
-        // few is refused, however slowly this test runs.
         let fixture = try BrokerFixture(
-            [(name: "app", token: token, allow: [.uid(Self.caller.uid)]), (name: "other", token: token, allow: [.uid(5000)])],
-            rateLimiter: RateLimiter(ratePerSecond: 1, burst: Self.burst, clock: ContinuousClock()))
-        defer { fixture.remove() }
+            [(name: "app", token: token, allow: [.uid(caller.uid)]), (name: "other", token: token, allow: [.uid(5000)])],
+            rateLimiter: RateLimiter(ratePerSecond: 1, burst: burst, clock: ContinuousClock()))
         await fixture.readSources()
         let fetcher = CountingFetcher()
         fixture.cache.register(identity: "app", fetcher: fetcher)
+        return (fixture, fetcher)
+    }
+
+    @Test("a uid asking for a cached token 1,000 times its burst is never throttled, on the socket or the compat path; refusals are not charged")
+    func cachedAnswersAreFree() async throws {
+        let (fixture, fetcher) = try await Self.fixture()
+        defer { fixture.remove() }
         let broker = fixture.broker
         let cached = Self.request("api://cached/.default")
 
@@ -59,8 +65,8 @@ struct CachedAnswerRateTests {
         let first = try await broker.compatToken(for: cached, from: Self.caller).get()
         #expect(first.key.scope.value == "api://cached/.default" && fetcher.count == 1)
 
-        // Cached answers, 1,000 times the burst: on the socket (first answers and a
-        // connection's repeats) and on the compatibility endpoints.
+        // Cached answers: first answers and a connection's repeats on the socket, and the
+        // compatibility endpoints' path.
         let n = 1000 * Self.burst
         var outcomes: [String: Int] = [:]
         for index in 0..<n {
@@ -80,9 +86,18 @@ struct CachedAnswerRateTests {
         }
         #expect(outcomes == ["ok": n, "repeated": n, "compat ok": n], "\(outcomes)")
         #expect(fetcher.count == 1, "no upstream work for cached answers")
+    }
 
-        // Misses (new scopes) and forced refreshes (a minimum the cached token cannot
-        // meet) are charged: asked in one go, only the burst (and what refilled) passes.
+    @Test("misses and forced refreshes are charged, on the socket and the compat path; with the bucket empty, the cached token is still served")
+    func missesAreCharged() async throws {
+        let (fixture, fetcher) = try await Self.fixture()
+        defer { fixture.remove() }
+        let broker = fixture.broker
+        let cached = Self.request("api://cached/.default")
+        _ = try await broker.compatToken(for: cached, from: Self.caller).get()
+
+        // New scopes, and a minimum the cached token cannot meet: asked in one go, only
+        // the burst (and what refilled) passes.
         var misses: [String] = []
         for index in 0..<(4 * Self.burst) {
             let miss = index % 2 == 0 ? Self.request("api://miss-\(index)/.default") : Self.request("api://cached/.default", minValidity: 86_400)
@@ -96,13 +111,16 @@ struct CachedAnswerRateTests {
         #expect(Set(misses).isSubset(of: ["exchange", "throttled"]), "\(misses)")
         // The compatibility endpoints' misses share the bucket; a throttled one does no fetch.
         var compat: WireError?
+        var fetchesBefore = fetcher.count
         for index in 0..<(4 * Self.burst) where compat == nil {
+            fetchesBefore = fetcher.count
             if case .failure(let error) = await broker.compatToken(for: Self.request("api://compat-miss-\(index)/.default"), from: Self.caller) {
                 compat = error
             }
         }
         #expect(compat?.code == "throttled" && (compat?.retryAfter ?? 0) >= 1, "\(String(describing: compat))")
-        // Still, with the bucket empty, the cached token is served on both paths.
+        #expect(fetcher.count == fetchesBefore, "the throttled miss made no fetch")
+        // With the bucket empty, the cached token is served on both paths.
         #expect(broker.immediateResponse(to: cached, from: Self.caller)?.response.ok == true)
         #expect((try? await broker.compatToken(for: cached, from: Self.caller).get()) != nil)
     }
