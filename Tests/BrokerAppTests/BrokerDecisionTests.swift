@@ -12,16 +12,21 @@ import Testing
 /// A `Broker` over real file sources and a real cache, without sockets.
 struct BrokerFixture {
     let broker: Broker
+    let cache: TokenCache<ContinuousClock>
     let audit: CapturedRecords
     let directory: String
 
     /// One identity per (name, token, allow rules); each token is written to a file in a temp directory.
     /// `exchanges`: an identity's exchange when not Entra.
-    init(_ identities: [(name: String, token: String, allow: [AllowRule])], exchanges: [String: ExchangeConfiguration] = [:]) throws {
+    /// `rateLimiter`: the per-uid bucket (default: none).
+    init(
+        _ identities: [(name: String, token: String, allow: [AllowRule])], exchanges: [String: ExchangeConfiguration] = [:],
+        rateLimiter: RateLimiter<ContinuousClock> = RateLimiter(ratePerSecond: 0, burst: 1, clock: ContinuousClock())
+    ) throws {
         var template = Array("/tmp/tbbroker-XXXXXX".utf8CString)
         directory = String(cString: mkdtemp(&template)!)
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        let cache = TokenCache(configuration: TokenCacheConfiguration(), clock: ContinuousClock(), now: { Date() }, logger: logger)
+        cache = TokenCache(configuration: TokenCacheConfiguration(), clock: ContinuousClock(), now: { Date() }, logger: logger)
         audit = CapturedRecords()
         var live: [Broker.Identity] = []
         for identity in identities {
@@ -35,7 +40,7 @@ struct BrokerFixture {
         }
         broker = Broker(
             identities: live, cache: cache, defaultMinimumValidity: 300, logger: logger,
-            rateLimiter: RateLimiter(ratePerSecond: 0, burst: 1, clock: ContinuousClock()),
+            rateLimiter: rateLimiter,
             audit: AuditLog(logger: audit.logger(label: "tokenbroker.audit"), clock: ContinuousClock()))
     }
 

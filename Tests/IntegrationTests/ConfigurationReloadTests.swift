@@ -103,13 +103,13 @@ struct ConfigurationReloadTests {
 
             #expect(try await scenario.broker.request(request).ok)
             try await waitUntil(timeout: .seconds(30), "a debug record") { scenario.broker.process.stderr.contains("token served") }
-            // The new rate: a burst of 3, then one a second. Ten pings in one write arrive
-            // together, however loaded the machine is.
+            // The new rate: a burst of 3, then one a second. Ten misses (new scopes) in one
+            // write arrive together, however loaded the machine is.
             let socket = scenario.broker.socketPath
             let codes = try await offPool {
                 let connection = try UnixSocketConnection(path: socket)
                 defer { connection.close() }
-                try connection.send(String(repeating: #"{"op":"ping"}"# + "\n", count: 10))
+                try connection.send((0..<10).map { #"{"op":"token","identity":"default","scope":"https://reload-\#($0).example/.default"}"# + "\n" }.joined())
                 return try (0..<10).map { _ in try connection.readJSONLine().errorCode ?? "ok" }
             }
             #expect(codes.contains("throttled"), "\(codes)")

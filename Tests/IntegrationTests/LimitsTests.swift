@@ -115,21 +115,27 @@ struct LimitsTests {
         return Int(fields[11])! + Int(fields[12])!
     }
 
-    @Test("a uid over its request rate gets throttled with retryAfter; another uid keeps being answered")
+    @Test("a uid asking for tokens it has no cached token for faster than its rate gets throttled with retryAfter; another uid keeps being answered")
     func requestRate() async throws {
         try await Self.withAnyIdentity(extraYAML: "limits: { requestsPerSecondPerUID: 5, requestBurstPerUID: 10 }") { scenario in
             try OtherUser.openUp(scenario)
             let socket = scenario.broker.socketPath
-            // HTTP: 20 requests on one keep-alive connection; the burst is 10.
-            let url = "http://localhost/v1/token?scope=\(Scenario.scope)&identity=any"
-            let http = try await runCommand("/usr/bin/curl", ["-s", "-i", "--unix-socket", socket] + Array(repeating: url, count: 20))
+            // HTTP: 20 misses (new scopes) on one keep-alive connection; the burst is 10.
+            let urls = (0..<20).map { "http://localhost/v1/token?scope=https://http-\($0).example/.default&identity=any" }
+            let http = try await runCommand("/usr/bin/curl", ["-s", "-i", "--unix-socket", socket] + urls)
             #expect(http.stdout.contains("HTTP/1.1 200 OK"))
             #expect(http.stdout.contains("HTTP/1.1 429 Too Many Requests"))
             #expect(http.stdout.contains("Retry-After: "))
             #expect(http.stdout.contains(#""code":"throttled""#))
 
-            // NDJSON flood from this uid while another uid asks for tokens.
-            let flood = Task { try await offPool { try (0..<4).flatMap { _ in try Self.pipelined(socket, Array(repeating: #"{"op":"ping"}"#, count: 500)) } } }
+            // An NDJSON flood of misses from this uid while another uid asks for tokens.
+            let flood = Task {
+                try await offPool {
+                    try (0..<4).flatMap { connection in
+                        try Self.pipelined(socket, (0..<500).map { #"{"op":"token","identity":"any","scope":"https://flood-\#(connection)-\#($0).example/.default"}"# })
+                    }
+                }
+            }
             for _ in 0..<5 {
                 let reply = try await OtherUser.token(socket, identity: "any", uid: Self.wellBehavedUID)
                 #expect(reply.ok, "the well-behaved uid is answered: \(reply)")

@@ -43,7 +43,8 @@ final class Broker: BrokerResponder {
     private let compat = Mutex<CompatStatus?>(nil)
     /// The sinks of the identities a caller may use (for `status`).
     private let sinkStatus = Mutex<(@Sendable (Set<String>) -> [SinkStatus])?>(nil)
-    /// `limits.requestsPerSecondPerUID`.
+    /// `limits.requestsPerSecondPerUID`: charged for token requests the cache cannot answer
+    /// (upstream work) only; cached answers and refusals cost the token service nothing.
     private let rateLimiter: RateLimiter<ContinuousClock>
     /// One record per grant and denial.
     private let audit: AuditLog<ContinuousClock>
@@ -103,15 +104,17 @@ final class Broker: BrokerResponder {
     // MARK: BrokerResponder
 
     func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
-        // Counted here only: `respond(to:)` follows for the same request when this returns nil.
-        if let wait = rateLimiter.admit(uid: peer.uid) {
-            countRequest(request.op, WireErrorCode.throttled.rawValue)
-            return ImmediateResponse(throttled(request, peer: peer, wait: wait))
-        }
         if request.op == "token" {
-            guard let (hit, repeatable) = cachedTokenAnswer(request, from: peer) else { return nil }
-            countRequest(request.op, hit.error?.code ?? "ok")
-            return ImmediateResponse(hit, repeatable: repeatable)
+            guard let (answer, repeatable) = cachedTokenAnswer(request, from: peer) else {
+                // A miss: the one kind of request that costs the token service anything, so
+                // the only one the per-uid bucket charges. Charged here only: `respond(to:)`
+                // follows for the same request when this returns nil.
+                guard let wait = rateLimiter.admit(uid: peer.uid) else { return nil }
+                countRequest(request.op, WireErrorCode.throttled.rawValue)
+                return ImmediateResponse(throttled(request, peer: peer, wait: wait))
+            }
+            countRequest(request.op, answer.error?.code ?? "ok")
+            return ImmediateResponse(answer, repeatable: repeatable)
         }
         let response = answerImmediately(request, from: peer)
         countRequest(request.op, response.error?.code ?? "ok")
@@ -168,7 +171,8 @@ final class Broker: BrokerResponder {
     }
 
     /// A repeat of an answer from `cachedTokenAnswer`: still right while no reload happened
-    /// and `expiresIn` still reads the same; rate limited, audited and counted like the first.
+    /// and `expiresIn` still reads the same; audited and counted like the first, and like it
+    /// never rate limited (a cached answer costs the token service nothing).
     fileprivate func renew(_ answer: RepeatableTokenAnswer, request: BrokerRequest, peer: PeerCredentials) -> RepeatVerdict {
         let now = ContinuousClock.now
         guard identitiesGeneration.load(ordering: .acquiring) == answer.generation, now <= answer.holdsUntil else { return .expired }
@@ -177,28 +181,10 @@ final class Broker: BrokerResponder {
         if let pods, let uid = peer.podUID, PodIdentities.isPodKey(answer.hit.key.identity), pods.registry.tokens(ofPod: uid)?.isEmpty != false {
             return .expired
         }
-        if let wait = rateLimiter.admit(uid: peer.uid, at: now) {
-            countRequest(request.op, WireErrorCode.throttled.rawValue)
-            return .instead(throttled(request, peer: peer, wait: wait))
-        }
         recordServed(answer.hit.key, to: peer, at: now)
         answer.hit.countRepeatedHit()
         countRequest(request.op, "ok")
         return .holds
-    }
-
-    /// The token for an `op: token` request: resolved, authorized, from the cache or a fresh exchange.
-    func token(for request: BrokerRequest, from peer: PeerCredentials, wanted: CredentialKind? = nil) async -> Result<CachedToken, WireError> {
-        let key: TokenKey, minimum: Duration
-        switch resolve(request, peer: peer, wanted: wanted) {
-        case .failure(let error): return .failure(error)
-        case .success(let resolved): (key, minimum) = resolved
-        }
-        do {
-            return .success(try await cache.token(for: key, minimumValidity: minimum))
-        } catch {
-            return .failure(failed(error, key: key, peer: peer))
-        }
     }
 
     /// Logs and audits a failed token request; the error as the caller sees it.
@@ -212,18 +198,30 @@ final class Broker: BrokerResponder {
 
     // MARK: Compatibility endpoints
 
-    /// `op: token` for the compatibility endpoints: the same rate limit, resolution and
-    /// audit records as on the socket.
+    /// `op: token` for the compatibility endpoints: the same resolution, rate limit and
+    /// audit records as on the socket. Only a miss is charged to the uid's bucket, once per
+    /// call: a refusal does no upstream work, so the endpoints' second try with the
+    /// default identity after `identity_required` is charged at most once.
     /// `wanted`: what the route asks for (nil: as the request's scope says).
     func compatToken(for request: BrokerRequest, from peer: PeerCredentials, wanted: CredentialKind? = nil) async -> Result<CachedToken, WireError> {
+        let key: TokenKey, minimum: Duration
+        switch resolve(request, peer: peer, wanted: wanted) {
+        case .failure(let error): return .failure(error)
+        case .success(let resolved): (key, minimum) = resolved
+        }
+        let granted = { [audit] (served: CachedToken) -> Result<CachedToken, WireError> in
+            audit.record(.granted, identity: served.key.identity, scope: served.key.scope.value, peer: peer)
+            return .success(served)
+        }
+        if let hit = cache.cachedToken(for: key, minimumValidity: minimum) { return granted(hit) }
         if let wait = rateLimiter.admit(uid: peer.uid), let error = throttled(request, peer: peer, wait: wait).error {
             return .failure(error)
         }
-        let result = await token(for: request, from: peer, wanted: wanted)
-        if case .success(let cached) = result {
-            audit.record(.granted, identity: cached.key.identity, scope: cached.key.scope.value, peer: peer)
+        do {
+            return granted(try await cache.token(for: key, minimumValidity: minimum))
+        } catch {
+            return .failure(failed(error, key: key, peer: peer))
         }
-        return result
     }
 
     /// The identity whose client id, object id or resource id is `value` (ids compare

@@ -1,7 +1,8 @@
 import Synchronization
 
 /// A token bucket per caller uid (`limits.requestsPerSecondPerUID`, `requestBurstPerUID`):
-/// one uid sending too fast is told to wait, every other uid is unaffected.
+/// one uid sending too fast is told to wait, every other uid is unaffected. The broker
+/// counts only requests that make upstream work (cache misses, forced refreshes).
 ///
 /// Buckets of idle uids (refilled completely) are dropped when many uids are tracked,
 /// so the table stays small whatever uids connect.
