@@ -50,7 +50,7 @@ public enum RepeatVerdict: Sendable {
     /// The answer no longer holds (time moved on, configuration changed); nothing was
     /// accounted for: the request takes the usual way.
     case expired
-    /// This answer instead (a rate limit), already accounted for.
+    /// This answer instead, already accounted for.
     case instead(BrokerResponse)
 }
 
