@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The per-answer cost model (issue 20): system calls and allocator calls per cached answer.
+
+Run through `scripts/bench cost` (root: strace attaches to the broker). A broker serving one
+identity answers N cached-token requests on one connection, in three shapes: one request at a
+time with the same line (the connection's memo repeats its answer), one at a time with a new
+`id` each (the memo's bytes with the id spliced in), and pipelined 16 deep with new ids.
+Allocator calls come from an LD_PRELOAD counter (bench/malloc_count.c, read on SIGWINCH before
+and after the window); system calls from `strace -c -f` attached for a second window of the same
+shape. Both are exact counts, divided by the number of answers: nothing here is timed.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (the benchmark suite's processes and helpers)
+
+SHAPES = {
+    "same line, one at a time": (False, 1),
+    "new id each, one at a time": (True, 1),
+    "new ids, pipelined 16 deep": (True, 16),
+}
+
+
+class Cost(run.Suite):
+    def start_counted_broker(self, counts):
+        self.sock = os.path.join(self.workdir, "broker.sock")
+        self.config = os.path.join(self.workdir, "config.yaml")
+        with open(self.config, "w") as f:
+            f.write(self.config_yaml(self.sock))
+        env = dict(os.environ, LD_PRELOAD=self.args.shim, MALLOC_COUNT_FILE=counts)
+        self.broker = self.start("broker", [self.bin, "--config", self.config, "--log-format", "text"], env=env)
+        self.wait_for("the broker socket", lambda: os.path.exists(self.sock) and self.broker.wait_line("ready", timeout=0.01),
+                      child=self.broker)
+
+    def drive(self, connection, count, new_ids, depth):
+        """`count` requests on `connection`, `depth` in flight; returns the answer bytes."""
+        scope = run.SCOPE
+        same = (json.dumps({"op": "token", "scope": scope}) + "\n").encode()
+        received = 0
+        buffer = b""
+        sent = 0
+        answered = 0
+        while answered < count:
+            batch = min(depth, count - sent) if answered == sent else 0
+            if batch:
+                lines = b"".join((json.dumps({"op": "token", "scope": scope, "id": sent + i}) + "\n").encode() if new_ids else same
+                                 for i in range(batch))
+                connection.sendall(lines)
+                sent += batch
+            chunk = connection.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError("the broker closed the connection")
+            received += len(chunk)
+            buffer += chunk
+            done = buffer.count(b"\n")
+            if b'"ok":true' not in buffer[:buffer.find(b"\n") + 1] and done:
+                raise RuntimeError(f"not ok: {buffer[:200]!r}")
+            answered += done
+            buffer = buffer[buffer.rfind(b"\n") + 1:]
+        return received
+
+    def counts(self, path):
+        os.kill(self.broker.proc.pid, signal.SIGWINCH)
+        for _ in range(500):
+            with open(path) as f:
+                lines = f.read().split("\n")
+            if len([l for l in lines if l]) > self.samples:
+                self.samples += 1
+                return [int(x) for x in lines[self.samples - 1].split()]
+            time.sleep(0.01)
+        raise RuntimeError("the allocator counter did not answer SIGWINCH (is the shim loaded?)")
+
+    def measure(self):
+        counts = os.path.join(self.workdir, "malloc-counts")
+        self.samples = 0
+        self.start_provider()
+        self.start_counted_broker(counts)
+        n = self.args.requests
+        shapes = {}
+        for name, (new_ids, depth) in SHAPES.items():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(60)
+                connection.connect(self.sock)
+                self.drive(connection, 1000, new_ids, depth)  # the first answer, the memo, warm buffers
+                before = self.counts(counts)
+                answer_bytes = self.drive(connection, n, new_ids, depth)
+                after = self.counts(counts)
+                # The same shape again under strace: system calls per answer, by name.
+                tracer = subprocess.Popen(["strace", "-c", "-f", "-q", "-p", str(self.broker.proc.pid)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                time.sleep(1.0)  # attached to every thread
+                traced = n // 10
+                self.drive(connection, traced, new_ids, depth)
+                tracer.send_signal(signal.SIGINT)
+                _, summary = tracer.communicate(timeout=60)
+            calls = {}
+            for line in summary.splitlines():
+                fields = line.split()
+                if len(fields) >= 5 and re.fullmatch(r"\d+", fields[3]) and fields[-1] not in ("total", "syscall"):
+                    calls[fields[-1]] = int(fields[3])
+            shapes[name] = {
+                "answers": n,
+                "mallocs": (after[0] - before[0]) / n,
+                "frees": (after[1] - before[1]) / n,
+                "reallocs": (after[2] - before[2]) / n,
+                "answerBytes": answer_bytes / n,
+                "syscalls": {k: v / traced for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / traced >= 0.001},
+            }
+        return {"build": self.build_kind, "daemon": self.bin, "machine": run.machine(), "shapes": shapes}
+
+
+def report(r):
+    lines = [f"build: {r['build']} ({r['daemon']}); machine: {r['machine']}", "",
+             "| shape | allocations | frees | reallocs | answer bytes | system calls per answer |",
+             "|---|---:|---:|---:|---:|---|"]
+    for name, s in r["shapes"].items():
+        calls = ", ".join(f"{k} {v:.3f}" for k, v in s["syscalls"].items()) or "—"
+        lines.append(f"| {name} | {s['mallocs']:.2f} | {s['frees']:.2f} | {s['reallocs']:.2f} | {s['answerBytes']:.0f} | {calls} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--daemon", required=True)
+    p.add_argument("--build-kind", required=True)
+    p.add_argument("--shim", required=True, help="the compiled bench/malloc_count.c")
+    p.add_argument("--tools", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".out"))
+    p.add_argument("--requests", type=int, default=100_000)
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--json-out")
+    args = p.parse_args()
+    args.quick = False
+    args.event_loop_threads = None
+    if os.geteuid() != 0:
+        print("bench: cost needs root (strace attaches to the broker)", file=sys.stderr)
+        return 2
+    suite = Cost(args)
+    try:
+        results = suite.measure()
+    finally:
+        suite.cleanup()
+    if args.json_out:
+        with open(args.json_out, "w") as out:
+            json.dump(results, out, indent=1)
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
