@@ -139,19 +139,7 @@ def main():
     args = p.parse_args()
     args.quick = False
     args.event_loop_threads = None
-    if os.geteuid() != 0:
-        print("bench: cost needs root (strace attaches to the broker)", file=sys.stderr)
-        return 2
-    suite = Cost(args)
-    try:
-        results = suite.measure()
-    finally:
-        suite.cleanup()
-    if args.json_out:
-        with open(args.json_out, "w") as out:
-            json.dump(results, out, indent=1)
-    print(report(results))
-    return 0
+    return run.run_root_suite(Cost, args, report, "cost needs root (strace attaches to the broker)")
 
 
 if __name__ == "__main__":

@@ -130,19 +130,7 @@ def main():
     p.add_argument("--json-out")
     args = p.parse_args()
     args.quick = False
-    if os.geteuid() != 0:
-        print("bench: fairness needs root (it runs the second client as uid 65534)", file=sys.stderr)
-        return 2
-    suite = Fairness(args)
-    try:
-        results = suite.measure()
-    finally:
-        suite.cleanup()
-    if args.json_out:
-        with open(args.json_out, "w") as out:
-            json.dump(results, out, indent=1)
-    print(report(results))
-    return 0
+    return run.run_root_suite(Fairness, args, report, "fairness needs root (it runs the second client as uid 65534)")
 
 
 if __name__ == "__main__":

@@ -565,6 +565,24 @@ http {{
         return self.results
 
 
+def run_root_suite(suite_class, args, report, why):
+    """Runs one measuring suite that needs root (`why` says for what), writes --json-out, prints
+    its report; the exit status."""
+    if os.geteuid() != 0:
+        print(f"bench: {why}", file=sys.stderr)
+        return 2
+    suite = suite_class(args)
+    try:
+        results = suite.measure()
+    finally:
+        suite.cleanup()
+    if args.json_out:
+        with open(args.json_out, "w") as out:
+            json.dump(results, out, indent=1)
+    print(report(results))
+    return 0
+
+
 def machine():
     info = {"cores": os.cpu_count()}
     try:
