@@ -70,8 +70,11 @@ class Cost(run.Suite):
     def counts(self, path):
         os.kill(self.broker.proc.pid, signal.SIGWINCH)
         for _ in range(500):
-            with open(path) as f:
-                lines = f.read().split("\n")
+            try:
+                with open(path) as f:
+                    lines = f.read().split("\n")
+            except FileNotFoundError:  # the handler has not written its first line yet
+                lines = []
             if len([l for l in lines if l]) > self.samples:
                 self.samples += 1
                 return [int(x) for x in lines[self.samples - 1].split()]
