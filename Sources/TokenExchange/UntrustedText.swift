@@ -1,7 +1,7 @@
 /// Text that came from outside the broker — a token service's error body or headers, a
 /// plugin's stderr or message — made safe to show a caller or write into a log line.
 ///
-/// The one door for such text (conventions §13): parsers hand every string they pass on
+/// The one door for such text (docs/security.md, "Upstream text"): parsers hand every string they pass on
 /// through `sanitize` or `identifier` and never format it themselves. Token services echo
 /// what they were sent (AWS quotes a parameter that failed a constraint, some STSs quote the
 /// subject token, a debugging proxy the `Authorization` header), so the result has:

@@ -1,6 +1,6 @@
 /// What the Entra error codes a workload-identity exchange meets mean, and what fixes
 /// each (the same codes TokenExchange's `EntraTokenResponse` explains in the broker's
-/// messages; brief §5 lists where they were verified).
+/// messages; docs/exchanges.md says what each means).
 enum AADSTSCatalog {
     struct Entry {
         /// A few words: what went wrong.

@@ -3,7 +3,7 @@ import Glibc
 import Synchronization
 
 // Hand-written on POSIX sockets, a thread per connection, instead of SwiftNIO: the CLI has no
-// event-loop library, a NIO binary here is ~19 MiB resident idle (design brief §10) against
+// event-loop library, a NIO-based daemon is ~20 MiB resident idle (docs/benchmarks.md) against
 // the relay's 12 MiB (release, static stdlib; docs/kubernetes.md#the-relay), and the relay's
 // callers are one pod's SDKs — a handful of connections, each asking for a token every few
 // minutes. Blocking reads with poll() deadlines are all it needs.
