@@ -56,11 +56,12 @@ guard arguments.count >= 3, let bytes = FileManager.default.contents(atPath: arg
     exit(2)
 }
 let http = arguments.contains("--http")
-var answer = ByteBuffer(bytes: bytes)
-if http {
+// A constant: the child channels' initializer runs on the loops, off the main actor.
+let answer: ByteBuffer = {
+    guard http else { return ByteBuffer(bytes: bytes) }
     let body = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
-    answer = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
-}
+    return ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+}()
 let group = MultiThreadedEventLoopGroup(numberOfThreads: arguments.count > 3 ? Int(arguments[3]) ?? 1 : 1)
 unlink(arguments[1])
 let channel = try ServerBootstrap(group: group)
