@@ -43,7 +43,7 @@ public func fuzzHTTP(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 
     var output = [UInt8]()
     for chunk in thirds(input) where channel.isActive {
-        try? channel.writeInbound(ByteBuffer(bytes: chunk))
+        _ = try? channel.writeInbound(ByteBuffer(bytes: chunk))
         drain(channel, into: &output)
     }
     if count % 2 == 0 {

@@ -38,7 +38,7 @@ public func fuzzNDJSON(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 
     var output = [UInt8]()
     for chunk in thirds(input) where channel.isActive {
-        try? channel.writeInbound(ByteBuffer(bytes: chunk))
+        _ = try? channel.writeInbound(ByteBuffer(bytes: chunk))
         drain(channel, into: &output)
     }
     // The client's EOF (the server allows half-closure).
