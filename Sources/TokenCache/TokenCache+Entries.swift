@@ -95,7 +95,16 @@ extension TokenCache {
     /// A caller waiting for an exchange.
     typealias Waiter = @Sendable (Result<AccessToken, TokenExchangeError>) -> Void
 
+    /// A token found valid under the lock; its hit is counted outside it.
+    struct Hit {
+        var token: AccessToken
+        var left: Duration
+        var hits: Counter
+    }
+
+    /// What `lookupOrJoin` decided under the lock.
     enum MissDecision {
+        case hit(Hit)
         case unknownIdentity
         case waiting
         case backingOff(TokenExchangeError, stale: CachedToken?)

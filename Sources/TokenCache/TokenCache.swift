@@ -3,7 +3,7 @@ public import Logging
 import Metrics
 public import ServiceLifecycle
 import Synchronization
-public import TokenExchange
+import TokenExchange
 
 /// One token per (identity, scope): single flight on misses, proactive refresh
 /// ahead of expiry, stale-while-valid on failures, exponential backoff, and an
@@ -64,131 +64,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
         changes.add(1, ordering: .relaxed)
     }
 
-    // MARK: Serving
-
-    /// The cached token for `key` if it is valid for at least `minimumValidity`;
-    /// nil otherwise. Never waits: this is the hot path.
-    @_specialize(exported: true, where C == ContinuousClock)
-    public func cachedToken(for key: TokenKey, minimumValidity: Duration? = nil) -> CachedToken? {
-        let instant = clock.now
-        let minimum = minimumValidity ?? configuration.defaultMinimumValidity
-        let hit = state.withLock { state -> (token: AccessToken, left: Duration, hits: Counter)? in
-            // Entries are references: one lookup per level, and the hit is recorded
-            // through the reference, without writing the dictionaries back.
-            guard let identity = state.identities[key.identity], let entry = identity.entries[key.scope],
-                let token = entry.token, let validUntil = entry.validUntil
-            else { return nil }
-            let left = instant.duration(to: validUntil)
-            guard left >= minimum else { return nil }
-            entry.lastRequested = instant
-            return (token, left, identity.hits)
-        }
-        guard let hit else { return nil }
-        hit.hits.increment()  // outside the lock: the other event loops wait on it
-        return CachedToken(token: hit.token, expiresIn: hit.left, key: key, hits: hit.hits)
-    }
-
-    /// Whether a still-valid token is cached for `key`. A look only: unlike `cachedToken`,
-    /// it neither counts as a hit nor marks the scope as recently requested.
-    public func holdsToken(for key: TokenKey) -> Bool {
-        let instant = clock.now
-        return state.withLock { state in
-            state.identities[key.identity]?.entries[key.scope]?.validToken(at: instant, key: key) != nil
-        }
-    }
-
-    /// A token for `key` valid for at least `minimumValidity` (default 300 s).
-    ///
-    /// Concurrent misses for one key share one upstream exchange. If the exchange
-    /// fails while an older token is still valid, the older token is served. While
-    /// backing off after a failure, the last error is returned without calling upstream.
-    public func token(for key: TokenKey, minimumValidity: Duration? = nil) async throws(TokenExchangeError) -> CachedToken {
-        if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return hit }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<CachedToken, TokenExchangeError>, Never>) in
-            token(for: key, minimumValidity: minimumValidity) { continuation.resume(returning: $0) }
-        }
-        return try result.get()
-    }
-
-    /// `token(for:minimumValidity:)` with a completion instead of a suspension: `completion`
-    /// is called exactly once, at once or by the exchange's task when it ends.
-    ///
-    /// A caller waiting for an exchange is then a closure in a list rather than a suspended
-    /// task with its frames (several KiB): a burst of hundreds of requests for new scopes
-    /// costs little, and leaves less freed-but-kept heap behind.
-    public func token(
-        for key: TokenKey, minimumValidity: Duration? = nil, completion: @escaping @Sendable (Result<CachedToken, TokenExchangeError>) -> Void
-    ) {
-        if let hit = cachedToken(for: key, minimumValidity: minimumValidity) { return completion(.success(hit)) }
-        let instant = clock.now
-        let waiter: Waiter = { [self] result in completion(outcome(of: result, for: key)) }
-        var startsSweeper = false
-        let decision: MissDecision = state.withLock { state in
-            guard let identity = state.identities[key.identity] else { return .unknownIdentity }
-            identity.misses.increment()
-            let entry = identity.entries[key.scope] ?? Entry(lastRequested: instant)
-            entry.lastRequested = instant
-            defer {
-                identity.entries[key.scope] = entry
-                identity.evictBeyond(configuration.maxScopesPerIdentity, keeping: key.scope)
-            }
-            if entry.inFlight != nil {
-                entry.waiters.append(waiter)
-                return .waiting
-            }
-            if let obtainedAt = entry.obtainedAt, obtainedAt.duration(to: instant) < configuration.minimumRefreshInterval,
-                let valid = entry.validToken(at: instant, key: key)
-            {
-                return .recentEnough(valid)
-            }
-            if let throttle = identity.throttle, instant < throttle.until {
-                return .throttled(throttle, stale: entry.validToken(at: instant, key: key))
-            }
-            if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
-                return .backingOff(error, stale: entry.validToken(at: instant, key: key))
-            }
-            let task = startFetch(key: key, identity: identity, into: entry)
-            entry.inFlight = task
-            entry.waiters.append(waiter)
-            if state.drain != nil { startsSweeper = state.noteDraining(entry, task: task, deadline: instant.advanced(by: configuration.shutdownGrace)) }
-            return .waiting
-        }
-        if startsSweeper { startSweeper() }
-        switch decision {
-        case .unknownIdentity:
-            completion(.failure(TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
-        case .recentEnough(let token):
-            completion(.success(token))
-        case .backingOff(let error, let stale):
-            completion(stale.map { .success($0) } ?? .failure(error))
-        case .throttled(let throttle, let stale):
-            completion(stale.map { .success($0) } ?? .failure(throttle.error(identity: key.identity, at: instant)))
-        case .waiting:
-            break
-        }
-    }
-
-    /// What a caller who waited for an exchange gets.
-    private func outcome(of result: Result<AccessToken, TokenExchangeError>, for key: TokenKey) -> Result<CachedToken, TokenExchangeError> {
-        switch result {
-        case .success(let token):
-            return .success(served(token, key: key))
-        case .failure(let error):
-            // A failed refresh must not take away a token that still works.
-            if let stale = state.withLock({ $0.identities[key.identity]?.entries[key.scope]?.validToken(at: clock.now, key: key) }) {
-                return .success(stale)
-            }
-            return .failure(error)
-        }
-    }
-
-    private func served(_ token: AccessToken, key: TokenKey) -> CachedToken {
-        let left = Duration.seconds(max(0, token.expiresAt.timeIntervalSince(now())))
-        return CachedToken(token: token, expiresIn: left, key: key)
-    }
-
     /// Starts the one exchange for `key`; the task records its own outcome.
-    private func startFetch(key: TokenKey, identity: IdentityEntries, into entry: Entry) -> Task<AccessToken, any Error> {
+    func startFetch(key: TokenKey, identity: IdentityEntries, into entry: Entry) -> Task<AccessToken, any Error> {
         let (fetcher, slots) = (identity.fetcher, identity.slots)
         return Task { [self] in
             await slots.acquire()

@@ -131,7 +131,7 @@ final class Broker: BrokerResponder {
         case .failure(let error):
             finish(.failure(id: request.id, error))
         case .success(let (key, minimum)):
-            cache.token(for: key, minimumValidity: minimum) { [self] result in
+            cache.lookupOrJoin(key, minimumValidity: minimum) { [self] result in
                 switch result {
                 case .success(let token): finish(success(token, request: request, peer: peer))
                 case .failure(let error): finish(.failure(id: request.id, failed(error, key: key, peer: peer)))
