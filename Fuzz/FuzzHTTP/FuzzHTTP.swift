@@ -120,9 +120,9 @@ private func drain(_ channel: EmbeddedChannel, into output: inout [UInt8]) {
 /// Answers every request at once: a token echoing the query's strings, or an error.
 struct Responder: BrokerResponder {
     /// Successful token answers may be repeated (the connection's memo is fuzzed too).
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
+    func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer {
         let answer = Self.answer(request)
-        return ImmediateResponse(answer, repeatable: request.op == "token" && answer.ok ? AlwaysHolds() : nil)
+        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _, _ in .holds }) : .now(answer)
     }
 
     static func answer(_ request: BrokerRequest) -> BrokerResponse {
@@ -144,17 +144,9 @@ struct Responder: BrokerResponder {
         }
     }
 
-    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
-        completion(Self.answer(request))
-    }
-
     func readiness() -> (ready: Bool, reason: String) { (false, "waiting for the first token") }
 }
 
-/// A repeatable answer that always holds.
-final class AlwaysHolds: RepeatableAnswer {
-    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict { .holds }
-}
 
 struct Metrics: MetricsExposition {
     func prometheusText() -> String { "# TYPE tokenbroker_requests_total counter\ntokenbroker_requests_total 1\n" }

@@ -118,19 +118,11 @@ struct EchoResponder: BrokerResponder {
 
     /// Successful token answers may be repeated, so the connection's repeats (the id
     /// spliced into the remembered answer) are checked against `answer` too.
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
+    func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer {
         let answer = Self.answer(request)
-        return ImmediateResponse(answer, repeatable: request.op == "token" && answer.ok ? AlwaysHolds() : nil)
-    }
-
-    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
-        completion(Self.answer(request))
+        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _, _ in .holds }) : .now(answer)
     }
 
     func readiness() -> (ready: Bool, reason: String) { (true, "ready") }
 }
 
-/// A repeatable answer that always holds.
-final class AlwaysHolds: RepeatableAnswer {
-    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict { .holds }
-}

@@ -1,7 +1,7 @@
 import NIOCore
 import TokenBrokerProtocol
 
-/// A connection's last repeatable answer (see `RepeatableAnswer`), kept encoded
+/// A connection's last repeatable answer (see `RepeatCheck`), kept encoded
 /// without its `id`: a client asking for the same token again and again on one
 /// connection gets these bytes (with its `id` spliced in) for as long as the
 /// responder says they hold, about a second (until `expiresIn` ticks). The handler
@@ -17,7 +17,8 @@ final class AnswerMemo {
     let response: BrokerResponse
     /// `response` encoded (for NDJSON with its `\n`).
     let encoded: ByteBuffer
-    let repeatable: any RepeatableAnswer
+    /// The responder's word on each repeat.
+    let check: RepeatCheck
     /// For NDJSON: the request line as sent.
     let line: ByteBuffer?
     /// For HTTP: the request target as sent.
@@ -26,13 +27,13 @@ final class AnswerMemo {
     var httpMessage: ByteBuffer?
 
     init(
-        request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, repeatable: any RepeatableAnswer, line: ByteBuffer? = nil,
+        request: BrokerRequest, response: BrokerResponse, encoded: ByteBuffer, check: RepeatCheck, line: ByteBuffer? = nil,
         target: String? = nil
     ) {
         self.request = request
         self.response = response
         self.encoded = encoded
-        self.repeatable = repeatable
+        self.check = check
         self.line = line
         self.target = target
     }

@@ -5,43 +5,54 @@ public import TokenBrokerProtocol
 /// Both NDJSON lines and HTTP requests become `BrokerRequest`s, so the two
 /// encodings on the socket can never disagree.
 public protocol BrokerResponder: Sendable {
-    /// Answers at once when that needs no waiting (a cache hit, `ping`), else nil.
+    /// Decides `request` once: the answer now (a cache hit, a refusal, `ping`), or a ticket
+    /// for the exchange it needs, which carries what was resolved. Per-request accounting
+    /// (rate limits, audit, metrics) happens here or in the ticket, once.
     /// Called on the event loop: must not block.
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse?
-
-    /// Answers `request`, waiting for an exchange if needed: calls `completion` exactly once,
-    /// from any thread. Called only after `immediateResponse` returned nil for the same
-    /// request, so per-request accounting (rate limits) happens there, once.
-    ///
-    /// A completion rather than `async`: a request waiting for an exchange is then a closure,
-    /// not a suspended task (several KiB each, and a burst can park thousands).
-    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void)
+    func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer
 
     /// Whether the broker is ready to serve tokens (`/readyz`), with the reason when not.
     func readiness() -> (ready: Bool, reason: String)
 }
 
-/// An answer given at once, and whether the connection may give it again.
-public struct ImmediateResponse: Sendable {
-    public var response: BrokerResponse
-    /// Set (for a successful answer) when the same request (apart from its `id`) from the
-    /// same connection may get the same answer again without the responder working it out
-    /// anew, while this says so.
-    public var repeatable: (any RepeatableAnswer)?
-
-    public init(_ response: BrokerResponse, repeatable: (any RepeatableAnswer)? = nil) {
-        self.response = response
-        self.repeatable = repeatable
-    }
+/// The ops of the NDJSON protocol (`op`), read once at the edge; an unknown op stays a
+/// string (`BrokerRequest.op`) for the error that names it.
+public enum BrokerOperation: String, Sendable {
+    case token, status, ping
 }
 
-/// The responder's word on sending an answer again (see `AnswerMemo`): a client asking
-/// for the same cached token over and over on one connection then costs a comparison
-/// and a copy instead of a resolution, a cache lookup and an encoding.
-public protocol RepeatableAnswer: AnyObject, Sendable {
+/// A responder's decision on one request.
+public enum BrokerAnswer: Sendable {
+    /// The answer, now.
+    case now(BrokerResponse)
+    /// A successful answer, now, that the connection may give again to the same request
+    /// (apart from its `id`) while `RepeatCheck` says so (see `AnswerMemo`).
+    case repeatable(BrokerResponse, RepeatCheck)
+    /// The request needs an exchange: the ticket waits for it.
+    case exchange(any ExchangeTicket)
+}
+
+/// An exchange a request waits for, with the identity and validity it resolved.
+///
+/// A completion rather than `async`: a request waiting for an exchange is then a closure,
+/// not a suspended task (several KiB each, and a burst can park thousands).
+public protocol ExchangeTicket: Sendable {
+    /// Joins (or starts) the exchange: calls `completion` exactly once, from any thread.
+    func wait(_ completion: @escaping @Sendable (BrokerResponse) -> Void)
+}
+
+/// What decides whether a connection may send a remembered answer again: given by the
+/// responder with the answer, kept by the connection's `AnswerMemo`. A client asking for
+/// the same cached token over and over on one connection then costs a comparison and a
+/// copy instead of a resolution, a cache lookup and an encoding.
+public struct RepeatCheck: Sendable {
     /// Called on the event loop for each repeat (`request` differs from the one first
     /// answered at most in its `id`); must not block.
-    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict
+    public let renew: @Sendable (_ request: BrokerRequest, _ peer: PeerCredentials) -> RepeatVerdict
+
+    public init(_ renew: @escaping @Sendable (_ request: BrokerRequest, _ peer: PeerCredentials) -> RepeatVerdict) {
+        self.renew = renew
+    }
 }
 
 public enum RepeatVerdict: Sendable {

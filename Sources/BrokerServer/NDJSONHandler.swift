@@ -10,8 +10,6 @@ import TokenBrokerProtocol
 /// Lines longer than `maxLineBytes` are refused without being buffered.
 final class NDJSONHandler: ConnectionGuarded {
     let connection: any ConnectionIO
-    private let responder: any BrokerResponder
-    private let peer: PeerCredentials
     private let maxLineBytes: Int
     private var sequencer = ResponseSequencer<ByteBuffer>()
     var answersOwed: Int { sequencer.pendingCount }
@@ -24,9 +22,8 @@ final class NDJSONHandler: ConnectionGuarded {
     private var unfinishedLine: ByteBuffer?
     /// A line was too long: nothing more is read from this connection.
     private var refusedLine = false
-    private var plainToken = WireCoding.PlainTokenMemo()
-    /// The last answer the responder let this connection repeat.
-    private var lastAnswer: AnswerMemo?
+    /// Answers each request (the connection's remembered answer, or the responder's).
+    private var dispatcher: RequestDispatcher
 
     /// Told what is read, for the connection's timeouts.
     let connectionGuard: ConnectionGuard
@@ -36,8 +33,7 @@ final class NDJSONHandler: ConnectionGuarded {
         connectionGuard: ConnectionGuard
     ) {
         self.connection = connection
-        self.responder = responder
-        self.peer = peer
+        self.dispatcher = RequestDispatcher(responder: responder, peer: peer, newline: true)
         self.maxLineBytes = maxLineBytes
         self.connectionGuard = connectionGuard
         connectionGuard.kind = .ndjson  // how it answers a timeout
@@ -108,51 +104,33 @@ final class NDJSONHandler: ConnectionGuarded {
         let slot = sequencer.reserve()
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
-        if let memo = lastAnswer, memo.line == line, answer(slot, from: memo, to: memo.request) { return }
+        if let memo = dispatcher.memo, memo.line == line, let again = dispatcher.repeating(memo, to: memo.request) {
+            return deliver(again, to: slot, id: memo.request.id)
+        }
         switch WireCoding.decodeRequest(line) {
         case .failure(let failure):
             complete(slot, .failure(id: failure.id, failure.error))
         case .success(let request):
-            if let memo = lastAnswer, request.asksSame(as: memo.request), answer(slot, from: memo, to: request) { return }
-            if let immediate = responder.immediateResponse(to: request, from: peer) {
-                guard let repeatable = immediate.repeatable, immediate.response.error == nil else {
-                    return complete(slot, immediate.response)
-                }
-                var withoutID = immediate.response
-                withoutID.id = nil
-                let encoded = WireCoding.encode(withoutID, allocator: connection.allocator, newline: true, memo: &plainToken)
-                // The line is copied: a slice would pin the connection's receive buffer.
-                var copy = connection.allocator.buffer(capacity: line.readableBytes)
-                copy.writeImmutableBuffer(line)
-                let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, repeatable: repeatable, line: copy)
-                lastAnswer = memo
-                complete(slot, line: memo.answer(id: request.id, allocator: connection.allocator, memo: &plainToken))
-                return
-            }
-            responder.respond(
-                to: request, from: peer,
-                completion: connection.onConnectionThread { (response: BrokerResponse) in
+            deliver(dispatcher.dispatch(request, line: line, allocator: connection.allocator), to: slot, id: request.id)
+        }
+    }
+
+    /// Sends the answer to the request with `id` in `slot`, now or when its exchange ends.
+    private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?) {
+        switch outcome {
+        case .remembered(let memo):
+            complete(slot, line: memo.answer(id: id, allocator: connection.allocator, memo: &dispatcher.plainToken))
+        case .response(let response):
+            complete(slot, response)
+        case .exchange(let ticket):
+            ticket.wait(
+                connection.onConnectionThread { (response: BrokerResponse) in
                     self.complete(slot, response)
                     self.connectionGuard.didAnswer()
                     self.flushIfNeeded()
                     self.readGate.update(self.connection, pending: self.sequencer.pendingCount)
                 })
         }
-    }
-
-    /// Answers `request` from `memo` if the responder says it still holds (or with what it
-    /// says instead); false when it no longer holds.
-    private func answer(_ slot: UInt64, from memo: AnswerMemo, to request: BrokerRequest) -> Bool {
-        switch memo.repeatable.renew(request, for: peer) {
-        case .holds:
-            complete(slot, line: memo.answer(id: request.id, allocator: connection.allocator, memo: &plainToken))
-        case .instead(let response):
-            complete(slot, response)
-        case .expired:
-            lastAnswer = nil
-            return false
-        }
-        return true
     }
 
     func receiveBatchEnded() {
@@ -183,7 +161,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse) {
-        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true, memo: &plainToken))
+        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true, memo: &dispatcher.plainToken))
     }
 
     private func complete(_ slot: UInt64, line: ByteBuffer) {

@@ -260,18 +260,4 @@ enum WireCoding {
             return raw[offset...].contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
         }
     }
-
-    /// The HTTP status that goes with an error code.
-    static func httpStatus(for code: String) -> Int {
-        switch WireErrorCode(rawValue: code) {
-        case .badRequest, .unknownOp, .identityRequired: 400
-        case .forbidden: 403
-        case .unknownIdentity, .notFound: 404
-        case .tooLarge: 413
-        case .throttled: 429
-        case .upstreamRejected: 502
-        case .assertionUnavailable, .assertionExpired, .upstreamUnavailable, .shuttingDown: 503
-        case .internal, nil: 500
-        }
-    }
 }

@@ -60,6 +60,18 @@ struct BrokerFixture {
     }
 }
 
+extension Broker {
+    /// What `answer` gives at once (the response, and the check for repeating it); nil when
+    /// the request needs an exchange.
+    func immediate(_ request: BrokerRequest, from peer: PeerCredentials) -> (response: BrokerResponse, check: RepeatCheck?)? {
+        switch answer(request, from: peer) {
+        case .now(let response): (response, nil)
+        case .repeatable(let response, let check): (response, check)
+        case .exchange: nil
+        }
+    }
+}
+
 @Suite("What the broker tells callers and probes")
 struct BrokerDecisionTests {
     static let caller = PeerCredentials(pid: 77, uid: 1000, gid: 1000)
@@ -90,7 +102,7 @@ struct BrokerDecisionTests {
         let fixture = try BrokerFixture([(name: "secret", token: token, allow: [.uid(5000)])])
         defer { fixture.remove() }
         func answer(_ identity: String, as peer: PeerCredentials = Self.caller) -> WireError? {
-            fixture.broker.immediateResponse(to: BrokerRequest(op: "token", scope: "s", identity: identity), from: peer)?.response.error
+            fixture.broker.immediate(BrokerRequest(op: "token", scope: "s", identity: identity), from: peer)?.response.error
         }
         let denied = try #require(answer("secret"))
         let unknown = try #require(answer("nope"))

@@ -53,8 +53,8 @@ struct CachedAnswerRateTests {
 
         // Refusals do no upstream work: not charged, on the socket or the compat path.
         for _ in 0..<(20 * Self.burst) {
-            #expect(broker.immediateResponse(to: Self.request("has space"), from: Self.caller)?.response.error?.code == "bad_request")
-            #expect(broker.immediateResponse(to: Self.request("s", identity: "other"), from: Self.caller)?.response.error?.code == "forbidden")
+            #expect(broker.immediate(Self.request("has space"), from: Self.caller)?.response.error?.code == "bad_request")
+            #expect(broker.immediate(Self.request("s", identity: "other"), from: Self.caller)?.response.error?.code == "forbidden")
             if case .failure(let error) = await broker.compatToken(for: Self.request("s", identity: "nope"), from: Self.caller) {
                 #expect(error.code == "forbidden")
             } else {
@@ -70,16 +70,16 @@ struct CachedAnswerRateTests {
         let n = 1000 * Self.burst
         var outcomes: [String: Int] = [:]
         for index in 0..<n {
-            let answer = try #require(broker.immediateResponse(to: cached, from: Self.caller), "a cached token is answered at once")
+            let answer = try #require(broker.immediate(cached, from: Self.caller), "a cached token is answered at once")
             outcomes[answer.response.error?.code ?? "ok", default: 0] += 1
-            if index % 100 == 0, let repeatable = answer.repeatable {
+            if index % 100 == 0, let check = answer.check {
                 for _ in 0..<100 {
-                    switch repeatable.renew(cached, for: Self.caller) {
+                    switch check.renew(cached, Self.caller) {
                     case .holds: outcomes["repeated", default: 0] += 1
                     // A repeat holds for the rest of its second of `expiresIn`; on a loaded machine that
                     // second can end mid-loop, and the connection then asks afresh: not charged either.
                     case .expired:
-                        let fresh = broker.immediateResponse(to: cached, from: Self.caller)?.response.error?.code
+                        let fresh = broker.immediate(cached, from: Self.caller)?.response.error?.code
                         outcomes[fresh.map { "repeated \($0)" } ?? "repeated", default: 0] += 1
                     case .instead(let response): outcomes["repeated \(response.error?.code ?? "refused")", default: 0] += 1
                     }
@@ -109,7 +109,7 @@ struct CachedAnswerRateTests {
         var misses: [String] = []
         for index in 0..<(4 * Self.burst) {
             let miss = index % 2 == 0 ? Self.request("api://miss-\(index)/.default") : Self.request("api://cached/.default", minValidity: 86_400)
-            let answer = broker.immediateResponse(to: miss, from: Self.caller)?.response
+            let answer = broker.immediate(miss, from: Self.caller)?.response
             misses.append(answer == nil ? "exchange" : answer?.error?.code ?? "ok")
             if let error = answer?.error {
                 #expect(error.retryable == true && (error.retryAfter ?? 0) >= 1, "\(error)")
@@ -131,7 +131,7 @@ struct CachedAnswerRateTests {
         #expect(compat?.code == "throttled" && (compat?.retryAfter ?? 0) >= 1, "\(String(describing: compat))")
         #expect(fetcher.count == fetchesBefore, "the throttled miss made no fetch")
         // With the bucket empty, the cached token is served on both paths.
-        #expect(broker.immediateResponse(to: cached, from: Self.caller)?.response.ok == true)
+        #expect(broker.immediate(cached, from: Self.caller)?.response.ok == true)
         #expect((try? await broker.compatToken(for: cached, from: Self.caller).get()) != nil)
     }
 }

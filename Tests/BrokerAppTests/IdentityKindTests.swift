@@ -25,7 +25,7 @@ struct IdentityKindTests {
 
     /// The refusal of a token request, or nil when it resolved (it then waits for an exchange).
     static func refusal(_ fixture: BrokerFixture, scope: String? = nil, identity: String? = nil, as peer: PeerCredentials = caller) -> WireError? {
-        fixture.broker.immediateResponse(to: BrokerRequest(op: "token", scope: scope, identity: identity), from: peer)?.response.error
+        fixture.broker.immediate(BrokerRequest(op: "token", scope: scope, identity: identity), from: peer)?.response.error
     }
 
     @Test("with one Entra and one AWS identity, a scope picks the Entra one and no scope the AWS one")

@@ -157,7 +157,7 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         ("assertion_expired", 503), ("upstream_unavailable", 503), ("shutting_down", 503), ("internal", 500), ("something_new", 500),
     ])
     func errorCodesMapToHTTPStatus(code: String, status: Int) {
-        #expect(WireCoding.httpStatus(for: code) == status)
+        #expect(HTTPReply.status(for: code) == status)
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrderOnOneConnection() throws {

@@ -51,25 +51,31 @@ final class ScriptedResponder: BrokerResponder {
     var requests: [BrokerRequest] { state.withLock { $0.requests } }
     var peers: [PeerCredentials] { state.withLock { $0.peers } }
 
-    func immediateResponse(to request: BrokerRequest, from peer: PeerCredentials) -> ImmediateResponse? {
+    func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer {
         state.withLock {
             $0.requests.append(request)
             $0.peers.append(peer)
         }
-        guard request.scope != Self.slowScope, request.scope != Self.missScope else { return nil }
-        guard request.scope == Self.repeatableScope else { return ImmediateResponse(Self.answer(request)) }
-        return ImmediateResponse(Self.answer(request), repeatable: repeats)
+        guard request.scope != Self.slowScope, request.scope != Self.missScope else { return .exchange(ScriptedTicket(responder: self, request: request)) }
+        guard request.scope == Self.repeatableScope else { return .now(Self.answer(request)) }
+        return .repeatable(Self.answer(request), repeats.check)
     }
 
     /// Token answers for this scope may be repeated, as `repeats` says.
     static let repeatableScope = "https://repeat.example/.default"
     let repeats = ScriptedRepeat()
 
-    func respond(to request: BrokerRequest, from peer: PeerCredentials, completion: @escaping @Sendable (BrokerResponse) -> Void) {
-        Task { completion(await response(to: request)) }
+    /// An exchange: answered from a task (after the gate, for `slow`).
+    private struct ScriptedTicket: ExchangeTicket {
+        let responder: ScriptedResponder
+        let request: BrokerRequest
+
+        func wait(_ completion: @escaping @Sendable (BrokerResponse) -> Void) {
+            Task { [responder, request] in completion(await responder.response(to: request)) }
+        }
     }
 
-    private func response(to request: BrokerRequest) async -> BrokerResponse {
+    fileprivate func response(to request: BrokerRequest) async -> BrokerResponse {
         if request.scope == Self.slowScope {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let (proceed, woken) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
@@ -112,8 +118,8 @@ final class ScriptedResponder: BrokerResponder {
     }
 }
 
-/// A `RepeatableAnswer` whose verdict the test sets; it records every renewal.
-final class ScriptedRepeat: RepeatableAnswer {
+/// A `RepeatCheck` whose verdict the test sets; it records every renewal.
+final class ScriptedRepeat: Sendable {
     private let state = Mutex<(verdict: RepeatVerdict, renewals: [BrokerRequest])>((.holds, []))
 
     var verdict: RepeatVerdict {
@@ -122,6 +128,8 @@ final class ScriptedRepeat: RepeatableAnswer {
     }
 
     var renewals: [BrokerRequest] { state.withLock { $0.renewals } }
+
+    var check: RepeatCheck { RepeatCheck { [self] request, peer in renew(request, for: peer) } }
 
     func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict {
         state.withLock { state in

@@ -19,13 +19,16 @@ enum IdentityChoice {
 
     /// The identity among `allowed` (those the caller may use) that gives `wanted`, or why
     /// there is none. `inferred`: the route did not say, so no scope also may mean a
-    /// forgotten scope, and the message says both.
-    static func choose(among allowed: [Broker.Identity], wanted: CredentialKind, inferred: Bool, caller: PeerCredentials) -> Result<Broker.Identity, WireError> {
+    /// forgotten scope, and the message says both. `naming`: how the route's caller names an
+    /// identity (`TokenRoute`).
+    static func choose(
+        among allowed: [Broker.Identity], wanted: CredentialKind, inferred: Bool, caller: PeerCredentials, naming: String = TokenRoute.socket.naming
+    ) -> Result<Broker.Identity, WireError> {
         let fitting = allowed.filter { $0.configuration.exchange.gives == wanted }
         if fitting.count == 1 { return .success(fitting[0]) }
         if fitting.count > 1 {
             let names = fitting.map(\.configuration.name).sorted().joined(separator: ", ")
-            return .failure(WireError(code: .identityRequired, message: "several identities that give \(wanted.phrase) are available to you (\(names)); name one with 'identity'"))
+            return .failure(WireError(code: .identityRequired, message: "several identities that give \(wanted.phrase) are available to you (\(names)); \(naming)"))
         }
         if allowed.isEmpty {
             return .failure(WireError(code: .forbidden, message: "\(describe(caller)) may not use any identity"))

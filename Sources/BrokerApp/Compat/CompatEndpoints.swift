@@ -144,18 +144,11 @@ final class CompatEndpoints: HTTPService {
             }
             identity = name
         }
-        var result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: identity), from: peer, wanted: .accessToken)
-        if case .failure(let error) = result, error.code == WireErrorCode.identityRequired.rawValue, identity == nil, let defaultIdentity = defaultIdentity.current {
-            result = await broker.compatToken(for: BrokerRequest(op: "token", resource: resource, identity: defaultIdentity), from: peer, wanted: .accessToken)
-        }
-        switch result {
+        let request = BrokerRequest(op: BrokerOperation.token.rawValue, resource: resource, identity: identity)
+        switch await broker.compatToken(for: request, from: peer, route: .managedIdentity(defaultIdentity: defaultIdentity.current)) {
         case .success(let cached):
             return (flavor.token(cached, resource: resource, clientId: broker.clientId(of: cached.key.identity)), "ok")
-        case .failure(var error):
-            if error.code == WireErrorCode.identityRequired.rawValue {
-                // The socket's advice ("name one with 'identity'") means nothing to an SDK.
-                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity")
-            }
+        case .failure(let error):
             return (flavor.error(error), error.code)
         }
     }
@@ -177,11 +170,9 @@ final class CompatEndpoints: HTTPService {
         guard authorization.count == 1, Self.constantTimeEqual(Array(authorization[0].utf8), identityHeader) else {
             return refuse(401, "unauthorized", "Authorization is missing or wrong (AWS_CONTAINER_AUTHORIZATION_TOKEN)")
         }
-        switch await broker.compatToken(for: BrokerRequest(op: "token", identity: identity), from: peer, wanted: .awsCredentials) {
-        case .failure(var error):
-            if error.code == WireErrorCode.identityRequired.rawValue {
-                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "use \(Self.awsPath)/NAME")
-            }
+        let request = BrokerRequest(op: BrokerOperation.token.rawValue, identity: identity)
+        switch await broker.compatToken(for: request, from: peer, route: .awsContainer(path: Self.awsPath)) {
+        case .failure(let error):
             var response = refuse(Flavor.status(for: error.code), error.code, error.message).0
             if let retryAfter = error.retryAfter { response.headers.append((name: "Retry-After", value: String(retryAfter))) }
             return (response, error.code)

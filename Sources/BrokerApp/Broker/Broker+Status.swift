@@ -1,8 +1,49 @@
 import AssertionSources
+import BrokerServer
 import Foundation
+import Logging
+import Synchronization
+import TokenBrokerProtocol
+import TokenCache
 import TokenExchange
 
+/// `status` (what a caller may see) and readiness (`/readyz`, `status.ready`).
 extension Broker {
+    /// Where `status` finds the sinks of a set of identity names.
+    func setSinkStatus(_ provider: @escaping @Sendable (Set<String>) -> [SinkStatus]) {
+        sinkStatus.withLock { $0 = provider }
+    }
+
+    /// Records where the compatibility endpoints listen (shown by `status`).
+    func setCompatStatus(_ status: CompatStatus?) {
+        compat.withLock { $0 = status }
+    }
+
+    /// The identities `peer` may use with their cached scopes and last errors, the pod's
+    /// own tokens in node mode, and where the compatibility endpoints listen.
+    func status(for peer: PeerCredentials) -> BrokerStatus {
+        let visible = currentIdentities.filter { $0.policy.allows(peer) }
+        let entries = visible.sorted { $0.configuration.name < $1.configuration.name }.map { identity -> IdentityStatus in
+            let snapshot = cache.snapshot(identity: identity.configuration.name)
+            var clientId: String?
+            if case .entra(let entra) = identity.configuration.exchange { clientId = entra.clientId }
+            return IdentityStatus(
+                name: identity.configuration.name,
+                exchange: identity.configuration.exchange.kind,
+                source: identity.configuration.source.summary,
+                clientId: clientId,
+                cachedScopes: snapshot.filter { $0.expiresIn != nil }.map(\.scope.value),
+                lastError: snapshot.compactMap(\.lastError).first.map(Self.wireError)
+                    ?? Self.assertionProblem(identity, at: Date()).map { WireError(code: .assertionUnavailable, message: $0, retryable: true) })
+        }
+        // The header secret only goes to callers who could get a token anyway.
+        var compat = self.compat.withLock { $0 }
+        let pod = peer.podUID.flatMap { uid in pods?.status(podUID: uid) }
+        if entries.isEmpty && pod == nil { compat?.identityHeader = nil }
+        let sinks = sinkStatus.withLock { $0 }?(Set(visible.map(\.configuration.name))) ?? []
+        return BrokerStatus(ready: readiness().ready, identities: entries, compat: compat, pod: pod, sinks: sinks.isEmpty ? nil : sinks)
+    }
+
     /// Ready (`/readyz`, `status.ready`) means every identity can obtain a token now: its
     /// source reports no error, and an assertion read from a file is inside its validity
     /// window (a file that stopped being rotated leaves an expired assertion that no

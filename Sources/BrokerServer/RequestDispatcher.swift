@@ -1,0 +1,71 @@
+import NIOCore
+import TokenBrokerProtocol
+
+/// The one way both protocol handlers answer a request: the connection's remembered
+/// answer while its `RepeatCheck` says it holds, else the responder's decision (an answer
+/// now, remembered when it may be repeated, or an exchange to wait for). The handlers only
+/// frame: they find the request, and write what this decides.
+struct RequestDispatcher {
+    /// What to send.
+    enum Outcome {
+        /// The remembered answer, with the request's `id` (`AnswerMemo.answer`).
+        case remembered(AnswerMemo)
+        case response(BrokerResponse)
+        /// Nothing yet: the ticket's completion brings the answer.
+        case exchange(any ExchangeTicket)
+    }
+
+    private let responder: any BrokerResponder
+    private let peer: PeerCredentials
+    /// Whether answers end in `\n` (NDJSON) or not (HTTP bodies).
+    private let newline: Bool
+    /// The last answer the responder let this connection repeat.
+    private(set) var memo: AnswerMemo?
+    /// The encoder's memo of the last plain token answer (`WireCoding.encode`).
+    var plainToken = WireCoding.PlainTokenMemo()
+
+    init(responder: any BrokerResponder, peer: PeerCredentials, newline: Bool) {
+        self.responder = responder
+        self.peer = peer
+        self.newline = newline
+    }
+
+    /// `memo`'s answer again if it still holds for `request`, which the handler found to be
+    /// the same request (the very line or target, before decoding it); nil, and the memo is
+    /// forgotten, when it no longer holds.
+    mutating func repeating(_ memo: AnswerMemo, to request: BrokerRequest) -> Outcome? {
+        switch memo.check.renew(request, peer) {
+        case .holds: return .remembered(memo)
+        case .instead(let response): return .response(response)
+        case .expired:
+            self.memo = nil
+            return nil
+        }
+    }
+
+    /// The answer to `request`. `line` or `target`: how the handler will recognise the same
+    /// request before decoding it, should its answer be remembered.
+    mutating func dispatch(_ request: BrokerRequest, line: ByteBuffer? = nil, target: String? = nil, allocator: ByteBufferAllocator) -> Outcome {
+        if let memo, request.asksSame(as: memo.request), let again = repeating(memo, to: request) { return again }
+        switch responder.answer(request, from: peer) {
+        case .now(let response):
+            return .response(response)
+        case .exchange(let ticket):
+            return .exchange(ticket)
+        case .repeatable(let response, let check):
+            guard response.error == nil else { return .response(response) }
+            var withoutID = response
+            withoutID.id = nil
+            let encoded = WireCoding.encode(withoutID, allocator: allocator, newline: newline, memo: &plainToken)
+            // The line is copied: a slice would pin the connection's receive buffer.
+            let kept = line.map { line in
+                var copy = allocator.buffer(capacity: line.readableBytes)
+                copy.writeImmutableBuffer(line)
+                return copy
+            }
+            let memo = AnswerMemo(request: request, response: withoutID, encoded: encoded, check: check, line: kept, target: target)
+            self.memo = memo
+            return .remembered(memo)
+        }
+    }
+}
