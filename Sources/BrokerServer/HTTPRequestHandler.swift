@@ -31,10 +31,9 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// A head whose body is still being skipped; answered once the body has passed.
     private var awaitingBody: HTTPHead?
     private var bodyBytesLeft = 0
-    private var closeWhenDrained = false
-    /// Between `channelRead` and `channelReadComplete`: writes wait for one flush.
-    private var inReadBatch = false
-    private var wroteSinceFlush = false
+    /// Serving, finishing (after a request that asked to close, or the peer's end),
+    /// refused or closed; in a read batch (answers wait for one flush) or not.
+    private var lifecycle = ConnectionLifecycle()
     private var readGate = ReadGate()
     /// The last head read (the socket's own routes only), recognised again by its bytes.
     private var lastHead = RememberedHead()
@@ -56,8 +55,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
 
     func received(_ bytes: ByteBuffer) {
         // After a request asked to close, or a refused one, nothing more is read.
-        guard !closeWhenDrained, !connectionGuard.failed else { return }
-        inReadBatch = true
+        guard lifecycle.servesRequests, !connectionGuard.failed else { return }
+        lifecycle.readBatchBegan()
         var buffer = bytes
         // Bytes of an unfinished head already parsed: a head can only be completed by a new
         // line end, so one sent a byte at a time is not parsed again for every byte.
@@ -75,7 +74,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             return
         }
         completedRequest = serveRequests(in: &buffer)
-        guard buffer.readableBytes > 0, !closeWhenDrained else { return }
+        guard buffer.readableBytes > 0, lifecycle.servesRequests else { return }
         // Kept for the next read; a copy, so the connection's receive buffer can be reused.
         var kept = connection.allocator.buffer(capacity: buffer.readableBytes)
         kept.writeBuffer(&buffer)
@@ -107,7 +106,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// returns whether a request was completed (or refused).
     private func serveRequests(in buffer: inout ByteBuffer) -> Bool {
         var completed = false
-        while buffer.readableBytes > 0, !closeWhenDrained {
+        while buffer.readableBytes > 0, lifecycle.servesRequests {
             if let head = awaitingBody {
                 let skipped = min(bodyBytesLeft, buffer.readableBytes)
                 buffer.moveReaderIndex(forwardBy: skipped)
@@ -157,7 +156,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// Answers a request that cannot be read, then closes: the stream is unusable.
     private func refuse(_ error: HTTPHeadError) {
         unfinished = nil
-        closeWhenDrained = true
+        _ = lifecycle.refuse()  // read only while serving: the refusal is always sent
         let slot = sequencer.reserve()
         let form = HTTPReply.Form(keepAlive: false, headOnly: false)
         switch error {
@@ -174,7 +173,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
         let slot = sequencer.reserve()
         // `HEAD`: the headers of the `GET`, without the body.
         let form = HTTPReply.Form(keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
-        if !form.keepAlive { closeWhenDrained = true }
+        if !form.keepAlive { lifecycle.finish() }
         if let service { return serve(head, by: service, slot: slot, form: form) }
         // The same target as the remembered answer's: the same request, not parsed again.
         if let memo = dispatcher.memo, memo.target == head.target, head.method == "GET" || head.method == "HEAD",
@@ -229,8 +228,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 
     func receiveBatchEnded() {
-        inReadBatch = false
-        flushIfNeeded()
+        connection.perform(lifecycle.readBatchEnded(pending: sequencer.pendingCount, open: connection.isActive))
         readGate.update(connection, pending: sequencer.pendingCount)
     }
 
@@ -241,9 +239,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// The peer finished sending, or the server is shutting down: answer what is
     /// pending, then close.
     func inputClosed() {
-        closeWhenDrained = true
-        flushIfNeeded()
-        closeIfDrained()
+        lifecycle.finish()
+        connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
     func drain() {
@@ -257,22 +254,19 @@ final class HTTPRequestHandler: ConnectionGuarded {
             guard let next = sequencer.next() else { break }
             reply = next
         } while true
-        // Answers to requests of this read go out with one flush in channelReadComplete.
-        if !inReadBatch {
-            flushIfNeeded()
-            readGate.update(connection, pending: sequencer.pendingCount)
-        }
-        closeIfDrained()
+        // Answers to requests of this read go out with one flush at the end of the batch.
+        connection.perform(lifecycle.answered(pending: sequencer.pendingCount, open: connection.isActive))
+        if !lifecycle.inReadBatch { readGate.update(connection, pending: sequencer.pendingCount) }
     }
 
     private func write(_ reply: HTTPReply) {
-        let keepAlive = reply.form.keepAlive && !closeWhenDrained
+        let keepAlive = reply.form.keepAlive && lifecycle.keepsOpen
         func send(_ contentType: String, _ body: ByteBuffer, _ extraHeaders: [(name: String, value: String)] = []) -> ByteBuffer {
             let message = HTTPReply.message(
                 code: reply.code, contentType: contentType, body: body, extraHeaders: extraHeaders, keepAlive: keepAlive, headOnly: reply.form.headOnly,
                 allocator: connection.allocator)
             connection.write(message)
-            wroteSinceFlush = true
+            lifecycle.wrote()
             return message
         }
         switch reply.content {
@@ -281,7 +275,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
             let keptOpen = keepAlive && !reply.form.headOnly
             if keptOpen, let message = memo.httpMessage {
                 connection.write(message)
-                wroteSinceFlush = true
+                lifecycle.wrote()
                 return
             }
             let message = send("application/json", memo.encoded)
@@ -294,17 +288,5 @@ final class HTTPRequestHandler: ConnectionGuarded {
         case .custom(let custom):
             _ = send(custom.contentType, connection.allocator.buffer(string: custom.body), custom.headers)
         }
-    }
-
-    private func flushIfNeeded() {
-        guard wroteSinceFlush else { return }
-        wroteSinceFlush = false
-        connection.flush()
-    }
-
-    private func closeIfDrained() {
-        guard closeWhenDrained, sequencer.pendingCount == 0, connection.isActive else { return }
-        flushIfNeeded()  // never close over unflushed answers
-        connection.close()
     }
 }

@@ -13,15 +13,12 @@ final class NDJSONHandler: ConnectionGuarded {
     private let maxLineBytes: Int
     private var sequencer = ResponseSequencer<ByteBuffer>()
     var answersOwed: Int { sequencer.pendingCount }
-    private var closeWhenDrained = false
-    /// Set by a drain (shutdown): later requests get `shutting_down`.
-    private var draining = false
+    /// Serving, finishing, draining (later requests get `shutting_down`), refused (a line
+    /// was too long: nothing more is read) or closed; and whether answers await a flush.
+    private var lifecycle = ConnectionLifecycle()
     private var readGate = ReadGate()
-    private var wroteSinceFlush = false
     /// The start of a line whose `\n` has not arrived yet.
     private var unfinishedLine: ByteBuffer?
-    /// A line was too long: nothing more is read from this connection.
-    private var refusedLine = false
     /// Answers each request (the connection's remembered answer, or the responder's).
     private var dispatcher: RequestDispatcher
 
@@ -40,7 +37,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     func received(_ bytes: ByteBuffer) {
-        guard !refusedLine, !connectionGuard.failed else { return }
+        guard lifecycle.reads, !connectionGuard.failed else { return }
         var buffer = bytes
         // Bytes already known to hold no `\n` (the unfinished line), not searched again.
         var searched = 0
@@ -77,18 +74,16 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     private func refuseLine() {
-        refusedLine = true
         unfinishedLine = nil
-        guard !closeWhenDrained else { return }
+        guard lifecycle.refuse() else { return }
         let slot = sequencer.reserve()
-        closeWhenDrained = true
         complete(slot, .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")))
     }
 
     /// Answers one line (without its `\n`; a trailing `\r` is left for the JSON parser to ignore).
     private func serve(_ line: ByteBuffer) {
         guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
-        if draining {
+        if lifecycle.state == .draining {
             // Shutting down: a request sent on this connection now is answered, not dropped,
             // so the client knows to retry (the next process is already taking connections).
             let slot = sequencer.reserve()
@@ -100,7 +95,7 @@ final class NDJSONHandler: ConnectionGuarded {
             complete(slot, .failure(id: id, error))
             return
         }
-        guard !closeWhenDrained else { return }
+        guard lifecycle.servesRequests else { return }
         let slot = sequencer.reserve()
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
@@ -127,14 +122,14 @@ final class NDJSONHandler: ConnectionGuarded {
                 connection.onConnectionThread { (response: BrokerResponse) in
                     self.complete(slot, response)
                     self.connectionGuard.didAnswer()
-                    self.flushIfNeeded()
+                    self.connection.perform(self.lifecycle.settle(pending: self.sequencer.pendingCount, open: self.connection.isActive))
                     self.readGate.update(self.connection, pending: self.sequencer.pendingCount)
                 })
         }
     }
 
     func receiveBatchEnded() {
-        flushIfNeeded()
+        connection.perform(lifecycle.readBatchEnded(pending: sequencer.pendingCount, open: connection.isActive))
         readGate.update(connection, pending: sequencer.pendingCount)
     }
 
@@ -149,15 +144,14 @@ final class NDJSONHandler: ConnectionGuarded {
             serve(unfinished)
         }
         // The peer finished sending: answer what is pending, then close.
-        closeWhenDrained = true
-        closeIfDrained()
+        lifecycle.finish()
+        connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
     func drain() {
         // Shutting down: answer what is pending, then close.
-        draining = true
-        closeWhenDrained = true
-        closeIfDrained()
+        lifecycle.drain()
+        connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse) {
@@ -168,23 +162,10 @@ final class NDJSONHandler: ConnectionGuarded {
         guard var buffer = sequencer.complete(slot, with: line) else { return }
         repeat {
             connection.write(buffer)
-            wroteSinceFlush = true
+            lifecycle.wrote()
             guard let next = sequencer.next() else { break }
             buffer = next
         } while true
-    }
-
-    private func flushIfNeeded() {
-        if wroteSinceFlush {
-            wroteSinceFlush = false
-            connection.flush()
-        }
-        closeIfDrained()
-    }
-
-    private func closeIfDrained() {
-        guard closeWhenDrained, sequencer.pendingCount == 0, connection.isActive else { return }
-        connection.close()
     }
 
     private static func isWhitespace(_ byte: UInt8) -> Bool {
