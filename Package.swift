@@ -218,7 +218,7 @@ let package = Package(
             path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange", "TestRandom"]),
         // The doctor's pure parts (its evaluations), through `@testable import tokenbroker_doctor`.
-        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker-doctor", "TokenBrokerProtocol"]),
+        .testTarget(name: "TokenBrokerCLITests", dependencies: ["tokenbroker-doctor", "TokenBrokerProtocol", "TokenExchange"]),
         .testTarget(
             name: "TokenCacheTests",
             dependencies: ["TokenCache", "TokenExchange", "ManualClock", .product(name: "Logging", package: "swift-log")]
