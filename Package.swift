@@ -122,6 +122,7 @@ let package = Package(
         .target(
             name: "DevIdentityProvider",
             dependencies: [
+                "TokenExchange",  // the one Base64URL and form codec
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

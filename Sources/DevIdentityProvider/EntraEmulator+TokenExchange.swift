@@ -3,6 +3,7 @@ import JWTKit
 import Logging
 import NIOHTTP1
 import Synchronization
+import TokenExchange
 
 /// An OAuth 2.0 Token Exchange (RFC 8693) endpoint, `POST {authorityHost}/sts/token`, as strict
 /// as the Entra one: it trades a dev-issuer JWT with the configured audience and an allowed
@@ -193,7 +194,7 @@ extension EntraEmulator {
         guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1])) else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         guard let colon = text.firstIndex(of: ":") else { return nil }
-        return (FormFields.percentDecode(text[..<colon]), FormFields.percentDecode(text[text.index(after: colon)...]))
+        return (FormEncoding.unescape(text[..<colon]), FormEncoding.unescape(text[text.index(after: colon)...]))
     }
 }
 
