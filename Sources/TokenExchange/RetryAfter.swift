@@ -1,3 +1,4 @@
+// Hand-written (HTTPDate): DateFormatter leaked 128 bytes per malformed Retry-After date (docs/fuzzing.md, `entra`).
 public import FoundationEssentials
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
