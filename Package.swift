@@ -27,6 +27,8 @@ let buildVersion: String = {
 // cache, socket server), the app that wires them, and two thin executables.
 let package = Package(
     name: "TokenBroker",
+    // Linux only (epoll, inotify, SO_PEERCRED, Glibc, libsystemd): it does not build on macOS. The line only
+    // sets the floor a macOS editor indexes against (Mutex needs 15); Linux builds ignore it.
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tokenbrokerd", targets: ["tokenbrokerd"]),
