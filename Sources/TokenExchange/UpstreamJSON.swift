@@ -36,15 +36,15 @@ struct UpstreamJSON: Decodable {
     }
 
     init(from decoder: any Decoder) throws {
-        _ = try WellFormed(from: decoder)
+        _ = try WellFormedJSON(from: decoder)
         let object = try decoder.container(keyedBy: Key.self)
-        func value<T: Decodable>(_ key: Key) -> T? { (try? object.decodeIfPresent(T.self, forKey: key)) ?? nil }
+        func value<T: Decodable>(_ key: Key) -> T? { object.lenient(key) }
         accessToken = value(.accessToken)
         tokenType = value(.tokenType)
         issuedTokenType = value(.issuedTokenType)
         scope = value(.scope)
         expiresIn = value(.expiresIn)
-        hasExpiresIn = object.contains(.expiresIn) && (try? object.decodeNil(forKey: .expiresIn)) != true
+        hasExpiresIn = object.holds(.expiresIn)
         refreshIn = value(.refreshIn)
         extExpiresIn = value(.extExpiresIn)
         error = value(.error)
@@ -63,15 +63,16 @@ struct UpstreamJSON: Decodable {
 }
 
 /// Every value of a document read once. `JSONDecoder` checks a value only when it is read;
-/// `JSONSerialization`, which these parsers used before, refused a whole body that held a
-/// number beyond `Double` (`1e400`), a lone surrogate (`"\\ud800"`) or a leading zero anywhere,
-/// and such a body is still "not a JSON object" rather than a token.
-private struct WellFormed: Decodable {
-    init(from decoder: any Decoder) throws {
+/// `JSONSerialization`, which the parsers of outside JSON used before, refused a whole body
+/// that held a number beyond `Double` (`1e400`), a lone surrogate (`"\\ud800"`) or a leading
+/// zero anywhere, and such a body is still not a JSON document rather than a token. Decode it
+/// from the same decoder before the fields.
+public struct WellFormedJSON: Decodable {
+    public init(from decoder: any Decoder) throws {
         if var list = try? decoder.unkeyedContainer() {
-            while !list.isAtEnd { _ = try list.decode(WellFormed.self) }
+            while !list.isAtEnd { _ = try list.decode(WellFormedJSON.self) }
         } else if let object = try? decoder.container(keyedBy: AnyKey.self) {
-            for key in object.allKeys { _ = try object.decode(WellFormed.self, forKey: key) }
+            for key in object.allKeys { _ = try object.decode(WellFormedJSON.self, forKey: key) }
         } else {
             let single = try decoder.singleValueContainer()
             guard !single.decodeNil(), (try? single.decode(Bool.self)) == nil, (try? single.decode(String.self)) == nil else { return }
@@ -87,13 +88,26 @@ private struct WellFormed: Decodable {
     }
 }
 
+extension KeyedDecodingContainer {
+    /// The value at `key` when it is a `T`; nil when absent, `null` or of another type (the
+    /// parsers then name the field they missed).
+    public func lenient<T: Decodable>(_ key: Key) -> T? {
+        (try? decodeIfPresent(T.self, forKey: key)) ?? nil
+    }
+
+    /// Whether `key` is there and not `null`.
+    public func holds(_ key: Key) -> Bool {
+        contains(key) && (try? decodeNil(forKey: key)) != true
+    }
+}
+
 /// A number as token services send it: a JSON number, or a string holding one (some STSs
 /// write `"expires_in":"3600"`). Only finite values decode; `"inf"`, `"1e400"`, a boolean or
 /// anything else throws, so that the field counts as missing.
-struct LenientNumber: Decodable, Sendable {
-    var value: Double
+public struct LenientNumber: Decodable, Sendable {
+    public var value: Double
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let single = try decoder.singleValueContainer()
         if let number = try? single.decode(Double.self) {
             value = number
