@@ -38,7 +38,7 @@ public struct HTTPAssertionFetcher: Sendable {
         let origin = "github-actions:\(Self.withoutQuery(requestURL))"
         return HTTPAssertionFetcher(request: request, origin: origin, transport: transport, now: now) { response throws(TokenExchangeError) in
             let body = try Self.successBody(response, origin: origin)
-            guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], let value = object["value"] as? String else {
+            guard let value = (try? JSONDecoder().decode(ValueDocument.self, from: Data(body)))?.value else {
                 throw .assertionUnavailable(origin: origin, reason: "the answer is not JSON with a string 'value'")
             }
             return value
@@ -85,5 +85,18 @@ public struct HTTPAssertionFetcher: Sendable {
 
     private static func withoutQuery(_ url: String) -> String {
         String(url.prefix { $0 != "?" })
+    }
+}
+
+/// GitHub's `{"value": "<JWT>"}`: `value` nil when absent or not a string, and no document at
+/// all when the body is not well-formed JSON (as `JSONSerialization` refused it).
+private struct ValueDocument: Decodable {
+    var value: String?
+
+    private enum Key: CodingKey { case value }
+
+    init(from decoder: any Decoder) throws {
+        _ = try WellFormedJSON(from: decoder)
+        value = try decoder.container(keyedBy: Key.self).lenient(.value)
     }
 }

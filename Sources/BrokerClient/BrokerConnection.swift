@@ -23,32 +23,18 @@ public final class BrokerConnection {
     private let fd: Int32
 
     public init(path: String, timeoutSeconds: Int) throws(Failure) {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        switch UnixSocketClient.connect(path: path, timeoutSeconds: timeoutSeconds) {
+        case .success(let fd):
+            self.fd = fd
+        case .failure(let failure) where failure.step == .address:
             throw .unreachable("socket path is too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            let error = errno
-            close(fd)
-            if error == EACCES { throw .unreachable(Self.permissionAdvice(path)) }
-            let reason = String(cString: strerror(error))
+        case .failure(let failure) where failure.step == .socket:
+            throw .unreachable("cannot create a socket: \(String(cString: strerror(failure.errno)))")
+        case .failure(let failure):
+            if failure.errno == EACCES { throw .unreachable(Self.permissionAdvice(path)) }
+            let reason = String(cString: strerror(failure.errno))
             throw .unreachable("cannot connect to the broker at \(path): \(reason) (is tokenbrokerd running? set --socket or \(WireProtocol.socketEnvironmentVariable))")
         }
-        self.fd = fd
     }
 
     deinit { close(fd) }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOHTTP1
+import TokenExchange
 
 /// Entra's checks for client credentials with a federated assertion, in the order that keeps
 /// the emulator safe: request shape first, then the assertion's own claims, then the federated
@@ -116,8 +117,8 @@ extension EntraEmulator {
     static func parse(_ token: String) throws(EntraError) -> (kid: String?, claims: AssertionClaims) {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[2].isEmpty,
-            let headerBytes = Base64URL.decode(parts[0]), let payloadBytes = Base64URL.decode(parts[1]),
-            Base64URL.decode(parts[2]) != nil,
+            let headerBytes = Base64URL.decode(parts[0], padding: .forbidden), let payloadBytes = Base64URL.decode(parts[1], padding: .forbidden),
+            Base64URL.decode(parts[2], padding: .forbidden) != nil,
             let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
             header["alg"] is String,
             let claims = try? JSONDecoder().decode(AssertionClaims.self, from: Data(payloadBytes))

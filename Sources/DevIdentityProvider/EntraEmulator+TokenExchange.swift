@@ -3,6 +3,7 @@ import JWTKit
 import Logging
 import NIOHTTP1
 import Synchronization
+import TokenExchange
 
 /// An OAuth 2.0 Token Exchange (RFC 8693) endpoint, `POST {authorityHost}/sts/token`, as strict
 /// as the Entra one: it trades a dev-issuer JWT with the configured audience and an allowed
@@ -89,13 +90,32 @@ extension EntraEmulator {
 
     /// Validates a token exchange request and issues an access token, or throws the RFC 6749 error.
     func tokenExchange(_ form: FormFields, authorization: String?, record: inout RequestRecord) async throws(STSError) -> ExchangeResponseBody {
+        try authenticateClient(authorization, record: &record)
+        let subjectToken = try Self.validatedSubjectToken(form)
+        let (issuer, subject, kid) = try validatedClaims(of: subjectToken, record: &record)
+        do {
+            try await keyCache.verify(subjectToken, kid: kid, issuer: issuer)
+        } catch {
+            if error.code == 90061 {
+                throw STSError(error: "temporarily_unavailable", description: "the keys of issuer '\(issuer)' could not be fetched", status: .serviceUnavailable)
+            }
+            throw .invalidGrant("subject_token signature validation failed for subject '\(subject)': \(error.message)")
+        }
+        return try await issueExchangedToken(subject: subject, form: form, clientId: record.authenticatedClientId)
+    }
+
+    /// HTTP Basic client authentication, when the service is configured with a client.
+    private func authenticateClient(_ authorization: String?, record: inout RequestRecord) throws(STSError) {
         if let expectedId = configuration.stsClientId, let expectedSecret = configuration.stsClientSecret {
             guard let authorization else { throw .clientAuthenticationRequired }
             guard let (id, secret) = Self.basicCredentials(authorization) else { throw .invalidClient("the Authorization header is not valid HTTP Basic") }
             guard id == expectedId, secret == expectedSecret else { throw .invalidClient("client authentication failed for client '\(id)'") }
             record.authenticatedClientId = id
         }
+    }
 
+    /// The form's parameters checked as RFC 8693 §2.1 asks; the subject token.
+    private static func validatedSubjectToken(_ form: FormFields) throws(STSError) -> String {
         guard let grantType = form["grant_type"] else { throw .invalidRequest("missing grant_type") }
         guard grantType == Self.tokenExchangeGrantType else {
             throw STSError(error: "unsupported_grant_type", description: "grant_type '\(grantType)' is not supported; use \(Self.tokenExchangeGrantType)")
@@ -122,7 +142,12 @@ extension EntraEmulator {
         if let audience = form["audience"], audience.isEmpty {
             throw STSError(error: "invalid_target", description: "audience must not be empty")
         }
+        return subjectToken
+    }
 
+    /// The subject token's claims checked against the trusted issuer, audience, times and
+    /// subjects: its issuer, subject and key id.
+    private func validatedClaims(of subjectToken: String, record: inout RequestRecord) throws(STSError) -> (issuer: String, subject: String, kid: String?) {
         let parsed: (kid: String?, claims: AssertionClaims)
         do {
             parsed = try Self.parse(subjectToken)
@@ -158,15 +183,7 @@ extension EntraEmulator {
         guard allowed.contains(subject) else {
             throw .invalidGrant("subject '\(subject)' is not allowed to exchange tokens at this service (the match is exact and case-sensitive)")
         }
-        do {
-            try await keyCache.verify(subjectToken, kid: parsed.kid, issuer: issuer)
-        } catch {
-            if error.code == 90061 {
-                throw STSError(error: "temporarily_unavailable", description: "the keys of issuer '\(issuer)' could not be fetched", status: .serviceUnavailable)
-            }
-            throw .invalidGrant("subject_token signature validation failed for subject '\(subject)': \(error.message)")
-        }
-        return try await issueExchangedToken(subject: subject, form: form, clientId: record.authenticatedClientId)
+        return (issuer, subject, parsed.kid)
     }
 
     /// Signs the issued access token: `aud` is the requested audience, else the resource, else
@@ -193,7 +210,7 @@ extension EntraEmulator {
         guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1])) else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         guard let colon = text.firstIndex(of: ":") else { return nil }
-        return (FormFields.percentDecode(text[..<colon]), FormFields.percentDecode(text[text.index(after: colon)...]))
+        return (FormEncoding.unescape(text[..<colon]), FormEncoding.unescape(text[text.index(after: colon)...]))
     }
 }
 

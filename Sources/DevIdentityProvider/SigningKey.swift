@@ -2,6 +2,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 import JWTKit
+import TokenExchange
 
 /// An RS256 signing key with a Kubernetes-style `kid` and its public JWK.
 ///

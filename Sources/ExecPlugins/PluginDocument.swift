@@ -12,21 +12,33 @@ enum PluginDocument {
 
     /// `{"apiVersion","kind":"AssertionRequest","audience"}`; `audience` only when configured.
     static func assertionRequest(audience: String?) -> [UInt8] {
-        var document: [String: Any] = ["apiVersion": apiVersion, "kind": "AssertionRequest"]
-        if let audience { document["audience"] = audience }
-        return encode(document)
+        encode(Request(kind: "AssertionRequest", audience: audience))
     }
 
     /// `{"apiVersion","kind":"ExchangeRequest","assertion","scope"}`.
     static func exchangeRequest(assertion: String, scope: String) -> [UInt8] {
-        encode(["apiVersion": apiVersion, "kind": "ExchangeRequest", "assertion": assertion, "scope": scope])
+        encode(Request(kind: "ExchangeRequest", assertion: assertion, scope: scope))
     }
 
+    /// A request document; absent fields are left out.
+    private struct Request: Encodable {
+        var apiVersion = PluginDocument.apiVersion
+        var kind: String
+        var audience: String?
+        var assertion: String?
+        var scope: String?
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
     /// One JSON object on one line, keys sorted, ending in a newline.
-    private static func encode(_ document: [String: Any]) -> [UInt8] {
-        // Strings only: serialization cannot fail.
-        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Array(data) + [UInt8(ascii: "\n")]
+    private static func encode(_ request: Request) -> [UInt8] {
+        // Strings only: encoding cannot fail.
+        Array((try? encoder.encode(request)) ?? Data("{}".utf8)) + [UInt8(ascii: "\n")]
     }
 
     /// What a well-formed success answer carried.
@@ -54,38 +66,38 @@ enum PluginDocument {
         guard !text.isEmpty else {
             return .failure(.malformed("printed nothing on stdout (expected a \(expectedKind) JSON document)"))
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)), let document = object as? [String: Any] else {
+        guard let document = try? JSONDecoder().decode(AnswerFields.self, from: Data(text.utf8)) else {
             return .failure(.malformed("printed \(stdout.count) bytes on stdout that are not a JSON object (expected a \(expectedKind) document)"))
         }
-        guard let version = document["apiVersion"] as? String else {
+        guard let version = document.apiVersion else {
             return .failure(.malformed("answered without a string 'apiVersion' (expected \"\(apiVersion)\")"))
         }
         guard version == apiVersion else {
             return .failure(.malformed("answered apiVersion \"\(UntrustedText.sanitize(version, redacting: secrets, limit: 64))\", but the broker speaks \"\(apiVersion)\""))
         }
-        guard let kind = document["kind"] as? String else {
+        guard let kind = document.kind else {
             return .failure(.malformed("answered without a string 'kind' (expected \"\(expectedKind)\" or \"Error\")"))
         }
         if kind == "Error" {
-            let message = (document["message"] as? String).map { UntrustedText.sanitize($0, redacting: secrets, limit: 512) } ?? ""
-            return .failure(.reported(message: message.isEmpty ? "(no message)" : message, retryable: isTrue(document["retryable"])))
+            let message = document.message.map { UntrustedText.sanitize($0, redacting: secrets, limit: 512) } ?? ""
+            return .failure(.reported(message: message.isEmpty ? "(no message)" : message, retryable: document.retryable))
         }
         guard kind == expectedKind else {
             return .failure(.malformed("answered kind \"\(UntrustedText.sanitize(kind, redacting: secrets, limit: 64))\", expected \"\(expectedKind)\" or \"Error\""))
         }
-        guard let token = document["token"] as? String, !token.isEmpty else {
+        guard let token = document.token, !token.isEmpty else {
             return .failure(.malformed("answered \(expectedKind) without a non-empty string 'token'"))
         }
         var answer = Answer(token: token)
-        if let type = document["tokenType"], !(type is NSNull) {
+        if document.hasTokenType {
             // Handed to callers as is: an identifier, or nothing.
-            guard let type = UntrustedText.identifier(type as? String, redacting: secrets + [answer.token], limit: 64) else {
+            guard let type = UntrustedText.identifier(document.tokenType, redacting: secrets + [answer.token], limit: 64) else {
                 return .failure(.malformed("answered a 'tokenType' that is not a short identifier such as \"Bearer\""))
             }
             answer.tokenType = type
         }
-        if let value = document["expiresAt"], !(value is NSNull) {
-            guard let date = date(value) else {
+        if document.hasExpiresAt {
+            guard let date = document.expiresAt.flatMap(date) else {
                 return .failure(.malformed("answered an 'expiresAt' that is neither an RFC 3339 time nor Unix seconds"))
             }
             answer.expiresAt = date
@@ -93,26 +105,62 @@ enum PluginDocument {
         return .success(answer)
     }
 
-    private static let booleanType = type(of: NSNumber(value: true))
+    /// An answer's fields, each nil when absent or of another type; a body that is not
+    /// well-formed JSON anywhere, or not an object, does not decode.
+    private struct AnswerFields: Decodable {
+        var apiVersion: String?
+        var kind: String?
+        var message: String?
+        /// Only a JSON `true` counts (not `1`, not `"true"`).
+        var retryable: Bool
+        var token: String?
+        var tokenType: String?
+        var hasTokenType: Bool
+        var expiresAt: DateValue?
+        var hasExpiresAt: Bool
 
-    /// Only a JSON `true` counts (not `1`, not `"true"`).
-    private static func isTrue(_ value: Any?) -> Bool {
-        guard let number = value as? NSNumber, type(of: number) == booleanType else { return false }
-        return number.boolValue
+        private enum Key: String, CodingKey { case apiVersion, kind, message, retryable, token, tokenType, expiresAt }
+
+        init(from decoder: any Decoder) throws {
+            _ = try WellFormedJSON(from: decoder)
+            let object = try decoder.container(keyedBy: Key.self)
+            apiVersion = object.lenient(.apiVersion)
+            kind = object.lenient(.kind)
+            message = object.lenient(.message)
+            retryable = object.lenient(.retryable) == true
+            token = object.lenient(.token)
+            tokenType = object.lenient(.tokenType)
+            hasTokenType = object.holds(.tokenType)
+            expiresAt = object.lenient(.expiresAt)
+            hasExpiresAt = object.holds(.expiresAt)
+        }
+    }
+
+    /// `expiresAt` as sent: a JSON number or a string (a boolean or anything else does not decode).
+    enum DateValue: Decodable, Equatable {
+        case number(Double)
+        case text(String)
+
+        init(from decoder: any Decoder) throws {
+            let single = try decoder.singleValueContainer()
+            if let number = try? single.decode(Double.self) {
+                self = .number(number)
+            } else {
+                self = .text(try single.decode(String.self))
+            }
+        }
     }
 
     /// RFC 3339 text (with or without fractional seconds) or Unix seconds (a JSON number,
     /// or a string of digits).
-    static func date(_ value: Any) -> Date? {
-        var seconds: Double?
-        if let number = value as? NSNumber, type(of: number) != booleanType {
-            seconds = number.doubleValue
-        } else if let text = value as? String {
-            if !text.isEmpty, text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) {
-                seconds = Double(text)
-            } else {
-                return RFC3339.date(text)
-            }
+    static func date(_ value: DateValue) -> Date? {
+        let seconds: Double?
+        switch value {
+        case .number(let number):
+            seconds = number
+        case .text(let text):
+            guard !text.isEmpty, text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) else { return RFC3339.date(text) }
+            seconds = Double(text)
         }
         guard let seconds, seconds.isFinite, seconds > 0, seconds < 253_402_300_800 else { return nil }
         return Date(timeIntervalSince1970: seconds)

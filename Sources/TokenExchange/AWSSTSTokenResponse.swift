@@ -58,7 +58,7 @@ public enum AWSSTSTokenResponse {
         guard lifetime > 0 else {
             throw malformed("with credentials that expired at \(Timestamp.iso8601(expiration)), \(Int(-lifetime)) s before they arrived; check the clock of this host")
         }
-        guard lifetime <= EntraTokenResponse.maximumLifetime else {
+        guard lifetime <= AccessToken.maximumLifetime else {
             throw malformed("with an Expiration more than a year away; refusing credentials with an implausible lifetime")
         }
         let credentials = AWSCredentials(
@@ -78,7 +78,9 @@ public enum AWSSTSTokenResponse {
         return String(fields[4])
     }
 
-    /// The typed error for a non-200 answer (`ErrorResponse/Error/{Type,Code,Message}`).
+    /// The typed error for a non-200 answer (`ErrorResponse/Error/{Type,Code,Message}`):
+    /// throttled (429 or a throttling code), unavailable (5xx, an unavailability code, or no
+    /// STS error with a status other than 400/403), else rejected with the code explained.
     static func error(
         for response: UpstreamResponse,
         document: STSXMLElement?,
@@ -91,60 +93,57 @@ public enum AWSSTSTokenResponse {
         // AWS quotes parameters in its messages; everything it says passes through UntrustedText.
         let secrets = [assertion.jwt]
         let code = UntrustedText.identifier(error?.text(at: ["Code"]), redacting: secrets, limit: 64)
-        let message = error?.text(at: ["Message"]).map { UntrustedText.sanitize($0, redacting: secrets) }
+        let said = error?.text(at: ["Message"]).map { "AWS said: \(UntrustedText.sanitize($0, redacting: secrets))" }
         let requestId = UntrustedText.identifier(
             (isErrorResponse ? document?.text(at: ["RequestId"]) : nil) ?? response.header("x-amzn-RequestId"), redacting: secrets)
-        let upstream = TokenExchangeError.Upstream(status: response.status, error: code, traceId: requestId)
-        let said = message.map { "AWS said: \($0)" }
+        let failure = UpstreamFailure(response: response, upstream: .init(status: response.status, error: code, traceId: requestId), now: now)
         let codeText = code.map { "AWS STS \($0)" } ?? "AWS STS HTTP \(response.status)"
 
-        let throttlingCodes: Set<String> = ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"]
-        if response.status == 429 || code.map(throttlingCodes.contains) == true {
-            let wait = RetryAfter.parse(response.header("Retry-After"), now: now)
-            let waitText = wait.map { " (Retry-After: \($0.components.seconds) s)" } ?? ""
-            return TokenExchangeError(
-                code: .throttled,
-                message: "\(codeText): AWS STS is throttling requests\(waitText); serving cached credentials where possible",
-                isRetryable: true, retryAfter: wait, upstream: upstream)
-        }
-        let unavailableCodes: Set<String> = ["IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "InternalError"]
-        if response.status >= 500 || code.map(unavailableCodes.contains) == true || (code == nil && ![400, 403].contains(response.status)) {
+        switch UpstreamFailure.classify(
+            status: response.status, code: code, understood: code != nil, authoritative: [400, 403],
+            throttlingCodes: ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"],
+            unavailableCodes: ["IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "InternalError"])
+        {
+        case .throttled:
+            return failure.throttled { "\(codeText): AWS STS is throttling requests\($0); serving cached credentials where possible" }
+        case .unavailable:
             let hint = code == "IDPCommunicationError"
                 ? "AWS STS could not reach the OIDC provider of iss='\(assertion.claims.issuer ?? "-")' to fetch its keys; is its discovery document and JWKS publicly reachable?"
                 : "AWS STS at \(configuration.endpoint) failed"
                     + (code == nil ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")" : "")
-            return TokenExchangeError(code: .upstreamUnavailable, message: "\(codeText): " + TokenExchangeError.sentences(hint, said), isRetryable: true, upstream: upstream)
+            return failure.unavailable("\(codeText): " + TokenExchangeError.sentences(hint, said))
+        case .rejected:
+            return failure.rejected(codeText, hint(code, configuration: configuration, assertion: assertion), said: said)
         }
+    }
 
-        let claims = assertion.claims
-        let who = "iss='\(claims.issuer ?? "-")', sub='\(claims.subject ?? "-")', aud='\(claims.audiences.joined(separator: ","))'"
-        let hint: String
-        var retryable = false
+    /// What a refusal with STS error `code` means for this role and assertion.
+    private static func hint(_ code: String?, configuration: AWSSTSConfiguration, assertion: Assertion) -> UpstreamFailure.Hint {
+        let who = assertion.claims.federationFields
         switch code {
         case "InvalidIdentityToken":
-            hint = "AWS STS did not accept the web identity token from \(assertion.origin) (\(who)); check that an IAM OIDC identity provider "
-                + "exists for this issuer in the role's account and lists this audience"
+            return .init(text: "AWS STS did not accept the web identity token from \(assertion.origin) (\(who)); check that an IAM OIDC identity provider "
+                + "exists for this issuer in the role's account and lists this audience")
         case "ExpiredTokenException", "ExpiredToken":
-            let exp = claims.expiresAt.map { "exp=\(Int($0.timeIntervalSince1970)) (\(Timestamp.iso8601($0)))" } ?? "no exp"
-            hint = "the web identity token from \(assertion.origin) has expired (\(exp)); is the file still being rotated?"
-            retryable = true
+            return .init(
+                text: "the web identity token from \(assertion.origin) has expired (\(assertion.claims.expiryForMessages)); is the file still being rotated?",
+                isRetryable: true)
         case "AccessDenied", "AccessDeniedException":
-            hint = "the trust policy of \(configuration.roleArn) does not allow AssumeRoleWithWebIdentity for \(who); "
-                + "check its Principal (the OIDC provider) and its conditions on the :aud and :sub keys"
+            return .init(text: "the trust policy of \(configuration.roleArn) does not allow AssumeRoleWithWebIdentity for \(who); "
+                + "check its Principal (the OIDC provider) and its conditions on the :aud and :sub keys")
         case "IDPRejectedClaim":
-            hint = "the OIDC identity provider configuration rejected a claim of the token (\(who))"
+            return .init(text: "the OIDC identity provider configuration rejected a claim of the token (\(who))")
         case "ValidationError", "InvalidParameterValue", "MissingParameter":
-            hint = "AWS STS refused a parameter: roleArn \(configuration.roleArn), durationSeconds \(configuration.durationSeconds) "
-                + "(must not exceed the role's maximum session duration), or the session name"
+            return .init(text: "AWS STS refused a parameter: roleArn \(configuration.roleArn), durationSeconds \(configuration.durationSeconds) "
+                + "(must not exceed the role's maximum session duration), or the session name")
         case "RegionDisabledException":
-            hint = "STS is not activated in region \(configuration.region) for this account; activate it in IAM account settings or use another region"
+            return .init(text: "STS is not activated in region \(configuration.region) for this account; activate it in IAM account settings or use another region")
         case "PackedPolicyTooLarge", "MalformedPolicyDocument":
-            hint = "AWS STS refused the session policy"
+            return .init(text: "AWS STS refused the session policy")
         case nil:
-            hint = "AWS STS refused the request without an STS error document"
+            return .init(text: "AWS STS refused the request without an STS error document")
         default:
-            hint = "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))"
+            return .init(text: "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))")
         }
-        return TokenExchangeError(code: .upstreamRejected, message: "\(codeText): " + TokenExchangeError.sentences(hint, said), isRetryable: retryable, upstream: upstream)
     }
 }

@@ -1,13 +1,22 @@
 public import Foundation
 
-/// base64url (RFC 4648 §5) without padding, as used in JWTs.
+/// base64url (RFC 4648 §5) without padding, as JWTs and JWKs use it (RFC 7515 §2): the one
+/// codec of the broker and of the dev provider.
 public enum Base64URL {
-    /// Decodes base64url text, with or without padding; nil when it is not base64url.
-    public static func decode(_ text: some StringProtocol) -> Data? {
+    /// Whether `decode` takes trailing `=` padding.
+    public enum Padding: Sendable {
+        /// Padding or none, as the broker reads assertions (lenient in what it accepts).
+        case optional
+        /// No `=` at all, as Entra reads a client assertion (the dev provider is strict like it).
+        case forbidden
+    }
+
+    /// Decodes base64url text; nil when it is not base64url (or is padded where `padding` forbids it).
+    public static func decode(_ text: some StringProtocol, padding: Padding = .optional) -> Data? {
         var base64 = String(text)
             .replacingOccurrences(of: "-", with: "+")
             .replacingOccurrences(of: "_", with: "/")
-        guard !base64.contains("=") || base64.hasSuffix("=") else { return nil }
+        guard !base64.contains("=") || (padding == .optional && base64.hasSuffix("=")) else { return nil }
         base64 = base64.trimmingCharacters(in: CharacterSet(charactersIn: "="))
         let remainder = base64.count % 4
         if remainder == 1 { return nil }
@@ -16,8 +25,8 @@ public enum Base64URL {
     }
 
     /// Encodes bytes as unpadded base64url.
-    public static func encode(_ data: some DataProtocol) -> String {
-        Data(data).base64EncodedString()
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

@@ -1,3 +1,4 @@
+// Hand-written: XMLParser on Linux is FoundationXML (0.6 MB) plus libxml2 (1.7 MB, shared) for two response shapes.
 /// A small, tolerant XML reader for the fixed, flat documents AWS STS answers with.
 ///
 /// Why not `XMLParser`: on Linux it lives in FoundationXML, which links libxml2 into the

@@ -120,6 +120,10 @@ extension TokenExchangeError {
     /// Sentences joined with one full stop each, whether or not a part (our hint, or
     /// text the token service sent, cut with "…") already ends in one.
     static func sentences(_ parts: String?...) -> String {
+        sentences(parts)
+    }
+
+    static func sentences(_ parts: [String?]) -> String {
         parts.compactMap { part -> String? in
             guard var text = part, !text.isEmpty else { return nil }
             if !(text.hasSuffix(".") || text.hasSuffix("…") || text.hasSuffix("?") || text.hasSuffix("!")) { text += "." }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import NIOCore
+import OffPool
 import Testing
 
 @testable import BrokerServer
@@ -24,17 +25,19 @@ struct LoopbackPeerTests {
         let input = Pipe()
         client.standardInput = input
         try client.run()
-        defer {
-            try? input.fileHandleForWriting.close()
-            client.waitUntilExit()
-        }
-        let (accepted, peer) = try listener.accept()
-        defer { Glibc.close(accepted) }
+        let outcome = Result { () throws -> Void in
+            let (accepted, peer) = try listener.accept()
+            defer { Glibc.close(accepted) }
 
-        #expect(LoopbackPeer.owner(client: peer, server: listener.address) == Self.otherUID)
-        // The broker's own end of the same connection belongs to the broker (root here):
-        // asking with the ends swapped must not be read as the caller's.
-        #expect(LoopbackPeer.owner(client: listener.address, server: peer) == getuid())
+            #expect(LoopbackPeer.owner(client: peer, server: listener.address) == Self.otherUID)
+            // The broker's own end of the same connection belongs to the broker (root here):
+            // asking with the ends swapped must not be read as the caller's.
+            #expect(LoopbackPeer.owner(client: listener.address, server: peer) == getuid())
+        }
+        // socat ends when its stdin does; waited for by sleeping, not `waitUntilExit()` (`exited`).
+        try? input.fileHandleForWriting.close()
+        await exited(client)
+        try outcome.get()
     }
 
     @Test("a client that is gone is unknown, not some other socket's owner")

@@ -18,8 +18,8 @@ struct PluginDocumentTests {
             ("-5", nil),
         ])
     func dates(json: String, seconds: Double?) throws {
-        let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
-        #expect(PluginDocument.date(value)?.timeIntervalSince1970 == seconds)
+        let value = try? JSONDecoder().decode(PluginDocument.DateValue.self, from: Data(json.utf8))
+        #expect(value.flatMap(PluginDocument.date)?.timeIntervalSince1970 == seconds)
     }
 }
 

@@ -28,7 +28,9 @@ struct AWSTests {
         func stop() async { _ = await process.stop() }
     }
 
-    static func run(_ body: (_ scenario: Scenario, _ moto: Moto, _ directory: String) async throws -> Void) async throws {
+    /// A broker whose identity `aws` exchanges at moto (beside the scenario's Entra `default`),
+    /// allowed to the callers `allow` names (nil: the default rule), with the compat endpoints on TCP.
+    static func run(allow: String? = nil, _ body: (_ scenario: Scenario, _ moto: Moto, _ directory: String) async throws -> Void) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let moto = try await Moto(directory: directory)
@@ -36,7 +38,7 @@ struct AWSTests {
             try await Scenario.run(
                 identities: { _, provider in
                     [BrokerDaemon.Identity(
-                        name: "aws", tokenFile: provider.endpoints.tokenFile,
+                        name: "aws", tokenFile: provider.endpoints.tokenFile, allow: allow,
                         exchangeYAML: "{ awsSts: { roleArn: \"\(Self.role)\", endpoint: \"\(moto.endpoint)\", sessionName: \"tb-{identity}\" } }")]
                 },
                 extraYAML: "compat: { tcp: \"127.0.0.1:0\", identityHeaderFile: \(directory)/identity-header }", allowInsecureLoopback: true

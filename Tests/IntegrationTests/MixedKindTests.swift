@@ -10,23 +10,7 @@ struct MixedKindTests {
 
     /// The AWS identity `aws` (root and nobody) beside the scenario's Entra `default` (root only).
     static func run(_ body: (_ scenario: Scenario, _ moto: AWSTests.Moto, _ directory: String) async throws -> Void) async throws {
-        let directory = try TestEnvironment.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let moto = try await AWSTests.Moto(directory: directory)
-        do {
-            try await Scenario.run(
-                identities: { _, provider in
-                    [BrokerDaemon.Identity(
-                        name: "aws", tokenFile: provider.endpoints.tokenFile, allow: "[ { uid: 0 }, { uid: \(nobody) } ]",
-                        exchangeYAML: "{ awsSts: { roleArn: \"\(AWSTests.role)\", endpoint: \"\(moto.endpoint)\", sessionName: \"tb-{identity}\" } }")]
-                },
-                extraYAML: "compat: { tcp: \"127.0.0.1:0\", identityHeaderFile: \(directory)/identity-header }", allowInsecureLoopback: true
-            ) { scenario in try await body(scenario, moto, directory) }
-        } catch {
-            await moto.stop()
-            throw error
-        }
-        await moto.stop()
+        try await AWSTests.run(allow: "[ { uid: 0 }, { uid: \(nobody) } ]", body)
     }
 
     @Test("azure-identity, tokenbroker get and boto3 each get their kind with no identity named")

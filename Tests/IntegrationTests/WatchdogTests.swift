@@ -19,7 +19,7 @@ struct WatchdogTests {
             let tid = try #require(Self.thread(named: "tokenbroker-0", of: pid), "the socket's loop thread")
 
             // As a debugger would: stop that one thread; the rest of the daemon runs on.
-            let freezer = try FrozenThread(tid: tid)
+            let freezer = try await offPool { try FrozenThread(tid: tid) }
             defer { freezer.release() }
             try await Task.sleep(for: .milliseconds(500))  // a ping already under way may still land
             let before = pings()
@@ -28,6 +28,7 @@ struct WatchdogTests {
             #expect(scenario.broker.process.stderr.contains("withholding WATCHDOG=1"))
 
             freezer.release()
+            await exited(freezer.process)
             try await waitUntil("pings again") { pings() >= before + 2 }
             #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
         }
@@ -51,26 +52,24 @@ struct WatchdogTests {
         process.standardError = unread
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        try await waitUntil("the broker socket") { FileManager.default.fileExists(atPath: socketPath) }
+        try await killing(process) {
+            try await waitUntil("the broker socket") { FileManager.default.fileExists(atPath: socketPath) }
 
-        // Each answer writes a debug line and an audit record: thousands of lines, far
-        // more than the pipe holds.
-        let answered = try await offPool { () -> Int in
-            let connection = try UnixSocketConnection(path: socketPath, timeoutSeconds: 10)
-            var answered = 0
-            for id in 0..<3000 {
-                try connection.send(#"{"op":"token","scope":"\#(Scenario.scope)","id":\#(id),"minValiditySeconds":\#(60 + id % 7)}"# + "\n")
-                _ = try connection.readJSONLine()  // an answer (a cached token: never throttled)
-                answered += 1
+            // Each answer writes a debug line and an audit record: thousands of lines, far
+            // more than the pipe holds.
+            let answered = try await offPool { () -> Int in
+                let connection = try UnixSocketConnection(path: socketPath, timeoutSeconds: 10)
+                var answered = 0
+                for id in 0..<3000 {
+                    try connection.send(#"{"op":"token","scope":"\#(Scenario.scope)","id":\#(id),"minValiditySeconds":\#(60 + id % 7)}"# + "\n")
+                    _ = try connection.readJSONLine()  // an answer (a cached token: never throttled)
+                    answered += 1
+                }
+                return answered
             }
-            return answered
+            #expect(answered == 3000)
+            #expect(process.isRunning)
         }
-        #expect(answered == 3000)
-        #expect(process.isRunning)
     }
 
     /// The TID of `pid`'s thread called `name` (`/proc/PID/task/TID/comm`).
@@ -85,7 +84,7 @@ struct WatchdogTests {
 /// One thread of another process held stopped with ptrace
 /// (Fixtures/python/freeze_thread.py) until `release()`.
 final class FrozenThread: @unchecked Sendable {
-    private let process = Process()
+    let process = Process()
     private let input = Pipe()
     private let lock = NSLock()
     private var released = false
@@ -104,7 +103,8 @@ final class FrozenThread: @unchecked Sendable {
         }
     }
 
-    /// Lets the thread run again (closing stdin makes the helper detach and exit).
+    /// Lets the thread run again: closing stdin makes the helper detach and exit (`exited`
+    /// waits for that; a `defer` cannot, and the helper exits on its own).
     func release() {
         let first = lock.withLock { () -> Bool in
             defer { released = true }
@@ -112,6 +112,5 @@ final class FrozenThread: @unchecked Sendable {
         }
         guard first else { return }
         try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TokenBrokerProtocol
+import TokenExchange
 @testable import tokenbroker_doctor
 
 /// Doctor's verdicts as pure functions of what was read: the edges the process tests
@@ -105,7 +106,7 @@ struct DoctorEvaluationTests {
         let error = WireError(code: "upstream_rejected", message: "AADSTS\(code): what the broker said", retryable: false, upstream: UpstreamErrorDetails(status: 400, codes: [code]))
         let finding = BrokerStatusCheck.evaluate(IdentityStatus(name: "default", exchange: "entra", source: "file:/t", cachedScopes: [], lastError: error))
         #expect(finding.status == .fail)
-        #expect(finding.evidence == "last error AADSTS\(code) (\(AADSTSCatalog.entry(code)?.meaning ?? "")): what the broker said")
+        #expect(finding.evidence == "last error AADSTS\(code) (\(AADSTS.explanation(code)?.meaning ?? "")): what the broker said")
         #expect(finding.evidence.contains(meaning))
         #expect(finding.fix?.isEmpty == false)
     }

@@ -1,3 +1,4 @@
+// Hand-written: against NIOHTTP1's llhttp, HTTP at 32 connections went 12.2 → 8.6 µs CPU/req (docs/benchmarks.md).
 import Glibc
 
 /// One HTTP/1.x request head.

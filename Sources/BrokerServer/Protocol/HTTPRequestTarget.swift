@@ -1,4 +1,5 @@
 import Foundation
+import TokenExchange
 
 /// The path and query parameters of an HTTP request target, percent-decoded.
 ///
@@ -56,30 +57,7 @@ struct HTTPRequestTarget {
     /// Percent-decodes `bytes`; nil for a malformed escape or bytes that are not UTF-8.
     private static func decode(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String? {
         guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
-        var decoded: [UInt8] = []
-        decoded.reserveCapacity(bytes.count)
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            let byte = bytes[index]
-            guard byte == UInt8(ascii: "%") else {
-                decoded.append(byte)
-                index += 1
-                continue
-            }
-            guard index + 2 < bytes.endIndex, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2]) else { return nil }
-            decoded.append(high << 4 | low)
-            index += 3
-        }
-        return String(validating: decoded, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        return PercentDecoding.decode(bytes, plusIsSpace: false, malformed: .refused).flatMap { String(validating: $0, as: UTF8.self) }
     }
 
     /// RFC 3986 unreserved and sub-delimiter characters, `:`, `@`, `/`, `?` and `%`.

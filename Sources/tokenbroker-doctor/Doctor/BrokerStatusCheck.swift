@@ -1,5 +1,6 @@
 import BrokerClient
 import TokenBrokerProtocol
+import TokenExchange
 
 /// The broker's own view, from its `status` answer: whether it is ready, its identities,
 /// and each identity's last error with the AADSTS code explained and its fix.
@@ -43,8 +44,8 @@ struct BrokerStatusCheck: DoctorCheck {
             return .pass(id, "\(identity.exchange) from \(identity.source); \(identity.cachedScopes.count) cached scope\(identity.cachedScopes.count == 1 ? "" : "s"), no error")
         }
         var message = DoctorText.oneLine(error.message, limit: 300)
-        if let codes = error.upstream?.codes, let code = codes.first(where: { AADSTSCatalog.entry($0) != nil }) ?? codes.first {
-            let entry = AADSTSCatalog.entry(code)
+        if let codes = error.upstream?.codes, let code = codes.first(where: { AADSTS.explanation($0) != nil }) ?? codes.first {
+            let entry = AADSTS.explanation(code)
             // The broker's message starts with the code; the evidence names it already.
             if message.hasPrefix("AADSTS\(code): ") { message.removeFirst("AADSTS\(code): ".count) }
             return .fail(id, "last error AADSTS\(code)\(entry.map { " (\($0.meaning))" } ?? ""): \(message)",

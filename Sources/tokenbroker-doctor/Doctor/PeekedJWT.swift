@@ -1,4 +1,5 @@
 import Foundation
+import TokenExchange
 
 /// The header and claims of a compact JWT, decoded without checking the signature
 /// (the doctor reports what the token says; the token service verifies it).
@@ -45,9 +46,7 @@ struct PeekedJWT {
     }
 
     private static func object(_ part: Substring) -> [String: Any]? {
-        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64) else { return nil }
+        guard let data = Base64URL.decode(part) else { return nil }
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 

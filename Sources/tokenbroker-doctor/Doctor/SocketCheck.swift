@@ -1,3 +1,4 @@
+import BrokerClient
 import Glibc
 
 /// The broker's socket: that it exists and is a socket, who may connect to it (mode,
@@ -50,21 +51,13 @@ struct SocketCheck: DoctorCheck {
 
     /// 0 when a connection succeeds (it is closed at once), else the errno.
     static func connectError(_ path: String) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return ENAMETOOLONG }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
+        switch UnixSocketClient.connect(path: path) {
+        case .success(let fd):
+            close(fd)
+            return 0
+        case .failure(let failure):
+            return failure.errno
         }
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        return result == 0 ? 0 : errno
     }
 
     static func userName(_ uid: uid_t) -> String? {

@@ -41,10 +41,7 @@ final class ChildProcess: @unchecked Sendable {
             while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
-        // Not `waitUntilExit()`: it spins a run loop on this cooperative thread until Foundation
-        // notices the exit on a dispatch queue, and two such waits on a 2-core machine left no
-        // thread to notice it (a CI run hung with zombies). Sleeping gives the thread back.
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        await exited(process)
         return process.terminationStatus
     }
 }
