@@ -40,7 +40,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -140,6 +139,8 @@ let package = Package(
         // libsystemd, reached only through SystemdSupport.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // libyaml, the configuration's YAML parser (Yams bundled it, but imports all of Foundation).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // epoll, eventfd and accept4 for BrokerServer's own event loop.
         .systemLibrary(name: "CEpoll"),
         // NETLINK_SOCK_DIAG: the owner of one loopback TCP connection, for the compat listener.
@@ -168,7 +169,7 @@ let package = Package(
                 "ExecPlugins",
                 "SystemdSupport",
                 "CMalloc",
-                .product(name: "Yams", package: "Yams"),
+                "CYAML",
                 // SHA-256 for node mode's cache keys (already linked for the dev provider).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -250,7 +251,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerAppTests",
-            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom", .product(name: "Yams", package: "Yams")]
+            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom"]
         ),
         .testTarget(
             name: "UpstreamHTTPTests",

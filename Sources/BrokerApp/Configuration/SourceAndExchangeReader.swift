@@ -1,6 +1,5 @@
 import Foundation
 import TokenExchange
-import Yams
 
 /// Reads an identity's `source:` and `exchange:`: one key naming the kind, its
 /// settings below it.
