@@ -57,6 +57,9 @@ let package = Package(
         // The version string, given at build time (`buildVersion` below).
         .target(name: "CBuildInfo", cSettings: [.define("TOKENBROKER_VERSION", to: "\"\(buildVersion)\"")]),
 
+        // Foundation's `Thread` on pthreads, for the modules on FoundationEssentials.
+        .target(name: "DetachedThread"),
+
         // Talking to token services: an HTTPTransport on AsyncHTTPClient.
         .target(
             name: "UpstreamHTTP",
@@ -76,6 +79,7 @@ let package = Package(
             name: "AssertionSources",
             dependencies: [
                 "TokenExchange",
+                "DetachedThread",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -97,6 +101,7 @@ let package = Package(
             name: "ExecPlugins",
             dependencies: [
                 "TokenExchange",
+                "DetachedThread",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -109,6 +114,7 @@ let package = Package(
                 "TokenExchange",
                 "CEpoll",
                 "CSocketDiag",
+                "DetachedThread",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -121,6 +127,7 @@ let package = Package(
         .target(
             name: "DevIdentityProvider",
             dependencies: [
+                "DetachedThread",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,6 +177,7 @@ let package = Package(
                 "SystemdSupport",
                 "CMalloc",
                 "CYAML",
+                "DetachedThread",
                 // SHA-256 for node mode's cache keys (already linked for the dev provider).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import TokenExchange
 
 /// Fetches an assertion with one HTTP GET through the broker's upstream transport:
@@ -38,7 +39,7 @@ public struct HTTPAssertionFetcher: Sendable {
         let origin = "github-actions:\(Self.withoutQuery(requestURL))"
         return HTTPAssertionFetcher(request: request, origin: origin, transport: transport, now: now) { response throws(TokenExchangeError) in
             let body = try Self.successBody(response, origin: origin)
-            guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], let value = object["value"] as? String else {
+            guard let object = UntypedJSON.object(body), let value = object["value"] as? String else {
                 throw .assertionUnavailable(origin: origin, reason: "the answer is not JSON with a string 'value'")
             }
             return value
@@ -54,7 +55,7 @@ public struct HTTPAssertionFetcher: Sendable {
         let request = UpstreamRequest(method: "GET", url: url, headers: [HeaderField("Metadata-Flavor", "Google")], body: [])
         let origin = "gcp-metadata:\(base)"
         return HTTPAssertionFetcher(request: request, origin: origin, transport: transport, now: now) { response throws(TokenExchangeError) in
-            String(decoding: try Self.successBody(response, origin: origin), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            String(decoding: try Self.successBody(response, origin: origin), as: UTF8.self).trimmed()
         }
     }
 

@@ -1,17 +1,15 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Base64url without padding (RFC 7515 §2), as JWTs and JWKs use it.
 enum Base64URL {
     static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        String(Data(bytes).base64EncodedString().compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
     }
 
     /// Nil when `text` has characters outside the base64url alphabet or an impossible length.
     static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         guard !base64.contains("=") else { return nil }
         switch base64.count % 4 {
         case 0: break

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 /// The exec protocol v1 documents (see `docs/plugins.md`): requests written to a plugin's
@@ -12,7 +13,7 @@ enum PluginDocument {
 
     /// `{"apiVersion","kind":"AssertionRequest","audience"}`; `audience` only when configured.
     static func assertionRequest(audience: String?) -> [UInt8] {
-        var document: [String: Any] = ["apiVersion": apiVersion, "kind": "AssertionRequest"]
+        var document: [String: String] = ["apiVersion": apiVersion, "kind": "AssertionRequest"]
         if let audience { document["audience"] = audience }
         return encode(document)
     }
@@ -23,10 +24,8 @@ enum PluginDocument {
     }
 
     /// One JSON object on one line, keys sorted, ending in a newline.
-    private static func encode(_ document: [String: Any]) -> [UInt8] {
-        // Strings only: serialization cannot fail.
-        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Array(data) + [UInt8(ascii: "\n")]
+    private static func encode(_ document: [String: String]) -> [UInt8] {
+        UntypedJSON.serialize(document) + [UInt8(ascii: "\n")]
     }
 
     /// What a well-formed success answer carried.
@@ -50,11 +49,11 @@ enum PluginDocument {
     /// Reads `stdout` as a `kind` answer (`AssertionResponse` or `ExchangeResponse`); text it
     /// passes on goes through `UntrustedText`, with `secrets` redacted.
     static func parseAnswer(_ stdout: [UInt8], kind expectedKind: String, redacting secrets: [String] = []) -> Result<Answer, Refusal> {
-        let text = String(decoding: stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: stdout, as: UTF8.self).trimmed()
         guard !text.isEmpty else {
             return .failure(.malformed("printed nothing on stdout (expected a \(expectedKind) JSON document)"))
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)), let document = object as? [String: Any] else {
+        guard let document = UntypedJSON.object(text.utf8) else {
             return .failure(.malformed("printed \(stdout.count) bytes on stdout that are not a JSON object (expected a \(expectedKind) document)"))
         }
         guard let version = document["apiVersion"] as? String else {
@@ -77,14 +76,14 @@ enum PluginDocument {
             return .failure(.malformed("answered \(expectedKind) without a non-empty string 'token'"))
         }
         var answer = Answer(token: token)
-        if let type = document["tokenType"], !(type is NSNull) {
+        if let type = document["tokenType"], !(type is JSONNull) {
             // Handed to callers as is: an identifier, or nothing.
             guard let type = UntrustedText.identifier(type as? String, redacting: secrets + [answer.token], limit: 64) else {
                 return .failure(.malformed("answered a 'tokenType' that is not a short identifier such as \"Bearer\""))
             }
             answer.tokenType = type
         }
-        if let value = document["expiresAt"], !(value is NSNull) {
+        if let value = document["expiresAt"], !(value is JSONNull) {
             guard let date = date(value) else {
                 return .failure(.malformed("answered an 'expiresAt' that is neither an RFC 3339 time nor Unix seconds"))
             }
@@ -93,20 +92,17 @@ enum PluginDocument {
         return .success(answer)
     }
 
-    private static let booleanType = type(of: NSNumber(value: true))
-
     /// Only a JSON `true` counts (not `1`, not `"true"`).
     private static func isTrue(_ value: Any?) -> Bool {
-        guard let number = value as? NSNumber, type(of: number) == booleanType else { return false }
-        return number.boolValue
+        value as? Bool == true
     }
 
     /// RFC 3339 text (with or without fractional seconds) or Unix seconds (a JSON number,
     /// or a string of digits).
     static func date(_ value: Any) -> Date? {
         var seconds: Double?
-        if let number = value as? NSNumber, type(of: number) != booleanType {
-            seconds = number.doubleValue
+        if let number = value as? Double {
+            seconds = number
         } else if let text = value as? String {
             if !text.isEmpty, text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) {
                 seconds = Double(text)

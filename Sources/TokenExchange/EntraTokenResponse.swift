@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Parses Entra's token endpoint answers into an `AccessToken` or an actionable
 /// `TokenExchangeError`.
@@ -128,7 +129,7 @@ public enum EntraTokenResponse {
 
     static func jsonObject(_ body: [UInt8]) -> [String: Any]? {
         guard !body.isEmpty else { return nil }
-        return (try? JSONSerialization.jsonObject(with: Data(body), options: [])) as? [String: Any]
+        return UntypedJSON.object(body)
     }
 
     /// The longest lifetime taken at face value (one year): beyond it the numbers would
@@ -147,7 +148,7 @@ public enum EntraTokenResponse {
     static func firstSentences(_ description: String) -> String {
         var text = Substring(description)
         for marker in ["\r\n", "\n", " Trace ID:"] {
-            if let range = text.range(of: marker) { text = text[..<range.lowerBound] }
+            if let range = text.firstRange(of: marker) { text = text[..<range.lowerBound] }
         }
         return String(text)
     }

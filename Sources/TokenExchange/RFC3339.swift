@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// RFC 3339 instants, read and written without Foundation's formatters (which go through
 /// ICU, cost a formatter per call, and once leaked on malformed input: see `HTTPDate`).

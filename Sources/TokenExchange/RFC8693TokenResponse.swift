@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Parses an RFC 8693 token endpoint's answers into an `AccessToken` or an actionable
 /// `TokenExchangeError`.
@@ -71,7 +72,7 @@ public enum RFC8693TokenResponse {
         }
 
         let expiresAt: Date
-        if let rawExpiresIn = object["expires_in"], !(rawExpiresIn is NSNull) {
+        if let rawExpiresIn = object["expires_in"], !(rawExpiresIn is JSONNull) {
             guard let expiresIn = EntraTokenResponse.seconds(rawExpiresIn), expiresIn > 0 else {
                 throw malformed("with an 'expires_in' that is not a positive number of seconds")
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TokenExchange
 
 @testable import ExecPlugins
 
@@ -18,7 +19,7 @@ struct PluginDocumentTests {
             ("-5", nil),
         ])
     func dates(json: String, seconds: Double?) throws {
-        let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+        let value = try UntypedJSON.parse(Array(json.utf8), allowingFragments: true)
         #expect(PluginDocument.date(value)?.timeIntervalSince1970 == seconds)
     }
 }

@@ -1,5 +1,6 @@
 import AssertionSources
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 extension Broker {

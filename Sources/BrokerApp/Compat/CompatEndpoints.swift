@@ -1,5 +1,6 @@
 import BrokerServer
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenBrokerProtocol
 import TokenCache
 import TokenExchange
@@ -154,7 +155,7 @@ final class CompatEndpoints: HTTPService {
         case .failure(var error):
             if error.code == WireErrorCode.identityRequired.rawValue {
                 // The socket's advice ("name one with 'identity'") means nothing to an SDK.
-                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity")
+                error.message = error.message.replacing("name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity")
             }
             return (flavor.error(error), error.code)
         }
@@ -180,7 +181,7 @@ final class CompatEndpoints: HTTPService {
         switch await broker.compatToken(for: BrokerRequest(op: "token", identity: identity), from: peer, wanted: .awsCredentials) {
         case .failure(var error):
             if error.code == WireErrorCode.identityRequired.rawValue {
-                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "use \(Self.awsPath)/NAME")
+                error.message = error.message.replacing("name one with 'identity'", with: "use \(Self.awsPath)/NAME")
             }
             var response = refuse(Flavor.status(for: error.code), error.code, error.message).0
             if let retryAfter = error.retryAfter { response.headers.append((name: "Retry-After", value: String(retryAfter))) }

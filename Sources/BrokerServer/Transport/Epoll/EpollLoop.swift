@@ -1,8 +1,9 @@
 import CEpoll
-import Foundation
+import FoundationEssentials
 import Glibc
 import NIOCore
 import Synchronization
+import DetachedThread
 
 /// Something registered with an `EpollLoop` for a file descriptor.
 protocol EpollSource: AnyObject {
@@ -54,11 +55,10 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
 
     /// Starts the loop's thread.
     func start(name: String) {
-        let thread = Thread { [self] in
+        DetachedThread.start { [self] in
             cepoll_name_thread(name)
             run()
         }
-        thread.start()
     }
 
     /// Stops the loop once the work queued so far has run; returns when its thread is done.
