@@ -42,7 +42,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -59,6 +58,9 @@ let package = Package(
         .target(name: "TokenBrokerProtocol", dependencies: ["CBuildInfo"]),
         // The version string, given at build time (`buildVersion` below).
         .target(name: "CBuildInfo", cSettings: [.define("TOKENBROKER_VERSION", to: "\"\(buildVersion)\"")]),
+
+        // Foundation's `Thread` on pthreads, for the modules on FoundationEssentials.
+        .target(name: "DetachedThread"),
 
         // Talking to token services: an HTTPTransport on AsyncHTTPClient.
         .target(
@@ -79,6 +81,7 @@ let package = Package(
             name: "AssertionSources",
             dependencies: [
                 "TokenExchange",
+                "DetachedThread",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -100,6 +103,7 @@ let package = Package(
             name: "ExecPlugins",
             dependencies: [
                 "TokenExchange",
+                "DetachedThread",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -112,6 +116,7 @@ let package = Package(
                 "TokenExchange",
                 "CEpoll",
                 "CSocketDiag",
+                "DetachedThread",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -125,6 +130,7 @@ let package = Package(
             name: "DevIdentityProvider",
             dependencies: [
                 "TokenExchange",  // the one Base64URL and form codec
+                "DetachedThread",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -143,6 +149,8 @@ let package = Package(
         // libsystemd, reached only through SystemdSupport.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // libyaml, the configuration's YAML parser (Yams bundled it, but imports all of Foundation).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // epoll, eventfd and accept4 for BrokerServer's own event loop.
         .systemLibrary(name: "CEpoll"),
         // NETLINK_SOCK_DIAG: the owner of one loopback TCP connection, for the compat listener.
@@ -171,7 +179,8 @@ let package = Package(
                 "ExecPlugins",
                 "SystemdSupport",
                 "CMalloc",
-                .product(name: "Yams", package: "Yams"),
+                "CYAML",
+                "DetachedThread",
                 // SHA-256 for node mode's cache keys (already linked for the dev provider).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -253,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerAppTests",
-            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom", .product(name: "Yams", package: "Yams")]
+            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom"]
         ),
         .testTarget(
             name: "UpstreamHTTPTests",

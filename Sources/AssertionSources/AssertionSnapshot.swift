@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import TokenExchange
 
 /// What an assertion source holds right now, for status pages and metrics.

@@ -1,8 +1,10 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 public import TokenExchange
+import DetachedThread
 
 /// An `AssertionSource` backed by a token file that something else keeps fresh: a
 /// Kubernetes projected service-account token (kubelet's AtomicWriter layout), or any
@@ -102,17 +104,15 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
         guard let stop = StopSignal() else {
             throw TokenExchangeError(code: .internal, message: "cannot watch \(path): out of file descriptors", isRetryable: true)
         }
-        let directory = (path as NSString).deletingLastPathComponent
-        let fileName = (path as NSString).lastPathComponent
+        let directory = PathText.directory(path)
+        let fileName = PathText.lastComponent(path)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                    let thread = Thread { [self] in
+                    DetachedThread.start { [self] in
                         watch(DirectoryWatcher(directory: directory.isEmpty ? "." : directory, fileName: fileName, stop: stop))
                         finished.resume()
                     }
-                    thread.name = "tokenbroker.file-watch"
-                    thread.start()
                 }
             } onGracefulShutdown: {
                 stop.fire()

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import TokenExchange
 
 /// Fetches an assertion with one HTTP GET through the broker's upstream transport:
@@ -54,7 +55,7 @@ public struct HTTPAssertionFetcher: Sendable {
         let request = UpstreamRequest(method: "GET", url: url, headers: [HeaderField("Metadata-Flavor", "Google")], body: [])
         let origin = "gcp-metadata:\(base)"
         return HTTPAssertionFetcher(request: request, origin: origin, transport: transport, now: now) { response throws(TokenExchangeError) in
-            String(decoding: try Self.successBody(response, origin: origin), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            String(decoding: try Self.successBody(response, origin: origin), as: UTF8.self).trimmed()
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import TokenExchange
 
@@ -20,7 +20,7 @@ struct TokenFileReader: Sendable {
         case .failure(let reason):
             return .failure(.assertionUnavailable(origin: path, reason: reason.text))
         case .success(let text):
-            let jwt = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let jwt = text.trimmed()
             guard !jwt.isEmpty else {
                 return .failure(.assertionUnavailable(origin: path, reason: "file is empty"))
             }
@@ -28,7 +28,7 @@ struct TokenFileReader: Sendable {
                 return .success(try Assertion(jwt: jwt, origin: path, loadedAt: loadedAt))
             } catch {
                 // JWTDecodingError.description reads "not a JWT: <what>" and holds no token text.
-                return .failure(.assertionUnavailable(origin: path, reason: error.description))
+                return .failure(.assertionUnavailable(origin: path, reason: "\(error)"))
             }
         }
     }
@@ -81,7 +81,7 @@ struct TokenFileReader: Sendable {
         switch code {
         case ENOENT:
             // Say which part is missing: a missing directory usually means the volume is not mounted.
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = PathText.directory(path)
             var info = stat()
             if !directory.isEmpty, stat(directory, &info) != 0 {
                 return "file does not exist (nor does its directory \(directory))"

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 public import TokenBrokerProtocol
 
@@ -45,7 +45,7 @@ public final class BrokerConnection {
         let prefix = "permission denied connecting to the broker at \(path)"
         var info = stat()
         guard stat(path, &info) == 0 else {
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ""
             return "\(prefix): you (uid \(getuid())) cannot enter \(directory); the broker's socket directory must be searchable by its clients"
         }
         let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "gid \(info.st_gid)"

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -88,10 +88,13 @@ public enum AtomicWriter {
             var parts = tm()
             gmtime_r(&seconds, &parts)
             let nanos = (Int(spec.tv_nsec) + attempt) % 1_000_000_000
-            let name = String(
-                format: "..%04d_%02d_%02d_%02d_%02d_%02d.%09d",
-                Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), nanos)
+            // `..%04d_%02d_%02d_%02d_%02d_%02d.%09d`, kubelet's name for a timestamped directory.
+            func pad(_ value: some BinaryInteger, _ width: Int = 2) -> String {
+                let digits = String(value)
+                return String(repeating: "0", count: max(0, width - digits.count)) + digits
+            }
+            let date = "\(pad(Int(parts.tm_year) + 1900, 4))_\(pad(parts.tm_mon + 1))_\(pad(parts.tm_mday))"
+            let name = "..\(date)_\(pad(parts.tm_hour))_\(pad(parts.tm_min))_\(pad(parts.tm_sec)).\(pad(nanos, 9))"
             let path = directory + "/" + name
             if mkdir(path, 0o700) == 0 {
                 // kubelet creates the directory privately (MkdirTemp) and then opens it up.
@@ -156,15 +159,11 @@ public enum AtomicWriter {
 
     /// Relative paths of the regular files below `root`.
     private static func listFiles(in root: String) -> [String] {
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
-        var result: [String] = []
-        while let relative = enumerator.nextObject() as? String {
+        guard let paths = try? FileManager.default.subpathsOfDirectory(atPath: root) else { return [] }
+        return paths.filter { relative in
             let attributes = try? FileManager.default.attributesOfItem(atPath: root + "/" + relative)
-            if attributes?[.type] as? FileAttributeType == .typeRegular {
-                result.append(relative)
-            }
+            return attributes?[.type] as? FileAttributeType == .typeRegular
         }
-        return result
     }
 
     private static func readLink(_ path: String) -> String? {
@@ -175,8 +174,8 @@ public enum AtomicWriter {
     }
 
     static func makeDirectory(_ path: String, mode: UInt32, allowExisting: Bool) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue, allowExisting {
+        var isDirectory = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory, allowExisting {
             return
         }
         do {

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Foundation
+import FoundationEssentials
 public import Logging
 import NIOCore
 import NIOPosix

@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOHTTP1
 import TokenExchange
 
@@ -44,7 +45,7 @@ extension EntraEmulator {
             throw .applicationNotFound(clientId: clientId, tenant: tenant)
         }
 
-        guard let scope = form["scope"], !scope.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let scope = form["scope"], scope.contains(where: { !$0.isWhitespace }) else {
             throw .missingParameter("scope")
         }
         let scopes = scope.split(separator: " ")
@@ -119,11 +120,24 @@ extension EntraEmulator {
         guard parts.count == 3, !parts[2].isEmpty,
             let headerBytes = Base64URL.decode(parts[0], padding: .forbidden), let payloadBytes = Base64URL.decode(parts[1], padding: .forbidden),
             Base64URL.decode(parts[2], padding: .forbidden) != nil,
-            let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
-            header["alg"] is String,
+            let header = try? JSONDecoder().decode(JWSHeader.self, from: Data(headerBytes)),
             let claims = try? JSONDecoder().decode(AssertionClaims.self, from: Data(payloadBytes))
         else { throw .malformedJWT }
-        return (header["kid"] as? String, claims)
+        return (header.kid, claims)
+    }
+
+    /// The header fields read: `alg` must be a string; a `kid` of another type counts as absent.
+    private struct JWSHeader: Decodable {
+        var alg: String
+        var kid: String?
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            alg = try container.decode(String.self, forKey: .alg)
+            kid = try? container.decodeIfPresent(String.self, forKey: .kid)
+        }
+
+        private enum CodingKeys: String, CodingKey { case alg, kid }
     }
 
     /// Signs an app-only v2.0 access token for `resource`.
@@ -153,6 +167,6 @@ extension EntraEmulator {
     }
 
     static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Array(text.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }

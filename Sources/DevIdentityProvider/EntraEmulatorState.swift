@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOHTTP1
 
 /// What `GET /_dev/stats` reports: every token request counted (Entra and RFC 8693 alike),

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOHTTP1
 
 /// One AADSTS rejection, rendered exactly as Entra's v2 token endpoint renders it.

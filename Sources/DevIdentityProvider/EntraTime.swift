@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -13,14 +13,13 @@ enum EntraTime {
     /// `2026-11-29 01:02:03Z`, as in `timestamp` and the description's trailer.
     static func trailer(_ date: Date) -> String {
         let p = parts(date)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02dZ", p.year, p.month, p.day, p.hour, p.minute, p.second)
+        return "\(pad(p.year, 4))-\(pad(p.month))-\(pad(p.day)) \(pad(p.hour)):\(pad(p.minute)):\(pad(p.second))Z"
     }
 
     /// `2026-11-29T01:02:03.1234567Z` (seven fractional digits), as in AADSTS700024.
     static func precise(_ date: Date) -> String {
         let p = parts(date)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ", p.year, p.month, p.day, p.hour, p.minute, p.second, p.ticks)
+        return "\(pad(p.year, 4))-\(pad(p.month))-\(pad(p.day))T\(pad(p.hour)):\(pad(p.minute)):\(pad(p.second)).\(pad(p.ticks, 7))Z"
     }
 
     /// `Sun, 06 Dec 2026 11:00:00 GMT` (RFC 9110 IMF-fixdate), for the `Date` header.
@@ -31,8 +30,13 @@ enum EntraTime {
         gmtime_r(&seconds, &t)
         let weekday = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][Int(t.tm_wday)]
         let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][p.month - 1]
-        let time = String(format: "%02d:%02d:%02d", p.hour, p.minute, p.second)
-        return "\(weekday), \(String(format: "%02d", p.day)) \(month) \(p.year) \(time) GMT"
+        return "\(weekday), \(pad(p.day)) \(month) \(p.year) \(pad(p.hour)):\(pad(p.minute)):\(pad(p.second)) GMT"
+    }
+
+    /// `value` in decimal with leading zeros to `width` digits (`%0Nd`).
+    private static func pad(_ value: Int, _ width: Int = 2) -> String {
+        let digits = String(value)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
     private static func parts(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, ticks: Int) {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOHTTP1
 import JWTKit
 import Logging
@@ -86,14 +87,14 @@ actor OIDCKeyCache {
         let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
         let discoveryURL = base + "/.well-known/openid-configuration"
         let discovery = try await getJSON(discoveryURL, client: client)
-        guard let document = try? JSONSerialization.jsonObject(with: Data(discovery)) as? [String: Any],
-            let jwksURI = document["jwks_uri"] as? String, jwksURI.hasPrefix("https://")
+        guard let document = try? JSONDecoder().decode(DiscoveryDocument.self, from: Data(discovery)),
+            let jwksURI = document.jwks_uri, jwksURI.hasPrefix("https://")
         else {
             throw EntraError.oidcEndpointFailed("The discovery document at '\(discoveryURL)' has no https 'jwks_uri'.")
         }
-        guard document["issuer"] as? String == issuer else {
+        guard document.issuer == issuer else {
             throw EntraError.oidcEndpointFailed(
-                "The discovery document names issuer '\(document["issuer"] as? String ?? "")', not '\(issuer)'.")
+                "The discovery document names issuer '\(document.issuer ?? "")', not '\(issuer)'.")
         }
         let jwksBytes = try await getJSON(jwksURI, client: client)
         let jwks: JWKS
@@ -130,4 +131,18 @@ actor OIDCKeyCache {
             throw EntraError.oidcEndpointFailed("Could not reach '\(url)': \(error).")
         }
     }
+}
+
+/// The two fields of an OpenID discovery document the emulator reads; one of another type counts as absent.
+private struct DiscoveryDocument: Decodable {
+    var jwks_uri: String?
+    var issuer: String?
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        jwks_uri = try? container.decodeIfPresent(String.self, forKey: .jwks_uri)
+        issuer = try? container.decodeIfPresent(String.self, forKey: .issuer)
+    }
+
+    private enum CodingKeys: String, CodingKey { case jwks_uri, issuer }
 }

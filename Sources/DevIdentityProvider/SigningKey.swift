@@ -1,6 +1,8 @@
 import Crypto
 import CryptoExtras
-import Foundation
+import DetachedThread
+import FoundationEssentials
+import Glibc
 import JWTKit
 import TokenExchange
 
@@ -19,7 +21,7 @@ struct SigningKey: Sendable {
         // Key generation is pure CPU for ~0.1–0.2 s: do it on its own thread, never on
         // the cooperative pool (two threads on a two-core machine) other work needs.
         let backing = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<_RSA.Signing.PrivateKey, any Error>) in
-            Thread { continuation.resume(with: Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }) }.start()
+            DetachedThread.start { continuation.resume(with: Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }) }
         }
         let key = try Insecure.RSA.PrivateKey(backing: backing)
         let kid = Base64URL.encode(SHA256.hash(data: backing.publicKey.derRepresentation))

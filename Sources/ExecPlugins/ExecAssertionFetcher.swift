@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import Logging
 public import TokenExchange
 
@@ -55,7 +56,7 @@ public struct ExecAssertionFetcher: Sendable {
         let loadedAt = now()
         let assertion: Assertion
         do {
-            assertion = try Assertion(jwt: answer.token.trimmingCharacters(in: .whitespacesAndNewlines), origin: origin, loadedAt: loadedAt)
+            assertion = try Assertion(jwt: answer.token.trimmed(), origin: origin, loadedAt: loadedAt)
         } catch {
             // JWTDecodingError's reason holds no token text.
             throw PluginFailure(.misbehaved, "answered a token that is not a JWT (\(error.reason))").sourceError(label: runner.label)

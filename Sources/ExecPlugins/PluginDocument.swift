@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 /// The exec protocol v1 documents (see `docs/plugins.md`): requests written to a plugin's
@@ -62,7 +63,7 @@ enum PluginDocument {
     /// Reads `stdout` as a `kind` answer (`AssertionResponse` or `ExchangeResponse`); text it
     /// passes on goes through `UntrustedText`, with `secrets` redacted.
     static func parseAnswer(_ stdout: [UInt8], kind expectedKind: String, redacting secrets: [String] = []) -> Result<Answer, Refusal> {
-        let text = String(decoding: stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: stdout, as: UTF8.self).trimmed()
         guard !text.isEmpty else {
             return .failure(.malformed("printed nothing on stdout (expected a \(expectedKind) JSON document)"))
         }

@@ -1,7 +1,9 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 import TokenExchange
+import DetachedThread
 
 /// Runs one configured plugin per call, off the cooperative thread pool, and turns the
 /// outcome into an answer or a `PluginFailure`. Holds no state between runs: a plugin that
@@ -83,9 +85,7 @@ struct PluginRunner: Sendable {
         let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<PluginOutcome, Never>) in
                 // Blocking poll/read/waitpid: never on the cooperative pool.
-                let thread = Thread { continuation.resume(returning: PluginProcess.run(spec, cancelFD: cancelFD)) }
-                thread.name = "exec-plugin"
-                thread.start()
+                DetachedThread.start { continuation.resume(returning: PluginProcess.run(spec, cancelFD: cancelFD)) }
             }
         } onCancel: {
             cancelSignal.fire()

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 // One entry of a `CacheSnapshot` payload, in order:

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import TokenExchange
 
 /// The cache as bytes, for a warm restart through systemd's file-descriptor store

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Metrics
 import Synchronization
 public import TokenExchange

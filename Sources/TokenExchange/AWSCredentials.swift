@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Temporary AWS credentials, as `AssumeRoleWithWebIdentity` returns them.
 ///

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Exchanges assertions for temporary AWS credentials with STS `AssumeRoleWithWebIdentity`.
 ///

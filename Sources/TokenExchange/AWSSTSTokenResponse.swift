@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 extension AWSCredentials {
     /// The `tokenType` of an `AccessToken` that carries AWS credentials: `AWS4-HMAC-SHA256`.

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// A token issued by a token service, with the times the cache needs.
 ///

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// A signed JWT that proves who the workload is (for example a projected
 /// Kubernetes service-account token), ready to be traded for an access token.

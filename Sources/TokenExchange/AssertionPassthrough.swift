@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `none` exchange: the assertion itself is the token, for services that accept
 /// the workload's JWT directly (its audience must be the scope asked for).

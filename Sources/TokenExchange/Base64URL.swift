@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// base64url (RFC 4648 §5) without padding, as JWTs and JWKs use it (RFC 7515 §2): the one
 /// codec of the broker and of the dev provider.
@@ -13,11 +14,9 @@ public enum Base64URL {
 
     /// Decodes base64url text; nil when it is not base64url (or is padded where `padding` forbids it).
     public static func decode(_ text: some StringProtocol, padding: Padding = .optional) -> Data? {
-        var base64 = String(text)
-            .replacingOccurrences(of: "-", with: "+")
-            .replacingOccurrences(of: "_", with: "/")
+        var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         guard !base64.contains("=") || (padding == .optional && base64.hasSuffix("=")) else { return nil }
-        base64 = base64.trimmingCharacters(in: CharacterSet(charactersIn: "="))
+        base64 = base64.trimmed { $0 == "=" }
         let remainder = base64.count % 4
         if remainder == 1 { return nil }
         if remainder > 0 { base64 += String(repeating: "=", count: 4 - remainder) }
@@ -26,9 +25,6 @@ public enum Base64URL {
 
     /// Encodes bytes as unpadded base64url.
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        String(Data(bytes).base64EncodedString().compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
     }
 }

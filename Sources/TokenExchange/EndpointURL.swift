@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Shape checks for a configured token endpoint URL.
 ///
@@ -33,7 +34,7 @@ enum EndpointURL {
 
     /// 127.0.0.0/8, ::1 and localhost (what the transport lets through in clear text).
     static func isLoopback(_ host: String) -> Bool {
-        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        let bare = host.trimmed { $0 == "[" || $0 == "]" }.lowercased()
         return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
     }
 
@@ -42,7 +43,7 @@ enum EndpointURL {
     static func redacted(_ raw: String) -> String {
         var text = Substring(raw.trimmingWhitespace())
         if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = text[..<cut] }
-        if let schemeEnd = text.range(of: "://") {
+        if let schemeEnd = text.firstRange(of: "://") {
             let afterScheme = text[schemeEnd.upperBound...]
             let authorityEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
             if let at = afterScheme[..<authorityEnd].lastIndex(of: "@") {

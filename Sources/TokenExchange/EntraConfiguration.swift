@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where and as whom to exchange with Microsoft Entra ID.
 public struct EntraConfiguration: Sendable, Hashable {

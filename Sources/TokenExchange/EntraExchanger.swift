@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Exchanges assertions with Microsoft Entra ID (workload identity federation).
 ///

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Parses Entra's token endpoint answers into an `AccessToken` or an actionable
 /// `TokenExchangeError`.
@@ -84,7 +85,7 @@ public enum EntraTokenResponse {
     static func firstSentences(_ description: String) -> String {
         var text = Substring(description)
         for marker in ["\r\n", "\n", " Trace ID:"] {
-            if let range = text.range(of: marker) { text = text[..<range.lowerBound] }
+            if let range = text.firstRange(of: marker) { text = text[..<range.lowerBound] }
         }
         return String(text)
     }

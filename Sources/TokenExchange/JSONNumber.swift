@@ -1,16 +1,9 @@
-import Foundation
-
-/// Reading numbers out of `JSONSerialization` results.
-///
-/// On Linux a JSON `0` or `1` arrives as an `NSNumber` that also answers
-/// `is Bool`; only a real JSON boolean has the boolean type itself.
+/// Reading numbers out of `UntypedJSON` values, where every JSON number is a `Double`
+/// and a JSON boolean is a `Bool`, never a number.
 enum JSONNumber {
-    private static let booleanType = type(of: NSNumber(value: true))
-
     /// The value as a finite `Double` if it is a JSON number (not a boolean).
     static func double(_ value: Any?) -> Double? {
-        guard let number = value as? NSNumber, type(of: number) != booleanType else { return nil }
-        let double = number.doubleValue
+        guard let double = value as? Double else { return nil }
         return double.isFinite ? double : nil
     }
 }

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// The claims of a JWT that the broker reasons about. Decoded without checking the
 /// signature: the token service checks it; we only look at times and names so that
@@ -54,7 +55,7 @@ public struct JWTClaims: Sendable, Equatable {
         }
         let object: Any
         do {
-            object = try JSONSerialization.jsonObject(with: payload, options: [])
+            object = try UntypedJSON.parse(payload)
         } catch {
             throw JWTDecodingError("the payload is not JSON")
         }

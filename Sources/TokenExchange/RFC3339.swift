@@ -1,5 +1,6 @@
 // Hand-written: Foundation's formatters go through ICU, and one leaked 128 bytes per malformed date (docs/fuzzing.md).
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// RFC 3339 instants, read and written without Foundation's formatters (which go through
 /// ICU, cost a formatter per call, and once leaked on malformed input: see `HTTPDate`).

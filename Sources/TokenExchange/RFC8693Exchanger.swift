@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Exchanges assertions at an OAuth 2.0 Token Exchange (RFC 8693) service.
 ///

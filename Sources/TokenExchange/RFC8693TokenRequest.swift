@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Builds an OAuth 2.0 Token Exchange request (RFC 8693 §2.1) with the assertion as the
 /// subject token.

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Parses an RFC 8693 token endpoint's answers into an `AccessToken` or an actionable
 /// `TokenExchangeError`.

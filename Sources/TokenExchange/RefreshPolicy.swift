@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// When to refresh a token and how long to wait after a failure. Pure arithmetic:
 /// randomness comes in as a generator so tests can pin it.

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Everything that can go wrong while obtaining a token, with a stable `code`
 /// usable as a metrics label and as the wire `error.code`.

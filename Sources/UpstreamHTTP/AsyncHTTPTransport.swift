@@ -1,5 +1,6 @@
 import AsyncHTTPClient
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import NIOCore
 import NIOHTTP1
@@ -151,7 +152,7 @@ public final class AsyncHTTPTransport: HTTPTransport {
 
     /// `Retry-After` in integer seconds (the form token services use); HTTP dates are ignored.
     private static func retryAfter(_ response: UpstreamResponse) -> Duration? {
-        guard let value = response.header("Retry-After"), let seconds = Int(value.trimmingCharacters(in: .whitespaces)),
+        guard let value = response.header("Retry-After"), let seconds = Int(value.trimmed()),
               seconds >= 0 else { return nil }
         return .seconds(seconds)
     }

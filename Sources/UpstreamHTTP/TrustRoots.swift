@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOSSL
 
 /// Loads extra CA bundles eagerly, so that a wrong path fails when the daemon starts
@@ -14,11 +15,11 @@ enum TrustRoots {
     }
 
     private static func loadBundle(_ path: String) throws(UpstreamHTTPError) -> [NIOSSLCertificate] {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw UpstreamHTTPError(code: .caFileUnreadable, message: "CA file \(path) does not exist")
         }
-        guard !isDirectory.boolValue else {
+        guard !isDirectory else {
             throw UpstreamHTTPError(code: .caFileUnreadable, message: "CA file \(path) is a directory; name a PEM bundle file")
         }
         guard FileManager.default.isReadableFile(atPath: path) else {

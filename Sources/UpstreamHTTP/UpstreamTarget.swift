@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 /// The parts of a request URL that checks, messages and logs need.
@@ -47,7 +48,7 @@ struct UpstreamTarget: Sendable {
 
     /// Loopback names and addresses: 127.0.0.0/8, ::1 and localhost.
     static func isLoopback(_ host: String) -> Bool {
-        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        let bare = host.trimmed { $0 == "[" || $0 == "]" }.lowercased()
         return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
     }
 

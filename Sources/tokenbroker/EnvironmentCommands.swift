@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
 
@@ -67,7 +67,7 @@ extension TokenBrokerCLI {
             execvp(arguments[0], &argv)
             // Only reached when exec failed; 127 like a shell for "not found", 126 otherwise.
             let code: Int32 = errno == ENOENT ? 127 : 126
-            FileHandle.standardError.write(Data("tokenbroker: cannot run \(arguments[0]): \(String(cString: strerror(errno)))\n".utf8))
+            writeStandardError("tokenbroker: cannot run \(arguments[0]): \(String(cString: strerror(errno)))\n")
             throw ExitCode(code)
         }
     }
@@ -124,7 +124,7 @@ enum CompatEnvironment {
 
     /// `'value'` with embedded quotes escaped, safe for `eval`.
     static func shellQuoted(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+        "'" + value.replacing("'", with: #"'\''"#) + "'"
     }
 
     private static func absolute(_ path: String) -> String {
@@ -132,7 +132,7 @@ enum CompatEnvironment {
     }
 
     static func fail(_ message: String, code: Int32) -> ExitCode {
-        FileHandle.standardError.write(Data("tokenbroker: \(message)\n".utf8))
+        writeStandardError("tokenbroker: \(message)\n")
         return ExitCode(code)
     }
 }
@@ -155,7 +155,7 @@ struct RelayEnvironmentOptions: ParsableArguments {
             throw ValidationError("with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
         }
         guard relay.hasPrefix("http://"), let url = URL(string: relay), let host = url.host, url.port != nil,
-            case .success = LoopbackAddress.parse(host.contains(":") ? "[\(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))]:0" : "\(host):0"),
+            case .success = LoopbackAddress.parse(host.contains(":") ? "[\(host.trimming { $0 == "[" || $0 == "]" })]:0" : "\(host):0"),
             url.path.isEmpty || url.path == "/", url.query == nil
         else { throw ValidationError("--relay must be http://127.0.0.1:PORT (or another loopback address with a port), as the relay's --listen") }
     }
@@ -171,7 +171,7 @@ struct RelayEnvironmentOptions: ParsableArguments {
         } else {
             text = ProcessInfo.processInfo.environment["IDENTITY_HEADER"]
         }
-        guard let header = text?.trimmingCharacters(in: .whitespacesAndNewlines), !header.isEmpty else {
+        guard let header = text?.trimmingWhitespace(), !header.isEmpty else {
             throw CompatEnvironment.fail("--relay needs the relay's identity header secret: --identity-header-file FILE or IDENTITY_HEADER", code: 64)
         }
         return [

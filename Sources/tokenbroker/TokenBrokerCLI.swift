@@ -1,6 +1,6 @@
 import BrokerClient
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
 
@@ -43,21 +43,21 @@ struct ConnectionOptions: ParsableArguments {
             let response = try connection.roundTrip(request)
             if !response.ok {
                 let error = response.error
-                FileHandle.standardError.write(Data("tokenbroker: \(error?.code ?? "error"): \(error?.message ?? "the broker reported a failure")\n".utf8))
+                writeStandardError("tokenbroker: \(error?.code ?? "error"): \(error?.message ?? "the broker reported a failure")\n")
                 throw ExitCode(1)
             }
             return response
         } catch BrokerConnection.Failure.unreachable(let reason) {
-            FileHandle.standardError.write(Data("tokenbroker: \(reason)\n".utf8))
+            writeStandardError("tokenbroker: \(reason)\n")
             throw ExitCode(69)
         } catch BrokerConnection.Failure.protocolError(let reason) {
-            FileHandle.standardError.write(Data("tokenbroker: \(reason)\n".utf8))
+            writeStandardError("tokenbroker: \(reason)\n")
             throw ExitCode(76)
         } catch BrokerConnection.Failure.timedOut {
-            FileHandle.standardError.write(Data("tokenbroker: timed out waiting for the broker\n".utf8))
+            writeStandardError("tokenbroker: timed out waiting for the broker\n")
             throw ExitCode(69)
         } catch BrokerConnection.Failure.closed {
-            FileHandle.standardError.write(Data("tokenbroker: the broker closed the connection without answering (is it stopping?)\n".utf8))
+            writeStandardError("tokenbroker: the broker closed the connection without answering (is it stopping?)\n")
             throw ExitCode(69)
         }
     }
@@ -121,14 +121,14 @@ extension TokenBrokerCLI {
             }
             if let credentials = response.credentials {
                 guard output == .awsCredentialProcess else {
-                    FileHandle.standardError.write(Data("tokenbroker: identity '\(response.identity ?? "")' gives AWS credentials; use --output aws-credential-process or json\n".utf8))
+                    writeStandardError("tokenbroker: identity '\(response.identity ?? "")' gives AWS credentials; use --output aws-credential-process or json\n")
                     throw ExitCode(64)
                 }
                 print(try JSONOutput.credentialProcess(credentials))
                 return
             }
             guard let token = response.token else {
-                FileHandle.standardError.write(Data("tokenbroker: the broker's answer has no token\n".utf8))
+                writeStandardError("tokenbroker: the broker's answer has no token\n")
                 throw ExitCode(76)
             }
             switch output {
@@ -136,7 +136,7 @@ extension TokenBrokerCLI {
             case .header: print("Authorization: \(response.tokenType ?? "Bearer") \(token)")
             case .json: print(try JSONOutput.render(response))
             case .awsCredentialProcess:
-                FileHandle.standardError.write(Data("tokenbroker: identity '\(response.identity ?? "")' gives access tokens, not AWS credentials\n".utf8))
+                writeStandardError("tokenbroker: identity '\(response.identity ?? "")' gives access tokens, not AWS credentials\n")
                 throw ExitCode(64)
             }
         }
@@ -184,7 +184,7 @@ extension TokenBrokerCLI {
             guard let status = response.status else { throw ExitCode(76) }
             guard status.ready else {
                 let problems = status.identities.compactMap { identity in identity.lastError.map { "\(identity.name): \($0.message)" } }
-                FileHandle.standardError.write(Data("tokenbroker: not ready\(problems.isEmpty ? "" : ": " + problems.joined(separator: "; "))\n".utf8))
+                writeStandardError("tokenbroker: not ready\(problems.isEmpty ? "" : ": " + problems.joined(separator: "; "))\n")
                 throw ExitCode(1)
             }
             print("ready")
@@ -206,13 +206,18 @@ extension TokenBrokerCLI {
 
 enum JSONOutput {
     /// The document `credential_process` in ~/.aws/config expects (Version 1).
+    /// Keys in sorted order, as JSONSerialization's `.sortedKeys` wrote them before.
     static func credentialProcess(_ credentials: AWSCredentialsObject) throws -> String {
-        var object: [String: Any] = [
-            "Version": 1, "AccessKeyId": credentials.accessKeyId, "SecretAccessKey": credentials.secretAccessKey,
-            "SessionToken": credentials.sessionToken, "Expiration": credentials.expiration,
-        ]
-        if let account = credentials.accountId { object["AccountId"] = account }
-        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("AccessKeyId", credentials.accessKeyId)
+        writer.field("AccountId", credentials.accountId)
+        writer.field("Expiration", credentials.expiration)
+        writer.field("SecretAccessKey", credentials.secretAccessKey)
+        writer.field("SessionToken", credentials.sessionToken)
+        writer.field("Version", 1)
+        writer.endObject()
+        return writer.text
     }
 
     static func render(_ response: BrokerResponse) throws -> String {
@@ -236,11 +241,11 @@ extension TokenBrokerCLI {
 
         func run() throws {
             let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-            let doctor = (me as NSString).deletingLastPathComponent + "/tokenbroker-doctor"
+            let doctor = String(me[..<(me.lastIndex(of: "/") ?? me.startIndex)]) + "/tokenbroker-doctor"
             let argv = [doctor] + arguments
             var cArgv = argv.map { strdup($0) } + [nil]
             execv(doctor, &cArgv)
-            FileHandle.standardError.write(Data("tokenbroker: cannot run \(doctor): \(String(cString: strerror(errno))) (it is installed beside tokenbroker)\n".utf8))
+            writeStandardError("tokenbroker: cannot run \(doctor): \(String(cString: strerror(errno))) (it is installed beside tokenbroker)\n")
             throw ExitCode(69)
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BrokerApp
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import TokenBrokerProtocol
 
@@ -175,7 +176,8 @@ enum ConfigurationSource {
         do {
             return try read(path: path, environment: environment)
         } catch {
-            FileHandle.standardError.write(Data("tokenbrokerd: invalid configuration: \(error)\n".utf8))
+            let line = Array("tokenbrokerd: invalid configuration: \(error)\n".utf8)
+            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             throw ExitCode(78)  // EX_CONFIG
         }
     }

@@ -342,3 +342,46 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(try load("", environment: ["PATH": "/usr/bin", "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us"]).identities.isEmpty)
     }
 }
+
+/// The YAML rules of the libyaml-based composer, as Yams applied them before it.
+@Suite struct YAMLRules {
+    @Test("an alias stands for its anchor's value")
+    func aliasesAreResolved() {
+        let found = issues("log: { level: &name debug }\nreadiness: { mode: *name }\n")
+        #expect(found.map(\.message) == ["must be listening or token, got 'debug'"])
+    }
+
+    @Test func anUndefinedAliasIsAYAMLError() {
+        let found = issues("log: *nowhere\n")
+        #expect(found.first?.message.hasPrefix("not valid YAML") == true)
+    }
+
+    @Test("one document only, and the second is named with its line")
+    func secondDocumentIsRefused() {
+        let message = issues("log: { level: info }\n---\nlog: { level: debug }\n").first?.message ?? ""
+        #expect(message.contains("but found another document"), "\(message)")
+        #expect(message.contains("line 2, column 1"), "\(message)")
+    }
+
+    @Test("only a plain null is null: a quoted empty string is a value")
+    func quotedEmptyIsNotNull() {
+        #expect(issues("log: { level: '' }\n").map(\.message) == ["must not be empty"])
+        #expect(issues("log: { level: \"~\" }\n").first?.message.contains("got '~'") == true)
+    }
+
+    @Test(arguments: ["yes", "on", "True", "TRUE"])
+    func yaml11Booleans(_ text: String) throws {
+        #expect(try load("upstream: { allowInsecureLoopback: \(text) }\n").upstream.allowInsecureLoopback == true)
+    }
+
+    @Test func nestingIsBounded() {
+        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
+        let message = issues("log: \(deep)\n").first?.message ?? ""
+        #expect(message.contains("nested more than 256 levels deep"), "\(message)")
+    }
+
+    @Test func duplicateKeysAreNamedSorted() {
+        let message = issues("b: 1\na: 1\nb: 2\na: 2\n").first?.message ?? ""
+        #expect(message.contains("line 2, column 1: duplicate keys 'a', 'b'"), "\(message)")
+    }
+}

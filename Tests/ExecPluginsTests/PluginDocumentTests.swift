@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TokenExchange
 
 @testable import ExecPlugins
 

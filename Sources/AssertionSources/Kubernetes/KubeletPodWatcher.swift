@@ -1,9 +1,10 @@
-public import Foundation
+public import FoundationEssentials
 import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 import TokenExchange
+import DetachedThread
 
 /// Keeps a `PodTokenRegistry` current from the kubelet's pods directory
 /// (`/var/lib/kubelet/pods/POD_UID/volumes/kubernetes.io~projected/VOLUME/…`).
@@ -44,13 +45,11 @@ public final class KubeletPodWatcher: Service, Sendable {
         guard let stop = StopSignal() else { throw CancellationError() }
         let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
         let done = Atomic<Bool>(false)
-        let thread = Thread { [self] in
+        DetachedThread.start { [self] in
             PodDirectoryScan(watcher: self, stop: stop).run()
             done.store(true, ordering: .releasing)
             finished.withLock { $0.take() }?.resume()
         }
-        thread.name = "tokenbroker-pods"
-        thread.start()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { continuation in

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 import Synchronization
 public import TokenExchange
 
@@ -51,7 +52,7 @@ public struct PodToken: Sendable {
     /// `podUID`, of the service account its subject names; nil for anything else (the
     /// default API token, a token of another audience, garbage, a token naming another pod).
     public init?(text: String, podUID: String, volume: String, file: String, audience: String, loadedAt: Date) {
-        let jwt = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let jwt = text.trimmed()
         guard let assertion = try? Assertion(jwt: jwt, origin: "pod \(podUID) \(volume)/\(file)", loadedAt: loadedAt) else { return nil }
         let claims = assertion.claims
         guard claims.audiences.contains(audience), let issuer = claims.issuer, let subject = claims.subject,

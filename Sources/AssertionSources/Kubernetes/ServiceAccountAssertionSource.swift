@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import TokenExchange
 
 /// The assertion of one service account on this node, for its cached tokens: the token

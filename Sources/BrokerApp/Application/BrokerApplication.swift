@@ -1,6 +1,6 @@
 import BrokerServer
 import CMalloc
-import Foundation
+import FoundationEssentials
 import Glibc
 public import Logging
 import NIOCore

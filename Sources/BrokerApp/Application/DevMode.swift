@@ -1,5 +1,5 @@
 import DevIdentityProvider
-import Foundation
+import FoundationEssentials
 import Glibc
 public import Logging
 import BrokerServer

@@ -1,6 +1,7 @@
 import AssertionSources
 import ExecPlugins
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import TokenExchange
 import UpstreamHTTP

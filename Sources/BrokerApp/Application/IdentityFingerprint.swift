@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 /// A digest of what makes an identity's tokens what they are: its source and its exchange
@@ -48,5 +49,5 @@ enum IdentityFingerprint {
             + settings.environment.sorted { $0.key < $1.key }.map { "env=\($0.key)=\($0.value)" }
     }
 
-    private static func hex(_ digest: some Sequence<UInt8>) -> String { digest.map { String(format: "%02x", $0) }.joined() }
+    private static func hex(_ digest: some Sequence<UInt8>) -> String { digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }

@@ -1,5 +1,6 @@
 import BrokerServer
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -1,6 +1,6 @@
 import AssertionSources
 import BrokerServer
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 import TokenBrokerProtocol

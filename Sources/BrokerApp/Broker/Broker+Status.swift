@@ -1,6 +1,7 @@
 import AssertionSources
 import BrokerServer
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 import TokenBrokerProtocol

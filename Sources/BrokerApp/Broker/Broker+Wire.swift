@@ -1,5 +1,5 @@
 import AssertionSources
-import Foundation
+import FoundationEssentials
 import TokenBrokerProtocol
 import TokenCache
 import TokenExchange

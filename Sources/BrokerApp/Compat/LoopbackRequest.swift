@@ -1,5 +1,7 @@
 import BrokerServer
-import Foundation
+import FoundationEssentials
+import Glibc
+import TokenExchange
 import TokenBrokerProtocol
 
 /// Whether a request to a compatibility listener was addressed to this host: exactly one
@@ -26,7 +28,7 @@ enum LoopbackRequest {
 
     /// Whether a `Host` value is `address`, with or without a port.
     private static func names(_ value: String, _ address: String) -> Bool {
-        let host = value.trimmingCharacters(in: .whitespaces)
+        let host = value.trimmed()
         guard host.hasPrefix(address) else { return false }
         let port = host.dropFirst(address.count)
         return port.isEmpty || (port.first == ":" && (2...6).contains(port.count) && port.dropFirst().allSatisfy { $0.isASCII && $0.isNumber })

@@ -1,6 +1,5 @@
 import BrokerServer
 import Glibc
-import Yams
 
 /// Reads an identity's `allow:` list. Names resolve to numbers and paths to their
 /// canonical form here, once, so that a request only compares values.

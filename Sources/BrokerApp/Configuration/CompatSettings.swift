@@ -1,6 +1,5 @@
 public import BrokerServer
 import Glibc
-import Yams
 
 /// `compat:` — the Azure App Service and IMDS compatible HTTP endpoints, for
 /// programs that cannot speak the socket (unmodified SDKs, `az`). Off unless a

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Whoever can change the configuration file can grant themselves any identity, so the
@@ -25,12 +25,12 @@ public enum ConfigurationFileSafety {
     public static func warnings(path: String, daemonUID: UInt32? = nil) -> [Warning] {
         let daemonUID = daemonUID ?? geteuid()
         let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        // FileManager rather than stat(2): with Foundation in the module, `stat` is
-        // ambiguous in a whole-module (release) build. It does not follow links, hence `target`.
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
-              let permissions = (attributes[.posixPermissions] as? NSNumber)?.uint32Value,
-              let ownerID = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
-        else { return [] }
+        // stat(2) on the resolved path (FileManager's attributes were NSNumbers, which
+        // FoundationEssentials does not have).
+        var info = stat()
+        guard stat(target, &info) == 0 else { return [] }
+        let permissions = UInt32(info.st_mode)
+        let ownerID = UInt32(info.st_uid)
         let mode = permissions & 0o7777
         let modeText = (target == path ? "" : "→ \(target), ") + "mode 0" + String(mode, radix: 8)
         var warnings: [Warning] = []

@@ -1,5 +1,4 @@
 import UpstreamHTTP
-import Yams
 
 /// Checks of what start-up would otherwise fail on later (binding the socket, loading the
 /// CA bundle), so that `check-config` and a reload report them with their field.

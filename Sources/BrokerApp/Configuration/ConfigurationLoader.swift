@@ -1,6 +1,5 @@
 import Glibc
 import TokenExchange
-import Yams
 
 /// Reads and validates the YAML configuration. Every problem is collected with its
 /// field path, so one run of `tokenbrokerd check-config` shows all of them.
@@ -12,12 +11,9 @@ public enum ConfigurationLoader {
         var configuration = BrokerConfiguration()
         let root: Node?
         do {
-            // `.basic`: every reader takes the scalar's text and parses it itself, so the
-            // default resolver's implicit tags are never used — and building it compiles
-            // seven ICU regular expressions (~2 MiB of ICU pages and a few ms of start-up).
-            root = try Yams.compose(yaml: yaml, .basic)
+            root = try YAMLComposer.compose(yaml)
         } catch {
-            throw ConfigurationError(origin: origin, issues: [.init(path: "", message: "not valid YAML: \(Self.yamlProblem(error))")])
+            throw ConfigurationError(origin: origin, issues: [.init(path: "", message: "not valid YAML: \(error.message)")])
         }
         if let root = NodeReader.present(root) {
             read(root, into: &configuration, environment: environment, reader: &reader)
@@ -42,29 +38,6 @@ public enum ConfigurationLoader {
             throw ConfigurationError(origin: path, issues: [.init(path: "", message: "cannot read \(path): \(error)")])
         }
         return try load(yaml: text, origin: path, environment: environment)
-    }
-
-    /// The parser's whole problem with where it is, on one line: Yams's own text puts
-    /// the context first and breaks the line before the problem itself. The offending
-    /// line is not quoted: it goes to logs, and could hold anything.
-    static func yamlProblem(_ error: any Error) -> String {
-        guard let yaml = error as? YamlError else { return "syntax error" }
-        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
-        func describe(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
-            let cause = context.map { " (\($0.text) at \(at($0.mark)))" } ?? ""
-            return "\(at(mark)): \(problem)\(cause)"
-        }
-        switch yaml {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            return describe(context, problem, mark)
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return "\(at(context.mark)): duplicate key\(duplicates.count == 1 ? "" : "s") \(duplicates.sorted().map { "'\($0)'" }.joined(separator: ", "))"
-        case .reader(let problem, let offset, _, _):
-            return "\(problem)\(offset.map { " at byte \($0)" } ?? "")"
-        default:
-            return "\(yaml)".split(separator: "\n").joined(separator: " ")
-        }
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {

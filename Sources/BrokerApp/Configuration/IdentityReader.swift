@@ -1,5 +1,4 @@
 import TokenExchange
-import Yams
 
 /// Reads one entry of `identities:`.
 enum IdentityReader {

@@ -1,5 +1,4 @@
 import TokenExchange
-import Yams
 
 /// Reads `kubernetes:` (node mode).
 enum KubernetesReader {

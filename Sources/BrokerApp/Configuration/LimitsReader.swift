@@ -1,4 +1,3 @@
-import Yams
 
 /// Reads `limits:`.
 enum LimitsReader {

@@ -1,5 +1,4 @@
 import Glibc
-import Yams
 
 extension SinkReader {
     /// The named identity, or the only one giving the kind of token the format needs

@@ -1,6 +1,5 @@
 import Glibc
 import TokenExchange
-import Yams
 
 /// Reads `sinks:` once the identities are known: a sink names one of them (or the only one
 /// that gives its kind of token), and its format must fit what that identity gives.

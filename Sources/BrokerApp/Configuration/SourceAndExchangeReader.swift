@@ -1,6 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
-import Yams
 
 /// Reads an identity's `source:` and `exchange:`: one key naming the kind, its
 /// settings below it.
@@ -113,7 +113,7 @@ extension IdentityReader {
             // Read at load, like every other file the configuration names: a missing secret
             // is a configuration error now, not an exchange failure later.
             do {
-                secret = try RegularFile.read(file, limit: 64 * 1024).trimmingCharacters(in: .whitespacesAndNewlines)
+                secret = try RegularFile.read(file, limit: 64 * 1024).trimmed()
             } catch {
                 reader.report("\(path).clientSecretFile", "cannot read \(file): \(error)", fields["clientSecretFile"])
                 return nil

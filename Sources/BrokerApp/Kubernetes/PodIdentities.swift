@@ -1,7 +1,8 @@
 import AssertionSources
 import BrokerServer
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -178,7 +179,7 @@ final class PodIdentities: Service, Sendable {
     /// assertion's issuer, subject and audience and the exchange with all its parameters.
     static func cacheIdentity(_ exchange: ExchangeConfiguration, subject: AssertionSubject, account: ServiceAccount) -> String {
         let material = [subject.issuer, subject.subject, subject.audience, exchange.kind, String(reflecting: exchange)].joined(separator: "\u{0}")
-        let digest = SHA256.hash(data: Data(material.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(material.utf8)).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         return "k8s:\(account)/\(digest)"
     }
 

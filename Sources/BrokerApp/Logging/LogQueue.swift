@@ -1,7 +1,9 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
+import DetachedThread
 
 /// Hands log records to their sink (stderr, the journal) on a thread of its own, so that
 /// no thread that serves callers ever waits for a log write. A full pipe that nobody reads,
@@ -26,9 +28,7 @@ final class LogQueue: Sendable {
     /// The queue every handler of this process writes through.
     static let shared: LogQueue = {
         let queue = LogQueue()
-        let thread = Thread { queue.runWriter() }
-        thread.name = "tokenbroker-log"
-        thread.start()
+        DetachedThread.start { queue.runWriter() }
         return queue
     }()
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 import SystemdSupport
 import TokenExchange
@@ -75,8 +76,14 @@ struct JSONLinesLogHandler: LogHandler {
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
             object[key] = "\(value)"
         }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        data.append(UInt8(ascii: "\n"))
-        FileHandle.standardError.write(data)
+        var line = UntypedJSON.serialize(object)
+        line.append(UInt8(ascii: "\n"))
+        var written = 0
+        while written < line.count {
+            let n = line.withUnsafeBytes { write(2, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            written += n
+        }
     }
 }

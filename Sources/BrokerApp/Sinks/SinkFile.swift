@@ -1,5 +1,5 @@
 import CoreFoundation  // in a release build it owns `struct stat` here (MemberImportVisibility)
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Writes a sink's file so that a reader only ever sees a whole token: the bytes go to a new

@@ -1,7 +1,8 @@
 import ExecPlugins
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
+import TokenExchange
 
 /// Runs a sink's `onRotate` once after a new token was written: a command (no shell, its
 /// process group killed at the timeout) or a signal to the process a pid file names.
@@ -26,7 +27,7 @@ struct SinkRotation: Sendable {
             let pid: pid_t
             do {
                 let text = try RegularFile.read(pidFile, limit: 64)
-                guard let parsed = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), parsed > 1 else {
+                guard let parsed = pid_t(text.trimmed()), parsed > 1 else {
                     return SinkError(.rotateFailed, "onRotate pid file \(pidFile) holds no process id above 1")
                 }
                 pid = parsed

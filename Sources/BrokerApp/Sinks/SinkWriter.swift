@@ -1,10 +1,11 @@
 import CoreMetrics
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import Synchronization
 import TokenCache
 import TokenExchange
+import DetachedThread
 
 /// Keeps one sink's file holding a valid token. It asks the cache — the same entry, the same
 /// single exchange as socket callers — for a token valid at least `refreshBeforeExpirySeconds`,
@@ -165,11 +166,9 @@ final class SinkWriter: Sendable {
     /// and the cooperative pool (two threads on two cores) also runs the cache's exchanges.
     private static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws(SinkError) -> T) async throws(SinkError) -> T {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SinkError>, Never>) in
-            let thread = Thread {
+            DetachedThread.start {
                 do throws(SinkError) { continuation.resume(returning: .success(try body())) } catch { continuation.resume(returning: .failure(error)) }
             }
-            thread.name = "sink-write"
-            thread.start()
         }
         return try result.get()
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TokenExchange
 
 /// The path and query parameters of an HTTP request target, percent-decoded.

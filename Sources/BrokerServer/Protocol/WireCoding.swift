@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOCore
 import TokenBrokerProtocol
+import TokenExchange
 
 /// Turns bytes into `BrokerRequest`s and `BrokerResponse`s into bytes, with
 /// errors that say exactly what was wrong with a request.
@@ -28,14 +30,16 @@ enum WireCoding {
     private static let decoder = JSONDecoder()
 
     private static func describe(_ decodingError: any Error, data: Data) -> DecodeFailure {
-        guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+        guard let object = try? UntypedJSON.parse(data, allowingFragments: true) else {
             return DecodeFailure(id: nil, WireError(code: .badRequest, message: "the request line is not valid JSON"))
         }
         guard let fields = object as? [String: Any] else {
             return DecodeFailure(id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}"))
         }
         let id: RequestID? = (fields["id"] as? String).map(RequestID.string)
-            ?? (fields["id"] as? NSNumber).flatMap { Int64(exactly: $0.doubleValue) }.map(RequestID.number)
+            ?? (fields["id"] as? Double).flatMap { Int64(exactly: $0) }.map(RequestID.number)
+            // JSONSerialization, used here before, read `true` as the number 1: kept so.
+            ?? (fields["id"] as? Bool).map { RequestID.number($0 ? 1 : 0) }
         func failure(_ message: String) -> DecodeFailure {
             DecodeFailure(id: id, WireError(code: .badRequest, message: message))
         }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 
 extension TokenBrokerCLI {
@@ -78,7 +78,7 @@ extension TokenBrokerCLI {
             } else {
                 throw Self.fail("the relay needs the identity header secret: --identity-header-file FILE or IDENTITY_HEADER (the value the app gets as IDENTITY_HEADER)", code: 64)
             }
-            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let secret = text.trimmingWhitespace()
             guard secret.utf8.count >= 16, secret.utf8.count <= 1024, secret.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
                 throw Self.fail("\(origin) must hold one line of 16 to 1024 printable characters (the X-IDENTITY-HEADER value)", code: 64)
             }
@@ -101,14 +101,14 @@ extension TokenBrokerCLI {
             }
             let answer = String(decoding: received, as: UTF8.self)
             guard answer.hasPrefix("HTTP/1.1 200 ") else {
-                let body = answer.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+                let body = answer.split(separator: "\r\n\r\n", omittingEmptySubsequences: false).dropFirst().joined()
                 throw fail("the relay is not healthy: \(answer.prefix { $0 != "\r" }) \(body.prefix(512))", code: 1)
             }
             print("ok")
         }
 
         private static func fail(_ message: String, code: Int32) -> ExitCode {
-            FileHandle.standardError.write(Data("tokenbroker relay: \(message)\n".utf8))
+            writeStandardError("tokenbroker relay: \(message)\n")
             return ExitCode(code)
         }
     }

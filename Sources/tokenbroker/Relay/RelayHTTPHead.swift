@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // Hand-written: the CLI has no HTTP library (it depends on TokenBrokerProtocol and
 // swift-argument-parser only, so the sidecar binary stays small), and the relay needs
@@ -95,7 +95,7 @@ enum RelayHTTPHead {
         for length in request.headerValues("Content-Length") where length != "0" {
             return .invalid(status: 400, message: "no route takes a request body")
         }
-        let connection = request.headerValues("Connection").flatMap { $0.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let connection = request.headerValues("Connection").flatMap { $0.lowercased().split(separator: ",").map { $0.trimmingWhitespace() } }
         request.keepAlive = version == "HTTP/1.1" && !connection.contains("close")
         return .request(request, consumed: end)
     }

@@ -1,5 +1,5 @@
 import BrokerClient
-import Foundation
+import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
 
@@ -127,7 +127,7 @@ final class RelayResponder: Sendable {
             guard var error = response.error else { return flavor.error(500, "internal", "the broker's answer has no token") }
             if error.code == WireErrorCode.identityRequired.rawValue {
                 // The socket's advice ("name one with 'identity'") means nothing to an SDK.
-                error.message = error.message.replacingOccurrences(of: "name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs)")
+                error.message = error.message.replacing("name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs)")
             }
             return flavor.error(error)
         }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -56,7 +56,7 @@ final class RelayServer: Sendable {
                 close(connection)
                 continue
             }
-            Thread.detachNewThread { [self] in
+            detachThread { [self] in
                 serve(connection)
                 close(connection)
                 active.subtract(1, ordering: .relaxed)

@@ -1,9 +1,10 @@
 // Hand-written: the Unix socket on SwiftNIO cost 7.1 µs CPU/req, on this loop 4.2–4.8 (docs/benchmarks.md, fourth round).
 import CEpoll
-import Foundation
+import FoundationEssentials
 import Glibc
 import NIOCore
 import Synchronization
+import DetachedThread
 
 /// Something registered with an `EpollLoop` for a file descriptor.
 protocol EpollSource: AnyObject {
@@ -55,11 +56,10 @@ final class EpollLoop: @unchecked Sendable {  // @unchecked: see above; `inbox` 
 
     /// Starts the loop's thread.
     func start(name: String) {
-        let thread = Thread { [self] in
+        DetachedThread.start { [self] in
             cepoll_name_thread(name)
             run()
         }
-        thread.start()
     }
 
     /// Stops the loop once the work queued so far has run; returns when its thread is done.

@@ -1,0 +1,12 @@
+extension StringProtocol {
+    /// Without leading and trailing whitespace and line ends: Foundation's
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)` from the standard library alone, for
+    /// every module on FoundationEssentials (which has no `CharacterSet`).
+    public func trimmed() -> String { trimmed(where: \.isWhitespace) }
+
+    /// Without the leading and trailing characters `remove` matches.
+    public func trimmed(where remove: (Character) -> Bool) -> String {
+        guard let first = firstIndex(where: { !remove($0) }), let last = lastIndex(where: { !remove($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}
