@@ -48,10 +48,8 @@ import Testing
     @Test func anInheritedTCPSocketIsServedByNIO() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var address = Self.loopback(port: 0)
+        var length = Self.inetLength
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
         }
@@ -62,13 +60,29 @@ import Testing
         #expect(server is TCPBrokerServer)
         let runner = Task { try await server.run() }
         try await server.waitUntilListening()
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let port = withUnsafeBytes(of: address) { Int($0[2]) << 8 | Int($0[3]) }  // sin_port, big-endian
         #expect(server.localPort == port)
         #expect(try Self.ping(family: AF_INET, port: port).contains(#""ok":true"#))
         runner.cancel()
         try await runner.value
         try await group.shutdownGracefully()
     }
+
+    /// 127.0.0.1:`port` as a `sockaddr_in`, written byte by byte: in the build with warnings as
+    /// errors, `sockaddr_in`'s members count as CNIOLinux's, which tests cannot import.
+    private static func loopback(port: UInt16) -> sockaddr_storage {
+        var storage = sockaddr_storage()
+        storage.ss_family = sa_family_t(AF_INET)
+        withUnsafeMutableBytes(of: &storage) { bytes in
+            bytes[2] = UInt8(port >> 8)
+            bytes[3] = UInt8(port & 0xFF)
+            bytes[4] = 127
+            bytes[7] = 1
+        }
+        return storage
+    }
+
+    private static let inetLength = socklen_t(16)  // sizeof(struct sockaddr_in)
 
     /// One NDJSON ping, the write side shut, everything read until the server closes
     /// (reads time out after 10 s, so a bug cannot hang the run).
@@ -86,12 +100,8 @@ import Testing
             withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: withUnsafeBytes(of: unix) { Array($0) }) }
             length = socklen_t(MemoryLayout<sockaddr_un>.size)
         } else {
-            var inet = sockaddr_in()
-            inet.sin_family = sa_family_t(AF_INET)
-            inet.sin_port = UInt16(port).bigEndian
-            inet.sin_addr.s_addr = inet_addr("127.0.0.1")
-            withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: withUnsafeBytes(of: inet) { Array($0) }) }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            storage = loopback(port: UInt16(port))
+            length = inetLength
         }
         let connected = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
         guard connected == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
