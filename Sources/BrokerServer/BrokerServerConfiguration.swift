@@ -31,7 +31,7 @@ public struct BrokerServerConfiguration: Sendable {
     /// none: nothing is read.
     public var attestedEnvironment: [String] = []
     /// Threads serving a Unix socket, each with its own event loop (default 1). A TCP
-    /// listener is served by the NIO event loop group the server is given.
+    /// listener is served by the NIO event loop group `TCPBrokerServer` is given.
     public var eventLoopThreads: Int = 1
 
     /// The defaults.

@@ -133,18 +133,17 @@ private enum UnixSocket {
     }
 }
 
-/// A server on a one-thread event loop group, torn down by `stop()`.
+/// A Unix-socket server (on the broker's own loops: no NIO group), torn down by `stop()`.
 private struct RunningServer {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let responder = ScriptedResponder()
-    let server: BrokerServer
+    let server: UnixBrokerServer
 
     init(path: String, configure: (inout BrokerServerConfiguration) -> Void = { _ in }) {
         var configuration = BrokerServerConfiguration()
         configuration.socketPath = path
         configuration.drainTimeout = .seconds(5)
         configure(&configuration)
-        server = BrokerServer(configuration: configuration, responder: responder, group: group, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        server = UnixBrokerServer(configuration: configuration, responder: responder, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
     func start() async throws -> Task<Void, any Error> {
@@ -156,7 +155,6 @@ private struct RunningServer {
     func stop(_ runner: Task<Void, any Error>) async throws {
         runner.cancel()
         try await runner.value
-        try await group.shutdownGracefully()
     }
 }
 
@@ -213,7 +211,6 @@ private struct RunningServer {
         #expect(error?.code == .socketPathInUse)
         #expect(error?.message.contains(directory.socketPath) == true)
         #expect(try UnixSocket.roundTrip(directory.socketPath, #"{"op":"ping","id":1}"#).contains(#""ok":true"#))  // still the first one's
-        try await second.group.shutdownGracefully()
         try await first.stop(runner)
     }
 
@@ -225,7 +222,6 @@ private struct RunningServer {
         let error = await #expect(throws: BrokerServerError.self) { try await running.server.bind() }
         #expect(error?.code == .socketPathInUse)
         #expect(try String(contentsOfFile: directory.socketPath, encoding: .utf8) == "precious")
-        try await running.group.shutdownGracefully()
     }
 
     @Test func aWorldWritableDirectoryWithoutStickyBitIsRefused() async throws {
@@ -236,7 +232,6 @@ private struct RunningServer {
         let error = await #expect(throws: BrokerServerError.self) { try await running.server.bind() }
         #expect(error?.code == .unsafeSocketDirectory)
         #expect(UnixSocket.fileMode(directory.socketPath) == nil)
-        try await running.group.shutdownGracefully()
     }
 
     @Test func missingParentDirectoriesAreCreated() async throws {
@@ -364,7 +359,6 @@ private struct RunningServer {
         let error = await #expect(throws: BrokerServerError.self) { try await running.server.run() }
         #expect(error?.code == .socketPathInUse)
         await #expect(throws: BrokerServerError.self) { try await running.server.waitUntilListening() }
-        try await running.group.shutdownGracefully()
     }
 }
 
@@ -372,7 +366,7 @@ private struct RunningServer {
 /// at the socket level, and under many at once.
 @Suite struct EpollTransport {
     /// Waits (5 s at most) until the server has no connection open.
-    private func waitForNoConnections(_ server: BrokerServer) async throws -> Int {
+    private func waitForNoConnections(_ server: UnixBrokerServer) async throws -> Int {
         for _ in 0..<250 where server.openConnections > 0 {
             try await Task.sleep(for: .milliseconds(20))
         }

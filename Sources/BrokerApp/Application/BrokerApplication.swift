@@ -101,7 +101,9 @@ public enum BrokerApplication {
         let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?.descriptor
         let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
-        let server = BrokerServer(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
+        // A Unix socket (the usual case) is served on the broker's own loops; `group` only
+        // if the inherited socket is TCP.
+        let server = BrokerServers.make(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
         let compat = try compatServers(
             configuration, listener: listener, inheritedDescriptor: inherited.first(where: { $0.name == "compat" })?.descriptor,
             broker: runtime.broker, defaultIdentity: runtime.compatDefaultIdentity, group: group, logger: logger)
@@ -170,7 +172,7 @@ public enum BrokerApplication {
     static func compatServers(
         _ configuration: BrokerConfiguration, listener: BrokerServerConfiguration, inheritedDescriptor: Int32?, broker: Broker,
         defaultIdentity: LiveValue<String?>, group: any EventLoopGroup, logger: Logger
-    ) throws -> (servers: [BrokerServer], publish: @Sendable () -> Void) {
+    ) throws -> (servers: [any BrokerServer], publish: @Sendable () -> Void) {
         let settings = configuration.compat
         guard settings.isEnabled || inheritedDescriptor != nil else { return ([], {}) }
         let secret = try IdentityHeaderSecret.loadOrCreate(settings.identityHeaderFile)
@@ -197,7 +199,7 @@ public enum BrokerApplication {
         }
         let configured = listeners
         let servers = configured.map {
-            BrokerServer(configuration: $0, responder: broker, service: endpoints, group: group, logger: logger.with("listener", "compat"))
+            BrokerServers.make(configuration: $0, responder: broker, service: endpoints, group: group, logger: logger.with("listener", "compat"))
         }
         let publish: @Sendable () -> Void = {
             var status = CompatStatus(identityHeader: secret)

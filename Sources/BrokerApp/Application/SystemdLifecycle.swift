@@ -16,7 +16,7 @@ import UnixSignals
 /// and SIGHUP reload still works.
 struct SystemdLifecycle: Service {
     let runtime: BrokerRuntime
-    let server: BrokerServer
+    let server: any BrokerServer
     /// The threads that serve callers, asked afresh each round (listeners bind late).
     let servingLoops: @Sendable () -> LoopProbe
     let readiness: BrokerConfiguration.ReadinessSettings
@@ -29,7 +29,7 @@ struct SystemdLifecycle: Service {
     private let notifier = SystemdNotifier()
 
     init(
-        runtime: BrokerRuntime, server: BrokerServer, servingLoops: @escaping @Sendable () -> LoopProbe, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
+        runtime: BrokerRuntime, server: any BrokerServer, servingLoops: @escaping @Sendable () -> LoopProbe, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
         reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, beforeReady: @escaping @Sendable () async throws -> Void = {},
         onReady: @escaping @Sendable () -> Void
     ) {

@@ -178,3 +178,11 @@ enum SyscallWrappers {
         return unsafeBitCast(symbol, to: PIDFDOpen.self)
     }()
 }
+
+/// The layout of Linux `struct ucred` (pid, uid, gid), which Glibc's Swift
+/// module does not export without `_GNU_SOURCE`.
+struct KernelPeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}

@@ -4,7 +4,7 @@ import NIOPosix
 
 /// The loopback TCP listeners (the compatibility endpoints), served by SwiftNIO: each
 /// connection's pipeline is one `NIOConnectionHandler`.
-extension BrokerServer {
+extension TCPBrokerServer {
     /// The tracker after NIO's accept handler, added on the channel's loop (the handler
     /// is not `Sendable`, so it is made there too).
     static func trackAccepts(on channel: any Channel, connections: ConnectionRegistry) async throws {
@@ -14,19 +14,20 @@ extension BrokerServer {
     }
 
     func nioBootstrap() -> ServerBootstrap {
-        let connections = self.connections
-        let configuration = self.configuration
-        let refusals = self.refusals
-        let logger = self.logger
+        let context = self.context
+        let connections = context.connections
+        let configuration = context.configuration
+        let refusals = context.refusals
+        let logger = context.logger
         return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: Self.backlog)
+            .serverChannelOption(.backlog, value: ServerContext.backlog)
             // A restart must not fail while the last run's connections sit in TIME-WAIT.
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first)) }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [self] channel in
+            .childChannelInitializer { channel in
                 guard connections.count <= configuration.maxConnections else {
                     refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
                     return channel.close()
@@ -38,7 +39,7 @@ extension BrokerServer {
                         throw BrokerServerError(.connectionRefused, "uid \(peer.uid) has \(configuration.maxConnectionsPerUID) connections open")
                     }
                     channel.closeFuture.whenComplete { _ in connections.release(uid: peer.uid) }
-                    try channel.pipeline.syncOperations.addHandler(NIOConnectionHandler { self.makeSession(for: $0, peer: peer) })
+                    try channel.pipeline.syncOperations.addHandler(NIOConnectionHandler { context.makeSession(for: $0, peer: peer) })
                     // Accepted just as shutdown began: serve what it sends, then close.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(DrainRequest()) }
                 }

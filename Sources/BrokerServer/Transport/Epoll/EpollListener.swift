@@ -16,12 +16,12 @@ final class EpollListener: Sendable {
     private let stopped = Latch()
     private let stopRequested = Atomic<Bool>(false)
 
-    init(descriptor: CInt, threads: Int, server: BrokerServer) throws(BrokerServerError) {
+    init(descriptor: CInt, threads: Int, context: ServerContext) throws(BrokerServerError) {
         self.descriptor = descriptor
         var loops: [EpollLoop] = []
         for _ in 0..<max(threads, 1) { loops.append(try EpollLoop()) }
         self.loops = loops
-        acceptors = loops.map { Acceptor(listening: descriptor, loop: $0, server: server) }
+        acceptors = loops.map { Acceptor(listening: descriptor, loop: $0, context: context) }
         for (index, loop) in loops.enumerated() { loop.start(name: "tokenbroker-\(index)") }
     }
 
@@ -63,7 +63,7 @@ final class EpollListener: Sendable {
 private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked: used only on `loop`
     let loop: EpollLoop
     private let listening: CInt
-    fileprivate let server: BrokerServer
+    fileprivate let context: ServerContext
     private var watching = false
     private var stopped = false
     /// When accepting last failed with a warning, and how many failures since.
@@ -73,10 +73,10 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
     /// Connections taken per wake-up before the loop serves others.
     static let acceptsPerWakeup = 64
 
-    init(listening: CInt, loop: EpollLoop, server: BrokerServer) {
+    init(listening: CInt, loop: EpollLoop, context: ServerContext) {
         self.listening = listening
         self.loop = loop
-        self.server = server
+        self.context = context
     }
 
     func start() {
@@ -85,7 +85,7 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
             try loop.register(self, descriptor: listening, events: cepoll_in() | cepoll_exclusive())
             watching = true
         } catch {
-            server.logger.error("cannot watch the listening socket: \(error)")
+            context.logger.error("cannot watch the listening socket: \(error)")
         }
     }
 
@@ -100,7 +100,7 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
         for _ in 0..<Self.acceptsPerWakeup {
             let descriptor = cepoll_accept(listening)
             if descriptor >= 0 {
-                server.serve(descriptor, on: loop)
+                context.serve(descriptor, on: loop)
                 continue
             }
             switch errno {
@@ -127,7 +127,7 @@ extension Acceptor {
             failuresSinceWarning += 1
             return
         }
-        server.logger.warning(
+        context.logger.warning(
             "cannot accept connections: \(String(cString: strerror(error))); retrying every 100 ms, clients wait in the backlog",
             metadata: ["server.accept_failures_since_last_warning": "\(failuresSinceWarning)"])
         lastWarning = now
@@ -162,7 +162,7 @@ final class EpollTrackedConnection: TrackedConnection, @unchecked Sendable {  //
     }
 }
 
-extension BrokerServer {
+extension ServerContext {
     /// A connection `loop` accepted: checked against the limits, attested, then served.
     fileprivate func serve(_ descriptor: CInt, on loop: EpollLoop) {
         guard let credentials = PeerAttestation.credentials(of: descriptor) else {
