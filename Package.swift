@@ -1,5 +1,6 @@
 // swift-tools-version: 6.1
 import PackageDescription
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -366,7 +367,8 @@ let glibcVersion: [Int] = {
     let version = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     return version.split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
 }()
-let glibcLoadsRELR = glibcVersion.count >= 2 && (glibcVersion[0], glibcVersion[1]) >= (2, 36)
+let glibcLoadsRELR =
+    glibcVersion.count >= 2 && (glibcVersion[0], glibcVersion[1]) >= (2, 36)
     && Context.environment["TOKENBROKER_PACK_RELOCATIONS"] != "0"
 #else
 let glibcLoadsRELR = false
@@ -375,8 +377,10 @@ for target in package.targets where target.type == .executable && !target.name.h
     var flags = ["-use-ld=lld", "-Xlinker", "--no-export-dynamic"]
     if glibcLoadsRELR { flags += ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] }
     if target.name == "tokenbrokerd" {
-        flags += ["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/tokenbrokerd/symbol-order.txt",
-                  "-Xlinker", "--no-warn-symbol-ordering"]
+        flags += [
+            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/tokenbrokerd/symbol-order.txt",
+            "-Xlinker", "--no-warn-symbol-ordering",
+        ]
         target.exclude.append("symbol-order.txt")
     }
     target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(flags, .when(platforms: [.linux], configuration: .release))]

@@ -26,11 +26,13 @@ import TokenExchange
 
 private enum Context {
     static let now = Date(timeIntervalSince1970: 1_795_914_123)
-    static let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0."
+    static let jwt =
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0."
         + "eyJhdWQiOlsiYXBpOi8vQXp1cmVBRFRva2VuRXhjaGFuZ2UiXSwiZXhwIjoxNzk1OTE3MTIzLCJpYXQiOjE3OTU5MTM1MjMsImlzcyI6Imh0dHBzOi8vb2lkYy5leGFtcGxlLyIsIm5iZiI6MTc5NTkxMzUyMywic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50OnBheW1lbnRzOmxlZGdlci13cml0ZXIifQ."
         + "c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
     static let assertion = try! Assertion(jwt: jwt, origin: "/var/run/secrets/azure/tokens/azure-identity-token", loadedAt: now)
-    static let configuration = try! EntraConfiguration(tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47", clientId: "0f8c3e1a-5b7d-4a2e-9c61-3d2b1e4f5a6b")
+    static let configuration = try! EntraConfiguration(
+        tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47", clientId: "0f8c3e1a-5b7d-4a2e-9c61-3d2b1e4f5a6b")
     static let scope = Scope("https://storage.azure.com/.default")
 
     static let clientSecret = "s3cr3t+/=Value_0123"
@@ -109,7 +111,8 @@ private func checkText(_ text: String, secrets: [String]) {
             precondition(!text.contains(String(characters[start..<(start + 24)])), "a piece of a secret reached a field: \(text)")
         }
     }
-    precondition(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" },
+    precondition(
+        !text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" },
         "a control character reached a field")
 }
 

@@ -147,7 +147,6 @@ struct Responder: BrokerResponder {
     func readiness() -> (ready: Bool, reason: String) { (false, "waiting for the first token") }
 }
 
-
 struct Metrics: MetricsExposition {
     func prometheusText() -> String { "# TYPE tokenbroker_requests_total counter\ntokenbroker_requests_total 1\n" }
 }

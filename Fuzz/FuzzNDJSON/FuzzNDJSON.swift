@@ -63,7 +63,8 @@ private func expectedResponses(_ input: [UInt8]) -> [BrokerResponse] {
     // Every `\n` ends a line; what follows the last one is a line too (EOF ends it).
     for line in input.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
         guard line.count <= maxLineBytes else {
-            responses.append(.failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")))
+            responses.append(
+                .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")))
             break
         }
         guard line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else { continue }
@@ -100,7 +101,8 @@ struct EchoResponder: BrokerResponder {
         case "ping":
             return BrokerResponse(id: request.id, ok: true)
         case "status":
-            let identity = IdentityStatus(name: request.identity ?? "default", exchange: "entra", source: "file:/x", cachedScopes: [request.scope ?? ""])
+            let identity = IdentityStatus(
+                name: request.identity ?? "default", exchange: "entra", source: "file:/x", cachedScopes: [request.scope ?? ""])
             return BrokerResponse(id: request.id, ok: true, status: BrokerStatus(ready: true, identities: [identity]))
         case "token":
             let scope = request.scope ?? request.resource.map { "\($0)/.default" } ?? ""
@@ -125,4 +127,3 @@ struct EchoResponder: BrokerResponder {
 
     func readiness() -> (ready: Bool, reason: String) { (true, "ready") }
 }
-

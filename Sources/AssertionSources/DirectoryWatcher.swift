@@ -28,7 +28,8 @@ final class DirectoryWatcher {
     /// The events that can change what the path resolves to: kubelet's `..data` swap
     /// (IN_MOVED_TO), a rewrite (IN_CLOSE_WRITE), delete + create, a rename onto the
     /// file, and a chmod (IN_ATTRIB, e.g. fixing "permission denied").
-    static let mask = UInt32(IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB)
+    static let mask =
+        UInt32(IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB)
         | UInt32(IN_DELETE_SELF | IN_MOVE_SELF)
 
     /// After the first event, how long to wait for the burst to settle (a delete is
@@ -82,8 +83,10 @@ final class DirectoryWatcher {
 
         var relevant = drainEvents()
         // Coalesce the rest of a burst: keep draining while events keep arriving.
-        var settle = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
-                      pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0)]
+        var settle = [
+            pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0),
+        ]
         while poll(&settle, 2, Self.settleMilliseconds) > 0 {
             if settle[1].revents != 0 { return .stopped }
             relevant = drainEvents() || relevant

@@ -84,10 +84,12 @@ public final class FetchedAssertionSource: ManagedAssertionSource, Sendable {
         }
         switch result {
         case .success(let (assertion, _)):
-            logger.info("assertion fetched", metadata: [
-                "assertion.subject": "\(assertion.claims.subject ?? "-")",
-                "assertion.expires_at": "\(assertion.claims.expiresAt.map { Int($0.timeIntervalSince1970) } ?? 0)",
-            ])
+            logger.info(
+                "assertion fetched",
+                metadata: [
+                    "assertion.subject": "\(assertion.claims.subject ?? "-")",
+                    "assertion.expires_at": "\(assertion.claims.expiresAt.map { Int($0.timeIntervalSince1970) } ?? 0)",
+                ])
             return assertion
         case .failure(let error):
             logger.warning("assertion fetch failed", metadata: ["error.code": "\(error.code.rawValue)", "error.message": "\(error.message)"])

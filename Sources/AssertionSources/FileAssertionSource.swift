@@ -1,10 +1,10 @@
+import DetachedThread
 public import FoundationEssentials
 import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 public import TokenExchange
-import DetachedThread
 
 /// An `AssertionSource` backed by a token file that something else keeps fresh: a
 /// Kubernetes projected service-account token (kubelet's AtomicWriter layout), or any

@@ -48,10 +48,13 @@ public struct HTTPAssertionFetcher: Sendable {
 
     /// GCE/GKE metadata server: `GET {base}/computeMetadata/v1/instance/service-accounts/default/identity?audience=…&format=full`
     /// with `Metadata-Flavor: Google`, answered with the JWT as text.
-    public static func gcpMetadata(baseURL: String, audience: String, transport: any HTTPTransport, now: @escaping @Sendable () -> Date) -> HTTPAssertionFetcher {
+    public static func gcpMetadata(
+        baseURL: String, audience: String, transport: any HTTPTransport, now: @escaping @Sendable () -> Date
+    ) -> HTTPAssertionFetcher {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
-        let url = "\(base)/computeMetadata/v1/instance/service-accounts/default/identity?\(FormEncoding.encode([("audience", audience), ("format", "full")]))"
+        let url =
+            "\(base)/computeMetadata/v1/instance/service-accounts/default/identity?\(FormEncoding.encode([("audience", audience), ("format", "full")]))"
         let request = UpstreamRequest(method: "GET", url: url, headers: [HeaderField("Metadata-Flavor", "Google")], body: [])
         let origin = "gcp-metadata:\(base)"
         return HTTPAssertionFetcher(request: request, origin: origin, transport: transport, now: now) { response throws(TokenExchangeError) in

@@ -33,7 +33,9 @@ public final class BrokerConnection {
         case .failure(let failure):
             if failure.errno == EACCES { throw .unreachable(Self.permissionAdvice(path)) }
             let reason = String(cString: strerror(failure.errno))
-            throw .unreachable("cannot connect to the broker at \(path): \(reason) (is tokenbrokerd running? set --socket or \(WireProtocol.socketEnvironmentVariable))")
+            throw .unreachable(
+                "cannot connect to the broker at \(path): \(reason) (is tokenbrokerd running? set --socket or \(WireProtocol.socketEnvironmentVariable))"
+            )
         }
     }
 

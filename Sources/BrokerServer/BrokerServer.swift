@@ -36,7 +36,8 @@ public enum BrokerServers {
     ) -> any BrokerServer {
         let isTCP = configuration.inheritedDescriptor.map { !isUnixSocket($0) } ?? (configuration.tcpAddress != nil)
         if isTCP {
-            return TCPBrokerServer(configuration: configuration, responder: responder, metrics: metrics, service: service, group: group, logger: logger)
+            return TCPBrokerServer(
+                configuration: configuration, responder: responder, metrics: metrics, service: service, group: group, logger: logger)
         }
         return UnixBrokerServer(configuration: configuration, responder: responder, metrics: metrics, service: service, logger: logger)
     }

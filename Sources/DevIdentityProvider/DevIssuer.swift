@@ -93,8 +93,9 @@ final class DevIssuer: Sendable {
                 pod: .init(name: request.podName ?? identity.podName, uid: request.podUID ?? identity.podUID),
                 serviceaccount: .init(name: account, uid: identity.serviceAccountUID)),
             nbf: request.notBeforeOffsetSeconds.map { nowSeconds + min(max($0, -bound), bound) } ?? iat,
-            sub: request.sub ?? (request.namespace == nil && request.serviceAccount == nil
-                ? configuration.serviceAccountSubject : "system:serviceaccount:\(namespace):\(account)"))
+            sub: request.sub
+                ?? (request.namespace == nil && request.serviceAccount == nil
+                    ? configuration.serviceAccountSubject : "system:serviceaccount:\(namespace):\(account)"))
         let signer = request.foreignKey == true ? try await foreignSigningKey() : key
         return (try await signer.sign(claims), claims)
     }
@@ -130,7 +131,8 @@ final class DevIssuer: Sendable {
         case (.POST, "/_dev/mint"):
             let mintRequest: MintRequest
             do {
-                mintRequest = request.body.isEmpty
+                mintRequest =
+                    request.body.isEmpty
                     ? MintRequest() : try JSONDecoder().decode(MintRequest.self, from: Data(request.body))
             } catch {
                 return .badRequest("body must be a JSON mint request: \(error)")

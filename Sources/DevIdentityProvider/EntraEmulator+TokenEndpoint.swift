@@ -41,7 +41,10 @@ extension EntraEmulator {
         guard grantType == "client_credentials" else { throw .unsupportedGrantType(grantType) }
         guard let clientId = form["client_id"], !clientId.isEmpty else { throw .missingParameter("client_id") }
         let ownSubjects = configuration.appSubjects.first { $0.key.lowercased() == clientId.lowercased() }?.value
-        guard ownSubjects != nil || ([configuration.clientId] + configuration.extraClientIds).contains(where: { $0.lowercased() == clientId.lowercased() }) else {
+        guard
+            ownSubjects != nil
+                || ([configuration.clientId] + configuration.extraClientIds).contains(where: { $0.lowercased() == clientId.lowercased() })
+        else {
             throw .applicationNotFound(clientId: clientId, tenant: tenant)
         }
 
@@ -82,7 +85,8 @@ extension EntraEmulator {
         }
 
         // An app with credentials of its own trusts only its subjects.
-        let trusted = ownSubjects.map { $0.map { FederatedCredential(issuer: issuerURL, subject: $0, audience: DevIssuer.federationAudience) } } ?? credentials
+        let trusted =
+            ownSubjects.map { $0.map { FederatedCredential(issuer: issuerURL, subject: $0, audience: DevIssuer.federationAudience) } } ?? credentials
         try Self.matchFederatedCredential(trusted, issuer: issuer, subject: subject, audiences: claims.aud)
         try await keyCache.verify(assertion, kid: parsed.kid, issuer: issuer)
 

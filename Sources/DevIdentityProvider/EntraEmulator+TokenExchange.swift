@@ -98,7 +98,8 @@ extension EntraEmulator {
             try await keyCache.verify(subjectToken, kid: kid, issuer: issuer)
         } catch {
             if error.code == 90061 {
-                throw STSError(error: "temporarily_unavailable", description: "the keys of issuer '\(issuer)' could not be fetched", status: .serviceUnavailable)
+                throw STSError(
+                    error: "temporarily_unavailable", description: "the keys of issuer '\(issuer)' could not be fetched", status: .serviceUnavailable)
             }
             throw .invalidGrant("subject_token signature validation failed for subject '\(subject)': \(error.message)")
         }
@@ -109,7 +110,9 @@ extension EntraEmulator {
     private func authenticateClient(_ authorization: String?, record: inout RequestRecord) throws(STSError) {
         if let expectedId = configuration.stsClientId, let expectedSecret = configuration.stsClientSecret {
             guard let authorization else { throw .clientAuthenticationRequired }
-            guard let (id, secret) = Self.basicCredentials(authorization) else { throw .invalidClient("the Authorization header is not valid HTTP Basic") }
+            guard let (id, secret) = Self.basicCredentials(authorization) else {
+                throw .invalidClient("the Authorization header is not valid HTTP Basic")
+            }
             guard id == expectedId, secret == expectedSecret else { throw .invalidClient("client authentication failed for client '\(id)'") }
             record.authenticatedClientId = id
         }
@@ -119,12 +122,14 @@ extension EntraEmulator {
     private static func validatedSubjectToken(_ form: FormFields) throws(STSError) -> String {
         guard let grantType = form["grant_type"] else { throw .invalidRequest("missing grant_type") }
         guard grantType == Self.tokenExchangeGrantType else {
-            throw STSError(error: "unsupported_grant_type", description: "grant_type '\(grantType)' is not supported; use \(Self.tokenExchangeGrantType)")
+            throw STSError(
+                error: "unsupported_grant_type", description: "grant_type '\(grantType)' is not supported; use \(Self.tokenExchangeGrantType)")
         }
         guard let subjectToken = form["subject_token"], !subjectToken.isEmpty else { throw .invalidRequest("missing subject_token") }
         guard let subjectTokenType = form["subject_token_type"] else { throw .invalidRequest("missing subject_token_type") }
         guard Self.acceptedSubjectTokenTypes.contains(subjectTokenType) else {
-            throw .invalidRequest("subject_token_type '\(subjectTokenType)' is not supported; use \(Self.acceptedSubjectTokenTypes.sorted().joined(separator: " or "))")
+            throw .invalidRequest(
+                "subject_token_type '\(subjectTokenType)' is not supported; use \(Self.acceptedSubjectTokenTypes.sorted().joined(separator: " or "))")
         }
         guard form["actor_token"] == nil, form["actor_token_type"] == nil else {
             throw .invalidRequest("actor_token (delegation) is not supported")
@@ -148,7 +153,9 @@ extension EntraEmulator {
 
     /// The subject token's claims checked against the trusted issuer, audience, times and
     /// subjects: its issuer, subject and key id.
-    private func validatedClaims(of subjectToken: String, record: inout RequestRecord) throws(STSError) -> (issuer: String, subject: String, kid: String?) {
+    private func validatedClaims(
+        of subjectToken: String, record: inout RequestRecord
+    ) throws(STSError) -> (issuer: String, subject: String, kid: String?) {
         let parsed: (kid: String?, claims: AssertionClaims)
         do {
             parsed = try Self.parse(subjectToken)

@@ -108,7 +108,8 @@ final class EntraEmulator: Sendable {
         }
         let traceId = UUID().uuidString.lowercased()
         // Entra echoes a caller's client-request-id as the correlation id.
-        let correlationId = request.headers.first(name: "client-request-id")
+        let correlationId =
+            request.headers.first(name: "client-request-id")
             .flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? UUID().uuidString.lowercased()
         var metadata: Logger.Metadata = [
             "entra.trace_id": "\(traceId)", "entra.scope": "\(record.scope ?? "-")",

@@ -67,8 +67,10 @@ extension EntraError {
     private static let federationDocs = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
 
     static func tenantNotFound(_ tenant: String) -> EntraError {
-        EntraError(90002, "invalid_request",
-            "Tenant '\(tenant)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.")
+        EntraError(
+            90002, "invalid_request",
+            "Tenant '\(tenant)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        )
     }
 
     static func missingParameter(_ name: String) -> EntraError {
@@ -80,52 +82,71 @@ extension EntraError {
     }
 
     static func applicationNotFound(clientId: String, tenant: String) -> EntraError {
-        EntraError(700016, "unauthorized_client",
-            "Application with identifier '\(clientId)' was not found in the directory '\(tenant)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")
+        EntraError(
+            700016, "unauthorized_client",
+            "Application with identifier '\(clientId)' was not found in the directory '\(tenant)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+        )
     }
 
     static func scopeWithoutDefault(_ scope: String) -> EntraError {
-        EntraError(1002012, "invalid_scope",
-            "The provided value for scope \(scope) is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+        EntraError(
+            1002012, "invalid_scope",
+            "The provided value for scope \(scope) is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+        )
     }
 
     static func invalidScope(_ scope: String) -> EntraError {
-        EntraError(70011, "invalid_scope",
-            "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid.")
+        EntraError(
+            70011, "invalid_scope",
+            "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid."
+        )
     }
 
-    static let missingCredential = EntraError(7000218, "invalid_client",
+    static let missingCredential = EntraError(
+        7000218, "invalid_client",
         "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 
-    static let invalidSecret = EntraError(7000215, "invalid_client",
-        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.")
+    static let invalidSecret = EntraError(
+        7000215, "invalid_client",
+        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app."
+    )
 
     static func unsupportedAssertionType(_ type: String) -> EntraError {
-        EntraError(7000216, "invalid_client",
-            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type. The client_assertion_type '\(type)' is not supported.")
+        EntraError(
+            7000216, "invalid_client",
+            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type. The client_assertion_type '\(type)' is not supported."
+        )
     }
 
     static let malformedJWT = EntraError(50027, "invalid_request", "JWT token is invalid or malformed.")
 
     static func notWithinValidTimeRange(now: Date, validFrom: Date, expiry: Date) -> EntraError {
-        EntraError(700024, "invalid_client",
-            "Client assertion is not within its valid time range. Current time: \(EntraTime.precise(now)), assertion valid from \(EntraTime.precise(validFrom)), expiry time of assertion \(EntraTime.precise(expiry)). Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+        EntraError(
+            700024, "invalid_client",
+            "Client assertion is not within its valid time range. Current time: \(EntraTime.precise(now)), assertion valid from \(EntraTime.precise(validFrom)), expiry time of assertion \(EntraTime.precise(expiry)). Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
+        )
     }
 
     static func lifetimeTooLong(seconds: Int) -> EntraError {
-        EntraError(70023, "invalid_client",
-            "Client assertion lifetime is too long. The assertion is valid for \(seconds) seconds; the maximum allowed lifetime of a federated client assertion is 25 hours (90000 seconds).")
+        EntraError(
+            70023, "invalid_client",
+            "Client assertion lifetime is too long. The assertion is valid for \(seconds) seconds; the maximum allowed lifetime of a federated client assertion is 25 hours (90000 seconds)."
+        )
     }
 
     static func noMatchingFederatedIdentity(issuer: String, subject: String, audience: String) -> EntraError {
-        EntraError(70021, "invalid_request",
-            "No matching federated identity record found for presented assertion. Assertion Issuer: '\(issuer)'. Assertion Subject: '\(subject)'. Assertion Audience: '\(audience)'. \(federationDocs)")
+        EntraError(
+            70021, "invalid_request",
+            "No matching federated identity record found for presented assertion. Assertion Issuer: '\(issuer)'. Assertion Subject: '\(subject)'. Assertion Audience: '\(audience)'. \(federationDocs)"
+        )
     }
 
     /// 700211/700212/700213: the one claim that no federated credential matches.
     static func noMatchingFederatedIdentity(code: Int, claim: String, value: String) -> EntraError {
-        EntraError(code, "invalid_request",
-            "No matching federated identity record found for presented assertion \(claim) '\(value)'. Please note that the matching is done using a case-sensitive comparison. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. \(federationDocs)")
+        EntraError(
+            code, "invalid_request",
+            "No matching federated identity record found for presented assertion \(claim) '\(value)'. Please note that the matching is done using a case-sensitive comparison. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. \(federationDocs)"
+        )
     }
 
     static func oidcEndpointFailed(_ detail: String) -> EntraError {
@@ -133,7 +154,8 @@ extension EntraError {
     }
 
     static func signatureValidationFailed(_ reason: String) -> EntraError {
-        EntraError(700027, "invalid_client",
+        EntraError(
+            700027, "invalid_client",
             "Client assertion failed signature validation. (Reason - \(reason))")
     }
 }

@@ -1,10 +1,10 @@
 import AsyncHTTPClient
 import FoundationEssentials
 import Glibc
-import NIOHTTP1
 import JWTKit
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// Fetches an issuer's discovery document and JWKS over HTTPS and verifies assertions with them.
 ///

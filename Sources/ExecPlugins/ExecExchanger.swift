@@ -45,9 +45,12 @@ public struct ExecExchanger: TokenExchanger {
                 .exchangeError(label: runner.label)
         }
         guard expiresAt > issuedAt else {
-            throw PluginFailure(.misbehaved, "answered a token that expired at \(Timestamp.iso8601(expiresAt)), "
-                + "\(Int(issuedAt.timeIntervalSince(expiresAt).rounded())) s ago")
-                .exchangeError(label: runner.label)
+            throw PluginFailure(
+                .misbehaved,
+                "answered a token that expired at \(Timestamp.iso8601(expiresAt)), "
+                    + "\(Int(issuedAt.timeIntervalSince(expiresAt).rounded())) s ago"
+            )
+            .exchangeError(label: runner.label)
         }
         return AccessToken(value: answer.token, tokenType: answer.tokenType ?? "Bearer", issuedAt: issuedAt, expiresAt: expiresAt)
     }

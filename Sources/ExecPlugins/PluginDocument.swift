@@ -74,7 +74,10 @@ enum PluginDocument {
             return .failure(.malformed("answered without a string 'apiVersion' (expected \"\(apiVersion)\")"))
         }
         guard version == apiVersion else {
-            return .failure(.malformed("answered apiVersion \"\(UntrustedText.sanitize(version, redacting: secrets, limit: 64))\", but the broker speaks \"\(apiVersion)\""))
+            return .failure(
+                .malformed(
+                    "answered apiVersion \"\(UntrustedText.sanitize(version, redacting: secrets, limit: 64))\", but the broker speaks \"\(apiVersion)\""
+                ))
         }
         guard let kind = document.kind else {
             return .failure(.malformed("answered without a string 'kind' (expected \"\(expectedKind)\" or \"Error\")"))
@@ -84,7 +87,9 @@ enum PluginDocument {
             return .failure(.reported(message: message.isEmpty ? "(no message)" : message, retryable: document.retryable))
         }
         guard kind == expectedKind else {
-            return .failure(.malformed("answered kind \"\(UntrustedText.sanitize(kind, redacting: secrets, limit: 64))\", expected \"\(expectedKind)\" or \"Error\""))
+            return .failure(
+                .malformed(
+                    "answered kind \"\(UntrustedText.sanitize(kind, redacting: secrets, limit: 64))\", expected \"\(expectedKind)\" or \"Error\""))
         }
         guard let token = document.token, !token.isEmpty else {
             return .failure(.malformed("answered \(expectedKind) without a non-empty string 'token'"))

@@ -1,9 +1,9 @@
+import DetachedThread
 import FoundationEssentials
 import Glibc
 import Logging
 import Synchronization
 import TokenExchange
-import DetachedThread
 
 /// Runs one configured plugin per call, off the cooperative thread pool, and turns the
 /// outcome into an answer or a `PluginFailure`. Holds no state between runs: a plugin that
@@ -47,16 +47,23 @@ struct PluginRunner: Sendable {
             }
             throw PluginFailure(.failed, "exited with status \(code)" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .signaled(let signal, _, let stderrTail):
-            throw PluginFailure(.failed, "was killed by signal \(signal) (\(Self.signalName(signal)))" + Self.stderrSuffix(stderrTail, redacting: secrets))
+            throw PluginFailure(
+                .failed, "was killed by signal \(signal) (\(Self.signalName(signal)))" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .timedOut(let leaderExited, let stderrTail):
             let limit = Self.format(configuration.timeout)
             if leaderExited {
-                throw PluginFailure(.failed, "exited, but a process it started outside its process group kept its stdout or stderr open "
-                    + "past the \(limit) timeout (a plugin must not daemonize)" + Self.stderrSuffix(stderrTail, redacting: secrets))
+                throw PluginFailure(
+                    .failed,
+                    "exited, but a process it started outside its process group kept its stdout or stderr open "
+                        + "past the \(limit) timeout (a plugin must not daemonize)" + Self.stderrSuffix(stderrTail, redacting: secrets))
             }
-            throw PluginFailure(.failed, "did not answer within \(limit); it and its process group were killed" + Self.stderrSuffix(stderrTail, redacting: secrets))
+            throw PluginFailure(
+                .failed, "did not answer within \(limit); it and its process group were killed" + Self.stderrSuffix(stderrTail, redacting: secrets))
         case .outputTooLarge(let stderrTail):
-            throw PluginFailure(.misbehaved, "printed more than \(configuration.maxOutputBytes) bytes on stdout; it was killed" + Self.stderrSuffix(stderrTail, redacting: secrets))
+            throw PluginFailure(
+                .misbehaved,
+                "printed more than \(configuration.maxOutputBytes) bytes on stdout; it was killed" + Self.stderrSuffix(stderrTail, redacting: secrets)
+            )
         case .cancelled:
             throw PluginFailure(.cancelled, "was stopped because the request was cancelled")
         case .spawnFailed(let code):
@@ -93,13 +100,15 @@ struct PluginRunner: Sendable {
         cancelSignal.close()
         cancelPipe.closeRead()
 
-        logger.debug("exec plugin ran", metadata: [
-            "plugin.name": .string(name),
-            "plugin.command": .string(executable),
-            "plugin.duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds),
-            "plugin.outcome": .string(Self.summary(outcome)),
-            "plugin.stdout_bytes": .stringConvertible(Self.stdoutSize(outcome)),
-        ])
+        logger.debug(
+            "exec plugin ran",
+            metadata: [
+                "plugin.name": .string(name),
+                "plugin.command": .string(executable),
+                "plugin.duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds),
+                "plugin.outcome": .string(Self.summary(outcome)),
+                "plugin.stdout_bytes": .stringConvertible(Self.stdoutSize(outcome)),
+            ])
         return outcome
     }
 

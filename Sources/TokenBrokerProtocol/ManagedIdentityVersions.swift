@@ -44,7 +44,8 @@ public enum ManagedIdentityVersions {
     public static func imdsVersionErrorBody() -> String {
         var writer = JSONWriter()
         writer.beginObject()
-        writer.field("error", "Bad request. api-version is invalid or was not specified in the request. For more information refer to aka.ms/azureimds")
+        writer.field(
+            "error", "Bad request. api-version is invalid or was not specified in the request. For more information refer to aka.ms/azureimds")
         writer.beginArray("newest-versions")
         for version in imds.suffix(3).reversed() { writer.element(version) }
         writer.endArray()
@@ -59,6 +60,7 @@ public enum ManagedIdentityVersions {
         var parts = tm()
         gmtime_r(&time, &parts)
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(two(parts.tm_mon + 1))/\(two(parts.tm_mday))/\(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +00:00"
+        return
+            "\(two(parts.tm_mon + 1))/\(two(parts.tm_mday))/\(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +00:00"
     }
 }

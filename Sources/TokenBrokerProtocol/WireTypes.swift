@@ -315,7 +315,9 @@ public struct SinkStatus: Codable, Sendable, Equatable {
     public var lastError: WireError?
 
     /// Creates a sink status.
-    public init(path: String, identity: String, scope: String, format: String, lastWrite: Int64? = nil, expiresOn: Int64? = nil, lastError: WireError? = nil) {
+    public init(
+        path: String, identity: String, scope: String, format: String, lastWrite: Int64? = nil, expiresOn: Int64? = nil, lastError: WireError? = nil
+    ) {
         self.path = path
         self.identity = identity
         self.scope = scope

@@ -76,7 +76,9 @@ struct ByteReader {
     var isAtEnd: Bool { remaining == 0 }
 
     private mutating func take(_ count: Int) throws(CacheSnapshotError) -> ArraySlice<UInt8> {
-        guard count <= remaining else { throw CacheSnapshotError(.truncated, "needed \(count) more bytes at offset \(position - bytes.startIndex), \(remaining) left") }
+        guard count <= remaining else {
+            throw CacheSnapshotError(.truncated, "needed \(count) more bytes at offset \(position - bytes.startIndex), \(remaining) left")
+        }
         defer { position += count }
         return bytes[position..<position + count]
     }
@@ -96,7 +98,9 @@ struct ByteReader {
     }
 
     private mutating func string(length: Int) throws(CacheSnapshotError) -> String {
-        guard let text = String(validating: try take(length), as: UTF8.self) else { throw CacheSnapshotError(.malformed, "a string that is not UTF-8") }
+        guard let text = String(validating: try take(length), as: UTF8.self) else {
+            throw CacheSnapshotError(.malformed, "a string that is not UTF-8")
+        }
         return text
     }
 
@@ -120,7 +124,8 @@ struct ByteReader {
             aws = AWSCredentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: session, expiration: expiration, accountId: account)
         }
         let token = AccessToken(
-            value: value, tokenType: tokenType, issuedAt: issuedAt, expiresAt: expiresAt, refreshAt: refreshAt, extendedExpiresAt: extended, awsCredentials: aws)
+            value: value, tokenType: tokenType, issuedAt: issuedAt, expiresAt: expiresAt, refreshAt: refreshAt, extendedExpiresAt: extended,
+            awsCredentials: aws)
         return CacheSnapshot.Entry(
             identity: identity, fingerprint: fingerprint, scope: scope, token: token, refreshAt: try date(), lastRequested: try date())
     }

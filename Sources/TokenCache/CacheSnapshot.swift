@@ -87,7 +87,9 @@ public struct CacheSnapshot: Sendable {
         guard payload.count == length else {
             throw CacheSnapshotError(payload.count < length ? .truncated : .malformed, "payload is \(payload.count) bytes, the header says \(length)")
         }
-        guard CRC32.checksum(payload) == checksum else { throw CacheSnapshotError(.checksumMismatch, "CRC-32 of the payload does not match the header") }
+        guard CRC32.checksum(payload) == checksum else {
+            throw CacheSnapshotError(.checksumMismatch, "CRC-32 of the payload does not match the header")
+        }
         var reader = ByteReader(payload)
         let count = Int(try reader.u32())
         var entries: [Entry] = []

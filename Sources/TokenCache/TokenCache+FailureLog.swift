@@ -37,9 +37,11 @@ extension TokenCache {
     /// Reports the failures whose warnings were held back, once their 10 s are over.
     func logSuppressedFailures(at instant: C.Instant) {
         for (key, count) in failureWarnings.withLock({ $0.due(at: instant) }) {
-            logger.warning("token exchange failures not logged", metadata: [
-                "token.identity": "\(key.identity)", "error.code": "\(key.code.rawValue)", "log.suppressed": "\(count)",
-            ])
+            logger.warning(
+                "token exchange failures not logged",
+                metadata: [
+                    "token.identity": "\(key.identity)", "error.code": "\(key.code.rawValue)", "log.suppressed": "\(count)",
+                ])
         }
     }
 }

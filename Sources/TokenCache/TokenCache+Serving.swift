@@ -7,7 +7,7 @@ public import TokenExchange
 extension TokenCache {
     /// The cached token for `key` if it is valid for at least `minimumValidity`;
     /// nil otherwise. Never waits: this is the hot path.
-    @_specialize(exported: true, where C == ContinuousClock)
+    @_specialize(exported:true,where C == ContinuousClock)
     public func cachedToken(for key: TokenKey, minimumValidity: Duration? = nil) -> CachedToken? {
         let instant = clock.now
         let minimum = minimumValidity ?? configuration.defaultMinimumValidity
@@ -87,7 +87,9 @@ extension TokenCache {
             let task = startFetch(key: key, identity: identity, into: entry)
             entry.inFlight = task
             entry.waiters.append(waiter)
-            if state.drain != nil { startsSweeper = state.noteDraining(entry, task: task, deadline: instant.advanced(by: configuration.shutdownGrace)) }
+            if state.drain != nil {
+                startsSweeper = state.noteDraining(entry, task: task, deadline: instant.advanced(by: configuration.shutdownGrace))
+            }
             return .waiting
         }
         if startsSweeper { startSweeper() }
@@ -96,7 +98,9 @@ extension TokenCache {
             hit.hits.increment()
             completion(.success(CachedToken(token: hit.token, expiresIn: hit.left, key: key, hits: hit.hits)))
         case .unknownIdentity:
-            completion(.failure(TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
+            completion(
+                .failure(
+                    TokenExchangeError(code: .internal, message: "identity '\(key.identity)' is not registered with the cache", isRetryable: false)))
         case .recentEnough(let token):
             completion(.success(token))
         case .backingOff(let error, let stale):

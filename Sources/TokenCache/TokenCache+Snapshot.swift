@@ -28,9 +28,10 @@ extension TokenCache {
                         identity: name, fingerprint: digest, scope: scope, token: token,
                         refreshAt: wall(entry.refreshAt ?? validUntil), lastRequested: wall(entry.lastRequested))
                 }
-            } + state.deferred.sorted { $0.key < $1.key }.flatMap { name, items in
-                items.filter { $0.token.expiresAt > wallNow && fingerprint(name) == $0.fingerprint }
             }
+                + state.deferred.sorted { $0.key < $1.key }.flatMap { name, items in
+                    items.filter { $0.token.expiresAt > wallNow && fingerprint(name) == $0.fingerprint }
+                }
         }
         return CacheSnapshot(entries: entries)
     }
@@ -45,7 +46,8 @@ extension TokenCache {
     /// registered when a pod first asks) are kept aside and put back by `register`.
     @discardableResult
     public func restore(
-        _ snapshot: CacheSnapshot, fingerprint: (String) -> [UInt8]?, deferring: (String) -> Bool = { _ in false }, overdueSpread: Duration = .seconds(60)
+        _ snapshot: CacheSnapshot, fingerprint: (String) -> [UInt8]?, deferring: (String) -> Bool = { _ in false },
+        overdueSpread: Duration = .seconds(60)
     ) -> RestoreSummary {
         let instant = clock.now
         let wallNow = now()
@@ -71,7 +73,9 @@ extension TokenCache {
                     summary.deferred += 1
                     continue
                 }
-                if install(item, into: identity, at: instant, wallNow: wallNow, overdueSpread: overdueSpread, using: &generator) { summary.restored += 1 }
+                if install(item, into: identity, at: instant, wallNow: wallNow, overdueSpread: overdueSpread, using: &generator) {
+                    summary.restored += 1
+                }
             }
         }
         return summary

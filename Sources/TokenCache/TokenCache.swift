@@ -49,7 +49,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             if keepTokens, let existing = state.identities[identity] {
                 existing.fetcher = fetcher
             } else {
-                let entries = IdentityEntries(identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
+                let entries = IdentityEntries(
+                    identity: identity, fetcher: fetcher, concurrentExchanges: configuration.maxConcurrentExchangesPerIdentity)
                 state.identities[identity] = entries
                 var generator = SystemRandomNumberGenerator()
                 for item in state.deferred.removeValue(forKey: identity) ?? [] {
@@ -88,11 +89,13 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 let waiters = record(.success(token), for: key, into: entry, identity: identity)
                 for waiter in waiters { waiter(.success(token)) }
                 for observer in storedTokenObservers.withLock({ $0 }) { observer(key) }
-                logger.info("token obtained", metadata: [
-                    "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
-                    "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",
-                    "upstream.duration_ms": "\(started.duration(to: clock.now).milliseconds)",
-                ])
+                logger.info(
+                    "token obtained",
+                    metadata: [
+                        "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+                        "token.expires_at": "\(Int(token.expiresAt.timeIntervalSince1970))",
+                        "upstream.duration_ms": "\(started.duration(to: clock.now).milliseconds)",
+                    ])
                 return token
             } catch {
                 count(error.code.rawValue)

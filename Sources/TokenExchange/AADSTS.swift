@@ -43,11 +43,13 @@ public enum AADSTS {
     private static let table: [Int: Explanation] = [
         70021: Explanation(
             meaning: "no federated identity credential matches the assertion's issuer, subject and audience",
-            fix: "add a federated credential with exactly the token's iss, sub and aud (see token.*; case-sensitive) with \(federatedCredential); a new one takes a few minutes to propagate",
+            fix:
+                "add a federated credential with exactly the token's iss, sub and aud (see token.*; case-sensitive) with \(federatedCredential); a new one takes a few minutes to propagate",
             hint: noMatchingCredential),
         700211: Explanation(
             meaning: "issuer mismatch: no federated credential has the assertion's issuer",
-            fix: "set the credential's issuer to the token's iss exactly, trailing slash included (AKS: az aks show --query oidcIssuerProfile.issuerUrl)",
+            fix:
+                "set the credential's issuer to the token's iss exactly, trailing slash included (AKS: az aks show --query oidcIssuerProfile.issuerUrl)",
             hint: noMatchingCredential),
         700212: Explanation(
             meaning: "audience mismatch: no federated credential has the assertion's audience",
@@ -59,7 +61,8 @@ public enum AADSTS {
             hint: noMatchingCredential),
         700024: Explanation(
             meaning: "expired assertion: the client assertion is not within its valid time range",
-            fix: "the token file is stale or a clock is off: see token.lifetime, token.rotation and clock.skew; read the file again before each exchange",
+            fix:
+                "the token file is stale or a clock is off: see token.lifetime, token.rotation and clock.skew; read the file again before each exchange",
             isRetryable: true,
             hint: { request in
                 let claims = request.assertion.claims

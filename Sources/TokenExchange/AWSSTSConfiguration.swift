@@ -43,7 +43,8 @@ public struct AWSSTSConfiguration: Sendable, Equatable {
         }
         let literal = sessionName.replacingAll("{identity}", with: "")
         guard !literal.contains("{"), !literal.contains("}") else {
-            throw AWSSTSConfigurationError("sessionName may use only the placeholder {identity}, got '\(RFC8693Configuration.printable(sessionName))'")
+            throw AWSSTSConfigurationError(
+                "sessionName may use only the placeholder {identity}, got '\(RFC8693Configuration.printable(sessionName))'")
         }
         guard literal.allSatisfy(Self.isSessionNameCharacter) else {
             throw AWSSTSConfigurationError(

@@ -38,7 +38,9 @@ public enum AWSSTSTokenResponse {
         }
         guard let document else { throw malformed("with a body that is not XML") }
         guard document.name == "AssumeRoleWithWebIdentityResponse", let result = document.child("AssumeRoleWithWebIdentityResult") else {
-            throw malformed("with a '\(UntrustedText.identifier(document.name, redacting: [assertion.jwt], limit: 64) ?? "?")' document instead of an AssumeRoleWithWebIdentityResponse")
+            throw malformed(
+                "with a '\(UntrustedText.identifier(document.name, redacting: [assertion.jwt], limit: 64) ?? "?")' document instead of an AssumeRoleWithWebIdentityResponse"
+            )
         }
         var missing: [String] = []
         let accessKeyId = result.text(at: ["Credentials", "AccessKeyId"])
@@ -57,7 +59,9 @@ public enum AWSSTSTokenResponse {
         }
         let lifetime = expiration.timeIntervalSince(now)
         guard lifetime > 0 else {
-            throw malformed("with credentials that expired at \(Timestamp.iso8601(expiration)), \(Int(-lifetime)) s before they arrived; check the clock of this host")
+            throw malformed(
+                "with credentials that expired at \(Timestamp.iso8601(expiration)), \(Int(-lifetime)) s before they arrived; check the clock of this host"
+            )
         }
         guard lifetime <= AccessToken.maximumLifetime else {
             throw malformed("with an Expiration more than a year away; refusing credentials with an implausible lifetime")
@@ -108,10 +112,13 @@ public enum AWSSTSTokenResponse {
         case .throttled:
             return failure.throttled { "\(codeText): AWS STS is throttling requests\($0); serving cached credentials where possible" }
         case .unavailable:
-            let hint = code == "IDPCommunicationError"
+            let hint =
+                code == "IDPCommunicationError"
                 ? "AWS STS could not reach the OIDC provider of iss='\(assertion.claims.issuer ?? "-")' to fetch its keys; is its discovery document and JWKS publicly reachable?"
                 : "AWS STS at \(configuration.endpoint) failed"
-                    + (code == nil ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")" : "")
+                    + (code == nil
+                        ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")"
+                        : "")
             return failure.unavailable("\(codeText): " + TokenExchangeError.sentences(hint, said))
         case .rejected:
             return failure.rejected(codeText, hint(code, configuration: configuration, assertion: assertion), said: said)
@@ -123,28 +130,36 @@ public enum AWSSTSTokenResponse {
         let who = assertion.claims.federationFields
         switch code {
         case "InvalidIdentityToken":
-            return .init(text: "AWS STS did not accept the web identity token from \(assertion.origin) (\(who)); check that an IAM OIDC identity provider "
-                + "exists for this issuer in the role's account and lists this audience")
+            return .init(
+                text: "AWS STS did not accept the web identity token from \(assertion.origin) (\(who)); check that an IAM OIDC identity provider "
+                    + "exists for this issuer in the role's account and lists this audience")
         case "ExpiredTokenException", "ExpiredToken":
             return .init(
-                text: "the web identity token from \(assertion.origin) has expired (\(assertion.claims.expiryForMessages)); is the file still being rotated?",
+                text:
+                    "the web identity token from \(assertion.origin) has expired (\(assertion.claims.expiryForMessages)); is the file still being rotated?",
                 isRetryable: true)
         case "AccessDenied", "AccessDeniedException":
-            return .init(text: "the trust policy of \(configuration.roleArn) does not allow AssumeRoleWithWebIdentity for \(who); "
-                + "check its Principal (the OIDC provider) and its conditions on the :aud and :sub keys")
+            return .init(
+                text: "the trust policy of \(configuration.roleArn) does not allow AssumeRoleWithWebIdentity for \(who); "
+                    + "check its Principal (the OIDC provider) and its conditions on the :aud and :sub keys")
         case "IDPRejectedClaim":
             return .init(text: "the OIDC identity provider configuration rejected a claim of the token (\(who))")
         case "ValidationError", "InvalidParameterValue", "MissingParameter":
-            return .init(text: "AWS STS refused a parameter: roleArn \(configuration.roleArn), durationSeconds \(configuration.durationSeconds) "
-                + "(must not exceed the role's maximum session duration), or the session name")
+            return .init(
+                text: "AWS STS refused a parameter: roleArn \(configuration.roleArn), durationSeconds \(configuration.durationSeconds) "
+                    + "(must not exceed the role's maximum session duration), or the session name")
         case "RegionDisabledException":
-            return .init(text: "STS is not activated in region \(configuration.region) for this account; activate it in IAM account settings or use another region")
+            return .init(
+                text:
+                    "STS is not activated in region \(configuration.region) for this account; activate it in IAM account settings or use another region"
+            )
         case "PackedPolicyTooLarge", "MalformedPolicyDocument":
             return .init(text: "AWS STS refused the session policy")
         case nil:
             return .init(text: "AWS STS refused the request without an STS error document")
         default:
-            return .init(text: "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))")
+            return .init(
+                text: "AWS STS rejected AssumeRoleWithWebIdentity for \(configuration.roleArn) with the token from \(assertion.origin) (\(who))")
         }
     }
 }

@@ -21,7 +21,10 @@ enum EndpointURL {
         case "http" where isLoopback(host):
             break
         case "http":
-            return .failure(Failure("must be https (plain http is allowed only to a loopback address): an assertion sent in clear text can be replayed by anyone on the path"))
+            return .failure(
+                Failure(
+                    "must be https (plain http is allowed only to a loopback address): an assertion sent in clear text can be replayed by anyone on the path"
+                ))
         default:
             return .failure(Failure("must be an https:// URL, not \(scheme)://"))
         }

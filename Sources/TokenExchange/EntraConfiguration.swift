@@ -29,7 +29,8 @@ public struct EntraConfiguration: Sendable, Hashable {
         guard let components = URLComponents(string: host), components.host?.isEmpty == false, components.user == nil, components.password == nil,
             components.query == nil, components.fragment == nil
         else {
-            throw EntraConfigurationError("authorityHost must be https://HOST[:PORT] without user info, query or fragment, got '\(EndpointURL.redacted(authorityHost))'")
+            throw EntraConfigurationError(
+                "authorityHost must be https://HOST[:PORT] without user info, query or fragment, got '\(EndpointURL.redacted(authorityHost))'")
         }
         guard !tenantId.isEmpty, tenantId.allSatisfy(Self.isTenantCharacter) else {
             throw EntraConfigurationError("tenantId must be a GUID or domain name, got '\(tenantId)'")

@@ -19,17 +19,20 @@ public enum EntraTokenResponse {
             throw error(for: response, configuration: configuration, scope: scope, assertion: assertion, now: now)
         }
         guard let body = UpstreamJSON.decode(response.body) else {
-            throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 with a body that is not a JSON object", isRetryable: true)
+            throw TokenExchangeError(
+                code: .upstreamUnavailable, message: "the token service answered 200 with a body that is not a JSON object", isRetryable: true)
         }
         guard let token = body.accessToken, !token.isEmpty else {
             throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 without 'access_token'", isRetryable: true)
         }
         guard let expiresIn = body.expiresIn?.value, expiresIn > 0 else {
-            throw TokenExchangeError(code: .upstreamUnavailable, message: "the token service answered 200 without a positive 'expires_in'", isRetryable: true)
+            throw TokenExchangeError(
+                code: .upstreamUnavailable, message: "the token service answered 200 without a positive 'expires_in'", isRetryable: true)
         }
         guard expiresIn <= AccessToken.maximumLifetime else {
             throw TokenExchangeError(
-                code: .upstreamUnavailable, message: "the token service answered 200 with 'expires_in' beyond one year; refusing a token with an implausible lifetime",
+                code: .upstreamUnavailable,
+                message: "the token service answered 200 with 'expires_in' beyond one year; refusing a token with an implausible lifetime",
                 isRetryable: true)
         }
         let secrets = [token, assertion.jwt]

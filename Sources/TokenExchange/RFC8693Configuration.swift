@@ -51,7 +51,8 @@ public struct RFC8693Configuration: Sendable, Equatable, CustomStringConvertible
         }
         if let resource {
             guard Self.isAbsoluteURI(resource) else {
-                throw RFC8693ConfigurationError("resource must be an absolute URI without a #fragment (RFC 8693 §2.1), got '\(Self.printable(resource))'")
+                throw RFC8693ConfigurationError(
+                    "resource must be an absolute URI without a #fragment (RFC 8693 §2.1), got '\(Self.printable(resource))'")
             }
         }
         guard Self.isTokenTypeURI(subjectTokenType) else {

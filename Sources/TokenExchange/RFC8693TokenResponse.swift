@@ -44,14 +44,20 @@ public enum RFC8693TokenResponse {
 
         let issuedTokenType = body.issuedTokenType
         if issuedTokenType == nil {
-            warnings.append("the token exchange service left out 'issued_token_type', which RFC 8693 §2.2.1 requires; the token was accepted as \(configuration.requestedTokenType ?? "an access token")")
+            warnings.append(
+                "the token exchange service left out 'issued_token_type', which RFC 8693 §2.2.1 requires; the token was accepted as \(configuration.requestedTokenType ?? "an access token")"
+            )
         } else if let requested = configuration.requestedTokenType, let issuedTokenType, issuedTokenType != requested {
-            warnings.append("requested_token_type was \(requested) but the service issued \(UntrustedText.sanitize(issuedTokenType, redacting: secrets, limit: 120))")
+            warnings.append(
+                "requested_token_type was \(requested) but the service issued \(UntrustedText.sanitize(issuedTokenType, redacting: secrets, limit: 120))"
+            )
         }
         let tokenType = try self.tokenType(body.tokenType, secrets: secrets, warnings: &warnings)
         let expiresAt = try self.expiresAt(body, token: token, now: now, warnings: &warnings)
         if let granted = body.scope, !scope.value.isEmpty, granted != scope.value {
-            warnings.append("the token exchange service granted scope '\(UntrustedText.sanitize(granted, redacting: secrets, limit: 200))', not the requested '\(scope.value)'")
+            warnings.append(
+                "the token exchange service granted scope '\(UntrustedText.sanitize(granted, redacting: secrets, limit: 200))', not the requested '\(scope.value)'"
+            )
         }
         return Outcome(
             token: AccessToken(value: token, tokenType: tokenType, issuedAt: now, expiresAt: expiresAt),
@@ -91,19 +97,24 @@ public enum RFC8693TokenResponse {
             return now.addingTimeInterval(expiresIn)
         }
         guard let claims = try? JWTClaims(jwt: token) else {
-            throw malformed("without 'expires_in', and the token is not a JWT whose 'exp' could say how long it lives; refusing a token of unknown lifetime")
+            throw malformed(
+                "without 'expires_in', and the token is not a JWT whose 'exp' could say how long it lives; refusing a token of unknown lifetime")
         }
         guard let exp = claims.expiresAt else {
             throw malformed("without 'expires_in', and the issued JWT has no 'exp'; refusing a token of unknown lifetime")
         }
         let remaining = exp.timeIntervalSince(now)
         guard remaining > 0 else {
-            throw malformed("without 'expires_in', and the issued JWT's exp=\(Int(exp.timeIntervalSince1970)) (\(Timestamp.iso8601(exp))) is already past; check the clocks of this host and the token service")
+            throw malformed(
+                "without 'expires_in', and the issued JWT's exp=\(Int(exp.timeIntervalSince1970)) (\(Timestamp.iso8601(exp))) is already past; check the clocks of this host and the token service"
+            )
         }
         guard remaining <= AccessToken.maximumLifetime else {
-            throw malformed("without 'expires_in', and the issued JWT's 'exp' is more than a year away; refusing a token with an implausible lifetime")
+            throw malformed(
+                "without 'expires_in', and the issued JWT's 'exp' is more than a year away; refusing a token with an implausible lifetime")
         }
-        warnings.append("the token exchange service left out 'expires_in'; the lifetime was taken from the issued JWT's exp=\(Int(exp.timeIntervalSince1970))")
+        warnings.append(
+            "the token exchange service left out 'expires_in'; the lifetime was taken from the issued JWT's exp=\(Int(exp.timeIntervalSince1970))")
         return exp
     }
 
@@ -135,8 +146,9 @@ public enum RFC8693TokenResponse {
             return failure.throttled { "the token exchange service is throttling requests\($0); serving cached tokens where possible" }
         case .unavailable:
             let what = errorCode.map { " (\($0))" } ?? (body == nil && !response.body.isEmpty ? " and a body that is not an OAuth error" : "")
-            return failure.unavailable(TokenExchangeError.sentences(
-                "the token exchange service at \(endpointForMessages(configuration)) failed with HTTP \(response.status)\(what)", said))
+            return failure.unavailable(
+                TokenExchangeError.sentences(
+                    "the token exchange service at \(endpointForMessages(configuration)) failed with HTTP \(response.status)\(what)", said))
         case .rejected:
             let hint = hint(errorCode, status: response.status, configuration: configuration, scope: scope, assertion: assertion)
             return failure.rejected("HTTP \(response.status)\(errorCode.map { " \($0)" } ?? "")", hint, said: said, see)
@@ -150,26 +162,33 @@ public enum RFC8693TokenResponse {
         let subject = "the subject token from \(assertion.origin) (\(assertion.claims.federationFields))"
         switch errorCode {
         case "invalid_grant", "invalid_request":
-            return .init(text: "the token exchange service refused \(subject); "
-                + "check that it trusts this issuer and allows this subject and audience, and that the token is not expired"
-                + (configuration.subjectTokenType == RFC8693Configuration.jwtTokenType ? "" : " (subject_token_type \(configuration.subjectTokenType))"))
+            return .init(
+                text: "the token exchange service refused \(subject); "
+                    + "check that it trusts this issuer and allows this subject and audience, and that the token is not expired"
+                    + (configuration.subjectTokenType == RFC8693Configuration.jwtTokenType
+                        ? "" : " (subject_token_type \(configuration.subjectTokenType))"))
         case "invalid_client":
-            return .init(text: configuration.clientId.map { "client authentication as '\($0)' failed; check clientId and clientSecretFile" }
-                ?? "the token exchange service requires client authentication; configure clientId and clientSecretFile")
+            return .init(
+                text: configuration.clientId.map { "client authentication as '\($0)' failed; check clientId and clientSecretFile" }
+                    ?? "the token exchange service requires client authentication; configure clientId and clientSecretFile")
         case "unauthorized_client":
             return .init(text: "the client \(configuration.clientId.map { "'\($0)' " } ?? "")is not allowed to use the token-exchange grant")
         case "unsupported_grant_type":
-            return .init(text: "the service at \(endpointForMessages(configuration)) does not support RFC 8693 token exchange; is tokenEndpoint right?")
+            return .init(
+                text: "the service at \(endpointForMessages(configuration)) does not support RFC 8693 token exchange; is tokenEndpoint right?")
         case "invalid_target":
             let target = [configuration.audience.map { "audience '\($0)'" }, configuration.resource.map { "resource '\($0)'" }].compactMap { $0 }
-            return .init(text: "the token exchange service will not issue a token for " + (target.isEmpty ? "this target" : target.joined(separator: " and ")))
+            return .init(
+                text: "the token exchange service will not issue a token for " + (target.isEmpty ? "this target" : target.joined(separator: " and ")))
         case "invalid_scope":
             return .init(text: "the token exchange service will not grant scope '\(scope.value)'")
         case "temporarily_unavailable":
             return .init(text: "the token exchange service is temporarily unavailable", isRetryable: true)
         case nil:
-            return .init(text: status == 400 ? "the token exchange service refused the request without an OAuth error body"
-                : "the token exchange service refused the request for \(subject)")
+            return .init(
+                text: status == 400
+                    ? "the token exchange service refused the request without an OAuth error body"
+                    : "the token exchange service refused the request for \(subject)")
         default:
             return .init(text: "the token exchange service rejected the exchange of \(subject)")
         }

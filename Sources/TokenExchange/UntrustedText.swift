@@ -89,7 +89,9 @@ public enum UntrustedText {
         var index = 0
         while index < end {
             let here = scalars[index]
-            if let needle = needles.first(where: { $0[0] == here && index + $0.count <= scalars.count && scalars[index..<(index + $0.count)].elementsEqual($0) }) {
+            if let needle = needles.first(where: {
+                $0[0] == here && index + $0.count <= scalars.count && scalars[index..<(index + $0.count)].elementsEqual($0)
+            }) {
                 out.append(contentsOf: redactedScalars)
                 index += needle.count
             } else {

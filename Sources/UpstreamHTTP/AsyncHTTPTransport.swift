@@ -153,7 +153,8 @@ public final class AsyncHTTPTransport: HTTPTransport {
     /// `Retry-After` in integer seconds (the form token services use); HTTP dates are ignored.
     private static func retryAfter(_ response: UpstreamResponse) -> Duration? {
         guard let value = response.header("Retry-After"), let seconds = Int(value.trimmed()),
-              seconds >= 0 else { return nil }
+            seconds >= 0
+        else { return nil }
         return .seconds(seconds)
     }
 }

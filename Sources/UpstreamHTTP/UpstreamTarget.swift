@@ -14,7 +14,8 @@ struct UpstreamTarget: Sendable {
     /// Checked before anything is sent: an assertion must never cross the network in clear text.
     init(url: String, allowInsecureLoopback: Bool) throws(TokenExchangeError) {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-              let host = components.host, !host.isEmpty else {
+            let host = components.host, !host.isEmpty
+        else {
             throw TokenExchangeError(code: .upstreamUnavailable, message: "invalid token endpoint URL '\(Self.redacted(url))'", isRetryable: false)
         }
         switch scheme {
@@ -33,7 +34,9 @@ struct UpstreamTarget: Sendable {
                 isRetryable: false
             )
         default:
-            throw TokenExchangeError(code: .upstreamUnavailable, message: "unsupported URL scheme '\(scheme)' for the token endpoint \(host); use https", isRetryable: false)
+            throw TokenExchangeError(
+                code: .upstreamUnavailable, message: "unsupported URL scheme '\(scheme)' for the token endpoint \(host); use https",
+                isRetryable: false)
         }
         let port = components.port ?? (scheme == "https" ? 443 : 80)
         self.hostAndPort = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"

@@ -30,7 +30,8 @@ struct Doctor: ParsableCommand {
     @Option(name: .long, help: "The audience the federated credential expects.")
     var audience: String = DoctorDefaults.audience
 
-    @Option(name: .long, help: "The token service whose clock to compare with (default: $AZURE_AUTHORITY_HOST, else \(DoctorDefaults.authorityHost)).")
+    @Option(
+        name: .long, help: "The token service whose clock to compare with (default: $AZURE_AUTHORITY_HOST, else \(DoctorDefaults.authorityHost)).")
     var authorityHost: String?
 
     @Option(name: .long, help: "A PEM bundle to trust in addition to the system roots and $SSL_CERT_FILE.")
@@ -69,7 +70,9 @@ struct Doctor: ParsableCommand {
             expectedAudience: audience,
             authorityHost: authorityHost ?? nonEmpty("AZURE_AUTHORITY_HOST") ?? DoctorDefaults.authorityHost,
             timeoutSeconds: timeout, http: http)
-        let checks: [any DoctorCheck] = [EnvironmentCheck(), TokenFileCheck(), SocketCheck(), BrokerStatusCheck(), ClockSkewCheck(), IssuerKeysCheck()]
+        let checks: [any DoctorCheck] = [
+            EnvironmentCheck(), TokenFileCheck(), SocketCheck(), BrokerStatusCheck(), ClockSkewCheck(), IssuerKeysCheck(),
+        ]
         let report = DoctorReport(checks.flatMap { $0.run(context) })
         print(output == .json ? try report.json() : report.text())
         if !report.ok { throw ExitCode(1) }

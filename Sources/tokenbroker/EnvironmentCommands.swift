@@ -19,7 +19,11 @@ extension TokenBrokerCLI {
         @Option(name: .long, help: "Identity to select through AZURE_CLIENT_ID (needed when several are available to you).")
         var identity: String?
 
-        @Option(name: .long, help: "Print only this protocol's variables (repeatable): app-service, app-service-2017 (MSI_ENDPOINT, for azure-identity < 1.7 and msrestazure), imds, aws.")
+        @Option(
+            name: .long,
+            help:
+                "Print only this protocol's variables (repeatable): app-service, app-service-2017 (MSI_ENDPOINT, for azure-identity < 1.7 and msrestazure), imds, aws."
+        )
         var `protocol`: [CompatEnvironment.Route] = []
 
         @OptionGroup var relay: RelayEnvironmentOptions
@@ -32,7 +36,9 @@ extension TokenBrokerCLI {
         }
 
         func run() throws {
-            for (name, value) in try relay.variables() ?? CompatEnvironment.variables(connection: connection, identity: identity, protocols: `protocol`) {
+            for (name, value) in try relay.variables()
+                ?? CompatEnvironment.variables(connection: connection, identity: identity, protocols: `protocol`)
+            {
                 print("export \(name)=\(CompatEnvironment.shellQuoted(value))")
             }
         }
@@ -92,7 +98,8 @@ enum CompatEnvironment {
         let response = try connection.send(BrokerRequest(op: "status", id: .number(1)))
         guard let status = response.status else { throw fail("the broker's status has no body", code: 76) }
         guard let compat = status.compat, let endpoint = compat.identityEndpoint, let authority = compat.imdsAuthorityHost else {
-            throw fail("the broker has no compatibility listener on loopback TCP; set compat.tcp in its configuration (docs/configuration.md)", code: 1)
+            throw fail(
+                "the broker has no compatibility listener on loopback TCP; set compat.tcp in its configuration (docs/configuration.md)", code: 1)
         }
         guard let header = compat.identityHeader else {
             throw fail("no identity is available to you (uid \(getuid())), so the broker does not give out its identity header", code: 1)
@@ -112,7 +119,9 @@ enum CompatEnvironment {
                 throw fail("identity '\(identity)' is not available to you", code: 1)
             }
             if let clientId = entry.clientId { variables.append(("AZURE_CLIENT_ID", clientId)) }
-            if entry.exchange == "aws-sts", wanted.contains(.aws) { variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials/\(identity)")) }
+            if entry.exchange == "aws-sts", wanted.contains(.aws) {
+                variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials/\(identity)"))
+            }
         } else if wanted.contains(.aws), !aws.isEmpty || protocols.contains(.aws) {
             variables.append(("AWS_CONTAINER_CREDENTIALS_FULL_URI", "\(authority)/aws/credentials"))
         }
@@ -152,7 +161,8 @@ struct RelayEnvironmentOptions: ParsableArguments {
             return
         }
         guard identity == nil else {
-            throw ValidationError("with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
+            throw ValidationError(
+                "with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
         }
         guard relay.hasPrefix("http://"), let url = URL(string: relay), let host = url.host, url.port != nil,
             case .success = LoopbackAddress.parse(host.contains(":") ? "[\(host.trimming { $0 == "[" || $0 == "]" })]:0" : "\(host):0"),

@@ -18,11 +18,13 @@ func writeStandardError(_ text: String) {
 func detachThread(_ body: @escaping @Sendable () -> Void) {
     let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { context in
-        let body = Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue()
-        body.run()
-        return nil
-    }, box)
+    let result = pthread_create(
+        &thread, nil,
+        { context in
+            let body = Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue()
+            body.run()
+            return nil
+        }, box)
     guard result == 0 else {
         // No thread: run it here rather than drop the connection.
         Unmanaged<ThreadBody>.fromOpaque(box).takeRetainedValue().run()

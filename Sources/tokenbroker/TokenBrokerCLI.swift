@@ -1,5 +1,5 @@
-import BrokerClient
 import ArgumentParser
+import BrokerClient
 import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
@@ -107,21 +107,25 @@ extension TokenBrokerCLI {
             // An access token is always for a scope; only AWS credentials (or json, which
             // shows either) can do without one.
             if scope == nil, resource == nil, output == .token || output == .header {
-                throw ValidationError("--scope is required for an access token, e.g. --scope https://storage.azure.com/.default (or --resource https://storage.azure.com); for AWS credentials use --output aws-credential-process")
+                throw ValidationError(
+                    "--scope is required for an access token, e.g. --scope https://storage.azure.com/.default (or --resource https://storage.azure.com); for AWS credentials use --output aws-credential-process"
+                )
             }
         }
 
         func run() throws {
-            let response = try connection.send(BrokerRequest(
-                op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity,
-                clientId: clientId, tenantId: tenantId, volume: volume))
+            let response = try connection.send(
+                BrokerRequest(
+                    op: "token", id: .number(1), scope: scope, resource: resource, identity: identity, minValiditySeconds: minValidity,
+                    clientId: clientId, tenantId: tenantId, volume: volume))
             if output == .json {
                 print(try JSONOutput.render(response))
                 return
             }
             if let credentials = response.credentials {
                 guard output == .awsCredentialProcess else {
-                    writeStandardError("tokenbroker: identity '\(response.identity ?? "")' gives AWS credentials; use --output aws-credential-process or json\n")
+                    writeStandardError(
+                        "tokenbroker: identity '\(response.identity ?? "")' gives AWS credentials; use --output aws-credential-process or json\n")
                     throw ExitCode(64)
                 }
                 print(try JSONOutput.credentialProcess(credentials))

@@ -36,7 +36,8 @@ struct LoggingOptions: ParsableArguments {
     }
 
     func bootstrap(configured: String = "info") -> Logger {
-        LogSetup.bootstrap(format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel ?? configured, environment: ProcessInfo.processInfo.environment)
+        LogSetup.bootstrap(
+            format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel ?? configured, environment: ProcessInfo.processInfo.environment)
     }
 }
 
@@ -145,7 +146,9 @@ extension TokenBrokerDaemon {
             let logger = logging.bootstrap()
             try await DevProviderRunner.run(
                 stateDirectory: stateDir, extraSubjects: subject, extraClientIds: clientId,
-                appSubjects: Dictionary(app.compactMap { pair in pair.firstIndex(of: "=").map { (String(pair[..<$0]), [String(pair[pair.index(after: $0)...])]) } }, uniquingKeysWith: +),
+                appSubjects: Dictionary(
+                    app.compactMap { pair in pair.firstIndex(of: "=").map { (String(pair[..<$0]), [String(pair[pair.index(after: $0)...])]) } },
+                    uniquingKeysWith: +),
                 accessTokenLifetime: accessTokenLifetime,
                 assertionLifetime: assertionLifetime, rotateEvery: rotateEvery, logger: logger)
         }

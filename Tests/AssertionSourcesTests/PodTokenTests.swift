@@ -7,8 +7,10 @@ import TokenExchange
 @testable import AssertionSources
 
 /// A service-account token as the API server makes one for a pod.
-func makePodJWT(podUID: String, namespace: String = "team-a", account: String = "api", audience: String = "api://AzureADTokenExchange",
-                subject: String? = nil, expiresAt: Date = Date().addingTimeInterval(3600)) -> String {
+func makePodJWT(
+    podUID: String, namespace: String = "team-a", account: String = "api", audience: String = "api://AzureADTokenExchange",
+    subject: String? = nil, expiresAt: Date = Date().addingTimeInterval(3600)
+) -> String {
     let claims: [String: Any] = [
         "iss": "https://oidc.example.test", "sub": subject ?? "system:serviceaccount:\(namespace):\(account)", "aud": [audience],
         "exp": Int(expiresAt.timeIntervalSince1970), "iat": Int(Date().timeIntervalSince1970),
@@ -42,20 +44,21 @@ struct ProjectedVolumeTests {
         try "secret".write(toFile: directory.file("outside"), atomically: false, encoding: .utf8)
         let volume = directory.file("volume")
         try ProjectedVolume(directory: volume).publish(["token": "ok"])
-        symlink("../outside", "\(volume)/escape")                  // a visible name pointing out
-        symlink("..data/../../outside", "\(volume)/sneaky")        // through ..data, then out
+        symlink("../outside", "\(volume)/escape")  // a visible name pointing out
+        symlink("..data/../../outside", "\(volume)/sneaky")  // through ..data, then out
         let stamp = "\(volume)/" + (try FileManager.default.destinationOfSymbolicLink(atPath: "\(volume)/..data"))
         mkfifo("\(stamp)/fifo", 0o644)
         symlink("..data/fifo", "\(volume)/fifo")
         try String(repeating: "x", count: 70_000).write(toFile: "\(stamp)/big", atomically: false, encoding: .utf8)
         symlink("..data/big", "\(volume)/big")
-        symlink("/etc", "\(stamp)/dir")                            // a directory link inside the timestamped dir
+        symlink("/etc", "\(stamp)/dir")  // a directory link inside the timestamped dir
         symlink("..data/dir", "\(volume)/dir")
         #expect(files(volume) == [.init(name: "token", text: "ok")])
 
         let other = directory.file("other")
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
-        symlink("../volume/" + (try FileManager.default.destinationOfSymbolicLink(atPath: "\(volume)/..data")), "\(other)/..data")  // ..data out of the volume
+        // ..data out of the volume
+        symlink("../volume/" + (try FileManager.default.destinationOfSymbolicLink(atPath: "\(volume)/..data")), "\(other)/..data")
         symlink("..data/token", "\(other)/token")
         #expect(files(other) == nil)
         let plain = directory.file("plain")
@@ -90,9 +93,10 @@ struct PodTokenTests {
     func registry() throws {
         let registry = PodTokenRegistry()
         let soon = try #require(token(makePodJWT(podUID: Self.pod, expiresAt: Date().addingTimeInterval(600))))
-        let later = try #require(PodToken(
-            text: makePodJWT(podUID: Self.other, expiresAt: Date().addingTimeInterval(3000)), podUID: Self.other, volume: "v", file: "token",
-            audience: "api://AzureADTokenExchange", loadedAt: Date()))
+        let later = try #require(
+            PodToken(
+                text: makePodJWT(podUID: Self.other, expiresAt: Date().addingTimeInterval(3000)), podUID: Self.other, volume: "v", file: "token",
+                audience: "api://AzureADTokenExchange", loadedAt: Date()))
         registry.update(pod: Self.pod, tokens: [soon])
         registry.update(pod: Self.other, tokens: [later])
         #expect(registry.freshestAssertion(for: soon.subject)?.jwt == later.assertion.jwt)

@@ -2,10 +2,10 @@ import AssertionSources
 import BrokerServer
 import Foundation
 import Logging
+import Testing
 import TokenBrokerProtocol
 import TokenCache
 import TokenExchange
-import Testing
 
 @testable import BrokerApp
 
@@ -53,7 +53,8 @@ struct BrokerFixture {
 
     /// An unsigned JWT with `exp` at `expiresAt` (the broker never checks signatures).
     static func jwt(expiresAt: Date, notBefore: Date? = nil) -> String {
-        var claims = #"{"iss":"https://issuer.test","sub":"system:serviceaccount:a:b","aud":["api://AzureADTokenExchange"],"exp":\#(Int(expiresAt.timeIntervalSince1970))"#
+        var claims =
+            #"{"iss":"https://issuer.test","sub":"system:serviceaccount:a:b","aud":["api://AzureADTokenExchange"],"exp":\#(Int(expiresAt.timeIntervalSince1970))"#
         if let notBefore { claims += #","nbf":\#(Int(notBefore.timeIntervalSince1970))"# }
         claims += "}"
         return Base64URL.encode(Data(#"{"alg":"RS256","typ":"JWT"}"#.utf8)) + "." + Base64URL.encode(Data(claims.utf8)) + ".c2ln"

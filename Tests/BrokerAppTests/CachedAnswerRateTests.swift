@@ -1,10 +1,10 @@
 import BrokerServer
 import Foundation
 import Synchronization
+import Testing
 import TokenBrokerProtocol
 import TokenCache
 import TokenExchange
-import Testing
 
 @testable import BrokerApp
 

@@ -1,10 +1,10 @@
 import BrokerServer
 import Foundation
 import Synchronization
+import Testing
 import TokenBrokerProtocol
 import TokenCache
 import TokenExchange
-import Testing
 
 @testable import BrokerApp
 
@@ -22,17 +22,21 @@ struct CompatChargeTests {
     static let caller = PeerCredentials(pid: 77, uid: 1000, gid: 1000)
     static let burst = 10
 
-    @Test("a miss answered with compat.defaultIdentity after identity_required is charged once, and says how to name an identity when there is no default")
+    @Test(
+        "a miss answered with compat.defaultIdentity after identity_required is charged once, and says how to name an identity when there is no default"
+    )
     func defaultIdentityRetryIsChargedOnce() async throws {
         let token = BrokerFixture.jwt(expiresAt: Date().addingTimeInterval(3600))
         let limiter = RateLimiter(ratePerSecond: 1, burst: Self.burst, clock: ContinuousClock())
         let fixture = try BrokerFixture(
-            [(name: "app", token: token, allow: [.uid(Self.caller.uid)]), (name: "second", token: token, allow: [.uid(Self.caller.uid)])], rateLimiter: limiter)
+            [(name: "app", token: token, allow: [.uid(Self.caller.uid)]), (name: "second", token: token, allow: [.uid(Self.caller.uid)])],
+            rateLimiter: limiter)
         defer { fixture.remove() }
         await fixture.readSources()
         for name in ["app", "second"] { fixture.cache.register(identity: name, fetcher: InstantFetcher()) }
         let defaultIdentity = LiveValue<String?>("second")
-        let endpoints = CompatEndpoints(broker: fixture.broker, settings: CompatSettings(), defaultIdentity: defaultIdentity, identityHeader: "secret")
+        let endpoints = CompatEndpoints(
+            broker: fixture.broker, settings: CompatSettings(), defaultIdentity: defaultIdentity, identityHeader: "secret")
         let imds = HTTPServiceRequest(
             method: "GET", path: CompatEndpoints.imdsPath,
             query: [("api-version", "2018-02-01"), ("resource", "api://charged")], headers: [("Host", "127.0.0.1"), ("Metadata", "true")])

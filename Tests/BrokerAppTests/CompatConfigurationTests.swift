@@ -40,12 +40,19 @@ struct CompatConfigurationTests {
         #expect(try ConfigurationLoader.load(yaml: identityYAML, origin: "test", environment: [:]).compat.isEnabled == false)
     }
 
-    @Test("only loopback addresses (and the IMDS address, bindable only where it is local) are accepted", arguments: ["127.0.0.1:80", "127.3.4.5:0", "[::1]:8181", "169.254.169.254:80"])
+    @Test(
+        "only loopback addresses (and the IMDS address, bindable only where it is local) are accepted",
+        arguments: ["127.0.0.1:80", "127.3.4.5:0", "[::1]:8181", "169.254.169.254:80"])
     func loopback(_ text: String) {
         #expect(ConfigurationLoader.loopbackAddress(text) != nil)
     }
 
-    @Test("anything reachable from elsewhere, or not an address, is refused", arguments: ["0.0.0.0:8181", "10.0.0.1:80", "[::]:80", "localhost:80", "127.0.0.1", "127.0.0.1:70000", "[::1]8181", "169.254.169.253:80", "169.254.170.2:80"])
+    @Test(
+        "anything reachable from elsewhere, or not an address, is refused",
+        arguments: [
+            "0.0.0.0:8181", "10.0.0.1:80", "[::]:80", "localhost:80", "127.0.0.1", "127.0.0.1:70000", "[::1]8181", "169.254.169.253:80",
+            "169.254.170.2:80",
+        ])
     func notLoopback(_ text: String) {
         #expect(ConfigurationLoader.loopbackAddress(text) == nil)
     }

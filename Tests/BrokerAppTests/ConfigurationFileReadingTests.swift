@@ -62,13 +62,17 @@ struct ConfigurationFileReadingTests {
         #expect(try ConfigurationLoader.load(path: "\(scratch.path)/config.yaml", environment: [:]).log.level == "debug")
     }
 
-    @Test("settings start-up fails on are configuration errors", arguments: [
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c, authorityHost: \"https://user:secret@login.microsoftonline.com\" } }\n",
-         "identities[0].exchange.entra.authorityHost"),
-        ("socket: { path: /tmp/\(String(repeating: "s", count: 110)).sock }\n", "socket.path"),
-        ("compat: { unix: /tmp/\(String(repeating: "c", count: 110)).sock }\n", "compat.unix"),
-        ("upstream: { caFile: /no/such/ca.pem }\n", "upstream.caFile"),
-    ])
+    @Test(
+        "settings start-up fails on are configuration errors",
+        arguments: [
+            (
+                "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c, authorityHost: \"https://user:secret@login.microsoftonline.com\" } }\n",
+                "identities[0].exchange.entra.authorityHost"
+            ),
+            ("socket: { path: /tmp/\(String(repeating: "s", count: 110)).sock }\n", "socket.path"),
+            ("compat: { unix: /tmp/\(String(repeating: "c", count: 110)).sock }\n", "compat.unix"),
+            ("upstream: { caFile: /no/such/ca.pem }\n", "upstream.caFile"),
+        ])
     func startUpFailures(yaml: String, field: String) {
         let found = Self.problems { _ = try ConfigurationLoader.load(yaml: yaml, origin: "test.yaml", environment: [:]) }
         #expect(found.contains { $0.hasPrefix(field) }, "\(found)")
@@ -85,11 +89,15 @@ struct ConfigurationFileReadingTests {
             let found = Self.problems { _ = try ConfigurationLoader.load(yaml: yaml, origin: "test.yaml", environment: [:]) }
             #expect(found.count == 1 && found[0].hasPrefix("upstream.caFile"), "\(found)")
         }
-        let fromEnvironment = Self.problems { _ = try ConfigurationLoader.load(yaml: "", origin: "test.yaml", environment: ["SSL_CERT_FILE": garbage]) }
+        let fromEnvironment = Self.problems {
+            _ = try ConfigurationLoader.load(yaml: "", origin: "test.yaml", environment: ["SSL_CERT_FILE": garbage])
+        }
         #expect(fromEnvironment.count == 1 && fromEnvironment[0].contains("SSL_CERT_FILE"), "\(fromEnvironment)")
         let system = "/etc/ssl/certs/ca-certificates.crt"
         if FileManager.default.fileExists(atPath: system) {
-            #expect(Self.problems { _ = try ConfigurationLoader.load(yaml: "upstream: { caFile: \(system) }\n", origin: "test.yaml", environment: [:]) } == [])
+            #expect(
+                Self.problems { _ = try ConfigurationLoader.load(yaml: "upstream: { caFile: \(system) }\n", origin: "test.yaml", environment: [:]) }
+                    == [])
         }
     }
 }

@@ -5,15 +5,17 @@ import Testing
 
 @Suite("Configuration file permissions")
 struct ConfigurationFileSafetyTests {
-    @Test("writable by group or others, or owned by another user, is named with its mode", arguments: [
-        (0o600 as mode_t, 0 as uid_t, [String]()),
-        (0o644, 0, []),
-        (0o664, 0, ["writable by its group"]),
-        (0o666, 0, ["writable by its group and every user"]),
-        (0o602, 0, ["writable by every user"]),
-        (0o644, 4242, ["owned by uid 4242"]),
-        (0o646, 4242, ["writable by every user", "owned by uid 4242"]),
-    ])
+    @Test(
+        "writable by group or others, or owned by another user, is named with its mode",
+        arguments: [
+            (0o600 as mode_t, 0 as uid_t, [String]()),
+            (0o644, 0, []),
+            (0o664, 0, ["writable by its group"]),
+            (0o666, 0, ["writable by its group and every user"]),
+            (0o602, 0, ["writable by every user"]),
+            (0o644, 4242, ["owned by uid 4242"]),
+            (0o646, 4242, ["writable by every user", "owned by uid 4242"]),
+        ])
     func warnings(mode: mode_t, owner: uid_t, expected: [String]) throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tb-config-\(getpid())-\(mode)-\(owner).yaml").path
         #expect(FileManager.default.createFile(atPath: path, contents: Data("{}\n".utf8)))

@@ -87,7 +87,11 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(writer.allow == [.uid(1000), .gid(1001), .uid(0), .gid(0)])
         #expect(writer.prefetch == [Scope("https://storage.azure.com/.default"), Scope("https://vault.azure.net/.default")])
         let reader = identities[1]
-        #expect(reader.exchange == .entra(try EntraConfiguration(tenantId: "contoso.onmicrosoft.com", clientId: "reader-app", authorityHost: "https://login.microsoftonline.us")))
+        #expect(
+            reader.exchange
+                == .entra(
+                    try EntraConfiguration(
+                        tenantId: "contoso.onmicrosoft.com", clientId: "reader-app", authorityHost: "https://login.microsoftonline.us")))
         #expect(reader.allow == [.any])
         #expect(reader.prefetch.isEmpty)
     }
@@ -154,16 +158,18 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
 
     @Test func everyProblemIsReportedAtOnceWithItsPath() {
         let found = issues(Self.brokenEverywhere)
-        #expect(found.map(\.path).sorted() == [
-            "log.level",
-            "socket.mode",
-            "identities[0].sorce",
-            "identities[0].source",
-            "identities[0].exchange.entra.tenantId",
-            "identities[1].exchange.entra.authorityHost",
-            "identities[1].allow[0].user",
-            "identities[3].name",
-        ].sorted())
+        #expect(
+            found.map(\.path).sorted()
+                == [
+                    "log.level",
+                    "socket.mode",
+                    "identities[0].sorce",
+                    "identities[0].source",
+                    "identities[0].exchange.entra.tenantId",
+                    "identities[1].exchange.entra.authorityHost",
+                    "identities[1].allow[0].user",
+                    "identities[3].name",
+                ].sorted())
         #expect(found.first { $0.path == "identities[0].sorce" }?.line == 5)
         #expect(found.first { $0.path == "identities[3].name" }?.message.contains("'c' is defined twice") == true)
     }
@@ -183,17 +189,47 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
     }
 
     @Test(arguments: [
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { clientId: c } }\n", "identities[0].exchange.entra.tenantId", "is required"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: \"a/b\", clientId: c } }\n", "identities[0].exchange.entra.tenantId", "GUID or domain"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c, authorityHost: \"http://evil\" } }\n", "identities[0].exchange.entra.authorityHost", "https://"),
-        ("identities:\n  - name: x\n    source: { file: t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n", "identities[0].source.file", "absolute path"),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { clientId: c } }\n", "identities[0].exchange.entra.tenantId",
+            "is required"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: \"a/b\", clientId: c } }\n",
+            "identities[0].exchange.entra.tenantId", "GUID or domain"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c, authorityHost: \"http://evil\" } }\n",
+            "identities[0].exchange.entra.authorityHost", "https://"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n", "identities[0].source.file",
+            "absolute path"
+        ),
         ("identities:\n  - name: x\n    exchange: { entra: { tenantId: t, clientId: c } }\n", "identities[0].source", "is required"),
-        ("identities:\n  - name: \"-x\"\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n", "identities[0].name", "1-64 characters"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { uid: 1, gid: 2 } ]\n", "identities[0].allow[0]", "exactly one"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { user: no-such-user-tb } ]\n", "identities[0].allow[0].user", "no such user 'no-such-user-tb'"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { group: no-such-group-tb } ]\n", "identities[0].allow[0].group", "no such group"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { uid: -1 } ]\n", "identities[0].allow[0].uid", "between"),
-        ("identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { any: maybe } ]\n", "identities[0].allow[0].any", "true or false"),
+        (
+            "identities:\n  - name: \"-x\"\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n", "identities[0].name",
+            "1-64 characters"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { uid: 1, gid: 2 } ]\n",
+            "identities[0].allow[0]", "exactly one"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { user: no-such-user-tb } ]\n",
+            "identities[0].allow[0].user", "no such user 'no-such-user-tb'"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { group: no-such-group-tb } ]\n",
+            "identities[0].allow[0].group", "no such group"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { uid: -1 } ]\n",
+            "identities[0].allow[0].uid", "between"
+        ),
+        (
+            "identities:\n  - name: x\n    source: { file: /t }\n    exchange: { entra: { tenantId: t, clientId: c } }\n    allow: [ { any: maybe } ]\n",
+            "identities[0].allow[0].any", "true or false"
+        ),
         ("identities: { name: x }\n", "identities", "must be a list"),
         ("socket: { mode: \"999\" }\n", "socket.mode", "octal"),
         ("socket: { mode: \"01777\" }\n", "socket.mode", "octal"),
@@ -279,11 +315,12 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
 
     @Test func webhookEnvironmentDefinesIdentityDefault() throws {
         let configuration = try load("", environment: Self.webhook)
-        #expect(configuration.identities == [
-            IdentityConfiguration(
-                name: "default", source: .file(path: "/var/run/secrets/azure/tokens/azure-identity-token"),
-                exchange: .entra(try EntraConfiguration(tenantId: tenant, clientId: client, authorityHost: "https://login.microsoftonline.com"))),
-        ])
+        #expect(
+            configuration.identities == [
+                IdentityConfiguration(
+                    name: "default", source: .file(path: "/var/run/secrets/azure/tokens/azure-identity-token"),
+                    exchange: .entra(try EntraConfiguration(tenantId: tenant, clientId: client, authorityHost: "https://login.microsoftonline.com")))
+            ])
     }
 
     @Test(arguments: [("https://login.microsoftonline.us/", "https://login.microsoftonline.us"), ("", "https://login.microsoftonline.com")])

@@ -1,7 +1,8 @@
-@testable import BrokerApp
 import TestRandom
 import Testing
 import TokenExchange
+
+@testable import BrokerApp
 
 /// Which changes to an identity keep its restored tokens (docs/operations.md, warm restarts).
 @Suite struct IdentityFingerprintTests {
@@ -39,11 +40,13 @@ import TokenExchange
 
     @Test func execEnvironmentOrderDoesNot() {
         let environment = Dictionary(uniqueKeysWithValues: (0..<20).map { ("KEY\($0)", "v\($0)") })
-        let a = IdentityConfiguration(name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: environment), audience: nil), exchange: .none)
+        let a = IdentityConfiguration(
+            name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: environment), audience: nil), exchange: .none)
         var shuffled: [String: String] = [:]
         var random = SeededRandom()
         for (key, value) in environment.shuffled(using: &random) { shuffled[key] = value }
-        let b = IdentityConfiguration(name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: shuffled), audience: nil), exchange: .none)
+        let b = IdentityConfiguration(
+            name: "p", source: .exec(ExecSettings(command: ["/bin/x"], environment: shuffled), audience: nil), exchange: .none)
         #expect(IdentityFingerprint.of(a) == IdentityFingerprint.of(b), "\(random)")
     }
 }

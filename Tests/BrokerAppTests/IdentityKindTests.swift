@@ -1,9 +1,9 @@
 import BrokerServer
 import Foundation
 import Logging
+import Testing
 import TokenBrokerProtocol
 import TokenExchange
-import Testing
 
 @testable import BrokerApp
 
@@ -65,7 +65,9 @@ struct IdentityKindTests {
     func namedWrongKind() throws {
         let fixture = try Self.fixture([("storage", aws: false), ("aws", aws: true)])
         defer { fixture.remove() }
-        #expect(Self.refusal(fixture, scope: "s", identity: "aws")?.message == "identity 'aws' gives AWS credentials for \(Self.role), not access tokens; leave out 'scope'")
+        #expect(
+            Self.refusal(fixture, scope: "s", identity: "aws")?.message
+                == "identity 'aws' gives AWS credentials for \(Self.role), not access tokens; leave out 'scope'")
         #expect(Self.refusal(fixture, scope: Self.role, identity: "aws") == nil, "the role ARN is the AWS identity's own scope")
         #expect(
             Self.refusal(fixture, identity: "storage")?.message
@@ -86,13 +88,15 @@ struct IdentityKindTests {
         #expect(records[2].metadata["peer.pid"] == "77" && records[2].metadata["peer.gid"] == "1000")
     }
 
-    @Test("a resource that is already a .default scope stays one scope", arguments: [
-        ("https://storage.azure.com", "https://storage.azure.com/.default"),
-        ("https://storage.azure.com/", "https://storage.azure.com/.default"),
-        ("https://storage.azure.com/.default", "https://storage.azure.com/.default"),
-        ("https://storage.azure.com/.default/", "https://storage.azure.com/.default"),
-        ("api://app", "api://app/.default"),
-    ])
+    @Test(
+        "a resource that is already a .default scope stays one scope",
+        arguments: [
+            ("https://storage.azure.com", "https://storage.azure.com/.default"),
+            ("https://storage.azure.com/", "https://storage.azure.com/.default"),
+            ("https://storage.azure.com/.default", "https://storage.azure.com/.default"),
+            ("https://storage.azure.com/.default/", "https://storage.azure.com/.default"),
+            ("api://app", "api://app/.default"),
+        ])
     func resourceToScope(_ resource: String, _ scope: String) {
         #expect(Scope(resource: resource).value == scope)
     }

@@ -20,18 +20,21 @@ struct KubernetesConfigurationTests {
 
     @Test("every field, and service accounts mapped to exchanges, first match wins")
     func everything() throws {
-        let settings = try #require(try load("""
-            kubernetes:
-              podsDirectory: /srv/kubelet/pods
-              audience: api://custom
-              callerEnvironment: true
-              tenantId: 72f988bf-0000-4000-8000-00000000d0e1
-              authorityHost: https://login.microsoftonline.us
-              forgetAfterSeconds: 5
-              serviceAccounts:
-                - { namespace: team-a, name: api, exchange: { entra: { tenantId: t, clientId: 0a11ce00-0000-4000-8000-00000000aaaa } } }
-                - { namespace: "*", name: "*", exchange: { awsSts: { roleArn: "arn:aws:iam::123456789012:role/all" } } }
-            """).kubernetes)
+        let settings = try #require(
+            try load(
+                """
+                kubernetes:
+                  podsDirectory: /srv/kubelet/pods
+                  audience: api://custom
+                  callerEnvironment: true
+                  tenantId: 72f988bf-0000-4000-8000-00000000d0e1
+                  authorityHost: https://login.microsoftonline.us
+                  forgetAfterSeconds: 5
+                  serviceAccounts:
+                    - { namespace: team-a, name: api, exchange: { entra: { tenantId: t, clientId: 0a11ce00-0000-4000-8000-00000000aaaa } } }
+                    - { namespace: "*", name: "*", exchange: { awsSts: { roleArn: "arn:aws:iam::123456789012:role/all" } } }
+                """
+            ).kubernetes)
         #expect(settings.podsDirectory == "/srv/kubelet/pods" && settings.audience == "api://custom" && settings.callerEnvironment)
         #expect(settings.authorityHost == "https://login.microsoftonline.us" && settings.forgetAfterSeconds == 5)
         #expect(settings.serviceAccounts.count == 2)
@@ -40,13 +43,18 @@ struct KubernetesConfigurationTests {
         #expect(settings.serviceAccounts[1].matches(ServiceAccount(namespace: "x", name: "y")))
     }
 
-    @Test("each mistake is named by its field", arguments: [
-        ("kubernetes: { podsDirectory: pods }\n", "kubernetes.podsDirectory", "absolute path"),
-        ("kubernetes: { authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
-        ("kubernetes: { podDirectory: /x }\n", "kubernetes.podDirectory", "unknown field"),
-        ("kubernetes: { serviceAccounts: [ { namespace: a, name: b, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].exchange", "none would hand"),
-        ("kubernetes: { serviceAccounts: [ { namespace: a, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].name", "required"),
-    ])
+    @Test(
+        "each mistake is named by its field",
+        arguments: [
+            ("kubernetes: { podsDirectory: pods }\n", "kubernetes.podsDirectory", "absolute path"),
+            ("kubernetes: { authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
+            ("kubernetes: { podDirectory: /x }\n", "kubernetes.podDirectory", "unknown field"),
+            (
+                "kubernetes: { serviceAccounts: [ { namespace: a, name: b, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].exchange",
+                "none would hand"
+            ),
+            ("kubernetes: { serviceAccounts: [ { namespace: a, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].name", "required"),
+        ])
     func mistakes(yaml: String, path: String, message: String) {
         do {
             _ = try load(yaml)

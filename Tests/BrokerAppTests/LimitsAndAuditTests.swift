@@ -1,7 +1,7 @@
-import ManualClock
 import BrokerServer
 import Foundation
 import Logging
+import ManualClock
 import Synchronization
 import Testing
 
@@ -86,7 +86,8 @@ final class CapturedRecords: @unchecked Sendable {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            sink.append(Record(level: event.level, message: "\(event.message)", metadata: metadata.merging(event.metadata ?? [:]) { $1 }, label: label))
+            sink.append(
+                Record(level: event.level, message: "\(event.message)", metadata: metadata.merging(event.metadata ?? [:]) { $1 }, label: label))
         }
     }
 }
@@ -100,7 +101,9 @@ struct AuditLogTests {
         let captured = CapturedRecords()
         let audit = AuditLog(logger: captured.logger(label: AuditLog<ManualClock>.label), clock: ManualClock())
         audit.record(.granted, identity: "storage", scope: "https://storage.azure.com/.default", peer: Self.peer)
-        audit.record(.denied, identity: "storage", scope: "https://storage.azure.com/.default", peer: PeerCredentials(pid: 7, uid: 1001, gid: 1001), errorCode: "forbidden")
+        audit.record(
+            .denied, identity: "storage", scope: "https://storage.azure.com/.default", peer: PeerCredentials(pid: 7, uid: 1001, gid: 1001),
+            errorCode: "forbidden")
         let records = captured.all
         #expect(records.count == 2)
         #expect(records.allSatisfy { $0.label == "tokenbroker.audit" })
@@ -157,7 +160,8 @@ struct AuditLogTests {
     func periodicSummary() async throws {
         let captured = CapturedRecords()
         let clock = ManualClock()
-        let audit = AuditLog(logger: captured.logger(label: "tokenbroker.audit"), clock: clock, recordsPerSecond: 1, burst: 1, summaryInterval: .seconds(10))
+        let audit = AuditLog(
+            logger: captured.logger(label: "tokenbroker.audit"), clock: clock, recordsPerSecond: 1, burst: 1, summaryInterval: .seconds(10))
         let runner = Task { try await audit.run() }
         for _ in 0..<5 { audit.record(.throttled, identity: nil, scope: nil, peer: Self.peer, errorCode: "throttled") }
         await clock.waitForSleepers(1)

@@ -11,7 +11,9 @@ struct LiveLogLevelTests {
         let captured = CapturedRecords()
         let live = LiveLogLevel(.info)
         let make = { (label: String, ceiling: Logger.Level) in
-            Logger(label: label) { label in LiveLevelLogHandler(inner: CapturedRecords.Handler(label: label, sink: captured), live: live, ceiling: ceiling) }
+            Logger(label: label) { label in
+                LiveLevelLogHandler(inner: CapturedRecords.Handler(label: label, sink: captured), live: live, ceiling: ceiling)
+            }
         }
         let daemon = make("tokenbrokerd", .critical)
         let audit = make("tokenbroker.audit", .info)

@@ -39,39 +39,53 @@ import TokenExchange
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let both = [("storage", Self.entra), ("deploy", Self.aws)]
-        let configuration = try ConfigurationLoader.load(yaml: Self.yaml("""
-              - { scope: "https://storage.azure.com/.default", path: \(directory)/a, format: header }
-              - { path: \(directory)/b, format: aws-credentials, mode: "0400", owner: "nobody:nogroup" }
-              - { path: \(directory)/c, format: env, onRotate: { signal: hup, pidFile: /run/app.pid } }
-            """, identities: both), origin: "config.yaml", environment: [:])
+        let configuration = try ConfigurationLoader.load(
+            yaml: Self.yaml(
+                """
+                  - { scope: "https://storage.azure.com/.default", path: \(directory)/a, format: header }
+                  - { path: \(directory)/b, format: aws-credentials, mode: "0400", owner: "nobody:nogroup" }
+                  - { path: \(directory)/c, format: env, onRotate: { signal: hup, pidFile: /run/app.pid } }
+                """, identities: both), origin: "config.yaml", environment: [:])
         #expect(configuration.sinks.map(\.identity) == ["storage", "deploy", "deploy"])
         #expect(configuration.sinks[1].scope == Scope("arn:aws:iam::123456789012:role/app") && configuration.sinks[1].mode == 0o400)
         #expect(configuration.sinks[0].mode == 0o440 && configuration.sinks[0].owner == nil, "defaults")
         #expect(configuration.sinks[2].onRotate == .signal(name: "HUP", pidFile: "/run/app.pid"))
     }
 
-    @Test("each broken rule is named with its field", arguments: [
-        ("{ identity: storage, scope: s, path: relative/token }", "sinks[0].path", "must be an absolute path"),
-        ("{ identity: nope, scope: s, path: DIR/t }", "sinks[0].identity", "no identity 'nope' is defined; identities: storage, deploy"),
-        ("{ identity: storage, path: DIR/t }", "sinks[0].scope", "is required: identity 'storage' gives access tokens"),
-        ("{ identity: deploy, path: DIR/t }", "sinks[0].format", "gives AWS credentials, not an access token"),
-        ("{ identity: storage, scope: s, path: DIR/t, format: aws-credentials }", "sinks[0].format", "gives access tokens, not AWS credentials"),
-        ("{ identity: storage, scope: s, path: DIR/t, format: yaml }", "sinks[0].format", "must be one of token, json, header, aws-credentials, env"),
-        ("{ identity: storage, scope: s, path: DIR/t, owner: no-such-user-here }", "sinks[0].owner", "no such user 'no-such-user-here'"),
-        ("{ identity: storage, scope: s, path: DIR/t, owner: \"root:no-such-group\" }", "sinks[0].owner", "no such group 'no-such-group'"),
-        ("{ identity: storage, scope: s, path: DIR/t, mode: \"0444\" }", "sinks[0].mode", "gives others access"),
-        ("{ identity: storage, scope: s, path: DIR/t, mode: \"0540\" }", "sinks[0].mode", "gives others access or someone execute"),
-        ("{ identity: storage, scope: s, path: DIR/t, mode: \"rw\" }", "sinks[0].mode", "must be octal permission bits"),
-        ("{ identity: storage, scope: s, path: DIR/t, onRotate: { command: [] } }", "sinks[0].onRotate.command", "is empty"),
-        ("{ identity: storage, scope: s, path: DIR/t, onRotate: { command: [systemctl, reload, app] } }", "sinks[0].onRotate.command", "is not an absolute path"),
-        ("{ identity: storage, scope: s, path: DIR/t, onRotate: { signal: KILL, pidFile: /run/a.pid } }", "sinks[0].onRotate.signal", "must be one of HUP, USR1, USR2"),
-        ("{ identity: storage, scope: s, path: DIR/t, onRotate: { signal: HUP } }", "sinks[0].onRotate.pidFile", "is required"),
-        ("{ scope: s, path: DIR/t }", "sinks[0].identity", "is required: several identities give access tokens (storage, other)"),
-    ])
+    @Test(
+        "each broken rule is named with its field",
+        arguments: [
+            ("{ identity: storage, scope: s, path: relative/token }", "sinks[0].path", "must be an absolute path"),
+            ("{ identity: nope, scope: s, path: DIR/t }", "sinks[0].identity", "no identity 'nope' is defined; identities: storage, deploy"),
+            ("{ identity: storage, path: DIR/t }", "sinks[0].scope", "is required: identity 'storage' gives access tokens"),
+            ("{ identity: deploy, path: DIR/t }", "sinks[0].format", "gives AWS credentials, not an access token"),
+            ("{ identity: storage, scope: s, path: DIR/t, format: aws-credentials }", "sinks[0].format", "gives access tokens, not AWS credentials"),
+            (
+                "{ identity: storage, scope: s, path: DIR/t, format: yaml }", "sinks[0].format",
+                "must be one of token, json, header, aws-credentials, env"
+            ),
+            ("{ identity: storage, scope: s, path: DIR/t, owner: no-such-user-here }", "sinks[0].owner", "no such user 'no-such-user-here'"),
+            ("{ identity: storage, scope: s, path: DIR/t, owner: \"root:no-such-group\" }", "sinks[0].owner", "no such group 'no-such-group'"),
+            ("{ identity: storage, scope: s, path: DIR/t, mode: \"0444\" }", "sinks[0].mode", "gives others access"),
+            ("{ identity: storage, scope: s, path: DIR/t, mode: \"0540\" }", "sinks[0].mode", "gives others access or someone execute"),
+            ("{ identity: storage, scope: s, path: DIR/t, mode: \"rw\" }", "sinks[0].mode", "must be octal permission bits"),
+            ("{ identity: storage, scope: s, path: DIR/t, onRotate: { command: [] } }", "sinks[0].onRotate.command", "is empty"),
+            (
+                "{ identity: storage, scope: s, path: DIR/t, onRotate: { command: [systemctl, reload, app] } }", "sinks[0].onRotate.command",
+                "is not an absolute path"
+            ),
+            (
+                "{ identity: storage, scope: s, path: DIR/t, onRotate: { signal: KILL, pidFile: /run/a.pid } }", "sinks[0].onRotate.signal",
+                "must be one of HUP, USR1, USR2"
+            ),
+            ("{ identity: storage, scope: s, path: DIR/t, onRotate: { signal: HUP } }", "sinks[0].onRotate.pidFile", "is required"),
+            ("{ scope: s, path: DIR/t }", "sinks[0].identity", "is required: several identities give access tokens (storage, other)"),
+        ])
     func refused(_ sink: String, _ field: String, _ message: String) throws {
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let identities = sink.hasPrefix("{ scope") ? [("storage", Self.entra), ("other", Self.entra)] : [("storage", Self.entra), ("deploy", Self.aws)]
+        let identities =
+            sink.hasPrefix("{ scope") ? [("storage", Self.entra), ("other", Self.entra)] : [("storage", Self.entra), ("deploy", Self.aws)]
         let found = Self.issues(Self.yaml("  - " + sink.replacingOccurrences(of: "DIR", with: directory) + "\n", identities: identities))
         #expect(found.contains { $0.hasPrefix(field) && $0.contains(message) }, "\(found)")
     }

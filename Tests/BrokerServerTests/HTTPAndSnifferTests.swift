@@ -11,7 +11,10 @@ import TokenBrokerProtocol
 private func sniffedChannel(_ responder: ScriptedResponder) throws -> EmbeddedChannel {
     let channel = EmbeddedChannel()
     try channel.pipeline.syncOperations.addHandler(
-        NIOConnectionHandler { ProtocolSniffer(connection: $0, responder: responder, peer: testPeer, maxRequestBytes: WireProtocol.maxRequestBytes, connectionGuard: testGuard()) })
+        NIOConnectionHandler {
+            ProtocolSniffer(
+                connection: $0, responder: responder, peer: testPeer, maxRequestBytes: WireProtocol.maxRequestBytes, connectionGuard: testGuard())
+        })
     try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
     return channel
 }
@@ -162,7 +165,8 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
 
     @Test func pipelinedRequestsAreAnsweredInOrderOnOneConnection() throws {
         let channel = try sniffedChannel(ScriptedResponder())
-        let replies = try exchange(channel, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        let replies = try exchange(
+            channel, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(replies.map(\.status) == [200, 404, 200])
         #expect(replies.allSatisfy { $0.headers["connection"] == "keep-alive" })
         #expect(channel.isActive)
@@ -203,7 +207,9 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         let channel = EmbeddedChannel()
         // As the server builds it; the guard and the HTTP parser must not both answer.
         try channel.pipeline.syncOperations.addHandler(
-            NIOConnectionHandler { ProtocolSniffer(connection: $0, responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024, connectionGuard: testGuard()) })
+            NIOConnectionHandler {
+                ProtocolSniffer(connection: $0, responder: ScriptedResponder(), peer: testPeer, maxRequestBytes: 1024, connectionGuard: testGuard())
+            })
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
         _ = try? channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: \(String(repeating: "p", count: pad))\r\n\r\n"))
         let replies = RawHTTPResponse.parseAll(try drainOutbound(channel))

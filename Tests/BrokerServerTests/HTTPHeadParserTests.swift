@@ -115,15 +115,19 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
     @Test func readsWhatNIOReads() throws {
         var generator = SeededRandom()
         let methods = ["GET", "HEAD", "POST", "DELETE", "OPTIONS", "PUT"]
-        let targets = ["/", "/v1/token?scope=https%3A%2F%2Fvault.azure.net%2F.default", "/healthz", "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x",
-                       "http://localhost/v1/status", "/x?a=1&b=%20", "*"]
+        let targets = [
+            "/", "/v1/token?scope=https%3A%2F%2Fvault.azure.net%2F.default", "/healthz",
+            "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x",
+            "http://localhost/v1/status", "/x?a=1&b=%20", "*",
+        ]
         let names = ["Host", "user-agent", "Accept", "X-IDENTITY-HEADER", "Metadata", "Connection", "X-Weird_Name!#$%&'*+.^`|~"]
         let values = ["localhost", "curl/8.5.0", "*/*", "true", "keep-alive", "close", "a b\tc", "", "  padded  ", "ünïcode", "Keep-Alive, Upgrade"]
         for _ in 0..<2000 {
             let version = Bool.random(using: &generator) ? "1.1" : "1.0"
             var text = "\(methods.randomElement(using: &generator)!) \(targets.randomElement(using: &generator)!) HTTP/\(version)\r\n"
             for _ in 0..<Int.random(in: 0...6, using: &generator) {
-                text += "\(names.randomElement(using: &generator)!):\(Bool.random(using: &generator) ? " " : "")\(values.randomElement(using: &generator)!)\r\n"
+                text +=
+                    "\(names.randomElement(using: &generator)!):\(Bool.random(using: &generator) ? " " : "")\(values.randomElement(using: &generator)!)\r\n"
             }
             text += "\r\n"
             let (ours, length) = try #require(try parse(text, maxHeadBytes: 4096), "\(text.debugDescription) (\(generator))")

@@ -10,7 +10,9 @@ import TokenBrokerProtocol
 private func ndjsonChannel(_ responder: ScriptedResponder, maxBytes: Int = WireProtocol.maxRequestBytes) throws -> EmbeddedChannel {
     let channel = EmbeddedChannel()
     try channel.pipeline.syncOperations.addHandler(
-        NIOConnectionHandler { NDJSONHandler(connection: $0, responder: responder, peer: testPeer, maxLineBytes: maxBytes, connectionGuard: testGuard()) })
+        NIOConnectionHandler {
+            NDJSONHandler(connection: $0, responder: responder, peer: testPeer, maxLineBytes: maxBytes, connectionGuard: testGuard())
+        })
     try channel.connect(to: SocketAddress(unixDomainSocketPath: "/tmp/tb-test.sock")).wait()
     return channel
 }
@@ -44,7 +46,8 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
 
     @Test func twoRequestsInOneReadAreAnsweredInOrder() throws {
         let channel = try ndjsonChannel(ScriptedResponder())
-        let answers = try send(channel, #"{"op":"ping","id":1}"# + "\n" + #"{"op":"token","scope":"https://storage.azure.com/.default","id":"two"}"# + "\n")
+        let answers = try send(
+            channel, #"{"op":"ping","id":1}"# + "\n" + #"{"op":"token","scope":"https://storage.azure.com/.default","id":"two"}"# + "\n")
         #expect(answers.map(\.id) == [.number(1), .string("two")])
         #expect(answers[1].token == ScriptedResponder.token(for: "https://storage.azure.com/.default"))
         #expect(answers[1].scope == "https://storage.azure.com/.default")

@@ -8,18 +8,24 @@ import TokenBrokerProtocol
 @Suite struct RequestScannerTests {
     /// Lines the scanner should take itself, with what they decode to.
     static let plain: [(String, BrokerRequest)] = [
-        (#"{"op":"token","scope":"https://storage.azure.com/.default","id":7}"#,
-         BrokerRequest(op: "token", id: .number(7), scope: "https://storage.azure.com/.default")),
+        (
+            #"{"op":"token","scope":"https://storage.azure.com/.default","id":7}"#,
+            BrokerRequest(op: "token", id: .number(7), scope: "https://storage.azure.com/.default")
+        ),
         (#"  { "op" : "ping" , "id" : "a-1" }  "#, BrokerRequest(op: "ping", id: .string("a-1"))),
         ("{\"op\":\"status\"}\r", BrokerRequest(op: "status")),
-        (#"{"op":"token","resource":"https://vault.azure.net","identity":"web","minValiditySeconds":600,"id":-12}"#,
-         BrokerRequest(op: "token", id: .number(-12), resource: "https://vault.azure.net", identity: "web", minValiditySeconds: 600)),
+        (
+            #"{"op":"token","resource":"https://vault.azure.net","identity":"web","minValiditySeconds":600,"id":-12}"#,
+            BrokerRequest(op: "token", id: .number(-12), resource: "https://vault.azure.net", identity: "web", minValiditySeconds: 600)
+        ),
         (#"{"op":"token","scope":null,"identity":null,"id":null,"minValiditySeconds":null}"#, BrokerRequest(op: "token")),
         (#"{"op":"token","extra":true,"more":false,"n":1.5e3,"z":null,"s":"x","scope":"s"}"#, BrokerRequest(op: "token", scope: "s")),
         (#"{"id":999999999999999999,"op":"x"}"#, BrokerRequest(op: "x", id: .number(999_999_999_999_999_999))),
         (#"{"op":""}"#, BrokerRequest(op: "")),
-        (#"{"op":"token","resource":"https://vault.azure.net","clientId":"c-1","tenantId":"t-1","volume":"azure-identity-token"}"#,
-         BrokerRequest(op: "token", resource: "https://vault.azure.net", clientId: "c-1", tenantId: "t-1", volume: "azure-identity-token")),
+        (
+            #"{"op":"token","resource":"https://vault.azure.net","clientId":"c-1","tenantId":"t-1","volume":"azure-identity-token"}"#,
+            BrokerRequest(op: "token", resource: "https://vault.azure.net", clientId: "c-1", tenantId: "t-1", volume: "azure-identity-token")
+        ),
         (#"{"op":"token","clientId":null,"tenantId":null,"volume":null}"#, BrokerRequest(op: "token")),
     ]
 
@@ -39,7 +45,8 @@ import TokenBrokerProtocol
         #"{"op":"token","id":12345678901234567890}"#, #"{"op":"token","id":1234567890123456789}"#, #"{"op":"token","id":-}"#,
         #"{"op":"token","minValiditySeconds":"600"}"#, #"{"op":"token","minValiditySeconds":1e2}"#,
         #"{"op":"tok\u0065n"}"#, #"{"op":"token","scope":"a\"b"}"#, "{\"op\":\"tøken\"}", "{\"op\":\"to\u{01}ken\"}",
-        #"{"op":"token","op":"ping"}"#, #"{"op":"token","scope":"a","scope":"b"}"#, #"{"op":"token","clientId":"a","clientId":"b"}"#, #"{"op":"token","volume":1}"#, #"{"op":"token","x":{"y":1}}"#, #"{"op":"token","x":[1]}"#,
+        #"{"op":"token","op":"ping"}"#, #"{"op":"token","scope":"a","scope":"b"}"#, #"{"op":"token","clientId":"a","clientId":"b"}"#,
+        #"{"op":"token","volume":1}"#, #"{"op":"token","x":{"y":1}}"#, #"{"op":"token","x":[1]}"#,
         #"{"op":"token","x":nul}"#, #"{"op":"token","x":tru}"#, #"{"op":"token","x":1.}"#, #"{"op":"token","x":1e}"#, #"{"op" "token"}"#,
         #"{op:"token"}"#, #"{"op":'token'}"#,
     ]
@@ -51,7 +58,10 @@ import TokenBrokerProtocol
 
     /// Many generated variations: where the scanner answers, it answers as JSONDecoder does.
     @Test func agreesWithJSONDecoderOnGeneratedLines() {
-        let keys = [#""op""#, #""id""#, #""scope""#, #""resource""#, #""identity""#, #""minValiditySeconds""#, #""clientId""#, #""tenantId""#, #""volume""#, #""other""#]
+        let keys = [
+            #""op""#, #""id""#, #""scope""#, #""resource""#, #""identity""#, #""minValiditySeconds""#, #""clientId""#, #""tenantId""#, #""volume""#,
+            #""other""#,
+        ]
         let values = [
             #""token""#, #""ping""#, "7", "-3", "0", "1.5", "2e3", "null", "true", "false", #""""#, #""a/b:c""#, #""\u0041""#, "[]", "{}", "01",
             "9223372036854775807", "-9223372036854775808", "99999999999999999999",

@@ -17,11 +17,13 @@ struct SocketDirectoryTests {
         return path
     }
 
-    @Test("refused: world-writable (sticky or not), or owned by another user", arguments: [
-        (0o1777 as mode_t, 0 as uid_t, "world-writable"),
-        (0o0777, 0, "world-writable"),
-        (0o0755, 65534, "owned by uid 65534"),
-    ])
+    @Test(
+        "refused: world-writable (sticky or not), or owned by another user",
+        arguments: [
+            (0o1777 as mode_t, 0 as uid_t, "world-writable"),
+            (0o0777, 0, "world-writable"),
+            (0o0755, 65534, "owned by uid 65534"),
+        ])
     func refused(mode: mode_t, owner: uid_t, reason: String) throws {
         let path = try Self.directory(mode: mode, owner: owner)
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -56,7 +56,9 @@ final class ScriptedResponder: BrokerResponder {
             $0.requests.append(request)
             $0.peers.append(peer)
         }
-        guard request.scope != Self.slowScope, request.scope != Self.missScope else { return .exchange(ScriptedTicket(responder: self, request: request)) }
+        guard request.scope != Self.slowScope, request.scope != Self.missScope else {
+            return .exchange(ScriptedTicket(responder: self, request: request))
+        }
         guard request.scope == Self.repeatableScope else { return .now(Self.answer(request)) }
         return .repeatable(Self.answer(request), repeats.check)
     }

@@ -51,7 +51,9 @@ import Testing
         var address = Self.loopback(port: 0)
         var length = Self.inetLength
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
         }
         try #require(bound && listen(descriptor, 16) == 0, "cannot listen on 127.0.0.1:0: \(errno)")
         var configuration = BrokerServerConfiguration()

@@ -44,7 +44,9 @@ private enum UnixSocket {
 
     static func withAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = address(path)
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
     }
 
     /// Leaves a socket file behind with nobody listening, as a crashed daemon does.
@@ -143,7 +145,8 @@ private struct RunningServer {
         configuration.socketPath = path
         configuration.drainTimeout = .seconds(5)
         configure(&configuration)
-        server = UnixBrokerServer(configuration: configuration, responder: responder, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        server = UnixBrokerServer(
+            configuration: configuration, responder: responder, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
     func start() async throws -> Task<Void, any Error> {
@@ -181,7 +184,9 @@ private struct RunningServer {
             pid: getpid(), uid: getuid(), gid: getgid(), supplementaryGroups: ProcessFacts.supplementaryGroups(),
             executable: ProcessFacts.executable(), executableFile: FileIdentity(path: "/proc/self/exe"), cgroup: ProcessFacts.cgroup())
         #expect(expected.executable != nil && expected.executableFile != nil && expected.cgroup != nil)
-        #expect(running.responder.peers.allSatisfy { $0 == expected }, "\(running.responder.peers.first.map { "\($0.executable ?? "-") \($0.cgroup ?? "-") \($0.supplementaryGroups ?? [])" } ?? "")")
+        #expect(
+            running.responder.peers.allSatisfy { $0 == expected },
+            "\(running.responder.peers.first.map { "\($0.executable ?? "-") \($0.cgroup ?? "-") \($0.supplementaryGroups ?? [])" } ?? "")")
         #expect(running.responder.peers.count == 3)
 
         try await running.stop(runner)
@@ -415,10 +420,14 @@ private struct RunningServer {
                         let fd = try UnixSocket.connected(path)
                         defer { close(fd) }
                         let lines = (0..<100).map { index in
-                            index % 3 == 0 ? #"{"op":"ping","id":\#(client * 1000 + index)}"# : #"{"op":"token","scope":"s","id":\#(client * 1000 + index)}"#
+                            index % 3 == 0
+                                ? #"{"op":"ping","id":\#(client * 1000 + index)}"# : #"{"op":"token","scope":"s","id":\#(client * 1000 + index)}"#
                         }
                         try UnixSocket.send(fd, lines.joined(separator: "\n") + "\n")
-                        return (client, try (0..<100).map { _ in try JSONDecoder().decode(BrokerResponse.self, from: Data(UnixSocket.readLine(fd).utf8)).id })
+                        return (
+                            client,
+                            try (0..<100).map { _ in try JSONDecoder().decode(BrokerResponse.self, from: Data(UnixSocket.readLine(fd).utf8)).id }
+                        )
                     }
                 }
             }

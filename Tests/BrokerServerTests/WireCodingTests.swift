@@ -25,8 +25,11 @@ import TokenBrokerProtocol
 
     /// The token fast path writes exactly what the general JSON writer writes.
     @Test(arguments: [
-        BrokerResponse(id: .number(7), ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599, identity: "default", scope: "https://storage.azure.com/.default"),
-        BrokerResponse(id: .number(Int64.min), ok: true, token: "t", tokenType: "Bearer", expiresOn: Int64.max, expiresIn: -5, identity: "a", scope: "s"),
+        BrokerResponse(
+            id: .number(7), ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599,
+            identity: "default", scope: "https://storage.azure.com/.default"),
+        BrokerResponse(
+            id: .number(Int64.min), ok: true, token: "t", tokenType: "Bearer", expiresOn: Int64.max, expiresIn: -5, identity: "a", scope: "s"),
         BrokerResponse(id: .number(0), ok: true, token: "", expiresIn: 0),
         BrokerResponse(id: .string("req-1"), ok: true, token: "t", identity: "web"),
         BrokerResponse(id: .string(""), ok: false, token: "t"),
@@ -48,9 +51,12 @@ import TokenBrokerProtocol
     /// An answer encoded without an id, with the id spliced in, is what encoding it with
     /// the id writes (token answers, AWS credentials, errors).
     @Test(arguments: [
-        BrokerResponse(id: nil, ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599, identity: "default", scope: "https://storage.azure.com/.default"),
-        BrokerResponse(id: nil, ok: true, expiresOn: 1, expiresIn: 2, identity: "aws", scope: "sts",
-                       credentials: AWSCredentialsObject(accessKeyId: "AKIA", secretAccessKey: "s", sessionToken: "t", expiration: "2026-11-29T05:00:00Z")),
+        BrokerResponse(
+            id: nil, ok: true, token: "eyJ0eXAiOiJKV1QifQ.e30.c2ln", tokenType: "Bearer", expiresOn: 1_764_400_000, expiresIn: 3599,
+            identity: "default", scope: "https://storage.azure.com/.default"),
+        BrokerResponse(
+            id: nil, ok: true, expiresOn: 1, expiresIn: 2, identity: "aws", scope: "sts",
+            credentials: AWSCredentialsObject(accessKeyId: "AKIA", secretAccessKey: "s", sessionToken: "t", expiration: "2026-11-29T05:00:00Z")),
         BrokerResponse(id: nil, ok: true, token: "tab\there"),
         .failure(id: nil, WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)),
     ])

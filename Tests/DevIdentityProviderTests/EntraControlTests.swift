@@ -49,9 +49,10 @@ import Testing
             #expect(!reply.text.contains(token) && !reply.text.contains(wrong))
             let stats = reply.json
             #expect(stats["tokenRequests"] as? Int == 3)
-            #expect(stats["byScope"] as? [String: Int] == [
-                "https://storage.azure.com/.default": 2, "https://vault.azure.net/.default": 1,
-            ])
+            #expect(
+                stats["byScope"] as? [String: Int] == [
+                    "https://storage.azure.com/.default": 2, "https://vault.azure.net/.default": 1,
+                ])
             let requests = try #require(stats["requests"] as? [[String: Any]])
             #expect(requests.count == 3)
             let first = requests[0]

@@ -55,7 +55,10 @@ import Testing
             #expect(reply.json["error"] as? String == "invalid_request")
             #expect(reply.errorCodes == [700213])
             let description = try #require(reply.json["error_description"] as? String)
-            #expect(description.hasPrefix("AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:default:Workload'."))
+            #expect(
+                description.hasPrefix(
+                    "AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:default:Workload'."
+                ))
         }
     }
 
@@ -65,7 +68,10 @@ import Testing
             let reply = try await f.requestToken(assertion: token)
             #expect(reply.errorCodes == [70021])
             let description = try #require(reply.json["error_description"] as? String)
-            #expect(description.contains("AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: '\(f.endpoints.issuerURL)'. Assertion Subject: 'system:serviceaccount:x:y'. Assertion Audience: 'api://Other'."))
+            #expect(
+                description.contains(
+                    "AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: '\(f.endpoints.issuerURL)'. Assertion Subject: 'system:serviceaccount:x:y'. Assertion Audience: 'api://Other'."
+                ))
         }
     }
 
@@ -84,9 +90,11 @@ import Testing
             #expect(reply.json["error"] as? String == "invalid_client")
             #expect(reply.errorCodes == [700024])
             let description = try #require(reply.json["error_description"] as? String)
-            #expect(description.range(
-                of: #"^AADSTS700024: Client assertion is not within its valid time range\. Current time: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z, assertion valid from .*Z, expiry time of assertion .*Z\."#,
-                options: .regularExpression) != nil, "\(description)")
+            #expect(
+                description.range(
+                    of:
+                        #"^AADSTS700024: Client assertion is not within its valid time range\. Current time: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z, assertion valid from .*Z, expiry time of assertion .*Z\."#,
+                    options: .regularExpression) != nil, "\(description)")
         }
     }
 
@@ -168,8 +176,10 @@ import Testing
             let timestamp = try #require(body["timestamp"] as? String)
             #expect(UUID(uuidString: traceId) != nil && UUID(uuidString: correlationId) != nil)
             #expect(timestamp.range(of: #"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$"#, options: .regularExpression) != nil)
-            #expect(body["error_description"] as? String
-                == "AADSTS50027: JWT token is invalid or malformed.\r\nTrace ID: \(traceId)\r\nCorrelation ID: \(correlationId)\r\nTimestamp: \(timestamp)")
+            #expect(
+                body["error_description"] as? String
+                    == "AADSTS50027: JWT token is invalid or malformed.\r\nTrace ID: \(traceId)\r\nCorrelation ID: \(correlationId)\r\nTimestamp: \(timestamp)"
+            )
             #expect(body["error_uri"] as? String == "https://login.microsoftonline.com/error?code=50027")
             #expect(reply.headers.first(name: "Content-Type")?.hasPrefix("application/json") == true)
         }

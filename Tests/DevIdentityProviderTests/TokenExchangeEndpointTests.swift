@@ -58,7 +58,8 @@ struct HTTPClientRequestShim {
             #expect(f.endpoints.stsTokenEndpoint == f.endpoints.authorityHost + "/sts/token")
             #expect(f.endpoints.stsAudience == "tokenbroker-dev-sts")
             #expect(f.endpoints.stsTokenFile == f.directory + "/state/tokens/sts-token")
-            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: f.directory + "/state/provider.json"))) as? [String: Any]
+            let json =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: f.directory + "/state/provider.json"))) as? [String: Any]
             #expect(json?["stsTokenEndpoint"] as? String == f.endpoints.stsTokenEndpoint)
             #expect(json?["stsTokenFile"] as? String == f.endpoints.stsTokenFile)
             #expect(json?["stsAudience"] as? String == "tokenbroker-dev-sts")
@@ -93,10 +94,12 @@ struct HTTPClientRequestShim {
 
     @Test func minimalRequestAndTheIDTokenTypeAreAccepted() async throws {
         try await ProviderFixture.with { f in
-            let reply = try await f.exchange(subjectToken: try f.stsToken(), overrides: [
-                "audience": nil, "scope": nil, "requested_token_type": nil,
-                "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-            ])
+            let reply = try await f.exchange(
+                subjectToken: try f.stsToken(),
+                overrides: [
+                    "audience": nil, "scope": nil, "requested_token_type": nil,
+                    "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+                ])
             #expect(reply.status == .ok, "\(reply.text)")
             #expect(reply.json["scope"] == nil)
             #expect(jwtPayload(try #require(reply.json["access_token"] as? String))["aud"] as? String == f.endpoints.authorityHost + "/sts")
@@ -109,8 +112,10 @@ struct HTTPClientRequestShim {
             let reply = try await f.exchange(subjectToken: token)
             #expect(reply.status == .badRequest)
             #expect(reply.json["error"] as? String == "invalid_grant")
-            #expect(reply.json["error_description"] as? String
-                == "subject 'system:serviceaccount:default:intruder' is not allowed to exchange tokens at this service (the match is exact and case-sensitive)")
+            #expect(
+                reply.json["error_description"] as? String
+                    == "subject 'system:serviceaccount:default:intruder' is not allowed to exchange tokens at this service (the match is exact and case-sensitive)"
+            )
             #expect(reply.headers.first(name: "Content-Type")?.hasPrefix("application/json") == true)
         }
     }
@@ -126,7 +131,9 @@ struct HTTPClientRequestShim {
         try await ProviderFixture.with { f in
             let reply = try await f.exchange(subjectToken: try f.currentTokenFile())
             #expect(reply.json["error"] as? String == "invalid_grant")
-            #expect(reply.json["error_description"] as? String == "subject_token audience 'api://AzureADTokenExchange' does not include 'tokenbroker-dev-sts'")
+            #expect(
+                reply.json["error_description"] as? String
+                    == "subject_token audience 'api://AzureADTokenExchange' does not include 'tokenbroker-dev-sts'")
         }
     }
 
@@ -169,8 +176,9 @@ struct HTTPClientRequestShim {
             let foreign = try await f.mint(["aud": ["tokenbroker-dev-sts"], "foreignKey": true])
             let reply = try await f.exchange(subjectToken: foreign)
             #expect(reply.json["error"] as? String == "invalid_grant")
-            #expect((reply.json["error_description"] as? String)?.hasPrefix(
-                "subject_token signature validation failed for subject 'system:serviceaccount:default:workload'") == true)
+            #expect(
+                (reply.json["error_description"] as? String)?.hasPrefix(
+                    "subject_token signature validation failed for subject 'system:serviceaccount:default:workload'") == true)
 
             var parts = try f.stsToken().split(separator: ".").map(String.init)
             var signature = Array(parts[2])
@@ -180,16 +188,20 @@ struct HTTPClientRequestShim {
         }
     }
 
-    @Test(arguments: [
-        (["grant_type": nil], "invalid_request", "missing grant_type"),
-        (["grant_type": "client_credentials"], "unsupported_grant_type", "grant_type 'client_credentials' is not supported"),
-        (["subject_token_type": nil], "invalid_request", "missing subject_token_type"),
-        (["subject_token_type": "urn:ietf:params:oauth:token-type:saml2"], "invalid_request", "subject_token_type 'urn:ietf:params:oauth:token-type:saml2' is not supported"),
-        (["requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"], "invalid_request", "cannot be issued"),
-        (["actor_token": "x"], "invalid_request", "actor_token (delegation) is not supported"),
-        (["resource": "not a uri"], "invalid_target", "resource 'not a uri'"),
-        (["audience": ""], "invalid_target", "audience must not be empty"),
-    ] as [([String: String?], String, String)])
+    @Test(
+        arguments: [
+            (["grant_type": nil], "invalid_request", "missing grant_type"),
+            (["grant_type": "client_credentials"], "unsupported_grant_type", "grant_type 'client_credentials' is not supported"),
+            (["subject_token_type": nil], "invalid_request", "missing subject_token_type"),
+            (
+                ["subject_token_type": "urn:ietf:params:oauth:token-type:saml2"], "invalid_request",
+                "subject_token_type 'urn:ietf:params:oauth:token-type:saml2' is not supported"
+            ),
+            (["requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"], "invalid_request", "cannot be issued"),
+            (["actor_token": "x"], "invalid_request", "actor_token (delegation) is not supported"),
+            (["resource": "not a uri"], "invalid_target", "resource 'not a uri'"),
+            (["audience": ""], "invalid_target", "audience must not be empty"),
+        ] as [([String: String?], String, String)])
     func malformedRequestsAreRefused(overrides: [String: String?], error: String, description: String) async throws {
         try await ProviderFixture.with { f in
             let reply = try await f.exchange(subjectToken: try f.stsToken(), overrides: overrides)
@@ -223,7 +235,8 @@ struct HTTPClientRequestShim {
             let wrong = try await f.exchange(subjectToken: token, authorization: "Basic " + Data("urn%3Abroker%3A1:nope".utf8).base64EncodedString())
             #expect(wrong.status == .unauthorized)
             // RFC 6749 §2.3.1: both parts form-encoded before base64.
-            let right = try await f.exchange(subjectToken: token, authorization: "Basic " + Data("urn%3Abroker%3A1:dev+secret%3A1".utf8).base64EncodedString())
+            let right = try await f.exchange(
+                subjectToken: token, authorization: "Basic " + Data("urn%3Abroker%3A1:dev+secret%3A1".utf8).base64EncodedString())
             #expect(right.status == .ok, "\(right.text)")
             #expect(jwtPayload(try #require(right.json["access_token"] as? String))["client_id"] as? String == "urn:broker:1")
         }
@@ -245,7 +258,8 @@ struct HTTPClientRequestShim {
             let requests = try #require(stats["requests"] as? [[String: Any]])
             #expect(requests.map { $0["endpoint"] as? String } == ["sts", "sts", "entra"])
             let first = requests[0]
-            #expect(first["fields"] as? [String] == ["grant_type", "subject_token", "subject_token_type", "audience", "scope", "requested_token_type"])
+            #expect(
+                first["fields"] as? [String] == ["grant_type", "subject_token", "subject_token_type", "audience", "scope", "requested_token_type"])
             #expect(first["subjectTokenType"] as? String == "urn:ietf:params:oauth:token-type:jwt")
             #expect(first["requestedTokenType"] as? String == "urn:ietf:params:oauth:token-type:access_token")
             #expect(first["audience"] as? String == "urn:example:payments")

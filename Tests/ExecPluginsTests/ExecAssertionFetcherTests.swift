@@ -26,7 +26,8 @@ struct ExecAssertionFetcherTests {
     @Test("writes exactly one AssertionRequest line on stdin")
     func sendsTheExactRequest() async throws {
         let scratch = Scratch()
-        let configuration = Plugins.configuration("assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "REQUEST_FILE": scratch.file("request")])
+        let configuration = Plugins.configuration(
+            "assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "REQUEST_FILE": scratch.file("request")])
         _ = try await Plugins.fetcher(configuration).fetch()
         let request = try #require(scratch.read("request"))
         #expect(request == #"{"apiVersion":"tokenbroker/v1","audience":"api://AzureADTokenExchange","kind":"AssertionRequest"}"# + "\n")
@@ -35,7 +36,8 @@ struct ExecAssertionFetcherTests {
     @Test("leaves out the audience when none is configured")
     func omitsAudience() async throws {
         let scratch = Scratch()
-        let configuration = Plugins.configuration("assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "REQUEST_FILE": scratch.file("request")])
+        let configuration = Plugins.configuration(
+            "assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "REQUEST_FILE": scratch.file("request")])
         _ = try await Plugins.fetcher(configuration, audience: nil).fetch()
         #expect(scratch.read("request") == #"{"apiVersion":"tokenbroker/v1","kind":"AssertionRequest"}"# + "\n")
     }
@@ -52,10 +54,12 @@ struct ExecAssertionFetcherTests {
     func earlierExpiryWins(expiresAt: String, pluginIsEarlier: Bool) async throws {
         let exp = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded())
         let early = exp.addingTimeInterval(-1800)
-        let json = expiresAt
+        let json =
+            expiresAt
             .replacingOccurrences(of: "EARLY_RFC3339", with: Timestamp.iso8601(early))
             .replacingOccurrences(of: "EARLY_UNIX", with: String(Int(early.timeIntervalSince1970)))
-        let configuration = Plugins.configuration("assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(expiresAt: exp), "PLUGIN_EXPIRES_AT": json])
+        let configuration = Plugins.configuration(
+            "assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(expiresAt: exp), "PLUGIN_EXPIRES_AT": json])
         let (assertion, expiry) = try await Plugins.fetcher(configuration).fetchWithExpiry()
         #expect(assertion.claims.expiresAt == exp)
         #expect(expiry == (pluginIsEarlier ? early : exp))
@@ -68,7 +72,8 @@ struct ExecAssertionFetcherTests {
         #expect(error.code == .assertionExpired)
         #expect(error.message.contains("exec plugin 'ci'"))
 
-        let expiredByPlugin = Plugins.configuration("assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "PLUGIN_EXPIRES_AT": "1000000000"])
+        let expiredByPlugin = Plugins.configuration(
+            "assertion-good.sh", environment: ["PLUGIN_TOKEN": Plugins.jwt(), "PLUGIN_EXPIRES_AT": "1000000000"])
         let second = try #require(await Plugins.error { try await Plugins.fetcher(expiredByPlugin).fetch() })
         #expect(second.code == .assertionExpired)
     }

@@ -22,7 +22,9 @@ struct ExecExchangerTests {
         let jwt = Plugins.jwt()
         let token = try await Plugins.exchanger(Plugins.configuration("echo-stdin.sh")).exchange(Plugins.assertion(jwt), for: Plugins.scope)
         let request = String(decoding: try #require(Data(base64Encoded: token.value)), as: UTF8.self)
-        #expect(request == #"{"apiVersion":"tokenbroker/v1","assertion":"\#(jwt)","kind":"ExchangeRequest","scope":"https://storage.azure.com/.default"}"# + "\n")
+        #expect(
+            request == #"{"apiVersion":"tokenbroker/v1","assertion":"\#(jwt)","kind":"ExchangeRequest","scope":"https://storage.azure.com/.default"}"#
+                + "\n")
     }
 
     @Test("tokenType defaults to Bearer and unknown fields are ignored")
@@ -40,10 +42,11 @@ struct ExecExchangerTests {
             #"{"apiVersion":"tokenbroker/v1","kind":"ExchangeResponse","token":"secret-token-value"}"#,
             #"{"apiVersion":"tokenbroker/v1","kind":"ExchangeResponse","token":"secret-token-value","expiresAt":1000000000}"#,
         ] {
-            let error = try #require(await Plugins.error {
-                try await Plugins.exchanger(Plugins.configuration("answer.sh", environment: ["PLUGIN_ANSWER": answer]))
-                    .exchange(Plugins.assertion(), for: Plugins.scope)
-            })
+            let error = try #require(
+                await Plugins.error {
+                    try await Plugins.exchanger(Plugins.configuration("answer.sh", environment: ["PLUGIN_ANSWER": answer]))
+                        .exchange(Plugins.assertion(), for: Plugins.scope)
+                })
             #expect(error.code == .upstreamUnavailable)
             #expect(error.message.contains("expire"))
             #expect(!error.message.contains("secret-token-value"))
@@ -56,9 +59,10 @@ struct ExecExchangerTests {
     func reportedError(retryable: String, code: TokenExchangeError.Code, isRetryable: Bool) async throws {
         let configuration = Plugins.configuration(
             "error-answer.sh", environment: ["PLUGIN_MESSAGE": "role arn:aws:iam::123:role/x may not be assumed", "PLUGIN_RETRYABLE": retryable])
-        let error = try #require(await Plugins.error {
-            try await Plugins.exchanger(configuration, name: "aws").exchange(Plugins.assertion(), for: Plugins.scope)
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.exchanger(configuration, name: "aws").exchange(Plugins.assertion(), for: Plugins.scope)
+            })
         #expect(error.code == code)
         #expect(error.isRetryable == isRetryable)
         #expect(error.message.contains("exec plugin 'aws' (\(Plugins.path("error-answer.sh")))"))
@@ -68,9 +72,10 @@ struct ExecExchangerTests {
     @Test("the assertion never appears in an error message")
     func assertionNotInErrors() async throws {
         let jwt = Plugins.jwt()
-        let error = try #require(await Plugins.error {
-            try await Plugins.exchanger(Plugins.configuration("garbage.sh")).exchange(Plugins.assertion(jwt), for: Plugins.scope)
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.exchanger(Plugins.configuration("garbage.sh")).exchange(Plugins.assertion(jwt), for: Plugins.scope)
+            })
         #expect(!error.message.contains(jwt))
         #expect(!error.message.contains("eyJ"))
     }

@@ -25,9 +25,10 @@ struct MisbehavingPluginTests {
         let scratch = Scratch()
         let configuration = Plugins.configuration(
             "hang-with-child.sh", environment: ["PID_FILE": scratch.file("pid"), "CHILD_PID_FILE": scratch.file("child")], timeout: .seconds(1))
-        let error = try #require(await Plugins.error {
-            try await Plugins.exchanger(configuration).exchange(Plugins.assertion(), for: Plugins.scope)
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.exchanger(configuration).exchange(Plugins.assertion(), for: Plugins.scope)
+            })
         #expect(error.code == .upstreamUnavailable)
         #expect(error.isRetryable)
         #expect(error.message.contains("did not answer within 1 s"))
@@ -73,9 +74,10 @@ struct MisbehavingPluginTests {
     func exitsNonZero() async throws {
         let scratch = Scratch()
         let configuration = Plugins.configuration("fail.sh", environment: ["PID_FILE": scratch.file("pid")])
-        let error = try #require(await Plugins.error {
-            try await Plugins.exchanger(configuration).exchange(Plugins.assertion(), for: Plugins.scope)
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.exchanger(configuration).exchange(Plugins.assertion(), for: Plugins.scope)
+            })
         #expect(error.code == .upstreamUnavailable)
         #expect(error.isRetryable)
         #expect(error.message.contains("exited with status 3"))
@@ -102,10 +104,12 @@ struct MisbehavingPluginTests {
 
     @Test("that answers kind Error: its message, sanitized, and its retryable flag")
     func answersError() async throws {
-        let configuration = Plugins.configuration("error-answer.sh", environment: [
-            "PLUGIN_MESSAGE": "gcloud: not logged in; token was eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
-            "PLUGIN_RETRYABLE": "false",
-        ])
+        let configuration = Plugins.configuration(
+            "error-answer.sh",
+            environment: [
+                "PLUGIN_MESSAGE": "gcloud: not logged in; token was eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+                "PLUGIN_RETRYABLE": "false",
+            ])
         let error = try #require(await Plugins.error { try await Plugins.fetcher(configuration).fetch() })
         #expect(error.code == .assertionUnavailable)
         #expect(!error.isRetryable)
@@ -119,17 +123,27 @@ struct MisbehavingPluginTests {
             ("", "printed nothing on stdout"),
             (#"["a"]"#, "not a JSON object"),
             (#"{"kind":"AssertionResponse","token":"x"}"#, "without a string 'apiVersion'"),
-            (#"{"apiVersion":"tokenbroker/v2","kind":"AssertionResponse","token":"x"}"#, #"apiVersion "tokenbroker/v2", but the broker speaks "tokenbroker/v1""#),
+            (
+                #"{"apiVersion":"tokenbroker/v2","kind":"AssertionResponse","token":"x"}"#,
+                #"apiVersion "tokenbroker/v2", but the broker speaks "tokenbroker/v1""#
+            ),
             (#"{"apiVersion":"tokenbroker/v1","token":"x"}"#, "without a string 'kind'"),
             (#"{"apiVersion":"tokenbroker/v1","kind":"ExchangeResponse","token":"x"}"#, #"kind "ExchangeResponse", expected "AssertionResponse""#),
             (#"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse"}"#, "without a non-empty string 'token'"),
             (#"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":42}"#, "without a non-empty string 'token'"),
             (#"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":"a.b"}"#, "not a JWT"),
-            (#"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":"JWT","expiresAt":"tomorrow"}"#, "neither an RFC 3339 time nor Unix seconds"),
-            (#"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":"JWT","expiresAt":true}"#, "neither an RFC 3339 time nor Unix seconds"),
+            (
+                #"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":"JWT","expiresAt":"tomorrow"}"#,
+                "neither an RFC 3339 time nor Unix seconds"
+            ),
+            (
+                #"{"apiVersion":"tokenbroker/v1","kind":"AssertionResponse","token":"JWT","expiresAt":true}"#,
+                "neither an RFC 3339 time nor Unix seconds"
+            ),
         ])
     func answersWrongDocument(answer: String, expected: String) async throws {
-        let configuration = Plugins.configuration("answer.sh", environment: ["PLUGIN_ANSWER": answer.replacingOccurrences(of: "JWT", with: Plugins.jwt())])
+        let configuration = Plugins.configuration(
+            "answer.sh", environment: ["PLUGIN_ANSWER": answer.replacingOccurrences(of: "JWT", with: Plugins.jwt())])
         let error = try #require(await Plugins.error { try await Plugins.fetcher(configuration).fetch() })
         #expect(error.code == .assertionUnavailable)
         #expect(!error.isRetryable)
@@ -139,9 +153,10 @@ struct MisbehavingPluginTests {
     @Test("that exits non-zero after an Error answer: the plugin's message wins")
     func errorAnswerWithExitStatus() async throws {
         let answer = #"{"apiVersion":"tokenbroker/v1","kind":"Error","message":"quota exceeded","retryable":true}"#
-        let error = try #require(await Plugins.error {
-            try await Plugins.fetcher(Plugins.configuration("answer.sh", environment: ["PLUGIN_ANSWER": answer, "PLUGIN_EXIT": "1"])).fetch()
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.fetcher(Plugins.configuration("answer.sh", environment: ["PLUGIN_ANSWER": answer, "PLUGIN_EXIT": "1"])).fetch()
+            })
         #expect(error.isRetryable)
         #expect(error.message.contains("reported an error (exit status 1): quota exceeded"))
     }
@@ -165,9 +180,10 @@ struct UnstartablePluginTests {
         let path = scratch.file("plugin.sh")
         try "#!/bin/sh\necho hi\n".write(toFile: path, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-        let error = try #require(await Plugins.error {
-            try await Plugins.exchanger(ExecPluginConfiguration(command: [path])).exchange(Plugins.assertion(), for: Plugins.scope)
-        })
+        let error = try #require(
+            await Plugins.error {
+                try await Plugins.exchanger(ExecPluginConfiguration(command: [path])).exchange(Plugins.assertion(), for: Plugins.scope)
+            })
         #expect(error.code == .upstreamUnavailable)
         #expect(!error.isRetryable)
         #expect(error.message.contains("\(path) is not executable"))

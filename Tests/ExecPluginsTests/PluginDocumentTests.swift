@@ -29,7 +29,8 @@ struct PluginEchoTests {
     @Test("a kind: Error message shows no Basic or Bearer credential and no line separator")
     func credentialsInAMessage() throws {
         let basic = "bGVkZ2VyOnMzY3IzdA=="  // base64("ledger:s3cr3t")
-        let answer = #"{"apiVersion":"tokenbroker/v1","kind":"Error","message":"sent Authorization: Basic \#(basic)\u2028forged line; bearer abc123XYZ"}"#
+        let answer =
+            #"{"apiVersion":"tokenbroker/v1","kind":"Error","message":"sent Authorization: Basic \#(basic)\u2028forged line; bearer abc123XYZ"}"#
         guard case .failure(.reported(let message, _)) = PluginDocument.parseAnswer(Array(answer.utf8), kind: "ExchangeResponse") else {
             Issue.record("not a reported error")
             return

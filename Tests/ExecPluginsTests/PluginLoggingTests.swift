@@ -45,8 +45,10 @@ struct PluginLoggingTests {
         let exchanger = ExecExchanger(configuration: configuration, name: "sts", now: { Date() }, logger: logger)
         _ = try await exchanger.exchange(Plugins.assertion(), for: Plugins.scope)
         _ = await Plugins.error {
-            try await ExecExchanger(configuration: Plugins.configuration("fail.sh", environment: ["PID_FILE": "/dev/null"]), name: "sts", now: { Date() }, logger: logger)
-                .exchange(Plugins.assertion(), for: Plugins.scope)
+            try await ExecExchanger(
+                configuration: Plugins.configuration("fail.sh", environment: ["PID_FILE": "/dev/null"]), name: "sts", now: { Date() }, logger: logger
+            )
+            .exchange(Plugins.assertion(), for: Plugins.scope)
         }
 
         let records = handler.records

@@ -27,7 +27,8 @@ enum Plugins {
     static func jwt(expiresAt: Date = Date().addingTimeInterval(3600), subject: String = "system:serviceaccount:ci:builder") -> String {
         let iat = Int(Date().timeIntervalSince1970) - 60
         let header = #"{"alg":"RS256","kid":"k1","typ":"JWT"}"#
-        let payload = #"{"aud":["\#(audience)"],"exp":\#(Int(expiresAt.timeIntervalSince1970)),"iat":\#(iat),"iss":"https://issuer.example","nbf":\#(iat),"sub":"\#(subject)"}"#
+        let payload =
+            #"{"aud":["\#(audience)"],"exp":\#(Int(expiresAt.timeIntervalSince1970)),"iat":\#(iat),"iss":"https://issuer.example","nbf":\#(iat),"sub":"\#(subject)"}"#
         return "\(Base64URL.encode(Data(header.utf8))).\(Base64URL.encode(Data(payload.utf8))).c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
     }
 

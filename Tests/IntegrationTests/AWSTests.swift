@@ -16,7 +16,8 @@ struct AWSTests {
         init(directory: String) async throws {
             let portFile = "\(directory)/moto-port"
             process = try ChildProcess(
-                executable: TestEnvironment.python, arguments: ["\(TestEnvironment.fixtures)/python/moto_sts.py", portFile], logDirectory: directory, name: "moto")
+                executable: TestEnvironment.python, arguments: ["\(TestEnvironment.fixtures)/python/moto_sts.py", portFile], logDirectory: directory,
+                name: "moto")
             let process = self.process
             try await waitUntil("moto_server to listen") {
                 guard process.isRunning else { throw HarnessError("moto exited: \(process.stderr)") }
@@ -37,9 +38,11 @@ struct AWSTests {
         do {
             try await Scenario.run(
                 identities: { _, provider in
-                    [BrokerDaemon.Identity(
-                        name: "aws", tokenFile: provider.endpoints.tokenFile, allow: allow,
-                        exchangeYAML: "{ awsSts: { roleArn: \"\(Self.role)\", endpoint: \"\(moto.endpoint)\", sessionName: \"tb-{identity}\" } }")]
+                    [
+                        BrokerDaemon.Identity(
+                            name: "aws", tokenFile: provider.endpoints.tokenFile, allow: allow,
+                            exchangeYAML: "{ awsSts: { roleArn: \"\(Self.role)\", endpoint: \"\(moto.endpoint)\", sessionName: \"tb-{identity}\" } }")
+                    ]
                 },
                 extraYAML: "compat: { tcp: \"127.0.0.1:0\", identityHeaderFile: \(directory)/identity-header }", allowInsecureLoopback: true
             ) { scenario in try await body(scenario, moto, directory) }
@@ -53,7 +56,8 @@ struct AWSTests {
     static func boto3(_ moto: Moto, environment extra: [String: String]) async throws -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AWS_") }
         environment.merge(extra) { _, new in new }
-        let result = try await runCommand(TestEnvironment.python, ["\(TestEnvironment.fixtures)/python/aws_client.py", moto.endpoint], environment: environment)
+        let result = try await runCommand(
+            TestEnvironment.python, ["\(TestEnvironment.fixtures)/python/aws_client.py", moto.endpoint], environment: environment)
         #expect(result.status == 0, "boto3: \(result.stderr)")
         return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: String]) ?? [:]
     }
@@ -80,10 +84,11 @@ struct AWSTests {
             // credential_process in ~/.aws/config.
             let config = "\(directory)/aws-config"
             try """
-                [profile broker]
-                credential_process = \(TestEnvironment.cliPath) get --socket \(scenario.broker.socketPath) --identity aws --output aws-credential-process
-                """.write(toFile: config, atomically: true, encoding: .utf8)
-            let viaProcess = try await Self.boto3(moto, environment: ["AWS_CONFIG_FILE": config, "AWS_PROFILE": "broker", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+            [profile broker]
+            credential_process = \(TestEnvironment.cliPath) get --socket \(scenario.broker.socketPath) --identity aws --output aws-credential-process
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            let viaProcess = try await Self.boto3(
+                moto, environment: ["AWS_CONFIG_FILE": config, "AWS_PROFILE": "broker", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
             #expect(viaProcess["method"] == "custom-process")
             #expect(viaProcess["accessKeyId"] == accessKey)
 

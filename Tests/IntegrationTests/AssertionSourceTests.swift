@@ -59,27 +59,30 @@ struct AssertionSourceTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let bearer = "runner-request-token-\(UUID().uuidString)"
         try await StandIn.with(mode: "github", directory: directory, bearer: bearer) { standIn in
-        var environment = ProcessInfo.processInfo.environment
-        environment["ACTIONS_ID_TOKEN_REQUEST_URL"] = "http://127.0.0.1:\(standIn.port)/token?api-version=2.0"
-        environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = bearer
-        try await Scenario.run(
-            identities: { _, provider in
-                [BrokerDaemon.Identity(name: "ci", tokenFile: provider.endpoints.tokenFile, sourceYAML: "{ githubActions: { audience: \"\(Self.audience)\" } }")]
-            },
-            allowInsecureLoopback: true, environment: environment
-        ) { scenario in
-            try await scenario.provider.mint().write(toFile: standIn.tokenFile, atomically: true, encoding: .utf8)
-            let reply = try await scenario.broker.request(#"{"op":"token","identity":"ci","scope":"https://storage.azure.com/.default"}"#)
-            #expect(reply.ok, "\(reply)")
-            let requests = try standIn.requests()
-            #expect(requests.count == 1)
-            #expect(requests.first?["authorized"] as? Bool == true, "the broker must send Authorization: bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>")
-            let query = requests.first?["query"] as? [String: String]
-            #expect(query?["audience"] == Self.audience)
-            #expect(query?["api-version"] == "2.0", "the runner's own query parameters are kept")
-            // The runner's bearer token is a secret too: never logged.
-            #expect(!scenario.broker.process.stderr.contains(bearer))
-        }
+            var environment = ProcessInfo.processInfo.environment
+            environment["ACTIONS_ID_TOKEN_REQUEST_URL"] = "http://127.0.0.1:\(standIn.port)/token?api-version=2.0"
+            environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = bearer
+            try await Scenario.run(
+                identities: { _, provider in
+                    [
+                        BrokerDaemon.Identity(
+                            name: "ci", tokenFile: provider.endpoints.tokenFile, sourceYAML: "{ githubActions: { audience: \"\(Self.audience)\" } }")
+                    ]
+                },
+                allowInsecureLoopback: true, environment: environment
+            ) { scenario in
+                try await scenario.provider.mint().write(toFile: standIn.tokenFile, atomically: true, encoding: .utf8)
+                let reply = try await scenario.broker.request(#"{"op":"token","identity":"ci","scope":"https://storage.azure.com/.default"}"#)
+                #expect(reply.ok, "\(reply)")
+                let requests = try standIn.requests()
+                #expect(requests.count == 1)
+                #expect(requests.first?["authorized"] as? Bool == true, "the broker must send Authorization: bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>")
+                let query = requests.first?["query"] as? [String: String]
+                #expect(query?["audience"] == Self.audience)
+                #expect(query?["api-version"] == "2.0", "the runner's own query parameters are kept")
+                // The runner's bearer token is a secret too: never logged.
+                #expect(!scenario.broker.process.stderr.contains(bearer))
+            }
         }
     }
 
@@ -87,36 +90,45 @@ struct AssertionSourceTests {
     func githubActionsNeedsTheRunner() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try "identities: [ { name: ci, source: { githubActions: {} }, exchange: { none: {} } } ]\n".write(toFile: "\(directory)/config.yaml", atomically: true, encoding: .utf8)
-        let result = try await runCommand(TestEnvironment.daemonPath, ["check-config", "--config", "\(directory)/config.yaml"], environment: ["PATH": "/usr/bin:/bin"])
+        try "identities: [ { name: ci, source: { githubActions: {} }, exchange: { none: {} } } ]\n".write(
+            toFile: "\(directory)/config.yaml", atomically: true, encoding: .utf8)
+        let result = try await runCommand(
+            TestEnvironment.daemonPath, ["check-config", "--config", "\(directory)/config.yaml"], environment: ["PATH": "/usr/bin:/bin"])
         #expect(result.status == 78)
-        #expect(result.stderr.contains("identities[0].source.githubActions") && result.stderr.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "\(result.stderr)")
+        #expect(
+            result.stderr.contains("identities[0].source.githubActions") && result.stderr.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "\(result.stderr)"
+        )
     }
 
-    @Test("gcp-metadata: Metadata-Flavor and the audience are sent; a failing metadata server gives a specific error and other identities keep working")
+    @Test(
+        "gcp-metadata: Metadata-Flavor and the audience are sent; a failing metadata server gives a specific error and other identities keep working")
     func gcpMetadata() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await StandIn.with(mode: "gcp", directory: directory) { standIn in
-        try await Scenario.run(
-            identities: { _, provider in
-                [
-                    BrokerDaemon.Identity(name: "gce", tokenFile: provider.endpoints.tokenFile, sourceYAML: "{ gcpMetadata: { audience: \"\(Self.audience)\", baseURL: \"http://127.0.0.1:\(standIn.port)\" } }"),
-                    BrokerDaemon.Identity(name: "broken", tokenFile: provider.endpoints.tokenFile, sourceYAML: "{ gcpMetadata: { audience: x, baseURL: \"http://127.0.0.1:\(standIn.port)/wrong\" } }"),
-                ]
-            },
-            allowInsecureLoopback: true
-        ) { scenario in
-            try await scenario.provider.mint().write(toFile: standIn.tokenFile, atomically: true, encoding: .utf8)
-            let broken = try await scenario.broker.request(#"{"op":"token","identity":"broken","scope":"https://storage.azure.com/.default"}"#)
-            #expect(broken.errorCode == "assertion_unavailable")
-            #expect(broken.errorMessage.contains("answered HTTP 404"), "\(broken)")
-            let reply = try await scenario.broker.request(#"{"op":"token","identity":"gce","scope":"https://storage.azure.com/.default"}"#)
-            #expect(reply.ok, "\(reply)")
-            let request = try #require(try standIn.requests().last)
-            #expect(request["authorized"] as? Bool == true)
-            #expect((request["query"] as? [String: String]) == ["audience": Self.audience, "format": "full"])
-        }
+            try await Scenario.run(
+                identities: { _, provider in
+                    [
+                        BrokerDaemon.Identity(
+                            name: "gce", tokenFile: provider.endpoints.tokenFile,
+                            sourceYAML: "{ gcpMetadata: { audience: \"\(Self.audience)\", baseURL: \"http://127.0.0.1:\(standIn.port)\" } }"),
+                        BrokerDaemon.Identity(
+                            name: "broken", tokenFile: provider.endpoints.tokenFile,
+                            sourceYAML: "{ gcpMetadata: { audience: x, baseURL: \"http://127.0.0.1:\(standIn.port)/wrong\" } }"),
+                    ]
+                },
+                allowInsecureLoopback: true
+            ) { scenario in
+                try await scenario.provider.mint().write(toFile: standIn.tokenFile, atomically: true, encoding: .utf8)
+                let broken = try await scenario.broker.request(#"{"op":"token","identity":"broken","scope":"https://storage.azure.com/.default"}"#)
+                #expect(broken.errorCode == "assertion_unavailable")
+                #expect(broken.errorMessage.contains("answered HTTP 404"), "\(broken)")
+                let reply = try await scenario.broker.request(#"{"op":"token","identity":"gce","scope":"https://storage.azure.com/.default"}"#)
+                #expect(reply.ok, "\(reply)")
+                let request = try #require(try standIn.requests().last)
+                #expect(request["authorized"] as? Bool == true)
+                #expect((request["query"] as? [String: String]) == ["audience": Self.audience, "format": "full"])
+            }
         }
     }
 
@@ -127,7 +139,8 @@ struct AssertionSourceTests {
         }) { scenario in
             let reply = try await scenario.broker.request(#"{"op":"token","identity":"raw","scope":"\#(Self.audience)"}"#)
             #expect(reply.ok, "\(reply)")
-            let file = try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let file = try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
             #expect(reply.token == file)
             let other = try await scenario.broker.request(#"{"op":"token","identity":"raw","scope":"https://storage.azure.com/.default"}"#)
             #expect(other.errorCode == "upstream_rejected")

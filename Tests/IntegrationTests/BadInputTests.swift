@@ -75,7 +75,8 @@ struct BadInputTests {
             }
             #expect(tls.contains("\"bad_request\"") && tls.contains("0x16"), "\(tls.prefix(200))")
 
-            let curl = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/nope"])
+            let curl = try await runCommand(
+                "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/nope"])
             #expect(curl.stdout == "404")
             #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
         }
@@ -89,10 +90,12 @@ struct BadInputTests {
         let usage = try await runCommand(TestEnvironment.cliPath, ["get", "--scope", "a", "--resource", "b"])
         #expect(usage.status == 64)
         try await Scenario.run { scenario in
-            let denied = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", "x", "--identity", "ghost"])
+            let denied = try await runCommand(
+                TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", "x", "--identity", "ghost"])
             #expect(denied.status == 1)
             #expect(denied.stderr.contains("unknown_identity: no identity named 'ghost'"))
-            let header = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope, "--output", "header"])
+            let header = try await runCommand(
+                TestEnvironment.cliPath, ["get", "--socket", scenario.broker.socketPath, "--scope", Scenario.scope, "--output", "header"])
             #expect(header.status == 0 && header.stdout.hasPrefix("Authorization: Bearer ey"))
         }
     }

@@ -8,20 +8,28 @@ import Testing
 struct CachedAnswerLimitTests {
     /// curl over the compat socket with the IMDS header, one URL per resource; the status codes.
     private static func imds(_ compatSocket: String, resources: [String]) async throws -> [String] {
-        let transfers = resources.flatMap { ["-o", "/dev/null", "http://localhost/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\($0)"] }
-        let result = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", compatSocket, "-H", "Metadata: true", "-w", "%{http_code}\n"] + transfers)
+        let transfers = resources.flatMap {
+            ["-o", "/dev/null", "http://localhost/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\($0)"]
+        }
+        let result = try await runCommand(
+            "/usr/bin/curl", ["-s", "--unix-socket", compatSocket, "-H", "Metadata: true", "-w", "%{http_code}\n"] + transfers)
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
-    @Test("with a bucket of 3 emptied by misses, 1,000 cached requests on the socket and 300 on a compat endpoint are all answered; misses are throttled")
+    @Test(
+        "with a bucket of 3 emptied by misses, 1,000 cached requests on the socket and 300 on a compat endpoint are all answered; misses are throttled"
+    )
     func cachedAnswersAreNeverThrottled() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let compatSocket = "\(directory)/compat.sock"
-        try await Scenario.run(logLevel: "info", extraYAML: """
-            compat: { tcp: "127.0.0.1:0", unix: \(compatSocket), identityHeaderFile: \(directory)/identity-header }
-            limits: { requestsPerSecondPerUID: 1, requestBurstPerUID: 3 }
-            """) { scenario in
+        try await Scenario.run(
+            logLevel: "info",
+            extraYAML: """
+                compat: { tcp: "127.0.0.1:0", unix: \(compatSocket), identityHeaderFile: \(directory)/identity-header }
+                limits: { requestsPerSecondPerUID: 1, requestBurstPerUID: 3 }
+                """
+        ) { scenario in
             let socket = scenario.broker.socketPath
             let cached = #"{"op":"token","scope":"\#(Scenario.scope)"}"#
             #expect(try await scenario.broker.request(cached).ok, "the first request fills the cache")

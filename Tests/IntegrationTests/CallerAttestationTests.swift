@@ -37,13 +37,16 @@ struct CallerAttestationTests {
         }) { scenario in
             try OtherUser.openUp(scenario)
             let socket = scenario.broker.socketPath
-            func token(_ identity: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl") async throws -> Reply {
+            func token(
+                _ identity: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl"
+            ) async throws -> Reply {
                 try await OtherUser.token(socket, identity: identity, uid: uid, gid: gid, groups: groups, client: client)
             }
             func expectGranted(_ reply: Reply, _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation) {
                 #expect(reply.ok && reply.token?.hasPrefix("ey") == true, "\(comment): \(reply)", sourceLocation: sourceLocation)
             }
-            func expectDenied(_ reply: Reply, _ identity: String, uid: UInt32, _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation) {
+            func expectDenied(_ reply: Reply, _ identity: String, uid: UInt32, _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation)
+            {
                 #expect(reply.errorCode == "forbidden", "\(comment): \(reply)", sourceLocation: sourceLocation)
                 #expect(reply.errorMessage.contains("uid \(uid)") && reply.errorMessage.contains("'\(identity)'"), sourceLocation: sourceLocation)
             }
@@ -62,7 +65,8 @@ struct CallerAttestationTests {
             expectGranted(try await token("by-group", uid: Self.otherUID, groups: [4, 24, Self.staffGID, 4203, 4204]), "group rule, one of several")
             expectGranted(try await token("by-gid", uid: Self.otherUID, gid: Self.otherGID, groups: [Self.allowedGID]), "gid rule, supplementary")
             expectDenied(try await token("by-group", uid: Self.otherUID, groups: nil), "by-group", uid: Self.otherUID, "group rule, groups cleared")
-            expectDenied(try await token("by-group", uid: Self.otherUID, groups: [4203, 4204]), "by-group", uid: Self.otherUID, "group rule, other groups")
+            expectDenied(
+                try await token("by-group", uid: Self.otherUID, groups: [4203, 4204]), "by-group", uid: Self.otherUID, "group rule, other groups")
             // exe: the copy is allowed, the original binary (same bytes) is not
             expectGranted(try await token("by-exe", uid: Self.otherUID, client: copiedCurl), "exe rule, that executable")
             expectDenied(try await token("by-exe", uid: Self.otherUID), "by-exe", uid: Self.otherUID, "exe rule, another executable")
@@ -82,7 +86,9 @@ struct CallerAttestationTests {
 
             // Denials never hint at identities the caller may not use; they list those it may.
             let denied = try await token("by-uid", uid: Self.otherUID)
-            #expect(!denied.errorMessage.contains("by-user") && denied.errorMessage.contains("identities available to you: by-any"), "\(denied.errorMessage)")
+            #expect(
+                !denied.errorMessage.contains("by-user") && denied.errorMessage.contains("identities available to you: by-any"),
+                "\(denied.errorMessage)")
 
             // One audit record per grant and per denial, with the attested executable.
             let log = scenario.broker.process.stderr
@@ -93,8 +99,9 @@ struct CallerAttestationTests {
         }
     }
 
-    @Test("cgroup, systemdUnit and podUID: each grants its match and denies others",
-          .enabled(if: CgroupSandbox.isAvailable, "needs a writable cgroup v2 mount (root)"))
+    @Test(
+        "cgroup, systemdUnit and podUID: each grants its match and denies others",
+        .enabled(if: CgroupSandbox.isAvailable, "needs a writable cgroup v2 mount (root)"))
     func cgroupRules() async throws {
         let sandbox = try CgroupSandbox()
         defer { sandbox.remove() }

@@ -6,7 +6,9 @@ import Testing
 @Suite("check-config and start-up refuse what cannot work")
 struct CheckConfigTests {
     /// Runs the daemon with `arguments`; stops it (and says so) if it is still running after `seconds`.
-    static func run(_ arguments: [String], in directory: String, name: String, seconds: Int = 15) async throws -> (status: Int32, stderr: String, timedOut: Bool) {
+    static func run(
+        _ arguments: [String], in directory: String, name: String, seconds: Int = 15
+    ) async throws -> (status: Int32, stderr: String, timedOut: Bool) {
         let process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: name)
         let deadline = ContinuousClock.now + .seconds(seconds)
         while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
@@ -17,15 +19,17 @@ struct CheckConfigTests {
 
     static let identity = "identities:\n  - name: x\n    source: { file: /var/run/token }\n    exchange: { entra: { tenantId: t, clientId: c } }\n"
 
-    @Test("exit 78 naming the problem", arguments: [
-        ("directory", "is a directory"),
-        ("fifo", "is a FIFO"),
-        ("userinfo", "identities[0].exchange.entra.authorityHost"),
-        ("missing-ca", "upstream.caFile"),
-        ("garbage-ca", "upstream.caFile"),
-        ("long-socket", "socket.path"),
-        ("bad-header", "compat.identityHeaderFile"),
-    ])
+    @Test(
+        "exit 78 naming the problem",
+        arguments: [
+            ("directory", "is a directory"),
+            ("fifo", "is a FIFO"),
+            ("userinfo", "identities[0].exchange.entra.authorityHost"),
+            ("missing-ca", "upstream.caFile"),
+            ("garbage-ca", "upstream.caFile"),
+            ("long-socket", "socket.path"),
+            ("bad-header", "compat.identityHeaderFile"),
+        ])
     func refused(_ case: String, _ expected: String) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -34,10 +38,12 @@ struct CheckConfigTests {
         switch `case` {
         case "directory": config = directory
         case "fifo": #expect(mkfifo(config, 0o600) == 0)
-        case "userinfo": yaml = yaml.replacingOccurrences(of: "clientId: c", with: "clientId: c, authorityHost: \"https://me:pw@login.microsoftonline.com\"")
+        case "userinfo":
+            yaml = yaml.replacingOccurrences(of: "clientId: c", with: "clientId: c, authorityHost: \"https://me:pw@login.microsoftonline.com\"")
         case "missing-ca": yaml += "upstream: { caFile: \(directory)/none.pem }\n"
         case "garbage-ca":
-            try "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".write(toFile: "\(directory)/ca.pem", atomically: true, encoding: .utf8)
+            try "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".write(
+                toFile: "\(directory)/ca.pem", atomically: true, encoding: .utf8)
             yaml += "upstream: { caFile: \(directory)/ca.pem }\n"
         case "bad-header":
             try "too short\n".write(toFile: "\(directory)/header", atomically: true, encoding: .utf8)

@@ -29,7 +29,12 @@ struct CompatHostTests {
             let unix = try await CompatTests.curl(["--unix-socket", compatSocket, "-H", "Metadata: true", "http://localhost\(target)"])
             #expect(unix.status == 200, "the compat Unix socket with curl's Host: localhost")
             // The broker's own socket answers whatever Host says (curl, proxies).
-            let own = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", scenario.broker.socketPath, "-H", "Host: anything.example", "http://x/healthz"])
+            let own = try await runCommand(
+                "/usr/bin/curl",
+                [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", scenario.broker.socketPath, "-H", "Host: anything.example",
+                    "http://x/healthz",
+                ])
             #expect(own.stdout == "200")
         }
     }
@@ -47,7 +52,8 @@ struct CompatReloadTests {
             #expect(before.status == 400, "two identities and no default: the SDK must name one: \(before)")
 
             let path = scenario.broker.configPath
-            let yaml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "compat: { ", with: "compat: { defaultIdentity: second, ")
+            let yaml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(
+                of: "compat: { ", with: "compat: { defaultIdentity: second, ")
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             scenario.broker.process.signal(SIGHUP)
             try await waitUntil(timeout: .seconds(30), "the reload") { scenario.broker.process.stderr.contains("configuration reloaded") }

@@ -35,8 +35,11 @@ struct CompatPeerTests {
             let port = try await Self.compatPort(first)
             // The broker closes this one (Connection: close): its end waits in TIME-WAIT.
             let closed = try await runCommand(
-                "/usr/bin/curl", ["-s", "-H", "Metadata: true", "-H", "Connection: close",
-                                  "http://127.0.0.1:\(port)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"])
+                "/usr/bin/curl",
+                [
+                    "-s", "-H", "Metadata: true", "-H", "Connection: close",
+                    "http://127.0.0.1:\(port)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)",
+                ])
             #expect(closed.stdout.contains("access_token"))
             #expect(await first.stop() == 0)
 

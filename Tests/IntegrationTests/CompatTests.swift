@@ -27,7 +27,8 @@ struct CompatTests {
     /// `tokenbroker env` against the scenario's broker, parsed.
     static func brokerEnvironment(_ scenario: Scenario, identity: String? = nil, protocols: [String] = []) async throws -> [String: String] {
         let result = try await runCommand(
-            TestEnvironment.cliPath, ["env", "--socket", scenario.broker.socketPath] + (identity.map { ["--identity", $0] } ?? []) + protocols.flatMap { ["--protocol", $0] })
+            TestEnvironment.cliPath,
+            ["env", "--socket", scenario.broker.socketPath] + (identity.map { ["--identity", $0] } ?? []) + protocols.flatMap { ["--protocol", $0] })
         #expect(result.status == 0, "tokenbroker env failed: \(result.stderr)")
         var variables: [String: String] = [:]
         for line in result.stdout.split(separator: "\n") {
@@ -97,11 +98,15 @@ struct CompatTests {
         try await Self.run { scenario, _ in
             let result = try await runCommand(
                 TestEnvironment.cliPath,
-                ["exec", "--socket", scenario.broker.socketPath, "--", TestEnvironment.python, "\(TestEnvironment.fixtures)/python/managed_identity.py", "managed", Self.scope],
+                [
+                    "exec", "--socket", scenario.broker.socketPath, "--", TestEnvironment.python,
+                    "\(TestEnvironment.fixtures)/python/managed_identity.py", "managed", Self.scope,
+                ],
                 environment: Self.sdkEnvironment([:]))
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout.contains(#""token": "ey"#))
-            let missing = try await runCommand(TestEnvironment.cliPath, ["exec", "--socket", scenario.broker.socketPath, "--", "/nonexistent/program"])
+            let missing = try await runCommand(
+                TestEnvironment.cliPath, ["exec", "--socket", scenario.broker.socketPath, "--", "/nonexistent/program"])
             #expect(missing.status == 127)
             #expect(missing.stderr.contains("cannot run /nonexistent/program"))
         }
@@ -110,7 +115,11 @@ struct CompatTests {
     @Test("a user-assigned identity is picked by client_id; with several identities and no id the SDK gets an error naming the problem")
     func userAssignedIdentityByClientId() async throws {
         try await Self.run(identities: { _, provider in
-            [BrokerDaemon.Identity(name: "storage", tokenFile: provider.endpoints.tokenFile, clientId: Self.userAssignedClientId, aliases: "{ objectId: 0b1ec700-0000-4000-8000-000000000001 }")]
+            [
+                BrokerDaemon.Identity(
+                    name: "storage", tokenFile: provider.endpoints.tokenFile, clientId: Self.userAssignedClientId,
+                    aliases: "{ objectId: 0b1ec700-0000-4000-8000-000000000001 }")
+            ]
         }) { scenario, _ in
             let variables = try await Self.brokerEnvironment(scenario, identity: "storage")
             #expect(variables["AZURE_CLIENT_ID"] == Self.userAssignedClientId)
@@ -133,11 +142,14 @@ struct CompatTests {
             #expect(ambiguous.stderr.contains("several identities"), "\(ambiguous.stderr)")
             // An object id through its alias, over IMDS.
             let byObjectId = try await Self.curl([
-                "-H", "Metadata: true", Self.imdsURL(variables, "api-version=2018-02-01&resource=\(Self.resource)&object_id=0B1EC700-0000-4000-8000-000000000001"),
+                "-H", "Metadata: true",
+                Self.imdsURL(variables, "api-version=2018-02-01&resource=\(Self.resource)&object_id=0B1EC700-0000-4000-8000-000000000001"),
             ])
             #expect(byObjectId.status == 200)
             #expect(byObjectId.body["client_id"] as? String == Self.userAssignedClientId)
-            let unknown = try await Self.curl(["-H", "Metadata: true", Self.imdsURL(variables, "api-version=2018-02-01&resource=\(Self.resource)&client_id=nobody")])
+            let unknown = try await Self.curl([
+                "-H", "Metadata: true", Self.imdsURL(variables, "api-version=2018-02-01&resource=\(Self.resource)&client_id=nobody"),
+            ])
             #expect(unknown.status == 400)
             #expect(unknown.body["error_description"] as? String == "Identity not found")
         }
@@ -149,7 +161,8 @@ struct CompatTests {
             var variables = try await Self.brokerEnvironment(scenario)
             variables["IDENTITY_HEADER"] = "not-the-secret"
             for client in ["managed", "msal"] {
-                let result = try await Self.python(client, environment: Self.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
+                let result = try await Self.python(
+                    client, environment: Self.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
                 #expect(result.status == 1 && result.token == nil, "\(client) got a token with a wrong X-IDENTITY-HEADER")
                 #expect(result.stderr.contains("X-IDENTITY-HEADER is missing or wrong"), "\(client): \(result.stderr)")
             }
@@ -159,7 +172,9 @@ struct CompatTests {
             let noMetadata = try await Self.curl([Self.imdsURL(variables)])
             #expect(noMetadata.status == 400 && noMetadata.body["access_token"] == nil)
             #expect(noMetadata.body["error_description"] as? String == "Required metadata header not specified")
-            let elsewhere = try await Self.curl(["-H", "Metadata: true", "\(variables["AZURE_POD_IDENTITY_AUTHORITY_HOST"]!)/metadata/instance?api-version=2021-02-01"])
+            let elsewhere = try await Self.curl([
+                "-H", "Metadata: true", "\(variables["AZURE_POD_IDENTITY_AUTHORITY_HOST"]!)/metadata/instance?api-version=2021-02-01",
+            ])
             #expect(elsewhere.status == 404)
             #expect(try await scenario.provider.stats().tokenRequests == 0, "no exchange happened for any refused request")
         }
@@ -171,7 +186,10 @@ struct CompatTests {
             let variables = try await Self.brokerEnvironment(scenario)
             let imds = try await Self.curl(["-H", "Metadata: true", Self.imdsURL(variables)])
             #expect(imds.status == 200)
-            #expect(Set(imds.body.keys) == ["access_token", "refresh_token", "expires_in", "expires_on", "not_before", "resource", "token_type", "client_id"])
+            #expect(
+                Set(imds.body.keys) == [
+                    "access_token", "refresh_token", "expires_in", "expires_on", "not_before", "resource", "token_type", "client_id",
+                ])
             #expect(imds.body.values.allSatisfy { $0 is String }, "IMDS sends strings: \(imds.body.mapValues { type(of: $0) })")
             #expect(imds.body["refresh_token"] as? String == "")
             #expect(imds.body["resource"] as? String == Self.resource)
@@ -179,7 +197,8 @@ struct CompatTests {
             #expect(expiresIn > 3000 && expiresIn <= 3600)
 
             let appService = try await Self.curl([
-                "-H", "X-IDENTITY-HEADER: \(variables["IDENTITY_HEADER"]!)", "\(variables["IDENTITY_ENDPOINT"]!)?api-version=2019-08-01&resource=\(Self.resource)",
+                "-H", "X-IDENTITY-HEADER: \(variables["IDENTITY_HEADER"]!)",
+                "\(variables["IDENTITY_ENDPOINT"]!)?api-version=2019-08-01&resource=\(Self.resource)",
             ])
             #expect(appService.status == 200)
             #expect(Set(appService.body.keys) == ["access_token", "expires_on", "not_before", "resource", "token_type", "client_id"])
@@ -204,7 +223,9 @@ struct CompatTests {
             let variables = try await Self.brokerEnvironment(scenario)
             let port = try #require(URL(string: variables["AZURE_POD_IDENTITY_AUTHORITY_HOST"]!)?.port)
             let tlsHello: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]
-            for bytes in [tlsHello, Array("NOT HTTP AT ALL\r\n\r\n".utf8), Array("GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 70_000))\r\n\r\n".utf8)] {
+            for bytes in [
+                tlsHello, Array("NOT HTTP AT ALL\r\n\r\n".utf8), Array("GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 70_000))\r\n\r\n".utf8),
+            ] {
                 let answer = try await offPool { try Self.tcpExchange(port: port, bytes) }
                 #expect(answer.hasPrefix("HTTP/1.1 4"), "\(answer.prefix(80))")
             }
@@ -221,7 +242,9 @@ struct CompatTests {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard connected == 0 else { throw HarnessError("connect failed: \(errno)") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -239,7 +262,10 @@ struct CompatTests {
     @Test("on loopback TCP the caller's uid comes from the kernel's socket table; the Unix compat socket uses peer credentials")
     func callerIdentityOnBothListeners() async throws {
         try await Self.run(identities: { _, provider in
-            [BrokerDaemon.Identity(name: "nobody-only", tokenFile: provider.endpoints.tokenFile, allow: "[ { uid: 65534 } ]", clientId: Self.userAssignedClientId)]
+            [
+                BrokerDaemon.Identity(
+                    name: "nobody-only", tokenFile: provider.endpoints.tokenFile, allow: "[ { uid: 65534 } ]", clientId: Self.userAssignedClientId)
+            ]
         }) { scenario, compatSocket in
             let variables = try await Self.brokerEnvironment(scenario)
             let url = Self.imdsURL(variables, "api-version=2018-02-01&resource=\(Self.resource)&client_id=\(Self.userAssignedClientId)")

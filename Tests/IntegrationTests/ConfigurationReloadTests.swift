@@ -46,7 +46,11 @@ struct ConfigurationReloadTests {
             let token = try #require(try await scenario.broker.request(request).token)
             try FileManager.default.removeItem(atPath: path)
             for (name, kind) in [("FIFO", "is a FIFO"), ("directory", "is a directory")] {
-                if name == "FIFO" { #expect(mkfifo(path, 0o600) == 0) } else { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false) }
+                if name == "FIFO" {
+                    #expect(mkfifo(path, 0o600) == 0)
+                } else {
+                    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+                }
                 // Recorded, not thrown: what SIGTERM does afterwards is the other half of the test.
                 await #expect(throws: Never.self) { try await Self.reload(scenario, expect: "reload rejected") }
                 #expect(scenario.broker.process.stderr.contains(kind), "\(name): \(scenario.broker.process.stderr.suffix(1500))")
@@ -74,12 +78,17 @@ struct ConfigurationReloadTests {
             let exchanges = try await scenario.provider.stats().tokenRequests
             // The dev provider's tokens last an hour: asking for two hours makes the next request refresh.
             let yaml = try String(contentsOfFile: path, encoding: .utf8)
-                .replacingOccurrences(of: "cache: { minRefreshIntervalSeconds: 0 }", with: "cache: { minRefreshIntervalSeconds: 0, minValiditySeconds: 7200 }")
+                .replacingOccurrences(
+                    of: "cache: { minRefreshIntervalSeconds: 0 }", with: "cache: { minRefreshIntervalSeconds: 0, minValiditySeconds: 7200 }")
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             try await Self.reload(scenario, expect: "configuration reloaded")
-            #expect(!scenario.broker.process.stderr.split(separator: "\n").contains { $0.contains("next restart") }, "not reported as waiting for a restart")
+            #expect(
+                !scenario.broker.process.stderr.split(separator: "\n").contains { $0.contains("next restart") },
+                "not reported as waiting for a restart")
             _ = try await scenario.broker.request(request)
-            try await waitUntil(timeout: .seconds(30), "a refresh for the new minimum") { try await scenario.provider.stats().tokenRequests > exchanges }
+            try await waitUntil(timeout: .seconds(30), "a refresh for the new minimum") {
+                try await scenario.provider.stats().tokenRequests > exchanges
+            }
         }
     }
 
@@ -92,14 +101,19 @@ struct ConfigurationReloadTests {
             #expect(!scenario.broker.process.stderr.contains("token served"), "no debug records at info")
 
             var yaml = try String(contentsOfFile: path, encoding: .utf8)
-            yaml = yaml.replacingOccurrences(of: "log: { level: info }", with: "log: { level: debug }\nlimits: { eventLoopThreads: 2, requestsPerSecondPerUID: 1, requestBurstPerUID: 3 }")
-            yaml = yaml.replacingOccurrences(of: "socket: { path: \(scenario.broker.socketPath) }", with: "socket: { path: \(scenario.broker.socketPath), mode: \"0600\" }")
+            yaml = yaml.replacingOccurrences(
+                of: "log: { level: info }",
+                with: "log: { level: debug }\nlimits: { eventLoopThreads: 2, requestsPerSecondPerUID: 1, requestBurstPerUID: 3 }")
+            yaml = yaml.replacingOccurrences(
+                of: "socket: { path: \(scenario.broker.socketPath) }", with: "socket: { path: \(scenario.broker.socketPath), mode: \"0600\" }")
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             try await Self.reload(scenario, expect: "configuration reloaded")
             let log = scenario.broker.process.stderr
             let restart = try #require(log.split(separator: "\n").first { $0.contains("restart") }, "\(log.suffix(1500))")
             #expect(restart.contains("limits.eventLoopThreads") && restart.contains("socket.mode"), "\(restart)")
-            #expect(!restart.contains("log.level") && !restart.contains("requestsPerSecondPerUID") && !restart.contains("requestBurstPerUID"), "\(restart)")
+            #expect(
+                !restart.contains("log.level") && !restart.contains("requestsPerSecondPerUID") && !restart.contains("requestBurstPerUID"),
+                "\(restart)")
 
             #expect(try await scenario.broker.request(request).ok)
             try await waitUntil(timeout: .seconds(30), "a debug record") { scenario.broker.process.stderr.contains("token served") }
@@ -109,7 +123,8 @@ struct ConfigurationReloadTests {
             let codes = try await offPool {
                 let connection = try UnixSocketConnection(path: socket)
                 defer { connection.close() }
-                try connection.send((0..<10).map { #"{"op":"token","identity":"default","scope":"https://reload-\#($0).example/.default"}"# + "\n" }.joined())
+                try connection.send(
+                    (0..<10).map { #"{"op":"token","identity":"default","scope":"https://reload-\#($0).example/.default"}"# + "\n" }.joined())
                 return try (0..<10).map { _ in try connection.readJSONLine().errorCode ?? "ok" }
             }
             #expect(codes.contains("throttled"), "\(codes)")

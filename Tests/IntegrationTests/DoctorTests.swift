@@ -23,7 +23,9 @@ struct DoctorTests {
             let run = try await DoctorRun.run(environment: DoctorRun.environment(endpoints, socket: "\(state)/broker.sock"))
             #expect(run.status == 0, "\(run.output)")
             #expect(run.statuses.values.allSatisfy { $0 == "PASS" }, "\(run.output)")
-            for id in ["env.AZURE_CLIENT_ID", "token.audience", "token.rotation", "socket.access", "broker.identity.default", "clock.skew", "issuer.keys"] {
+            for id in [
+                "env.AZURE_CLIENT_ID", "token.audience", "token.rotation", "socket.access", "broker.identity.default", "clock.skew", "issuer.keys",
+            ] {
                 #expect(run.statuses[id] == "PASS", "\(id): \(run.output)")
             }
             #expect((run.json["counts"] as? [String: Int])?["fail"] == 0)
@@ -50,7 +52,9 @@ struct DoctorTests {
             let run = try await DoctorRun.run(environment: environment)
             #expect(run.status == 1, "\(run.output)")
             #expect(run.statuses["token.audience"] == "FAIL", "\(run.output)")
-            #expect(run.finding("token.audience")?["evidence"] as? String == "aud=api://SomethingElse; the federated credential expects api://AzureADTokenExchange (AADSTS700212 otherwise)")
+            #expect(
+                run.finding("token.audience")?["evidence"] as? String
+                    == "aud=api://SomethingElse; the federated credential expects api://AzureADTokenExchange (AADSTS700212 otherwise)")
             let broker = try #require(run.finding("broker.identity.wrongaud"), "\(run.output)")
             #expect(broker["status"] as? String == "FAIL")
             #expect((broker["evidence"] as? String)?.hasPrefix("last error AADSTS700212 (audience mismatch") == true, "\(broker)")
@@ -90,7 +94,9 @@ struct DoctorTests {
             #expect(run.statuses["socket.exists"] == "PASS", "\(run.output)")
             let access = try #require(run.finding("socket.access"), "\(run.output)")
             #expect(access["status"] as? String == "FAIL")
-            #expect((access["evidence"] as? String)?.contains("uid 65534") == true && (access["evidence"] as? String)?.contains("srw------- root:root") == true, "\(access)")
+            #expect(
+                (access["evidence"] as? String)?.contains("uid 65534") == true
+                    && (access["evidence"] as? String)?.contains("srw------- root:root") == true, "\(access)")
             #expect(run.statuses["broker.status"] == "SKIP", "\(run.output)")
             // Root, the socket's owner, may connect.
             let asRoot = try await DoctorRun.run(environment: environment, arguments: ["--offline"])
@@ -139,7 +145,9 @@ struct DoctorRun: @unchecked Sendable {
 
     /// `id` → `PASS`/`WARN`/`FAIL`/`SKIP`.
     var statuses: [String: String] {
-        Dictionary((json["checks"] as? [[String: Any]] ?? []).map { ($0["id"] as? String ?? "", $0["status"] as? String ?? "") }, uniquingKeysWith: { a, _ in a })
+        Dictionary(
+            (json["checks"] as? [[String: Any]] ?? []).map { ($0["id"] as? String ?? "", $0["status"] as? String ?? "") },
+            uniquingKeysWith: { a, _ in a })
     }
 
     func finding(_ id: String) -> [String: Any]? {

@@ -13,7 +13,8 @@ struct ExchangeTests {
             #expect(cli.status == 0, "\(cli.stderr)")
             let viaCLI = cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 
-            let curl = try await runCommand("/usr/bin/curl", ["-sS", "--unix-socket", scenario.broker.socketPath, "http://localhost/v1/token?scope=\(Scenario.scope)"])
+            let curl = try await runCommand(
+                "/usr/bin/curl", ["-sS", "--unix-socket", scenario.broker.socketPath, "http://localhost/v1/token?scope=\(Scenario.scope)"])
             let viaHTTP = try Reply(curl.stdout)
 
             let viaNDJSON = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","id":7}"#)
@@ -110,7 +111,8 @@ struct ExchangeTests {
         try await Scenario.run(extraYAML: "cache: { minRefreshIntervalSeconds: 0 }") { scenario in
             let first = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#)
             let token = try #require(first.token)
-            try await scenario.provider.setFault(status: status, count: 1000, retryAfterSeconds: status == 429 ? 30 : nil, body: status == 429 ? "slow down" : nil)
+            try await scenario.provider.setFault(
+                status: status, count: 1000, retryAfterSeconds: status == 429 ? 30 : nil, body: status == 429 ? "slow down" : nil)
             let before = try await scenario.provider.stats().tokenRequests
             let start = ContinuousClock.now
             // Asking for more validity than the cached token has forces a refresh, which fails upstream.
@@ -133,7 +135,9 @@ struct ExchangeTests {
                 delay *= 2
                 exchanges += 1
             }
-            #expect(after.tokenRequests - before <= min(3 * exchanges, 12), "failures back off instead of hammering: \(after.tokenRequests - before) in \(elapsed) s")
+            #expect(
+                after.tokenRequests - before <= min(3 * exchanges, 12),
+                "failures back off instead of hammering: \(after.tokenRequests - before) in \(elapsed) s")
         }
     }
 }

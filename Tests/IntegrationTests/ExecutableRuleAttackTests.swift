@@ -35,7 +35,8 @@ struct ExecutableRuleAttackTests {
             // /usr/bin/curl, then execs that path: /proc/PID/exe reads the allowed path.
             let script = #"mount --bind /usr/bin/curl "$0" && exec "$0" -s --unix-socket "$1" "$2""#
             let attack = try await OtherUser.run(
-                ["/usr/bin/unshare", "-Urm", "/bin/sh", "-c", script, app, scenario.broker.socketPath, url], uid: Self.otherUID, gid: Self.otherUID, groups: nil)
+                ["/usr/bin/unshare", "-Urm", "/bin/sh", "-c", script, app, scenario.broker.socketPath, url], uid: Self.otherUID, gid: Self.otherUID,
+                groups: nil)
             let reply = try Reply(attack.stdout)
             #expect(reply.errorCode == "forbidden", "a bind mount must not make another binary the allowed one: \(attack.stdout) \(attack.stderr)")
             #expect(reply.token == nil)
@@ -47,13 +48,18 @@ struct ExecutableRuleAttackTests {
         var app = ""
         try await Scenario.run(identities: { directory, provider in
             app = try Self.allowedCopy(in: directory)
-            return [.init(name: "narrow", tokenFile: provider.endpoints.tokenFile, allow: "[ { all: [ { uid: \(Self.allowedUID) }, { exe: \(app) } ] } ]")]
+            return [
+                .init(name: "narrow", tokenFile: provider.endpoints.tokenFile, allow: "[ { all: [ { uid: \(Self.allowedUID) }, { exe: \(app) } ] } ]")
+            ]
         }) { scenario in
             try OtherUser.openUp(scenario)
             let socket = scenario.broker.socketPath
             #expect(try await OtherUser.token(socket, identity: "narrow", uid: Self.allowedUID, client: app).ok, "that uid with that executable")
-            #expect(try await OtherUser.token(socket, identity: "narrow", uid: Self.allowedUID).errorCode == "forbidden", "that uid, another executable")
-            #expect(try await OtherUser.token(socket, identity: "narrow", uid: Self.otherUID, client: app).errorCode == "forbidden", "that executable, another uid")
+            #expect(
+                try await OtherUser.token(socket, identity: "narrow", uid: Self.allowedUID).errorCode == "forbidden", "that uid, another executable")
+            #expect(
+                try await OtherUser.token(socket, identity: "narrow", uid: Self.otherUID, client: app).errorCode == "forbidden",
+                "that executable, another uid")
         }
     }
 }

@@ -10,7 +10,8 @@ struct FirstRunTests {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let state = "\(directory)/state"
-        let first = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", state], logDirectory: directory, name: "first")
+        let first = try ChildProcess(
+            executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", state], logDirectory: directory, name: "first")
         do {
             try await waitUntil("the first dev broker's banner") {
                 guard first.isRunning else { throw HarnessError("the first dev broker exited: \(first.stderr)") }
@@ -23,7 +24,8 @@ struct FirstRunTests {
 
             let second = try await runCommand(TestEnvironment.daemonPath, ["--dev", "--state-dir", state])
             #expect(second.status != 0)
-            #expect(second.stderr.contains("another tokenbrokerd --dev (pid \(first.process.processIdentifier)) is using \(state)"), "\(second.stderr)")
+            #expect(
+                second.stderr.contains("another tokenbrokerd --dev (pid \(first.process.processIdentifier)) is using \(state)"), "\(second.stderr)")
             #expect(try String(contentsOfFile: path, encoding: .utf8) == before, "the second broker rewrote the first one's token file")
 
             // The first still exchanges: its issuer's token is the one in the file.
@@ -43,7 +45,8 @@ struct FirstRunTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let made = "\(directory)/made"
         #expect(mkdir(made, 0o755) == 0 && chmod(made, 0o755) == 0)
-        let broker = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", made], logDirectory: directory, name: "made")
+        let broker = try ChildProcess(
+            executable: TestEnvironment.daemonPath, arguments: ["--dev", "--state-dir", made], logDirectory: directory, name: "made")
         do {
             try await waitUntil("the dev broker's banner") {
                 guard broker.isRunning else { throw HarnessError("the dev broker exited: \(broker.stderr)") }
@@ -71,7 +74,8 @@ struct FirstRunTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let config = "\(directory)/config.yaml"
         try Data("socket: { path: \(directory)/broker.sock }\n".utf8).write(to: URL(fileURLWithPath: config))
-        let broker = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: ["--config", config], logDirectory: directory, name: "empty")
+        let broker = try ChildProcess(
+            executable: TestEnvironment.daemonPath, arguments: ["--config", config], logDirectory: directory, name: "empty")
         do {
             try await waitUntil("the socket") { FileManager.default.fileExists(atPath: "\(directory)/broker.sock") }
             #expect(broker.stderr.contains("no identities are configured"), "\(broker.stderr)")
@@ -88,7 +92,8 @@ struct FirstRunTests {
 
     @Test("both binaries report their version: VERSION and the commit, or what the build was given")
     func versions() async throws {
-        let base = try String(contentsOfFile: "\(TestEnvironment.packageRoot)/VERSION", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let base = try String(contentsOfFile: "\(TestEnvironment.packageRoot)/VERSION", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         for binary in [TestEnvironment.daemonPath, TestEnvironment.cliPath] {
             let result = try await runCommand(binary, ["--version"])
             let version = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -26,7 +26,9 @@ struct IMDSAddressTests {
         _ = try await runCommand(ip, ["netns", "delete", name])
     }
 
-    @Test("azure-identity with no environment (and, when their venv exists, azure-identity 1.6.1 and msrestazure) get the broker's token from 169.254.169.254:80")
+    @Test(
+        "azure-identity with no environment (and, when their venv exists, azure-identity 1.6.1 and msrestazure) get the broker's token from 169.254.169.254:80"
+    )
     func hardCodedIMDSClients() async throws {
         try await Self.withNamespace { netns in
             let directory = try TestEnvironment.temporaryDirectory()
@@ -37,7 +39,9 @@ struct IMDSAddressTests {
                 let socketToken = try await scenario.broker.request(#"{"op":"token","scope":"\#(CompatTests.scope)"}"#)
                 #expect(socketToken.ok, "\(socketToken)")
                 let status = try await scenario.broker.request(#"{"op":"status"}"#)
-                #expect(((status["status"] as? [String: Any])?["compat"] as? [String: Any])?["imdsAuthorityHost"] as? String == "http://169.254.169.254:80")
+                #expect(
+                    ((status["status"] as? [String: Any])?["compat"] as? [String: Any])?["imdsAuthorityHost"] as? String
+                        == "http://169.254.169.254:80")
 
                 // No AZURE_*, IDENTITY_* or MSI_* variables: the SDK goes to the IMDS address itself.
                 let bare = CompatTests.sdkEnvironment([:])
@@ -45,7 +49,8 @@ struct IMDSAddressTests {
                 #expect(current.status == 0, "azure-identity: \(current.stderr)")
                 #expect(current.token == socketToken.token)
                 if TestEnvironment.hasOldClient(OldClientTests.legacyVenv) {
-                    let old = try await CompatTests.python("managed", environment: bare, interpreter: TestEnvironment.oldClientPython(OldClientTests.legacyVenv), netns: netns)
+                    let old = try await CompatTests.python(
+                        "managed", environment: bare, interpreter: TestEnvironment.oldClientPython(OldClientTests.legacyVenv), netns: netns)
                     #expect(old.status == 0, "azure-identity 1.6.1: \(old.stderr)")
                     #expect(old.token == socketToken.token)
                     let msrest = try await OldClientTests.msrestazure(bare, netns: netns)
@@ -55,7 +60,11 @@ struct IMDSAddressTests {
                 // A Host naming the address is addressed to this host; any other is still refused.
                 let (executable, prefix) = TestEnvironment.command("/usr/bin/curl", inNetworkNamespace: netns)
                 let rebound = try await runCommand(
-                    executable, prefix + ["-s", "-H", "Metadata: true", "-H", "Host: evil.example", "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"])
+                    executable,
+                    prefix + [
+                        "-s", "-H", "Metadata: true", "-H", "Host: evil.example",
+                        "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)",
+                    ])
                 #expect(rebound.stdout.contains("Host must name a loopback address"), "\(rebound.stdout)")
             }
         }

@@ -13,7 +13,10 @@ struct InteropTests {
             let pythonScope = "https://python.example/.default"
             let python = try await runCommand(
                 TestEnvironment.python,
-                ["\(TestEnvironment.fixtures)/python/workload_identity.py", endpoints.tenantId, endpoints.clientId, endpoints.tokenFile, endpoints.authorityHost, pythonScope],
+                [
+                    "\(TestEnvironment.fixtures)/python/workload_identity.py", endpoints.tenantId, endpoints.clientId, endpoints.tokenFile,
+                    endpoints.authorityHost, pythonScope,
+                ],
                 environment: environment)
             #expect(python.status == 0, "azure-identity failed: \(python.stderr)")
             let pythonToken = try JSONSerialization.jsonObject(with: Data(python.stdout.utf8)) as? [String: Any]

@@ -24,7 +24,9 @@ struct KubernetesManifestTests {
     static func manifestFiles() throws -> [String] {
         let root = "\(TestEnvironment.packageRoot)/deploy/kubernetes"
         let top = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasSuffix(".yaml") }
-        let node = try FileManager.default.contentsOfDirectory(atPath: "\(root)/node").filter { $0.hasSuffix(".yaml") && $0 != "config.yaml" }.map { "node/\($0)" }
+        let node = try FileManager.default.contentsOfDirectory(atPath: "\(root)/node").filter { $0.hasSuffix(".yaml") && $0 != "config.yaml" }.map {
+            "node/\($0)"
+        }
         return (top + node).sorted()
     }
 
@@ -89,7 +91,8 @@ struct KubernetesManifestTests {
     static func nodeFacts() async throws -> NodeFacts {
         let node = "\(TestEnvironment.packageRoot)/deploy/kubernetes/node"
         let result = try await runCommand(
-            TestEnvironment.python, ["\(TestEnvironment.fixtures)/python/node_manifest_facts.py", "\(node)/tokenbroker-node.yaml", "\(node)/workload-example.yaml"])
+            TestEnvironment.python,
+            ["\(TestEnvironment.fixtures)/python/node_manifest_facts.py", "\(node)/tokenbroker-node.yaml", "\(node)/workload-example.yaml"])
         #expect(result.status == 0, "\(result.stderr)")
         return try JSONDecoder().decode(NodeFacts.self, from: Data(result.stdout.utf8))
     }
@@ -99,7 +102,9 @@ struct KubernetesManifestTests {
         let path = "\(TestEnvironment.packageRoot)/deploy/kubernetes/node/config.yaml"
         let check = try await runCommand(TestEnvironment.daemonPath, ["check-config", "--config", path], environment: [:])
         #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
-        #expect(check.stdout.contains("configuration is valid") && check.stdout.contains("node mode on (pods in /var/lib/kubelet/pods)"), "\(check.stdout)")
+        #expect(
+            check.stdout.contains("configuration is valid") && check.stdout.contains("node mode on (pods in /var/lib/kubelet/pods)"),
+            "\(check.stdout)")
     }
 
     @Test("node mode: the DaemonSet's ConfigMap is node/config.yaml, and the relay and the app agree with the broker and `tokenbroker env --relay`")
@@ -120,7 +125,8 @@ struct KubernetesManifestTests {
 
         // The app's environment is what `tokenbroker env --relay` prints for the relay's address.
         let listen = try #require(arguments.firstIndex(of: "--listen").map { arguments[$0 + 1] })
-        let env = try await runCommand(TestEnvironment.cliPath, ["env", "--relay", "http://\(listen)"], environment: ["IDENTITY_HEADER": "0123456789abcdef0123"])
+        let env = try await runCommand(
+            TestEnvironment.cliPath, ["env", "--relay", "http://\(listen)"], environment: ["IDENTITY_HEADER": "0123456789abcdef0123"])
         #expect(env.status == 0, "\(env.stderr)")
         for (name, value) in facts.appEnvironment where name != "AZURE_CLIENT_ID" {
             #expect(env.stdout.contains("export \(name)='\(value)'"), "\(name)=\(value) is not what `tokenbroker env --relay` prints: \(env.stdout)")
@@ -128,7 +134,8 @@ struct KubernetesManifestTests {
 
         // The startup probe is the relay's own check of the same address: it fails while nothing listens there.
         #expect(facts.relayStartupProbe.starts(with: ["tokenbroker", "relay", "--listen", listen, "--check"]))
-        let probe = try await runCommand(TestEnvironment.cliPath, Array(facts.relayStartupProbe.dropFirst()).map { $0 == listen ? "127.0.0.1:1" : $0 })
+        let probe = try await runCommand(
+            TestEnvironment.cliPath, Array(facts.relayStartupProbe.dropFirst()).map { $0 == listen ? "127.0.0.1:1" : $0 })
         #expect(probe.status == 1, "\(probe.stderr)")
     }
 }

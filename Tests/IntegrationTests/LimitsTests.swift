@@ -9,9 +9,10 @@ struct LimitsTests {
 
     /// A scenario with one more identity, `any`, that every uid may use.
     private static func withAnyIdentity(extraYAML: String, _ body: (Scenario) async throws -> Void) async throws {
-        try await Scenario.run(identities: { _, provider in
-            [.init(name: "any", tokenFile: provider.endpoints.tokenFile, allow: "[ { any: true } ]")]
-        }, extraYAML: extraYAML, body)
+        try await Scenario.run(
+            identities: { _, provider in
+                [.init(name: "any", tokenFile: provider.endpoints.tokenFile, allow: "[ { any: true } ]")]
+            }, extraYAML: extraYAML, body)
     }
 
     /// Sends `lines` on one connection, pipelined, and reads one answer per line.
@@ -132,7 +133,9 @@ struct LimitsTests {
             let flood = Task {
                 try await offPool {
                     try (0..<4).flatMap { connection in
-                        try Self.pipelined(socket, (0..<500).map { #"{"op":"token","identity":"any","scope":"https://flood-\#(connection)-\#($0).example/.default"}"# })
+                        try Self.pipelined(
+                            socket,
+                            (0..<500).map { #"{"op":"token","identity":"any","scope":"https://flood-\#(connection)-\#($0).example/.default"}"# })
                     }
                 }
             }

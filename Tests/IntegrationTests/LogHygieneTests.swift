@@ -9,15 +9,17 @@ struct LogHygieneTests {
         let intruder = "system:serviceaccount:default:intruder"
         var secrets: [String] = []
         var logs = ""
-        try await Scenario.run(identities: { directory, provider in
-            let wrong = try await provider.mint(sub: intruder)
-            let expired = try await provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
-            secrets += [wrong, expired]
-            return [
-                .init(name: "wrong", tokenFile: try Scenario.writeTokenFile(wrong, in: directory, name: "wrong")),
-                .init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "stale")),
-            ]
-        }, logLevel: "trace") { scenario in
+        try await Scenario.run(
+            identities: { directory, provider in
+                let wrong = try await provider.mint(sub: intruder)
+                let expired = try await provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
+                secrets += [wrong, expired]
+                return [
+                    .init(name: "wrong", tokenFile: try Scenario.writeTokenFile(wrong, in: directory, name: "wrong")),
+                    .init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "stale")),
+                ]
+            }, logLevel: "trace"
+        ) { scenario in
             secrets.append(try String(contentsOfFile: scenario.provider.endpoints.tokenFile, encoding: .utf8))
             for scope in ["https://storage.azure.com/.default", "https://vault.azure.net/.default"] {
                 secrets.append(try #require(await scenario.broker.request(#"{"op":"token","identity":"default","scope":"\#(scope)"}"#).token))

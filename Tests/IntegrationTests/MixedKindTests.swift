@@ -20,9 +20,11 @@ struct MixedKindTests {
             let variables = try await CompatTests.brokerEnvironment(scenario)
             #expect(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]?.hasSuffix("/aws/credentials") == true, "no identity named: the endpoint chooses")
 
-            let appService = try await CompatTests.python("managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
+            let appService = try await CompatTests.python(
+                "managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
             #expect(appService.status == 0, "azure-identity over App Service: \(appService.stderr)")
-            let imds = try await CompatTests.python("managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key == "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
+            let imds = try await CompatTests.python(
+                "managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key == "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
             #expect(imds.status == 0, "azure-identity over IMDS: \(imds.stderr)")
             let get = try await runCommand(TestEnvironment.cliPath, ["get", "--socket", socket, "--scope", CompatTests.scope])
             #expect(get.status == 0, "tokenbroker get --scope: \(get.stderr)")
@@ -38,7 +40,8 @@ struct MixedKindTests {
             let config = "\(directory)/aws-config"
             try "[profile broker]\ncredential_process = \(TestEnvironment.cliPath) get --socket \(socket) --output aws-credential-process\n"
                 .write(toFile: config, atomically: true, encoding: .utf8)
-            let viaProcess = try await AWSTests.boto3(moto, environment: ["AWS_CONFIG_FILE": config, "AWS_PROFILE": "broker", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+            let viaProcess = try await AWSTests.boto3(
+                moto, environment: ["AWS_CONFIG_FILE": config, "AWS_PROFILE": "broker", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
             #expect(viaProcess["method"] == "custom-process" && viaProcess["accessKeyId"] == accessKey, "\(viaProcess)")
         }
     }
@@ -59,7 +62,8 @@ struct MixedKindTests {
             // nobody may use only the AWS identity: IMDS has nothing for it, and says so.
             let imds = CompatTests.imdsURL(variables)
             let onlyAWS = try await runCommand(
-                "/usr/bin/setpriv", ["--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups", "/usr/bin/curl", "-s", "-H", "Metadata: true", imds])
+                "/usr/bin/setpriv",
+                ["--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups", "/usr/bin/curl", "-s", "-H", "Metadata: true", imds])
             let onlyAWSBody = try JSONSerialization.jsonObject(with: Data(onlyAWS.stdout.utf8)) as? [String: Any]
             #expect(onlyAWSBody?["error"] as? String == "forbidden", "\(onlyAWS.stdout)")
             #expect(
@@ -67,10 +71,15 @@ struct MixedKindTests {
                     == "no identity that gives access tokens is available to caller uid \(Self.nobody); yours give AWS credentials (aws)")
             let named = try await runCommand(
                 "/usr/bin/setpriv",
-                ["--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups", "/usr/bin/curl", "-s", "-H", "Metadata: true",
-                 CompatTests.imdsURL(variables, "api-version=2018-02-01&resource=\(CompatTests.resource)&client_id=\(scenario.provider.endpoints.clientId)")])
+                [
+                    "--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups", "/usr/bin/curl", "-s", "-H", "Metadata: true",
+                    CompatTests.imdsURL(
+                        variables, "api-version=2018-02-01&resource=\(CompatTests.resource)&client_id=\(scenario.provider.endpoints.clientId)"),
+                ])
             let namedBody = try JSONSerialization.jsonObject(with: Data(named.stdout.utf8)) as? [String: Any]
-            #expect(namedBody?["error_description"] as? String == "caller uid \(Self.nobody) may not use identity 'default'; identities available to you: aws", "\(named.stdout)")
+            #expect(
+                namedBody?["error_description"] as? String
+                    == "caller uid \(Self.nobody) may not use identity 'default'; identities available to you: aws", "\(named.stdout)")
             // The audit records say what is known of a TCP caller: its uid, no gid or pid.
             let log = scenario.broker.process.stderr
             let denials = log.split(separator: "\n").filter { $0.contains("token denied") && $0.contains("peer.uid=\(Self.nobody)") }

@@ -18,7 +18,9 @@ struct NodeModeTests {
     static func subject(_ account: (namespace: String, name: String)) -> String { "system:serviceaccount:\(account.namespace):\(account.name)" }
 
     /// A provider whose apps each trust one service account, a node, and a broker in node mode.
-    static func run(_ body: (_ node: SimulatedNode, _ provider: DevProvider, _ broker: BrokerDaemon, _ directory: String) async throws -> Void) async throws {
+    static func run(
+        _ body: (_ node: SimulatedNode, _ provider: DevProvider, _ broker: BrokerDaemon, _ directory: String) async throws -> Void
+    ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try SimulatedNode(directory: directory)
@@ -53,7 +55,8 @@ struct NodeModeTests {
     ) async throws -> SimulatedNode.Pod {
         let pod = try node.addPod(driver: driver)
         let token = try await provider.mint(namespace: account.namespace, serviceAccount: account.name, podUID: pod.uid)
-        let apiToken = try await provider.mint(aud: ["https://kubernetes.default.svc"], namespace: account.namespace, serviceAccount: account.name, podUID: pod.uid)
+        let apiToken = try await provider.mint(
+            aud: ["https://kubernetes.default.svc"], namespace: account.namespace, serviceAccount: account.name, podUID: pod.uid)
         try node.project(["azure-identity-token": token], into: pod, volume: "azure-identity-token")
         try node.project(["token": apiToken, "namespace": account.namespace], into: pod, volume: "kube-api-access-x7k2p")
         return pod
@@ -67,13 +70,17 @@ struct NodeModeTests {
         let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
         let path = "/v1/token?scope=\(Scenario.scope)" + (clientId.map { "&clientId=\($0)" } ?? "") + query
         let result = try await OtherUser.run(
-            ["/usr/bin/env"] + variables + ["/usr/bin/curl", "-s", "--max-time", "30", "--unix-socket", broker.socketPath, "http://localhost\(path)"],
+            ["/usr/bin/env"] + variables + [
+                "/usr/bin/curl", "-s", "--max-time", "30", "--unix-socket", broker.socketPath, "http://localhost\(path)",
+            ],
             uid: podUID, gid: podUID, groups: nil, cgroup: pod.cgroup)
         guard result.status == 0 else { throw HarnessError("curl in pod \(pod.uid) failed (\(result.status)): \(result.stderr)") }
         return try Reply(result.stdout)
     }
 
-    @Test("each pod gets a token with its own projected token, whichever cgroup driver; naming another pod's app, identity or a forged token gets nothing")
+    @Test(
+        "each pod gets a token with its own projected token, whichever cgroup driver; naming another pod's app, identity or a forged token gets nothing"
+    )
     func podsGetTheirOwnTokens() async throws {
         try await Self.run { node, provider, broker, _ in
             let podA = try await Self.startPod(node, provider, account: Self.accountA, driver: .systemd)
@@ -115,13 +122,18 @@ struct NodeModeTests {
 
             // status shows the caller its own pod and nothing of others.
             let status = try await OtherUser.run(
-                ["/usr/bin/curl", "-s", "--unix-socket", broker.socketPath, "http://localhost/v1/status"], uid: Self.podUID, gid: Self.podUID, groups: nil, cgroup: podA.cgroup)
+                ["/usr/bin/curl", "-s", "--unix-socket", broker.socketPath, "http://localhost/v1/status"], uid: Self.podUID, gid: Self.podUID,
+                groups: nil, cgroup: podA.cgroup)
             let pod = ((try Reply(status.stdout))["status"] as? [String: Any])?["pod"] as? [String: Any]
             #expect(pod?["uid"] as? String == podA.uid && pod?["serviceAccounts"] as? [String] == ["team-a/api"], "\(status.stdout)")
-            #expect(pod?["tokens"] as? [String] == ["azure-identity-token/azure-identity-token"], "the API server's token is not listed: \(status.stdout)")
+            #expect(
+                pod?["tokens"] as? [String] == ["azure-identity-token/azure-identity-token"], "the API server's token is not listed: \(status.stdout)"
+            )
 
             let stats = try await provider.stats()
-            #expect(!stats.requests.contains { $0.assertionSubject == Self.subject(Self.accountB) && $0.clientId != Self.appB }, "B's assertion was only ever sent for B's app")
+            #expect(
+                !stats.requests.contains { $0.assertionSubject == Self.subject(Self.accountB) && $0.clientId != Self.appB },
+                "B's assertion was only ever sent for B's app")
         }
     }
 
@@ -174,7 +186,8 @@ struct NodeModeTests {
             let keeper = try await Self.startPod(node, provider, account: Self.accountA)
             // Served first (on a loaded machine the watcher may not have read its volume yet).
             let keeperDeadline = ContinuousClock.now + .seconds(10)
-            while !(try await Self.token(broker, from: keeper, environment: ["AZURE_CLIENT_ID": Self.appA])).ok, ContinuousClock.now < keeperDeadline {
+            while !(try await Self.token(broker, from: keeper, environment: ["AZURE_CLIENT_ID": Self.appA])).ok, ContinuousClock.now < keeperDeadline
+            {
                 try await Task.sleep(for: .milliseconds(50))
             }
             let marker = "\(directory)/deleted-\(keeper.uid)"
@@ -200,10 +213,14 @@ struct NodeModeTests {
             let outcome = try await asker
             let refusal = try Reply(outcome.stdout)
             #expect(refusal["code"] as? String == "forbidden", "\(outcome.stdout) \(outcome.stderr)")
-            #expect((refusal["afterDeletion"] as? Double ?? 99) < 0.5, "refused at once after the deletion, not when the remembered answer runs out: \(outcome.stdout)")
+            #expect(
+                (refusal["afterDeletion"] as? Double ?? 99) < 0.5,
+                "refused at once after the deletion, not when the remembered answer runs out: \(outcome.stdout)")
 
             let metrics = try await runCommand("/usr/bin/curl", ["-s", "--unix-socket", broker.socketPath, "http://localhost/metrics"])
-            #expect(metrics.stdout.contains("tokenbroker_kubernetes_pods 41"), "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
+            #expect(
+                metrics.stdout.contains("tokenbroker_kubernetes_pods 41"),
+                "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
             #expect(metrics.stdout.contains(#"serviceaccount="worker""#))
         }
     }

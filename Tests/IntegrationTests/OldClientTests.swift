@@ -12,7 +12,9 @@ struct OldClientTests {
     static let venv18 = ".venv-azid18"
 
     /// msrestazure's MSIAuthentication through whatever its environment points at.
-    static func msrestazure(_ environment: [String: String], clientId: String? = nil, netns: String? = nil) async throws -> (status: Int32, token: String?, stderr: String) {
+    static func msrestazure(
+        _ environment: [String: String], clientId: String? = nil, netns: String? = nil
+    ) async throws -> (status: Int32, token: String?, stderr: String) {
         let (executable, prefix) = TestEnvironment.command(TestEnvironment.oldClientPython(legacyVenv), inNetworkNamespace: netns)
         let result = try await runCommand(
             executable, prefix + ["\(TestEnvironment.fixtures)/python/msrestazure_client.py", CompatTests.resource] + (clientId.map { [$0] } ?? []),
@@ -23,10 +25,15 @@ struct OldClientTests {
 
     @Test(
         "azure-identity 1.6.1, 1.8.0 and msrestazure get the socket's token through App Service 2017-09-01 (tokenbroker env --protocol app-service-2017)",
-        .enabled(if: TestEnvironment.hasOldClient(legacyVenv) && TestEnvironment.hasOldClient(venv18), "old-client venvs missing: run scripts/bootstrap --python"))
+        .enabled(
+            if: TestEnvironment.hasOldClient(legacyVenv) && TestEnvironment.hasOldClient(venv18),
+            "old-client venvs missing: run scripts/bootstrap --python"))
     func appService2017() async throws {
         try await CompatTests.run(identities: { _, provider in
-            [BrokerDaemon.Identity(name: "storage", tokenFile: provider.endpoints.tokenFile, allow: "[ { uid: 65534 } ]", clientId: CompatTests.userAssignedClientId)]
+            [
+                BrokerDaemon.Identity(
+                    name: "storage", tokenFile: provider.endpoints.tokenFile, allow: "[ { uid: 65534 } ]", clientId: CompatTests.userAssignedClientId)
+            ]
         }) { scenario, _ in
             let socketToken = try await scenario.broker.request(#"{"op":"token","identity":"default","scope":"\#(CompatTests.scope)"}"#)
             #expect(socketToken.ok)
@@ -48,22 +55,31 @@ struct OldClientTests {
             // The wire: a UTC date in expires_on, `clientid` picks an identity, and each
             // version is told about its own secret header.
             let endpoint = variables["MSI_ENDPOINT"]!, secret = variables["MSI_SECRET"]!
-            let legacy = try await CompatTests.curl(["-H", "secret: \(secret)", "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)"])
+            let legacy = try await CompatTests.curl([
+                "-H", "secret: \(secret)", "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)",
+            ])
             #expect(legacy.status == 200)
             #expect(Set(legacy.body.keys) == ["access_token", "expires_on", "resource", "token_type"])
             let expiresOn = legacy.body["expires_on"] as? String ?? ""
             #expect(expiresOn.range(of: #"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2} \+00:00$"#, options: .regularExpression) != nil, "\(expiresOn)")
             let named = try await CompatTests.curl([
-                "-H", "secret: \(secret)", "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)&clientid=\(CompatTests.userAssignedClientId)",
+                "-H", "secret: \(secret)",
+                "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)&clientid=\(CompatTests.userAssignedClientId)",
             ])
             #expect(named.status == 403, "root may not use 'storage': the clientid named it")
             #expect((named.body["message"] as? String)?.contains("may not use identity 'storage'") == true, "\(named.body)")
-            let wrongHeader = try await CompatTests.curl(["-H", "X-IDENTITY-HEADER: \(secret)", "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)"])
+            let wrongHeader = try await CompatTests.curl([
+                "-H", "X-IDENTITY-HEADER: \(secret)", "\(endpoint)?api-version=2017-09-01&resource=\(CompatTests.resource)",
+            ])
             #expect(wrongHeader.status == 401 && wrongHeader.body["message"] as? String == "secret is missing or wrong")
-            let newWithOld = try await CompatTests.curl(["-H", "secret: \(secret)", "\(endpoint)?api-version=2019-08-01&resource=\(CompatTests.resource)"])
+            let newWithOld = try await CompatTests.curl([
+                "-H", "secret: \(secret)", "\(endpoint)?api-version=2019-08-01&resource=\(CompatTests.resource)",
+            ])
             #expect(newWithOld.status == 401 && newWithOld.body["message"] as? String == "X-IDENTITY-HEADER is missing or wrong")
             let unknown = try await CompatTests.curl(["\(endpoint)?api-version=2018-02-01&resource=\(CompatTests.resource)"])
-            #expect(unknown.status == 400 && (unknown.body["message"] as? String)?.contains("2017-09-01 (MSI_ENDPOINT, secret)") == true, "\(unknown.body)")
+            #expect(
+                unknown.status == 400 && (unknown.body["message"] as? String)?.contains("2017-09-01 (MSI_ENDPOINT, secret)") == true,
+                "\(unknown.body)")
         }
     }
 
@@ -75,7 +91,8 @@ struct OldClientTests {
             let socketToken = try await scenario.broker.request(#"{"op":"token","scope":"\#(CompatTests.scope)"}"#)
             let variables = try await CompatTests.brokerEnvironment(scenario, protocols: ["imds"])
             #expect(Set(variables.keys) == ["AZURE_POD_IDENTITY_AUTHORITY_HOST"], "\(variables.keys)")
-            let result = try await CompatTests.python("managed", environment: CompatTests.sdkEnvironment(variables), interpreter: TestEnvironment.oldClientPython(Self.venv18))
+            let result = try await CompatTests.python(
+                "managed", environment: CompatTests.sdkEnvironment(variables), interpreter: TestEnvironment.oldClientPython(Self.venv18))
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.token == socketToken.token)
         }
@@ -86,20 +103,29 @@ struct OldClientTests {
         try await CompatTests.run { scenario, _ in
             let variables = try await CompatTests.brokerEnvironment(scenario)
             for version in ["2018-02-01", "2019-08-01", "2021-02-01", "2023-07-01"] {
-                let answer = try await CompatTests.curl(["-H", "Metadata: true", CompatTests.imdsURL(variables, "api-version=\(version)&resource=\(CompatTests.resource)")])
+                let answer = try await CompatTests.curl([
+                    "-H", "Metadata: true", CompatTests.imdsURL(variables, "api-version=\(version)&resource=\(CompatTests.resource)"),
+                ])
                 #expect(answer.status == 200, "api-version \(version): \(answer.body)")
             }
-            for query in ["api-version=2017-08-01&resource=\(CompatTests.resource)", "api-version=2099-01-01&resource=x", "resource=\(CompatTests.resource)"] {
+            for query in [
+                "api-version=2017-08-01&resource=\(CompatTests.resource)", "api-version=2099-01-01&resource=x", "resource=\(CompatTests.resource)",
+            ] {
                 let refused = try await CompatTests.curl(["-H", "Metadata: true", CompatTests.imdsURL(variables, query)])
                 #expect(refused.status == 400, "\(query)")
-                #expect((refused.body["error"] as? String)?.hasPrefix("Bad request. api-version is invalid or was not specified") == true, "\(refused.body)")
+                #expect(
+                    (refused.body["error"] as? String)?.hasPrefix("Bad request. api-version is invalid or was not specified") == true,
+                    "\(refused.body)")
                 #expect((refused.body["newest-versions"] as? [String])?.isEmpty == false)
             }
             // Some clients pass a scope where a resource goes: one token, one scope, no `/.default/.default`.
-            let asScope = try await CompatTests.curl(["-H", "Metadata: true", CompatTests.imdsURL(variables, "api-version=2018-02-01&resource=\(CompatTests.scope)")])
+            let asScope = try await CompatTests.curl([
+                "-H", "Metadata: true", CompatTests.imdsURL(variables, "api-version=2018-02-01&resource=\(CompatTests.scope)"),
+            ])
             #expect(asScope.status == 200)
             let appService = try await CompatTests.curl([
-                "-H", "X-IDENTITY-HEADER: \(variables["IDENTITY_HEADER"]!)", "\(variables["IDENTITY_ENDPOINT"]!)?api-version=2019-08-01&resource=\(CompatTests.scope)/",
+                "-H", "X-IDENTITY-HEADER: \(variables["IDENTITY_HEADER"]!)",
+                "\(variables["IDENTITY_ENDPOINT"]!)?api-version=2019-08-01&resource=\(CompatTests.scope)/",
             ])
             #expect(appService.status == 200)
             let socket = try await scenario.broker.request(#"{"op":"token","resource":"\#(CompatTests.scope)"}"#)
@@ -119,11 +145,17 @@ struct OldClientTests {
             let old = try await CompatTests.python("managed", environment: environment, interpreter: TestEnvironment.oldClientPython(Self.legacyVenv))
             #expect(old.status == 0, "\(old.stderr)")
             #expect(old.token == socketToken.token)
-            let legacy = try await CompatTests.curl(["-H", "secret: \(RelayTests.secret)", "\(relay.url)/msi/token?api-version=2017-09-01&resource=\(CompatTests.resource)"])
+            let legacy = try await CompatTests.curl([
+                "-H", "secret: \(RelayTests.secret)", "\(relay.url)/msi/token?api-version=2017-09-01&resource=\(CompatTests.resource)",
+            ])
             #expect(Set(legacy.body.keys) == ["access_token", "expires_on", "resource", "token_type"])
-            let newer = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2021-02-01&resource=\(CompatTests.resource)"])
+            let newer = try await CompatTests.curl([
+                "-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2021-02-01&resource=\(CompatTests.resource)",
+            ])
             #expect(newer.status == 200)
-            let unknown = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2017-08-01&resource=\(CompatTests.resource)"])
+            let unknown = try await CompatTests.curl([
+                "-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2017-08-01&resource=\(CompatTests.resource)",
+            ])
             #expect(unknown.status == 400 && unknown.body["newest-versions"] != nil, "\(unknown.body)")
         }
     }

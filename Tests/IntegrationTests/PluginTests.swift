@@ -11,7 +11,8 @@ struct PluginTests {
 
     static func execSource(_ script: String, env: [String: String] = [:], timeout: Int = 2) -> String {
         let environment = env.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ")
-        return "{ exec: { command: [\(plugins)/\(script)], timeoutSeconds: \(timeout), audience: api://AzureADTokenExchange, env: { \(environment) } } }"
+        return
+            "{ exec: { command: [\(plugins)/\(script)], timeoutSeconds: \(timeout), audience: api://AzureADTokenExchange, env: { \(environment) } } }"
     }
 
     @Test("an exec source's JWT is exchanged at Entra; an exec exchange's token is served; broken plugins fail alone")
@@ -19,14 +20,18 @@ struct PluginTests {
         try await Scenario.run(identities: { directory, provider in
             let minted = try await provider.mint()
             return [
-                BrokerDaemon.Identity(name: "from-plugin", tokenFile: "", sourceYAML: Self.execSource("assertion-good.sh", env: ["PLUGIN_TOKEN": minted])),
+                BrokerDaemon.Identity(
+                    name: "from-plugin", tokenFile: "", sourceYAML: Self.execSource("assertion-good.sh", env: ["PLUGIN_TOKEN": minted])),
                 BrokerDaemon.Identity(
                     name: "plugin-exchange", tokenFile: provider.endpoints.tokenFile,
                     exchangeYAML: "{ exec: { command: [\(Self.plugins)/exchange-good.sh], env: { PLUGIN_TOKEN: opaque-token-42 } } }"),
-                BrokerDaemon.Identity(name: "hangs", tokenFile: "", sourceYAML: Self.execSource("hang.sh", env: ["PID_FILE": "\(directory)/hang.pid"], timeout: 1)),
+                BrokerDaemon.Identity(
+                    name: "hangs", tokenFile: "", sourceYAML: Self.execSource("hang.sh", env: ["PID_FILE": "\(directory)/hang.pid"], timeout: 1)),
                 BrokerDaemon.Identity(name: "garbage", tokenFile: "", sourceYAML: Self.execSource("garbage.sh")),
-                BrokerDaemon.Identity(name: "floods", tokenFile: "", sourceYAML: Self.execSource("flood.sh", env: ["PID_FILE": "\(directory)/flood.pid"])),
-                BrokerDaemon.Identity(name: "fails", tokenFile: "", sourceYAML: Self.execSource("fail.sh", env: ["PID_FILE": "\(directory)/fail.pid"])),
+                BrokerDaemon.Identity(
+                    name: "floods", tokenFile: "", sourceYAML: Self.execSource("flood.sh", env: ["PID_FILE": "\(directory)/flood.pid"])),
+                BrokerDaemon.Identity(
+                    name: "fails", tokenFile: "", sourceYAML: Self.execSource("fail.sh", env: ["PID_FILE": "\(directory)/fail.pid"])),
             ]
         }) { scenario in
             let viaSource = try await scenario.broker.request(#"{"op":"token","identity":"from-plugin","scope":"\#(Self.scope)"}"#)

@@ -12,14 +12,16 @@ struct RFC8693Tests {
     func exchangeAndRefusal() async throws {
         try await Scenario.run(identities: { directory, provider in
             let intruderToken = try await provider.mint(sub: Self.intruder, aud: [provider.endpoints.stsAudience])
-            let exchange = "{ rfc8693: { tokenEndpoint: \"\(provider.endpoints.stsTokenEndpoint)\", audience: https://api.example, requestedTokenType: \"urn:ietf:params:oauth:token-type:access_token\" } }"
+            let exchange =
+                "{ rfc8693: { tokenEndpoint: \"\(provider.endpoints.stsTokenEndpoint)\", audience: https://api.example, requestedTokenType: \"urn:ietf:params:oauth:token-type:access_token\" } }"
             return [
                 BrokerDaemon.Identity(name: "sts", tokenFile: provider.endpoints.stsTokenFile, exchangeYAML: exchange),
                 // The Entra-audience token: the STS refuses it.
                 BrokerDaemon.Identity(name: "wrong-audience", tokenFile: provider.endpoints.tokenFile, exchangeYAML: exchange),
                 // The right audience, but a subject the STS does not trust.
                 BrokerDaemon.Identity(
-                    name: "intruder", tokenFile: try Scenario.writeTokenFile(intruderToken, in: directory, name: "intruder-token"), exchangeYAML: exchange),
+                    name: "intruder", tokenFile: try Scenario.writeTokenFile(intruderToken, in: directory, name: "intruder-token"),
+                    exchangeYAML: exchange),
             ]
         }) { scenario in
             let reply = try await scenario.broker.request(#"{"op":"token","identity":"sts","scope":"\#(Self.scope)"}"#)

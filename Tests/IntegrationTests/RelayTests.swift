@@ -25,8 +25,11 @@ struct RelayTests {
             var command = [TestEnvironment.cliPath, "relay", "--listen", "127.0.0.1:0", "--socket", socket] + arguments
             if let pod {
                 // Join the cgroup as root, then become the pod's uid; each step execs, so the PID stays the relay's.
-                command = ["/bin/sh", "-c", #"echo $$ > "$0/cgroup.procs" && exec "$@""#, pod.cgroup,
-                           "/usr/bin/setpriv", "--reuid", "\(pod.uid)", "--regid", "\(pod.uid)", "--clear-groups"] + command
+                command =
+                    [
+                        "/bin/sh", "-c", #"echo $$ > "$0/cgroup.procs" && exec "$@""#, pod.cgroup,
+                        "/usr/bin/setpriv", "--reuid", "\(pod.uid)", "--regid", "\(pod.uid)", "--clear-groups",
+                    ] + command
             }
             let process = try ChildProcess(
                 executable: command[0], arguments: Array(command.dropFirst()),
@@ -36,7 +39,9 @@ struct RelayTests {
             do {
                 try await waitUntil("the relay to listen") {
                     guard process.isRunning else { throw HarnessError("relay exited: \(process.stderr)") }
-                    guard let line = process.stdout.split(separator: "\n").first(where: { $0.hasPrefix("listening on 127.0.0.1:") }) else { return false }
+                    guard let line = process.stdout.split(separator: "\n").first(where: { $0.hasPrefix("listening on 127.0.0.1:") }) else {
+                        return false
+                    }
                     port = Int(line.split(separator: ":").last ?? "")
                     return port != nil
                 }
@@ -82,7 +87,8 @@ struct RelayTests {
         var variables: [String: String] = [:]
         for line in result.stdout.split(separator: "\n") where line.hasPrefix("export ") {
             guard let equals = line.firstIndex(of: "=") else { continue }
-            variables[String(line[line.index(line.startIndex, offsetBy: 7)..<equals])] = String(line[line.index(after: equals)...]).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+            variables[String(line[line.index(line.startIndex, offsetBy: 7)..<equals])] = String(line[line.index(after: equals)...])
+                .trimmingCharacters(in: CharacterSet(charactersIn: "'"))
         }
         return variables
     }
@@ -93,10 +99,11 @@ struct RelayTests {
             let socketToken = try await scenario.broker.request(#"{"op":"token","scope":"\#(CompatTests.scope)"}"#)
             #expect(socketToken.ok)
             let variables = try await Self.relayEnvironment(relay)
-            #expect(variables == [
-                "IDENTITY_ENDPOINT": "\(relay.url)/msi/token", "IDENTITY_HEADER": Self.secret, "AZURE_POD_IDENTITY_AUTHORITY_HOST": relay.url,
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI": "\(relay.url)/aws/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN": Self.secret,
-            ])
+            #expect(
+                variables == [
+                    "IDENTITY_ENDPOINT": "\(relay.url)/msi/token", "IDENTITY_HEADER": Self.secret, "AZURE_POD_IDENTITY_AUTHORITY_HOST": relay.url,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "\(relay.url)/aws/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN": Self.secret,
+                ])
             let appService = CompatTests.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" })
             let imds = CompatTests.sdkEnvironment(variables.filter { $0.key == "AZURE_POD_IDENTITY_AUTHORITY_HOST" })
             for (client, environment, route) in [
@@ -120,7 +127,10 @@ struct RelayTests {
             let imdsURL = "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"
             let imds = try await CompatTests.curl(["-H", "Metadata: true", imdsURL])
             #expect(imds.status == 200)
-            #expect(Set(imds.body.keys) == ["access_token", "refresh_token", "expires_in", "expires_on", "not_before", "resource", "token_type", "client_id"])
+            #expect(
+                Set(imds.body.keys) == [
+                    "access_token", "refresh_token", "expires_in", "expires_on", "not_before", "resource", "token_type", "client_id",
+                ])
             #expect(imds.body.values.allSatisfy { $0 is String }, "IMDS sends strings: \(imds.body.mapValues { type(of: $0) })")
             let expiresIn = Int(imds.body["expires_in"] as? String ?? "") ?? 0
             #expect(expiresIn > 3000 && expiresIn <= 3600)
@@ -162,7 +172,8 @@ struct RelayTests {
         try await Self.run { scenario, relay in
             var variables = try await Self.relayEnvironment(relay)
             variables["IDENTITY_HEADER"] = "not-the-secret"
-            let wrong = try await CompatTests.python("managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
+            let wrong = try await CompatTests.python(
+                "managed", environment: CompatTests.sdkEnvironment(variables.filter { $0.key != "AZURE_POD_IDENTITY_AUTHORITY_HOST" }))
             #expect(wrong.status == 1 && wrong.token == nil)
             #expect(wrong.stderr.contains("X-IDENTITY-HEADER is missing or wrong"), "\(wrong.stderr)")
             let appServiceURL = "\(relay.url)/msi/token?api-version=2019-08-01&resource=\(CompatTests.resource)"
@@ -170,7 +181,9 @@ struct RelayTests {
             #expect(noHeader.status == 401 && noHeader.body["statusCode"] as? Int == 401)
             let wrongHeader = try await CompatTests.curl(["-H", "X-IDENTITY-HEADER: \(Self.secret)x", appServiceURL])
             #expect(wrongHeader.status == 401 && wrongHeader.body["access_token"] == nil)
-            let noMetadata = try await CompatTests.curl(["\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"])
+            let noMetadata = try await CompatTests.curl([
+                "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"
+            ])
             #expect(noMetadata.status == 400 && noMetadata.body["access_token"] == nil)
             #expect(noMetadata.body["error_description"] as? String == "Required metadata header not specified")
             let aws = try await CompatTests.curl(["\(relay.url)/aws/credentials"])
@@ -183,7 +196,9 @@ struct RelayTests {
             #expect(rebound.status == 400 && rebound.body["access_token"] == nil, "\(rebound.body)")
             #expect((rebound.body["error_description"] as? String)?.contains("Host must name a loopback address") == true)
             let proxied = try await offPool {
-                try CompatTests.tcpExchange(port: relay.port, Array("GET http://127.0.0.1:\(relay.port)\(imdsPath) HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata: true\r\n\r\n".utf8))
+                try CompatTests.tcpExchange(
+                    port: relay.port,
+                    Array("GET http://127.0.0.1:\(relay.port)\(imdsPath) HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata: true\r\n\r\n".utf8))
             }
             #expect(proxied.hasPrefix("HTTP/1.1 400 ") && !proxied.contains("access_token"), "\(proxied.prefix(200))")
             #expect(try await scenario.provider.stats().tokenRequests == 0, "no exchange happened for any refused request")
@@ -203,7 +218,9 @@ struct RelayTests {
             #expect(down.status == 503 && down.body["ok"] as? Bool == false, "\(down.body)")
             let failing = try await runCommand(TestEnvironment.cliPath, ["relay", "--listen", "127.0.0.1:\(relay.port)", "--check"])
             #expect(failing.status == 1 && failing.stderr.contains("not healthy"), "\(failing.stderr)")
-            let token = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"])
+            let token = try await CompatTests.curl([
+                "-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)",
+            ])
             #expect(token.status == 503 && token.body["error"] as? String == "broker_unavailable", "\(token.body)")
             #expect(relay.process.isRunning, "the relay outlives its broker and recovers when one is back")
         }
@@ -239,9 +256,11 @@ struct RelayTests {
         }
         let noSecret = try await runCommand(TestEnvironment.cliPath, ["relay", "--listen", "127.0.0.1:0"], environment: [:])
         #expect(noSecret.status == 64 && noSecret.stderr.contains("IDENTITY_HEADER"), "\(noSecret.stderr)")
-        let shortSecret = try await runCommand(TestEnvironment.cliPath, ["relay", "--listen", "127.0.0.1:0"], environment: ["IDENTITY_HEADER": "short"])
+        let shortSecret = try await runCommand(
+            TestEnvironment.cliPath, ["relay", "--listen", "127.0.0.1:0"], environment: ["IDENTITY_HEADER": "short"])
         #expect(shortSecret.status == 64)
-        let remoteEnv = try await runCommand(TestEnvironment.cliPath, ["env", "--relay", "http://10.0.0.1:8181"], environment: ["IDENTITY_HEADER": Self.secret])
+        let remoteEnv = try await runCommand(
+            TestEnvironment.cliPath, ["env", "--relay", "http://10.0.0.1:8181"], environment: ["IDENTITY_HEADER": Self.secret])
         #expect(remoteEnv.status == 64)
     }
 
@@ -258,7 +277,8 @@ struct RelayTests {
                 #expect(answer.hasPrefix("HTTP/1.1 \(status) "), "\(answer.prefix(80))")
             }
             // Two requests pipelined on one connection, the second asking to close: two answers, in order.
-            let pipelined = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: localhost:\(relay.port)\r\nConnection: close\r\n\r\n"
+            let pipelined =
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: localhost:\(relay.port)\r\nConnection: close\r\n\r\n"
             let answers = try await offPool { try CompatTests.tcpExchange(port: relay.port, Array(pipelined.utf8)) }
             #expect(answers.hasPrefix("HTTP/1.1 200 ") && answers.contains("HTTP/1.1 404 ") && answers.contains("Connection: close"), "\(answers)")
             let good = try await CompatTests.curl(["\(relay.url)/healthz"])
@@ -274,7 +294,9 @@ struct RelayTests {
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(relay.port).bigEndian)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
             #expect(connected == 0)
             try await Task.sleep(for: .milliseconds(200))  // accepted: it holds the only slot
             let refused = try await CompatTests.curl(["\(relay.url)/healthz"])
@@ -311,7 +333,9 @@ struct RelayTests {
             try await Task.sleep(for: .milliseconds(200))
             let idle = relay.residentKiB
             for _ in 0..<20 {
-                _ = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"])
+                _ = try await CompatTests.curl([
+                    "-H", "Metadata: true", "\(relay.url)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)",
+                ])
             }
             let served = relay.residentKiB
             print("relay RSS: idle \(idle) KiB, after 20 token requests \(served) KiB (\(TestEnvironment.binDirectory))")

@@ -29,7 +29,8 @@ struct RepeatedAnswerTests {
             var expiresIn = try #require(first["expiresIn"] as? Int)
             for id in 2...200 {
                 let reply = try ask(id)
-                #expect(reply.ok && reply.token == first.token && reply["id"] as? Int == id && reply["scope"] as? String == Scenario.scope, "\(reply)")
+                #expect(
+                    reply.ok && reply.token == first.token && reply["id"] as? Int == id && reply["scope"] as? String == Scenario.scope, "\(reply)")
                 let left = try #require(reply["expiresIn"] as? Int)
                 #expect(left <= expiresIn, "expiresIn only counts down")
                 expiresIn = left
@@ -69,7 +70,8 @@ struct RepeatedAnswerTests {
             let outcomes = try (1...500).map { try ask($0).errorCode ?? "ok" }
             #expect(outcomes.allSatisfy { $0 == "ok" }, "\(outcomes.filter { $0 != "ok" })")
             // Misses (new scopes) in one write: beyond the burst, throttled.
-            try connection.send((0..<20).map { #"{"op":"token","scope":"https://repeat-miss-\#($0).example/.default","id":\#(1000 + $0)}"# + "\n" }.joined())
+            try connection.send(
+                (0..<20).map { #"{"op":"token","scope":"https://repeat-miss-\#($0).example/.default","id":\#(1000 + $0)}"# + "\n" }.joined())
             let misses = try (0..<20).map { _ in try connection.readJSONLine().errorCode ?? "ok" }
             #expect(misses.contains("throttled") && misses.allSatisfy { $0 == "ok" || $0 == "throttled" }, "\(misses)")
             // And the cached token is still answered at once.

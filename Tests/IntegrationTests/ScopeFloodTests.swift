@@ -33,9 +33,10 @@ struct ScopeFloodTests {
                                 batch.append(next)
                                 next += connections
                             }
-                            try connection.send(batch.map {
-                                #"{"op":"token","identity":"\#(identity)","scope":"https://invented-\#(offset + $0).example/.default"}"# + "\n"
-                            }.joined())
+                            try connection.send(
+                                batch.map {
+                                    #"{"op":"token","identity":"\#(identity)","scope":"https://invented-\#(offset + $0).example/.default"}"# + "\n"
+                                }.joined())
                             for _ in batch {
                                 let reply = try connection.readJSONLine()
                                 outcomes[reply.ok ? "ok" : reply.errorCode ?? "?", default: 0] += 1
@@ -58,12 +59,14 @@ struct ScopeFloodTests {
     @Test("distinct invented scopes: tokens stay at the LRU bound, and a flood of more leaves memory flat")
     func cacheStaysBounded() async throws {
         let fresh = Self.count
-        try await Scenario.run(identities: { directory, provider in
-            // Exchanges that fail at once, with no network: 100,000 misses in seconds, each
-            // making a cache entry (with its error and backoff) like any other miss.
-            let expired = try await provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
-            return [.init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "stale"))]
-        }, logLevel: "info", extraYAML: "limits: { requestsPerSecondPerUID: 0 }\ncache: { maxScopesPerIdentity: \(Self.bound) }") { scenario in
+        try await Scenario.run(
+            identities: { directory, provider in
+                // Exchanges that fail at once, with no network: 100,000 misses in seconds, each
+                // making a cache entry (with its error and backoff) like any other miss.
+                let expired = try await provider.mint(ttlSeconds: 60, issuedAtOffsetSeconds: -600)
+                return [.init(name: "stale", tokenFile: try Scenario.writeTokenFile(expired, in: directory, name: "stale"))]
+            }, logLevel: "info", extraYAML: "limits: { requestsPerSecondPerUID: 0 }\ncache: { maxScopesPerIdentity: \(Self.bound) }"
+        ) { scenario in
             let socket = scenario.broker.socketPath
             let pid = scenario.broker.process.process.processIdentifier
 
@@ -72,7 +75,8 @@ struct ScopeFloodTests {
             #expect(tokens == ["ok": 300])
             let cached = try await Self.cachedScopes(scenario, identity: "default")
             #expect(cached.count == Self.bound, "cache holds \(cached.count) tokens")
-            #expect(Set(cached).isSubset(of: Set((150..<300).map { "https://invented-\($0).example/.default" })), "the least recently used were evicted")
+            #expect(
+                Set(cached).isSubset(of: Set((150..<300).map { "https://invented-\($0).example/.default" })), "the least recently used were evicted")
 
             // 100,000 more distinct scopes; memory is measured around the second half.
             let warm = try await Self.request(socket, identity: "stale", count: fresh / 2, offset: 1_000_000)
@@ -87,7 +91,9 @@ struct ScopeFloodTests {
 
             let auditLines = scenario.broker.process.stderr.components(separatedBy: "tokenbroker.audit").count - 1
             // Figures for the record, not assertions: RSS is the allocator's business.
-            print("scope flood: \(fresh) invented scopes (\(fresh - fresh / 2) measured, in \(elapsed)); RSS before \(before) KiB, after \(after) KiB (\(after - before >= 0 ? "+" : "")\(after - before) KiB); cached tokens \(cached.count)/\(Self.bound); audit lines \(auditLines)")
+            print(
+                "scope flood: \(fresh) invented scopes (\(fresh - fresh / 2) measured, in \(elapsed)); RSS before \(before) KiB, after \(after) KiB (\(after - before >= 0 ? "+" : "")\(after - before) KiB); cached tokens \(cached.count)/\(Self.bound); audit lines \(auditLines)"
+            )
         }
     }
 

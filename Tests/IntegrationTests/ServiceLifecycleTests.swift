@@ -70,7 +70,10 @@ struct ServiceLifecycleTests {
             let request = #"{"op":"token","scope":"\#(Scenario.scope)"}"#
             let result = try await runCommand(
                 TestEnvironment.python,
-                ["\(TestEnvironment.fixtures)/python/socket_holder.py", socket, "10", request, "--", TestEnvironment.daemonPath, "--config", scenario.broker.configPath])
+                [
+                    "\(TestEnvironment.fixtures)/python/socket_holder.py", socket, "10", request, "--", TestEnvironment.daemonPath, "--config",
+                    scenario.broker.configPath,
+                ])
             #expect(result.status == 0, "\(result.stderr.suffix(2000))")
             let summary = try Reply(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
             #expect(summary["restarts"] as? Int == 10)

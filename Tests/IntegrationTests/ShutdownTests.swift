@@ -43,7 +43,9 @@ struct ShutdownTests {
                 try connection.send(#"{"op":"token","scope":"api://slow/.default","id":1}"# + "\n")
                 return try connection.readJSONLine()
             }
-            #expect(reply?.ok == true, "answered after 2.5 s on a connection with a 1 s idle timeout: \(reply) \(scenario.broker.process.stderr.suffix(3000))")
+            #expect(
+                reply?.ok == true,
+                "answered after 2.5 s on a connection with a 1 s idle timeout: \(reply) \(scenario.broker.process.stderr.suffix(3000))")
             try await scenario.provider.setLatency(milliseconds: 0)
         }
     }

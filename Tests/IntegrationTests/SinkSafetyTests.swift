@@ -11,7 +11,9 @@ struct SinkSafetyTests {
         "  - { identity: default, scope: \"\(scope)\", path: \(path) }\n"
     }
 
-    @Test("check-config refuses a symlinked path and a directory others can write, naming them", arguments: ["symlink", "others-writable", "foreign-owner"])
+    @Test(
+        "check-config refuses a symlinked path and a directory others can write, naming them",
+        arguments: ["symlink", "others-writable", "foreign-owner"])
     func checkConfigRefuses(_ kind: String) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -54,8 +56,11 @@ struct SinkSafetyTests {
             let refresh = #"{"op":"token","identity":"default","scope":"\#(Self.scope)","minValiditySeconds":4000}"#
             #expect(try await scenario.broker.request(refresh).ok)
             try await waitUntil("status to report the symlink") { try await Self.sinkError(scenario) == "symlink" }
-            let metrics = try await runCommand("/usr/bin/curl", ["-sS", "--fail", "--unix-socket", scenario.broker.socketPath, "http://localhost/metrics"]).stdout
-            #expect(metrics.contains("tokenbroker_sink_failing{path=\"\(path)\"} 1"), "\(metrics.split(separator: "\n").filter { $0.contains("sink") })")
+            let metrics = try await runCommand(
+                "/usr/bin/curl", ["-sS", "--fail", "--unix-socket", scenario.broker.socketPath, "http://localhost/metrics"]
+            ).stdout
+            #expect(
+                metrics.contains("tokenbroker_sink_failing{path=\"\(path)\"} 1"), "\(metrics.split(separator: "\n").filter { $0.contains("sink") })")
             #expect(metrics.contains("tokenbroker_sink_writes_total{path=\"\(path)\",outcome=\"symlink\"}"))
             #expect(try String(contentsOfFile: target, encoding: .utf8) == "not a token", "the link's target is untouched")
             var info = Glibc.stat()
@@ -86,7 +91,8 @@ struct SinkSafetyTests {
                 .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
             try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")
             try await waitUntil("the added sink") { FileManager.default.fileExists(atPath: second) }
-            #expect(try String(contentsOfFile: first, encoding: .utf8) == String(contentsOfFile: second, encoding: .utf8), "one cached token, two files")
+            #expect(
+                try String(contentsOfFile: first, encoding: .utf8) == String(contentsOfFile: second, encoding: .utf8), "one cached token, two files")
 
             // A changed sink whose file already holds the right bytes keeps that file (same inode).
             var before = Glibc.stat(), after = Glibc.stat()
@@ -95,7 +101,9 @@ struct SinkSafetyTests {
             try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(first) + changed)
                 .write(toFile: scenario.broker.configPath, atomically: true, encoding: .utf8)
             try await ConfigurationReloadTests.reload(scenario, expect: "configuration reloaded")
-            try await waitUntil("the changed sink to take its file over") { try await Self.sinkStatus(scenario).allSatisfy { $0["lastWrite"] != nil } }
+            try await waitUntil("the changed sink to take its file over") {
+                try await Self.sinkStatus(scenario).allSatisfy { $0["lastWrite"] != nil }
+            }
             #expect(lstat(second, &after) == 0 && after.st_ino == before.st_ino, "not rewritten")
 
             try original.replacingOccurrences(of: Self.sinkLine(first), with: Self.sinkLine(second))
@@ -127,7 +135,8 @@ struct SinkSafetyTests {
         defer { try? FileManager.default.removeItem(atPath: sinks) }
         #expect(chmod(sinks, 0o755) == 0)
         let counter = try ChildProcess(
-            executable: TestEnvironment.python, arguments: ["\(TestEnvironment.fixtures)/python/hup_counter.py", "\(sinks)/app.pid", "\(sinks)/hups"],
+            executable: TestEnvironment.python,
+            arguments: ["\(TestEnvironment.fixtures)/python/hup_counter.py", "\(sinks)/app.pid", "\(sinks)/hups"],
             logDirectory: sinks, name: "counter")
         defer { counter.signal(SIGKILL) }
         try await waitUntil("the counter's pid file") { FileManager.default.fileExists(atPath: "\(sinks)/app.pid") }
@@ -144,7 +153,9 @@ struct SinkSafetyTests {
                 let token = try #require(try await scenario.broker.request(refresh).token)
                 try await waitUntil("round \(round)'s token") { (try? String(contentsOfFile: "\(sinks)/signalled", encoding: .utf8)) == token }
             }
-            try await waitUntil("four SIGHUPs, one per token") { (try? String(contentsOfFile: "\(sinks)/hups", encoding: .utf8))?.split(separator: "\n").count == 4 }
+            try await waitUntil("four SIGHUPs, one per token") {
+                (try? String(contentsOfFile: "\(sinks)/hups", encoding: .utf8))?.split(separator: "\n").count == 4
+            }
             var error: [String: Any] = [:]
             try await waitUntil("the failing command in status") {
                 let failing = try await Self.sinkStatus(scenario).first { $0["path"] as? String == "\(sinks)/failing" }

@@ -45,7 +45,8 @@ struct SinkTests {
             try await waitUntil("the first token in \(path)") { Self.read(path)?.isEmpty == false }
             var served: Set<String> = [try #require(Self.read(path))]
             let reader = try ChildProcess(
-                executable: TestEnvironment.python, arguments: ["\(TestEnvironment.fixtures)/python/sink_reader.py", path, "\(sinks)/seen", "\(sinks)/ready"],
+                executable: TestEnvironment.python,
+                arguments: ["\(TestEnvironment.fixtures)/python/sink_reader.py", path, "\(sinks)/seen", "\(sinks)/ready"],
                 logDirectory: sinks, name: "reader")
             do {
                 try await waitUntil("the reader to start") { FileManager.default.fileExists(atPath: "\(sinks)/ready") }
@@ -63,10 +64,11 @@ struct SinkTests {
             try await waitUntil("the reader's report") { FileManager.default.fileExists(atPath: "\(sinks)/seen") }
             let report = try String(contentsOfFile: "\(sinks)/seen", encoding: .utf8).split(separator: "\n")
             let seen = report.dropFirst().map { line in
-                String(decoding: stride(from: 0, to: line.count, by: 2).map { offset -> UInt8 in
-                    let start = line.index(line.startIndex, offsetBy: offset)
-                    return UInt8(line[start..<line.index(start, offsetBy: 2)], radix: 16)!
-                }, as: UTF8.self)
+                String(
+                    decoding: stride(from: 0, to: line.count, by: 2).map { offset -> UInt8 in
+                        let start = line.index(line.startIndex, offsetBy: offset)
+                        return UInt8(line[start..<line.index(start, offsetBy: 2)], radix: 16)!
+                    }, as: UTF8.self)
             }
             #expect(seen.count > 20, "the reader saw many rotations (reads: \(report.first ?? ""), distinct: \(seen.count))")
             // Counted, not listed: a failure must not print token text.
@@ -107,7 +109,9 @@ struct SinkTests {
             #expect(Self.read("\(sinks)/token") == token, "one exchange: the file holds the token socket callers get")
             #expect(Self.read("\(sinks)/header") == "Authorization: Bearer \(token)\n")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(sinks)/json"))) as? [String: Any])
-            #expect(json["token"] as? String == token && json["ok"] as? Bool == true && json["identity"] as? String == "default" && json["expiresOn"] is Int)
+            #expect(
+                json["token"] as? String == token && json["ok"] as? Bool == true && json["identity"] as? String == "default"
+                    && json["expiresOn"] is Int)
             let env = try #require(Self.read("\(sinks)/env"))
             #expect(env.hasPrefix("ACCESS_TOKEN=\(token)\nACCESS_TOKEN_EXPIRES_ON="), "\(env.count) bytes")
             let expected: [(String, UInt16, uid_t, gid_t)] = [
@@ -127,7 +131,9 @@ struct SinkTests {
                 listed = ((status["status"] as? [String: Any])?["sinks"] as? [[String: Any]]) ?? []
                 return listed.count == 4 && listed.allSatisfy { $0["lastWrite"] != nil }
             }
-            #expect(listed.compactMap { $0["path"] as? String }.sorted() == ["env", "header", "json", "token"].map { "\(sinks)/\($0)" }, "status lists the sinks")
+            #expect(
+                listed.compactMap { $0["path"] as? String }.sorted() == ["env", "header", "json", "token"].map { "\(sinks)/\($0)" },
+                "status lists the sinks")
             let sinkLog = scenario.broker.process.stderr.split(separator: "\n").filter { $0.contains("sink") }.joined(separator: "\n")
             #expect(listed.allSatisfy { $0["lastWrite"] is Int && $0["expiresOn"] is Int && $0["lastError"] == nil }, "\(listed)\n\(sinkLog)")
             #expect(!"\(status.object)".contains(token), "status never shows the token")
@@ -146,7 +152,8 @@ struct SinkTests {
         let broker: BrokerDaemon
         do {
             broker = try await BrokerDaemon(
-                directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)], logLevel: "info",
+                directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
+                logLevel: "info",
                 extraYAML: "sinks:\n  - { scope: \"\(Self.scope)\", path: \(path), refreshBeforeExpirySeconds: 2 }\n")
         } catch {
             await provider.stop()

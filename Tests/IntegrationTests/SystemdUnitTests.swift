@@ -57,12 +57,16 @@ struct SystemdUnitTests {
         #expect(socket["SocketGroup"] == ["tokenbroker"])
         #expect(socket["Accept"] == ["no"])
         let sysusers = try String(contentsOfFile: "\(Self.unitDirectory)/sysusers.d/tokenbroker.conf", encoding: .utf8)
-        #expect(sysusers.split(separator: "\n").contains { $0.hasPrefix("u") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "tokenbroker" })
+        #expect(
+            sysusers.split(separator: "\n").contains {
+                $0.hasPrefix("u") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "tokenbroker"
+            })
     }
 
     @Test("RestrictAddressFamilies= lets the daemon open every address family its code opens (netlink for TCP callers' uids)")
     func addressFamiliesCoverTheDaemon() throws {
-        let allowed = Set((try Self.settings(of: "tokenbroker.service")["RestrictAddressFamilies"] ?? []).flatMap { $0.split(separator: " ").map(String.init) })
+        let allowed = Set(
+            (try Self.settings(of: "tokenbroker.service")["RestrictAddressFamilies"] ?? []).flatMap { $0.split(separator: " ").map(String.init) })
         // Every `socket(AF_…` in the daemon's sources (the CLI and relay run elsewhere).
         var opened: Set<String> = []
         let sources = "\(TestEnvironment.packageRoot)/Sources"
@@ -114,7 +118,9 @@ struct SystemdUnitTests {
             for file in expected {
                 let path = "\(destdir)/\(file.path)"
                 let attributes = try #require(try? FileManager.default.attributesOfItem(atPath: path), "scripts/install did not create \(file.path)")
-                #expect((attributes[.posixPermissions] as? Int) == file.mode, "\(file.path): mode \(String((attributes[.posixPermissions] as? Int) ?? 0, radix: 8))")
+                #expect(
+                    (attributes[.posixPermissions] as? Int) == file.mode,
+                    "\(file.path): mode \(String((attributes[.posixPermissions] as? Int) ?? 0, radix: 8))")
                 #expect(first.stdout.contains(path), "scripts/install did not report \(path)")
             }
             #expect(Self.mode(of: "\(destdir)/etc/tokenbroker") == 0o750)
@@ -124,12 +130,15 @@ struct SystemdUnitTests {
                     FileManager.default.contentsEqual(atPath: "\(Self.unitDirectory)/\(unit)", andPath: "\(destdir)/usr/lib/systemd/system/\(unit)"),
                     "\(unit) was modified by the install")
             }
-            #expect(FileManager.default.contentsEqual(atPath: "\(Self.unitDirectory)/config.yaml.example", andPath: "\(destdir)/etc/tokenbroker/config.yaml"))
+            #expect(
+                FileManager.default.contentsEqual(
+                    atPath: "\(Self.unitDirectory)/config.yaml.example", andPath: "\(destdir)/etc/tokenbroker/config.yaml"))
             #expect(FileManager.default.contentsEqual(atPath: TestEnvironment.daemonPath, andPath: "\(destdir)/usr/bin/tokenbrokerd"))
             #expect(first.stdout.contains("nothing was started"))
 
             // The installed daemon accepts the installed configuration.
-            let check = try await runCommand("\(destdir)/usr/bin/tokenbrokerd", ["check-config", "--config", "\(destdir)/etc/tokenbroker/config.yaml"])
+            let check = try await runCommand(
+                "\(destdir)/usr/bin/tokenbrokerd", ["check-config", "--config", "\(destdir)/etc/tokenbroker/config.yaml"])
             #expect(check.status == 0, "installed config.yaml is invalid: \(check.stdout)\(check.stderr)")
 
             // A second install keeps an edited configuration.
@@ -137,7 +146,9 @@ struct SystemdUnitTests {
             try edited.write(toFile: "\(destdir)/etc/tokenbroker/config.yaml", atomically: false, encoding: .utf8)
             let second = try await Self.install(destdir: destdir)
             #expect(second.status == 0, "second scripts/install failed: \(second.stderr)")
-            #expect(try String(contentsOfFile: "\(destdir)/etc/tokenbroker/config.yaml", encoding: .utf8) == edited, "an existing config.yaml was overwritten")
+            #expect(
+                try String(contentsOfFile: "\(destdir)/etc/tokenbroker/config.yaml", encoding: .utf8) == edited,
+                "an existing config.yaml was overwritten")
             #expect(second.stdout.contains("kept \(destdir)/etc/tokenbroker/config.yaml"))
         }
     }
@@ -163,7 +174,8 @@ struct SystemdUnitTests {
             // --root confines both tools to the scratch tree; the host's users and /etc stay untouched.
             for (directory, file) in [("usr/lib/sysusers.d", "sysusers.d"), ("usr/lib/tmpfiles.d", "tmpfiles.d")] {
                 try FileManager.default.createDirectory(atPath: "\(root)/\(directory)", withIntermediateDirectories: true)
-                try FileManager.default.copyItem(atPath: "\(Self.unitDirectory)/\(file)/tokenbroker.conf", toPath: "\(root)/\(directory)/tokenbroker.conf")
+                try FileManager.default.copyItem(
+                    atPath: "\(Self.unitDirectory)/\(file)/tokenbroker.conf", toPath: "\(root)/\(directory)/tokenbroker.conf")
             }
             try FileManager.default.createDirectory(atPath: "\(root)/etc", withIntermediateDirectories: true)
             let users = try await runCommand(sysusers, ["--root=\(root)", "tokenbroker.conf"])
@@ -173,7 +185,8 @@ struct SystemdUnitTests {
             let entry = try #require(passwd.split(separator: "\n").first { $0.hasPrefix("tokenbroker:") }, "no tokenbroker user in \(passwd)")
             let fields = entry.split(separator: ":", omittingEmptySubsequences: false)
             #expect(fields.count == 7 && fields[6] == "/usr/sbin/nologin")
-            let gid = try #require(group.split(separator: "\n").first { $0.hasPrefix("tokenbroker:") }?.split(separator: ":", omittingEmptySubsequences: false)[2])
+            let gid = try #require(
+                group.split(separator: "\n").first { $0.hasPrefix("tokenbroker:") }?.split(separator: ":", omittingEmptySubsequences: false)[2])
             #expect(Int(gid).map { $0 > 0 && $0 < 1000 } == true, "not a system group: gid \(gid)")
 
             let files = try await runCommand(tmpfiles, ["--root=\(root)", "--create", "tokenbroker.conf"])
@@ -227,7 +240,8 @@ struct SystemdUnitTests {
                 try await waitUntil(timeout: .seconds(10), "the daemon to log that it adopted fd 3 (serving inherited socket)") {
                     process.stderr.contains("serving inherited socket")
                 }
-                #expect(!FileManager.default.fileExists(atPath: configuredPath), "the daemon bound its configured path although it inherited a socket")
+                #expect(
+                    !FileManager.default.fileExists(atPath: configuredPath), "the daemon bound its configured path although it inherited a socket")
 
                 // Later connections go to the same process.
                 let second = try UnixSocketConnection(path: socketPath)
@@ -262,9 +276,9 @@ struct SystemdUnitTests {
             let compatSocket = "\(directory)/compat.sock"
             let configPath = "\(directory)/config.yaml"
             try """
-                socket: { path: \(directory)/configured.sock }
-                compat: { unix: \(directory)/configured-compat.sock, identityHeaderFile: \(directory)/identity-header }
-                """.write(toFile: configPath, atomically: true, encoding: .utf8)
+            socket: { path: \(directory)/configured.sock }
+            compat: { unix: \(directory)/configured-compat.sock, identityHeaderFile: \(directory)/identity-header }
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
             let process = try SpawnedProcess(
                 executable: activate, arguments: ["-l", brokerSocket, "-l", compatSocket, "--fdname=broker:compat", daemon, "--config", configPath],
                 directory: directory, name: "activate")
@@ -278,7 +292,11 @@ struct SystemdUnitTests {
                 try connection.send(#"{"op":"ping","id":1}"# + "\n")
                 #expect(try connection.readJSONLine().ok)
                 let imds = try await runCommand(
-                    "/usr/bin/curl", ["-s", "--unix-socket", compatSocket, "http://localhost/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://x"])
+                    "/usr/bin/curl",
+                    [
+                        "-s", "--unix-socket", compatSocket,
+                        "http://localhost/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://x",
+                    ])
                 #expect(imds.stdout.contains("Required metadata header not specified"), "\(imds.stdout) \(process.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: "\(directory)/configured-compat.sock"))
             } catch {
@@ -317,7 +335,10 @@ struct SystemdUnitTests {
         for key in ["DESTDIR", "PREFIX", "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR", "DOCDIR", "SYSCONFDIR"] { environment.removeValue(forKey: key) }
         return try await runCommand(
             "/bin/bash",
-            ["\(TestEnvironment.packageRoot)/scripts/install", "--debug", "--no-build", "--bin-dir", TestEnvironment.binDirectory, "--destdir", destdir] + extra,
+            [
+                "\(TestEnvironment.packageRoot)/scripts/install", "--debug", "--no-build", "--bin-dir", TestEnvironment.binDirectory, "--destdir",
+                destdir,
+            ] + extra,
             environment: environment)
     }
 
@@ -379,8 +400,10 @@ final class SpawnedProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         // The daemon must not pick up the developer's workload identity or a service manager's variables.
-        let dropped = ["AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SSL_CERT_FILE",
-                       "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"]
+        let dropped = [
+            "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SSL_CERT_FILE",
+            "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
+        ]
         let environment = ProcessInfo.processInfo.environment.filter { !dropped.contains($0.key) }.map { "\($0.key)=\($0.value)" }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]

@@ -76,11 +76,15 @@ struct WarmRestartTests {
         try await Scenario.run { scenario in
             let socket = "\(scenario.directory)/own.sock", configuration = "\(scenario.directory)/own.yaml"
             try BrokerDaemon.configurationYAML(
-                socketPath: socket, provider: scenario.provider, identities: [.init(name: "default", tokenFile: scenario.provider.endpoints.tokenFile)]
+                socketPath: socket, provider: scenario.provider,
+                identities: [.init(name: "default", tokenFile: scenario.provider.endpoints.tokenFile)]
             ).write(toFile: configuration, atomically: true, encoding: .utf8)
             let process = try ChildProcess(
                 executable: TestEnvironment.python,
-                arguments: ["\(TestEnvironment.fixtures)/python/with_stored_memfd.py", "this is not a token cache snapshot", "--", TestEnvironment.daemonPath, "--config", configuration],
+                arguments: [
+                    "\(TestEnvironment.fixtures)/python/with_stored_memfd.py", "this is not a token cache snapshot", "--", TestEnvironment.daemonPath,
+                    "--config", configuration,
+                ],
                 logDirectory: scenario.directory, name: "memfd-only")
             do {
                 // Before the fix, a single inherited descriptor not named compat was adopted as the
@@ -111,7 +115,8 @@ struct WarmRestartTests {
             #expect(summary["failures"] as? Int == 0, "\(summary)")
             let store = try #require(summary["fdstore"] as? [String: Int])
             #expect(store["tampered"] == 1, "\(store)")
-            let expected = tamper == "unsealed"
+            let expected =
+                tamper == "unsealed"
                 ? "warm restart: refused the stored token cache (not_sealed: the memfd is not sealed"
                 : "warm restart: refused the stored token cache (checksum_mismatch: CRC-32 of the payload does not match the header); starting cold"
             #expect(log.contains(expected), "\(log.suffix(3000))")

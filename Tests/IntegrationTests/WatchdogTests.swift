@@ -43,7 +43,8 @@ struct WatchdogTests {
         let socketPath = "\(directory)/broker.sock"
         let configPath = "\(directory)/config.yaml"
         try BrokerDaemon.configurationYAML(
-            socketPath: socketPath, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)], logLevel: "debug"
+            socketPath: socketPath, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
+            logLevel: "debug"
         ).write(toFile: configPath, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.daemonPath)

@@ -68,17 +68,20 @@ import Testing
         let call = Call(
             level: "warning", message: "token exchange failed",
             handlerMetadata: ["token.identity": "payroll", "token.scope": "replaced"],
-            metadata: ["token.scope": "https://vault.azure.net/.default", "peer.uid": "1000", "peer.pid": "42",
-                       "upstream.codes": "700016", "upstream.trace_id": "c0ffee", "error.code": "upstream_rejected"])
+            metadata: [
+                "token.scope": "https://vault.azure.net/.default", "peer.uid": "1000", "peer.pid": "42",
+                "upstream.codes": "700016", "upstream.trace_id": "c0ffee", "error.code": "upstream_rejected",
+            ])
         let (records, site) = try await Self.journal([call])
         let record = try #require(records.count == 1 ? records[0] : nil, "\(records)")
         let sent = record.map { "\($0.name)=\($0.text)" }.sorted()
-        #expect(sent == [
-            "CODE_FILE=\(site["file"] ?? "?")", "CODE_FUNC=\(site["function"] ?? "?")", "CODE_LINE=\(site["line"] ?? "?")",
-            "MESSAGE=token exchange failed", "PEER_PID=42", "PEER_UID=1000", "PRIORITY=4", "SYSLOG_IDENTIFIER=tb-journal-test",
-            "TOKENBROKER_ERROR_CODE=upstream_rejected", "TOKENBROKER_IDENTITY=payroll",
-            "TOKENBROKER_SCOPE=https://vault.azure.net/.default", "TRACE_ID=c0ffee", "UPSTREAM_CODES=700016",
-        ])
+        #expect(
+            sent == [
+                "CODE_FILE=\(site["file"] ?? "?")", "CODE_FUNC=\(site["function"] ?? "?")", "CODE_LINE=\(site["line"] ?? "?")",
+                "MESSAGE=token exchange failed", "PEER_PID=42", "PEER_UID=1000", "PRIORITY=4", "SYSLOG_IDENTIFIER=tb-journal-test",
+                "TOKENBROKER_ERROR_CODE=upstream_rejected", "TOKENBROKER_IDENTITY=payroll",
+                "TOKENBROKER_SCOPE=https://vault.azure.net/.default", "TRACE_ID=c0ffee", "UPSTREAM_CODES=700016",
+            ])
         #expect(record.allSatisfy { $0.form == "text" })
         #expect(site["file"] == "journal_log_writer/main.swift" && site["function"] == "write(_:)")
     }
@@ -128,7 +131,8 @@ import Testing
         let record = try #require(records.first)
         let names = record.map(\.name)
         for name in names {
-            let valid = (1...64).contains(name.utf8.count) && !name.hasPrefix("_") && !(name.first?.isNumber ?? true)
+            let valid =
+                (1...64).contains(name.utf8.count) && !name.hasPrefix("_") && !(name.first?.isNumber ?? true)
                 && name.utf8.allSatisfy { (65...90).contains($0) || (48...57).contains($0) || $0 == 95 }
             #expect(valid, "\(name)")
         }

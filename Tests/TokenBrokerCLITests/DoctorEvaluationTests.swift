@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TokenBrokerProtocol
 import TokenExchange
+
 @testable import tokenbroker_doctor
 
 /// Doctor's verdicts as pure functions of what was read: the edges the process tests
@@ -17,18 +18,26 @@ struct DoctorEvaluationTests {
 
     private static func token(_ claims: [String: Any]) throws -> PeekedJWT { try PeekedJWT(compact: try jwt(claims: claims)) }
 
-    @Test("the workload variables: all or none, each shaped right", arguments: [
-        (["AZURE_CLIENT_ID": "5e5c0a11-0000-4000-8000-00000000c1e7"], "env.AZURE_TENANT_ID", DoctorStatus.fail),
-        (["AZURE_CLIENT_ID": "not-a-guid", "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/t"], "env.AZURE_CLIENT_ID", .fail),
-        (["AZURE_CLIENT_ID": "not-a-guid", "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/t"], "env.AZURE_TENANT_ID", .pass),
-        (["AZURE_FEDERATED_TOKEN_FILE": "relative/token"], "env.AZURE_FEDERATED_TOKEN_FILE", .fail),
-        ([:], "env.AZURE_CLIENT_ID", .skip),
-        (["AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"], "env.AZURE_AUTHORITY_HOST", .fail),
-        (["AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/tenant"], "env.AZURE_AUTHORITY_HOST", .fail),
-        (["AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us"], "env.AZURE_AUTHORITY_HOST", .pass),
-        (["TOKENBROKER_SOCKET": "broker.sock"], "env.TOKENBROKER_SOCKET", .fail),
-        (["TOKENBROKER_SOCKET": "/" + String(repeating: "a", count: 120)], "env.TOKENBROKER_SOCKET", .fail),
-    ] as [([String: String], String, DoctorStatus)])
+    @Test(
+        "the workload variables: all or none, each shaped right",
+        arguments: [
+            (["AZURE_CLIENT_ID": "5e5c0a11-0000-4000-8000-00000000c1e7"], "env.AZURE_TENANT_ID", DoctorStatus.fail),
+            (
+                ["AZURE_CLIENT_ID": "not-a-guid", "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/t"],
+                "env.AZURE_CLIENT_ID", .fail
+            ),
+            (
+                ["AZURE_CLIENT_ID": "not-a-guid", "AZURE_TENANT_ID": "contoso.onmicrosoft.com", "AZURE_FEDERATED_TOKEN_FILE": "/t"],
+                "env.AZURE_TENANT_ID", .pass
+            ),
+            (["AZURE_FEDERATED_TOKEN_FILE": "relative/token"], "env.AZURE_FEDERATED_TOKEN_FILE", .fail),
+            ([:], "env.AZURE_CLIENT_ID", .skip),
+            (["AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"], "env.AZURE_AUTHORITY_HOST", .fail),
+            (["AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/tenant"], "env.AZURE_AUTHORITY_HOST", .fail),
+            (["AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us"], "env.AZURE_AUTHORITY_HOST", .pass),
+            (["TOKENBROKER_SOCKET": "broker.sock"], "env.TOKENBROKER_SOCKET", .fail),
+            (["TOKENBROKER_SOCKET": "/" + String(repeating: "a", count: 120)], "env.TOKENBROKER_SOCKET", .fail),
+        ] as [([String: String], String, DoctorStatus)])
     func environment(_ environment: [String: String], id: String, expected: DoctorStatus) {
         let finding = EnvironmentCheck.evaluate(environment).first { $0.id == id }
         #expect(finding?.status == expected, "\(String(describing: finding))")
@@ -61,7 +70,9 @@ struct DoctorEvaluationTests {
 
     @Test("audience, kubernetes.io claim and malformed tokens")
     func claims() throws {
-        let token = try Self.token(["aud": ["a", "api://AzureADTokenExchange"], "kubernetes.io": ["namespace": "ns", "pod": ["name": "p"], "serviceaccount": ["name": "sa"]]])
+        let token = try Self.token([
+            "aud": ["a", "api://AzureADTokenExchange"], "kubernetes.io": ["namespace": "ns", "pod": ["name": "p"], "serviceaccount": ["name": "sa"]],
+        ])
         #expect(TokenFileCheck.audience(token, expected: "api://AzureADTokenExchange").status == .pass)
         #expect(TokenFileCheck.audience(token, expected: "api://Other").status == .fail)
         #expect(TokenFileCheck.kubernetes(token).evidence == "namespace=ns, serviceaccount=sa, pod=p")
@@ -98,13 +109,18 @@ struct DoctorEvaluationTests {
         #expect(IssuerKeysCheck.evaluate(jwks: ["keys": [["kid": "k2"], ["kid": "k1"]]], keyId: "k1", url: "u").status == .pass)
     }
 
-    @Test("the broker's last errors: AADSTS codes explained, broker codes given a fix", arguments: [
-        (700211, "issuer mismatch"), (700213, "subject mismatch"), (700212, "audience mismatch"), (700024, "expired assertion"),
-        (70021, "no federated identity credential"), (700016, "application not found"), (90002, "wrong tenant"),
-    ])
+    @Test(
+        "the broker's last errors: AADSTS codes explained, broker codes given a fix",
+        arguments: [
+            (700211, "issuer mismatch"), (700213, "subject mismatch"), (700212, "audience mismatch"), (700024, "expired assertion"),
+            (70021, "no federated identity credential"), (700016, "application not found"), (90002, "wrong tenant"),
+        ])
     func brokerErrors(code: Int, meaning: String) {
-        let error = WireError(code: "upstream_rejected", message: "AADSTS\(code): what the broker said", retryable: false, upstream: UpstreamErrorDetails(status: 400, codes: [code]))
-        let finding = BrokerStatusCheck.evaluate(IdentityStatus(name: "default", exchange: "entra", source: "file:/t", cachedScopes: [], lastError: error))
+        let error = WireError(
+            code: "upstream_rejected", message: "AADSTS\(code): what the broker said", retryable: false,
+            upstream: UpstreamErrorDetails(status: 400, codes: [code]))
+        let finding = BrokerStatusCheck.evaluate(
+            IdentityStatus(name: "default", exchange: "entra", source: "file:/t", cachedScopes: [], lastError: error))
         #expect(finding.status == .fail)
         #expect(finding.evidence == "last error AADSTS\(code) (\(AADSTS.explanation(code)?.meaning ?? "")): what the broker said")
         #expect(finding.evidence.contains(meaning))

@@ -1,5 +1,5 @@
-import ManualClock
 import Foundation
+import ManualClock
 import Testing
 import TokenCache
 import TokenExchange

@@ -13,13 +13,17 @@ import TokenExchange
     static func sample() -> CacheSnapshot {
         let entra = AccessToken(
             value: "eyJ.entra.token", issuedAt: issued, expiresAt: issued + 3600, refreshAt: issued + 1800, extendedExpiresAt: issued + 7200)
-        let aws = AWSCredentials(accessKeyId: "ASIAEXAMPLE", secretAccessKey: "secret/key", sessionToken: "session-token", expiration: issued + 900, accountId: "123456789012")
+        let aws = AWSCredentials(
+            accessKeyId: "ASIAEXAMPLE", secretAccessKey: "secret/key", sessionToken: "session-token", expiration: issued + 900,
+            accountId: "123456789012")
         let awsToken = AccessToken(value: "session-token", tokenType: "AWS", issuedAt: issued, expiresAt: issued + 900, awsCredentials: aws)
         return CacheSnapshot(entries: [
-            .init(identity: "storage-writer", fingerprint: fingerprint, scope: Scope("https://storage.azure.com/.default"), token: entra,
-                  refreshAt: issued + 1791.5, lastRequested: issued + 12),
-            .init(identity: "ünïcode-aws", fingerprint: [1, 2, 3], scope: Scope("arn:aws:iam::123456789012:role/r"), token: awsToken,
-                  refreshAt: issued + 450, lastRequested: issued),
+            .init(
+                identity: "storage-writer", fingerprint: fingerprint, scope: Scope("https://storage.azure.com/.default"), token: entra,
+                refreshAt: issued + 1791.5, lastRequested: issued + 12),
+            .init(
+                identity: "ünïcode-aws", fingerprint: [1, 2, 3], scope: Scope("arn:aws:iam::123456789012:role/r"), token: awsToken,
+                refreshAt: issued + 450, lastRequested: issued),
         ])
     }
 

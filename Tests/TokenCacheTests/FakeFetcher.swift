@@ -1,6 +1,6 @@
-import ManualClock
 import Foundation
 import Logging
+import ManualClock
 import Synchronization
 import TokenCache
 import TokenExchange
@@ -108,7 +108,10 @@ struct CacheFixture: Sendable {
     static let storage = Scope("https://storage.azure.com/.default")
     static let vault = Scope("https://vault.azure.net/.default")
 
-    init(logger: Logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), _ configure: (inout TokenCacheConfiguration) -> Void = { _ in }) {
+    init(
+        logger: Logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+        _ configure: (inout TokenCacheConfiguration) -> Void = { _ in }
+    ) {
         var configuration = TokenCacheConfiguration()
         configure(&configuration)
         fetcher = FakeFetcher(clock: clock)

@@ -1,6 +1,6 @@
-import ManualClock
 import Foundation
 import Logging
+import ManualClock
 import Testing
 import TokenCache
 import TokenExchange

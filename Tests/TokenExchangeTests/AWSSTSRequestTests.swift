@@ -25,7 +25,9 @@ enum AWSFixtures {
         #expect(try AWSSTSConfiguration(roleArn: AWSFixtures.roleArn, region: region).endpoint == endpoint)
     }
 
-    @Test(arguments: ["https://sts.amazonaws.com", "http://127.0.0.1:5000", "http://localhost:5000/", "https://vpce-1.sts.us-east-1.vpce.amazonaws.com"])
+    @Test(arguments: [
+        "https://sts.amazonaws.com", "http://127.0.0.1:5000", "http://localhost:5000/", "https://vpce-1.sts.us-east-1.vpce.amazonaws.com",
+    ])
     func explicitEndpointIsKept(endpoint: String) throws {
         #expect(try AWSSTSConfiguration(roleArn: AWSFixtures.roleArn, endpoint: endpoint).endpoint == endpoint)
     }
@@ -85,14 +87,19 @@ enum AWSFixtures {
         #expect(try configuration.sessionName(forIdentity: identity) == expected)
     }
 
-    @Test(arguments: [("{identity}", "a"), ("tokenbroker-{identity}", "has/slash"), ("tokenbroker-{identity}", "ünïcode"), ("tokenbroker-{identity}", String(repeating: "i", count: 53))])
+    @Test(arguments: [
+        ("{identity}", "a"), ("tokenbroker-{identity}", "has/slash"), ("tokenbroker-{identity}", "ünïcode"),
+        ("tokenbroker-{identity}", String(repeating: "i", count: 53)),
+    ])
     func invalidResolvedSessionNamesAreRefusedNamingTheIdentity(template: String, identity: String) throws {
         let configuration = try AWSSTSConfiguration(roleArn: AWSFixtures.roleArn, sessionName: template)
         let error = #expect(throws: AWSSTSConfigurationError.self) { try configuration.sessionName(forIdentity: identity) }
         #expect(error?.message.hasPrefix("sessionName '\(template)' gives") == true)
         #expect(error?.message.contains("for identity '\(identity)'") == true)
         #expect(throws: AWSSTSConfigurationError.self) {
-            try AWSSTSExchanger(configuration: configuration, identity: identity, transport: RecordingTransport(response: .init(status: 500, body: [])), now: { Fixtures.now })
+            try AWSSTSExchanger(
+                configuration: configuration, identity: identity, transport: RecordingTransport(response: .init(status: 500, body: [])),
+                now: { Fixtures.now })
         }
     }
 }
@@ -104,7 +111,8 @@ struct AWSFields: Sendable, CustomTestStringConvertible {
     var endpoint: String?
 
     func make() throws(AWSSTSConfigurationError) -> AWSSTSConfiguration {
-        try AWSSTSConfiguration(roleArn: AWSFixtures.roleArn, sessionName: sessionName, durationSeconds: durationSeconds, region: region, endpoint: endpoint)
+        try AWSSTSConfiguration(
+            roleArn: AWSFixtures.roleArn, sessionName: sessionName, durationSeconds: durationSeconds, region: region, endpoint: endpoint)
     }
 
     var testDescription: String { "\(sessionName) \(durationSeconds) \(region) \(endpoint ?? "-")" }
@@ -116,9 +124,10 @@ struct AWSFields: Sendable, CustomTestStringConvertible {
         let configuration = try AWSSTSConfiguration(roleArn: "arn:aws:iam::123456789012:role/ci/deployer", durationSeconds: 900)
         let fields = AWSSTSTokenRequest.formFields(configuration: configuration, sessionName: "tokenbroker-ci", assertion: assertion)
         #expect(fields.map(\.0) == ["Action", "Version", "RoleArn", "RoleSessionName", "WebIdentityToken", "DurationSeconds"])
-        #expect(fields.map(\.1) == [
-            "AssumeRoleWithWebIdentity", "2011-06-15", "arn:aws:iam::123456789012:role/ci/deployer", "tokenbroker-ci", assertion.jwt, "900",
-        ])
+        #expect(
+            fields.map(\.1) == [
+                "AssumeRoleWithWebIdentity", "2011-06-15", "arn:aws:iam::123456789012:role/ci/deployer", "tokenbroker-ci", assertion.jwt, "900",
+            ])
     }
 
     @Test func requestIsAnUnsignedFormPOSTToTheRegionalEndpointRoot() throws {
@@ -130,18 +139,25 @@ struct AWSFields: Sendable, CustomTestStringConvertible {
         let request = AWSSTSTokenRequest.make(configuration: exchanger.configuration, sessionName: exchanger.sessionName, assertion: assertion)
         #expect(request.method == "POST")
         #expect(request.url == "https://sts.eu-west-1.amazonaws.com/")
-        #expect(request.headers == [
-            HeaderField("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
-            HeaderField("Accept", "application/xml"),
-        ])
+        #expect(
+            request.headers == [
+                HeaderField("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
+                HeaderField("Accept", "application/xml"),
+            ])
         #expect(!request.headers.contains { ["authorization", "x-amz-date", "x-amz-security-token"].contains($0.name.lowercased()) })
         let body = String(decoding: request.body, as: UTF8.self)
-        #expect(body.hasPrefix("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fledger-writer&RoleSessionName=tokenbroker-ledger&WebIdentityToken="))
+        #expect(
+            body.hasPrefix(
+                "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fledger-writer&RoleSessionName=tokenbroker-ledger&WebIdentityToken="
+            ))
         #expect(body.hasSuffix("&DurationSeconds=3600"))
         #expect(FormEncoding.decode(body).first { $0.0 == "WebIdentityToken" }?.1 == assertion.jwt)
     }
 
-    @Test(arguments: [("http://127.0.0.1:5000", "http://127.0.0.1:5000/"), ("https://sts.amazonaws.com/", "https://sts.amazonaws.com/"), ("http://localhost:9/sts", "http://localhost:9/sts")])
+    @Test(arguments: [
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000/"), ("https://sts.amazonaws.com/", "https://sts.amazonaws.com/"),
+        ("http://localhost:9/sts", "http://localhost:9/sts"),
+    ])
     func endpointGetsARootPathWhenItHasNone(endpoint: String, url: String) throws {
         let configuration = try AWSSTSConfiguration(roleArn: AWSFixtures.roleArn, endpoint: endpoint)
         #expect(AWSSTSTokenRequest.make(configuration: configuration, sessionName: "s1", assertion: Fixtures.assertion()).url == url)

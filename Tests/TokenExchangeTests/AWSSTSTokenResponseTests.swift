@@ -6,11 +6,15 @@ private func xml(_ status: Int, _ body: String, headers: [HeaderField] = [Header
     UpstreamResponse(status: status, headers: headers, body: Array(body.utf8))
 }
 
-private func parse(_ response: UpstreamResponse, assertion: Assertion = Fixtures.assertion(), now: Date = AWSBodies.motoReceivedAt) throws(TokenExchangeError) -> AccessToken {
+private func parse(
+    _ response: UpstreamResponse, assertion: Assertion = Fixtures.assertion(), now: Date = AWSBodies.motoReceivedAt
+) throws(TokenExchangeError) -> AccessToken {
     try AWSSTSTokenResponse.parse(response, configuration: AWSFixtures.configuration, assertion: assertion, now: now)
 }
 
-private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtures.assertion(), now: Date = AWSBodies.motoReceivedAt) -> TokenExchangeError? {
+private func failure(
+    _ response: UpstreamResponse, assertion: Assertion = Fixtures.assertion(), now: Date = AWSBodies.motoReceivedAt
+) -> TokenExchangeError? {
     let error = #expect(throws: TokenExchangeError.self) { try parse(response, assertion: assertion, now: now) }
     if let error {
         #expect(!error.message.contains(assertion.jwt))
@@ -92,7 +96,10 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         ("", "not XML"), ("{\"Credentials\":{}}", "not XML"), ("<html><body>OK</body></html>", "'html' document"),
         ("<AssumeRoleWithWebIdentityResponse>", "not XML"), ("<a><b></a></b>", "not XML"),
         ("<!DOCTYPE x [<!ENTITY a \"aaaa\">]><AssumeRoleWithWebIdentityResponse/>", "not XML"),
-        ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>&bogus;</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>", "not XML"),
+        (
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>&bogus;</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+            "not XML"
+        ),
         ("<AssumeRoleWithWebIdentityResponse/><Second/>", "not XML"),
         (String(repeating: "<a>", count: 100) + String(repeating: "</a>", count: 100), "not XML"),
     ])
@@ -118,8 +125,11 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
 
 @Suite struct AWSSTSErrorMapping {
     static let assertion: Assertion = {
-        let payload = #"{"iss":"https://oidc.example.com/cluster-1","sub":"system:serviceaccount:payments:ledger-writer","aud":"sts.amazonaws.com","exp":1795929000,"iat":1795925400}"#
-        return try! Assertion(jwt: Fixtures.jwt(payload: payload), origin: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", loadedAt: AWSBodies.motoReceivedAt)
+        let payload =
+            #"{"iss":"https://oidc.example.com/cluster-1","sub":"system:serviceaccount:payments:ledger-writer","aud":"sts.amazonaws.com","exp":1795929000,"iat":1795925400}"#
+        return try! Assertion(
+            jwt: Fixtures.jwt(payload: payload), origin: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", loadedAt: AWSBodies.motoReceivedAt
+        )
     }()
     static let who = "iss='https://oidc.example.com/cluster-1', sub='system:serviceaccount:payments:ledger-writer', aud='sts.amazonaws.com'"
 
@@ -128,16 +138,30 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         #expect(error?.code == .upstreamRejected)
         #expect(error?.isRetryable == false)
         let message = error?.message ?? ""
-        #expect(message.hasPrefix("AWS STS ValidationError: AWS STS refused a parameter: roleArn arn:aws:iam::123456789012:role/ledger-writer, durationSeconds 3600"))
+        #expect(
+            message.hasPrefix(
+                "AWS STS ValidationError: AWS STS refused a parameter: roleArn arn:aws:iam::123456789012:role/ledger-writer, durationSeconds 3600"))
         #expect(message.contains("AWS said: 1 validation error detected: Value 'sssss"))
-        #expect(error?.upstream == TokenExchangeError.Upstream(status: 400, error: "ValidationError", traceId: "uAQJcJcTyH4E0reGNgUu62xAEcC7pq2Ruyycb288l1R7mOmADCBR"))
+        #expect(
+            error?.upstream
+                == TokenExchangeError.Upstream(status: 400, error: "ValidationError", traceId: "uAQJcJcTyH4E0reGNgUu62xAEcC7pq2Ruyycb288l1R7mOmADCBR")
+        )
     }
 
     @Test(arguments: [
-        ("InvalidIdentityToken", "No OpenIDConnect provider found in your account for https://oidc.example.com/cluster-1", false, "IAM OIDC identity provider"),
-        ("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity", false, "trust policy of arn:aws:iam::123456789012:role/ledger-writer"),
+        (
+            "InvalidIdentityToken", "No OpenIDConnect provider found in your account for https://oidc.example.com/cluster-1", false,
+            "IAM OIDC identity provider"
+        ),
+        (
+            "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity", false,
+            "trust policy of arn:aws:iam::123456789012:role/ledger-writer"
+        ),
         ("IDPRejectedClaim", "Claim rejected", false, "rejected a claim"),
-        ("ExpiredTokenException", "Token expired: current date/time 1795929100 must be before the expiration date/time 1795929000", true, "exp=1795929000"),
+        (
+            "ExpiredTokenException", "Token expired: current date/time 1795929100 must be before the expiration date/time 1795929000", true,
+            "exp=1795929000"
+        ),
         ("RegionDisabledException", "STS is not activated in this region", false, "region us-east-1"),
         ("SomethingNew", "Odd.", false, "rejected AssumeRoleWithWebIdentity"),
     ])
@@ -171,7 +195,9 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
     }
 
     @Test func idpCommunicationErrorIsRetryableUnavailableNamingTheIssuer() {
-        let error = failure(xml(400, AWSBodies.awsError("IDPCommunicationError", "Couldn't retrieve verification key from your identity provider")), assertion: Self.assertion)
+        let error = failure(
+            xml(400, AWSBodies.awsError("IDPCommunicationError", "Couldn't retrieve verification key from your identity provider")),
+            assertion: Self.assertion)
         #expect(error?.code == .upstreamUnavailable)
         #expect(error?.isRetryable == true)
         #expect(error?.message.contains("iss='https://oidc.example.com/cluster-1'") == true)
@@ -179,7 +205,10 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
 
     @Test(arguments: [500, 502, 503])
     func serverErrorsAreRetryableUnavailable(status: Int) {
-        for body in [AWSBodies.awsError("InternalFailure", "Internal error", type: "Receiver"), "<!doctype html><html><title>500 Internal Server Error</title></html>", ""] {
+        for body in [
+            AWSBodies.awsError("InternalFailure", "Internal error", type: "Receiver"),
+            "<!doctype html><html><title>500 Internal Server Error</title></html>", "",
+        ] {
             let error = failure(xml(status, body))
             #expect(error?.code == .upstreamUnavailable)
             #expect(error?.isRetryable == true)
@@ -187,7 +216,9 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         }
     }
 
-    @Test(arguments: [(400, TokenExchangeError.Code.upstreamRejected), (403, .upstreamRejected), (404, .upstreamUnavailable), (405, .upstreamUnavailable)])
+    @Test(arguments: [
+        (400, TokenExchangeError.Code.upstreamRejected), (403, .upstreamRejected), (404, .upstreamUnavailable), (405, .upstreamUnavailable),
+    ])
     func bodilessClientErrors(status: Int, code: TokenExchangeError.Code) {
         let error = failure(xml(status, "<html>nope</html>"))
         #expect(error?.code == code)
@@ -196,7 +227,8 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
 
     @Test func echoedTokensAreRedacted() {
         let assertion = Fixtures.assertion()
-        let body = AWSBodies.awsError("ValidationError", "1 validation error detected: Value '\(assertion.jwt)' at 'webIdentityToken' failed to satisfy constraint")
+        let body = AWSBodies.awsError(
+            "ValidationError", "1 validation error detected: Value '\(assertion.jwt)' at 'webIdentityToken' failed to satisfy constraint")
         let error = failure(xml(400, body), assertion: assertion)
         #expect(error?.message.contains("Value '[redacted]' at 'webIdentityToken'") == true, "\(error?.message ?? "")")
     }

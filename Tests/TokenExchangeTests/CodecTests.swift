@@ -21,16 +21,19 @@ import TokenExchange
         #expect(Base64URL.decode("Y") == nil)
     }
 
-    @Test(arguments: [
-        ("%41%2f%2F", true, PercentDecoding.Malformed.keptLiterally, "A//"),
-        ("a+b", true, .keptLiterally, "a b"),
-        ("a+b", false, .refused, "a+b"),
-        ("%zz%4", true, .keptLiterally, "%zz%4"),
-        // Only two hex digits make an escape (a sign is not a digit, as `UInt8(_:radix:)` took it).
-        ("%+f%-0", true, .keptLiterally, "% f%-0"),
-    ] as [(String, Bool, PercentDecoding.Malformed, String)])
+    @Test(
+        arguments: [
+            ("%41%2f%2F", true, PercentDecoding.Malformed.keptLiterally, "A//"),
+            ("a+b", true, .keptLiterally, "a b"),
+            ("a+b", false, .refused, "a+b"),
+            ("%zz%4", true, .keptLiterally, "%zz%4"),
+            // Only two hex digits make an escape (a sign is not a digit, as `UInt8(_:radix:)` took it).
+            ("%+f%-0", true, .keptLiterally, "% f%-0"),
+        ] as [(String, Bool, PercentDecoding.Malformed, String)])
     func percentDecoding(text: String, plusIsSpace: Bool, malformed: PercentDecoding.Malformed, expected: String) {
-        #expect(PercentDecoding.decode(Array(text.utf8), plusIsSpace: plusIsSpace, malformed: malformed).map { String(decoding: $0, as: UTF8.self) } == expected)
+        #expect(
+            PercentDecoding.decode(Array(text.utf8), plusIsSpace: plusIsSpace, malformed: malformed).map { String(decoding: $0, as: UTF8.self) }
+                == expected)
     }
 
     @Test(arguments: ["%zz", "%4", "a%", "%g0"])

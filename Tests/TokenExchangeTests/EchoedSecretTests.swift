@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TokenExchange
 
 /// Token services that echo what they were sent — the client assertion, the client secret,
@@ -39,7 +40,8 @@ enum Echo {
             for secret in secrets {
                 #expect(!exposes(field, secret), "a field shows a secret: \(field.prefix(200))", sourceLocation: sourceLocation)
             }
-            #expect(!field.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" },
+            #expect(
+                !field.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" },
                 "a field has a control character", sourceLocation: sourceLocation)
         }
         #expect(error.message.count <= 1200, sourceLocation: sourceLocation)
@@ -54,7 +56,8 @@ enum Echo {
     private func failure(_ body: String, status: Int = 400) -> TokenExchangeError? {
         #expect(throws: TokenExchangeError.self) {
             try EntraTokenResponse.parse(
-                Fixtures.response(status, body), configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Echo.assertion, now: Fixtures.now)
+                Fixtures.response(status, body), configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Echo.assertion,
+                now: Fixtures.now)
         }
     }
 
@@ -75,7 +78,9 @@ enum Echo {
 
     @Test func lineBreaksInIdentifiersCannotForgeLogLines() {
         let forged = #"9b3e0a51\r\n2026-11-29T01:02:03Z info tokenbroker: token granted\u2028\u0085x"#
-        let error = failure(#"{"error":"invalid\nclient","error_description":"a\u2029b\u001b[31m","error_codes":[70021],"trace_id":"\#(forged)","correlation_id":"\#(forged)"}"#)
+        let error = failure(
+            #"{"error":"invalid\nclient","error_description":"a\u2029b\u001b[31m","error_codes":[70021],"trace_id":"\#(forged)","correlation_id":"\#(forged)"}"#
+        )
         Echo.expectClean(error, secrets: [])
     }
 
@@ -136,7 +141,8 @@ enum Echo {
             {"error":"invalid_client","error_description":"client auth failed for header 'authorization: basic \(Echo.basicCredentials)' \
             (secret \(Echo.clientSecret)); BEARER \(Echo.opaqueBearer)"}
             """
-        Echo.expectClean(failure(body, status: status, requestId: Echo.basicCredentials),
+        Echo.expectClean(
+            failure(body, status: status, requestId: Echo.basicCredentials),
             secrets: [Echo.basicCredentials, Echo.clientSecret, Echo.opaqueBearer])
     }
 

@@ -88,7 +88,9 @@ import TokenExchange
         #expect(configuration.tokenEndpoint == "\(expected)/contoso.onmicrosoft.com/oauth2/v2.0/token")
     }
 
-    @Test(arguments: ["http://login.microsoftonline.com", "http://127.0.0.1:8080/", "login.microsoftonline.com", "https://", "https:///", "", "ftp://x"])
+    @Test(arguments: [
+        "http://login.microsoftonline.com", "http://127.0.0.1:8080/", "login.microsoftonline.com", "https://", "https:///", "", "ftp://x",
+    ])
     func nonHTTPSAuthorityIsRejected(host: String) {
         let error = #expect(throws: EntraConfigurationError.self) {
             try EntraConfiguration(tenantId: Fixtures.tenantId, clientId: Fixtures.clientId, authorityHost: host)
@@ -118,18 +120,20 @@ import TokenExchange
         let assertion = Fixtures.assertion()
         let fields = EntraTokenRequest.formFields(configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: assertion)
         #expect(fields.map(\.0) == ["client_id", "scope", "client_assertion_type", "client_assertion", "grant_type"])
-        #expect(fields.map(\.1) == [
-            Fixtures.clientId,
-            "https://storage.azure.com/.default",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            assertion.jwt,
-            "client_credentials",
-        ])
+        #expect(
+            fields.map(\.1) == [
+                Fixtures.clientId,
+                "https://storage.azure.com/.default",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                assertion.jwt,
+                "client_credentials",
+            ])
     }
 
     @Test func requestIsAFormPOSTToTheTenantTokenEndpoint() {
         let assertion = Fixtures.assertion()
-        let request = EntraTokenRequest.make(configuration: Fixtures.configuration, scope: Scope(resource: "https://vault.azure.net"), assertion: assertion)
+        let request = EntraTokenRequest.make(
+            configuration: Fixtures.configuration, scope: Scope(resource: "https://vault.azure.net"), assertion: assertion)
         #expect(request.method == "POST")
         #expect(request.url == "https://login.microsoftonline.com/\(Fixtures.tenantId)/oauth2/v2.0/token")
         #expect(request.headers.contains(HeaderField("Content-Type", "application/x-www-form-urlencoded")))
@@ -142,7 +146,8 @@ import TokenExchange
     }
 
     @Test func sovereignCloudAuthorityIsUsed() throws {
-        let configuration = try EntraConfiguration(tenantId: Fixtures.tenantId, clientId: Fixtures.clientId, authorityHost: "https://login.chinacloudapi.cn/")
+        let configuration = try EntraConfiguration(
+            tenantId: Fixtures.tenantId, clientId: Fixtures.clientId, authorityHost: "https://login.chinacloudapi.cn/")
         let request = EntraTokenRequest.make(configuration: configuration, scope: Fixtures.scope, assertion: Fixtures.assertion())
         #expect(request.url == "https://login.chinacloudapi.cn/\(Fixtures.tenantId)/oauth2/v2.0/token")
     }

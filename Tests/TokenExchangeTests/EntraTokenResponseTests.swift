@@ -26,11 +26,17 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         Case(name: "refresh_in", body: Fixtures.successWithRefreshIn, expiresIn: 86399, extExpiresIn: 86399, refreshIn: 43199),
         Case(name: "strings", body: Fixtures.successAsStrings, expiresIn: 3599, extExpiresIn: 7199, refreshIn: 1799),
         Case(name: "minimal", body: #"{"access_token":"t","expires_in":60}"#, expiresIn: 60, extExpiresIn: nil, refreshIn: nil),
-        Case(name: "refresh_in beyond expiry ignored", body: #"{"access_token":"t","expires_in":60,"refresh_in":90}"#, expiresIn: 60, extExpiresIn: nil, refreshIn: nil),
+        Case(
+            name: "refresh_in beyond expiry ignored", body: #"{"access_token":"t","expires_in":60,"refresh_in":90}"#, expiresIn: 60,
+            extExpiresIn: nil, refreshIn: nil),
         // 1 is a JSON number, not `true` (NSNumber 0/1 answer `is Bool` on Linux).
         Case(name: "one second", body: #"{"access_token":"t","expires_in":1,"ext_expires_in":1}"#, expiresIn: 1, extExpiresIn: 1, refreshIn: nil),
-        Case(name: "refresh_in one second", body: #"{"access_token":"t","expires_in":60,"refresh_in":1}"#, expiresIn: 60, extExpiresIn: nil, refreshIn: 1),
-        Case(name: "refresh_in zero ignored", body: #"{"access_token":"t","expires_in":60,"refresh_in":0}"#, expiresIn: 60, extExpiresIn: nil, refreshIn: nil),
+        Case(
+            name: "refresh_in one second", body: #"{"access_token":"t","expires_in":60,"refresh_in":1}"#, expiresIn: 60, extExpiresIn: nil,
+            refreshIn: 1),
+        Case(
+            name: "refresh_in zero ignored", body: #"{"access_token":"t","expires_in":60,"refresh_in":0}"#, expiresIn: 60, extExpiresIn: nil,
+            refreshIn: nil),
     ])
     func timesAreRelativeToReceipt(_ c: Case) throws {
         let token = try parse(Fixtures.response(200, c.body))
@@ -79,7 +85,8 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
     }
 
     @Test func retryAfterHTTPDateIsConvertedToAWait() {
-        let error = failure(Fixtures.response(429, Fixtures.tooManyRequestsText, headers: [HeaderField("retry-after", "Sun, 29 Nov 2026 01:02:33 GMT")]))
+        let error = failure(
+            Fixtures.response(429, Fixtures.tooManyRequestsText, headers: [HeaderField("retry-after", "Sun, 29 Nov 2026 01:02:33 GMT")]))
         #expect(error?.code == .throttled)
         #expect(error?.retryAfter == .seconds(30))
     }
@@ -154,22 +161,27 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
 
     @Test func jsonServerErrorKeepsItsIdentifiers() {
         let error = failure(Fixtures.response(500, Fixtures.transientServerError))
-        #expect(error?.upstream == TokenExchangeError.Upstream(status: 500, error: "temporarily_unavailable", codes: [90033], traceId: Fixtures.traceId, correlationId: Fixtures.correlationId))
+        #expect(
+            error?.upstream
+                == TokenExchangeError.Upstream(
+                    status: 500, error: "temporarily_unavailable", codes: [90033], traceId: Fixtures.traceId, correlationId: Fixtures.correlationId))
     }
 }
 
 @Suite struct EntraFederationRejections {
     static let assertion: Assertion = {
-        let payload = #"{"iss":"https://token.actions.githubusercontent.com","sub":"repo:octo/ledger:environment:Prod","aud":["api://AzureADTokenExchange","other"],"exp":1795914723,"iat":1795913523}"#
+        let payload =
+            #"{"iss":"https://token.actions.githubusercontent.com","sub":"repo:octo/ledger:environment:Prod","aud":["api://AzureADTokenExchange","other"],"exp":1795914723,"iat":1795913523}"#
         return try! Assertion(jwt: Fixtures.jwt(payload: payload), origin: "/run/secrets/gh-oidc", loadedAt: Fixtures.now)
     }()
 
-    @Test(arguments: [
-        (Fixtures.noMatchingFederatedIdentity, 70021, nil),
-        (Fixtures.noMatchingIssuer, 700211, "issuer differs"),
-        (Fixtures.noMatchingAudience, 700212, "audience differs"),
-        (Fixtures.noMatchingSubject, 700213, "subject differs"),
-    ] as [(String, Int, String?)])
+    @Test(
+        arguments: [
+            (Fixtures.noMatchingFederatedIdentity, 70021, nil),
+            (Fixtures.noMatchingIssuer, 700211, "issuer differs"),
+            (Fixtures.noMatchingAudience, 700212, "audience differs"),
+            (Fixtures.noMatchingSubject, 700213, "subject differs"),
+        ] as [(String, Int, String?)])
     func noMatchingFederatedCredentialNamesTheAssertionClaims(body: String, code: Int, part: String?) {
         let error = failure(Fixtures.response(400, body), assertion: Self.assertion)
         #expect(error?.code == .upstreamRejected)
@@ -183,7 +195,10 @@ private func failure(_ response: UpstreamResponse, assertion: Assertion = Fixtur
         if let part { #expect(message.contains(part)) }
         #expect(!message.contains(Self.assertion.jwt))
         #expect(!message.contains(Fixtures.traceId))
-        #expect(error?.upstream == TokenExchangeError.Upstream(status: 400, error: "invalid_client", codes: [code], traceId: Fixtures.traceId, correlationId: Fixtures.correlationId))
+        #expect(
+            error?.upstream
+                == TokenExchangeError.Upstream(
+                    status: 400, error: "invalid_client", codes: [code], traceId: Fixtures.traceId, correlationId: Fixtures.correlationId))
     }
 
     @Test func staleAssertionNamesItsExpAndOrigin() {

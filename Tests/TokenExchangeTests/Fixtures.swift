@@ -23,11 +23,12 @@ enum Fixtures {
     /// A projected service-account token as kubelet writes it for Azure Workload Identity.
     static func serviceAccountJWT(issuedAt: Date = now.addingTimeInterval(-600), lifetime: TimeInterval = 3600) -> String {
         let iat = Int(issuedAt.timeIntervalSince1970)
-        return jwt(payload: """
-            {"aud":["\(audience)"],"exp":\(iat + Int(lifetime)),"iat":\(iat),"iss":"\(issuer)",\
-            "kubernetes.io":{"namespace":"payments","serviceaccount":{"name":"ledger-writer","uid":"5d0c7a8e-1111-4c3b-8f2e-0a9b8c7d6e5f"}},\
-            "nbf":\(iat),"sub":"\(subject)"}
-            """)
+        return jwt(
+            payload: """
+                {"aud":["\(audience)"],"exp":\(iat + Int(lifetime)),"iat":\(iat),"iss":"\(issuer)",\
+                "kubernetes.io":{"namespace":"payments","serviceaccount":{"name":"ledger-writer","uid":"5d0c7a8e-1111-4c3b-8f2e-0a9b8c7d6e5f"}},\
+                "nbf":\(iat),"sub":"\(subject)"}
+                """)
     }
 
     static func assertion(issuedAt: Date = now.addingTimeInterval(-600), lifetime: TimeInterval = 3600) -> Assertion {
@@ -37,13 +38,16 @@ enum Fixtures {
     static let configuration = try! EntraConfiguration(tenantId: tenantId, clientId: clientId)
     static let scope = Scope("https://storage.azure.com/.default")
 
-    static func response(_ status: Int, _ body: String, headers: [HeaderField] = [HeaderField("Content-Type", "application/json; charset=utf-8")]) -> UpstreamResponse {
+    static func response(
+        _ status: Int, _ body: String, headers: [HeaderField] = [HeaderField("Content-Type", "application/json; charset=utf-8")]
+    ) -> UpstreamResponse {
         UpstreamResponse(status: status, headers: headers, body: Array(body.utf8))
     }
 
     // MARK: Entra answers (shapes as sent by login.microsoftonline.com)
 
-    static let accessToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiIsIng1dCI6ImZha2UifQ.eyJhdWQiOiJodHRwczovL3N0b3JhZ2UuYXp1cmUuY29tIn0.ZmFrZS1zaWduYXR1cmU"
+    static let accessToken =
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiIsIng1dCI6ImZha2UifQ.eyJhdWQiOiJodHRwczovL3N0b3JhZ2UuYXp1cmUuY29tIn0.ZmFrZS1zaWduYXR1cmU"
 
     static let success = """
         {"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"\(accessToken)"}
@@ -70,29 +74,43 @@ enum Fixtures {
         """
     }
 
-    static let noMatchingFederatedIdentity = entraError(70021, description:
-        "No matching federated identity record found for presented assertion. Assertion Issuer: 'https://issuer.example'. "
-        + "Assertion Subject: 'system:serviceaccount:default:default'. Assertion Audience: 'api://AzureADTokenExchange'. "
-        + "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation")
-    static let noMatchingIssuer = entraError(700211, description:
-        "No matching federated identity record found for presented assertion issuer 'https://issuer.example'. "
-        + "Please note that the matching is done using a case-sensitive comparison.")
-    static let noMatchingAudience = entraError(700212, description:
-        "No matching federated identity record found for presented assertion audience 'api://AzureADTokenExchange'. "
-        + "Please note that the matching is done using a case-sensitive comparison.")
-    static let noMatchingSubject = entraError(700213, description:
-        "No matching federated identity record found for presented assertion subject 'system:serviceaccount:default:default'. "
-        + "Please note that the matching is done using a case-sensitive comparison.")
-    static let assertionOutOfTimeRange = entraError(700024, description:
-        "Client assertion is not within its valid time range. Current time: 2026-11-29T01:02:03.0000000Z, "
-        + "assertion valid from 2026-11-28T00:00:00.0000000Z, expiry time of assertion 2026-11-28T01:00:00.0000000Z. "
-        + "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
-    static let applicationNotFound = entraError(700016, error: "unauthorized_client", description:
-        "Application with identifier '\(clientId)' was not found in the directory 'Contoso'. This can happen if the application "
-        + "has not been installed by the administrator of the tenant or consented to by any user in the tenant. "
-        + "You may have sent your authentication request to the wrong tenant.")
-    static let transientServerError = entraError(90033, error: "temporarily_unavailable", description:
-        "A transient error has occurred. Please try again.")
+    static let noMatchingFederatedIdentity = entraError(
+        70021,
+        description:
+            "No matching federated identity record found for presented assertion. Assertion Issuer: 'https://issuer.example'. "
+            + "Assertion Subject: 'system:serviceaccount:default:default'. Assertion Audience: 'api://AzureADTokenExchange'. "
+            + "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation")
+    static let noMatchingIssuer = entraError(
+        700211,
+        description:
+            "No matching federated identity record found for presented assertion issuer 'https://issuer.example'. "
+            + "Please note that the matching is done using a case-sensitive comparison.")
+    static let noMatchingAudience = entraError(
+        700212,
+        description:
+            "No matching federated identity record found for presented assertion audience 'api://AzureADTokenExchange'. "
+            + "Please note that the matching is done using a case-sensitive comparison.")
+    static let noMatchingSubject = entraError(
+        700213,
+        description:
+            "No matching federated identity record found for presented assertion subject 'system:serviceaccount:default:default'. "
+            + "Please note that the matching is done using a case-sensitive comparison.")
+    static let assertionOutOfTimeRange = entraError(
+        700024,
+        description:
+            "Client assertion is not within its valid time range. Current time: 2026-11-29T01:02:03.0000000Z, "
+            + "assertion valid from 2026-11-28T00:00:00.0000000Z, expiry time of assertion 2026-11-28T01:00:00.0000000Z. "
+            + "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+    static let applicationNotFound = entraError(
+        700016, error: "unauthorized_client",
+        description:
+            "Application with identifier '\(clientId)' was not found in the directory 'Contoso'. This can happen if the application "
+            + "has not been installed by the administrator of the tenant or consented to by any user in the tenant. "
+            + "You may have sent your authentication request to the wrong tenant.")
+    static let transientServerError = entraError(
+        90033, error: "temporarily_unavailable",
+        description:
+            "A transient error has occurred. Please try again.")
 
     static let serviceUnavailableHTML = "<html><head><title>Service Unavailable</title></head><body>Service Unavailable</body></html>"
     static let tooManyRequestsText = "Too Many Requests"

@@ -207,8 +207,9 @@ import TokenExchange
         for body in [Fixtures.noMatchingFederatedIdentity, Fixtures.assertionOutOfTimeRange, Fixtures.serviceUnavailableHTML] {
             for status in [400, 401, 500] {
                 let error = #expect(throws: TokenExchangeError.self) {
-                    try EntraTokenResponse.parse(Fixtures.response(status, body), configuration: Fixtures.configuration,
-                                                 scope: Fixtures.scope, assertion: assertion, now: Fixtures.now)
+                    try EntraTokenResponse.parse(
+                        Fixtures.response(status, body), configuration: Fixtures.configuration,
+                        scope: Fixtures.scope, assertion: assertion, now: Fixtures.now)
                 }
                 #expect(error.map { !$0.message.contains(assertion.jwt) && !$0.message.contains("Trace ID") } == true)
             }

@@ -87,10 +87,12 @@ struct RFC8693Fields: Sendable, CustomTestStringConvertible {
     }
 
     var testDescription: String {
-        [audience.map { "audience=\($0.debugDescription)" }, resource.map { "resource=\($0.debugDescription)" },
-         "subjectTokenType=\(subjectTokenType.debugDescription)", requestedTokenType.map { "requested=\($0.debugDescription)" },
-         clientId.map { "clientId=\($0.debugDescription)" }, clientSecret.map { _ in "clientSecret" }]
-            .compactMap { $0 }.joined(separator: " ")
+        [
+            audience.map { "audience=\($0.debugDescription)" }, resource.map { "resource=\($0.debugDescription)" },
+            "subjectTokenType=\(subjectTokenType.debugDescription)", requestedTokenType.map { "requested=\($0.debugDescription)" },
+            clientId.map { "clientId=\($0.debugDescription)" }, clientSecret.map { _ in "clientSecret" },
+        ]
+        .compactMap { $0 }.joined(separator: " ")
     }
 }
 
@@ -102,15 +104,16 @@ struct RFC8693Fields: Sendable, CustomTestStringConvertible {
             subjectTokenType: RFC8693Configuration.idTokenType, requestedTokenType: RFC8693Configuration.accessTokenType)
         let fields = RFC8693TokenRequest.formFields(configuration: configuration, scope: RFC8693Fixtures.scope, assertion: assertion)
         #expect(fields.map(\.0) == ["grant_type", "subject_token", "subject_token_type", "audience", "resource", "scope", "requested_token_type"])
-        #expect(fields.map(\.1) == [
-            "urn:ietf:params:oauth:grant-type:token-exchange",
-            assertion.jwt,
-            "urn:ietf:params:oauth:token-type:id_token",
-            "urn:example:payments",
-            "https://api.example.com/payments",
-            "payments.read payments.write",
-            "urn:ietf:params:oauth:token-type:access_token",
-        ])
+        #expect(
+            fields.map(\.1) == [
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                assertion.jwt,
+                "urn:ietf:params:oauth:token-type:id_token",
+                "urn:example:payments",
+                "https://api.example.com/payments",
+                "payments.read payments.write",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ])
     }
 
     @Test func unsetOptionalsAndAnEmptyScopeAreLeftOut() throws {
@@ -125,10 +128,11 @@ struct RFC8693Fields: Sendable, CustomTestStringConvertible {
         let request = RFC8693TokenRequest.make(configuration: RFC8693Fixtures.configuration, scope: RFC8693Fixtures.scope, assertion: assertion)
         #expect(request.method == "POST")
         #expect(request.url == RFC8693Fixtures.endpoint)
-        #expect(request.headers == [
-            HeaderField("Content-Type", "application/x-www-form-urlencoded"),
-            HeaderField("Accept", "application/json"),
-        ])
+        #expect(
+            request.headers == [
+                HeaderField("Content-Type", "application/x-www-form-urlencoded"),
+                HeaderField("Accept", "application/json"),
+            ])
         let body = String(decoding: request.body, as: UTF8.self)
         #expect(body.hasPrefix("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token="))
         #expect(body.contains("&scope=payments.read+payments.write&"))

@@ -52,7 +52,8 @@ private func oauthError(_ error: String, _ description: String? = nil, uri: Stri
 
     @Test(arguments: [("bearer", "Bearer"), ("BEARER", "Bearer"), ("N_A", "N_A"), ("n_a", "N_A")])
     func tokenTypeIsNormalised(sent: String, kept: String) throws {
-        let body = #"{"access_token":"opaque-token-value","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"\#(sent)","expires_in":60}"#
+        let body =
+            #"{"access_token":"opaque-token-value","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"\#(sent)","expires_in":60}"#
         #expect(try parse(Fixtures.response(200, body)).token.tokenType == kept)
     }
 
@@ -68,9 +69,10 @@ private func oauthError(_ error: String, _ description: String? = nil, uri: Stri
     @Test func otherIssuedTokenTypeThanRequestedIsWarnedAbout() throws {
         let body = #"{"access_token":"t-value","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"N_A","expires_in":60}"#
         let outcome = try parse(Fixtures.response(200, body))
-        #expect(outcome.warnings == [
-            "requested_token_type was urn:ietf:params:oauth:token-type:access_token but the service issued urn:ietf:params:oauth:token-type:jwt",
-        ])
+        #expect(
+            outcome.warnings == [
+                "requested_token_type was urn:ietf:params:oauth:token-type:access_token but the service issued urn:ietf:params:oauth:token-type:jwt"
+            ])
     }
 
     @Test func missingTokenTypeIsTakenAsBearerWithAWarning() throws {
@@ -138,13 +140,15 @@ private func oauthError(_ error: String, _ description: String? = nil, uri: Stri
 
 @Suite struct RFC8693ErrorMapping {
     static let assertion: Assertion = {
-        let payload = #"{"iss":"https://token.actions.githubusercontent.com","sub":"repo:octo/ledger:environment:Prod","aud":["sts.example.com"],"exp":1795914723,"iat":1795913523}"#
+        let payload =
+            #"{"iss":"https://token.actions.githubusercontent.com","sub":"repo:octo/ledger:environment:Prod","aud":["sts.example.com"],"exp":1795914723,"iat":1795913523}"#
         return try! Assertion(jwt: Fixtures.jwt(payload: payload), origin: "/run/secrets/gh-oidc", loadedAt: Fixtures.now)
     }()
 
     @Test(arguments: ["invalid_grant", "invalid_request"])
     func refusedSubjectNamesTheAssertionClaims(code: String) {
-        let error = failure(Fixtures.response(400, oauthError(code, "subject not allowed", uri: "https://sts.example.com/errors/subject")), assertion: Self.assertion)
+        let error = failure(
+            Fixtures.response(400, oauthError(code, "subject not allowed", uri: "https://sts.example.com/errors/subject")), assertion: Self.assertion)
         #expect(error?.code == .upstreamRejected)
         #expect(error?.isRetryable == false)
         let message = error?.message ?? ""
@@ -223,7 +227,8 @@ private func oauthError(_ error: String, _ description: String? = nil, uri: Stri
 
     @Test func echoedTokensAndLongDescriptionsNeverReachTheMessage() {
         let assertion = Fixtures.assertion()
-        let echo = oauthError("invalid_grant", "bad subject_token \(assertion.jwt) and other \(RFC8693Fixtures.issuedToken) " + String(repeating: "x", count: 2000))
+        let echo = oauthError(
+            "invalid_grant", "bad subject_token \(assertion.jwt) and other \(RFC8693Fixtures.issuedToken) " + String(repeating: "x", count: 2000))
         let error = failure(Fixtures.response(400, echo), assertion: assertion)
         let message = error?.message ?? ""
         #expect(message.contains("bad subject_token [redacted] and other [redacted]"))
@@ -242,7 +247,8 @@ private func oauthError(_ error: String, _ description: String? = nil, uri: Stri
 
 @Suite struct RFC8693ExchangerComposition {
     @Test func sendsTheRequestAndReportsWarnings() async throws {
-        let transport = RecordingTransport(response: Fixtures.response(200, #"{"access_token":"opaque-token-value","token_type":"Bearer","expires_in":60}"#))
+        let transport = RecordingTransport(
+            response: Fixtures.response(200, #"{"access_token":"opaque-token-value","token_type":"Bearer","expires_in":60}"#))
         let warnings = WarningSink()
         let exchanger = RFC8693Exchanger(
             configuration: RFC8693Fixtures.configuration, transport: transport, now: { Fixtures.now }, warn: { warnings.append($0) })

@@ -12,7 +12,8 @@ extension Duration {
     let issued = Fixtures.now
 
     func token(lifetime: TimeInterval, refreshIn: TimeInterval? = nil) -> AccessToken {
-        AccessToken(value: "t", issuedAt: issued, expiresAt: issued.addingTimeInterval(lifetime), refreshAt: refreshIn.map { issued.addingTimeInterval($0) })
+        AccessToken(
+            value: "t", issuedAt: issued, expiresAt: issued.addingTimeInterval(lifetime), refreshAt: refreshIn.map { issued.addingTimeInterval($0) })
     }
 
     @Test(arguments: [(3600.0, nil), (86399.0, 43199.0), (3599.0, 600.0), (300.0, nil)] as [(TimeInterval, TimeInterval?)])

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TokenExchange
 
 @Suite("The one sanitizer of outside text")
@@ -18,9 +19,15 @@ struct UntrustedTextTests {
             ("authorization: BASIC YTpi=, next", "authorization: BASIC [redacted], next"),
             ("header bearer 2YotnFZFEjr1zCsicMWpAA.", "header bearer [redacted]"),
             ("basic: not a credential", "basic: not a credential"),
-            ("path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok", "path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok"),
+            (
+                "path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok",
+                "path /usr/local/lib/tokenbroker/plugins/gcloud-identity-token-helper ok"
+            ),
             ("trace 9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00 ok", "trace 9b3e0a51-2f7c-4d8e-a1b2-7c6d5e4f3a00 ok"),
-            ("see https://learn.microsoft.com/entra/workload-id/workload-identity-federation", "see https://learn.microsoft.com/entra/workload-id/workload-identity-federation"),
+            (
+                "see https://learn.microsoft.com/entra/workload-id/workload-identity-federation",
+                "see https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+            ),
         ])
     func cleans(input: String, expected: String) {
         #expect(UntrustedText.sanitize(input) == expected)
@@ -28,8 +35,9 @@ struct UntrustedTextTests {
 
     @Test func redactsTheSecretsItIsGiven() {
         let text = "client secret s3cr3t-value, encoded s3cr3t%2Dvalue, short ab"
-        #expect(UntrustedText.sanitize(text, redacting: ["s3cr3t-value", "s3cr3t%2Dvalue", "ab"])
-            == "client secret [redacted], encoded [redacted], short ab")
+        #expect(
+            UntrustedText.sanitize(text, redacting: ["s3cr3t-value", "s3cr3t%2Dvalue", "ab"])
+                == "client secret [redacted], encoded [redacted], short ab")
     }
 
     @Test func aSecretContainingAnotherGoesWhole() {

@@ -33,7 +33,8 @@ import TokenExchange
 
     @Test(arguments: [
         "", " ", "{", "{\"a\":1,}", "[1,]", "{\"a\" 1}", "{a:1}", "'a'", "01", "1.", ".5", "1e", "-", "+1", "nul", "tru",
-        "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"a\u{01}b\"", "{\"a\":1} x", "{}{}", "NaN", "Infinity", "[" + String(repeating: "[", count: 600) + "]",
+        "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"a\u{01}b\"", "{\"a\":1} x", "{}{}", "NaN", "Infinity",
+        "[" + String(repeating: "[", count: 600) + "]",
     ])
     func refusesWhatIsNotJSON(_ text: String) {
         #expect(throws: UntypedJSON.Invalid.self) { try UntypedJSON.parse(Array(text.utf8), allowingFragments: true) }

@@ -9,7 +9,8 @@ import TokenExchange
 
     private static func entra(_ response: UpstreamResponse) -> Outcome {
         do {
-            _ = try EntraTokenResponse.parse(response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
+            _ = try EntraTokenResponse.parse(
+                response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
             return nil
         } catch { return error.code }
     }
@@ -17,31 +18,36 @@ import TokenExchange
     private static func rfc8693(_ response: UpstreamResponse) -> Outcome {
         do {
             _ = try RFC8693TokenResponse.parse(
-                response, configuration: RFC8693Fixtures.configuration, scope: RFC8693Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
+                response, configuration: RFC8693Fixtures.configuration, scope: RFC8693Fixtures.scope, assertion: Fixtures.assertion(),
+                now: Fixtures.now)
             return nil
         } catch { return error.code }
     }
 
     private static func aws(_ response: UpstreamResponse) -> Outcome {
         do {
-            _ = try AWSSTSTokenResponse.parse(response, configuration: AWSFixtures.configuration, assertion: Fixtures.assertion(), now: AWSBodies.motoReceivedAt)
+            _ = try AWSSTSTokenResponse.parse(
+                response, configuration: AWSFixtures.configuration, assertion: Fixtures.assertion(), now: AWSBodies.motoReceivedAt)
             return nil
         } catch { return error.code }
     }
 
     // What each service refuses with decides whether an answer without its error body is a
     // refusal or a failure of something in between: Entra 400/401, RFC 8693 400/401/403, AWS 400/403.
-    @Test(arguments: [
-        (429, "", TokenExchangeError.Code.throttled, TokenExchangeError.Code.throttled, TokenExchangeError.Code.throttled),
-        (503, "", .upstreamUnavailable, .upstreamUnavailable, .upstreamUnavailable),
-        (404, "<html>not found</html>", .upstreamUnavailable, .upstreamUnavailable, .upstreamUnavailable),
-        (400, "", .upstreamRejected, .upstreamRejected, .upstreamRejected),
-        (401, "", .upstreamRejected, .upstreamRejected, .upstreamUnavailable),
-        (403, "", .upstreamUnavailable, .upstreamRejected, .upstreamRejected),
-        (400, #"{"error":"invalid_grant"}"#, .upstreamRejected, .upstreamRejected, .upstreamRejected),
-        (418, #"{"error":"invalid_grant"}"#, .upstreamRejected, .upstreamRejected, .upstreamUnavailable),
-    ] as [(Int, String, TokenExchangeError.Code, TokenExchangeError.Code, TokenExchangeError.Code)])
-    func statusAndBodyDecideTheClass(status: Int, body: String, entra: TokenExchangeError.Code, rfc8693: TokenExchangeError.Code, aws: TokenExchangeError.Code) {
+    @Test(
+        arguments: [
+            (429, "", TokenExchangeError.Code.throttled, TokenExchangeError.Code.throttled, TokenExchangeError.Code.throttled),
+            (503, "", .upstreamUnavailable, .upstreamUnavailable, .upstreamUnavailable),
+            (404, "<html>not found</html>", .upstreamUnavailable, .upstreamUnavailable, .upstreamUnavailable),
+            (400, "", .upstreamRejected, .upstreamRejected, .upstreamRejected),
+            (401, "", .upstreamRejected, .upstreamRejected, .upstreamUnavailable),
+            (403, "", .upstreamUnavailable, .upstreamRejected, .upstreamRejected),
+            (400, #"{"error":"invalid_grant"}"#, .upstreamRejected, .upstreamRejected, .upstreamRejected),
+            (418, #"{"error":"invalid_grant"}"#, .upstreamRejected, .upstreamRejected, .upstreamUnavailable),
+        ] as [(Int, String, TokenExchangeError.Code, TokenExchangeError.Code, TokenExchangeError.Code)])
+    func statusAndBodyDecideTheClass(
+        status: Int, body: String, entra: TokenExchangeError.Code, rfc8693: TokenExchangeError.Code, aws: TokenExchangeError.Code
+    ) {
         let response = Fixtures.response(status, body)
         #expect(Self.entra(response) == entra)
         #expect(Self.rfc8693(response) == rfc8693)
@@ -63,7 +69,8 @@ import TokenExchange
         let response = Fixtures.response(200, #"{"access_token":"t","expires_in":\#(value)}"#)
         #expect(Self.entra(response) == (isNumber ? nil : .upstreamUnavailable))
         if isNumber {
-            let token = try EntraTokenResponse.parse(response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
+            let token = try EntraTokenResponse.parse(
+                response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
             #expect(token.lifetime.rounded(.down) == 3599)
         }
     }
@@ -95,7 +102,8 @@ import TokenExchange
 
     private static func entraError(_ response: UpstreamResponse) -> TokenExchangeError? {
         do {
-            _ = try EntraTokenResponse.parse(response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
+            _ = try EntraTokenResponse.parse(
+                response, configuration: Fixtures.configuration, scope: Fixtures.scope, assertion: Fixtures.assertion(), now: Fixtures.now)
             return nil
         } catch { return error }
     }

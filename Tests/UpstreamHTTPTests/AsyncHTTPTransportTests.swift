@@ -141,9 +141,12 @@ import UpstreamHTTP
     }
 
     @Test func allowsPlainHTTPToLoopbackOnlyWhenEnabled() async throws {
-        try await withServer(tls: false, configure: { configuration, _ in
-            configuration.allowInsecureHTTPForLoopback = true
-        }) { transport, server in
+        try await withServer(
+            tls: false,
+            configure: { configuration, _ in
+                configuration.allowInsecureHTTPForLoopback = true
+            }
+        ) { transport, server in
             let response = try await transport.send(post(server, scheme: "http"))
             #expect(response.status == 200)
             let remote = UpstreamRequest(method: "POST", url: "http://login.example.com/token", headers: [], body: [])
@@ -162,10 +165,12 @@ import UpstreamHTTP
     }
 
     @Test func timesOutASilentServer() async throws {
-        try await withServer(configure: { configuration, pki in
-            configuration.additionalCAFiles = [pki.caPath]
-            configuration.requestTimeout = .seconds(1)
-        }, script: { _ in ScriptedResponse(hang: true) }) { transport, server in
+        try await withServer(
+            configure: { configuration, pki in
+                configuration.additionalCAFiles = [pki.caPath]
+                configuration.requestTimeout = .seconds(1)
+            }, script: { _ in ScriptedResponse(hang: true) }
+        ) { transport, server in
             let error = await #expect(throws: TokenExchangeError.self) { try await transport.send(post(server)) }
             #expect(error?.message.contains("timeout after 1 s waiting for 127.0.0.1:\(server.port)") == true, "\(String(describing: error))")
             #expect(server.requests.count <= 1)  // a spent timeout is not retried (on a loaded machine the request may not even arrive)

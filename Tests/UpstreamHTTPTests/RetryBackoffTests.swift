@@ -1,6 +1,7 @@
-@testable import UpstreamHTTP
 import TestRandom
 import Testing
+
+@testable import UpstreamHTTP
 
 /// Backoff arithmetic: 200 ms × 2^n, within ±20 %.
 @Suite struct RetryBackoffTests {

@@ -109,7 +109,9 @@ private final class ScriptedHandler: ChannelInboundHandler {
             if response.hang { return }
             var headers = HTTPHeaders(response.headers)
             if !response.chunked { headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: response.status), headers: headers))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: response.status), headers: headers))),
+                promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }

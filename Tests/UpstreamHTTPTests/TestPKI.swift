@@ -43,10 +43,14 @@ struct TestPKI {
                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             ])
         }
-        try run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"])
-        try run(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"])
+        try run([
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost",
+        ])
+        try run([
+            "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext",
+        ])
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
@@ -72,7 +76,6 @@ struct TestPKI {
         var description: String { message }
     }
 }
-
 
 /// A logger that discards everything, so test output stays readable.
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

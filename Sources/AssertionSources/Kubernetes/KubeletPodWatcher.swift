@@ -1,10 +1,10 @@
+import DetachedThread
 public import FoundationEssentials
 import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
 import TokenExchange
-import DetachedThread
 
 /// Keeps a `PodTokenRegistry` current from the kubelet's pods directory
 /// (`/var/lib/kubelet/pods/POD_UID/volumes/kubernetes.io~projected/VOLUME/…`).
@@ -100,9 +100,11 @@ private final class PodDirectoryScan {
         scanAll()
         let timeout = Int32(clamping: watcher.resync.components.seconds * 1000)
         while true {
-            var fds = [pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: mountinfo, events: Int16(POLLPRI), revents: 0)]
+            var fds = [
+                pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: mountinfo, events: Int16(POLLPRI), revents: 0),
+            ]
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0, errno == EINTR { continue }
             if fds[0].revents != 0 { return }
@@ -181,8 +183,9 @@ private final class PodDirectoryScan {
         let root = open(watcher.podsDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard root >= 0 else {
             if !warnedMissing {
-                watcher.logger.warning("cannot read the pods directory; no pod tokens until it appears",
-                                       metadata: ["kubernetes.pods_directory": "\(watcher.podsDirectory)", "error.message": "\(String(cString: strerror(errno)))"])
+                watcher.logger.warning(
+                    "cannot read the pods directory; no pod tokens until it appears",
+                    metadata: ["kubernetes.pods_directory": "\(watcher.podsDirectory)", "error.message": "\(String(cString: strerror(errno)))"])
                 warnedMissing = true
             }
             for uid in watcher.registry.podUIDs { watcher.registry.remove(pod: uid) }
@@ -226,7 +229,9 @@ private final class PodDirectoryScan {
                     guard let volume = openDirectory(projected, name, owner: uid) else { continue }
                     defer { close(volume) }
                     for file in ProjectedVolume.files(in: volume) ?? [] {
-                        if let token = PodToken(text: file.text, podUID: uid, volume: name, file: file.name, audience: watcher.audience, loadedAt: loadedAt) {
+                        if let token = PodToken(
+                            text: file.text, podUID: uid, volume: name, file: file.name, audience: watcher.audience, loadedAt: loadedAt)
+                        {
                             tokens.append(token)
                         }
                     }
@@ -236,9 +241,11 @@ private final class PodDirectoryScan {
         let before = watcher.registry.tokens(ofPod: uid)
         watcher.registry.update(pod: uid, tokens: tokens)
         if before?.map(\.assertion.jwt) != tokens.map(\.assertion.jwt) {
-            watcher.logger.debug("pod tokens", metadata: [
-                "kubernetes.pod_uid": "\(uid)", "kubernetes.tokens": "\(tokens.map { "\($0.location) \($0.account)" }.joined(separator: ", "))",
-            ])
+            watcher.logger.debug(
+                "pod tokens",
+                metadata: [
+                    "kubernetes.pod_uid": "\(uid)", "kubernetes.tokens": "\(tokens.map { "\($0.location) \($0.account)" }.joined(separator: ", "))",
+                ])
         }
     }
 
@@ -264,7 +271,9 @@ private final class PodDirectoryScan {
             if [8, 13, 18, 23].contains(index) {
                 guard byte == UInt8(ascii: "-") else { return nil }
             } else {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte) else { return nil }
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte) else {
+                    return nil
+                }
             }
         }
         return name

@@ -21,7 +21,8 @@ public struct ServiceAccountAssertionSource: AssertionSource {
 
     public func currentAssertion() async throws(TokenExchangeError) -> Assertion {
         guard let assertion = registry.freshestAssertion(for: subject) else {
-            throw .assertionUnavailable(origin: "service account \(account)", reason: "no pod of it on this node holds a projected token for \(subject.audience) any more")
+            throw .assertionUnavailable(
+                origin: "service account \(account)", reason: "no pod of it on this node holds a projected token for \(subject.audience) any more")
         }
         try assertion.checkValidity(at: now())
         return assertion

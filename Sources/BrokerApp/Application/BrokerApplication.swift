@@ -86,7 +86,8 @@ public enum BrokerApplication {
             // Started with nothing to serve (no file, no AZURE_* variables): say so at start,
             // not only in each caller's refusal.
             logger.warning(
-                "no identities are configured: every token request will be refused. Add identities to the configuration file (docs/configuration.md) or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE")
+                "no identities are configured: every token request will be refused. Add identities to the configuration file (docs/configuration.md) or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE"
+            )
         }
         let metrics = BrokerMetrics()
         let runtime = BrokerRuntime(configuration: configuration, transport: transport, metrics: metrics, logger: logger)
@@ -98,7 +99,9 @@ public enum BrokerApplication {
         // Before anything serves: a caller's first request finds the restored tokens.
         let warmRestart = WarmRestart(runtime: runtime, logger: logger)
         warmRestart.restore(from: passed.stored[FileDescriptorStore.tokenCacheName])
-        let descriptor = (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?.descriptor
+        let descriptor =
+            (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?
+            .descriptor
         let listener = try serverConfiguration(configuration, inheritedDescriptor: descriptor)
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
         // A Unix socket (the usual case) is served on the broker's own loops; `group` only
@@ -114,7 +117,8 @@ public enum BrokerApplication {
             servingLoops: { [cache = runtime.cache] in
                 compat.servers.reduce(server.servingLoops) { $0 + $1.servingLoops } + .eventLoops(of: group) { _ = cache.count }
             },
-            readiness: configuration.readiness, prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
+            readiness: configuration.readiness,
+            prefetch: configuration.identities.flatMap { identity in identity.prefetch.map { TokenKey(identity: identity.name, scope: $0) } },
             reload: reload, logger: logger,
             beforeReady: {
                 for server in compat.servers { try await server.waitUntilListening() }
@@ -122,7 +126,9 @@ public enum BrokerApplication {
             },
             onReady: onReady)
         let prefetcher = Prefetcher(runtime: runtime, logger: logger)
-        let services: [any Service] = extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers + [server, lifecycle]
+        let services: [any Service] =
+            extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers
+            + [server, lifecycle]
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -145,8 +151,12 @@ public enum BrokerApplication {
         let resume: @Sendable () -> Void = { waiter.withLock { $0.take() }?.resume() }
         await withCheckedContinuation { continuation in
             waiter.withLock { $0 = continuation }
-            Task { await operation(); resume() }
-            Task { try? await Task.sleep(for: limit); resume() }
+            Task {
+                await operation(); resume()
+            }
+            Task {
+                try? await Task.sleep(for: limit); resume()
+            }
         }
     }
 

@@ -23,10 +23,15 @@ extension BrokerRuntime {
     func reload(to configuration: BrokerConfiguration) throws(ConfigurationError) -> ReloadOutcome {
         // Node mode serves pods without any identity: a file that keeps `kubernetes:` is not empty.
         if configuration.identities.isEmpty, !configuration.allowNoIdentities, configuration.kubernetes == nil {
-            throw ConfigurationError(origin: "reloaded configuration", issues: [.init(
-                path: "identities",
-                message: "the file defines no identities (empty, comments only, or identities: []); refusing to leave every caller forbidden. "
-                    + "To serve none on purpose, set allowNoIdentities: true")])
+            throw ConfigurationError(
+                origin: "reloaded configuration",
+                issues: [
+                    .init(
+                        path: "identities",
+                        message:
+                            "the file defines no identities (empty, comments only, or identities: []); refusing to leave every caller forbidden. "
+                            + "To serve none on purpose, set allowNoIdentities: true")
+                ])
         }
         let previous = appliedConfiguration.withLock { applied in
             defer { applied = configuration }
@@ -67,9 +72,11 @@ extension BrokerRuntime {
                 "reload: \(outcome.needRestart.joined(separator: ", ")) changed and take effect at the next restart",
                 metadata: ["reload.restart_keys": "\(outcome.needRestart.joined(separator: ","))"])
         }
-        logger.info("configuration reloaded", metadata: [
-            "reload.kept": "\(outcome.kept.joined(separator: ","))", "reload.added": "\(outcome.added.joined(separator: ","))",
-            "reload.removed": "\(outcome.removed.joined(separator: ","))", "reload.applied": "\(outcome.applied.joined(separator: ","))",
-        ])
+        logger.info(
+            "configuration reloaded",
+            metadata: [
+                "reload.kept": "\(outcome.kept.joined(separator: ","))", "reload.added": "\(outcome.added.joined(separator: ","))",
+                "reload.removed": "\(outcome.removed.joined(separator: ","))", "reload.applied": "\(outcome.applied.joined(separator: ","))",
+            ])
     }
 }

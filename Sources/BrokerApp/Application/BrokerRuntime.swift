@@ -47,12 +47,17 @@ final class BrokerRuntime: Service, Sendable {
         let pods = configuration.kubernetes.map { settings in
             PodIdentities(settings: settings, registry: PodTokenRegistry(), cache: cache, logger: logger) { exchange, account in
                 try IdentityFactory.exchanger(
-                    exchange, name: "\(account.namespace).\(account.name)", transport: transport, logger: logger.with("kubernetes.service_account", "\(account)"))
+                    exchange, name: "\(account.namespace).\(account.name)", transport: transport,
+                    logger: logger.with("kubernetes.service_account", "\(account)"))
             }
         }
-        self.nodeServices = pods.map { pods in
-            [KubeletPodWatcher(podsDirectory: pods.settings.podsDirectory, audience: pods.settings.audience, registry: pods.registry, logger: logger), pods]
-        } ?? []
+        self.nodeServices =
+            pods.map { pods in
+                [
+                    KubeletPodWatcher(
+                        podsDirectory: pods.settings.podsDirectory, audience: pods.settings.audience, registry: pods.registry, logger: logger), pods,
+                ]
+            } ?? []
         self.broker = Broker(
             identities: [], cache: cache, defaultMinimumValidity: configuration.cache.minValiditySeconds, logger: logger,
             rateLimiter: RateLimiter(
@@ -80,7 +85,9 @@ final class BrokerRuntime: Service, Sendable {
         var kept: [String] = [], added: [String] = []
         for identity in configuration.identities {
             let policy = AccessPolicy(rules: identity.allow, daemonUID: daemonUID)
-            if let existing = old[identity.name], existing.configuration.source == identity.source, existing.configuration.exchange == identity.exchange {
+            if let existing = old[identity.name], existing.configuration.source == identity.source,
+                existing.configuration.exchange == identity.exchange
+            {
                 // Same source and exchange: same tokens. Allow rules and prefetch may change freely.
                 next.append(Broker.Identity(configuration: identity, source: existing.source, policy: policy))
                 kept.append(identity.name)

@@ -1,8 +1,8 @@
+import BrokerServer
 import DevIdentityProvider
 import FoundationEssentials
 import Glibc
 public import Logging
-import BrokerServer
 import TokenExchange
 
 /// `tokenbrokerd --dev`: a local OIDC issuer and Entra-compatible token service in
@@ -30,7 +30,8 @@ public enum DevMode {
             IdentityConfiguration(
                 name: "default",
                 source: .file(path: endpoints.tokenFile),
-                exchange: .entra(try EntraConfiguration(tenantId: endpoints.tenantId, clientId: endpoints.clientId, authorityHost: endpoints.authorityHost)))
+                exchange: .entra(
+                    try EntraConfiguration(tenantId: endpoints.tenantId, clientId: endpoints.clientId, authorityHost: endpoints.authorityHost)))
         ]
         let socket = configuration.socket.path
         try await BrokerApplication.run(configuration: configuration, environment: environment, extraServices: [provider], logger: logger) {

@@ -8,7 +8,8 @@ import UnixSignals
 public enum DevProviderRunner {
     /// Starts the provider, then runs until SIGTERM/SIGINT.
     public static func run(
-        stateDirectory: String, extraSubjects: [String], extraClientIds: [String] = [], appSubjects: [String: [String]] = [:], accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
+        stateDirectory: String, extraSubjects: [String], extraClientIds: [String] = [], appSubjects: [String: [String]] = [:],
+        accessTokenLifetime: Int, assertionLifetime: Int, rotateEvery: Int?, logger: Logger
     ) async throws {
         var configuration = DevIdentityProviderConfiguration(stateDirectory: stateDirectory)
         configuration.extraSubjects = extraSubjects
@@ -20,7 +21,8 @@ public enum DevProviderRunner {
         let provider = DevIdentityProvider(configuration: configuration, logger: logger)
         let endpoints = try await provider.start()
         logger.info("dev provider ready", metadata: ["dev.issuer": "\(endpoints.issuerURL)", "dev.authority": "\(endpoints.authorityHost)"])
-        let group = ServiceGroup(configuration: .init(services: [.init(service: provider)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: provider)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -24,7 +24,9 @@ enum IdentityFactory {
             exchanger: try exchanger(identity.exchange, name: identity.name, transport: transport, now: now, logger: logger))
     }
 
-    private static func source(_ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger) -> any ManagedAssertionSource {
+    private static func source(
+        _ identity: IdentityConfiguration, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date, logger: Logger
+    ) -> any ManagedAssertionSource {
         switch identity.source {
         case .file(let path):
             return FileAssertionSource(path: path, now: now, logger: logger)
@@ -35,16 +37,21 @@ enum IdentityFactory {
             }
         case .githubActions(let audience, let url, let token):
             let fetcher = HTTPAssertionFetcher.githubActions(requestURL: url, requestToken: token, audience: audience, transport: transport, now: now)
-            return FetchedAssertionSource(origin: fetcher.origin, now: now, logger: logger) { () async throws(TokenExchangeError) in (try await fetcher.fetch(), nil) }
+            return FetchedAssertionSource(origin: fetcher.origin, now: now, logger: logger) { () async throws(TokenExchangeError) in
+                (try await fetcher.fetch(), nil)
+            }
         case .gcpMetadata(let audience, let baseURL):
             let fetcher = HTTPAssertionFetcher.gcpMetadata(baseURL: baseURL, audience: audience, transport: transport, now: now)
-            return FetchedAssertionSource(origin: fetcher.origin, now: now, logger: logger) { () async throws(TokenExchangeError) in (try await fetcher.fetch(), nil) }
+            return FetchedAssertionSource(origin: fetcher.origin, now: now, logger: logger) { () async throws(TokenExchangeError) in
+                (try await fetcher.fetch(), nil)
+            }
         }
     }
 
     /// Where an assertion is traded; `name` names it in logs and AWS session names.
     static func exchanger(
-        _ exchange: ExchangeConfiguration, name: String, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date = { Date() }, logger: Logger
+        _ exchange: ExchangeConfiguration, name: String, transport: AsyncHTTPTransport, now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger
     ) throws -> any TokenExchanger {
         switch exchange {
         case .entra(let entra): EntraExchanger(configuration: entra, transport: transport, now: now)

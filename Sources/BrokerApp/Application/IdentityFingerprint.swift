@@ -36,8 +36,10 @@ enum IdentityFingerprint {
         switch exchange {
         case .entra(let entra): ["exchange=entra", entra.tenantId, entra.clientId, entra.authorityHost]
         case .rfc8693(let sts):
-            ["exchange=rfc8693", sts.tokenEndpoint, sts.audience ?? "-", sts.resource ?? "-", sts.subjectTokenType, sts.requestedTokenType ?? "-",
-             sts.clientId ?? "-", sts.clientSecret.map { "secret:" + hex(SHA256.hash(data: Data($0.utf8))) } ?? "-"]
+            [
+                "exchange=rfc8693", sts.tokenEndpoint, sts.audience ?? "-", sts.resource ?? "-", sts.subjectTokenType, sts.requestedTokenType ?? "-",
+                sts.clientId ?? "-", sts.clientSecret.map { "secret:" + hex(SHA256.hash(data: Data($0.utf8))) } ?? "-",
+            ]
         case .awsSts(let aws): ["exchange=awsSts", aws.roleArn, aws.sessionName, String(aws.durationSeconds), aws.region, aws.endpoint]
         case .exec(let settings): ["exchange=exec"] + fields(settings)
         case .none: ["exchange=none"]

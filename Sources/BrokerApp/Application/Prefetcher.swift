@@ -24,7 +24,11 @@ struct Prefetcher: Service {
                             do throws(TokenExchangeError) {
                                 _ = try await runtime.cache.token(for: key)
                             } catch {
-                                logger.warning("prefetch failed", metadata: ["token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "error.code": "\(error.code.rawValue)"])
+                                logger.warning(
+                                    "prefetch failed",
+                                    metadata: [
+                                        "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "error.code": "\(error.code.rawValue)",
+                                    ])
                             }
                         }
                     }

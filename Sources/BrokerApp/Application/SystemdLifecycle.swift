@@ -29,7 +29,8 @@ struct SystemdLifecycle: Service {
     private let notifier = SystemdNotifier()
 
     init(
-        runtime: BrokerRuntime, server: any BrokerServer, servingLoops: @escaping @Sendable () -> LoopProbe, readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
+        runtime: BrokerRuntime, server: any BrokerServer, servingLoops: @escaping @Sendable () -> LoopProbe,
+        readiness: BrokerConfiguration.ReadinessSettings, prefetch: [TokenKey],
         reload: (@Sendable () throws -> BrokerConfiguration)?, logger: Logger, beforeReady: @escaping @Sendable () async throws -> Void = {},
         onReady: @escaping @Sendable () -> Void
     ) {
@@ -86,7 +87,8 @@ struct SystemdLifecycle: Service {
             }
         }
         let missing = readiness.mode == .token ? missingTokens() : []
-        let line = missing.isEmpty
+        let line =
+            missing.isEmpty
             ? statusLine()
             : "ready after \(readiness.timeoutSeconds) s without tokens for \(missing.map(\.description).joined(separator: "; ")); \(statusLine())"
         notifier.ready(status: line)
@@ -114,9 +116,12 @@ struct SystemdLifecycle: Service {
     func statusLine() -> String {
         let identities = runtime.broker.currentIdentities
         let lastError = identities.lazy.compactMap { identity in
-            runtime.cache.snapshot(identity: identity.configuration.name).compactMap(\.lastError).first.map { "\(identity.configuration.name): \($0.code.rawValue)" }
+            runtime.cache.snapshot(identity: identity.configuration.name).compactMap(\.lastError).first.map {
+                "\(identity.configuration.name): \($0.code.rawValue)"
+            }
         }.first
-        return "serving \(identities.count) identit\(identities.count == 1 ? "y" : "ies"), \(runtime.cache.count) cached token\(runtime.cache.count == 1 ? "" : "s"), "
+        return
+            "serving \(identities.count) identit\(identities.count == 1 ? "y" : "ies"), \(runtime.cache.count) cached token\(runtime.cache.count == 1 ? "" : "s"), "
             + "\(server.openConnections) connection\(server.openConnections == 1 ? "" : "s")"
             + (lastError.map { "; last error \($0)" } ?? "")
     }
@@ -128,7 +133,9 @@ struct SystemdLifecycle: Service {
     /// also takes the cache's lock): one frozen or blocked loop stops the pings, and
     /// systemd restarts us. The answer that is late is logged once, not every round.
     private func watchdog(every interval: Duration) async {
-        logger.info("watchdog enabled", metadata: ["watchdog.interval_ms": "\(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)"])
+        logger.info(
+            "watchdog enabled",
+            metadata: ["watchdog.interval_ms": "\(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)"])
         var withholding = false
         while !Task.isCancelled {
             let round = ContinuousClock.now
@@ -164,7 +171,9 @@ struct SystemdLifecycle: Service {
                 for issue in error.issues {
                     logger.error("reload rejected: \(issue)", metadata: ["config.origin": "\(error.origin)", "config.path": "\(issue.path)"])
                 }
-                notifier.ready(status: "reload failed (\(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")); kept the previous configuration; " + statusLine())
+                notifier.ready(
+                    status: "reload failed (\(error.issues.count) problem\(error.issues.count == 1 ? "" : "s")); kept the previous configuration; "
+                        + statusLine())
             } catch {
                 logger.error("reload rejected", metadata: ["error.message": "\(error)"])
                 notifier.ready(status: "reload failed; kept the previous configuration; " + statusLine())

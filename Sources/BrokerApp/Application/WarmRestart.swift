@@ -43,7 +43,8 @@ final class WarmRestart: Service, Sendable {
     func restore(from descriptor: Int32?) {
         guard let descriptor else {
             // Worth saying under systemd (was the store configured?); without it, a cold start is the rule.
-            logger.log(level: storing ? .info : .debug, "warm restart: no stored token cache; starting cold", metadata: ["restart.will_store": "\(storing)"])
+            logger.log(
+                level: storing ? .info : .debug, "warm restart: no stored token cache; starting cold", metadata: ["restart.will_store": "\(storing)"])
             return
         }
         do {
@@ -51,13 +52,16 @@ final class WarmRestart: Service, Sendable {
             let snapshot = try CacheSnapshot(decoding: bytes)
             let fingerprint = fingerprints()
             // Pods' identities are registered when a pod first asks: their tokens wait for it.
-            let summary = runtime.cache.restore(snapshot, fingerprint: fingerprint, deferring: { PodIdentities.isPodKey($0) && fingerprint($0) != nil })
-            logger.info("warm restart: restored \(summary.restored) of \(snapshot.entries.count) cached tokens", metadata: [
-                "restart.restored": "\(summary.restored)", "restart.expired": "\(summary.expired)",
-                "restart.identity_changed": "\(summary.identityChanged)", "restart.unknown_identity": "\(summary.unknownIdentity)",
-                "restart.kept_for_pods": "\(summary.deferred)",
-                "restart.bytes": "\(bytes.count)",
-            ])
+            let summary = runtime.cache.restore(
+                snapshot, fingerprint: fingerprint, deferring: { PodIdentities.isPodKey($0) && fingerprint($0) != nil })
+            logger.info(
+                "warm restart: restored \(summary.restored) of \(snapshot.entries.count) cached tokens",
+                metadata: [
+                    "restart.restored": "\(summary.restored)", "restart.expired": "\(summary.expired)",
+                    "restart.identity_changed": "\(summary.identityChanged)", "restart.unknown_identity": "\(summary.unknownIdentity)",
+                    "restart.kept_for_pods": "\(summary.deferred)",
+                    "restart.bytes": "\(bytes.count)",
+                ])
         } catch let error as SystemdSupportError {
             refuse(code: error.code.rawValue, error.message)
         } catch let error as CacheSnapshotError {
@@ -97,9 +101,11 @@ final class WarmRestart: Service, Sendable {
             let bytes = snapshot.encoded()
             try FileDescriptorStore.store(bytes, name: FileDescriptorStore.tokenCacheName)
             storedAt.withLock { $0 = changes }
-            logger.log(level: always ? .info : .debug, "warm restart: stored \(snapshot.entries.count) cached tokens", metadata: [
-                "restart.tokens": "\(snapshot.entries.count)", "restart.bytes": "\(bytes.count)",
-            ])
+            logger.log(
+                level: always ? .info : .debug, "warm restart: stored \(snapshot.entries.count) cached tokens",
+                metadata: [
+                    "restart.tokens": "\(snapshot.entries.count)", "restart.bytes": "\(bytes.count)",
+                ])
         } catch {
             logger.warning("warm restart: could not store the token cache (\(error)); the next start is cold")
         }

@@ -51,7 +51,8 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
     }
 
     /// Records one decision, made at `instant` (read from the clock when not given).
-    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil, at instant: C.Instant? = nil) {
+    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil, at instant: C.Instant? = nil)
+    {
         let now = instant ?? clock.now
         let sinceOrigin = TimeAmount(origin.duration(to: now)).nanoseconds
         if sinceOrigin < emptyUntil.load(ordering: .relaxed) {

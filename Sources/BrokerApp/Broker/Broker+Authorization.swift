@@ -19,7 +19,9 @@ extension Broker {
             guard let identity = identities.withLock({ $0[requested] }) else { return .failure(unknownIdentity(requested, peer: peer, scope: scope)) }
             guard identity.policy.allows(peer) else {
                 audit.record(.denied, identity: requested, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
-                return .failure(WireError(code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested)'" + available(to: peer)))
+                return .failure(
+                    WireError(code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested)'" + available(to: peer))
+                )
             }
             return .success(identity)
         }
@@ -35,10 +37,11 @@ extension Broker {
         }
         if count == 0, pods == nil, identities.withLock({ $0.isEmpty }) {
             audit.record(.denied, identity: nil, scope: scope, peer: peer, errorCode: WireErrorCode.forbidden.rawValue)
-            return .failure(WireError(
-                code: .forbidden,
-                message: "no identities are configured on this broker; add one to its configuration file (docs/configuration.md) "
-                    + "or start it with AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE set"))
+            return .failure(
+                WireError(
+                    code: .forbidden,
+                    message: "no identities are configured on this broker; add one to its configuration file (docs/configuration.md) "
+                        + "or start it with AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE set"))
         }
         if count == 1, let only, only.configuration.exchange.gives == wanted { return .success(only) }
         let allowed = count == 0 ? [] : currentIdentities.filter { $0.policy.allows(peer) }
@@ -59,7 +62,8 @@ extension Broker {
         if peer.uid == 0 || peer.uid == daemonUID {
             return WireError(code: .unknownIdentity, message: "no identity named '\(requested.prefix(64))'" + available(to: peer))
         }
-        return WireError(code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested.prefix(64))'" + available(to: peer))
+        return WireError(
+            code: .forbidden, message: "\(IdentityChoice.describe(peer)) may not use identity '\(requested.prefix(64))'" + available(to: peer))
     }
 
     /// "; yours: a, b" — the names `peer` may use (its own, so listing them tells it

@@ -20,7 +20,8 @@ extension Broker {
         case .status:
             response = BrokerResponse(id: request.id, ok: true, status: status(for: peer))
         case nil:
-            response = .failure(id: request.id, WireError(code: .unknownOp, message: "unknown op '\(request.op.prefix(64))'; expected token, status or ping"))
+            response = .failure(
+                id: request.id, WireError(code: .unknownOp, message: "unknown op '\(request.op.prefix(64))'; expected token, status or ping"))
         }
         countRequest(request.op, response.error?.code ?? "ok")
         return .now(response)
@@ -92,16 +93,20 @@ extension Broker {
     /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
     func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
         if logsEachAnswer.load(ordering: .relaxed) {
-            logger.debug("token served", metadata: peer.knownMetadata.merging(["token.identity": "\(key.identity)", "token.scope": "\(key.scope)"]) { _, new in new })
+            logger.debug(
+                "token served",
+                metadata: peer.knownMetadata.merging(["token.identity": "\(key.identity)", "token.scope": "\(key.scope)"]) { _, new in new })
         }
         audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: instant)
     }
 
     /// Logs and audits a failed token request; the error as the caller sees it.
     func failed(_ error: TokenExchangeError, key: TokenKey, peer: PeerCredentials) -> WireError {
-        logger.debug("token request failed", metadata: peer.knownMetadata.merging([
-            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "error.code": "\(error.code.rawValue)",
-        ]) { _, new in new })
+        logger.debug(
+            "token request failed",
+            metadata: peer.knownMetadata.merging([
+                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "error.code": "\(error.code.rawValue)",
+            ]) { _, new in new })
         audit.record(.failed, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: error.code.rawValue)
         return Self.wireError(error)
     }
@@ -114,7 +119,8 @@ extension Broker {
         let scope = (request.scope ?? request.resource).map { Self.isPlausibleScope($0) ? $0 : "(invalid)" }
         audit.record(.throttled, identity: identity, scope: scope, peer: peer, errorCode: WireErrorCode.throttled.rawValue)
         return WireError(
-            code: .throttled, message: "uid \(peer.uid) sends requests faster than this broker allows (limits.requestsPerSecondPerUID); retry in \(seconds) s",
+            code: .throttled,
+            message: "uid \(peer.uid) sends requests faster than this broker allows (limits.requestsPerSecondPerUID); retry in \(seconds) s",
             retryable: true, retryAfter: seconds)
     }
 }

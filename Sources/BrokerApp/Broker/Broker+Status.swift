@@ -77,7 +77,8 @@ extension Broker {
             return "the assertion in \(path) expired at \(Timestamp.iso8601(expiry)) and has not been replaced; is the file still being rotated?"
         }
         if let notBefore = claims.notBefore, notBefore.timeIntervalSince(now) > 60 {
-            return "the assertion in \(path) is not valid before \(Timestamp.iso8601(notBefore)); check the clocks of this host and the token's issuer"
+            return
+                "the assertion in \(path) is not valid before \(Timestamp.iso8601(notBefore)); check the clocks of this host and the token's issuer"
         }
         return nil
     }

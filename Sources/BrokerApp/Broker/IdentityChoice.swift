@@ -28,7 +28,9 @@ enum IdentityChoice {
         if fitting.count == 1 { return .success(fitting[0]) }
         if fitting.count > 1 {
             let names = fitting.map(\.configuration.name).sorted().joined(separator: ", ")
-            return .failure(WireError(code: .identityRequired, message: "several identities that give \(wanted.phrase) are available to you (\(names)); \(naming)"))
+            return .failure(
+                WireError(
+                    code: .identityRequired, message: "several identities that give \(wanted.phrase) are available to you (\(names)); \(naming)"))
         }
         if allowed.isEmpty {
             return .failure(WireError(code: .forbidden, message: "\(describe(caller)) may not use any identity"))
@@ -39,8 +41,10 @@ enum IdentityChoice {
         }
         let others = allowed.map(\.configuration.name).sorted().joined(separator: ", ")
         let otherKind: CredentialKind = wanted == .accessToken ? .awsCredentials : .accessToken
-        return .failure(WireError(
-            code: .forbidden, message: "no identity that gives \(wanted.phrase) is available to \(describe(caller)); yours give \(otherKind.phrase) (\(others))"))
+        return .failure(
+            WireError(
+                code: .forbidden,
+                message: "no identity that gives \(wanted.phrase) is available to \(describe(caller)); yours give \(otherKind.phrase) (\(others))"))
     }
 
     /// Why `identity`, named by the request, cannot serve it, or nil when it can.
@@ -51,13 +55,18 @@ enum IdentityChoice {
         case (.awsCredentials, _):
             // The role ARN as a scope is the cache's own key for it: accepted.
             guard let scope, scope != exchange.implicitScope?.value else { return nil }
-            return WireError(code: .badRequest, message: "identity '\(name)' gives AWS credentials for \(exchange.implicitScope?.value ?? "its role"), not access tokens; leave out 'scope'")
+            return WireError(
+                code: .badRequest,
+                message:
+                    "identity '\(name)' gives AWS credentials for \(exchange.implicitScope?.value ?? "its role"), not access tokens; leave out 'scope'"
+            )
         case (.accessToken, .accessToken):
             return nil
         case (.accessToken, .awsCredentials):
             return WireError(
                 code: .badRequest,
-                message: "identity '\(name)' gives access tokens, not AWS credentials" + (inferred ? "; op 'token' needs 'scope' (or IMDS-style 'resource')" : ""))
+                message: "identity '\(name)' gives access tokens, not AWS credentials"
+                    + (inferred ? "; op 'token' needs 'scope' (or IMDS-style 'resource')" : ""))
         }
     }
 

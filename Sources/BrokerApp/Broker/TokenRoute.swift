@@ -19,7 +19,8 @@ struct TokenRoute: Sendable {
     /// The App Service and IMDS endpoints (access tokens).
     static func managedIdentity(defaultIdentity: String?) -> TokenRoute {
         TokenRoute(
-            wanted: .accessToken, naming: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity", defaultIdentity: defaultIdentity)
+            wanted: .accessToken, naming: "pass client_id (AZURE_CLIENT_ID for most SDKs) or set compat.defaultIdentity",
+            defaultIdentity: defaultIdentity)
     }
 
     /// The AWS container credentials endpoint, whose path names the identity.

@@ -87,7 +87,8 @@ final class CompatEndpoints: HTTPService {
             return .refuse((Flavor.appService.error(400, "invalid_request", "Required query variable 'api-version' is missing"), "invalid_request"))
         }
         guard let variant = ManagedIdentityVersions.appService(version) else {
-            let message = "api-version '\(version.prefix(32))' is not supported; use 2019-08-01 (IDENTITY_ENDPOINT, X-IDENTITY-HEADER) or 2017-09-01 (MSI_ENDPOINT, secret)"
+            let message =
+                "api-version '\(version.prefix(32))' is not supported; use 2019-08-01 (IDENTITY_ENDPOINT, X-IDENTITY-HEADER) or 2017-09-01 (MSI_ENDPOINT, secret)"
             return .refuse((Flavor.appService.error(400, "invalid_request", message), "invalid_request"))
         }
         let flavor: Flavor = variant == .current ? .appService : .appService2017
@@ -110,7 +111,10 @@ final class CompatEndpoints: HTTPService {
         }
         let versions = request.queryValues("api-version")
         guard versions.count <= 1 else {
-            return ((imds ? Flavor.imds : .appService).error(400, "invalid_request", "query parameter 'api-version' is given more than once"), "invalid_request")
+            return (
+                (imds ? Flavor.imds : .appService).error(400, "invalid_request", "query parameter 'api-version' is given more than once"),
+                "invalid_request"
+            )
         }
         let flavor: Flavor
         switch self.flavor(of: request, imds: imds, version: versions.first) {

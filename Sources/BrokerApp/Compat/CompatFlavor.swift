@@ -51,6 +51,7 @@ enum Flavor {
 
     /// `{"error","error_description"}` for IMDS; `{"statusCode","message","error"}` for App Service.
     func error(_ status: Int, _ code: String, _ message: String) -> HTTPServiceResponse {
-        HTTPServiceResponse(status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
+        HTTPServiceResponse(
+            status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
     }
 }

@@ -1,8 +1,8 @@
 import BrokerServer
 import FoundationEssentials
 import Glibc
-import TokenExchange
 import TokenBrokerProtocol
+import TokenExchange
 
 /// Whether a request to a compatibility listener was addressed to this host: exactly one
 /// `Host` naming a loopback address (`localhost`, 127.0.0.0/8, `[::1]`, any port) and a
@@ -40,4 +40,3 @@ enum LoopbackRequest {
         LoopbackHost.isLoopback(hostHeader: value)
     }
 }
-

@@ -93,7 +93,9 @@ enum AllowRuleReader {
         case "systemdUnit":
             guard let unit = reader.string(value, at: path) else { return nil }
             guard isValidUnitRule(unit) else {
-                reader.report(path, "must be a unit name such as app.service or session-2.scope, or user@UID.service/NAME for a user unit, got '\(unit)'", value)
+                reader.report(
+                    path, "must be a unit name such as app.service or session-2.scope, or user@UID.service/NAME for a user unit, got '\(unit)'", value
+                )
                 return nil
             }
             return Entry(value: .systemdUnit(unit))

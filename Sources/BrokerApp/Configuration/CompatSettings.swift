@@ -46,9 +46,13 @@ public struct IdentityAliases: Sendable, Equatable {
 
 extension ConfigurationLoader {
     static func readCompat(_ node: Node?, into compat: inout CompatSettings, reader: inout NodeReader) {
-        guard let fields = reader.mapping(node, at: "compat", keys: ["tcp", "unix", "identityHeaderFile", "appServicePath", "defaultIdentity"]) else { return }
+        guard let fields = reader.mapping(node, at: "compat", keys: ["tcp", "unix", "identityHeaderFile", "appServicePath", "defaultIdentity"]) else {
+            return
+        }
         if let text = reader.string(fields["tcp"], at: "compat.tcp") {
-            if let address = loopbackAddress(text) { compat.tcp = address } else {
+            if let address = loopbackAddress(text) {
+                compat.tcp = address
+            } else {
                 reader.report(
                     "compat.tcp",
                     "must be a loopback address and port such as 127.0.0.1:8181 or [::1]:8181 (or \(CompatSettings.imdsAddress):80 inside a pod or network namespace), got '\(text)'; the endpoints are never served beyond this host",
@@ -63,7 +67,11 @@ extension ConfigurationLoader {
             }
         }
         if let path = reader.string(fields["identityHeaderFile"], at: "compat.identityHeaderFile") {
-            if path.hasPrefix("/") { compat.identityHeaderFile = path } else { reader.report("compat.identityHeaderFile", "must be an absolute path", fields["identityHeaderFile"]) }
+            if path.hasPrefix("/") {
+                compat.identityHeaderFile = path
+            } else {
+                reader.report("compat.identityHeaderFile", "must be an absolute path", fields["identityHeaderFile"])
+            }
         }
         if let path = reader.string(fields["appServicePath"], at: "compat.appServicePath") {
             if path.hasPrefix("/"), !path.contains("?"), path != CompatEndpoints.imdsPath {

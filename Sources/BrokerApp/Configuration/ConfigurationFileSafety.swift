@@ -36,14 +36,20 @@ public enum ConfigurationFileSafety {
         var warnings: [Warning] = []
         let writers = [(0o020, "its group"), (0o002, "every user")].filter { mode & UInt32($0.0) != 0 }.map(\.1)
         if !writers.isEmpty {
-            warnings.append(Warning(
-                path: path, mode: mode, owner: ownerID,
-                message: "configuration file \(path) (\(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"))
+            warnings.append(
+                Warning(
+                    path: path, mode: mode, owner: ownerID,
+                    message:
+                        "configuration file \(path) (\(modeText)) is writable by \(writers.joined(separator: " and ")): whoever can change it can grant themselves any identity; chmod go-w \(path)"
+                ))
         }
         if ownerID != 0 && ownerID != daemonUID {
-            warnings.append(Warning(
-                path: path, mode: mode, owner: ownerID,
-                message: "configuration file \(path) (\(modeText)) is owned by uid \(ownerID), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"))
+            warnings.append(
+                Warning(
+                    path: path, mode: mode, owner: ownerID,
+                    message:
+                        "configuration file \(path) (\(modeText)) is owned by uid \(ownerID), not root or the daemon's user (uid \(daemonUID)): its owner can grant themselves any identity; chown root \(path)"
+                ))
         }
         return warnings
     }

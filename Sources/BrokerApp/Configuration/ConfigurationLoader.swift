@@ -41,7 +41,13 @@ public enum ConfigurationLoader {
     }
 
     private static func read(_ root: Node, into configuration: inout BrokerConfiguration, environment: [String: String], reader: inout NodeReader) {
-        guard let top = reader.mapping(root, at: "", keys: ["socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities", "sinks", "allowNoIdentities"]) else { return }
+        guard
+            let top = reader.mapping(
+                root, at: "",
+                keys: [
+                    "socket", "limits", "cache", "upstream", "log", "readiness", "compat", "kubernetes", "identities", "sinks", "allowNoIdentities",
+                ])
+        else { return }
         reader.bool(top["allowNoIdentities"], at: "allowNoIdentities").map { configuration.allowNoIdentities = $0 }
 
         if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
@@ -53,30 +59,54 @@ public enum ConfigurationLoader {
                 }
             }
             if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
-                if let mode = UInt32(text, radix: 8), mode <= 0o777 { configuration.socket.mode = mode } else { reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node) }
+                if let mode = UInt32(text, radix: 8), mode <= 0o777 {
+                    configuration.socket.mode = mode
+                } else {
+                    reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node)
+                }
             }
             if let group = reader.string(socket["group"], at: "socket.group") {
                 // Resolved now so that check-config catches a group that does not exist.
-                if UInt32(group) != nil || getgrnam(group) != nil { configuration.socket.group = group } else { reader.report("socket.group", "no such group '\(group)'", socket["group"]) }
+                if UInt32(group) != nil || getgrnam(group) != nil {
+                    configuration.socket.group = group
+                } else {
+                    reader.report("socket.group", "no such group '\(group)'", socket["group"])
+                }
             }
         }
         if let limits = reader.mapping(top["limits"], at: "limits", keys: LimitsReader.keys) {
             LimitsReader.read(limits, into: &configuration.limits, reader: &reader)
         }
-        if let cache = reader.mapping(top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds", "maxConcurrentExchanges"]) {
-            reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map { configuration.cache.maxScopesPerIdentity = $0 }
-            reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map { configuration.cache.minValiditySeconds = $0 }
-            reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map { configuration.cache.minRefreshIntervalSeconds = $0 }
-            reader.int(cache["maxConcurrentExchanges"], at: "cache.maxConcurrentExchanges", in: 1...1024).map { configuration.cache.maxConcurrentExchanges = $0 }
+        if let cache = reader.mapping(
+            top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds", "maxConcurrentExchanges"])
+        {
+            reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map {
+                configuration.cache.maxScopesPerIdentity = $0
+            }
+            reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map {
+                configuration.cache.minValiditySeconds = $0
+            }
+            reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map {
+                configuration.cache.minRefreshIntervalSeconds = $0
+            }
+            reader.int(cache["maxConcurrentExchanges"], at: "cache.maxConcurrentExchanges", in: 1...1024).map {
+                configuration.cache.maxConcurrentExchanges = $0
+            }
         }
         if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) {
             configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
             if let file = configuration.upstream.caFile { checkCABundle(file, at: "upstream.caFile", node: upstream["caFile"], reader: &reader) }
             reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { configuration.upstream.timeoutSeconds = $0 }
-            reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map { configuration.upstream.allowInsecureLoopback = $0 }
+            reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map {
+                configuration.upstream.allowInsecureLoopback = $0
+            }
         }
         if let log = reader.mapping(top["log"], at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") {
-            if LogLevelName.parse(level) != nil { configuration.log.level = level } else { reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"]) }
+            if LogLevelName.parse(level) != nil {
+                configuration.log.level = level
+            } else {
+                reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"])
+            }
         }
         if let node = NodeReader.present(top["readiness"]) {
             readReadiness(node, into: &configuration.readiness, reader: &reader)
@@ -101,7 +131,11 @@ public enum ConfigurationLoader {
 extension ConfigurationLoader {
     static func readReadiness(_ node: Node, into readiness: inout BrokerConfiguration.ReadinessSettings, reader: inout NodeReader) {
         func mode(_ text: String, _ node: Node?, _ path: String) {
-            if let mode = BrokerConfiguration.ReadinessSettings.Mode(rawValue: text) { readiness.mode = mode } else { reader.report(path, "must be listening or token, got '\(text)'", node) }
+            if let mode = BrokerConfiguration.ReadinessSettings.Mode(rawValue: text) {
+                readiness.mode = mode
+            } else {
+                reader.report(path, "must be listening or token, got '\(text)'", node)
+            }
         }
         if node.scalar != nil {
             if let text = reader.string(node, at: "readiness") { mode(text, node, "readiness") }

@@ -6,7 +6,8 @@ enum IdentityReader {
         guard let fields = reader.mapping(node, at: path, keys: ["name", "source", "exchange", "allow", "prefetch", "aliases"]) else { return nil }
         let name = reader.requiredString(fields["name"], at: "\(path).name", parent: node)
         if let name, !isValidName(name) {
-            reader.report("\(path).name", "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-', starting with a letter or digit", fields["name"])
+            reader.report(
+                "\(path).name", "must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-', starting with a letter or digit", fields["name"])
         }
         let source = readSource(fields["source"], at: "\(path).source", parent: node, environment: environment, reader: &reader)
         let exchange = readExchange(fields["exchange"], at: "\(path).exchange", parent: node, reader: &reader)

@@ -2,7 +2,9 @@ import TokenExchange
 
 /// Reads `kubernetes:` (node mode).
 enum KubernetesReader {
-    static let keys: Set<String> = ["podsDirectory", "audience", "callerEnvironment", "tenantId", "authorityHost", "serviceAccounts", "forgetAfterSeconds"]
+    static let keys: Set<String> = [
+        "podsDirectory", "audience", "callerEnvironment", "tenantId", "authorityHost", "serviceAccounts", "forgetAfterSeconds",
+    ]
 
     static func read(_ node: Node, reader: inout NodeReader) -> KubernetesSettings? {
         // `kubernetes: {}` turns node mode on with every default.
@@ -17,7 +19,9 @@ enum KubernetesReader {
         }
         if let audience = reader.string(fields["audience"], at: "kubernetes.audience") { settings.audience = audience }
         if let environment = reader.bool(fields["callerEnvironment"], at: "kubernetes.callerEnvironment") { settings.callerEnvironment = environment }
-        if let seconds = reader.int(fields["forgetAfterSeconds"], at: "kubernetes.forgetAfterSeconds", in: 0...86_400) { settings.forgetAfterSeconds = seconds }
+        if let seconds = reader.int(fields["forgetAfterSeconds"], at: "kubernetes.forgetAfterSeconds", in: 0...86_400) {
+            settings.forgetAfterSeconds = seconds
+        }
         let authority = reader.string(fields["authorityHost"], at: "kubernetes.authorityHost") ?? settings.authorityHost
         let tenant = reader.string(fields["tenantId"], at: "kubernetes.tenantId")
         // The same checks as an identity's Entra exchange (a placeholder client id stands in).

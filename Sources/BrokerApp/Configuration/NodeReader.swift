@@ -1,4 +1,3 @@
-
 /// Walks a YAML node tree, collecting every problem with its path instead of
 /// stopping at the first.
 struct NodeReader {

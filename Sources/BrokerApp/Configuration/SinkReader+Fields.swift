@@ -10,7 +10,8 @@ extension SinkReader {
         if let name = reader.string(node, at: "\(path).identity") {
             if let identity = identities.first(where: { $0.name == name }) { return identity }
             let known = identities.map(\.name)
-            reader.report("\(path).identity", "no identity '\(name)' is defined\(known.isEmpty ? "" : "; identities: \(known.joined(separator: ", "))")", node)
+            reader.report(
+                "\(path).identity", "no identity '\(name)' is defined\(known.isEmpty ? "" : "; identities: \(known.joined(separator: ", "))")", node)
             return nil
         }
         if NodeReader.present(node) != nil { return nil }  // present but not a string: reported
@@ -23,7 +24,8 @@ extension SinkReader {
         case 0:
             reader.report("\(path).identity", "is required: no identity gives \(kind) for format \(format.rawValue)", parent)
         default:
-            reader.report("\(path).identity", "is required: several identities give \(kind) (\(candidates.map(\.name).joined(separator: ", ")))", parent)
+            reader.report(
+                "\(path).identity", "is required: several identities give \(kind) (\(candidates.map(\.name).joined(separator: ", ")))", parent)
         }
         return nil
     }
@@ -72,7 +74,8 @@ extension SinkReader {
                 return nil
             }
             guard executable.hasPrefix("/") else {
-                reader.report("\(path).command", "'\(executable)' is not an absolute path; the command runs without a shell or PATH lookup", fields["command"])
+                reader.report(
+                    "\(path).command", "'\(executable)' is not an absolute path; the command runs without a shell or PATH lookup", fields["command"])
                 return nil
             }
             let timeout = reader.int(fields["timeoutSeconds"], at: "\(path).timeoutSeconds", in: 1...3600) ?? 30

@@ -27,34 +27,47 @@ enum SinkReader {
         var valid = true
         var format = SinkSettings.Format.token
         if let text = reader.string(fields["format"], at: "\(path).format") {
-            if let parsed = SinkSettings.Format(rawValue: text) { format = parsed } else {
-                reader.report("\(path).format", "must be one of \(SinkSettings.Format.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'", fields["format"])
+            if let parsed = SinkSettings.Format(rawValue: text) {
+                format = parsed
+            } else {
+                reader.report(
+                    "\(path).format", "must be one of \(SinkSettings.Format.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'",
+                    fields["format"])
                 valid = false
             }
         }
         let scopeText = reader.string(fields["scope"], at: "\(path).scope")
-        let identity = resolveIdentity(fields["identity"], format: format, scopeGiven: scopeText != nil, at: path, parent: node, identities: identities, reader: &reader)
+        let identity = resolveIdentity(
+            fields["identity"], format: format, scopeGiven: scopeText != nil, at: path, parent: node, identities: identities, reader: &reader)
         let filePath = readPath(fields["path"], at: "\(path).path", parent: node, reader: &reader)
         var scope: Scope?
         if let identity {
             let isAWS = identity.exchange.implicitScope != nil
             if isAWS, format == .token || format == .header {
-                reader.report("\(path).format", "identity '\(identity.name)' gives AWS credentials, not an access token; use aws-credentials, env or json", fields["format"] ?? node)
+                reader.report(
+                    "\(path).format", "identity '\(identity.name)' gives AWS credentials, not an access token; use aws-credentials, env or json",
+                    fields["format"] ?? node)
                 valid = false
             } else if !isAWS, format == .awsCredentials {
-                reader.report("\(path).format", "identity '\(identity.name)' gives access tokens, not AWS credentials; use token, header, json or env", fields["format"])
+                reader.report(
+                    "\(path).format", "identity '\(identity.name)' gives access tokens, not AWS credentials; use token, header, json or env",
+                    fields["format"])
                 valid = false
             }
             if let implicit = identity.exchange.implicitScope {
                 if scopeText != nil {
-                    reader.report("\(path).scope", "leave it out: AWS identity '\(identity.name)' gives credentials for its role, not for a scope", fields["scope"])
+                    reader.report(
+                        "\(path).scope", "leave it out: AWS identity '\(identity.name)' gives credentials for its role, not for a scope",
+                        fields["scope"])
                     valid = false
                 }
                 scope = implicit
             } else if let scopeText {
                 scope = Scope(scopeText)
             } else {
-                reader.report("\(path).scope", "is required: identity '\(identity.name)' gives access tokens for a scope, e.g. https://storage.azure.com/.default", node)
+                reader.report(
+                    "\(path).scope",
+                    "is required: identity '\(identity.name)' gives access tokens for a scope, e.g. https://storage.azure.com/.default", node)
             }
         }
         guard let identity, let scope, let filePath, valid else {
@@ -75,7 +88,10 @@ enum SinkReader {
         if let node = fields["mode"], let text = reader.string(node, at: "\(path).mode") {
             if let mode = UInt32(text, radix: 8), mode <= 0o777 {
                 if mode & 0o117 != 0 {
-                    reader.report("\(path).mode", "\(text) gives others access or someone execute; a token file is read by its owner or group only (0440, 0400, 0640 or 0600)", node)
+                    reader.report(
+                        "\(path).mode",
+                        "\(text) gives others access or someone execute; a token file is read by its owner or group only (0440, 0400, 0640 or 0600)",
+                        node)
                 } else if mode & 0o440 == 0 {
                     reader.report("\(path).mode", "\(text) lets no one read the file; use 0440 or 0400", node)
                 } else {
@@ -86,7 +102,11 @@ enum SinkReader {
             }
         }
         if let owner = reader.string(fields["owner"], at: "\(path).owner") {
-            if case .failure(let error) = SinkOwner.resolve(owner) { reader.report("\(path).owner", error.message, fields["owner"]) } else { sink.owner = owner }
+            if case .failure(let error) = SinkOwner.resolve(owner) {
+                reader.report("\(path).owner", error.message, fields["owner"])
+            } else {
+                sink.owner = owner
+            }
         }
         if let seconds = reader.int(fields["refreshBeforeExpirySeconds"], at: "\(path).refreshBeforeExpirySeconds", in: 0...86_400) {
             sink.refreshBeforeExpirySeconds = seconds

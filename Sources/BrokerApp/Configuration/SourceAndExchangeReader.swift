@@ -5,7 +5,9 @@ import TokenExchange
 /// Reads an identity's `source:` and `exchange:`: one key naming the kind, its
 /// settings below it.
 extension IdentityReader {
-    static func readSource(_ node: Node?, at path: String, parent: Node, environment: [String: String], reader: inout NodeReader) -> AssertionSourceConfiguration? {
+    static func readSource(
+        _ node: Node?, at path: String, parent: Node, environment: [String: String], reader: inout NodeReader
+    ) -> AssertionSourceConfiguration? {
         guard NodeReader.present(node) != nil else {
             reader.report(path, "is required, e.g. { file: /var/run/secrets/azure/tokens/azure-identity-token }", parent)
             return nil
@@ -36,8 +38,12 @@ extension IdentityReader {
             let audience = reader.string(settings["audience"], at: "\(here).audience")
             // The runner sets both only for jobs with `permissions: id-token: write`.
             guard let url = environment["ACTIONS_ID_TOKEN_REQUEST_URL"], !url.isEmpty,
-                  let token = environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"], !token.isEmpty else {
-                reader.report(here, "needs ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN in the environment (a GitHub Actions job with permissions: id-token: write)", value)
+                let token = environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"], !token.isEmpty
+            else {
+                reader.report(
+                    here,
+                    "needs ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN in the environment (a GitHub Actions job with permissions: id-token: write)",
+                    value)
                 return nil
             }
             return .githubActions(audience: audience, requestURL: url, requestToken: token)
@@ -120,12 +126,13 @@ extension IdentityReader {
             }
         }
         do {
-            return .rfc8693(try RFC8693Configuration(
-                tokenEndpoint: endpoint, audience: reader.string(fields["audience"], at: "\(path).audience"),
-                resource: reader.string(fields["resource"], at: "\(path).resource"),
-                subjectTokenType: reader.string(fields["subjectTokenType"], at: "\(path).subjectTokenType") ?? RFC8693Configuration.jwtTokenType,
-                requestedTokenType: reader.string(fields["requestedTokenType"], at: "\(path).requestedTokenType"),
-                clientId: reader.string(fields["clientId"], at: "\(path).clientId"), clientSecret: secret))
+            return .rfc8693(
+                try RFC8693Configuration(
+                    tokenEndpoint: endpoint, audience: reader.string(fields["audience"], at: "\(path).audience"),
+                    resource: reader.string(fields["resource"], at: "\(path).resource"),
+                    subjectTokenType: reader.string(fields["subjectTokenType"], at: "\(path).subjectTokenType") ?? RFC8693Configuration.jwtTokenType,
+                    requestedTokenType: reader.string(fields["requestedTokenType"], at: "\(path).requestedTokenType"),
+                    clientId: reader.string(fields["clientId"], at: "\(path).clientId"), clientSecret: secret))
         } catch {
             let field = keys.sorted().first { error.message.hasPrefix($0) } ?? "tokenEndpoint"
             reader.report("\(path).\(field == "clientSecret" ? "clientSecretFile" : field)", error.message, fields[field] ?? node)
@@ -138,11 +145,14 @@ extension IdentityReader {
         guard let fields = reader.mapping(node, at: path, keys: keys) else { return nil }
         guard let role = reader.requiredString(fields["roleArn"], at: "\(path).roleArn", parent: node) else { return nil }
         do {
-            return .awsSts(try AWSSTSConfiguration(
-                roleArn: role, sessionName: reader.string(fields["sessionName"], at: "\(path).sessionName") ?? AWSSTSConfiguration.defaultSessionName,
-                durationSeconds: reader.int(fields["durationSeconds"], at: "\(path).durationSeconds", in: 1...86_400) ?? AWSSTSConfiguration.defaultDurationSeconds,
-                region: reader.string(fields["region"], at: "\(path).region") ?? AWSSTSConfiguration.defaultRegion,
-                endpoint: reader.string(fields["endpoint"], at: "\(path).endpoint")))
+            return .awsSts(
+                try AWSSTSConfiguration(
+                    roleArn: role,
+                    sessionName: reader.string(fields["sessionName"], at: "\(path).sessionName") ?? AWSSTSConfiguration.defaultSessionName,
+                    durationSeconds: reader.int(fields["durationSeconds"], at: "\(path).durationSeconds", in: 1...86_400)
+                        ?? AWSSTSConfiguration.defaultDurationSeconds,
+                    region: reader.string(fields["region"], at: "\(path).region") ?? AWSSTSConfiguration.defaultRegion,
+                    endpoint: reader.string(fields["endpoint"], at: "\(path).endpoint")))
         } catch {
             let field = keys.sorted().first { error.message.hasPrefix($0) } ?? "roleArn"
             reader.report("\(path).\(field)", error.message, fields[field] ?? node)
@@ -153,7 +163,10 @@ extension IdentityReader {
     /// `command`, `timeoutSeconds`, `env` of an exec plugin.
     private static func readExec(_ settings: [String: Node], at path: String, node: Node, reader: inout NodeReader) -> ExecSettings? {
         guard let list = reader.sequence(settings["command"], at: "\(path).command") else {
-            if settings["command"] == nil { reader.report("\(path).command", "is required: the plugin's absolute path and arguments, e.g. [/usr/libexec/tokenbroker/plugin, --flag]", node) }
+            if settings["command"] == nil {
+                reader.report(
+                    "\(path).command", "is required: the plugin's absolute path and arguments, e.g. [/usr/libexec/tokenbroker/plugin, --flag]", node)
+            }
             return nil
         }
         var command: [String] = []

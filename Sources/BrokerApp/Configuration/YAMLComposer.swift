@@ -52,7 +52,8 @@ private struct Composer {
         _ = try next()  // document end
         let after = try next()
         guard after.type == YAML_STREAM_END_EVENT else {
-            throw Self.error("but found another document", at: after.mark, cause: ("expected a single document in the stream", Node.Mark(line: 1, column: 1)))
+            throw Self.error(
+                "but found another document", at: after.mark, cause: ("expected a single document in the stream", Node.Mark(line: 1, column: 1)))
         }
         return root
     }

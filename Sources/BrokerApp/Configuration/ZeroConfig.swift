@@ -12,7 +12,9 @@ enum ZeroConfig {
         guard !present.isEmpty else { return }
         guard present.count == names.count else {
             let missing = names.filter { !present.contains($0) }
-            reader.report("env", "\(present.joined(separator: ", ")) set but \(missing.joined(separator: ", ")) missing; the zero-config identity needs all three")
+            reader.report(
+                "env",
+                "\(present.joined(separator: ", ")) set but \(missing.joined(separator: ", ")) missing; the zero-config identity needs all three")
             return
         }
         guard !configuration.identities.contains(where: { $0.name == identityName }) else { return }

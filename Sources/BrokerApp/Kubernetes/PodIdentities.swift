@@ -76,12 +76,13 @@ final class PodIdentities: Service, Sendable {
     func resolve(_ request: BrokerRequest, peer: PeerCredentials, podUID: String, scope: String?) -> Outcome {
         guard let tokens = registry.tokens(ofPod: podUID), !tokens.isEmpty else {
             let known = registry.tokens(ofPod: podUID) != nil
-            return .refused(WireError(
-                code: known ? .assertionUnavailable : .forbidden,
-                message: known
-                    ? "pod \(podUID) has no projected service-account token with audience \(settings.audience) (add one: docs/kubernetes.md)"
-                    : "pod \(podUID) is not on this node (deleted, or not started by this node's kubelet)",
-                retryable: known))
+            return .refused(
+                WireError(
+                    code: known ? .assertionUnavailable : .forbidden,
+                    message: known
+                        ? "pod \(podUID) has no projected service-account token with audience \(settings.audience) (add one: docs/kubernetes.md)"
+                        : "pod \(podUID) is not on this node (deleted, or not started by this node's kubelet)",
+                    retryable: known))
         }
         let token: PodToken
         switch choose(from: tokens, volume: request.volume, podUID: podUID) {
@@ -94,7 +95,9 @@ final class PodIdentities: Service, Sendable {
         case .failure(let error): return .refused(error)
         }
         let scopeText = exchange.implicitScope?.value ?? scope ?? ""
-        guard !scopeText.isEmpty else { return .refused(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')")) }
+        guard !scopeText.isEmpty else {
+            return .refused(WireError(code: .badRequest, message: "op 'token' needs 'scope' (or IMDS-style 'resource')"))
+        }
         let identity: String
         do {
             identity = try register(exchange, for: token)
@@ -110,26 +113,38 @@ final class PodIdentities: Service, Sendable {
     private func choose(from tokens: [PodToken], volume: String?, podUID: String) -> Result<PodToken, WireError> {
         guard let volume else {
             if tokens.count == 1 { return .success(tokens[0]) }
-            return .failure(WireError(
-                code: .identityRequired,
-                message: "pod \(podUID) has \(tokens.count) projected service-account tokens (\(tokens.map(\.location).joined(separator: ", "))); name one with 'volume'"))
+            return .failure(
+                WireError(
+                    code: .identityRequired,
+                    message:
+                        "pod \(podUID) has \(tokens.count) projected service-account tokens (\(tokens.map(\.location).joined(separator: ", "))); name one with 'volume'"
+                ))
         }
         let matches = tokens.filter { $0.location == volume || $0.volume == volume }
         guard matches.count == 1 else {
-            return .failure(WireError(
-                code: matches.isEmpty ? .unknownIdentity : .identityRequired,
-                message: "volume '\(volume.prefix(128))' names \(matches.isEmpty ? "none" : "several") of this pod's tokens (\(tokens.map(\.location).joined(separator: ", ")))"))
+            return .failure(
+                WireError(
+                    code: matches.isEmpty ? .unknownIdentity : .identityRequired,
+                    message:
+                        "volume '\(volume.prefix(128))' names \(matches.isEmpty ? "none" : "several") of this pod's tokens (\(tokens.map(\.location).joined(separator: ", ")))"
+                ))
         }
         return .success(matches[0])
     }
 
     /// The configured exchange for `account`, else the Entra app the caller names (in the
     /// request, or with `callerEnvironment` in its environment), else AWS by `AWS_ROLE_ARN`.
-    private func exchangeFor(_ account: ServiceAccount, request: BrokerRequest, peer: PeerCredentials, scope: String?) -> Result<ExchangeConfiguration, WireError> {
+    private func exchangeFor(
+        _ account: ServiceAccount, request: BrokerRequest, peer: PeerCredentials, scope: String?
+    ) -> Result<ExchangeConfiguration, WireError> {
         if let rule = settings.serviceAccounts.first(where: { $0.matches(account) }) {
             if let asked = request.clientId, case .entra(let entra) = rule.exchange, asked.lowercased() != entra.clientId.lowercased() {
-                return .failure(WireError(
-                    code: .forbidden, message: "service account \(account) is mapped to client id \(entra.clientId) by kubernetes.serviceAccounts; leave out 'clientId'"))
+                return .failure(
+                    WireError(
+                        code: .forbidden,
+                        message:
+                            "service account \(account) is mapped to client id \(entra.clientId) by kubernetes.serviceAccounts; leave out 'clientId'")
+                )
             }
             return .success(rule.exchange)
         }
@@ -142,11 +157,12 @@ final class PodIdentities: Service, Sendable {
             }
         }
         guard let clientId = request.clientId ?? environment["AZURE_CLIENT_ID"] else {
-            return .failure(WireError(
-                code: .badRequest,
-                message: "no exchange for service account \(account): name the Entra app with 'clientId'"
-                    + (settings.callerEnvironment ? " (the caller has no AZURE_CLIENT_ID)" : " (or set kubernetes.callerEnvironment)")
-                    + ", or map the account in kubernetes.serviceAccounts"))
+            return .failure(
+                WireError(
+                    code: .badRequest,
+                    message: "no exchange for service account \(account): name the Entra app with 'clientId'"
+                        + (settings.callerEnvironment ? " (the caller has no AZURE_CLIENT_ID)" : " (or set kubernetes.callerEnvironment)")
+                        + ", or map the account in kubernetes.serviceAccounts"))
         }
         guard let tenant = request.tenantId ?? environment["AZURE_TENANT_ID"] ?? settings.tenantId else {
             return .failure(WireError(code: .badRequest, message: "no Entra tenant: name it with 'tenantId', or set kubernetes.tenantId"))
@@ -168,9 +184,11 @@ final class PodIdentities: Service, Sendable {
             var clientId: String?
             if case .entra(let entra) = exchange { clientId = entra.clientId }
             table[identity] = Registration(subject: token.subject, account: token.account, clientId: clientId)
-            logger.info("service account served", metadata: [
-                "kubernetes.service_account": "\(token.account)", "token.identity": "\(identity)", "exchange.kind": "\(exchange.kind)",
-            ])
+            logger.info(
+                "service account served",
+                metadata: [
+                    "kubernetes.service_account": "\(token.account)", "token.identity": "\(identity)", "exchange.kind": "\(exchange.kind)",
+                ])
         }
         return identity
     }

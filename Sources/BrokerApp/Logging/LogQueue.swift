@@ -1,9 +1,9 @@
+import DetachedThread
 import Dispatch
 import FoundationEssentials
 import Glibc
 import Logging
 import Synchronization
-import DetachedThread
 
 /// Hands log records to their sink (stderr, the journal) on a thread of its own, so that
 /// no thread that serves callers ever waits for a log write. A full pipe that nobody reads,
@@ -77,9 +77,10 @@ final class LogQueue: Sendable {
             }
             for record in batch.records { record.handler.log(event: record.event) }
             if batch.dropped > 0, let handler = batch.records.last?.handler {
-                handler.log(event: LogEvent(
-                    level: .warning, message: "\(batch.dropped) log records dropped: the log sink did not keep up (the daemon kept serving)",
-                    metadata: ["log.dropped": "\(batch.dropped)"], source: "BrokerApp", file: #fileID, function: #function, line: #line))
+                handler.log(
+                    event: LogEvent(
+                        level: .warning, message: "\(batch.dropped) log records dropped: the log sink did not keep up (the daemon kept serving)",
+                        metadata: ["log.dropped": "\(batch.dropped)"], source: "BrokerApp", file: #fileID, function: #function, line: #line))
             }
             state.withLock { $0.written += UInt64(batch.records.count) }
         }

@@ -1,8 +1,8 @@
 import AssertionSources
 import BrokerServer
+import CoreMetrics
 import FoundationEssentials
 import Glibc
-import CoreMetrics
 import Metrics
 import Prometheus
 import Synchronization
@@ -124,7 +124,9 @@ final class BrokerMetrics: MetricsExposition {
                 gauges.removeValue(forKey: key)
             }
             for (key, value) in values {
-                let gauge = gauges[key] ?? registry.makeGauge(descriptor: MetricNameDescriptor(metricName: value.name, unitName: "", helpText: ""), labels: value.labels)
+                let gauge =
+                    gauges[key]
+                    ?? registry.makeGauge(descriptor: MetricNameDescriptor(metricName: value.name, unitName: "", helpText: ""), labels: value.labels)
                 gauges[key] = gauge
                 gauge.set(value.value)
             }

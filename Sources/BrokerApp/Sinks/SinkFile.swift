@@ -88,7 +88,8 @@ extension SinkFile {
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var info = Glibc.stat()
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG, UInt32(info.st_mode & 0o7777) == mode, info.st_uid == uid, info.st_gid == gid,
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG, UInt32(info.st_mode & 0o7777) == mode, info.st_uid == uid,
+            info.st_gid == gid,
             Int(info.st_size) == bytes.count
         else { return nil }
         var content = [UInt8](repeating: 0, count: bytes.count + 1)

@@ -19,7 +19,8 @@ extension SinkSettings.Format {
             return Array("Authorization: Bearer \(token.value)\n".utf8)
         case .json:
             var response = BrokerResponse(
-                id: nil, ok: true, token: token.value, tokenType: token.tokenType, expiresOn: expiresOn, expiresIn: cached.expiresIn.components.seconds,
+                id: nil, ok: true, token: token.value, tokenType: token.tokenType, expiresOn: expiresOn,
+                expiresIn: cached.expiresIn.components.seconds,
                 identity: cached.key.identity, scope: cached.key.scope.value)
             if let aws = token.awsCredentials {
                 response = BrokerResponse(
@@ -30,7 +31,8 @@ extension SinkSettings.Format {
         case .awsCredentials:
             guard let aws = token.awsCredentials else { throw SinkError(.unsafeToken, "the identity gave no AWS credentials") }
             for part in [aws.accessKeyId, aws.secretAccessKey, aws.sessionToken] { try Self.check(part, "aws-credentials") }
-            return Array("""
+            return Array(
+                """
                 [default]
                 aws_access_key_id = \(aws.accessKeyId)
                 aws_secret_access_key = \(aws.secretAccessKey)
@@ -40,7 +42,8 @@ extension SinkSettings.Format {
         case .env:
             if let aws = token.awsCredentials {
                 for part in [aws.accessKeyId, aws.secretAccessKey, aws.sessionToken] { try Self.check(part, "env") }
-                return Array("""
+                return Array(
+                    """
                     AWS_ACCESS_KEY_ID=\(aws.accessKeyId)
                     AWS_SECRET_ACCESS_KEY=\(aws.secretAccessKey)
                     AWS_SESSION_TOKEN=\(aws.sessionToken)

@@ -29,7 +29,9 @@ enum SinkOwner {
             return .failure(SinkError(.unknownOwner, "no such user '\(user)'"))
         }
         guard parts.count == 2 else {
-            guard let primaryGroup else { return .failure(SinkError(.unknownOwner, "uid \(uid) has no entry in the user database; name its group as \(uid):GROUP")) }
+            guard let primaryGroup else {
+                return .failure(SinkError(.unknownOwner, "uid \(uid) has no entry in the user database; name its group as \(uid):GROUP"))
+            }
             return .success((uid, primaryGroup))
         }
         let group = parts[1]

@@ -28,17 +28,24 @@ enum SinkPathSafety {
             return SinkError(.directoryMissing, "\(directory) \(RegularFile.kind(info.st_mode)), not a directory")
         }
         if info.st_mode & othersWrite != 0 {
-            return SinkError(.unsafeDirectory, "the directory \(directory) is writable by others (mode \(octal(info.st_mode))); use a directory only root or the daemon's user can write")
+            return SinkError(
+                .unsafeDirectory,
+                "the directory \(directory) is writable by others (mode \(octal(info.st_mode))); use a directory only root or the daemon's user can write"
+            )
         }
         if info.st_uid != 0, info.st_uid != daemonUID, !alsoAllowed.contains(info.st_uid) {
-            return SinkError(.unsafeDirectory, "the directory \(directory) is owned by uid \(info.st_uid); it must be owned by root or the daemon's user (uid \(daemonUID))")
+            return SinkError(
+                .unsafeDirectory,
+                "the directory \(directory) is owned by uid \(info.st_uid); it must be owned by root or the daemon's user (uid \(daemonUID))")
         }
         var ancestor = directory
         while ancestor != "/" {
             ancestor = parent(of: ancestor)
             guard stat(ancestor, &info) == 0 else { continue }
             if info.st_mode & othersWrite != 0, info.st_mode & sticky == 0 {
-                return SinkError(.unsafeDirectory, "the directory \(ancestor) above \(path) is writable by others without the sticky bit (mode \(octal(info.st_mode)))")
+                return SinkError(
+                    .unsafeDirectory,
+                    "the directory \(ancestor) above \(path) is writable by others without the sticky bit (mode \(octal(info.st_mode)))")
             }
         }
         return nil

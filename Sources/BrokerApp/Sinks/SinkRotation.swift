@@ -18,9 +18,11 @@ struct SinkRotation: Sendable {
             let configuration = ExecPluginConfiguration(
                 command: command, environment: ["TOKENBROKER_SINK_PATH": path], timeout: .seconds(timeoutSeconds), maxOutputBytes: 64 << 10)
             let problem = await HookCommand(configuration, name: "onRotate of \(path)", logger: logger).run()
-            logger.info("sink rotate command ran", metadata: [
-                "sink.path": "\(path)", "sink.command": "\(command[0])", "sink.outcome": "\(problem ?? "exited with status 0")",
-            ])
+            logger.info(
+                "sink rotate command ran",
+                metadata: [
+                    "sink.path": "\(path)", "sink.command": "\(command[0])", "sink.outcome": "\(problem ?? "exited with status 0")",
+                ])
             return problem.map { SinkError(.rotateFailed, "onRotate command \(command[0]) \($0)") }
         case .signal(let name, let pidFile):
             let signal = SinkReader.signals[name] ?? SIGHUP

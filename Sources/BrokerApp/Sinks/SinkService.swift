@@ -54,10 +54,12 @@ final class SinkService: Service, Sendable {
                 }
                 let writer = SinkWriter(settings: settings, defaultRefreshSeconds: defaultRefreshSeconds, cache: cache, logger: logger)
                 // A replaced writer finishes first: one writer per path at a time.
-                running[settings.path] = Running(writer: writer, task: Task {
-                    await previous?.task.value
-                    await writer.run()
-                })
+                running[settings.path] = Running(
+                    writer: writer,
+                    task: Task {
+                        await previous?.task.value
+                        await writer.run()
+                    })
                 started.append(writer)
             }
             return (stopped, replaced)
@@ -93,8 +95,10 @@ final class SinkService: Service, Sendable {
         return writers.filter { visible.contains($0.settings.identity) }.sorted { $0.settings.path < $1.settings.path }.map { writer in
             let state = writer.state.withLock { $0 }
             return SinkStatus(
-                path: writer.settings.path, identity: writer.settings.identity, scope: writer.settings.scope.value, format: writer.settings.format.rawValue,
-                lastWrite: state.lastWrite.map { Int64($0.timeIntervalSince1970) }, expiresOn: state.expiresAt.map { Int64($0.timeIntervalSince1970) },
+                path: writer.settings.path, identity: writer.settings.identity, scope: writer.settings.scope.value,
+                format: writer.settings.format.rawValue,
+                lastWrite: state.lastWrite.map { Int64($0.timeIntervalSince1970) },
+                expiresOn: state.expiresAt.map { Int64($0.timeIntervalSince1970) },
                 lastError: state.lastError.map { WireError(code: $0.code.rawValue, message: $0.message, retryable: true) })
         }
     }

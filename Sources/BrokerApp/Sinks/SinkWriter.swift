@@ -1,11 +1,11 @@
 import CoreMetrics
+import DetachedThread
 import FoundationEssentials
 import Glibc
 import Logging
 import Synchronization
 import TokenCache
 import TokenExchange
-import DetachedThread
 
 /// Keeps one sink's file holding a valid token. It asks the cache — the same entry, the same
 /// single exchange as socket callers — for a token valid at least `refreshBeforeExpirySeconds`,
@@ -107,21 +107,26 @@ final class SinkWriter: Sendable {
         // A restarted daemon, or a reload that changed the sink, finds its file already right.
         if current.value == nil, let found = SinkFile.holds(bytes, at: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid) {
             state.withLock {
-                $0 = SinkState(written: found.written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: found.modified, lastError: nil)
+                $0 = SinkState(
+                    written: found.written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: found.modified, lastError: nil)
             }
             return false
         }
         let (path, mode) = (settings.path, settings.mode)
-        let written = try await Self.offPool { () throws(SinkError) in try SinkFile.write(bytes, to: path, mode: mode, uid: owner.uid, gid: owner.gid) }
+        let written = try await Self.offPool { () throws(SinkError) in try SinkFile.write(bytes, to: path, mode: mode, uid: owner.uid, gid: owner.gid)
+        }
         state.withLock {
             $0 = SinkState(written: written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: Date(), lastError: nil)
         }
         Self.count("tokenbroker_sink_writes_total", path: settings.path, outcome: "ok")
         let isNew = current.value != cached.token.value
-        logger.info("sink written", metadata: [
-            "token.identity": "\(key.identity)", "token.scope": "\(key.scope)", "token.expires_at": "\(Int(cached.token.expiresAt.timeIntervalSince1970))",
-            "sink.new_token": "\(isNew)",
-        ])
+        logger.info(
+            "sink written",
+            metadata: [
+                "token.identity": "\(key.identity)", "token.scope": "\(key.scope)",
+                "token.expires_at": "\(Int(cached.token.expiresAt.timeIntervalSince1970))",
+                "sink.new_token": "\(isNew)",
+            ])
         return isNew
     }
 
@@ -139,7 +144,11 @@ final class SinkWriter: Sendable {
         let expired = state.withLock { state -> SinkFile.Written?? in
             guard let expiresAt = state.expiresAt else { return .none }
             guard expiresAt <= now else { return .some(nil) }
-            defer { state = SinkState(lastWrite: state.lastWrite, lastError: SinkError(.tokenExpired, "the token expired before a new one could be obtained; the file was removed")) }
+            defer {
+                state = SinkState(
+                    lastWrite: state.lastWrite,
+                    lastError: SinkError(.tokenExpired, "the token expired before a new one could be obtained; the file was removed"))
+            }
             return .some(state.written)
         }
         switch expired {
@@ -167,7 +176,9 @@ final class SinkWriter: Sendable {
     private static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws(SinkError) -> T) async throws(SinkError) -> T {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SinkError>, Never>) in
             DetachedThread.start {
-                do throws(SinkError) { continuation.resume(returning: .success(try body())) } catch { continuation.resume(returning: .failure(error)) }
+                do throws(SinkError) { continuation.resume(returning: .success(try body())) } catch {
+                    continuation.resume(returning: .failure(error))
+                }
             }
         }
         return try result.get()

@@ -16,7 +16,9 @@ enum LoopbackPeer {
     /// The uid owning `client`'s end of a connection to `server`, or nil when the kernel
     /// knows no such live socket (it closed already, or it is in another network namespace).
     static func owner(client: SocketAddress, server: SocketAddress) -> UInt32? {
-        guard let clientEnd = Endpoint(client), let serverEnd = Endpoint(server), clientEnd.address.count == serverEnd.address.count else { return nil }
+        guard let clientEnd = Endpoint(client), let serverEnd = Endpoint(server), clientEnd.address.count == serverEnd.address.count else {
+            return nil
+        }
         let family = clientEnd.address.count == 4 ? AF_INET : AF_INET6
         var uid: UInt32 = 0
         let result = clientEnd.address.withUnsafeBufferPointer { local in

@@ -83,8 +83,9 @@ final class ConnectionGuard {
             }
             let now = NIODeadline.now()
             if let started = requestStartedAt, started + requestTimeout <= now {
-                fail(connection, status: "408 Request Timeout", code: "bad_request",
-                     message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
+                fail(
+                    connection, status: "408 Request Timeout", code: "bad_request",
+                    message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
                 return
             }
             var idleDeadline = lastActivity + idleTimeout

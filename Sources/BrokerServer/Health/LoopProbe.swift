@@ -19,9 +19,14 @@ public struct LoopProbe: Sendable {
     /// Every loop of `group`, each running `work` before it answers (the watchdog passes
     /// a look at the cache's lock, so a deadlocked cache stops the answer too).
     public static func eventLoops(of group: any EventLoopGroup, running work: @escaping @Sendable () -> Void = {}) -> LoopProbe {
-        LoopProbe(group.makeIterator().map { loop in
-            { answer in loop.execute { work(); answer() } }
-        })
+        LoopProbe(
+            group.makeIterator().map { loop in
+                { answer in
+                    loop.execute {
+                        work(); answer()
+                    }
+                }
+            })
     }
 
     /// Both probes' loops.

@@ -35,7 +35,9 @@ enum HTTPHeadError: Error, Equatable {
 enum HTTPHeadParser {
     /// The head at the start of `bytes` and the bytes it took, or nil when it is not
     /// complete yet. Throws when the bytes cannot be (the start of) a request head.
-    static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, maxFields: Int = 256, collectHeaders: Bool) throws(HTTPHeadError) -> (HTTPHead, Int)? {
+    static func parse(
+        _ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, maxFields: Int = 256, collectHeaders: Bool
+    ) throws(HTTPHeadError) -> (HTTPHead, Int)? {
         var lines = Lines(bytes: bytes, limit: maxHeadBytes)
         var requestLine: Range<Int>?
         // A client may send an empty line before a request (after a body, say): a few are
@@ -52,7 +54,9 @@ enum HTTPHeadParser {
                 requestLine = line
             } else {
                 emptyLines += 1
-                guard emptyLines <= maxEmptyLinesBeforeRequest else { throw .malformed("more than \(maxEmptyLinesBeforeRequest) empty lines before the request line") }
+                guard emptyLines <= maxEmptyLinesBeforeRequest else {
+                    throw .malformed("more than \(maxEmptyLinesBeforeRequest) empty lines before the request line")
+                }
             }
         }
         var head = try parseRequestLine(bytes, requestLine!)

@@ -161,10 +161,12 @@ final class HTTPRequestHandler: ConnectionGuarded {
         let form = HTTPReply.Form(keepAlive: false, headOnly: false)
         switch error {
         case .tooLarge:
-            let body = BrokerResponse.failure(id: nil, WireError(code: .tooLarge, message: "HTTP request exceeds \(maxHeadBytes) bytes; closing the connection"))
+            let body = BrokerResponse.failure(
+                id: nil, WireError(code: .tooLarge, message: "HTTP request exceeds \(maxHeadBytes) bytes; closing the connection"))
             complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: form))
         case .malformed(let what):
-            let body = BrokerResponse.failure(id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(what)); closing the connection"))
+            let body = BrokerResponse.failure(
+                id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(what)); closing the connection"))
             complete(slot, HTTPReply(status: .badRequest, body: body, form: form))
         }
     }
@@ -195,7 +197,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
             complete(slot, HTTPReply(code: 200, .text(metrics.prometheusText()), form: form))
         case .readiness:
             let (ready, reason) = responder.readiness()
-            let body = BrokerResponse(id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
+            let body = BrokerResponse(
+                id: nil, ok: ready, error: ready ? nil : WireError(code: .upstreamUnavailable, message: reason, retryable: true))
             complete(slot, HTTPReply(status: ready ? .ok : .serviceUnavailable, body: body, form: form))
         }
     }
@@ -263,7 +266,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
         let keepAlive = reply.form.keepAlive && lifecycle.keepsOpen
         func send(_ contentType: String, _ body: ByteBuffer, _ extraHeaders: [(name: String, value: String)] = []) -> ByteBuffer {
             let message = HTTPReply.message(
-                code: reply.code, contentType: contentType, body: body, extraHeaders: extraHeaders, keepAlive: keepAlive, headOnly: reply.form.headOnly,
+                code: reply.code, contentType: contentType, body: body, extraHeaders: extraHeaders, keepAlive: keepAlive,
+                headOnly: reply.form.headOnly,
                 allocator: connection.allocator)
             connection.write(message)
             lifecycle.wrote()

@@ -17,7 +17,8 @@ enum HTTPRoute {
 
     init(_ head: HTTPHead) {
         guard head.method == "GET" || head.method == "HEAD" else {
-            self = .reply(.methodNotAllowed, .failure(id: nil, WireError(code: .badRequest, message: "method \(head.method) is not supported; use GET")))
+            self = .reply(
+                .methodNotAllowed, .failure(id: nil, WireError(code: .badRequest, message: "method \(head.method) is not supported; use GET")))
             return
         }
         let target = HTTPRequestTarget(head.target)
@@ -26,15 +27,20 @@ enum HTTPRoute {
             var minValidity: Int?
             if let text = target.first("minValiditySeconds") {
                 guard let value = Int(text), value >= 0 else {
-                    self = .reply(.badRequest, .failure(id: nil, WireError(code: .badRequest, message: "query parameter 'minValiditySeconds' must be a non-negative integer")))
+                    self = .reply(
+                        .badRequest,
+                        .failure(
+                            id: nil, WireError(code: .badRequest, message: "query parameter 'minValiditySeconds' must be a non-negative integer")))
                     return
                 }
                 minValidity = value
             }
             self = .broker(
                 BrokerRequest(
-                    op: BrokerOperation.token.rawValue, scope: target.first("scope"), resource: target.first("resource"), identity: target.first("identity"),
-                    minValiditySeconds: minValidity, clientId: target.first("clientId"), tenantId: target.first("tenantId"), volume: target.first("volume")))
+                    op: BrokerOperation.token.rawValue, scope: target.first("scope"), resource: target.first("resource"),
+                    identity: target.first("identity"),
+                    minValiditySeconds: minValidity, clientId: target.first("clientId"), tenantId: target.first("tenantId"),
+                    volume: target.first("volume")))
         case "/v1/status":
             self = .broker(BrokerRequest(op: BrokerOperation.status.rawValue))
         case "/healthz":
@@ -44,7 +50,10 @@ enum HTTPRoute {
         case "/metrics":
             self = .metrics
         default:
-            self = .reply(.notFound, .failure(id: nil, WireError(code: .notFound, message: "no such path; try /v1/token?scope=…, /v1/status, /healthz, /readyz or /metrics")))
+            self = .reply(
+                .notFound,
+                .failure(
+                    id: nil, WireError(code: .notFound, message: "no such path; try /v1/token?scope=…, /v1/status, /healthz, /readyz or /metrics")))
         }
     }
 }

@@ -23,7 +23,8 @@ public struct HTTPServiceRequest: Sendable {
 
     /// Creates a request; `target` defaults to `path` (origin form).
     public init(
-        method: String, path: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [], target: String? = nil
+        method: String, path: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [],
+        target: String? = nil
     ) {
         self.method = method
         self.path = path

@@ -87,10 +87,11 @@ final class NDJSONHandler: ConnectionGuarded {
             // Shutting down: a request sent on this connection now is answered, not dropped,
             // so the client knows to retry (the next process is already taking connections).
             let slot = sequencer.reserve()
-            let id: RequestID? = switch WireCoding.decodeRequest(line) {
-            case .success(let request): request.id
-            case .failure(let failure): failure.id
-            }
+            let id: RequestID? =
+                switch WireCoding.decodeRequest(line) {
+                case .success(let request): request.id
+                case .failure(let failure): failure.id
+                }
             let error = WireError(code: .shuttingDown, message: "the broker is restarting or stopping; retry on a new connection", retryable: true)
             complete(slot, .failure(id: id, error))
             return

@@ -42,7 +42,8 @@ final class ProtocolSniffer: ConnectionGuarded {
                 connection: connection, responder: responder, peer: peer, maxHeadBytes: maxRequestBytes, connectionGuard: connectionGuard,
                 metrics: metrics, service: service)
         case .ndjson:
-            handler = NDJSONHandler(connection: connection, responder: responder, peer: peer, maxLineBytes: maxRequestBytes, connectionGuard: connectionGuard)
+            handler = NDJSONHandler(
+                connection: connection, responder: responder, peer: peer, maxLineBytes: maxRequestBytes, connectionGuard: connectionGuard)
         case .neither:
             let message = "this socket speaks NDJSON or HTTP/1.1; a first byte of 0x\(String(first, radix: 16)) is neither (a TLS client?)"
             let line = #"{"ok":false,"error":{"code":"bad_request","message":"\#(message)","retryable":false}}"# + "\n"

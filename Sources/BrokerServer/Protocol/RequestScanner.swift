@@ -192,7 +192,9 @@ enum RequestScanner {
         private mutating func skipFractionAndExponent() -> Bool {
             func digits(_ cursor: inout Cursor) -> Bool {
                 let start = cursor.index
-                while cursor.index < cursor.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cursor.bytes[cursor.index]) { cursor.index += 1 }
+                while cursor.index < cursor.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(cursor.bytes[cursor.index]) {
+                    cursor.index += 1
+                }
                 return cursor.index > start
             }
             if take(UInt8(ascii: ".")), !digits(&self) { return false }

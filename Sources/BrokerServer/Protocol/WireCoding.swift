@@ -34,9 +34,11 @@ enum WireCoding {
             return DecodeFailure(id: nil, WireError(code: .badRequest, message: "the request line is not valid JSON"))
         }
         guard let fields = object as? [String: Any] else {
-            return DecodeFailure(id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}"))
+            return DecodeFailure(
+                id: nil, WireError(code: .badRequest, message: "a request must be a JSON object such as {\"op\":\"token\",\"scope\":\"…\"}"))
         }
-        let id: RequestID? = (fields["id"] as? String).map(RequestID.string)
+        let id: RequestID? =
+            (fields["id"] as? String).map(RequestID.string)
             ?? (fields["id"] as? Double).flatMap { Int64(exactly: $0) }.map(RequestID.number)
             // JSONSerialization, used here before, read `true` as the number 1: kept so.
             ?? (fields["id"] as? Bool).map { RequestID.number($0 ? 1 : 0) }
@@ -104,7 +106,9 @@ enum WireCoding {
     /// The hot path: a token response (no `status`, no `error`) written straight into a
     /// buffer of the right size, each string copied whole. Byte for byte what
     /// `jsonBytes()` writes; nil when a string needs escaping (left to `jsonBytes()`).
-    private static func encodeToken(_ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool, memo: inout PlainTokenMemo) -> ByteBuffer? {
+    private static func encodeToken(
+        _ response: BrokerResponse, allocator: ByteBufferAllocator, newline: Bool, memo: inout PlainTokenMemo
+    ) -> ByteBuffer? {
         guard response.status == nil, response.error == nil, response.credentials == nil, let token = response.token else { return nil }
         var strings = token.utf8.count
         var plain = true

@@ -24,7 +24,9 @@ extension TCPBrokerServer {
             // A restart must not fail while the last run's connections sit in TIME-WAIT.
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptTracker(connections: connections, position: .first))
+                }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in

@@ -32,20 +32,24 @@ enum UnixSocketPath {
         let mode = "0" + String(info.st_mode & 0o7777, radix: 8)
         if info.st_mode & S_IWOTH != 0 {
             throw BrokerServerError(
-                .unsafeSocketDirectory, "socket directory \(directory) (mode \(mode)) is world-writable; refusing to listen there; use a directory only root or this daemon can write")
+                .unsafeSocketDirectory,
+                "socket directory \(directory) (mode \(mode)) is world-writable; refusing to listen there; use a directory only root or this daemon can write"
+            )
         }
         let daemon = geteuid()
         if info.st_uid != 0 && info.st_uid != daemon {
             throw BrokerServerError(
                 .unsafeSocketDirectory,
-                "socket directory \(directory) is owned by uid \(info.st_uid), not root or this daemon's user (uid \(daemon)): its owner could replace the socket; refusing to listen there")
+                "socket directory \(directory) is owned by uid \(info.st_uid), not root or this daemon's user (uid \(daemon)): its owner could replace the socket; refusing to listen there"
+            )
         }
     }
 
     /// Whether connecting to `path` succeeds.
     static func isListening(_ path: String) -> Bool {
         guard var address = address(path) else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_CLOEXEC, 0)  // SOCK_CLOEXEC is O_CLOEXEC on Linux; the release build does not see SOCK_CLOEXEC here
+        // SOCK_CLOEXEC is O_CLOEXEC on Linux; the release build does not see SOCK_CLOEXEC here.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_CLOEXEC, 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let result = withUnsafePointer(to: &address) {
@@ -57,9 +61,11 @@ enum UnixSocketPath {
     /// A non-blocking socket bound to `path` (replacing a socket file there) and listening.
     static func listen(at path: String, backlog: CInt) throws(BrokerServerError) -> CInt {
         guard var address = address(path) else {
-            throw BrokerServerError(.bindFailed, "socket path \(path) is longer than the \(MemoryLayout<sockaddr_un>.size - 3) bytes a Unix socket address holds")
+            throw BrokerServerError(
+                .bindFailed, "socket path \(path) is longer than the \(MemoryLayout<sockaddr_un>.size - 3) bytes a Unix socket address holds")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_NONBLOCK | O_CLOEXEC, 0)  // SOCK_NONBLOCK/SOCK_CLOEXEC are O_NONBLOCK/O_CLOEXEC on Linux
+        // SOCK_NONBLOCK/SOCK_CLOEXEC are O_NONBLOCK/O_CLOEXEC on Linux.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | O_NONBLOCK | O_CLOEXEC, 0)
         guard fd >= 0 else { throw BrokerServerError(.bindFailed, "socket: \(String(cString: strerror(errno)))") }
         if let info = try? fileStat(path), info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
         let bound = withUnsafePointer(to: &address) {

@@ -15,8 +15,11 @@ struct BrokerStatusCheck: DoctorCheck {
         }
         guard response.ok, let status = response.status else {
             let error = response.error
-            return [.fail("broker.status", "the broker refused status: \(error?.code ?? "error"): \(DoctorText.oneLine(error?.message ?? ""))",
-                          fix: "run doctor as a user the broker serves (its allow: rules)")]
+            return [
+                .fail(
+                    "broker.status", "the broker refused status: \(error?.code ?? "error"): \(DoctorText.oneLine(error?.message ?? ""))",
+                    fix: "run doctor as a user the broker serves (its allow: rules)")
+            ]
         }
         return Self.evaluate(status)
     }
@@ -24,11 +27,16 @@ struct BrokerStatusCheck: DoctorCheck {
     /// The findings for a status answer (pure).
     static func evaluate(_ status: BrokerStatus) -> [DoctorFinding] {
         let names = status.identities.map { "\($0.name) (\($0.exchange))" }.joined(separator: ", ")
-        let summary = "\(status.ready ? "ready" : "not ready"); \(status.identities.count) identit\(status.identities.count == 1 ? "y" : "ies")\(names.isEmpty ? "" : ": \(names)")"
+        let summary =
+            "\(status.ready ? "ready" : "not ready"); \(status.identities.count) identit\(status.identities.count == 1 ? "y" : "ies")\(names.isEmpty ? "" : ": \(names)")"
         var findings: [DoctorFinding] = []
         if status.identities.isEmpty {
-            findings.append(.fail("broker.status", summary,
-                                  fix: "configure an identity: set AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE for the broker, or add identities: to its configuration"))
+            findings.append(
+                .fail(
+                    "broker.status", summary,
+                    fix:
+                        "configure an identity: set AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE for the broker, or add identities: to its configuration"
+                ))
         } else if status.ready {
             findings.append(.pass("broker.status", summary))
         } else {
@@ -41,15 +49,19 @@ struct BrokerStatusCheck: DoctorCheck {
     static func evaluate(_ identity: IdentityStatus) -> DoctorFinding {
         let id = "broker.identity.\(identity.name)"
         guard let error = identity.lastError else {
-            return .pass(id, "\(identity.exchange) from \(identity.source); \(identity.cachedScopes.count) cached scope\(identity.cachedScopes.count == 1 ? "" : "s"), no error")
+            return .pass(
+                id,
+                "\(identity.exchange) from \(identity.source); \(identity.cachedScopes.count) cached scope\(identity.cachedScopes.count == 1 ? "" : "s"), no error"
+            )
         }
         var message = DoctorText.oneLine(error.message, limit: 300)
         if let codes = error.upstream?.codes, let code = codes.first(where: { AADSTS.explanation($0) != nil }) ?? codes.first {
             let entry = AADSTS.explanation(code)
             // The broker's message starts with the code; the evidence names it already.
             if message.hasPrefix("AADSTS\(code): ") { message.removeFirst("AADSTS\(code): ".count) }
-            return .fail(id, "last error AADSTS\(code)\(entry.map { " (\($0.meaning))" } ?? ""): \(message)",
-                         fix: entry?.fix ?? "look up AADSTS\(code) at https://login.microsoftonline.com/error?code=\(code)")
+            return .fail(
+                id, "last error AADSTS\(code)\(entry.map { " (\($0.meaning))" } ?? ""): \(message)",
+                fix: entry?.fix ?? "look up AADSTS\(code) at https://login.microsoftonline.com/error?code=\(code)")
         }
         return .fail(id, "last error \(error.code): \(message)", fix: fix(forBrokerCode: error.code))
     }

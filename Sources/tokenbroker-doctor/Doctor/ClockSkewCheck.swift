@@ -15,8 +15,11 @@ struct ClockSkewCheck: DoctorCheck {
         let url = "\(base)/\(tenant)/v2.0/.well-known/openid-configuration"
         switch http.get(url) {
         case .unreachable(let reason):
-            return [.warn("clock.skew", "\(base) unreachable: \(DoctorText.oneLine(reason))",
-                          fix: "allow HTTPS egress to the authority host (proxy, firewall, DNS), or compare the clock with NTP yourself (chronyc tracking)")]
+            return [
+                .warn(
+                    "clock.skew", "\(base) unreachable: \(DoctorText.oneLine(reason))",
+                    fix: "allow HTTPS egress to the authority host (proxy, firewall, DNS), or compare the clock with NTP yourself (chronyc tracking)")
+            ]
         case .answered(_, let date, _, let sentAt, let receivedAt):
             return [Self.evaluate(dateHeader: date, sentAt: sentAt, receivedAt: receivedAt, source: base)]
         }
@@ -25,8 +28,9 @@ struct ClockSkewCheck: DoctorCheck {
     /// The verdict for a `Date` header received between `sentAt` and `receivedAt` (pure).
     static func evaluate(dateHeader: String?, sentAt: Date, receivedAt: Date, source: String) -> DoctorFinding {
         guard let dateHeader, let serverTime = httpDate(dateHeader) else {
-            return .warn("clock.skew", "\(source) sent no usable Date header\(dateHeader.map { " ('\($0.prefix(40))')" } ?? "")",
-                         fix: "compare the clock with NTP yourself (chronyc tracking, timedatectl)")
+            return .warn(
+                "clock.skew", "\(source) sent no usable Date header\(dateHeader.map { " ('\($0.prefix(40))')" } ?? "")",
+                fix: "compare the clock with NTP yourself (chronyc tracking, timedatectl)")
         }
         let local = (sentAt.timeIntervalSince1970 + receivedAt.timeIntervalSince1970) / 2
         // Date has whole seconds (truncated), and the server stamped it somewhere in the round trip.
@@ -36,7 +40,9 @@ struct ClockSkewCheck: DoctorCheck {
         let evidence = "this clock is \(DoctorText.duration(abs(skew))) \(direction) \(source) (±\(uncertainty)s)"
         let beyond = max(abs(skew) - uncertainty, 0)
         if beyond > failAbove {
-            return .fail("clock.skew", evidence, fix: "synchronise the clock (NTP: chrony, systemd-timesyncd); tokens look expired or not yet valid across this gap (AADSTS700024)")
+            return .fail(
+                "clock.skew", evidence,
+                fix: "synchronise the clock (NTP: chrony, systemd-timesyncd); tokens look expired or not yet valid across this gap (AADSTS700024)")
         }
         if beyond > warnAbove {
             return .warn("clock.skew", evidence, fix: "synchronise the clock (NTP) before the gap reaches 5 minutes")
@@ -50,10 +56,12 @@ struct ClockSkewCheck: DoctorCheck {
         let fields = text.split(separator: " ")
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         guard fields.count == 6, fields[0].hasSuffix(","), fields[5] == "GMT",
-              let day = Int(fields[1]), let month = months.firstIndex(of: String(fields[2])), let year = Int(fields[3]) else { return nil }
+            let day = Int(fields[1]), let month = months.firstIndex(of: String(fields[2])), let year = Int(fields[3])
+        else { return nil }
         let clock = fields[4].split(separator: ":").compactMap { Int($0) }
         guard clock.count == 3, (1...31).contains(day), (1970...9999).contains(year),
-              (0...23).contains(clock[0]), (0...59).contains(clock[1]), (0...60).contains(clock[2]) else { return nil }
+            (0...23).contains(clock[0]), (0...59).contains(clock[1]), (0...60).contains(clock[2])
+        else { return nil }
         var parts = tm()
         parts.tm_year = Int32(year - 1900)
         parts.tm_mon = Int32(month)

@@ -59,7 +59,9 @@ enum TokenFileRead {
         let modified = Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec))
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            return .unreadable("\(path) (mode \(String(info.st_mode & 0o7777, radix: 8)), owner uid \(info.st_uid) gid \(info.st_gid)): \(String(cString: strerror(errno))) for uid \(getuid())")
+            return .unreadable(
+                "\(path) (mode \(String(info.st_mode & 0o7777, radix: 8)), owner uid \(info.st_uid) gid \(info.st_gid)): \(String(cString: strerror(errno))) for uid \(getuid())"
+            )
         }
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: 64 * 1024)

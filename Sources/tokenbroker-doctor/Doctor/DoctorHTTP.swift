@@ -37,7 +37,10 @@ final class UpstreamDoctorHTTP: DoctorHTTP {
         let outcome = Blocking<Result<UpstreamResponse, TokenExchangeError>>()
         Task.detached {
             do throws(TokenExchangeError) {
-                outcome.set(.success(try await transport.send(UpstreamRequest(method: "GET", url: url, headers: [HeaderField("Accept", "application/json")], body: []))))
+                outcome.set(
+                    .success(
+                        try await transport.send(
+                            UpstreamRequest(method: "GET", url: url, headers: [HeaderField("Accept", "application/json")], body: []))))
             } catch {
                 outcome.set(.failure(error))
             }

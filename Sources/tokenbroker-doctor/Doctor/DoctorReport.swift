@@ -13,9 +13,10 @@ struct DoctorReport: Encodable {
     init(_ findings: [DoctorFinding]) {
         checks = findings
         ok = !findings.contains { $0.status == .fail }
-        counts = Dictionary(uniqueKeysWithValues: [DoctorStatus.pass, .warn, .fail, .skip].map { status in
-            (status.rawValue.lowercased(), findings.filter { $0.status == status }.count)
-        })
+        counts = Dictionary(
+            uniqueKeysWithValues: [DoctorStatus.pass, .warn, .fail, .skip].map { status in
+                (status.rawValue.lowercased(), findings.filter { $0.status == status }.count)
+            })
     }
 
     func json() throws -> String {

@@ -15,10 +15,14 @@ struct EnvironmentCheck: DoctorCheck {
         for name in workloadVariables {
             let id = "env.\(name)"
             guard let text = value(name) else {
-                findings.append(present.isEmpty
-                    ? .skip(id, "not set (no workload-identity variables: the broker is configured by file, or the webhook did not run)")
-                    : .fail(id, "not set, while \(present.joined(separator: ", ")) \(present.count == 1 ? "is" : "are")",
-                            fix: "label the pod azure.workload.identity/use: \"true\" and annotate its service account with azure.workload.identity/client-id, or set \(name)"))
+                findings.append(
+                    present.isEmpty
+                        ? .skip(id, "not set (no workload-identity variables: the broker is configured by file, or the webhook did not run)")
+                        : .fail(
+                            id, "not set, while \(present.joined(separator: ", ")) \(present.count == 1 ? "is" : "are")",
+                            fix:
+                                "label the pod azure.workload.identity/use: \"true\" and annotate its service account with azure.workload.identity/client-id, or set \(name)"
+                        ))
                 continue
             }
             findings.append(evaluate(name, text))
@@ -34,15 +38,21 @@ struct EnvironmentCheck: DoctorCheck {
         case "AZURE_CLIENT_ID":
             return isGUID(text)
                 ? .pass(id, "\(text) (a GUID)")
-                : .fail(id, "'\(text.prefix(80))' is not a GUID", fix: "set the application (client) id of the Entra app or managed identity, e.g. 00000000-0000-0000-0000-000000000000")
+                : .fail(
+                    id, "'\(text.prefix(80))' is not a GUID",
+                    fix: "set the application (client) id of the Entra app or managed identity, e.g. 00000000-0000-0000-0000-000000000000")
         case "AZURE_TENANT_ID":
             return isGUID(text) || isDomainName(text)
                 ? .pass(id, "\(text) (\(isGUID(text) ? "a GUID" : "a domain name"))")
-                : .fail(id, "'\(text.prefix(80))' is neither a GUID nor a domain name", fix: "set the directory (tenant) id, a GUID from the Entra admin center")
+                : .fail(
+                    id, "'\(text.prefix(80))' is neither a GUID nor a domain name",
+                    fix: "set the directory (tenant) id, a GUID from the Entra admin center")
         default:
             return text.hasPrefix("/")
                 ? .pass(id, text)
-                : .fail(id, "'\(text.prefix(200))' is not an absolute path", fix: "point it at the projected token file, e.g. /var/run/secrets/azure/tokens/azure-identity-token")
+                : .fail(
+                    id, "'\(text.prefix(200))' is not an absolute path",
+                    fix: "point it at the projected token file, e.g. /var/run/secrets/azure/tokens/azure-identity-token")
         }
     }
 
@@ -50,11 +60,14 @@ struct EnvironmentCheck: DoctorCheck {
         let id = "env.AZURE_AUTHORITY_HOST"
         guard let text else { return .pass(id, "not set: \(DoctorDefaults.authorityHost) (the public cloud)") }
         guard let url = HTTPSURL(text) else {
-            return .fail(id, "'\(text.prefix(200))' is not an https URL", fix: "use https://login.microsoftonline.com/ (or login.microsoftonline.us, login.chinacloudapi.cn for sovereign clouds)")
+            return .fail(
+                id, "'\(text.prefix(200))' is not an https URL",
+                fix: "use https://login.microsoftonline.com/ (or login.microsoftonline.us, login.chinacloudapi.cn for sovereign clouds)")
         }
         guard url.path.isEmpty || url.path == "/" else {
-            return .fail(id, "'\(text)' has a path (\(url.path)); the tenant is added from AZURE_TENANT_ID",
-                         fix: "set only the scheme and host, e.g. https://login.microsoftonline.com/")
+            return .fail(
+                id, "'\(text)' has a path (\(url.path)); the tenant is added from AZURE_TENANT_ID",
+                fix: "set only the scheme and host, e.g. https://login.microsoftonline.com/")
         }
         return .pass(id, text)
     }
@@ -63,10 +76,13 @@ struct EnvironmentCheck: DoctorCheck {
         let id = "env.\(WireProtocol.socketEnvironmentVariable)"
         guard let text else { return .pass(id, "not set: clients use \(WireProtocol.defaultSocketPath)") }
         guard text.hasPrefix("/") else {
-            return .fail(id, "'\(text.prefix(200))' is not an absolute path", fix: "set the absolute path of the broker's socket, e.g. \(WireProtocol.defaultSocketPath)")
+            return .fail(
+                id, "'\(text.prefix(200))' is not an absolute path",
+                fix: "set the absolute path of the broker's socket, e.g. \(WireProtocol.defaultSocketPath)")
         }
         guard text.utf8.count < 108 else {
-            return .fail(id, "the path is \(text.utf8.count) bytes; a Unix socket path has at most 107", fix: "mount the socket's directory at a shorter path")
+            return .fail(
+                id, "the path is \(text.utf8.count) bytes; a Unix socket path has at most 107", fix: "mount the socket's directory at a shorter path")
         }
         return .pass(id, text)
     }
@@ -79,10 +95,11 @@ struct EnvironmentCheck: DoctorCheck {
 
     static func isDomainName(_ text: String) -> Bool {
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        return labels.count >= 2 && text.count <= 253 && labels.allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
-                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-        }
+        return labels.count >= 2 && text.count <= 253
+            && labels.allSatisfy { label in
+                !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                    && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+            }
     }
 }
 

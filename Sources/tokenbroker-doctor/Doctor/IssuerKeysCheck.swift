@@ -31,11 +31,18 @@ struct IssuerKeysCheck: DoctorCheck {
     static func evaluate(discovery: [String: Any], issuer: String, url: String) -> (DoctorFinding, String?) {
         let published = discovery["issuer"] as? String
         guard published == issuer else {
-            return (.fail("issuer.discovery", "\(url) names issuer \(published ?? "none"), the token has iss=\(issuer); they must be equal",
-                          fix: "use the cluster's configured service-account issuer (--service-account-issuer) as the token's iss and the credential's issuer"), nil)
+            return (
+                .fail(
+                    "issuer.discovery", "\(url) names issuer \(published ?? "none"), the token has iss=\(issuer); they must be equal",
+                    fix:
+                        "use the cluster's configured service-account issuer (--service-account-issuer) as the token's iss and the credential's issuer"
+                ), nil
+            )
         }
         guard let jwksURI = discovery["jwks_uri"] as? String, HTTPSURL(jwksURI) != nil else {
-            return (.fail("issuer.discovery", "\(url) has no https jwks_uri", fix: "publish a discovery document whose jwks_uri is an https URL"), nil)
+            return (
+                .fail("issuer.discovery", "\(url) has no https jwks_uri", fix: "publish a discovery document whose jwks_uri is an https URL"), nil
+            )
         }
         return (.pass("issuer.discovery", "\(url): issuer matches, jwks_uri=\(jwksURI)"), jwksURI)
     }
@@ -44,8 +51,12 @@ struct IssuerKeysCheck: DoctorCheck {
     static func evaluate(jwks: [String: Any], keyId: String, url: String) -> DoctorFinding {
         let kids = (jwks["keys"] as? [[String: Any]] ?? []).compactMap { $0["kid"] as? String }
         guard kids.contains(keyId) else {
-            return .fail("issuer.keys", "the token's kid \(keyId) is not among the \(kids.count) key(s) at \(url)\(kids.isEmpty ? "" : ": \(kids.prefix(5).joined(separator: ", "))")",
-                         fix: "the token was signed by a key the issuer does not publish (rotated signing key, or another cluster's token): publish the new key's JWKS; Entra answers AADSTS700027")
+            return .fail(
+                "issuer.keys",
+                "the token's kid \(keyId) is not among the \(kids.count) key(s) at \(url)\(kids.isEmpty ? "" : ": \(kids.prefix(5).joined(separator: ", "))")",
+                fix:
+                    "the token was signed by a key the issuer does not publish (rotated signing key, or another cluster's token): publish the new key's JWKS; Entra answers AADSTS700027"
+            )
         }
         return .pass("issuer.keys", "kid \(keyId) is among the \(kids.count) key(s) at \(url)")
     }
@@ -53,11 +64,18 @@ struct IssuerKeysCheck: DoctorCheck {
     private static func fetchJSON(_ http: any DoctorHTTP, _ url: String, id: String) -> Result<[String: Any], FindingError> {
         switch http.get(url) {
         case .unreachable(let reason):
-            return .failure(FindingError(.warn(id, "\(url) unreachable from here: \(DoctorText.oneLine(reason))",
-                                               fix: "Entra must reach it from the internet; check from outside the cluster (curl \(url))")))
+            return .failure(
+                FindingError(
+                    .warn(
+                        id, "\(url) unreachable from here: \(DoctorText.oneLine(reason))",
+                        fix: "Entra must reach it from the internet; check from outside the cluster (curl \(url))")))
         case .answered(let status, _, let body, _, _):
             guard status == 200 else {
-                return .failure(FindingError(.fail(id, "\(url) answered HTTP \(status)", fix: "publish the issuer's OIDC documents at this URL (AKS: --enable-oidc-issuer); Entra answers AADSTS90061 otherwise")))
+                return .failure(
+                    FindingError(
+                        .fail(
+                            id, "\(url) answered HTTP \(status)",
+                            fix: "publish the issuer's OIDC documents at this URL (AKS: --enable-oidc-issuer); Entra answers AADSTS90061 otherwise")))
             }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
                 return .failure(FindingError(.fail(id, "\(url) did not answer a JSON object", fix: "serve the OIDC document as JSON at this URL")))

@@ -41,7 +41,8 @@ struct PeekedJWT {
             kubernetes = (
                 k8s["namespace"] as? String,
                 (k8s["pod"] as? [String: Any])?["name"] as? String,
-                (k8s["serviceaccount"] as? [String: Any])?["name"] as? String)
+                (k8s["serviceaccount"] as? [String: Any])?["name"] as? String
+            )
         }
     }
 

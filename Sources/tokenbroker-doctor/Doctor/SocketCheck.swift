@@ -10,11 +10,20 @@ struct SocketCheck: DoctorCheck {
         var info = stat()
         guard lstat(path, &info) == 0 else {
             let reason = String(cString: strerror(errno))
-            return [.fail("socket.exists", "\(path): \(reason)",
-                          fix: "start the broker (systemctl enable --now tokenbroker.socket, or the sidecar), mount its socket directory here, or set TOKENBROKER_SOCKET / --socket")]
+            return [
+                .fail(
+                    "socket.exists", "\(path): \(reason)",
+                    fix:
+                        "start the broker (systemctl enable --now tokenbroker.socket, or the sidecar), mount its socket directory here, or set TOKENBROKER_SOCKET / --socket"
+                )
+            ]
         }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            return [.fail("socket.exists", "\(path) exists but is not a socket", fix: "point TOKENBROKER_SOCKET / --socket at the broker's socket (socket.path in its configuration)")]
+            return [
+                .fail(
+                    "socket.exists", "\(path) exists but is not a socket",
+                    fix: "point TOKENBROKER_SOCKET / --socket at the broker's socket (socket.path in its configuration)")
+            ]
         }
         let who = Self.describe(info)
         let errorNumber = Self.connectError(path)
@@ -23,22 +32,30 @@ struct SocketCheck: DoctorCheck {
 
     /// The verdict on a `connect(2)` that ended with `connectError` (0: connected).
     static func evaluate(connectError: Int32, socket info: stat, path: String) -> DoctorFinding {
-        let me = "uid \(getuid()) (\(userName(getuid()).map { "\($0), " } ?? "")groups \(groups().map { groupName($0) ?? String($0) }.joined(separator: ",")))"
+        let me =
+            "uid \(getuid()) (\(userName(getuid()).map { "\($0), " } ?? "")groups \(groups().map { groupName($0) ?? String($0) }.joined(separator: ",")))"
         switch connectError {
         case 0:
             return .pass("socket.access", "\(me) can connect")
         case EACCES, EPERM:
             let group = groupName(info.st_gid) ?? String(info.st_gid)
             let groupCanConnect = info.st_mode & 0o020 != 0
-            let fix = groupCanConnect
+            let fix =
+                groupCanConnect
                 ? "join group \(group) (usermod -aG \(group) <user>, then log in again), or run as the socket's owner \(userName(info.st_uid) ?? String(info.st_uid))"
                 : "the socket is writable by its owner only: make it 0660 with a group you are in (socket.mode/socket.group, or SocketMode=/SocketGroup= in tokenbroker.socket)"
-            return .fail("socket.access", "\(me) may not connect: \(String(cString: strerror(connectError))) (socket \(describe(info)); connecting needs write permission)", fix: fix)
+            return .fail(
+                "socket.access",
+                "\(me) may not connect: \(String(cString: strerror(connectError))) (socket \(describe(info)); connecting needs write permission)",
+                fix: fix)
         case ECONNREFUSED:
-            return .fail("socket.access", "connection refused: nothing listens on \(path) (a stale socket file)",
-                         fix: "start the broker (systemctl start tokenbroker.socket) or remove the stale file")
+            return .fail(
+                "socket.access", "connection refused: nothing listens on \(path) (a stale socket file)",
+                fix: "start the broker (systemctl start tokenbroker.socket) or remove the stale file")
         default:
-            return .fail("socket.access", "cannot connect: \(String(cString: strerror(connectError)))", fix: "check that the broker is running and serving this path")
+            return .fail(
+                "socket.access", "cannot connect: \(String(cString: strerror(connectError)))",
+                fix: "check that the broker is running and serving this path")
         }
     }
 

@@ -35,7 +35,9 @@ struct LoopbackAddress: Sendable {
         var v6 = in6_addr()
         if inet_pton(AF_INET6, String(host), &v6) == 1 {
             let loopback = withUnsafeBytes(of: &v6) { Array($0) } == [UInt8](repeating: 0, count: 15) + [1]
-            guard loopback else { return .failure(LoopbackAddressError("\(host) is not a loopback address; the relay listens on 127.0.0.0/8 or [::1] only")) }
+            guard loopback else {
+                return .failure(LoopbackAddressError("\(host) is not a loopback address; the relay listens on 127.0.0.0/8 or [::1] only"))
+            }
             return .success(LoopbackAddress(host: "::1", port: port, isIPv6: true))
         }
         return .failure(LoopbackAddressError("'\(host)' is not an IP address; give 127.0.0.1:PORT or [::1]:PORT"))
@@ -89,13 +91,17 @@ struct LoopbackAddress: Sendable {
             address.sin6_family = sa_family_t(AF_INET6)
             address.sin6_port = port.bigEndian
             _ = inet_pton(AF_INET6, host, &address.sin6_addr)
-            return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         _ = inet_pton(AF_INET, host, &address.sin_addr)
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 }
 

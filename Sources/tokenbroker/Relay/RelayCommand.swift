@@ -55,7 +55,8 @@ extension TokenBrokerCLI {
             let bound: (descriptor: Int32, port: UInt16)
             do { bound = try address.listen() } catch { throw Self.fail(error.description, code: 69) }
             let server = RelayServer(
-                listener: bound.descriptor, responder: RelayResponder(identityHeader: secret, tenantId: tenantId, volume: volume, brokerWait: .seconds(brokerWait)),
+                listener: bound.descriptor,
+                responder: RelayResponder(identityHeader: secret, tenantId: tenantId, volume: volume, brokerWait: .seconds(brokerWait)),
                 socketPath: connection.socketPath, brokerTimeoutSeconds: connection.timeout,
                 limits: RelayServer.Limits(maxConnections: maxConnections))
             print("listening on \(address.display(port: bound.port))")
@@ -76,7 +77,9 @@ extension TokenBrokerCLI {
             } else if let value = ProcessInfo.processInfo.environment["IDENTITY_HEADER"] {
                 (text, origin) = (value, "IDENTITY_HEADER")
             } else {
-                throw Self.fail("the relay needs the identity header secret: --identity-header-file FILE or IDENTITY_HEADER (the value the app gets as IDENTITY_HEADER)", code: 64)
+                throw Self.fail(
+                    "the relay needs the identity header secret: --identity-header-file FILE or IDENTITY_HEADER (the value the app gets as IDENTITY_HEADER)",
+                    code: 64)
             }
             let secret = text.trimmingWhitespace()
             guard secret.utf8.count >= 16, secret.utf8.count <= 1024, secret.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {

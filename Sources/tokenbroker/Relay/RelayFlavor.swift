@@ -53,7 +53,8 @@ enum RelayFlavor {
 
     /// `{"error","error_description"}` for IMDS; `{"statusCode","message","error"}` for App Service.
     func error(_ status: Int, _ code: String, _ message: String) -> RelayHTTPResponse {
-        RelayHTTPResponse(status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
+        RelayHTTPResponse(
+            status: status, body: ManagedIdentityError.body(self == .imds ? .imds : .appService, status: status, code: code, message: message))
     }
 
     /// The AWS container-credentials protocol's error: `{"code","message"}`.

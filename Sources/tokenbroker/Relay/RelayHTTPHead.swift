@@ -67,7 +67,9 @@ enum RelayHTTPHead {
         guard (1...32).contains(method.utf8.count), method.utf8.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) else {
             return .invalid(status: 400, message: "malformed method")
         }
-        guard version == "HTTP/1.1" || version == "HTTP/1.0" else { return .invalid(status: 400, message: "only HTTP/1.0 and HTTP/1.1 are spoken here") }
+        guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
+            return .invalid(status: 400, message: "only HTTP/1.0 and HTTP/1.1 are spoken here")
+        }
         guard target.hasPrefix("/"), !target.hasPrefix("//"), let components = URLComponents(string: target) else {
             return .invalid(status: 400, message: "the request target must be a path (origin form); this endpoint is not a proxy")
         }
@@ -83,13 +85,15 @@ enum RelayHTTPHead {
             var value = line[(colon + 1)...]
             while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
             while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
-            guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == UInt8(ascii: "\t") }), let text = String(validating: value, as: UTF8.self) else {
+            guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == UInt8(ascii: "\t") }), let text = String(validating: value, as: UTF8.self)
+            else {
                 return .invalid(status: 400, message: "control character in a header value")
             }
             headers.append((String(decoding: name, as: UTF8.self), text))
         }
         var request = RelayHTTPRequest(
-            method: method, path: components.path, query: (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, headers: headers, keepAlive: false)
+            method: method, path: components.path, query: (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, headers: headers,
+            keepAlive: false)
         guard request.headerValues("Transfer-Encoding").isEmpty else { return .invalid(status: 400, message: "Transfer-Encoding is not accepted") }
         // No route takes a body; one announced is refused rather than skipped.
         for length in request.headerValues("Content-Length") where length != "0" {

@@ -46,9 +46,12 @@ final class RelayResponder: Sendable {
         case Self.imdsPath: return answer(request, flavor: .imds, link: link)
         case Self.appServicePath: return answer(request, flavor: .appService, link: link)
         case Self.awsPath: return awsCredentials(request, identity: nil, link: link)
-        case _ where path.hasPrefix(Self.awsPath + "/"): return awsCredentials(request, identity: String(path.dropFirst(Self.awsPath.count + 1)), link: link)
+        case _ where path.hasPrefix(Self.awsPath + "/"):
+            return awsCredentials(request, identity: String(path.dropFirst(Self.awsPath.count + 1)), link: link)
         default:
-            return RelayFlavor.imds.error(404, "not_found", "no such endpoint; this relay serves \(Self.imdsPath), \(Self.appServicePath), \(Self.awsPath) and \(Self.healthPath)")
+            return RelayFlavor.imds.error(
+                404, "not_found",
+                "no such endpoint; this relay serves \(Self.imdsPath), \(Self.appServicePath), \(Self.awsPath) and \(Self.healthPath)")
         }
     }
 
@@ -94,7 +97,9 @@ final class RelayResponder: Sendable {
             return flavor.error(400, "invalid_request", "Required query variable 'resource' is missing")
         }
         if let other = ["object_id", "principal_id", "mi_res_id", "msi_res_id"].first(where: { single[$0] != nil }) {
-            return flavor.error(400, "invalid_request", "\(other) is not supported here: the node's broker selects the identity by client id (pass client_id, AZURE_CLIENT_ID for most SDKs)")
+            return flavor.error(
+                400, "invalid_request",
+                "\(other) is not supported here: the node's broker selects the identity by client id (pass client_id, AZURE_CLIENT_ID for most SDKs)")
         }
         let clientIds = [single["client_id"], single["clientid"]].compactMap { $0 }
         guard clientIds.count <= 1 else { return flavor.error(400, "invalid_request", "name the identity with only one of client_id or clientid") }
@@ -103,7 +108,9 @@ final class RelayResponder: Sendable {
         // The identities `status` lists for this caller, asked at most once per request.
         var listedIdentities: [IdentityStatus]?
         func listed() -> [IdentityStatus] {
-            if listedIdentities == nil { listedIdentities = call(BrokerRequest(op: "status", id: .number(2)), link: link).success?.status?.identities ?? [] }
+            if listedIdentities == nil {
+                listedIdentities = call(BrokerRequest(op: "status", id: .number(2)), link: link).success?.status?.identities ?? []
+            }
             return listedIdentities!
         }
         var token = BrokerRequest(op: "token", id: .number(1), resource: resource, clientId: clientId, tenantId: tenantId, volume: volume)
@@ -164,8 +171,11 @@ final class RelayResponder: Sendable {
             return .refuse(route.error(400, "invalid_request", "Required query variable 'api-version' is missing"))
         }
         guard let variant = ManagedIdentityVersions.appService(version) else {
-            return .refuse(route.error(
-                400, "invalid_request", "api-version '\(version.prefix(32))' is not supported; use 2019-08-01 (IDENTITY_ENDPOINT, X-IDENTITY-HEADER) or 2017-09-01 (MSI_ENDPOINT, secret)"))
+            return .refuse(
+                route.error(
+                    400, "invalid_request",
+                    "api-version '\(version.prefix(32))' is not supported; use 2019-08-01 (IDENTITY_ENDPOINT, X-IDENTITY-HEADER) or 2017-09-01 (MSI_ENDPOINT, secret)"
+                ))
         }
         let flavor: RelayFlavor = variant == .current ? .appService : .appService2017
         let given = request.headerValues(variant.secretHeader)
@@ -190,7 +200,9 @@ final class RelayResponder: Sendable {
             let listed = call(BrokerRequest(op: "status", id: .number(2)), link: link).success?.status?.identities ?? []
             let candidates = listed.filter { $0.exchange == "aws-sts" }.map(\.name).sorted()
             if candidates.count > 1 {
-                return RelayFlavor.awsError(400, "identity_required", "several AWS identities are available to you (\(candidates.joined(separator: ", "))); use \(Self.awsPath)/NAME")
+                return RelayFlavor.awsError(
+                    400, "identity_required",
+                    "several AWS identities are available to you (\(candidates.joined(separator: ", "))); use \(Self.awsPath)/NAME")
             }
             if candidates.isEmpty, !listed.isEmpty { return RelayFlavor.awsError(403, "forbidden", "no AWS identity is available to this caller") }
             name = candidates.first
@@ -216,11 +228,16 @@ final class RelayResponder: Sendable {
         } catch {
             switch error {
             case .unreachable(let reason):
-                return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker cannot be reached: \(reason)", retryable: true))
+                return .failure(
+                    WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker cannot be reached: \(reason)", retryable: true))
             case .timedOut:
-                return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker did not answer in time", retryable: true))
+                return .failure(
+                    WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker did not answer in time", retryable: true))
             case .closed:
-                return .failure(WireError(code: RelayFlavor.brokerUnavailable, message: "the node's token broker closed the connection without answering (it may be restarting)", retryable: true))
+                return .failure(
+                    WireError(
+                        code: RelayFlavor.brokerUnavailable,
+                        message: "the node's token broker closed the connection without answering (it may be restarting)", retryable: true))
             case .protocolError(let reason):
                 return .failure(WireError(code: "internal", message: reason, retryable: true))
             }

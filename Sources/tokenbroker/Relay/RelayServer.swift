@@ -52,7 +52,10 @@ final class RelayServer: Sendable {
             setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             guard active.add(1, ordering: .relaxed).newValue <= limits.maxConnections else {
                 active.subtract(1, ordering: .relaxed)
-                Self.send(connection, RelayFlavor.imds.error(503, "too_many_connections", "the relay serves at most \(limits.maxConnections) connections at once").serialized(close: true))
+                Self.send(
+                    connection,
+                    RelayFlavor.imds.error(503, "too_many_connections", "the relay serves at most \(limits.maxConnections) connections at once")
+                        .serialized(close: true))
                 close(connection)
                 continue
             }
@@ -90,7 +93,9 @@ final class RelayServer: Sendable {
             if let headStarted {
                 let left = limits.headTimeoutMilliseconds - Int32((ContinuousClock.now - headStarted) / .milliseconds(1))
                 guard left > 0 else {
-                    Self.send(connection, RelayFlavor.imds.error(408, "bad_request", "the request head was not complete within 10 s").serialized(close: true))
+                    Self.send(
+                        connection,
+                        RelayFlavor.imds.error(408, "bad_request", "the request head was not complete within 10 s").serialized(close: true))
                     Self.lingeringClose(connection)
                     return
                 }

@@ -20,14 +20,16 @@ final class BrokerDaemon: @unchecked Sendable {
     }
 
     init(
-        directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "", allowInsecureLoopback: Bool = false,
+        directory: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "",
+        allowInsecureLoopback: Bool = false,
         environment: [String: String]? = nil, netns: String? = nil
     ) async throws {
         socketPath = "\(directory)/broker.sock"
         configPath = "\(directory)/config.yaml"
-        let process = try Self.start(configPath: configPath, socketPath: socketPath, provider: provider, identities: identities,
-                                     logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, directory: directory,
-                                     netns: netns)
+        let process = try Self.start(
+            configPath: configPath, socketPath: socketPath, provider: provider, identities: identities,
+            logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, directory: directory,
+            netns: netns)
         self.process = process
         let socketPath = self.socketPath
         do {
@@ -42,18 +44,24 @@ final class BrokerDaemon: @unchecked Sendable {
     }
 
     private static func start(
-        configPath: String, socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String, extraYAML: String, allowInsecureLoopback: Bool,
+        configPath: String, socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String, extraYAML: String,
+        allowInsecureLoopback: Bool,
         environment: [String: String]?, directory: String, netns: String?
     ) throws -> ChildProcess {
-        try configurationYAML(socketPath: socketPath, provider: provider, identities: identities, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback)
-            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        try configurationYAML(
+            socketPath: socketPath, provider: provider, identities: identities, logLevel: logLevel, extraYAML: extraYAML,
+            allowInsecureLoopback: allowInsecureLoopback
+        )
+        .write(toFile: configPath, atomically: true, encoding: .utf8)
         let (executable, prefix) = TestEnvironment.command(TestEnvironment.daemonPath, inNetworkNamespace: netns)
-        return try ChildProcess(executable: executable, arguments: prefix + ["--config", configPath], environment: environment, logDirectory: directory, name: "broker")
+        return try ChildProcess(
+            executable: executable, arguments: prefix + ["--config", configPath], environment: environment, logDirectory: directory, name: "broker")
     }
 
     /// The YAML of a configuration serving `identities` against `provider`.
     static func configurationYAML(
-        socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "", allowInsecureLoopback: Bool = false
+        socketPath: String, provider: DevProvider, identities: [Identity], logLevel: String = "debug", extraYAML: String = "",
+        allowInsecureLoopback: Bool = false
     ) -> String {
         var yaml = """
             socket: { path: \(socketPath) }

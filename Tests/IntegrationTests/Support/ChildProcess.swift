@@ -17,7 +17,8 @@ final class ChildProcess: @unchecked Sendable {
         process.arguments = arguments
         var env = environment ?? ProcessInfo.processInfo.environment
         // The daemon must not pick up the developer's own workload-identity variables.
-        for key in ["AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SSL_CERT_FILE"] where environment == nil {
+        for key in ["AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SSL_CERT_FILE"]
+        where environment == nil {
             env.removeValue(forKey: key)
         }
         process.environment = env
@@ -47,12 +48,16 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs a command to completion off the cooperative pool.
-func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+func runCommand(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil
+) async throws -> (status: Int32, stdout: String, stderr: String) {
     try await offPool { try runCommandBlocking(executable, arguments, environment: environment, stdin: stdin) }
 }
 
 /// Runs a command to completion and returns its status and output.
-func runCommandBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+func runCommandBlocking(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil
+) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

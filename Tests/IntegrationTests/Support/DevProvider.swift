@@ -23,9 +23,14 @@ final class DevProvider: @unchecked Sendable {
 
     /// Starts a provider in `directory/provider` accepting `extraSubjects` too.
     /// `apps`: client id → the one subject that app's federated credential trusts.
-    init(directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], apps: [String: String] = [:], accessTokenLifetime: Int = 3600, netns: String? = nil) async throws {
+    init(
+        directory: String, extraSubjects: [String] = [], extraClientIds: [String] = [], apps: [String: String] = [:], accessTokenLifetime: Int = 3600,
+        netns: String? = nil
+    ) async throws {
         self.directory = "\(directory)/provider"
-        var arguments = ["dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug"]
+        var arguments = [
+            "dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug",
+        ]
         for subject in extraSubjects { arguments += ["--subject", subject] }
         for clientId in extraClientIds { arguments += ["--client-id", clientId] }
         for (clientId, subject) in apps.sorted(by: { $0.key < $1.key }) { arguments += ["--app", "\(clientId)=\(subject)"] }
@@ -118,7 +123,10 @@ final class DevProvider: @unchecked Sendable {
     private func https(_ method: String, _ url: String, json: [String: Any]? = nil) async throws -> String {
         var arguments = ["-sS", "--fail-with-body", "--cacert", endpoints.caFile, "-X", method, url]
         if let json {
-            arguments += ["-H", "Content-Type: application/json", "--data-binary", String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)]
+            arguments += [
+                "-H", "Content-Type: application/json", "--data-binary",
+                String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self),
+            ]
         }
         let result = try await runCommand("/usr/bin/curl", arguments)
         guard result.status == 0 else { throw HarnessError("curl \(method) \(url) failed (\(result.status)): \(result.stderr) \(result.stdout)") }

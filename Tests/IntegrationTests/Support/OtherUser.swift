@@ -16,23 +16,29 @@ enum OtherUser {
     /// groups. `cgroup` (a directory under a cgroup v2 mount) is joined before dropping
     /// privileges. Returns the JSON body.
     static func get(
-        _ socket: String, _ path: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl", cgroup: String? = nil
+        _ socket: String, _ path: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl",
+        cgroup: String? = nil
     ) async throws -> Reply {
         let result = try await run(
-            [client, "-s", "--max-time", "30", "--unix-socket", socket, "http://localhost\(path)"], uid: uid, gid: gid ?? uid, groups: groups, cgroup: cgroup)
+            [client, "-s", "--max-time", "30", "--unix-socket", socket, "http://localhost\(path)"], uid: uid, gid: gid ?? uid, groups: groups,
+            cgroup: cgroup)
         guard result.status == 0 else { throw HarnessError("client as uid \(uid) failed (\(result.status)): \(result.stderr)") }
         return try Reply(result.stdout)
     }
 
     /// A token request for `identity` as `uid`.
     static func token(
-        _ socket: String, identity: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl", cgroup: String? = nil
+        _ socket: String, identity: String, uid: UInt32, gid: UInt32? = nil, groups: [UInt32]? = nil, client: String = "/usr/bin/curl",
+        cgroup: String? = nil
     ) async throws -> Reply {
-        try await get(socket, "/v1/token?scope=\(Scenario.scope)&identity=\(identity)", uid: uid, gid: gid, groups: groups, client: client, cgroup: cgroup)
+        try await get(
+            socket, "/v1/token?scope=\(Scenario.scope)&identity=\(identity)", uid: uid, gid: gid, groups: groups, client: client, cgroup: cgroup)
     }
 
     /// Runs `argv` as `uid`/`gid` (optionally inside `cgroup`).
-    static func run(_ argv: [String], uid: UInt32, gid: UInt32, groups: [UInt32]?, cgroup: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(
+        _ argv: [String], uid: UInt32, gid: UInt32, groups: [UInt32]?, cgroup: String? = nil
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
         var command = ["/usr/bin/setpriv", "--reuid", "\(uid)", "--regid", "\(gid)"]
         command += groups.map { ["--groups", $0.map(String.init).joined(separator: ",")] } ?? ["--clear-groups"]
         command += argv

@@ -29,7 +29,9 @@ struct Scenario {
         let broker: BrokerDaemon
         do {
             let all = [BrokerDaemon.Identity(name: "default", tokenFile: provider.endpoints.tokenFile)] + (try await identities(directory, provider))
-            broker = try await BrokerDaemon(directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML, allowInsecureLoopback: allowInsecureLoopback, environment: environment, netns: netns)
+            broker = try await BrokerDaemon(
+                directory: directory, provider: provider, identities: all, logLevel: logLevel, extraYAML: extraYAML,
+                allowInsecureLoopback: allowInsecureLoopback, environment: environment, netns: netns)
         } catch {
             await provider.stop()
             throw error

@@ -193,7 +193,9 @@ final class EpollConnection: ConnectionIO, EpollSource {
         return withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors in
             var index = outbound.startIndex
             for slot in 0..<count {
-                vectors[slot] = outbound[index].withUnsafeReadableBytes { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+                vectors[slot] = outbound[index].withUnsafeReadableBytes {
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+                }
                 index = outbound.index(after: index)
             }
             return cepoll_writev(descriptor, vectors.baseAddress, CInt(count))

@@ -183,7 +183,9 @@ extension ServerContext {
             close(descriptor)
             return
         }
-        open(descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: configuration.attestedEnvironment), tracked: tracked)
+        open(
+            descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: configuration.attestedEnvironment),
+            tracked: tracked)
     }
 
     private func open(_ descriptor: CInt, peer: PeerCredentials, tracked: EpollTrackedConnection) {

@@ -1,10 +1,10 @@
 // Hand-written: the Unix socket on SwiftNIO cost 7.1 µs CPU/req, on this loop 4.2–4.8 (docs/benchmarks.md, fourth round).
 import CEpoll
+import DetachedThread
 import FoundationEssentials
 import Glibc
 import NIOCore
 import Synchronization
-import DetachedThread
 
 /// Something registered with an `EpollLoop` for a file descriptor.
 protocol EpollSource: AnyObject {
