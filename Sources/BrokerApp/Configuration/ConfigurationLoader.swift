@@ -50,81 +50,99 @@ public enum ConfigurationLoader {
         else { return }
         reader.bool(top["allowNoIdentities"], at: "allowNoIdentities").map { configuration.allowNoIdentities = $0 }
 
-        if let socket = reader.mapping(top["socket"], at: "socket", keys: ["path", "mode", "group"]) {
-            if let path = reader.string(socket["path"], at: "socket.path") {
-                if !path.hasPrefix("/") {
-                    reader.report("socket.path", "must be an absolute path", socket["path"])
-                } else if checkSocketPath(path, at: "socket.path", node: socket["path"], reader: &reader) {
-                    configuration.socket.path = path
-                }
-            }
-            if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
-                if let mode = UInt32(text, radix: 8), mode <= 0o777 {
-                    configuration.socket.mode = mode
-                } else {
-                    reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node)
-                }
-            }
-            if let group = reader.string(socket["group"], at: "socket.group") {
-                // Resolved now so that check-config catches a group that does not exist.
-                if UInt32(group) != nil || getgrnam(group) != nil {
-                    configuration.socket.group = group
-                } else {
-                    reader.report("socket.group", "no such group '\(group)'", socket["group"])
-                }
-            }
-        }
+        readSocket(top["socket"], into: &configuration.socket, reader: &reader)
         if let limits = reader.mapping(top["limits"], at: "limits", keys: LimitsReader.keys) {
             LimitsReader.read(limits, into: &configuration.limits, reader: &reader)
         }
-        if let cache = reader.mapping(
-            top["cache"], at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds", "maxConcurrentExchanges"])
-        {
-            reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map {
-                configuration.cache.maxScopesPerIdentity = $0
-            }
-            reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map {
-                configuration.cache.minValiditySeconds = $0
-            }
-            reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map {
-                configuration.cache.minRefreshIntervalSeconds = $0
-            }
-            reader.int(cache["maxConcurrentExchanges"], at: "cache.maxConcurrentExchanges", in: 1...1024).map {
-                configuration.cache.maxConcurrentExchanges = $0
-            }
-        }
-        if let upstream = reader.mapping(top["upstream"], at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) {
-            configuration.upstream.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
-            if let file = configuration.upstream.caFile { checkCABundle(file, at: "upstream.caFile", node: upstream["caFile"], reader: &reader) }
-            reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { configuration.upstream.timeoutSeconds = $0 }
-            reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map {
-                configuration.upstream.allowInsecureLoopback = $0
-            }
-        }
-        if let log = reader.mapping(top["log"], at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") {
-            if LogLevelName.parse(level) != nil {
-                configuration.log.level = level
-            } else {
-                reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"])
-            }
-        }
+        readCache(top["cache"], into: &configuration.cache, reader: &reader)
+        readUpstream(top["upstream"], into: &configuration.upstream, reader: &reader)
+        readLog(top["log"], into: &configuration.log, reader: &reader)
         if let node = NodeReader.present(top["readiness"]) {
             readReadiness(node, into: &configuration.readiness, reader: &reader)
         }
         readCompat(top["compat"], into: &configuration.compat, reader: &reader)
         if let node = NodeReader.present(top["kubernetes"]) { configuration.kubernetes = KubernetesReader.read(node, reader: &reader) }
-        if let list = reader.sequence(top["identities"], at: "identities") {
-            for (index, node) in list.enumerated() {
-                if let identity = IdentityReader.read(node, at: "identities[\(index)]", environment: environment, reader: &reader) {
-                    if configuration.identities.contains(where: { $0.name == identity.name }) {
-                        reader.report("identities[\(index)].name", "identity '\(identity.name)' is defined twice", node)
-                    } else {
-                        configuration.identities.append(identity)
-                    }
+        readIdentities(top["identities"], into: &configuration.identities, environment: environment, reader: &reader)
+        validateCompat(configuration, compatNode: top["compat"], reader: &reader)
+    }
+
+    private static func readSocket(_ node: Node?, into settings: inout BrokerConfiguration.SocketSettings, reader: inout NodeReader) {
+        guard let socket = reader.mapping(node, at: "socket", keys: ["path", "mode", "group"]) else { return }
+        if let path = reader.string(socket["path"], at: "socket.path") {
+            if !path.hasPrefix("/") {
+                reader.report("socket.path", "must be an absolute path", socket["path"])
+            } else if checkSocketPath(path, at: "socket.path", node: socket["path"], reader: &reader) {
+                settings.path = path
+            }
+        }
+        if let node = socket["mode"], let text = reader.string(node, at: "socket.mode") {
+            if let mode = UInt32(text, radix: 8), mode <= 0o777 {
+                settings.mode = mode
+            } else {
+                reader.report("socket.mode", "must be octal permission bits such as \"0660\", got '\(text)'", node)
+            }
+        }
+        if let group = reader.string(socket["group"], at: "socket.group") {
+            // Resolved now so that check-config catches a group that does not exist.
+            if UInt32(group) != nil || getgrnam(group) != nil {
+                settings.group = group
+            } else {
+                reader.report("socket.group", "no such group '\(group)'", socket["group"])
+            }
+        }
+    }
+
+    private static func readCache(_ node: Node?, into settings: inout BrokerConfiguration.CacheSettings, reader: inout NodeReader) {
+        guard
+            let cache = reader.mapping(
+                node, at: "cache", keys: ["maxScopesPerIdentity", "minValiditySeconds", "minRefreshIntervalSeconds", "maxConcurrentExchanges"])
+        else { return }
+        reader.int(cache["maxScopesPerIdentity"], at: "cache.maxScopesPerIdentity", in: 1...100_000).map {
+            settings.maxScopesPerIdentity = $0
+        }
+        reader.int(cache["minValiditySeconds"], at: "cache.minValiditySeconds", in: 0...86_400).map {
+            settings.minValiditySeconds = $0
+        }
+        reader.int(cache["minRefreshIntervalSeconds"], at: "cache.minRefreshIntervalSeconds", in: 0...3600).map {
+            settings.minRefreshIntervalSeconds = $0
+        }
+        reader.int(cache["maxConcurrentExchanges"], at: "cache.maxConcurrentExchanges", in: 1...1024).map {
+            settings.maxConcurrentExchanges = $0
+        }
+    }
+
+    private static func readUpstream(_ node: Node?, into settings: inout BrokerConfiguration.UpstreamSettings, reader: inout NodeReader) {
+        guard let upstream = reader.mapping(node, at: "upstream", keys: ["caFile", "timeoutSeconds", "allowInsecureLoopback"]) else { return }
+        settings.caFile = reader.string(upstream["caFile"], at: "upstream.caFile")
+        if let file = settings.caFile { checkCABundle(file, at: "upstream.caFile", node: upstream["caFile"], reader: &reader) }
+        reader.int(upstream["timeoutSeconds"], at: "upstream.timeoutSeconds", in: 1...600).map { settings.timeoutSeconds = $0 }
+        reader.bool(upstream["allowInsecureLoopback"], at: "upstream.allowInsecureLoopback").map {
+            settings.allowInsecureLoopback = $0
+        }
+    }
+
+    private static func readLog(_ node: Node?, into settings: inout BrokerConfiguration.LogSettings, reader: inout NodeReader) {
+        guard let log = reader.mapping(node, at: "log", keys: ["level"]), let level = reader.string(log["level"], at: "log.level") else { return }
+        if LogLevelName.parse(level) != nil {
+            settings.level = level
+        } else {
+            reader.report("log.level", "must be one of \(LogLevelName.all.joined(separator: ", ")), got '\(level)'", log["level"])
+        }
+    }
+
+    private static func readIdentities(
+        _ node: Node?, into identities: inout [IdentityConfiguration], environment: [String: String], reader: inout NodeReader
+    ) {
+        guard let list = reader.sequence(node, at: "identities") else { return }
+        for (index, node) in list.enumerated() {
+            if let identity = IdentityReader.read(node, at: "identities[\(index)]", environment: environment, reader: &reader) {
+                if identities.contains(where: { $0.name == identity.name }) {
+                    reader.report("identities[\(index)].name", "identity '\(identity.name)' is defined twice", node)
+                } else {
+                    identities.append(identity)
                 }
             }
         }
-        validateCompat(configuration, compatNode: top["compat"], reader: &reader)
     }
 }
 
