@@ -78,19 +78,7 @@ public final class DevIdentityProvider: Service {
 
     private func startServers(_ config: DevIdentityProviderConfiguration) async throws -> DevProviderEndpoints {
         let root = config.stateDirectory
-        try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
-        // The state directory holds live tokens: private even if it already existed.
-        _ = chmod(root, 0o700)
-        // provider.json appearing is the readiness signal other processes wait for: never leave a stale one.
-        try? FileManager.default.removeItem(atPath: root + "/provider.json")
-        let tokenDirectory = root + "/tokens"
-        try AtomicWriter.makeDirectory(tokenDirectory, mode: 0o700, allowExisting: true)
-
-        let authority = try DevCertificateAuthority()
-        let caFile = root + "/ca.pem"
-        // Explicit modes: Data.write would give 0666 minus the umask, world-writable under umask 000.
-        try AtomicWriter.replaceFile(caFile, contents: Array(authority.caPEM.utf8), mode: 0o644)
-
+        let (tokenDirectory, caFile, authority) = try Self.prepareStateDirectory(root)
         async let issuerKey = SigningKey.generate()
         async let entraKey = SigningKey.generate()
         let serverTLS = try authority.serverTLSConfiguration()
@@ -104,10 +92,7 @@ public final class DevIdentityProvider: Service {
             throw error
         }
 
-        var clientConfiguration = HTTPClient.Configuration(tlsConfiguration: try authority.clientTLSConfiguration())
-        clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        clientConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(10))
-        let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfiguration)
+        let client = try Self.makeClient(trusting: authority)
 
         let issuerURL = Self.baseURL(host: config.host, port: issuerServer.port)
         let authorityHost = Self.baseURL(host: config.host, port: entraServer.port)
@@ -148,6 +133,32 @@ public final class DevIdentityProvider: Service {
             "dev identity provider ready",
             metadata: ["dev.issuer": "\(issuerURL)", "dev.authority_host": "\(authorityHost)", "dev.state_dir": "\(root)"])
         return endpoints
+    }
+
+    /// The state directory, private, with a fresh CA (`ca.pem`) and no stale `provider.json`:
+    /// its token directory, the CA file and the CA.
+    private static func prepareStateDirectory(_ root: String) throws -> (tokens: String, caFile: String, authority: DevCertificateAuthority) {
+        try AtomicWriter.makeDirectory(root, mode: 0o700, allowExisting: true)
+        // The state directory holds live tokens: private even if it already existed.
+        _ = chmod(root, 0o700)
+        // provider.json appearing is the readiness signal other processes wait for: never leave a stale one.
+        try? FileManager.default.removeItem(atPath: root + "/provider.json")
+        let tokenDirectory = root + "/tokens"
+        try AtomicWriter.makeDirectory(tokenDirectory, mode: 0o700, allowExisting: true)
+
+        let authority = try DevCertificateAuthority()
+        let caFile = root + "/ca.pem"
+        // Explicit modes: Data.write would give 0666 minus the umask, world-writable under umask 000.
+        try AtomicWriter.replaceFile(caFile, contents: Array(authority.caPEM.utf8), mode: 0o644)
+        return (tokenDirectory, caFile, authority)
+    }
+
+    /// The emulator's client for issuers' keys: trusts the dev CA, fails fast.
+    private static func makeClient(trusting authority: DevCertificateAuthority) throws -> HTTPClient {
+        var configuration = HTTPClient.Configuration(tlsConfiguration: try authority.clientTLSConfiguration())
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }
 
     /// Rotates the token file every `rotationInterval` until the task is cancelled or a graceful

@@ -87,23 +87,12 @@ final class RelayResponder: Sendable {
         case .refuse(let response): return response
         case .speak(let chosen): flavor = chosen
         }
-        var single: [String: String] = [:]
-        for name in ["resource", "client_id", "clientid", "object_id", "principal_id", "mi_res_id", "msi_res_id"] {
-            let values = request.queryValues(name)
-            guard values.count <= 1 else { return flavor.error(400, "invalid_request", "query parameter '\(name)' is given more than once") }
-            single[name] = values.first
+        let resource: String
+        let clientId: String?
+        switch query(of: request, flavor: flavor) {
+        case .refuse(let response): return response
+        case .ask(let asked, let named): (resource, clientId) = (asked, named)
         }
-        guard let resource = single["resource"], !resource.isEmpty else {
-            return flavor.error(400, "invalid_request", "Required query variable 'resource' is missing")
-        }
-        if let other = ["object_id", "principal_id", "mi_res_id", "msi_res_id"].first(where: { single[$0] != nil }) {
-            return flavor.error(
-                400, "invalid_request",
-                "\(other) is not supported here: the node's broker selects the identity by client id (pass client_id, AZURE_CLIENT_ID for most SDKs)")
-        }
-        let clientIds = [single["client_id"], single["clientid"]].compactMap { $0 }
-        guard clientIds.count <= 1 else { return flavor.error(400, "invalid_request", "name the identity with only one of client_id or clientid") }
-        let clientId = clientIds.first
 
         // The identities `status` lists for this caller, asked at most once per request.
         var listedIdentities: [IdentityStatus]?
@@ -147,6 +136,37 @@ final class RelayResponder: Sendable {
             return flavor.error(400, "invalid_request", "Identity not found")
         }
         return flavor.token(response, resource: resource, clientId: servedClientId ?? clientId, now: Int64(time(nil)))
+    }
+
+    private enum QueryDecision {
+        case ask(resource: String, clientId: String?)
+        case refuse(RelayHTTPResponse)
+    }
+
+    /// The resource a managed-identity request asks for and the client id it names, each given
+    /// at most once; identity selectors the node's broker cannot honour are refused.
+    private func query(of request: RelayHTTPRequest, flavor: RelayFlavor) -> QueryDecision {
+        var single: [String: String] = [:]
+        for name in ["resource", "client_id", "clientid", "object_id", "principal_id", "mi_res_id", "msi_res_id"] {
+            let values = request.queryValues(name)
+            guard values.count <= 1 else { return .refuse(flavor.error(400, "invalid_request", "query parameter '\(name)' is given more than once")) }
+            single[name] = values.first
+        }
+        guard let resource = single["resource"], !resource.isEmpty else {
+            return .refuse(flavor.error(400, "invalid_request", "Required query variable 'resource' is missing"))
+        }
+        if let other = ["object_id", "principal_id", "mi_res_id", "msi_res_id"].first(where: { single[$0] != nil }) {
+            return .refuse(
+                flavor.error(
+                    400, "invalid_request",
+                    "\(other) is not supported here: the node's broker selects the identity by client id (pass client_id, AZURE_CLIENT_ID for most SDKs)"
+                ))
+        }
+        let clientIds = [single["client_id"], single["clientid"]].compactMap { $0 }
+        guard clientIds.count <= 1 else {
+            return .refuse(flavor.error(400, "invalid_request", "name the identity with only one of client_id or clientid"))
+        }
+        return .ask(resource: resource, clientId: clientIds.first)
     }
 
     private enum FlavorDecision {
