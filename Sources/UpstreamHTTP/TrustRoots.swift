@@ -5,10 +5,11 @@ import NIOSSL
 /// Loads extra CA bundles eagerly, so that a wrong path fails when the daemon starts
 /// rather than at the first token request (`.file(path)` trust roots load lazily).
 enum TrustRoots {
-    /// The certificates of every bundle in `paths`, in order.
+    /// The certificates of every bundle in `paths`, in order; the system bundle itself is
+    /// skipped, since the client configuration trusts it already.
     static func load(_ paths: [String]) throws(UpstreamHTTPError) -> [NIOSSLCertificate] {
         var certificates: [NIOSSLCertificate] = []
-        for path in paths {
+        for path in paths where !CABundle.isSystemBundle(path) {
             certificates += try loadBundle(path)
         }
         return certificates

@@ -130,7 +130,9 @@ public enum BrokerApplication {
             extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers
             + [server, lifecycle]
         let serviceGroup = ServiceGroup(
-            configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: services.map(ServiceGroupConfiguration.ServiceConfiguration.named), gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         do {
             try await serviceGroup.run()
         } catch {

@@ -22,7 +22,7 @@ public enum DevProviderRunner {
         let endpoints = try await provider.start()
         logger.info("dev provider ready", metadata: ["dev.issuer": "\(endpoints.issuerURL)", "dev.authority": "\(endpoints.authorityHost)"])
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: provider)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: [.named(provider)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -35,7 +35,8 @@ extension ConfigurationLoader {
 
     /// `SSL_CERT_FILE`, which the transport adds to its trust roots like `upstream.caFile`.
     static func checkEnvironmentCABundle(_ environment: [String: String], reader: inout NodeReader) {
-        guard let file = environment["SSL_CERT_FILE"], !file.isEmpty else { return }
+        // The system bundle itself is what the transport trusts anyway and does not load again.
+        guard let file = environment["SSL_CERT_FILE"], !file.isEmpty, !CABundle.isSystemBundle(file) else { return }
         checkCABundle(file, at: "env.SSL_CERT_FILE", node: nil, reader: &reader)
     }
 }
