@@ -9,8 +9,16 @@ import Musl
 /// kernel's thread name is left alone, as `Thread` left it: the event loops name theirs
 /// (`tokenbroker-N`) and tests count those.
 public enum DetachedThread {
-    /// Starts `body` on a new thread.
+    /// Starts `body` on a new thread the process cannot do without (an event loop, a watcher,
+    /// the log writer): traps if the system has none to give, as Foundation's `Thread` did.
     public static func start(_ body: @escaping @Sendable () -> Void) {
+        if let error = tryStart(body) { fatalError("cannot start a thread: \(String(cString: strerror(error)))") }
+    }
+
+    /// Starts `body` on a new thread; the error number (and `body` never runs) when the system
+    /// has none to give — EAGAIN at the unit's `TasksMax=` or the cgroup's `pids.max`. Work
+    /// started per request (a plugin run, a sink write) fails that request, not the daemon.
+    public static func tryStart(_ body: @escaping @Sendable () -> Void) -> Int32? {
         let context = Unmanaged.passRetained(Body(run: body)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(
@@ -19,11 +27,12 @@ public enum DetachedThread {
                 Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
                 return nil
             }, context)
-        if result != 0 {
-            // Out of threads: Foundation's Thread trapped here too, with less said.
-            fatalError("cannot start a thread: error \(result)")
+        guard result == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            return result
         }
         pthread_detach(thread)
+        return nil
     }
 
     private final class Body: Sendable {

@@ -92,7 +92,8 @@ struct PluginRunner: Sendable {
         let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<PluginOutcome, Never>) in
                 // Blocking poll/read/waitpid: never on the cooperative pool.
-                DetachedThread.start { continuation.resume(returning: PluginProcess.run(spec, cancelFD: cancelFD)) }
+                let failure = DetachedThread.tryStart { continuation.resume(returning: PluginProcess.run(spec, cancelFD: cancelFD)) }
+                if let failure { continuation.resume(returning: .setupFailed(what: "pthread_create", errno: failure)) }
             }
         } onCancel: {
             cancelSignal.fire()

@@ -29,7 +29,7 @@ extension Broker {
         case .success(let resolved): (key, minimum) = resolved
         }
         if let hit = cache.cachedToken(for: key, minimumValidity: minimum) { return .cached(hit) }
-        if let wait = rateLimiter.admit(uid: peer.uid) { return .refused(throttled(request, peer: peer, wait: wait)) }
+        if let wait = rateLimiter.admit(uid: peer.uid) { return .refused(throttled(key, peer: peer, wait: wait)) }
         return .exchange(key, minimum: minimum)
     }
 

@@ -111,13 +111,12 @@ extension Broker {
         return Self.wireError(error)
     }
 
-    /// `throttled` for a uid over its request rate, with the wait in whole seconds (at least 1).
-    func throttled(_ request: BrokerRequest, peer: PeerCredentials, wait: Duration) -> WireError {
+    /// `throttled` for a miss whose uid is over its request rate, with the wait in whole seconds
+    /// (at least 1); audited with the identity and scope the request resolved to (the route's
+    /// default identity included), which resolution has already validated.
+    func throttled(_ key: TokenKey, peer: PeerCredentials, wait: Duration) -> WireError {
         let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
-        // Unvalidated caller text: logged only when it is a plausible name and scope.
-        let identity = request.identity.map { IdentityReader.isValidName($0) ? $0 : "(invalid)" }
-        let scope = (request.scope ?? request.resource).map { Self.isPlausibleScope($0) ? $0 : "(invalid)" }
-        audit.record(.throttled, identity: identity, scope: scope, peer: peer, errorCode: WireErrorCode.throttled.rawValue)
+        audit.record(.throttled, identity: key.identity, scope: key.scope.value, peer: peer, errorCode: WireErrorCode.throttled.rawValue)
         return WireError(
             code: .throttled,
             message: "uid \(peer.uid) sends requests faster than this broker allows (limits.requestsPerSecondPerUID); retry in \(seconds) s",

@@ -15,18 +15,23 @@ enum YAMLComposer {
 
     /// The document's root, or nil when the text holds no document.
     static func compose(_ text: String) throws(YAMLSyntaxError) -> Node? {
-        var parser = yaml_parser_t()
-        guard yaml_parser_initialize(&parser) == 1 else { throw YAMLSyntaxError(message: "out of memory") }
-        defer { yaml_parser_delete(&parser) }
+        // libyaml keeps a pointer to the parser in the parser (its input handler's data): one
+        // allocation whose address every call shares, not an inout `&parser` valid per call.
+        let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
+        parser.initialize(to: yaml_parser_t())
+        defer {
+            parser.deinitialize(count: 1)
+            parser.deallocate()
+        }
+        guard yaml_parser_initialize(parser) == 1 else { throw YAMLSyntaxError(message: "out of memory") }
+        defer { yaml_parser_delete(parser) }
         // A terminating zero so that even empty text has an address; it is not part of the input.
         let bytes = Array(text.utf8) + [0]
         return try bytes.withUnsafeBufferPointer { buffer throws(YAMLSyntaxError) -> Node? in
-            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count - 1)
-            yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
-            return try withUnsafeMutablePointer(to: &parser) { pointer throws(YAMLSyntaxError) -> Node? in
-                var composer = Composer(parser: pointer, text: text)
-                return try composer.singleRoot()
-            }
+            yaml_parser_set_input_string(parser, buffer.baseAddress, buffer.count - 1)
+            yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
+            var composer = Composer(parser: parser, text: text)
+            return try composer.singleRoot()
         }
     }
 }

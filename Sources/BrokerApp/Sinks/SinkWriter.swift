@@ -175,10 +175,14 @@ final class SinkWriter: Sendable {
     /// and the cooperative pool (two threads on two cores) also runs the cache's exchanges.
     private static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws(SinkError) -> T) async throws(SinkError) -> T {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SinkError>, Never>) in
-            DetachedThread.start {
+            let failure = DetachedThread.tryStart {
                 do throws(SinkError) { continuation.resume(returning: .success(try body())) } catch {
                     continuation.resume(returning: .failure(error))
                 }
+            }
+            if let failure {
+                continuation.resume(
+                    returning: .failure(SinkError(.writeFailed, "cannot start a thread to write: \(String(cString: strerror(failure)))")))
             }
         }
         return try result.get()
