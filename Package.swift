@@ -25,7 +25,8 @@ let buildVersion: String = {
 
 // The folder layout mirrors the architecture (docs/architecture.md):
 // a pure exchange core, adapters around it (upstream HTTP, assertion sources,
-// cache, socket server), the app that wires them, and two thin executables.
+// cache, socket server), the app that wires them, and thin executables (the daemon, the
+// CLI, the doctor and the dev provider).
 let package = Package(
     name: "TokenBroker",
     // Linux only (epoll, inotify, SO_PEERCRED, Glibc, libsystemd): it does not build on macOS. The line only
@@ -35,6 +36,7 @@ let package = Package(
         .executable(name: "tokenbrokerd", targets: ["tokenbrokerd"]),
         .executable(name: "tokenbroker", targets: ["tokenbroker"]),
         .executable(name: "tokenbroker-doctor", targets: ["tokenbroker-doctor"]),
+        .executable(name: "tokenbroker-dev-provider", targets: ["tokenbroker-dev-provider"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -176,14 +178,11 @@ let package = Package(
                 "AssertionSources",
                 "TokenCache",
                 "BrokerServer",
-                "DevIdentityProvider",
                 "ExecPlugins",
                 "SystemdSupport",
                 "CMalloc",
                 "CYAML",
                 "DetachedThread",
-                // SHA-256 for node mode's cache keys (already linked for the dev provider).
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -199,6 +198,19 @@ let package = Package(
             dependencies: [
                 "BrokerApp", "TokenBrokerProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The dev issuer and Entra emulator, which `tokenbrokerd --dev` runs as its child: its
+        // RS256 keys and generated CA need swift-crypto, swift-certificates and jwt-kit, which
+        // the daemon then does not carry (docs/benchmarks.md, sixth round).
+        .executableTarget(
+            name: "tokenbroker-dev-provider",
+            dependencies: [
+                "BrokerApp", "DevIdentityProvider", "DetachedThread",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The blocking NDJSON client of the socket, shared by the CLI and the doctor.
@@ -263,7 +275,11 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerAppTests",
-            dependencies: ["BrokerApp", "TokenExchange", "ManualClock", "TestRandom"]
+            dependencies: [
+                "BrokerApp", "TokenExchange", "ManualClock", "TestRandom",
+                // The reference SHA256Digest is checked against.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "UpstreamHTTPTests",

@@ -362,7 +362,7 @@ class NodeBench:
 
     def start_provider(self):
         directory = os.path.join(self.workdir, "provider")
-        argv = [self.args.daemon, "dev-provider", "--state-dir", directory, "--log-level", "info"]
+        argv = [os.path.join(os.path.dirname(self.args.daemon), "tokenbroker-dev-provider"), "--state-dir", directory, "--log-level", "info"]
         for i in range(self.args.accounts):
             ns, name = self.account(i)
             argv += ["--app", f"{self.client_id(i)}=system:serviceaccount:{ns}:{name}"]

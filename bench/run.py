@@ -121,7 +121,7 @@ class Suite:
     # ---------------------------------------------------------------- provider
     def start_provider(self):
         directory = os.path.join(self.workdir, "provider")
-        self.provider = self.start("provider", [self.bin, "dev-provider", "--state-dir", directory, "--log-level", "info"])
+        self.provider = self.start("provider", [os.path.join(os.path.dirname(self.bin), "tokenbroker-dev-provider"), "--state-dir", directory, "--log-level", "info"])
         file = os.path.join(directory, "provider.json")
         self.wait_for("provider.json", lambda: os.path.exists(file), child=self.provider)
         time.sleep(0.05)

@@ -13,7 +13,7 @@ struct TokenBrokerDaemon: AsyncParsableCommand {
         commandName: "tokenbrokerd",
         abstract: "Workload-identity token broker: exchanges federated assertions for access tokens and serves them on a Unix socket.",
         version: BuildVersion.text,
-        subcommands: [Run.self, CheckConfig.self, DevProvider.self],
+        subcommands: [Run.self, CheckConfig.self],
         defaultSubcommand: Run.self
     )
 }
@@ -70,7 +70,9 @@ extension TokenBrokerDaemon {
             BrokerApplication.limitHeapArenas(environment: environment)
             if dev {
                 let logger = logging.bootstrap()
-                try await DevMode.run(stateDirectory: stateDir, socketPath: socket, environment: environment, logger: logger)
+                let logArguments = ["--log-format", logging.logFormat] + (logging.logLevel.map { ["--log-level", $0] } ?? [])
+                try await DevMode.run(
+                    stateDirectory: stateDir, socketPath: socket, logArguments: logArguments, environment: environment, logger: logger)
                 return
             }
             var configuration = try ConfigurationSource.load(path: config, environment: environment)
@@ -110,47 +112,6 @@ extension TokenBrokerDaemon {
         func run() throws {
             let configuration = try ConfigurationSource.load(path: config, environment: ProcessInfo.processInfo.environment)
             print(ConfigurationSource.validSummary(configuration))
-        }
-    }
-
-    /// `tokenbrokerd dev-provider`: only the dev issuer and token service (for tests).
-    struct DevProvider: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "dev-provider",
-            abstract: "Run only the dev OIDC issuer and Entra-compatible token service; endpoints go to STATE_DIR/provider.json.")
-
-        @Option(name: .long, help: "Directory for the CA, tokens and provider.json.")
-        var stateDir: String
-
-        @Option(name: .long, parsing: .singleValue, help: "Another accepted service-account subject (repeatable).")
-        var subject: [String] = []
-
-        @Option(name: .long, parsing: .singleValue, help: "Another accepted client (application) id (repeatable).")
-        var clientId: [String] = []
-
-        @Option(name: .long, parsing: .singleValue, help: "An app with a federated credential of its own: CLIENT_ID=SUBJECT (repeatable).")
-        var app: [String] = []
-
-        @Option(name: .long, help: "Lifetime of issued access tokens, seconds.")
-        var accessTokenLifetime: Int = 3600
-
-        @Option(name: .long, help: "Lifetime of minted service-account tokens, seconds.")
-        var assertionLifetime: Int = 3600
-
-        @Option(name: .long, help: "Rotate the token file every N seconds (default 80 % of its lifetime).")
-        var rotateEvery: Int?
-
-        @OptionGroup var logging: LoggingOptions
-
-        func run() async throws {
-            let logger = logging.bootstrap()
-            try await DevProviderRunner.run(
-                stateDirectory: stateDir, extraSubjects: subject, extraClientIds: clientId,
-                appSubjects: Dictionary(
-                    app.compactMap { pair in pair.firstIndex(of: "=").map { (String(pair[..<$0]), [String(pair[pair.index(after: $0)...])]) } },
-                    uniquingKeysWith: +),
-                accessTokenLifetime: accessTokenLifetime,
-                assertionLifetime: assertionLifetime, rotateEvery: rotateEvery, logger: logger)
         }
     }
 }

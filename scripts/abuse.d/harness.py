@@ -249,10 +249,10 @@ class Run:
     def _copy_binaries(self, bin_dir):
         self.bin = os.path.join(self.base, "bin")
         os.makedirs(self.bin)
-        for name in ("tokenbrokerd", "tokenbroker"):
+        for name in ("tokenbrokerd", "tokenbroker-dev-provider", "tokenbroker"):
             source = os.path.join(bin_dir, name)
             if not os.path.exists(source):
-                if name == "tokenbrokerd":
+                if name != "tokenbroker":
                     raise HarnessError(f"{source} does not exist (build first, or pass --bin-dir)")
                 continue
             copy_stable_binary(source, os.path.join(self.bin, name))
@@ -334,12 +334,12 @@ def copy_stable_binary(source, target, wait=180):
 
 
 class Provider:
-    """`tokenbrokerd dev-provider`: the issuer and the Entra emulator, with its controls."""
+    """`tokenbroker-dev-provider`: the issuer and the Entra emulator, with its controls."""
 
     def __init__(self, run_):
         self.dir = os.path.join(run_.base, "provider")
         os.makedirs(self.dir, exist_ok=True)
-        self.proc = Proc("provider", [run_.daemon_path, "dev-provider", "--state-dir", os.path.join(self.dir, "state"),
+        self.proc = Proc("provider", [os.path.join(run_.bin, "tokenbroker-dev-provider"), "--state-dir", os.path.join(self.dir, "state"),
                                       "--log-level", "info"], self.dir)
         file = os.path.join(self.dir, "state", "provider.json")
         wait_until("provider.json", lambda: os.path.exists(file) and os.path.getsize(file) > 0, timeout=60, proc=self.proc)

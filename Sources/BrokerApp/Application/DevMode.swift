@@ -1,24 +1,26 @@
 import BrokerServer
-import DevIdentityProvider
 import FoundationEssentials
 import Glibc
 public import Logging
 import TokenExchange
 
-/// `tokenbrokerd --dev`: a local OIDC issuer and Entra-compatible token service in
-/// the same process, and the broker wired to them — a real federated exchange
-/// with no cloud account.
+/// `tokenbrokerd --dev`: a local OIDC issuer and Entra-compatible token service (the
+/// `tokenbroker-dev-provider` child process), and the broker wired to them — a real
+/// federated exchange with no cloud account.
 public enum DevMode {
     /// Where dev mode keeps its files unless told otherwise: `/tmp/tokenbroker-dev-UID`.
     public static var defaultStateDirectory: String { "/tmp/tokenbroker-dev-\(getuid())" }
 
-    /// Starts the provider and the broker; returns at shutdown.
-    public static func run(stateDirectory: String?, socketPath: String?, environment: [String: String], logger: Logger) async throws {
+    /// Starts the provider and the broker; returns at shutdown. `logArguments` (`--log-level`,
+    /// `--log-format`) are passed on to the provider.
+    public static func run(
+        stateDirectory: String?, socketPath: String?, logArguments: [String], environment: [String: String], logger: Logger
+    ) async throws {
         let state = try DevStateDirectory(path: stateDirectory ?? defaultStateDirectory)
         defer { state.unlock() }
         let directory = state.path
-        let provider = DevIdentityProvider(configuration: DevIdentityProviderConfiguration(stateDirectory: "\(directory)/provider"), logger: logger)
-        let endpoints = try await provider.start()
+        let provider = try await DevProviderProcess.start(stateDirectory: "\(directory)/provider", logArguments: logArguments)
+        let endpoints = provider.endpoints
 
         var configuration = BrokerConfiguration()
         configuration.socket.path = socketPath ?? "\(directory)/broker.sock"
@@ -41,7 +43,7 @@ public enum DevMode {
         }
     }
 
-    static func banner(socket: String, endpoints: DevProviderEndpoints) -> String {
+    static func banner(socket: String, endpoints: DevProviderProcess.Endpoints) -> String {
         let scope = "https://storage.azure.com/.default"
         return """
             tokenbrokerd is running in dev mode.

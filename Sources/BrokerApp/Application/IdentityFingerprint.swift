@@ -1,4 +1,3 @@
-import Crypto
 import FoundationEssentials
 import Glibc
 import TokenExchange
@@ -12,13 +11,13 @@ import TokenExchange
 enum IdentityFingerprint {
     static func of(_ identity: IdentityConfiguration) -> [UInt8] {
         let material = (["v1", identity.name] + fields(identity.source) + fields(identity.exchange)).joined(separator: "\u{0}")
-        return Array(SHA256.hash(data: Data(material.utf8)))
+        return SHA256Digest.hash(material.utf8)
     }
 
     /// Node mode's cache identities (`k8s:NS/NAME/DIGEST`) carry a digest of their issuer,
     /// subject, audience and exchange in the name itself (`PodIdentities.cacheIdentity`).
     static func ofPodKey(_ name: String) -> [UInt8] {
-        Array(SHA256.hash(data: Data("v1\u{0}pod\u{0}\(name)".utf8)))
+        SHA256Digest.hash("v1\u{0}pod\u{0}\(name)".utf8)
     }
 
     static func fields(_ source: AssertionSourceConfiguration) -> [String] {
@@ -38,7 +37,7 @@ enum IdentityFingerprint {
         case .rfc8693(let sts):
             [
                 "exchange=rfc8693", sts.tokenEndpoint, sts.audience ?? "-", sts.resource ?? "-", sts.subjectTokenType, sts.requestedTokenType ?? "-",
-                sts.clientId ?? "-", sts.clientSecret.map { "secret:" + hex(SHA256.hash(data: Data($0.utf8))) } ?? "-",
+                sts.clientId ?? "-", sts.clientSecret.map { "secret:" + hex(SHA256Digest.hash($0.utf8)) } ?? "-",
             ]
         case .awsSts(let aws): ["exchange=awsSts", aws.roleArn, aws.sessionName, String(aws.durationSeconds), aws.region, aws.endpoint]
         case .exec(let settings): ["exchange=exec"] + fields(settings)

@@ -1,6 +1,5 @@
 import AssertionSources
 import BrokerServer
-import Crypto
 import FoundationEssentials
 import Glibc
 import Logging
@@ -197,7 +196,7 @@ final class PodIdentities: Service, Sendable {
     /// assertion's issuer, subject and audience and the exchange with all its parameters.
     static func cacheIdentity(_ exchange: ExchangeConfiguration, subject: AssertionSubject, account: ServiceAccount) -> String {
         let material = [subject.issuer, subject.subject, subject.audience, exchange.kind, String(reflecting: exchange)].joined(separator: "\u{0}")
-        let digest = SHA256.hash(data: Data(material.utf8)).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let digest = SHA256Digest.hash(material.utf8).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         return "k8s:\(account)/\(digest)"
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// `tokenbrokerd dev-provider` in its own process: the issuer and the Entra
+/// `tokenbroker-dev-provider` in its own process: the issuer and the Entra
 /// emulator the broker exchanges with, plus their test controls.
 final class DevProvider: @unchecked Sendable {
     struct Endpoints: Decodable {
@@ -29,18 +29,18 @@ final class DevProvider: @unchecked Sendable {
     ) async throws {
         self.directory = "\(directory)/provider"
         var arguments = [
-            "dev-provider", "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug",
+            "--state-dir", self.directory, "--access-token-lifetime", String(accessTokenLifetime), "--log-level", "debug",
         ]
         for subject in extraSubjects { arguments += ["--subject", subject] }
         for clientId in extraClientIds { arguments += ["--client-id", clientId] }
         for (clientId, subject) in apps.sorted(by: { $0.key < $1.key }) { arguments += ["--app", "\(clientId)=\(subject)"] }
-        let (executable, prefix) = TestEnvironment.command(TestEnvironment.daemonPath, inNetworkNamespace: netns)
+        let (executable, prefix) = TestEnvironment.command(TestEnvironment.devProviderPath, inNetworkNamespace: netns)
         process = try ChildProcess(executable: executable, arguments: prefix + arguments, logDirectory: directory, name: "provider")
         let file = "\(self.directory)/provider.json"
         let process = self.process
         do {
             try await waitUntil("provider.json") {
-                guard process.isRunning else { throw HarnessError("dev-provider exited: \(process.stderr)") }
+                guard process.isRunning else { throw HarnessError("tokenbroker-dev-provider exited: \(process.stderr)") }
                 return FileManager.default.fileExists(atPath: file)
             }
         } catch {

@@ -15,6 +15,7 @@ enum TestEnvironment {
     }
 
     static var daemonPath: String { "\(binDirectory)/tokenbrokerd" }
+    static var devProviderPath: String { "\(binDirectory)/tokenbroker-dev-provider" }
     static var cliPath: String { "\(binDirectory)/tokenbroker" }
 
     /// The venv Python with azure-identity (scripts/bootstrap --python makes it).

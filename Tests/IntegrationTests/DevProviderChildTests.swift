@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+/// `tokenbrokerd --dev` runs the dev issuer and token service as its child,
+/// `tokenbroker-dev-provider`: the two live and die together.
+@Suite("Dev mode's provider process")
+struct DevProviderChildTests {
+    /// Starts `tokenbrokerd --dev` in a fresh directory and waits for its banner.
+    private func startDevBroker(in directory: String, executable: String = TestEnvironment.daemonPath) async throws -> ChildProcess {
+        let broker = try ChildProcess(
+            executable: executable, arguments: ["--dev", "--state-dir", "\(directory)/state"], logDirectory: directory, name: "dev")
+        do {
+            try await waitUntil("the dev broker's banner") {
+                guard broker.isRunning else { throw HarnessError("the dev broker exited: \(broker.stderr)") }
+                return broker.stdout.contains("Stop with Ctrl-C")
+            }
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        return broker
+    }
+
+    /// The pids whose parent is `parent` (from /proc/PID/stat).
+    private func children(of parent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let end = stat.range(of: ") ", options: .backwards)
+            else { return false }
+            let fields = stat[end.upperBound...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == parent
+        }
+    }
+
+    /// Gone, or a zombie nobody has reaped yet (the pid's new parent may not reap promptly).
+    private func hasExited(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.range(of: ") ", options: .backwards)
+        else { return true }
+        return stat[end.upperBound...].hasPrefix("Z") || stat[end.upperBound...].hasPrefix("X")
+    }
+
+    private func providerChild(of broker: ChildProcess) throws -> pid_t {
+        let found = children(of: broker.process.processIdentifier).filter {
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) ?? "").hasSuffix("/tokenbroker-dev-provider")
+        }
+        return try #require(found.first, "no tokenbroker-dev-provider child of the dev broker")
+    }
+
+    @Test("a dev broker killed with SIGKILL takes its provider along: no orphan keeps the ports and rotates tokens")
+    func providerFollowsAKilledBroker() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try await startDevBroker(in: directory)
+        let provider: pid_t
+        do { provider = try providerChild(of: broker) } catch {
+            await broker.stop()
+            throw error
+        }
+        #expect(!hasExited(provider), "the check does not see the running provider")
+        broker.signal(SIGKILL)
+        await broker.stop()
+        do {
+            try await waitUntil("the provider to exit after its broker") { hasExited(provider) }
+        } catch {
+            kill(provider, SIGKILL)
+            throw error
+        }
+    }
+
+    @Test("a provider that dies stops the dev broker, and the broker says why")
+    func brokerStopsWithItsProvider() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try await startDevBroker(in: directory)
+        do {
+            kill(try providerChild(of: broker), SIGKILL)
+            try await waitUntil("the dev broker to exit") { !broker.isRunning }
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        let status = await broker.stop()
+        #expect(status != 0)
+        #expect(broker.stderr.contains("the dev provider was killed by signal 9"), "\(broker.stderr)")
+    }
+
+    @Test("without tokenbroker-dev-provider beside it, --dev says which file it needs")
+    func missingProviderIsNamed() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let alone = "\(directory)/bin/tokenbrokerd"
+        try FileManager.default.createDirectory(atPath: "\(directory)/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: TestEnvironment.daemonPath, toPath: alone)
+        let result = try await runCommand(alone, ["--dev", "--state-dir", "\(directory)/state"])
+        #expect(result.status != 0)
+        #expect(
+            result.stderr.contains("dev mode needs tokenbroker-dev-provider next to tokenbrokerd")
+                && result.stderr.contains("\(directory)/bin/tokenbroker-dev-provider"), "\(result.stderr)")
+    }
+}
