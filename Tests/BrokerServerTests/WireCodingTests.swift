@@ -58,6 +58,33 @@ import TokenBrokerProtocol
         #expect(String(buffer: buffer) == expected + "\n")
     }
 
+    /// A status answer with every part, byte for byte (`BrokerStatus.write` and the
+    /// writers of its parts).
+    @Test func aStatusAnswerIsWrittenAsTheWireHasCarriedIt() {
+        let error = WireError(code: .throttled, message: "m", retryable: true)
+        let status = BrokerStatus(
+            version: 1, ready: true,
+            identities: [
+                IdentityStatus(name: "a", exchange: "entra", source: "file", clientId: "c", cachedScopes: ["s1", "s2"], lastError: error),
+                IdentityStatus(name: "b", exchange: "aws", source: "exec", cachedScopes: []),
+            ],
+            compat: CompatStatus(identityEndpoint: "http://127.0.0.1:1/msi/token", socket: "/run/c.sock"),
+            pod: PodStatus(uid: "u", tokens: ["t"], serviceAccounts: ["ns/sa", "ns/sb"], exchange: "entra"),
+            sinks: [
+                SinkStatus(path: "/p", identity: "a", scope: "s1", format: "token", lastWrite: 5, expiresOn: 6),
+                SinkStatus(path: "/q", identity: "b", scope: "r", format: "env", lastError: error),
+            ])
+        let expected =
+            #"{"id":"s","ok":true,"status":{"version":1,"ready":true,"identities":["#
+            + #"{"name":"a","exchange":"entra","source":"file","clientId":"c","cachedScopes":["s1","s2"],"lastError":{"code":"throttled","message":"m","retryable":true}},"#
+            + #"{"name":"b","exchange":"aws","source":"exec","cachedScopes":[]}],"#
+            + #""compat":{"identityEndpoint":"http://127.0.0.1:1/msi/token","socket":"/run/c.sock"},"#
+            + #""pod":{"uid":"u","tokens":["t"],"serviceAccounts":["ns/sa","ns/sb"],"exchange":"entra"},"#
+            + #""sinks":[{"path":"/p","identity":"a","scope":"s1","format":"token","lastWrite":5,"expiresOn":6},"#
+            + #"{"path":"/q","identity":"b","scope":"r","format":"env","lastError":{"code":"throttled","message":"m","retryable":true}}]}}"#
+        #expect(String(decoding: BrokerResponse(id: .string("s"), ok: true, status: status).jsonBytes(), as: UTF8.self) == expected)
+    }
+
     /// Each level of nesting keeps its own comma state across the levels within it (the
     /// writer's comma stack is a bit per level).
     @Test func nestedContainersGetTheirCommas() {
