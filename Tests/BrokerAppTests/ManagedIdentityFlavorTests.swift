@@ -19,7 +19,8 @@ import TokenBrokerProtocol
                 == #"{"access_token":"t","client_id":"c","refresh_token":"","expires_in":"60","expires_on":"1764400000","not_before":"1764396400","resource":"r","token_type":"Bearer"}"#
         )
         #expect(token(.imds, expiresIn: -3).body.contains(#""expires_in":"0""#))
-        #expect(token(.appService2017).body == #"{"access_token":"t","expires_on":"11/29/2025 07:06:40 +00:00","resource":"r","token_type":"Bearer"}"#)
+        #expect(
+            token(.appService2017).body == #"{"access_token":"t","expires_on":"11/29/2025 07:06:40 +00:00","resource":"r","token_type":"Bearer"}"#)
         #expect(token(.appService).status == 200 && token(.appService).headers.isEmpty)
     }
 

@@ -18,9 +18,11 @@ import Testing
         unix.socketPath = "/nonexistent/broker.sock"
         let tcp = TCPServerConfiguration(address: TCPAddress(host: "127.0.0.1", port: 0))
         var askedForGroup = false
-        #expect(
-            BrokerServers.make(.unix(unix), responder: ScriptedResponder(), group: { askedForGroup = true; return group }, logger: Self.logger)
-                is UnixBrokerServer)
+        func provideGroup() -> any EventLoopGroup {
+            askedForGroup = true
+            return group
+        }
+        #expect(BrokerServers.make(.unix(unix), responder: ScriptedResponder(), group: provideGroup, logger: Self.logger) is UnixBrokerServer)
         #expect(!askedForGroup, "a Unix listener takes no NIO group")
         #expect(BrokerServers.make(.tcp(tcp), responder: ScriptedResponder(), group: { group }, logger: Self.logger) is TCPBrokerServer)
         try await group.shutdownGracefully()

@@ -35,6 +35,7 @@ import TokenBrokerProtocol
         WireBytes.writeHTTPHead(into: &head, code: 429, contentType: "text/plain", contentLength: 0, keepAlive: false)
         #expect(
             String(buffer: head)
-                == "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+                == "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        )
     }
 }

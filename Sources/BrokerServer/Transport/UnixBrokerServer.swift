@@ -74,7 +74,8 @@ public final class UnixBrokerServer: BrokerServer {
         let listener: EpollListener
         do {
             listener = try EpollListener(
-                descriptor: descriptor, threads: configuration.eventLoopThreads, attestedEnvironment: configuration.attestedEnvironment, context: context)
+                descriptor: descriptor, threads: configuration.eventLoopThreads, attestedEnvironment: configuration.attestedEnvironment,
+                context: context)
         } catch {
             close(descriptor)
             throw error
