@@ -26,20 +26,25 @@ public protocol BrokerServer: Service, Sendable {
 
 /// The one place that decides which transport serves a listener configuration.
 public enum BrokerServers {
-    /// A `TCPBrokerServer` for `tcpAddress` or an inherited TCP socket (`group` serves it),
-    /// otherwise a `UnixBrokerServer` (which takes no NIO loop). An inherited socket's
-    /// family is known only at run time, by asking the socket. With a `service`, every
-    /// connection speaks HTTP/1.1 and every request goes to it.
+    /// A `UnixBrokerServer` for `.unix` (it takes no NIO loop: `group` is not asked for), a
+    /// `TCPBrokerServer` on `group()` for `.tcp` — and for a `.unix` listener whose inherited
+    /// socket turns out to be TCP: an inherited socket's family is known only at run time,
+    /// by asking the socket. With a `service`, every connection speaks HTTP/1.1 and every
+    /// request goes to it.
     public static func make(
-        configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
-        service: (any HTTPService)? = nil, group: any EventLoopGroup, logger: Logger
+        _ listener: ListenerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
+        service: (any HTTPService)? = nil, group: () -> any EventLoopGroup, logger: Logger
     ) -> any BrokerServer {
-        let isTCP = configuration.inheritedDescriptor.map { !isUnixSocket($0) } ?? (configuration.tcpAddress != nil)
-        if isTCP {
-            return TCPBrokerServer(
-                configuration: configuration, responder: responder, metrics: metrics, service: service, group: group, logger: logger)
+        switch listener {
+        case .unix(let unix):
+            if let descriptor = unix.inheritedDescriptor, !isUnixSocket(descriptor) {
+                let tcp = TCPServerConfiguration(inheritedDescriptor: descriptor, limits: unix.limits)
+                return TCPBrokerServer(configuration: tcp, responder: responder, metrics: metrics, service: service, group: group(), logger: logger)
+            }
+            return UnixBrokerServer(configuration: unix, responder: responder, metrics: metrics, service: service, logger: logger)
+        case .tcp(let tcp):
+            return TCPBrokerServer(configuration: tcp, responder: responder, metrics: metrics, service: service, group: group(), logger: logger)
         }
-        return UnixBrokerServer(configuration: configuration, responder: responder, metrics: metrics, service: service, logger: logger)
     }
 
     /// Whether `descriptor` is a Unix socket (anything else goes to NIO, which says what is wrong).

@@ -3,11 +3,11 @@ import NIOCore
 import Synchronization
 import TokenExchange
 
-/// What every transport's server shares: its configuration, whom requests go to, the
+/// What every transport's server shares: its limits, whom requests go to, the
 /// open connections and their limits, and how a connection is served once its peer is
 /// known. The transports differ only in how they listen and move bytes.
 final class ServerContext: Sendable {
-    let configuration: BrokerServerConfiguration
+    let limits: ConnectionLimits
     let responder: any BrokerResponder
     let metrics: (any MetricsExposition)?
     let service: (any HTTPService)?
@@ -21,10 +21,9 @@ final class ServerContext: Sendable {
     static let backlog: CInt = 1024
 
     init(
-        configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)?, service: (any HTTPService)?,
-        logger: Logger
+        limits: ConnectionLimits, responder: any BrokerResponder, metrics: (any MetricsExposition)?, service: (any HTTPService)?, logger: Logger
     ) {
-        self.configuration = configuration
+        self.limits = limits
         self.responder = responder
         self.metrics = metrics
         self.service = service
@@ -48,9 +47,9 @@ final class ServerContext: Sendable {
     /// How a new connection is served once its peer is known: the sniffer first.
     func makeSession(for connection: any ConnectionIO, peer: PeerCredentials) -> any ConnectionSession {
         let connectionGuard = ConnectionGuard(
-            requestTimeout: TimeAmount(configuration.requestReadTimeout), idleTimeout: TimeAmount(configuration.idleTimeout))
+            requestTimeout: TimeAmount(limits.requestReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout))
         return ProtocolSniffer(
-            connection: connection, responder: responder, peer: peer, maxRequestBytes: configuration.maxRequestBytes,
+            connection: connection, responder: responder, peer: peer, maxRequestBytes: limits.maxRequestBytes,
             connectionGuard: connectionGuard, metrics: metrics, service: service)
     }
 
@@ -58,7 +57,7 @@ final class ServerContext: Sendable {
     /// them to close, then closes the rest.
     func drain() async {
         connections.drainAll()
-        let deadline = ContinuousClock.now.advanced(by: configuration.drainTimeout)
+        let deadline = ContinuousClock.now.advanced(by: limits.drainTimeout)
         while connections.count > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }

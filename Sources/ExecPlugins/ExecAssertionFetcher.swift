@@ -69,12 +69,10 @@ public struct ExecAssertionFetcher: Sendable {
     /// Refuses an assertion that would be expired by the time a token service read it.
     private func check(expiresAt: Date?, notBefore: Date?, now: Date) throws(TokenExchangeError) {
         if let expiresAt, expiresAt.timeIntervalSince(now) < 5 {
-            let ago = Int(now.timeIntervalSince(expiresAt).rounded())
-            let when = ago >= 0 ? "\(ago) s ago" : "in \(-ago) s, too soon to use"
             throw TokenExchangeError(
                 code: .assertionExpired,
                 message: "the assertion from \(runner.label) expires at \(Timestamp.iso8601(expiresAt)) "
-                    + "(\(Int(expiresAt.timeIntervalSince1970)), \(when)); it was not sent. Does the plugin hand out a cached, stale token?",
+                    + "(\(Int(expiresAt.timeIntervalSince1970)), \(TokenExchangeError.expiry(expiresAt, seenAt: now))); it was not sent. Does the plugin hand out a cached, stale token?",
                 isRetryable: true)
         }
         if let notBefore, notBefore.timeIntervalSince(now) > 60 {

@@ -70,22 +70,7 @@ extension BrokerStatus {
         writer.field("version", version)
         writer.field("ready", ready)
         writer.beginArray("identities")
-        for identity in identities {
-            writer.separator()
-            writer.beginObject()
-            writer.field("name", identity.name)
-            writer.field("exchange", identity.exchange)
-            writer.field("source", identity.source)
-            writer.field("clientId", identity.clientId)
-            writer.beginArray("cachedScopes")
-            for scope in identity.cachedScopes { writer.element(scope) }
-            writer.endArray()
-            if let lastError = identity.lastError {
-                writer.key("lastError")
-                lastError.write(to: &writer)
-            }
-            writer.endObject()
-        }
+        for identity in identities { identity.write(to: &writer) }
         writer.endArray()
         if let compat {
             writer.key("compat")
@@ -98,35 +83,66 @@ extension BrokerStatus {
         }
         if let pod {
             writer.key("pod")
-            writer.beginObject()
-            writer.field("uid", pod.uid)
-            writer.beginArray("tokens")
-            for token in pod.tokens { writer.element(token) }
-            writer.endArray()
-            writer.beginArray("serviceAccounts")
-            for account in pod.serviceAccounts { writer.element(account) }
-            writer.endArray()
-            writer.field("exchange", pod.exchange)
-            writer.endObject()
+            pod.write(to: &writer)
         }
         if let sinks {
             writer.beginArray("sinks")
-            for sink in sinks {
-                writer.separator()
-                writer.beginObject()
-                writer.field("path", sink.path)
-                writer.field("identity", sink.identity)
-                writer.field("scope", sink.scope)
-                writer.field("format", sink.format)
-                writer.field("lastWrite", sink.lastWrite)
-                writer.field("expiresOn", sink.expiresOn)
-                if let lastError = sink.lastError {
-                    writer.key("lastError")
-                    lastError.write(to: &writer)
-                }
-                writer.endObject()
-            }
+            for sink in sinks { sink.write(to: &writer) }
             writer.endArray()
+        }
+        writer.endObject()
+    }
+}
+
+extension IdentityStatus {
+    /// As an element of `identities`.
+    func write(to writer: inout JSONWriter) {
+        writer.separator()
+        writer.beginObject()
+        writer.field("name", name)
+        writer.field("exchange", exchange)
+        writer.field("source", source)
+        writer.field("clientId", clientId)
+        writer.beginArray("cachedScopes")
+        for scope in cachedScopes { writer.element(scope) }
+        writer.endArray()
+        if let lastError {
+            writer.key("lastError")
+            lastError.write(to: &writer)
+        }
+        writer.endObject()
+    }
+}
+
+extension PodStatus {
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("uid", uid)
+        writer.beginArray("tokens")
+        for token in tokens { writer.element(token) }
+        writer.endArray()
+        writer.beginArray("serviceAccounts")
+        for account in serviceAccounts { writer.element(account) }
+        writer.endArray()
+        writer.field("exchange", exchange)
+        writer.endObject()
+    }
+}
+
+extension SinkStatus {
+    /// As an element of `sinks`.
+    func write(to writer: inout JSONWriter) {
+        writer.separator()
+        writer.beginObject()
+        writer.field("path", path)
+        writer.field("identity", identity)
+        writer.field("scope", scope)
+        writer.field("format", format)
+        writer.field("lastWrite", lastWrite)
+        writer.field("expiresOn", expiresOn)
+        if let lastError {
+            writer.key("lastError")
+            lastError.write(to: &writer)
         }
         writer.endObject()
     }

@@ -57,15 +57,10 @@ public enum AWSSTSTokenResponse {
         guard let expiration = RFC3339.date(expirationText) else {
             throw malformed("with an Expiration that is not an ISO 8601 time")
         }
-        let lifetime = expiration.timeIntervalSince(now)
-        guard lifetime > 0 else {
-            throw malformed(
-                "with credentials that expired at \(Timestamp.iso8601(expiration)), \(Int(-lifetime)) s before they arrived; check the clock of this host"
-            )
-        }
-        guard lifetime <= AccessToken.maximumLifetime else {
-            throw malformed("with an Expiration more than a year away; refusing credentials with an implausible lifetime")
-        }
+        try AccessToken.checkStatedExpiry(
+            expiration, now: now,
+            past: { "with credentials that expired at \(Timestamp.iso8601(expiration)), \($0) s before they arrived; check the clock of this host" },
+            tooFar: "with an Expiration more than a year away; refusing credentials with an implausible lifetime", malformed: malformed)
         let credentials = AWSCredentials(
             accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, sessionToken: sessionToken, expiration: expiration,
             accountId: result.text(at: ["AssumedRoleUser", "Arn"]).flatMap(accountId(fromARN:)))

@@ -103,16 +103,13 @@ public enum RFC8693TokenResponse {
         guard let exp = claims.expiresAt else {
             throw malformed("without 'expires_in', and the issued JWT has no 'exp'; refusing a token of unknown lifetime")
         }
-        let remaining = exp.timeIntervalSince(now)
-        guard remaining > 0 else {
-            throw malformed(
+        try AccessToken.checkStatedExpiry(
+            exp, now: now,
+            past: { _ in
                 "without 'expires_in', and the issued JWT's exp=\(Int(exp.timeIntervalSince1970)) (\(Timestamp.iso8601(exp))) is already past; check the clocks of this host and the token service"
-            )
-        }
-        guard remaining <= AccessToken.maximumLifetime else {
-            throw malformed(
-                "without 'expires_in', and the issued JWT's 'exp' is more than a year away; refusing a token with an implausible lifetime")
-        }
+            },
+            tooFar: "without 'expires_in', and the issued JWT's 'exp' is more than a year away; refusing a token with an implausible lifetime",
+            malformed: malformed)
         warnings.append(
             "the token exchange service left out 'expires_in'; the lifetime was taken from the issued JWT's exp=\(Int(exp.timeIntervalSince1970))")
         return exp

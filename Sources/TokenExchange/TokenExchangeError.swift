@@ -81,13 +81,19 @@ extension TokenExchangeError {
         Self(code: .assertionUnavailable, message: "no usable assertion at \(origin): \(reason)", isRetryable: true)
     }
 
+    /// When an assertion found unusable expires, against `now`: "12 s ago", or "in 3 s,
+    /// too soon to use" for one that would expire before a token service read it.
+    public static func expiry(_ expiresAt: Date, seenAt now: Date) -> String {
+        let ago = Int(now.timeIntervalSince(expiresAt).rounded())
+        return ago >= 0 ? "\(ago) s ago" : "in \(-ago) s, too soon to use"
+    }
+
     /// The assertion at `origin` expired at `expiresAt`.
     public static func assertionExpired(origin: String, expiresAt: Date, now: Date) -> Self {
-        let ago = Int(now.timeIntervalSince(expiresAt).rounded())
-        let when = ago >= 0 ? "\(ago) s ago" : "in \(-ago) s, too soon to use"
-        return Self(
+        Self(
             code: .assertionExpired,
-            message: "the assertion in \(origin) expired at \(Timestamp.iso8601(expiresAt)) (exp=\(Int(expiresAt.timeIntervalSince1970)), \(when)); "
+            message: "the assertion in \(origin) expired at \(Timestamp.iso8601(expiresAt)) "
+                + "(exp=\(Int(expiresAt.timeIntervalSince1970)), \(expiry(expiresAt, seenAt: now))); "
                 + "it was not sent. Is the file still being refreshed (kubelet projected volume, or the writer of this file)?",
             isRetryable: true
         )

@@ -144,4 +144,15 @@ extension AccessToken {
     /// The longest lifetime taken at face value (one year): beyond it the numbers would
     /// overflow the integer conversions downstream, and no token service issues such tokens.
     static let maximumLifetime: TimeInterval = 365 * 24 * 3600
+
+    /// Refuses an expiry a token service stated (an AWS `Expiration`, a JWT's `exp`) that is
+    /// already past or more than `maximumLifetime` away, with `malformed` of the words the
+    /// caller gives for each: `past` is told how many seconds ago it passed.
+    static func checkStatedExpiry(
+        _ expiry: Date, now: Date, past: (_ secondsAgo: Int) -> String, tooFar: String, malformed: (String) -> TokenExchangeError
+    ) throws(TokenExchangeError) {
+        let lifetime = expiry.timeIntervalSince(now)
+        guard lifetime > 0 else { throw malformed(past(Int(-lifetime))) }
+        guard lifetime <= maximumLifetime else { throw malformed(tooFar) }
+    }
 }

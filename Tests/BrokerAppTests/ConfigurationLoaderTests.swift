@@ -251,6 +251,24 @@ private func issues(_ yaml: String, environment: [String: String] = [:]) -> [Con
         #expect(found.first?.line != nil)
     }
 
+    /// A source or an exchange names exactly one kind; the message lists the kinds.
+    @Test func aSourceAndAnExchangeNameExactlyOneKind() {
+        let found = issues(
+            """
+            identities:
+              - name: two-kinds
+                source: { file: /var/run/t, exec: { command: [/bin/true] } }
+                exchange: {}
+                allow: [ { any: true } ]
+            """)
+        #expect(found.map(\.path) == ["identities[0].source", "identities[0].exchange"])
+        #expect(
+            found.map(\.message) == [
+                "must name exactly one source: file, exec, githubActions or gcpMetadata",
+                "must name exactly one exchange: entra, rfc8693, awsSts, exec or none",
+            ])
+    }
+
     /// Brief §4: every field is validated at load. An unknown `socket.group` is caught
     /// only when the daemon starts (BrokerApplication.resolveGroup), so `check-config` passes it.
     @Test func unknownSocketGroupIsReportedAtLoad() {

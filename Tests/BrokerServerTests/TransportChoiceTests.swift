@@ -14,12 +14,17 @@ import Testing
 
     @Test func configuredListenersGetTheirTransport() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var unix = BrokerServerConfiguration()
+        var unix = UnixServerConfiguration()
         unix.socketPath = "/nonexistent/broker.sock"
-        var tcp = unix
-        tcp.tcpAddress = TCPAddress(host: "127.0.0.1", port: 0)
-        #expect(BrokerServers.make(configuration: unix, responder: ScriptedResponder(), group: group, logger: Self.logger) is UnixBrokerServer)
-        #expect(BrokerServers.make(configuration: tcp, responder: ScriptedResponder(), group: group, logger: Self.logger) is TCPBrokerServer)
+        let tcp = TCPServerConfiguration(address: TCPAddress(host: "127.0.0.1", port: 0))
+        var askedForGroup = false
+        func provideGroup() -> any EventLoopGroup {
+            askedForGroup = true
+            return group
+        }
+        #expect(BrokerServers.make(.unix(unix), responder: ScriptedResponder(), group: provideGroup, logger: Self.logger) is UnixBrokerServer)
+        #expect(!askedForGroup, "a Unix listener takes no NIO group")
+        #expect(BrokerServers.make(.tcp(tcp), responder: ScriptedResponder(), group: { group }, logger: Self.logger) is TCPBrokerServer)
         try await group.shutdownGracefully()
     }
 
@@ -29,10 +34,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = "\(directory)/inherited.sock"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var configuration = BrokerServerConfiguration()
+        var configuration = UnixServerConfiguration()
         configuration.inheritedDescriptor = try UnixSocketPath.listen(at: path, backlog: 16)
         configuration.socketPath = "\(directory)/configured.sock"  // not bound: the inherited socket is served instead
-        let server = BrokerServers.make(configuration: configuration, responder: ScriptedResponder(), group: group, logger: Self.logger)
+        let server = BrokerServers.make(.unix(configuration), responder: ScriptedResponder(), group: { group }, logger: Self.logger)
         #expect(server is UnixBrokerServer)
         let runner = Task { try await server.run() }
         try await server.waitUntilListening()
@@ -56,9 +61,9 @@ import Testing
             }
         }
         try #require(bound && listen(descriptor, 16) == 0, "cannot listen on 127.0.0.1:0: \(errno)")
-        var configuration = BrokerServerConfiguration()
-        configuration.inheritedDescriptor = descriptor
-        let server = BrokerServers.make(configuration: configuration, responder: ScriptedResponder(), group: group, logger: Self.logger)
+        var configuration = UnixServerConfiguration()
+        configuration.inheritedDescriptor = descriptor  // configured as the Unix socket, inherited as TCP
+        let server = BrokerServers.make(.unix(configuration), responder: ScriptedResponder(), group: { group }, logger: Self.logger)
         #expect(server is TCPBrokerServer)
         let runner = Task { try await server.run() }
         try await server.waitUntilListening()

@@ -140,10 +140,10 @@ private struct RunningServer {
     let responder = ScriptedResponder()
     let server: UnixBrokerServer
 
-    init(path: String, configure: (inout BrokerServerConfiguration) -> Void = { _ in }) {
-        var configuration = BrokerServerConfiguration()
+    init(path: String, configure: (inout UnixServerConfiguration) -> Void = { _ in }) {
+        var configuration = UnixServerConfiguration()
         configuration.socketPath = path
-        configuration.drainTimeout = .seconds(5)
+        configuration.limits.drainTimeout = .seconds(5)
         configure(&configuration)
         server = UnixBrokerServer(
             configuration: configuration, responder: responder, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -256,7 +256,7 @@ private struct RunningServer {
     @Test func aStalledPartialRequestIsClosedAfterTheReadTimeout() async throws {
         let directory = try ShortTemporaryDirectory()
         defer { directory.remove() }
-        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .milliseconds(200) }
+        let running = RunningServer(path: directory.socketPath) { $0.limits.requestReadTimeout = .milliseconds(200) }
         let runner = try await running.start()
         let outcome = Result { try UnixSocket.sendAndAwaitClose(directory.socketPath, #"{"op":"pi"#) }
         #expect(throws: Never.self) { try outcome.get() }
@@ -269,7 +269,7 @@ private struct RunningServer {
     @Test func aPipelinerWhoseReadsAlwaysEndMidRequestIsNotTimedOut() async throws {
         let directory = try ShortTemporaryDirectory()
         defer { directory.remove() }
-        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .milliseconds(300) }
+        let running = RunningServer(path: directory.socketPath) { $0.limits.requestReadTimeout = .milliseconds(300) }
         let runner = try await running.start()
         let fd = try UnixSocket.connected(directory.socketPath)
         defer { close(fd) }
@@ -297,7 +297,7 @@ private struct RunningServer {
     @Test func aRefusedRequestWaitingBehindASlowOneIsNotTimedOut() async throws {
         let directory = try ShortTemporaryDirectory()
         defer { directory.remove() }
-        let running = RunningServer(path: directory.socketPath) { $0.requestReadTimeout = .seconds(1) }
+        let running = RunningServer(path: directory.socketPath) { $0.limits.requestReadTimeout = .seconds(1) }
         let runner = try await running.start()
         let responder = running.responder
         let path = directory.socketPath
@@ -334,7 +334,7 @@ private struct RunningServer {
     @Test func anIdleConnectionIsClosedAndABusyOneIsNot() async throws {
         let directory = try ShortTemporaryDirectory()
         defer { directory.remove() }
-        let running = RunningServer(path: directory.socketPath) { $0.idleTimeout = .seconds(1) }
+        let running = RunningServer(path: directory.socketPath) { $0.limits.idleTimeout = .seconds(1) }
         let runner = try await running.start()
         let busy = try UnixSocket.connected(directory.socketPath)
         defer { close(busy) }

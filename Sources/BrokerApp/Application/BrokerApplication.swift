@@ -76,12 +76,7 @@ public enum BrokerApplication {
         logger: Logger,
         onReady: @escaping @Sendable () -> Void
     ) async throws {
-        var upstream = UpstreamHTTPConfiguration()
-        upstream.requestTimeout = .seconds(configuration.upstream.timeoutSeconds)
-        upstream.allowInsecureHTTPForLoopback = configuration.upstream.allowInsecureLoopback
-        upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
-        let transport = try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
-
+        let transport = try upstreamTransport(configuration, environment: environment, group: group, logger: logger)
         if configuration.identities.isEmpty, configuration.kubernetes == nil {
             // Started with nothing to serve (no file, no AZURE_* variables): say so at start,
             // not only in each caller's refusal.
@@ -99,6 +94,7 @@ public enum BrokerApplication {
         // Before anything serves: a caller's first request finds the restored tokens.
         let warmRestart = WarmRestart(runtime: runtime, logger: logger)
         warmRestart.restore(from: passed.stored[FileDescriptorStore.tokenCacheName])
+        // The socket named `broker`, or the only one passed if it is not named `compat`.
         let descriptor =
             (inherited.first(where: { $0.name == "broker" }) ?? (inherited.count == 1 && inherited[0].name != "compat" ? inherited.first : nil))?
             .descriptor
@@ -106,7 +102,7 @@ public enum BrokerApplication {
         // The server listens inside the ServiceGroup, whose signal handling is in place by then.
         // A Unix socket (the usual case) is served on the broker's own loops; `group` only
         // if the inherited socket is TCP.
-        let server = BrokerServers.make(configuration: listener, responder: runtime.broker, metrics: metrics, group: group, logger: logger)
+        let server = BrokerServers.make(.unix(listener), responder: runtime.broker, metrics: metrics, group: { group }, logger: logger)
         let compat = try compatServers(
             configuration, listener: listener, inheritedDescriptor: inherited.first(where: { $0.name == "compat" })?.descriptor,
             broker: runtime.broker, defaultIdentity: runtime.compatDefaultIdentity, group: group, logger: logger)
@@ -129,6 +125,23 @@ public enum BrokerApplication {
         let services: [any Service] =
             extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers
             + [server, lifecycle]
+        try await runServiceGroup(services, then: transport, logger: logger)
+    }
+
+    /// The client of the token services, on `group`.
+    private static func upstreamTransport(
+        _ configuration: BrokerConfiguration, environment: [String: String], group: MultiThreadedEventLoopGroup, logger: Logger
+    ) throws -> AsyncHTTPTransport {
+        var upstream = UpstreamHTTPConfiguration()
+        upstream.requestTimeout = .seconds(configuration.upstream.timeoutSeconds)
+        upstream.allowInsecureHTTPForLoopback = configuration.upstream.allowInsecureLoopback
+        upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)
+        return try AsyncHTTPTransport(configuration: upstream, logger: logger, eventLoopGroup: group)
+    }
+
+    /// Runs `services` in one group until SIGTERM or SIGINT (in order; stopped in reverse),
+    /// then shuts `transport` down.
+    private static func runServiceGroup(_ services: [any Service], then transport: AsyncHTTPTransport, logger: Logger) async throws {
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map(ServiceGroupConfiguration.ServiceConfiguration.named), gracefulShutdownSignals: [.sigterm, .sigint],
@@ -162,8 +175,8 @@ public enum BrokerApplication {
         }
     }
 
-    static func serverConfiguration(_ configuration: BrokerConfiguration, inheritedDescriptor: Int32?) throws -> BrokerServerConfiguration {
-        var server = BrokerServerConfiguration()
+    static func serverConfiguration(_ configuration: BrokerConfiguration, inheritedDescriptor: Int32?) throws -> UnixServerConfiguration {
+        var server = UnixServerConfiguration()
         server.inheritedDescriptor = inheritedDescriptor
         server.socketPath = configuration.socket.path
         server.socketMode = configuration.socket.mode
@@ -171,57 +184,56 @@ public enum BrokerApplication {
         if inheritedDescriptor == nil {
             server.socketGroup = try configuration.socket.group.map(resolveGroup)
         }
-        server.maxConnections = configuration.limits.maxConnections
-        server.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
-        server.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
+        server.limits.maxConnections = configuration.limits.maxConnections
+        server.limits.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
+        server.limits.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         server.eventLoopThreads = configuration.limits.eventLoopThreads
         if configuration.kubernetes?.callerEnvironment == true { server.attestedEnvironment = PodIdentities.environmentNames }
         return server
     }
 
     /// The compatibility listeners (none unless configured or inherited as `compat`),
-    /// and how to tell the broker where they listen once they do.
+    /// and how to tell the broker where they listen once they do. A compat Unix socket
+    /// takes the broker socket's settings but its path.
     static func compatServers(
-        _ configuration: BrokerConfiguration, listener: BrokerServerConfiguration, inheritedDescriptor: Int32?, broker: Broker,
+        _ configuration: BrokerConfiguration, listener: UnixServerConfiguration, inheritedDescriptor: Int32?, broker: Broker,
         defaultIdentity: LiveValue<String?>, group: any EventLoopGroup, logger: Logger
     ) throws -> (servers: [any BrokerServer], publish: @Sendable () -> Void) {
         let settings = configuration.compat
         guard settings.isEnabled || inheritedDescriptor != nil else { return ([], {}) }
         let secret = try IdentityHeaderSecret.loadOrCreate(settings.identityHeaderFile)
         let endpoints = CompatEndpoints(broker: broker, settings: settings, defaultIdentity: defaultIdentity, identityHeader: secret)
-        var base = listener
-        base.inheritedDescriptor = nil
-        base.tcpAddress = nil
-        var listeners: [BrokerServerConfiguration] = []
+        var unix = listener
+        unix.inheritedDescriptor = nil
+        var listeners: [ListenerConfiguration] = []
         if let inheritedDescriptor {
-            var inherited = base
-            inherited.inheritedDescriptor = inheritedDescriptor
-            listeners.append(inherited)
+            unix.inheritedDescriptor = inheritedDescriptor  // TCP, usually: `BrokerServers.make` asks the socket
+            listeners.append(.unix(unix))
         } else {
-            if let address = settings.tcp {
-                var tcp = base
-                tcp.tcpAddress = address
-                listeners.append(tcp)
-            }
+            if let address = settings.tcp { listeners.append(.tcp(TCPServerConfiguration(address: address, limits: listener.limits))) }
             if let path = settings.unixSocket {
-                var unix = base
                 unix.socketPath = path
-                listeners.append(unix)
+                listeners.append(.unix(unix))
             }
         }
         let configured = listeners
         let servers = configured.map {
-            BrokerServers.make(configuration: $0, responder: broker, service: endpoints, group: group, logger: logger.with("listener", "compat"))
+            BrokerServers.make($0, responder: broker, service: endpoints, group: { group }, logger: logger.with("listener", "compat"))
         }
         let publish: @Sendable () -> Void = {
             var status = CompatStatus(identityHeader: secret)
             for (server, listener) in zip(servers, configured) {
                 if let port = server.localPort {
-                    let host = listener.tcpAddress.map { $0.host.contains(":") ? "[\($0.host)]" : $0.host } ?? "127.0.0.1"
+                    let host: String
+                    if case .tcp(let tcp) = listener, let address = tcp.address {
+                        host = address.host.contains(":") ? "[\(address.host)]" : address.host
+                    } else {
+                        host = "127.0.0.1"
+                    }
                     status.identityEndpoint = "http://\(host):\(port)\(settings.appServicePath)"
                     status.imdsAuthorityHost = "http://\(host):\(port)"
-                } else if listener.inheritedDescriptor == nil {
-                    status.socket = listener.socketPath
+                } else if case .unix(let unix) = listener, unix.inheritedDescriptor == nil {
+                    status.socket = unix.socketPath
                 }
             }
             broker.setCompatStatus(status)

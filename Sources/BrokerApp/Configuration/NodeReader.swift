@@ -48,6 +48,18 @@ struct NodeReader {
         return result
     }
 
+    /// A `{ KIND: SETTINGS }` mapping that names exactly one of `kinds` (an identity's
+    /// source, its exchange): the kind and its settings, or nil once what is wrong is
+    /// reported ("must name exactly one `what`: a, b or c").
+    mutating func oneOf(_ node: Node?, at path: String, kinds: [String], naming what: String) -> (kind: String, value: Node)? {
+        guard let fields = mapping(node, at: path, keys: Set(kinds)) else { return nil }
+        guard fields.count == 1, let (kind, value) = fields.first else {
+            report(path, "must name exactly one \(what): \(kinds.dropLast().joined(separator: ", ")) or \(kinds.last ?? "")", node)
+            return nil
+        }
+        return (kind, value)
+    }
+
     mutating func sequence(_ node: Node?, at path: String) -> [Node]? {
         guard let node = Self.present(node) else { return nil }
         guard let sequence = node.sequence else {

@@ -12,9 +12,7 @@ extension IdentityReader {
             reader.report(path, "is required, e.g. { file: /var/run/secrets/azure/tokens/azure-identity-token }", parent)
             return nil
         }
-        guard let fields = reader.mapping(node, at: path, keys: ["file", "exec", "githubActions", "gcpMetadata"]) else { return nil }
-        guard fields.count == 1, let (kind, value) = fields.first else {
-            reader.report(path, "must name exactly one source: file, exec, githubActions or gcpMetadata", node)
+        guard let (kind, value) = reader.oneOf(node, at: path, kinds: ["file", "exec", "githubActions", "gcpMetadata"], naming: "source") else {
             return nil
         }
         let here = "\(path).\(kind)"
@@ -67,9 +65,7 @@ extension IdentityReader {
             reader.report(path, "is required, e.g. { entra: { tenantId: …, clientId: … } }", parent)
             return nil
         }
-        guard let fields = reader.mapping(node, at: path, keys: ["entra", "rfc8693", "awsSts", "exec", "none"]) else { return nil }
-        guard fields.count == 1, let (kind, value) = fields.first else {
-            reader.report(path, "must name exactly one exchange: entra, rfc8693, awsSts, exec or none", node)
+        guard let (kind, value) = reader.oneOf(node, at: path, kinds: ["entra", "rfc8693", "awsSts", "exec", "none"], naming: "exchange") else {
             return nil
         }
         let here = "\(path).\(kind)"

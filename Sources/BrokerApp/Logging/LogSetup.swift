@@ -78,12 +78,6 @@ struct JSONLinesLogHandler: LogHandler {
         }
         var line = UntypedJSON.serialize(object)
         line.append(UInt8(ascii: "\n"))
-        var written = 0
-        while written < line.count {
-            let n = line.withUnsafeBytes { write(2, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            written += n
-        }
+        _ = writeAll(2, line)  // nowhere to report that stderr failed
     }
 }

@@ -34,15 +34,7 @@ enum SinkFile {
         // The umask may have taken bits from the mode `open` was given.
         guard fchown(descriptor, uid, gid) == 0 else { throw failure("give \(temporary) to uid \(uid) gid \(gid)") }
         guard fchmod(descriptor, mode_t(mode)) == 0 else { throw failure("set the mode of \(temporary)") }
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw failure("write \(temporary)")
-            }
-            offset += count
-        }
+        guard writeAll(descriptor, bytes) else { throw failure("write \(temporary)") }
         guard fsync(descriptor) == 0 else { throw failure("fsync \(temporary)") }
         var info = Glibc.stat()
         guard fstat(descriptor, &info) == 0 else { throw failure("fstat \(temporary)") }

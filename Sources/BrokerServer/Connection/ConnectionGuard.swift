@@ -1,4 +1,5 @@
 import NIOCore
+import TokenBrokerProtocol
 
 /// Closes a connection when it has been idle (nothing read or answered, and no answer
 /// owed) for `idleTimeout`, and bounds how long one request may take to arrive: a request must be
@@ -84,7 +85,7 @@ final class ConnectionGuard {
             let now = NIODeadline.now()
             if let started = requestStartedAt, started + requestTimeout <= now {
                 fail(
-                    connection, status: "408 Request Timeout", code: "bad_request",
+                    connection, httpStatus: 408, code: .badRequest,
                     message: "request not completed within \(requestTimeout.nanoseconds / 1_000_000_000) s; closing the connection")
                 return
             }
@@ -105,17 +106,10 @@ final class ConnectionGuard {
         }
     }
 
-    private func fail(_ connection: any ConnectionIO, status: String, code: String, message: String) {
+    private func fail(_ connection: any ConnectionIO, httpStatus: Int, code: WireErrorCode, message: String) {
         failed = true
         stop()
-        let body = #"{"ok":false,"error":{"code":"\#(code)","message":"\#(message)","retryable":false}}"#
-        let bytes: String
-        switch kind {
-        case .ndjson: bytes = body + "\n"
-        case .http:
-            bytes = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        }
-        connection.write(connection.allocator.buffer(string: bytes))
+        connection.write(WireBytes.refusal(code, message, httpStatus: kind == .http ? httpStatus : nil, allocator: connection.allocator))
         connection.close()
     }
 }

@@ -41,14 +41,14 @@ final class AnswerMemo {
     /// The memo's answer for a request with `id`: the encoded bytes themselves when there
     /// is no `id`, else a copy with the `id` in front.
     /// (`allocator` is asked for only when there is an `id`: reaching the connection's costs.)
-    func answer(id: RequestID?, allocator: @autoclosure () -> ByteBufferAllocator, memo: inout WireCoding.PlainTokenMemo) -> ByteBuffer {
+    func answer(id: RequestID?, allocator: @autoclosure () -> ByteBufferAllocator) -> ByteBuffer {
         guard let id else { return encoded }
         let allocator = allocator()
         if let spliced = WireCoding.withID(id, encodedWithoutID: encoded, allocator: allocator) { return spliced }
         // An `id` that needs escaping: the general encoder.
         var withID = response
         withID.id = id
-        return WireCoding.encode(withID, allocator: allocator, newline: encoded.readableBytesView.last == UInt8(ascii: "\n"), memo: &memo)
+        return WireCoding.encode(withID, allocator: allocator, newline: encoded.readableBytesView.last == WireBytes.lineEnd)
     }
 }
 

@@ -58,30 +58,16 @@ struct HTTPReply {
         }
     }
 
-    /// One whole answer as one buffer: status line, constant headers, `Content-Length`,
-    /// `extraHeaders`, and the body unless `headOnly`. Every route is a small GET with a
-    /// small, complete answer, so nothing is streamed.
+    /// One whole answer as one buffer: the head (`WireBytes.writeHTTPHead`) and the body
+    /// unless `headOnly`. Every route is a small GET with a small, complete answer, so
+    /// nothing is streamed.
     static func message(
         code: Int, contentType: String, body: ByteBuffer, extraHeaders: [(name: String, value: String)], keepAlive: Bool, headOnly: Bool,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         var message = allocator.buffer(capacity: 192 + body.readableBytes)
-        if code == 200 {
-            message.writeStaticString("HTTP/1.1 200 OK\r\nContent-Type: ")
-        } else {
-            let status = HTTPResponseStatus(statusCode: code)
-            message.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: ")
-        }
-        message.writeString(contentType)
-        message.writeStaticString("\r\nContent-Length: ")
-        message.writeString(String(body.readableBytes))
-        message.writeStaticString("\r\nCache-Control: no-store\r\n")
-        // Header fields come from this process, never from a request; a CR or LF would
-        // still split the response, so such a field is dropped rather than sent.
-        for field in extraHeaders where !(field.name + field.value).utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
-            message.writeString("\(field.name): \(field.value)\r\n")
-        }
-        message.writeStaticString(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
+        WireBytes.writeHTTPHead(
+            into: &message, code: code, contentType: contentType, contentLength: body.readableBytes, extraHeaders: extraHeaders, keepAlive: keepAlive)
         if !headOnly { message.writeImmutableBuffer(body) }
         return message
     }

@@ -282,13 +282,13 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 lifecycle.wrote()
                 return
             }
-            let message = send("application/json", memo.encoded)
+            let message = send(WireBytes.jsonContentType, memo.encoded)
             if keptOpen { memo.httpMessage = message }
         case .json(let response):
-            let body = WireCoding.encode(response, allocator: connection.allocator, memo: &dispatcher.plainToken)
-            _ = send("application/json", body, response.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? [])
+            let body = WireCoding.encode(response, allocator: connection.allocator)
+            _ = send(WireBytes.jsonContentType, body, response.error?.retryAfter.map { [(name: "Retry-After", value: String($0))] } ?? [])
         case .text(let text):
-            _ = send("text/plain; version=0.0.4; charset=utf-8", connection.allocator.buffer(string: text))
+            _ = send(WireBytes.metricsContentType, connection.allocator.buffer(string: text))
         case .custom(let custom):
             _ = send(custom.contentType, connection.allocator.buffer(string: custom.body), custom.headers)
         }

@@ -115,7 +115,7 @@ final class NDJSONHandler: ConnectionGuarded {
     private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?) {
         switch outcome {
         case .remembered(let memo):
-            complete(slot, line: memo.answer(id: id, allocator: connection.allocator, memo: &dispatcher.plainToken))
+            complete(slot, line: memo.answer(id: id, allocator: connection.allocator))
         case .response(let response):
             complete(slot, response)
         case .exchange(let ticket):
@@ -156,7 +156,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse) {
-        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true, memo: &dispatcher.plainToken))
+        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true))
     }
 
     private func complete(_ slot: UInt64, line: ByteBuffer) {

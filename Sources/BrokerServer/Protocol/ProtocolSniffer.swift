@@ -1,4 +1,5 @@
 import NIOCore
+import TokenBrokerProtocol
 
 /// Looks at the first byte of a connection and hands the connection to the NDJSON or the
 /// HTTP/1.1 handler: an uppercase ASCII letter starts an HTTP method (`GET …`), anything
@@ -46,8 +47,7 @@ final class ProtocolSniffer: ConnectionGuarded {
                 connection: connection, responder: responder, peer: peer, maxLineBytes: maxRequestBytes, connectionGuard: connectionGuard)
         case .neither:
             let message = "this socket speaks NDJSON or HTTP/1.1; a first byte of 0x\(String(first, radix: 16)) is neither (a TLS client?)"
-            let line = #"{"ok":false,"error":{"code":"bad_request","message":"\#(message)","retryable":false}}"# + "\n"
-            connection.write(connection.allocator.buffer(string: line))
+            connection.write(WireBytes.refusal(.badRequest, message, httpStatus: nil, allocator: connection.allocator))
             connection.close()
             return
         }

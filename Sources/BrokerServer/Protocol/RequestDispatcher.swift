@@ -21,8 +21,6 @@ struct RequestDispatcher {
     private let newline: Bool
     /// The last answer the responder let this connection repeat.
     private(set) var memo: AnswerMemo?
-    /// The encoder's memo of the last plain token answer (`WireCoding.encode`).
-    var plainToken = WireCoding.PlainTokenMemo()
 
     init(responder: any BrokerResponder, peer: PeerCredentials, newline: Bool) {
         self.responder = responder
@@ -56,7 +54,7 @@ struct RequestDispatcher {
             guard response.error == nil else { return .response(response) }
             var withoutID = response
             withoutID.id = nil
-            let encoded = WireCoding.encode(withoutID, allocator: allocator, newline: newline, memo: &plainToken)
+            let encoded = WireCoding.encode(withoutID, allocator: allocator, newline: newline)
             // The line is copied: a slice would pin the connection's receive buffer.
             let kept = line.map { line in
                 var copy = allocator.buffer(capacity: line.readableBytes)

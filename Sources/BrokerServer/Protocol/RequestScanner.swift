@@ -34,75 +34,84 @@ enum RequestScanner {
 
         mutating func request() -> BrokerRequest? {
             guard skipWhitespace(), take(UInt8(ascii: "{")) else { return nil }
-            var op: String?
-            var id: RequestID??
-            var scope, resource, identity, clientId, tenantId, volume: String??
-            var minValidity: Int??
+            var fields = Fields()
             guard skipWhitespace() else { return nil }
             if !take(UInt8(ascii: "}")) {
                 repeat {
                     guard skipWhitespace(), let key = keyBytes(), skipWhitespace(), take(UInt8(ascii: ":")), skipWhitespace(),
-                        let value = value()
+                        let value = value(), fields.set(key, value), skipWhitespace()
                     else { return nil }
-                    // Duplicate known keys go to JSONDecoder, whatever it makes of them.
-                    switch key {
-                    case "op":
-                        guard op == nil, case .string(let text) = value else { return nil }
-                        op = text
-                    case "id":
-                        guard id == nil else { return nil }
-                        switch value {
-                        case .string(let text): id = .some(.string(text))
-                        case .integer(let number): id = .some(.number(number))
-                        case .null: id = .some(nil)
-                        case .other: return nil
-                        }
-                    case "scope":
-                        guard scope == nil, let text = optionalString(value) else { return nil }
-                        scope = text
-                    case "resource":
-                        guard resource == nil, let text = optionalString(value) else { return nil }
-                        resource = text
-                    case "identity":
-                        guard identity == nil, let text = optionalString(value) else { return nil }
-                        identity = text
-                    case "clientId":
-                        guard clientId == nil, let text = optionalString(value) else { return nil }
-                        clientId = text
-                    case "tenantId":
-                        guard tenantId == nil, let text = optionalString(value) else { return nil }
-                        tenantId = text
-                    case "volume":
-                        guard volume == nil, let text = optionalString(value) else { return nil }
-                        volume = text
-                    case "minValiditySeconds":
-                        guard minValidity == nil else { return nil }
-                        switch value {
-                        case .integer(let number): minValidity = .some(Int(number))
-                        case .null: minValidity = .some(nil)
-                        case .string, .other: return nil
-                        }
-                    default:
-                        break  // unknown fields are ignored, as JSONDecoder does
-                    }
-                    guard skipWhitespace() else { return nil }
                 } while take(UInt8(ascii: ","))
                 guard take(UInt8(ascii: "}")) else { return nil }
             }
             // Only whitespace may follow the object.
             _ = skipWhitespace()
-            guard index == bytes.count, let op else { return nil }
-            return BrokerRequest(
-                op: op, id: id ?? nil, scope: scope ?? nil, resource: resource ?? nil, identity: identity ?? nil,
-                minValiditySeconds: minValidity ?? nil, clientId: clientId ?? nil, tenantId: tenantId ?? nil, volume: volume ?? nil)
+            guard index == bytes.count else { return nil }
+            return fields.request()
         }
 
-        /// A string or null for an optional string field; nil for any other value.
-        private func optionalString(_ value: Value) -> String?? {
-            switch value {
-            case .string(let text): .some(text)
-            case .null: .some(nil)
-            case .integer, .other: nil
+        /// The known fields read so far: nil for a field not seen, `.some(nil)` for one
+        /// that was `null`.
+        private struct Fields {
+            var op: String?
+            var id: RequestID??
+            var scope, resource, identity, clientId, tenantId, volume: String??
+            var minValidity: Int??
+
+            /// Takes `value` for `key`; false for what `JSONDecoder` must judge: a wrong type, or
+            /// a known key sent twice (whatever it makes of them).
+            @inline(__always)
+            mutating func set(_ key: StaticKey, _ value: Value) -> Bool {
+                switch key {
+                case "op":
+                    guard op == nil, case .string(let text) = value else { return false }
+                    op = text
+                    return true
+                case "id":
+                    guard id == nil else { return false }
+                    switch value {
+                    case .string(let text): id = .some(.string(text))
+                    case .integer(let number): id = .some(.number(number))
+                    case .null: id = .some(nil)
+                    case .other: return false
+                    }
+                    return true
+                case "scope": return Self.set(&scope, value)
+                case "resource": return Self.set(&resource, value)
+                case "identity": return Self.set(&identity, value)
+                case "clientId": return Self.set(&clientId, value)
+                case "tenantId": return Self.set(&tenantId, value)
+                case "volume": return Self.set(&volume, value)
+                case "minValiditySeconds":
+                    guard minValidity == nil else { return false }
+                    switch value {
+                    case .integer(let number): minValidity = .some(Int(number))
+                    case .null: minValidity = .some(nil)
+                    case .string, .other: return false
+                    }
+                    return true
+                default:
+                    return true  // unknown fields are ignored, as JSONDecoder does
+                }
+            }
+
+            /// A string or null for an optional string field not seen before.
+            @inline(__always)
+            private static func set(_ field: inout String??, _ value: Value) -> Bool {
+                guard field == nil else { return false }
+                switch value {
+                case .string(let text): field = .some(text)
+                case .null: field = .some(nil)
+                case .integer, .other: return false
+                }
+                return true
+            }
+
+            func request() -> BrokerRequest? {
+                guard let op else { return nil }
+                return BrokerRequest(
+                    op: op, id: id ?? nil, scope: scope ?? nil, resource: resource ?? nil, identity: identity ?? nil,
+                    minValiditySeconds: minValidity ?? nil, clientId: clientId ?? nil, tenantId: tenantId ?? nil, volume: volume ?? nil)
             }
         }
 

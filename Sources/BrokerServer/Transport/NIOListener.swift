@@ -16,7 +16,7 @@ extension TCPBrokerServer {
     func nioBootstrap() -> ServerBootstrap {
         let context = self.context
         let connections = context.connections
-        let configuration = context.configuration
+        let limits = context.limits
         let refusals = context.refusals
         let logger = context.logger
         return ServerBootstrap(group: group)
@@ -30,15 +30,15 @@ extension TCPBrokerServer {
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                guard connections.count <= configuration.maxConnections else {
-                    refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
+                guard connections.count <= limits.maxConnections else {
+                    refusals.refused(.tooManyConnections, limit: limits.maxConnections, uid: nil, logger: logger)
                     return channel.close()
                 }
                 return Self.loopbackPeer(of: channel).flatMapThrowing { peer in
-                    guard connections.claim(uid: peer.uid, limit: configuration.maxConnectionsPerUID) else {
-                        refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: peer.uid, logger: logger)
+                    guard connections.claim(uid: peer.uid, limit: limits.maxConnectionsPerUID) else {
+                        refusals.refused(.tooManyConnectionsOfUID, limit: limits.maxConnectionsPerUID, uid: peer.uid, logger: logger)
                         // A failed initializer makes NIO close the connection.
-                        throw BrokerServerError(.connectionRefused, "uid \(peer.uid) has \(configuration.maxConnectionsPerUID) connections open")
+                        throw BrokerServerError(.connectionRefused, "uid \(peer.uid) has \(limits.maxConnectionsPerUID) connections open")
                     }
                     channel.closeFuture.whenComplete { _ in connections.release(uid: peer.uid) }
                     try channel.pipeline.syncOperations.addHandler(NIOConnectionHandler { context.makeSession(for: $0, peer: peer) })

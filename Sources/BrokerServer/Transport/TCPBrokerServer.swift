@@ -9,6 +9,7 @@ import Synchronization
 /// SDK traffic that is not latency-bound (its pipeline is in `NIOListener`).
 public final class TCPBrokerServer: BrokerServer {
     let context: ServerContext
+    let configuration: TCPServerConfiguration
     let group: any EventLoopGroup
     private let bound = Mutex<BoundChannel?>(nil)
 
@@ -17,14 +18,15 @@ public final class TCPBrokerServer: BrokerServer {
         var port: Int?
     }
 
-    /// Creates a server; nothing listens until `run()`, on `configuration.tcpAddress` or
+    /// Creates a server; nothing listens until `run()`, on `configuration.address` or
     /// the TCP socket `configuration.inheritedDescriptor`. With a `service`, every
     /// connection speaks HTTP/1.1 and every request goes to it.
     public init(
-        configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
+        configuration: TCPServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
         service: (any HTTPService)? = nil, group: any EventLoopGroup, logger: Logger
     ) {
-        context = ServerContext(configuration: configuration, responder: responder, metrics: metrics, service: service, logger: logger)
+        self.configuration = configuration
+        context = ServerContext(limits: configuration.limits, responder: responder, metrics: metrics, service: service, logger: logger)
         self.group = group
     }
 
@@ -55,11 +57,10 @@ public final class TCPBrokerServer: BrokerServer {
 
     /// Listens, serves until graceful shutdown or cancellation, then drains.
     public func run() async throws {
-        let configuration = context.configuration
         try await context.startListening(isListening: bound.withLock { $0 } != nil) {
             if let descriptor = configuration.inheritedDescriptor {
                 try await adopt(descriptor)
-            } else if let address = configuration.tcpAddress {
+            } else if let address = configuration.address {
                 try await bind(address)
             } else {
                 throw BrokerServerError(.bindFailed, "no TCP address to listen on")

@@ -7,6 +7,7 @@ import Synchronization
 /// hot path of every local caller. It takes no NIO event loop group.
 public final class UnixBrokerServer: BrokerServer {
     let context: ServerContext
+    let configuration: UnixServerConfiguration
     private let bound = Mutex<BoundSocket?>(nil)
 
     private struct BoundSocket: Sendable {
@@ -19,10 +20,11 @@ public final class UnixBrokerServer: BrokerServer {
     /// Creates a server; nothing is bound until `bind()` or `run()`. With a `service`,
     /// every connection speaks HTTP/1.1 and every request goes to it.
     public init(
-        configuration: BrokerServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
+        configuration: UnixServerConfiguration, responder: any BrokerResponder, metrics: (any MetricsExposition)? = nil,
         service: (any HTTPService)? = nil, logger: Logger
     ) {
-        context = ServerContext(configuration: configuration, responder: responder, metrics: metrics, service: service, logger: logger)
+        self.configuration = configuration
+        context = ServerContext(limits: configuration.limits, responder: responder, metrics: metrics, service: service, logger: logger)
     }
 
     /// Binds the socket at `configuration.socketPath`.
@@ -31,7 +33,6 @@ public final class UnixBrokerServer: BrokerServer {
     /// mode and group, then renamed into place: it never exists with wider
     /// permissions, and a stale socket is replaced atomically.
     public func bind() async throws {
-        let configuration = context.configuration
         let path = configuration.socketPath
         try UnixSocketPath.prepare(path)
         let temporary = "\(UnixSocketPath.parentDirectory(of: path))/.\(path.split(separator: "/").last ?? "broker.sock").\(getpid()).tmp"
@@ -72,7 +73,9 @@ public final class UnixBrokerServer: BrokerServer {
     private func serve(_ descriptor: CInt, inode: UInt) throws {
         let listener: EpollListener
         do {
-            listener = try EpollListener(descriptor: descriptor, threads: context.configuration.eventLoopThreads, context: context)
+            listener = try EpollListener(
+                descriptor: descriptor, threads: configuration.eventLoopThreads, attestedEnvironment: configuration.attestedEnvironment,
+                context: context)
         } catch {
             close(descriptor)
             throw error
@@ -90,7 +93,7 @@ public final class UnixBrokerServer: BrokerServer {
     /// cancellation, then drains and stops the loops.
     public func run() async throws {
         try await context.startListening(isListening: bound.withLock { $0 } != nil) {
-            if let descriptor = context.configuration.inheritedDescriptor { try adopt(descriptor) } else { try await bind() }
+            if let descriptor = configuration.inheritedDescriptor { try adopt(descriptor) } else { try await bind() }
         }
         guard let socket = bound.withLock({ $0 }) else {
             throw BrokerServerError(.bindFailed, "not listening")
@@ -107,7 +110,7 @@ public final class UnixBrokerServer: BrokerServer {
         }
         await context.drain()
         await listener.stopLoops()
-        if socket.inode != 0 { UnixSocketPath.removeIfOurs(context.configuration.socketPath, inode: socket.inode) }
+        if socket.inode != 0 { UnixSocketPath.removeIfOurs(configuration.socketPath, inode: socket.inode) }
     }
 
     public var openConnections: Int { context.connections.count }

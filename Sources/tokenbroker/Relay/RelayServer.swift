@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import Synchronization
+import TokenBrokerProtocol
 
 // Hand-written on POSIX sockets, a thread per connection, instead of SwiftNIO: the CLI has no
 // event-loop library, a NIO-based daemon is ~20 MiB resident idle (docs/benchmarks.md) against

@@ -16,12 +16,13 @@ final class EpollListener: Sendable {
     private let stopped = Latch()
     private let stopRequested = Atomic<Bool>(false)
 
-    init(descriptor: CInt, threads: Int, context: ServerContext) throws(BrokerServerError) {
+    /// `attestedEnvironment`: the variables read from each caller's environment at accept.
+    init(descriptor: CInt, threads: Int, attestedEnvironment: [String], context: ServerContext) throws(BrokerServerError) {
         self.descriptor = descriptor
         var loops: [EpollLoop] = []
         for _ in 0..<max(threads, 1) { loops.append(try EpollLoop()) }
         self.loops = loops
-        acceptors = loops.map { Acceptor(listening: descriptor, loop: $0, context: context) }
+        acceptors = loops.map { Acceptor(listening: descriptor, loop: $0, context: context, attestedEnvironment: attestedEnvironment) }
         for (index, loop) in loops.enumerated() { loop.start(name: "tokenbroker-\(index)") }
     }
 
@@ -64,6 +65,7 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
     let loop: EpollLoop
     private let listening: CInt
     fileprivate let context: ServerContext
+    private let attestedEnvironment: [String]
     private var watching = false
     private var stopped = false
     /// When accepting last failed with a warning, and how many failures since.
@@ -73,10 +75,11 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
     /// Connections taken per wake-up before the loop serves others.
     static let acceptsPerWakeup = 64
 
-    init(listening: CInt, loop: EpollLoop, context: ServerContext) {
+    init(listening: CInt, loop: EpollLoop, context: ServerContext, attestedEnvironment: [String]) {
         self.listening = listening
         self.loop = loop
         self.context = context
+        self.attestedEnvironment = attestedEnvironment
     }
 
     func start() {
@@ -100,7 +103,7 @@ private final class Acceptor: EpollSource, @unchecked Sendable {  // @unchecked:
         for _ in 0..<Self.acceptsPerWakeup {
             let descriptor = cepoll_accept(listening)
             if descriptor >= 0 {
-                context.serve(descriptor, on: loop)
+                context.serve(descriptor, on: loop, attesting: attestedEnvironment)
                 continue
             }
             switch errno {
@@ -163,8 +166,9 @@ final class EpollTrackedConnection: TrackedConnection, @unchecked Sendable {  //
 }
 
 extension ServerContext {
-    /// A connection `loop` accepted: checked against the limits, attested, then served.
-    fileprivate func serve(_ descriptor: CInt, on loop: EpollLoop) {
+    /// A connection `loop` accepted: checked against the limits, attested (with the
+    /// `environment` variables named), then served.
+    fileprivate func serve(_ descriptor: CInt, on loop: EpollLoop, attesting environment: [String]) {
         guard let credentials = PeerAttestation.credentials(of: descriptor) else {
             // Not a caller the broker can name (the socket went away already): nothing to serve.
             close(descriptor)
@@ -172,19 +176,19 @@ extension ServerContext {
         }
         let tracked = EpollTrackedConnection(loop: loop)
         let id = ObjectIdentifier(tracked)
-        guard connections.track(tracked, id: id, limit: configuration.maxConnections) else {
-            refusals.refused(.tooManyConnections, limit: configuration.maxConnections, uid: nil, logger: logger)
+        guard connections.track(tracked, id: id, limit: limits.maxConnections) else {
+            refusals.refused(.tooManyConnections, limit: limits.maxConnections, uid: nil, logger: logger)
             close(descriptor)
             return
         }
-        guard connections.claim(uid: credentials.uid, limit: configuration.maxConnectionsPerUID) else {
-            refusals.refused(.tooManyConnectionsOfUID, limit: configuration.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
+        guard connections.claim(uid: credentials.uid, limit: limits.maxConnectionsPerUID) else {
+            refusals.refused(.tooManyConnectionsOfUID, limit: limits.maxConnectionsPerUID, uid: credentials.uid, logger: logger)
             connections.untrack(id: id)
             close(descriptor)
             return
         }
         open(
-            descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: configuration.attestedEnvironment),
+            descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: environment),
             tracked: tracked)
     }
 
