@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import NIOCore
+import PlainJSON
 import TokenBrokerProtocol
 import TokenExchange
 

@@ -1,5 +1,4 @@
 import BrokerClient
-import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
 
@@ -123,7 +122,11 @@ final class RelayResponder: Sendable {
             guard var error = response.error else { return flavor.error(500, "internal", "the broker's answer has no token") }
             if error.code == WireErrorCode.identityRequired.rawValue {
                 // The socket's advice ("name one with 'identity'") means nothing to an SDK.
-                error.message = error.message.replacing("name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs)")
+                let message = Array(error.message.utf8)
+                let advice = Array("name one with 'identity'".utf8)
+                if let start = offset(of: advice, in: message) {
+                    error.message = String(decoding: message[..<start] + "pass client_id (AZURE_CLIENT_ID for most SDKs)".utf8 + message[(start + advice.count)...], as: UTF8.self)
+                }
             }
             return flavor.error(error)
         }

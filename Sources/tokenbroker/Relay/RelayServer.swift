@@ -1,4 +1,4 @@
-import FoundationEssentials
+import DetachedThread
 import Glibc
 import Synchronization
 
@@ -59,11 +59,13 @@ final class RelayServer: Sendable {
                 close(connection)
                 continue
             }
-            detachThread { [self] in
+            let work: @Sendable () -> Void = { [self] in
                 serve(connection)
                 close(connection)
                 active.subtract(1, ordering: .relaxed)
             }
+            // No thread to give (the pod's pids limit): serve it here rather than drop it.
+            if DetachedThread.tryStart(work) != nil { work() }
         }
     }
 
