@@ -20,10 +20,16 @@ protocol Subcommand {
 enum TokenBrokerCLI {
     static var subcommands: [any Subcommand.Type] { [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self, Doctor.self] }
 
-    static let help = """
-        OVERVIEW: Get access tokens from the local tokenbrokerd.
+    static let abstract = "Get access tokens from the local tokenbrokerd."
+    static let discussion = """
+        Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
+        The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
+        """
 
-        \(HelpText.wrap("Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.\nThe socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).", indent: 0))
+    static let help = """
+        OVERVIEW: \(abstract)
+
+        \(HelpText.wrap(discussion, indent: 0))
 
         USAGE: tokenbroker <subcommand>
 
@@ -46,6 +52,20 @@ enum TokenBrokerCLI {
         }
         if first == "--version" {
             print(BuildVersion.text)
+            return 0
+        }
+        // For scripts/package: shell completions and the manual page, from the command table.
+        if first == "--experimental-dump-help" {
+            print(ShellCompletion.toolInfo(abstract: abstract, discussion: discussion, commands: subcommands.map { $0.spec }))
+            return 0
+        }
+        if first == "--generate-completion-script" || first.hasPrefix("--generate-completion-script=") {
+            let shell = first.contains("=") ? String(first.drop { $0 != "=" }.dropFirst()) : words.dropFirst().first ?? ""
+            guard let script = ShellCompletion.script(for: shell, commands: subcommands.map { $0.spec }) else {
+                writeStandardError("Error: --generate-completion-script takes bash, zsh or fish, not '\(shell)'\n")
+                return 64
+            }
+            print(script, terminator: "")
             return 0
         }
         if first == "help" {

@@ -89,4 +89,28 @@ struct CLIArgumentTests {
             #expect(result.stderr.contains("cannot connect to the broker at \(socket)"), "\(result.stderr)")
         }
     }
+
+    @Test("packaging's completions and manual page come from the same table")
+    func completionsAndDumpHelp() async throws {
+        let bash = try await cli(["--generate-completion-script", "bash"])
+        #expect(bash.status == 0 && bash.stdout.contains("complete -F _tokenbroker tokenbroker"))
+        #expect(bash.stdout.contains(#""get --output"|"get -o") COMPREPLY=($(compgen -W "token json header aws-credential-process""#), "\(bash.stdout)")
+        let syntax = try await runCommand("/bin/bash", ["-n", "-c", bash.stdout])
+        #expect(syntax.status == 0, "\(syntax.stderr)")
+        for shell in ["zsh", "fish"] {
+            let script = try await cli(["--generate-completion-script=\(shell)"])
+            #expect(script.status == 0 && script.stdout.contains("relay") && script.stdout.contains("max-connections"), "\(shell)")
+        }
+        let unknown = try await cli(["--generate-completion-script", "powershell"])
+        #expect(unknown.status == 64 && unknown.stderr.contains("bash, zsh or fish"))
+
+        let dump = try await cli(["--experimental-dump-help"])
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        let command = try #require(info["command"] as? [String: Any])
+        let subcommands = try #require(command["subcommands"] as? [[String: Any]])
+        #expect(subcommands.compactMap { $0["commandName"] as? String } == ["get", "status", "ping", "ready", "env", "exec", "relay", "doctor"])
+        let get = try #require(subcommands.first?["arguments"] as? [[String: Any]])
+        let output = try #require(get.first { ($0["valueName"] as? String) == "output" })
+        #expect(output["allValues"] as? [String] == ["token", "json", "header", "aws-credential-process"] && output["defaultValue"] as? String == "token")
+    }
 }
