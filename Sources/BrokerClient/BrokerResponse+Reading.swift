@@ -142,12 +142,14 @@ extension BrokerStatus {
                     SinkStatus(
                         path: try sink.string("path"), identity: try sink.string("identity"), scope: try sink.string("scope"),
                         format: try sink.string("format"), lastWrite: try sink.int64(ifPresent: "lastWrite"),
-                        expiresOn: try sink.int64(ifPresent: "expiresOn"), lastError: try sink.object(ifPresent: "lastError").map(WireError.init(reading:))))
+                        expiresOn: try sink.int64(ifPresent: "expiresOn"),
+                        lastError: try sink.object(ifPresent: "lastError").map(WireError.init(reading:))))
             }
         }
         let compat = try fields.object(ifPresent: "compat").map { compat throws(AnswerShapeError) in
             CompatStatus(
-                identityEndpoint: try compat.string(ifPresent: "identityEndpoint"), imdsAuthorityHost: try compat.string(ifPresent: "imdsAuthorityHost"),
+                identityEndpoint: try compat.string(ifPresent: "identityEndpoint"),
+                imdsAuthorityHost: try compat.string(ifPresent: "imdsAuthorityHost"),
                 socket: try compat.string(ifPresent: "socket"), identityHeader: try compat.string(ifPresent: "identityHeader"))
         }
         let pod = try fields.object(ifPresent: "pod").map { pod throws(AnswerShapeError) in

@@ -156,7 +156,8 @@ struct RelayEnvironmentOptions {
             return
         }
         guard identity == nil else {
-            throw UsageError("with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
+            throw UsageError(
+                "with --relay the node's broker chooses the identity by client id: set AZURE_CLIENT_ID for the app instead of --identity")
         }
         while relay.hasSuffix("/") { relay.removeLast() }
         // http://HOST:PORT and nothing else: a loopback address with a port, no path, query or user.
@@ -173,7 +174,9 @@ struct RelayEnvironmentOptions {
         let text: String?
         if let identityHeaderFile {
             text = readTextFile(identityHeaderFile)
-            guard text != nil else { throw fail("cannot read --identity-header-file \(identityHeaderFile): \(String(cString: strerror(errno)))", code: 64) }
+            guard text != nil else {
+                throw fail("cannot read --identity-header-file \(identityHeaderFile): \(String(cString: strerror(errno)))", code: 64)
+            }
         } else {
             text = environmentValue("IDENTITY_HEADER")
         }

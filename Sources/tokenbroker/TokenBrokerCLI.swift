@@ -85,7 +85,8 @@ enum TokenBrokerCLI {
             }
             return 0
         } catch let error as UsageError {
-            writeStandardError("Error: \(error.message)\nUsage: \(command.spec.usage)\n  See 'tokenbroker \(command.spec.name) --help' for more information.\n")
+            writeStandardError(
+                "Error: \(error.message)\nUsage: \(command.spec.usage)\n  See 'tokenbroker \(command.spec.name) --help' for more information.\n")
             return 64
         } catch let exit as ExitCode {
             return exit.status

@@ -56,7 +56,9 @@ struct CLIArgumentTests {
             #expect(result.status == 0)
             #expect(result.stdout.contains("USAGE: tokenbroker get [--scope <scope>] [--resource <resource>]"), "\(result.stdout)")
             #expect(result.stdout.contains("  -o, --output <output>   token (default), json"), "\(result.stdout)")
-            #expect(result.stdout.contains("(values: token, json, header, aws-credential-process;\n                          default: token)"), "\(result.stdout)")
+            #expect(
+                result.stdout.contains("(values: token, json, header, aws-credential-process;\n                          default: token)"),
+                "\(result.stdout)")
             #expect(result.stdout.contains("  --timeout <timeout>     Seconds to wait for the broker. (default: 60)"), "\(result.stdout)")
         }
         let relay = try await cli(["relay", "--help"])
@@ -94,7 +96,8 @@ struct CLIArgumentTests {
     func completionsAndDumpHelp() async throws {
         let bash = try await cli(["--generate-completion-script", "bash"])
         #expect(bash.status == 0 && bash.stdout.contains("complete -F _tokenbroker tokenbroker"))
-        #expect(bash.stdout.contains(#""get --output"|"get -o") COMPREPLY=($(compgen -W "token json header aws-credential-process""#), "\(bash.stdout)")
+        #expect(
+            bash.stdout.contains(#""get --output"|"get -o") COMPREPLY=($(compgen -W "token json header aws-credential-process""#), "\(bash.stdout)")
         let syntax = try await runCommand("/bin/bash", ["-n", "-c", bash.stdout])
         #expect(syntax.status == 0, "\(syntax.stderr)")
         for shell in ["zsh", "fish"] {
@@ -111,6 +114,7 @@ struct CLIArgumentTests {
         #expect(subcommands.compactMap { $0["commandName"] as? String } == ["get", "status", "ping", "ready", "env", "exec", "relay", "doctor"])
         let get = try #require(subcommands.first?["arguments"] as? [[String: Any]])
         let output = try #require(get.first { ($0["valueName"] as? String) == "output" })
-        #expect(output["allValues"] as? [String] == ["token", "json", "header", "aws-credential-process"] && output["defaultValue"] as? String == "token")
+        #expect(
+            output["allValues"] as? [String] == ["token", "json", "header", "aws-credential-process"] && output["defaultValue"] as? String == "token")
     }
 }

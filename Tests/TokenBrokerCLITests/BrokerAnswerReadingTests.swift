@@ -10,7 +10,9 @@ import TokenBrokerProtocol
 @Suite struct BrokerAnswerReadingTests {
     /// Serves one connection on a socket in a temp directory: reads one request line, answers
     /// `answer`, and returns the request line with what the client made of the answer.
-    private func exchange(_ request: BrokerRequest, answer: String) async throws -> (
+    private func exchange(
+        _ request: BrokerRequest, answer: String
+    ) async throws -> (
         request: String, result: Result<BrokerResponse, BrokerConnection.Failure>
     ) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tb-answer-\(UUID().uuidString)").path

@@ -38,7 +38,8 @@ enum BrokerAnswerShapes {
                 id: .number(1),
                 WireError(
                     code: "upstream_rejected", message: "Entra said \"no\"\n", retryable: true, retryAfter: 30,
-                    upstream: UpstreamErrorDetails(status: 400, codes: [700016, 50013], error: "invalid_client", traceId: "tr", correlationId: "co")))),
+                    upstream: UpstreamErrorDetails(status: 400, codes: [700016, 50013], error: "invalid_client", traceId: "tr", correlationId: "co")))
+        ),
         Shape(
             name: "an error without an id",
             line: #"{"ok":false,"error":{"code":"bad_request","message":"the request line is not valid JSON","retryable":false}}"#,
@@ -63,7 +64,8 @@ enum BrokerAnswerShapes {
                             lastError: WireError(code: "assertion_unavailable", message: "m", retryable: true)),
                         IdentityStatus(name: "b", exchange: "aws-sts", source: "exec:p", cachedScopes: []),
                     ],
-                    compat: CompatStatus(identityEndpoint: "http://127.0.0.1:1/msi/token", imdsAuthorityHost: "http://127.0.0.1:1", identityHeader: "h"),
+                    compat: CompatStatus(
+                        identityEndpoint: "http://127.0.0.1:1/msi/token", imdsAuthorityHost: "http://127.0.0.1:1", identityHeader: "h"),
                     pod: PodStatus(uid: "u", tokens: ["v/token"], serviceAccounts: ["ns/sa"], exchange: "clientId"),
                     sinks: [
                         SinkStatus(

@@ -82,8 +82,11 @@ struct CommandSpec {
         text += "OPTIONS:\n"
         for option in options {
             var help = option.help
-            if !option.choices.isEmpty { help += " (values: \(option.choices.joined(separator: ", "))\(option.defaultValue.map { "; default: \($0)" } ?? ""))" }
-            else if let value = option.defaultValue { help += " (default: \(value))" }
+            if !option.choices.isEmpty {
+                help += " (values: \(option.choices.joined(separator: ", "))\(option.defaultValue.map { "; default: \($0)" } ?? ""))"
+            } else if let value = option.defaultValue {
+                help += " (default: \(value))"
+            }
             text += HelpText.row(option.synopsis, help)
         }
         return text + HelpText.row("-h, --help", "Show help information.")

@@ -22,7 +22,8 @@ enum ShellCompletion {
             options += "        \(command.name)) options=\"\(words.joined(separator: " "))\" ;;\n"
             for option in command.options where !option.choices.isEmpty {
                 let patterns = ["\"\(command.name) --\(option.name)\""] + (option.short.map { ["\"\(command.name) -\($0)\""] } ?? [])
-                values += "        \(patterns.joined(separator: "|"))) COMPREPLY=($(compgen -W \"\(option.choices.joined(separator: " "))\" -- \"$cur\")); return ;;\n"
+                values +=
+                    "        \(patterns.joined(separator: "|"))) COMPREPLY=($(compgen -W \"\(option.choices.joined(separator: " "))\" -- \"$cur\")); return ;;\n"
             }
         }
         return """
@@ -52,7 +53,8 @@ enum ShellCompletion {
         var cases = ""
         for command in commands {
             let specs = command.options.map { option in
-                let values = option.choices.isEmpty ? ":\(option.value ?? ""):_files" : ":\(option.value ?? ""):(\(option.choices.joined(separator: " ")))"
+                let values =
+                    option.choices.isEmpty ? ":\(option.value ?? ""):_files" : ":\(option.value ?? ""):(\(option.choices.joined(separator: " ")))"
                 return "'--\(option.name)[\(zshQuoted(option.help))]\(option.value == nil ? "" : values)'"
             }
             cases += "        \(command.name)) _arguments \(specs.joined(separator: " ")) '*:file:_files' ;;\n"

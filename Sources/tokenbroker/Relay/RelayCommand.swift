@@ -21,7 +21,9 @@ struct Relay: Subcommand {
             .option("tenant-id", help: "Entra tenant sent with every token request (node mode; default: the broker's)."),
             .option("volume", help: "Projected volume of this pod holding the assertion (node mode; when the pod has several)."),
             .option("max-connections", help: "Connections served at once; more are answered 503.", default: "64"),
-            .option("broker-wait", help: "Seconds a token request waits for a broker that refuses connections (restarting) before answering 503.", default: "15"),
+            .option(
+                "broker-wait", help: "Seconds a token request waits for a broker that refuses connections (restarting) before answering 503.",
+                default: "15"),
             .flag("check", help: "Instead of serving, ask the relay at --listen for /healthz and exit 0 if it answers 200."),
         ] + ConnectionOptions.specs)
 

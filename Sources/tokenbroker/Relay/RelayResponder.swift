@@ -125,7 +125,9 @@ final class RelayResponder: Sendable {
                 let message = Array(error.message.utf8)
                 let advice = Array("name one with 'identity'".utf8)
                 if let start = offset(of: advice, in: message) {
-                    error.message = String(decoding: message[..<start] + "pass client_id (AZURE_CLIENT_ID for most SDKs)".utf8 + message[(start + advice.count)...], as: UTF8.self)
+                    error.message = String(
+                        decoding: message[..<start] + "pass client_id (AZURE_CLIENT_ID for most SDKs)".utf8 + message[(start + advice.count)...],
+                        as: UTF8.self)
                 }
             }
             return flavor.error(error)

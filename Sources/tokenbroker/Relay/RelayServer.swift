@@ -4,7 +4,7 @@ import Synchronization
 
 // Hand-written on POSIX sockets, a thread per connection, instead of SwiftNIO: the CLI has no
 // event-loop library, a NIO-based daemon is ~20 MiB resident idle (docs/benchmarks.md) against
-// the relay's 12 MiB (release, static stdlib; docs/kubernetes.md#the-relay), and the relay's
+// the relay's 7.5 MiB (release, static stdlib; docs/kubernetes.md#the-relay), and the relay's
 // callers are one pod's SDKs — a handful of connections, each asking for a token every few
 // minutes. Blocking reads with poll() deadlines are all it needs.
 
