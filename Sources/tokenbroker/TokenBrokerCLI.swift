@@ -81,6 +81,7 @@ enum TokenBrokerCLI {
         do {
             switch try ParsedArguments.parse(Array(words.dropFirst()), for: command.spec) {
             case .help: print(command.spec.help)
+            case .version: print(BuildVersion.text)
             case .run(let arguments): try command.init(arguments).run()
             }
             return 0

@@ -61,6 +61,9 @@ struct CLIArgumentTests {
                 "\(result.stdout)")
             #expect(result.stdout.contains("  --timeout <timeout>     Seconds to wait for the broker. (default: 60)"), "\(result.stdout)")
         }
+        let version = try await cli(["get", "--version"])
+        let rootVersion = try await cli(["--version"])
+        #expect(version.status == 0 && !version.stdout.isEmpty && version.stdout == rootVersion.stdout)
         let relay = try await cli(["relay", "--help"])
         #expect(relay.stdout.contains("--listen <listen>") && relay.stdout.contains("127.0.0.1:8181)") && relay.stdout.contains("--check"))
     }

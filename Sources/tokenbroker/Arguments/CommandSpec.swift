@@ -89,7 +89,7 @@ struct CommandSpec {
             }
             text += HelpText.row(option.synopsis, help)
         }
-        return text + HelpText.row("-h, --help", "Show help information.")
+        return text + HelpText.row("--version", "Show the version.") + HelpText.row("-h, --help", "Show help information.")
     }
 }
 

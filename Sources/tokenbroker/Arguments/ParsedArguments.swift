@@ -17,6 +17,8 @@ struct ParsedArguments {
         case run(ParsedArguments)
         /// `-h` or `--help` among the options.
         case help
+        /// `--version` among the options.
+        case version
     }
 
     let command: CommandSpec
@@ -43,6 +45,7 @@ struct ParsedArguments {
                 break
             }
             if word == "-h" || word == "--help" { return .help }
+            if word == "--version" { return .version }
             guard word.hasPrefix("-"), word.count > 1 else {
                 guard case .command = command.trailing else { throw UsageError("unexpected argument '\(word)'") }
                 parsed.trailing = Array(words[(index - 1)...])
