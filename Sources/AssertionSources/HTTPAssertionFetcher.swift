@@ -1,5 +1,6 @@
 public import FoundationEssentials
 import Glibc
+import PlainJSON
 public import TokenExchange
 
 /// Fetches an assertion with one HTTP GET through the broker's upstream transport:

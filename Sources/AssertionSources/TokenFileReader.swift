@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PlainJSON
 import TokenExchange
 
 /// Reads one assertion file and explains precisely why it cannot be used.

@@ -1,5 +1,5 @@
-import FoundationEssentials
 import Glibc
+import PlainJSON
 public import TokenBrokerProtocol
 
 /// A blocking NDJSON connection to the broker's socket (its own module so that the CLI
@@ -58,8 +58,13 @@ public final class BrokerConnection {
 
     /// Sends `request` and reads its response.
     public func roundTrip(_ request: BrokerRequest) throws(Failure) -> BrokerResponse {
-        var line: Data
-        do { line = try JSONEncoder().encode(request) } catch { throw .protocolError("cannot encode the request") }
+        try answer(request).response
+    }
+
+    /// Sends `request` and reads its response, with the answer's JSON object as read (for
+    /// printing it whole: `get --output json`, `status --json`).
+    public func answer(_ request: BrokerRequest) throws(Failure) -> (response: BrokerResponse, document: [String: Any]) {
+        var line = request.jsonBytes()
         line.append(UInt8(ascii: "\n"))
         var sent = 0
         while sent < line.count {
@@ -81,10 +86,13 @@ public final class BrokerConnection {
         }
         let lineEnd = received.firstIndex(of: UInt8(ascii: "\n")) ?? received.endIndex
         guard lineEnd > 0 else { throw .closed }
-        do {
-            return try JSONDecoder().decode(BrokerResponse.self, from: Data(received[..<lineEnd]))
-        } catch {
+        guard let document = UntypedJSON.object(received[..<lineEnd]) else {
             throw .protocolError("the broker's response is not a protocol v1 JSON object")
+        }
+        do throws(AnswerShapeError) {
+            return (try BrokerResponse(reading: document), document)
+        } catch {
+            throw .protocolError("the broker's response is not a protocol v1 JSON object: field '\(error.field)' is missing or has the wrong type")
         }
     }
 }

@@ -1,6 +1,7 @@
 public import FoundationEssentials
 import Glibc
 public import Logging
+import PlainJSON
 public import TokenExchange
 
 /// Obtains an assertion by running an exec plugin (protocol: `docs/plugins.md`).

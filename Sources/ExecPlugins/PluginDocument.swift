@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PlainJSON
 import TokenExchange
 
 /// The exec protocol v1 documents (see `docs/plugins.md`): requests written to a plugin's

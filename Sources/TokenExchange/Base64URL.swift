@@ -1,5 +1,6 @@
 public import FoundationEssentials
 import Glibc
+import PlainJSON
 
 /// base64url (RFC 4648 §5) without padding, as JWTs and JWKs use it (RFC 7515 §2): the one
 /// codec of the broker and of the dev provider.

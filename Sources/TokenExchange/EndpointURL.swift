@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PlainJSON
 
 /// Shape checks for a configured token endpoint URL.
 ///

@@ -1,5 +1,6 @@
 public import FoundationEssentials
 import Glibc
+import PlainJSON
 
 /// The claims of a JWT that the broker reasons about. Decoded without checking the
 /// signature: the token service checks it; we only look at times and names so that

@@ -5,6 +5,7 @@ public import Logging
 public import NIOCore
 import NIOHTTP1
 import NIOSSL
+import PlainJSON
 public import TokenExchange
 
 /// The production `HTTPTransport`: HTTPS to token services over AsyncHTTPClient, with

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PlainJSON
 import TokenExchange
 
 /// The parts of a request URL that checks, messages and logs need.

@@ -16,21 +16,26 @@ import Testing
         #expect(SocketCheck.connectError("\(directory)/" + String(repeating: "x", count: 120)) == ENAMETOOLONG)
 
         let path = "\(directory)/broker.sock"
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, bound) = boundUnixSocket(path)
         defer { close(listener) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(path.utf8))
-            raw[path.utf8.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
         try #require(bound == 0)
         // Bound, not listening: a stale socket file.
         #expect(SocketCheck.connectError(path) == ECONNREFUSED)
         try #require(listen(listener, 4) == 0)
         #expect(SocketCheck.connectError(path) == 0)
     }
+}
+
+/// A Unix stream socket bound (not listening) at `path`, and `bind`'s result.
+func boundUnixSocket(_ path: String) -> (descriptor: Int32, bound: Int32) {
+    let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: Array(path.utf8) + [0])
+    }
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    return (listener, bound)
 }

@@ -1,3 +1,4 @@
+import PlainJSON
 import Testing
 import TokenExchange
 

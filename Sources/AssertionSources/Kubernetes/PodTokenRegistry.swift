@@ -1,5 +1,6 @@
 public import FoundationEssentials
 import Glibc
+import PlainJSON
 import Synchronization
 public import TokenExchange
 

@@ -1,6 +1,7 @@
 import BrokerServer
 import FoundationEssentials
 import Glibc
+import PlainJSON
 import TokenBrokerProtocol
 import TokenExchange
 

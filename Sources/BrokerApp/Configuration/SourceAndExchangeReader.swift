@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PlainJSON
 import TokenExchange
 
 /// Reads an identity's `source:` and `exchange:`: one key naming the kind, its

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import Logging
+import PlainJSON
 import SystemdSupport
 import TokenExchange
 

@@ -2,6 +2,7 @@ import ExecPlugins
 import FoundationEssentials
 import Glibc
 import Logging
+import PlainJSON
 import TokenExchange
 
 /// Runs a sink's `onRotate` once after a new token was written: a command (no shell, its

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import NIOCore
+import PlainJSON
 import TokenBrokerProtocol
 import TokenExchange
 

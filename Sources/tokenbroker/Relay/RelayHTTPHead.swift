@@ -1,7 +1,7 @@
-import FoundationEssentials
+import PlainJSON
 
-// Hand-written: the CLI has no HTTP library (it depends on TokenBrokerProtocol and
-// swift-argument-parser only, so the sidecar binary stays small), and the relay needs
+// Hand-written: the CLI has no HTTP library (it depends on TokenBrokerProtocol and the
+// standard library only, so the sidecar binary stays small), and the relay needs
 // only GET heads from SDKs on loopback. The daemon's parser (BrokerServer's
 // `HTTPHeadParser`) lives in a module that pulls in SwiftNIO; the rules here are its
 // rules, cut down to what a relay needs.
@@ -70,38 +70,49 @@ enum RelayHTTPHead {
         guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
             return .invalid(status: 400, message: "only HTTP/1.0 and HTTP/1.1 are spoken here")
         }
-        guard target.hasPrefix("/"), !target.hasPrefix("//"), let components = URLComponents(string: target) else {
+        guard let (path, query) = RelayRequestTarget.parse(target) else {
             return .invalid(status: 400, message: "the request target must be a path (origin form); this endpoint is not a proxy")
         }
-
-        var headers: [(name: String, value: String)] = []
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else {
-                return .invalid(status: 400, message: "malformed header line")
-            }
-            let name = line[..<colon]
-            // Whitespace before the colon or at the start (a folded line) is refused: parsers disagree on it.
-            guard name.allSatisfy(isTokenByte) else { return .invalid(status: 400, message: "malformed header name") }
-            var value = line[(colon + 1)...]
-            while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
-            while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
-            guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == UInt8(ascii: "\t") }), let text = String(validating: value, as: UTF8.self)
-            else {
-                return .invalid(status: 400, message: "control character in a header value")
-            }
-            headers.append((String(decoding: name, as: UTF8.self), text))
+        let headers: [(name: String, value: String)]
+        switch Self.headers(lines.dropFirst()) {
+        case .success(let read): headers = read
+        case .failure(let problem): return .invalid(status: 400, message: problem.message)
         }
-        var request = RelayHTTPRequest(
-            method: method, path: components.path, query: (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, headers: headers,
-            keepAlive: false)
+        var request = RelayHTTPRequest(method: method, path: path, query: query, headers: headers, keepAlive: false)
         guard request.headerValues("Transfer-Encoding").isEmpty else { return .invalid(status: 400, message: "Transfer-Encoding is not accepted") }
         // No route takes a body; one announced is refused rather than skipped.
         for length in request.headerValues("Content-Length") where length != "0" {
             return .invalid(status: 400, message: "no route takes a request body")
         }
-        let connection = request.headerValues("Connection").flatMap { $0.lowercased().split(separator: ",").map { $0.trimmingWhitespace() } }
+        let connection = request.headerValues("Connection").flatMap { $0.lowercased().split(separator: ",").map { $0.trimmed() } }
         request.keepAlive = version == "HTTP/1.1" && !connection.contains("close")
         return .request(request, consumed: end)
+    }
+
+    private struct HeadProblem: Error {
+        var message: String
+    }
+
+    /// The header lines as names and values (names as sent, values without surrounding blanks).
+    private static func headers(_ lines: ArraySlice<ArraySlice<UInt8>>) -> Result<[(name: String, value: String)], HeadProblem> {
+        var headers: [(name: String, value: String)] = []
+        for line in lines {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else {
+                return .failure(HeadProblem(message: "malformed header line"))
+            }
+            let name = line[..<colon]
+            // Whitespace before the colon or at the start (a folded line) is refused: parsers disagree on it.
+            guard name.allSatisfy(isTokenByte) else { return .failure(HeadProblem(message: "malformed header name")) }
+            var value = line[(colon + 1)...]
+            while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
+            while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
+            guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == UInt8(ascii: "\t") }), let text = String(validating: value, as: UTF8.self)
+            else {
+                return .failure(HeadProblem(message: "control character in a header value"))
+            }
+            headers.append((String(decoding: name, as: UTF8.self), text))
+        }
+        return .success(headers)
     }
 
     /// The index just past the empty line that ends the head, if the buffer has one.

@@ -1,5 +1,4 @@
 import BrokerClient
-import FoundationEssentials
 import Glibc
 import TokenBrokerProtocol
 
@@ -120,12 +119,8 @@ final class RelayResponder: Sendable {
             }
         }
         guard response.ok, response.token != nil else {
-            guard var error = response.error else { return flavor.error(500, "internal", "the broker's answer has no token") }
-            if error.code == WireErrorCode.identityRequired.rawValue {
-                // The socket's advice ("name one with 'identity'") means nothing to an SDK.
-                error.message = error.message.replacing("name one with 'identity'", with: "pass client_id (AZURE_CLIENT_ID for most SDKs)")
-            }
-            return flavor.error(error)
+            guard let error = response.error else { return flavor.error(500, "internal", "the broker's answer has no token") }
+            return flavor.error(Self.advisingSDKs(error))
         }
         // The answer's client_id, and a check that a broker which ignores `clientId` (one with
         // configured identities) did not serve another app's token: the identity's client id,
@@ -136,6 +131,18 @@ final class RelayResponder: Sendable {
             return flavor.error(400, "invalid_request", "Identity not found")
         }
         return flavor.token(response, resource: resource, clientId: servedClientId ?? clientId, now: Int64(time(nil)))
+    }
+
+    /// `error` with the socket's advice for `identity_required` ("name one with 'identity'"),
+    /// which means nothing to an SDK, put in its terms.
+    private static func advisingSDKs(_ error: WireError) -> WireError {
+        let message = Array(error.message.utf8)
+        let advice = Array("name one with 'identity'".utf8)
+        guard error.code == WireErrorCode.identityRequired.rawValue, let start = offset(of: advice, in: message) else { return error }
+        var advised = error
+        advised.message = String(
+            decoding: message[..<start] + "pass client_id (AZURE_CLIENT_ID for most SDKs)".utf8 + message[(start + advice.count)...], as: UTF8.self)
+        return advised
     }
 
     private enum QueryDecision {

@@ -1,11 +1,11 @@
-import FoundationEssentials
+import DetachedThread
 import Glibc
 import Synchronization
 import TokenBrokerProtocol
 
 // Hand-written on POSIX sockets, a thread per connection, instead of SwiftNIO: the CLI has no
 // event-loop library, a NIO-based daemon is ~20 MiB resident idle (docs/benchmarks.md) against
-// the relay's 12 MiB (release, static stdlib; docs/kubernetes.md#the-relay), and the relay's
+// the relay's 7.5 MiB (release, static stdlib; docs/kubernetes.md#the-relay), and the relay's
 // callers are one pod's SDKs — a handful of connections, each asking for a token every few
 // minutes. Blocking reads with poll() deadlines are all it needs.
 
@@ -60,11 +60,13 @@ final class RelayServer: Sendable {
                 close(connection)
                 continue
             }
-            detachThread { [self] in
+            let work: @Sendable () -> Void = { [self] in
                 serve(connection)
                 close(connection)
                 active.subtract(1, ordering: .relaxed)
             }
+            // No thread to give (the pod's pids limit): serve it here rather than drop it.
+            if DetachedThread.tryStart(work) != nil { work() }
         }
     }
 

@@ -1,7 +1,8 @@
 extension StringProtocol {
     /// Without leading and trailing whitespace and line ends: Foundation's
     /// `trimmingCharacters(in: .whitespacesAndNewlines)` from the standard library alone, for
-    /// every module on FoundationEssentials (which has no `CharacterSet`).
+    /// the modules on FoundationEssentials (which has no `CharacterSet`) and the CLI (which has
+    /// no Foundation at all).
     public func trimmed() -> String { trimmed(where: \.isWhitespace) }
 
     /// Without the leading and trailing characters `remove` matches.

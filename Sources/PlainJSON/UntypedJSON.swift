@@ -49,7 +49,8 @@ public enum UntypedJSON {
         return out
     }
 
-    private static func appendString(_ text: String, to out: inout [UInt8]) {
+    /// `text` as a JSON string: quotes, backslashes and control characters escaped, `/` not.
+    static func appendString(_ text: String, to out: inout [UInt8]) {
         let hex = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
