@@ -79,8 +79,9 @@ public final class DevIdentityProvider: Service {
     private func startServers(_ config: DevIdentityProviderConfiguration) async throws -> DevProviderEndpoints {
         let root = config.stateDirectory
         let (tokenDirectory, caFile, authority) = try Self.prepareStateDirectory(root)
-        async let issuerKey = SigningKey.generate()
-        async let entraKey = SigningKey.generate()
+        // Saved in the state directory: a restart reads them back instead of generating them.
+        async let issuerKey = SigningKeyFile.loadOrGenerate(path: root + "/issuer-key.pem", role: "issuer", logger: logger)
+        async let entraKey = SigningKeyFile.loadOrGenerate(path: root + "/entra-key.pem", role: "entra", logger: logger)
         let serverTLS = try authority.serverTLSConfiguration()
         let issuerServer = try await DevHTTPSServer.bind(
             host: config.host, port: config.issuerPort, tls: serverTLS, logger: logger)

@@ -49,9 +49,6 @@ extension EntraEmulator {
 
     /// `POST /sts/token`: latency, planned faults, then the checks; every request is recorded.
     func stsTokenEndpoint(_ request: DevHTTPRequest) async -> DevHTTPResponse {
-        let latency = state.withLock { $0.latency }
-        if latency > .zero { try? await Task.sleep(for: latency) }
-
         let form = FormFields(request.body)
         var record = RequestRecord(
             endpoint: "sts", scope: form["scope"], fields: form.names, grantType: form["grant_type"],
@@ -65,27 +62,23 @@ extension EntraEmulator {
             "sts.request_id": "\(requestId)", "sts.audience": "\(record.audience ?? "-")",
             "assertion.sha256": "\(record.assertionSha256.map { String($0.prefix(12)) } ?? "-")",
         ]
-
-        var response: DevHTTPResponse
-        if let fault = state.withLock({ $0.takeFault() }) {
-            response = fault.response(traceId: requestId, correlationId: requestId, now: now())
-            logger.info("token exchange failed by planned fault", metadata: metadata.merging(["http.status": "\(fault.status)"]) { $1 })
-        } else {
-            do {
-                let issued = try await tokenExchange(form, authorization: request.headers.first(name: "Authorization"), record: &record)
-                response = .json(issued)
+        let authorization = request.headers.first(name: "Authorization")
+        var response = await answer(
+            record, traceId: requestId, correlationId: requestId, faultMessage: "token exchange failed by planned fault", metadata: metadata
+        ) { record in
+            do throws(STSError) {
+                let issued = try await tokenExchange(form, authorization: authorization, record: &record)
                 logger.info("token exchanged", metadata: metadata.merging(["token.expires_in": "\(issued.expiresIn)"]) { $1 })
+                return .json(issued)
             } catch {
                 record.error = error.error
-                response = error.response()
                 metadata["sts.error"] = "\(error.error)"
                 metadata["assertion.sub"] = "\(record.assertionSubject ?? "-")"
                 logger.info("token exchange rejected", metadata: metadata)
+                return error.response()
             }
         }
         response.headers.replaceOrAdd(name: "X-Request-Id", value: requestId)
-        record.status = Int(response.status.code)
-        state.withLock { $0.stats.record(record) }
         return response
     }
 

@@ -96,9 +96,6 @@ final class EntraEmulator: Sendable {
 
     /// `POST /{tenant}/oauth2/v2.0/token`: latency, planned faults, then Entra's checks.
     private func tokenEndpoint(_ request: DevHTTPRequest, tenant: String) async -> DevHTTPResponse {
-        let latency = state.withLock { $0.latency }
-        if latency > .zero { try? await Task.sleep(for: latency) }
-
         let form = FormFields(request.body)
         var record = RequestRecord(
             endpoint: "entra", scope: form["scope"], clientId: form["client_id"], fields: form.names, grantType: form["grant_type"],
@@ -115,31 +112,48 @@ final class EntraEmulator: Sendable {
             "entra.trace_id": "\(traceId)", "entra.scope": "\(record.scope ?? "-")",
             "assertion.sha256": "\(record.assertionSha256.map { String($0.prefix(12)) } ?? "-")",
         ]
-
-        var response: DevHTTPResponse
-        if let fault = state.withLock({ $0.takeFault() }) {
-            response = fault.response(traceId: traceId, correlationId: correlationId, now: now())
-            logger.info("token request failed by planned fault", metadata: metadata.merging(["http.status": "\(fault.status)"]) { $1 })
-        } else {
-            do {
+        var response = await answer(
+            record, traceId: traceId, correlationId: correlationId, faultMessage: "token request failed by planned fault", metadata: metadata
+        ) { record in
+            do throws(EntraError) {
                 let issued = try await exchange(form, tenant: tenant, record: &record)
-                response = .json(issued)
                 logger.info("token issued", metadata: metadata.merging(["token.expires_in": "\(issued.expiresIn)"]) { $1 })
+                return .json(issued)
             } catch {
                 record.errorCode = error.code
-                response = error.response(traceId: traceId, correlationId: correlationId, now: now())
                 metadata["entra.error_code"] = "\(error.code)"
                 metadata["assertion.sub"] = "\(record.assertionSubject ?? "-")"
                 metadata["assertion.iss"] = "\(record.assertionIssuer ?? "-")"
                 logger.info("token request rejected", metadata: metadata)
+                return error.response(traceId: traceId, correlationId: correlationId, now: now())
             }
         }
         response.headers.replaceOrAdd(name: "x-ms-request-id", value: traceId)
         if let clientRequestId = request.headers.first(name: "client-request-id") {
             response.headers.replaceOrAdd(name: "client-request-id", value: clientRequestId)
         }
+        return response
+    }
+
+    /// What both token endpoints do around their own checks: the configured latency, then the
+    /// next planned fault if one remains (logged as `faultMessage`) or else `checks`; the
+    /// request is counted in the stats with the status it got either way.
+    func answer(
+        _ record: RequestRecord, traceId: String, correlationId: String, faultMessage: Logger.Message, metadata: Logger.Metadata,
+        checks: (inout RequestRecord) async -> DevHTTPResponse
+    ) async -> DevHTTPResponse {
+        let latency = state.withLock { $0.latency }
+        if latency > .zero { try? await Task.sleep(for: latency) }
+        var record = record
+        let response: DevHTTPResponse
+        if let fault = state.withLock({ $0.takeFault() }) {
+            response = fault.response(traceId: traceId, correlationId: correlationId, now: now())
+            logger.info(faultMessage, metadata: metadata.merging(["http.status": "\(fault.status)"]) { $1 })
+        } else {
+            response = await checks(&record)
+        }
         record.status = Int(response.status.code)
-        state.withLock { $0.stats.record(record) }
+        state.withLock { [record] in $0.stats.record(record) }
         return response
     }
 

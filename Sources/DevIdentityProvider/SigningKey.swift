@@ -14,6 +14,8 @@ struct SigningKey: Sendable {
     let kid: String
     /// The public half as a JWK (`kty`, `use`, `alg`, `kid`, `n`, `e`).
     let publicJWK: [String: String]
+    /// The private key, PKCS#1 PEM: what `SigningKeyFile` saves.
+    let privatePEM: String
     private let keys: JWTKeyCollection
 
     /// Generates a fresh 2048-bit key (~0.1–0.2 s).
@@ -23,21 +25,30 @@ struct SigningKey: Sendable {
         let backing = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<_RSA.Signing.PrivateKey, any Error>) in
             DetachedThread.start { continuation.resume(with: Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }) }
         }
+        return try await SigningKey(backing: backing)
+    }
+
+    /// The key saved as `pem` by an earlier start; throws unless it is a 2048-bit (or larger) RSA key.
+    static func load(pem: String) async throws -> SigningKey {
+        try await SigningKey(backing: _RSA.Signing.PrivateKey(pemRepresentation: pem))
+    }
+
+    private init(backing: _RSA.Signing.PrivateKey) async throws {
         let key = try Insecure.RSA.PrivateKey(backing: backing)
-        let kid = Base64URL.encode(SHA256.hash(data: backing.publicKey.derRepresentation))
+        kid = Base64URL.encode(SHA256.hash(data: backing.publicKey.derRepresentation))
         let primitives = try key.publicKey.getKeyPrimitives()
-        let jwk = [
+        publicJWK = [
             "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
             "n": Base64URL.encode(primitives.modulus), "e": Base64URL.encode(primitives.publicExponent),
         ]
-        let keys = JWTKeyCollection()
+        privatePEM = backing.pemRepresentation
+        keys = JWTKeyCollection()
         // Go (kube-apiserver, Entra's clients) writes `/` unescaped; so do we, so tokens read alike.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         await keys.add(
             rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid),
             serializer: DefaultJWTSerializer(jsonEncoder: encoder))
-        return SigningKey(kid: kid, publicJWK: jwk, keys: keys)
     }
 
     /// Signs `payload` with RS256, `typ: JWT` and this key's `kid`.

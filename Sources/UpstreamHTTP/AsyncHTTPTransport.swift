@@ -36,7 +36,9 @@ public final class AsyncHTTPTransport: HTTPTransport {
         try configuration.validate()
         var tls = TLSConfiguration.makeClientConfiguration()  // system roots, full verification
         let extraRoots = try TrustRoots.load(configuration.additionalCAFiles)
-        if !extraRoots.isEmpty {
+        if !configuration.trustSystemRoots {
+            tls.trustRoots = .certificates(extraRoots)
+        } else if !extraRoots.isEmpty {
             // Appending keeps the system roots; assigning trustRoots would replace them.
             tls.additionalTrustRoots.append(.certificates(extraRoots))
         }

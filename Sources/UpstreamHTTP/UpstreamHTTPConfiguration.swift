@@ -28,6 +28,10 @@ public struct UpstreamHTTPConfiguration: Sendable, Equatable {
     /// Allows `http://` to loopback hosts (127.0.0.0/8, ::1, localhost), for local test
     /// servers only. Assertions never travel over plain text otherwise. Default false.
     public var allowInsecureHTTPForLoopback: Bool
+    /// Trusts the system roots (and `SSL_CERT_FILE`) besides `additionalCAFiles`. Default
+    /// true; false trusts `additionalCAFiles` alone: dev mode, whose only token service is
+    /// its own, so that no start parses the system bundle (~150 certificates, 4–5 ms).
+    public var trustSystemRoots: Bool = true
 
     /// Creates a configuration; every parameter defaults to the documented production value.
     public init(
@@ -64,7 +68,8 @@ public struct UpstreamHTTPConfiguration: Sendable, Equatable {
         base: UpstreamHTTPConfiguration = UpstreamHTTPConfiguration()
     ) -> UpstreamHTTPConfiguration {
         var configuration = base
-        for file in [environment["SSL_CERT_FILE"], caFile] {
+        // SSL_CERT_FILE extends the system's trust; without the system roots it does not apply.
+        for file in [base.trustSystemRoots ? environment["SSL_CERT_FILE"] : nil, caFile] {
             guard let file, !file.isEmpty, !configuration.additionalCAFiles.contains(file) else { continue }
             configuration.additionalCAFiles.append(file)
         }

@@ -44,7 +44,8 @@ struct LoggingOptions: ParsableArguments {
 extension TokenBrokerDaemon {
     /// Runs the broker (the default subcommand).
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the broker.")
+        // Named here: the derived name is String(describing: Self), a conformance scan of the whole binary.
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the broker.")
 
         @Option(name: .long, help: "Configuration file.")
         var config: String?
@@ -104,7 +105,8 @@ extension TokenBrokerDaemon {
 
     /// `tokenbrokerd check-config`.
     struct CheckConfig: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate the configuration and print every problem with its field path.")
+        static let configuration = CommandConfiguration(
+            commandName: "check-config", abstract: "Validate the configuration and print every problem with its field path.")
 
         @Option(name: .long, help: "Configuration file.")
         var config: String?

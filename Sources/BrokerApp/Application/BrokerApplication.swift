@@ -43,12 +43,14 @@ public enum BrokerApplication {
     ///   - environment: The process environment (read for `SSL_CERT_FILE`).
     ///   - reload: Re-reads the configuration on SIGHUP; nil disables reload.
     ///   - extraServices: Started first, stopped last (the dev provider).
+    ///   - trustSystemRoots: False trusts `upstream.caFile` alone (dev mode).
     ///   - onReady: Called once the socket is bound and accepting.
     public static func run(
         configuration: BrokerConfiguration,
         environment: [String: String],
         reload: (@Sendable () throws -> BrokerConfiguration)? = nil,
         extraServices: [any Service] = [],
+        trustSystemRoots: Bool = true,
         logger: Logger,
         onReady: @escaping @Sendable () -> Void = {}
     ) async throws {
@@ -59,7 +61,7 @@ public enum BrokerApplication {
         do {
             try await run(
                 configuration: configuration, environment: environment, group: group, reload: reload, extraServices: extraServices,
-                logger: logger, onReady: onReady)
+                trustSystemRoots: trustSystemRoots, logger: logger, onReady: onReady)
         } catch {
             await bounded(.milliseconds(250)) { try? await group.shutdownGracefully() }
             throw error
@@ -73,10 +75,12 @@ public enum BrokerApplication {
         group: MultiThreadedEventLoopGroup,
         reload: (@Sendable () throws -> BrokerConfiguration)?,
         extraServices: [any Service],
+        trustSystemRoots: Bool,
         logger: Logger,
         onReady: @escaping @Sendable () -> Void
     ) async throws {
-        let transport = try upstreamTransport(configuration, environment: environment, group: group, logger: logger)
+        let transport = try upstreamTransport(
+            configuration, trustSystemRoots: trustSystemRoots, environment: environment, group: group, logger: logger)
         if configuration.identities.isEmpty, configuration.kubernetes == nil {
             // Started with nothing to serve (no file, no AZURE_* variables): say so at start,
             // not only in each caller's refusal.
@@ -130,9 +134,11 @@ public enum BrokerApplication {
 
     /// The client of the token services, on `group`.
     private static func upstreamTransport(
-        _ configuration: BrokerConfiguration, environment: [String: String], group: MultiThreadedEventLoopGroup, logger: Logger
+        _ configuration: BrokerConfiguration, trustSystemRoots: Bool, environment: [String: String], group: MultiThreadedEventLoopGroup,
+        logger: Logger
     ) throws -> AsyncHTTPTransport {
         var upstream = UpstreamHTTPConfiguration()
+        upstream.trustSystemRoots = trustSystemRoots
         upstream.requestTimeout = .seconds(configuration.upstream.timeoutSeconds)
         upstream.allowInsecureHTTPForLoopback = configuration.upstream.allowInsecureLoopback
         upstream = .configuration(environment: environment, caFile: configuration.upstream.caFile, base: upstream)

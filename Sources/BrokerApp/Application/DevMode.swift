@@ -36,7 +36,10 @@ public enum DevMode {
                     try EntraConfiguration(tenantId: endpoints.tenantId, clientId: endpoints.clientId, authorityHost: endpoints.authorityHost)))
         ]
         let socket = configuration.socket.path
-        try await BrokerApplication.run(configuration: configuration, environment: environment, extraServices: [provider], logger: logger) {
+        // Its only token service is the emulator: trust its CA alone and parse no system bundle.
+        try await BrokerApplication.run(
+            configuration: configuration, environment: environment, extraServices: [provider], trustSystemRoots: false, logger: logger
+        ) {
             // One write, so the banner is complete the moment a reader sees it.
             let text = banner(socket: socket, endpoints: endpoints) + "\n"
             _ = text.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
