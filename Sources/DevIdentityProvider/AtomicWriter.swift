@@ -124,7 +124,8 @@ public enum AtomicWriter {
         if let slash = path.lastIndex(of: "/") {
             try makeDirectory(String(path[..<slash]), mode: 0o755, allowExisting: true)
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
+        // A new file only, never through a symlink or into one someone put at the name.
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(mode))
         try check(fd, "open \(path)")
         defer { close(fd) }
         var offset = 0

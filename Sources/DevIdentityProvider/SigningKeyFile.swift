@@ -48,7 +48,8 @@ enum SigningKeyFile {
 
     /// The file's text, if it is a regular file of ours that nobody else can read or write.
     private static func readPrivateFile(_ path: String) -> Result<String, Unusable> {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO put at the path must not stop the start (fstat refuses it below).
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard descriptor >= 0 else {
             return .failure(Unusable(description: errno == ENOENT ? absent : "cannot be opened (\(String(cString: strerror(errno))))"))
         }

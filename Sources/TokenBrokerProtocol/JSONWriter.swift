@@ -1,8 +1,8 @@
 /// The one JSON writer of the project's answers: fields come out in the documented order
 /// (`id`, `ok`, then the payload), and a token answer (the hot path's, ~1.2 KB) costs one
 /// scan and one copy per string instead of `JSONEncoder`'s reflection and per-byte
-/// escaping. Decoding still uses `Codable`. Public for the compatibility endpoints and the
-/// CLI, whose JSON shapes are someone else's.
+/// escaping. (Reading is elsewhere: the server's `RequestScanner`, and `PlainJSON` for the
+/// CLI.) Public for the compatibility endpoints and the CLI, whose JSON shapes are someone else's.
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
     /// One bit per open container, innermost lowest: set once it has an element (the

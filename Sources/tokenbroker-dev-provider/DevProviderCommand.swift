@@ -67,14 +67,23 @@ struct DevProviderCommand: AsyncParsableCommand {
     func run() async throws {
         defer { LogSetup.flush() }
         BrokerApplication.resetSignalMask()
+        if parentFd != nil {
+            // As tokenbrokerd --dev's child it stops when the daemon's end of the socket closes,
+            // not on a signal: Ctrl-C at a terminal or a SIGTERM to the whole cgroup is the
+            // daemon's to handle (a child that exits first looks to the daemon like a crash).
+            signal(SIGINT, SIG_IGN)
+            signal(SIGTERM, SIG_IGN)
+        }
         let environment = ProcessInfo.processInfo.environment
-        let logger = LogSetup.bootstrap(format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel, environment: environment)
+        let logger = LogSetup.bootstrap(
+            format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel, environment: environment, label: "tokenbroker-dev-provider")
         let provider = DevIdentityProvider(configuration: providerConfiguration(), logger: logger)
         let endpoints = try await provider.start()
         logger.info("dev provider ready", metadata: ["dev.issuer": "\(endpoints.issuerURL)", "dev.authority": "\(endpoints.authorityHost)"])
-        if let parentFd { Self.serveParent(parentFd) }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: provider)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [.init(service: provider)], gracefulShutdownSignals: parentFd == nil ? [.sigterm, .sigint] : [], logger: logger))
+        if let parentFd { Self.serveParent(parentFd, group: group) }
         try await group.run()
     }
 
@@ -82,7 +91,7 @@ struct DevProviderCommand: AsyncParsableCommand {
     /// closes — however the parent ended (a provider left behind would keep its ports and
     /// rotate tokens for no one). Not `PR_SET_PDEATHSIG`: it fires when the parent's spawning
     /// *thread* exits, which in a multithreaded daemon is not the daemon exiting.
-    private static func serveParent(_ descriptor: Int32) {
+    private static func serveParent(_ descriptor: Int32, group: ServiceGroup) {
         _ = "ready\n".withCString { write(descriptor, $0, strlen($0)) }
         DetachedThread.start {
             var byte: UInt8 = 0
@@ -90,9 +99,8 @@ struct DevProviderCommand: AsyncParsableCommand {
                 let count = read(descriptor, &byte, 1)
                 if count == 0 || (count < 0 && errno != EINTR) { break }
             }
-            kill(getpid(), SIGTERM)
-            // A SIGTERM that lands before the service group handles signals, or a graceful
-            // shutdown that hangs, must not leave the provider behind either.
+            Task { await group.triggerGracefulShutdown() }
+            // A graceful shutdown that hangs must not leave the provider behind either.
             sleep(5)
             _exit(1)
         }

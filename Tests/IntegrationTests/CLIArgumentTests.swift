@@ -15,6 +15,8 @@ struct CLIArgumentTests {
         arguments: [
             (["get", "--scope", "x", "--bogus"], "unknown option '--bogus'"),
             (["get", "--scope", "x", "--bogus=1"], "unknown option '--bogus'"),
+            // Exactly two dashes make a long option (ArgumentParser refused `---socket` too).
+            (["ping", "---socket=/nonexistent"], "unknown option '---socket'"),
             (["get", "--scope"], "missing value for '--scope <scope>'"),
             (["get", "--scope", "--timeout", "5"], "missing value for '--scope <scope>'"),
             (["get", "--scope", "x", "-o", "yaml"], "'yaml' is not a value of --output; use one of token, json, header, aws-credential-process"),

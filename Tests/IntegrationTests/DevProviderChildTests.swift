@@ -5,10 +5,14 @@ import Testing
 /// `tokenbroker-dev-provider`: the two live and die together.
 @Suite("Dev mode's provider process")
 struct DevProviderChildTests {
-    /// Starts `tokenbrokerd --dev` in a fresh directory and waits for its banner.
-    private func startDevBroker(in directory: String, executable: String = TestEnvironment.daemonPath) async throws -> ChildProcess {
+    /// Starts `tokenbrokerd --dev` in a fresh directory (through `wrapper`, a command that execs
+    /// the daemon in the same process) and waits for its banner.
+    private func startDevBroker(
+        in directory: String, wrapper: [String] = [], environment: [String: String]? = nil
+    ) async throws -> ChildProcess {
+        let command = wrapper + [TestEnvironment.daemonPath, "--dev", "--state-dir", "\(directory)/state"]
         let broker = try ChildProcess(
-            executable: executable, arguments: ["--dev", "--state-dir", "\(directory)/state"], logDirectory: directory, name: "dev")
+            executable: command[0], arguments: Array(command.dropFirst()), environment: environment, logDirectory: directory, name: "dev")
         do {
             try await waitUntil("the dev broker's banner") {
                 guard broker.isRunning else { throw HarnessError("the dev broker exited: \(broker.stderr)") }
@@ -83,6 +87,64 @@ struct DevProviderChildTests {
         let status = await broker.stop()
         #expect(status != 0)
         #expect(broker.stderr.contains("the dev provider was killed by signal 9"), "\(broker.stderr)")
+    }
+
+    @Test("Ctrl-C at the terminal (SIGINT to the process group) stops the dev broker cleanly, and its provider with it")
+    func groupInterruptIsACleanStop() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A process group of its own, as a shell gives a foreground job (the same pid: setpgid, then exec).
+        let broker = try await startDevBroker(
+            in: directory, wrapper: ["/usr/bin/python3", "-c", "import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])"])
+        let provider: pid_t
+        do { provider = try providerChild(of: broker) } catch {
+            await broker.stop()
+            throw error
+        }
+        kill(-broker.process.processIdentifier, SIGINT)
+        do {
+            try await waitUntil("the dev broker to exit") { !broker.isRunning }
+            try await waitUntil("the provider to exit") { hasExited(provider) }
+        } catch {
+            await broker.stop()
+            kill(provider, SIGKILL)
+            throw error
+        }
+        #expect(await broker.stop() == 0, "\(broker.stderr)")
+        #expect(!broker.stderr.contains("cannot go on without it"), "\(broker.stderr)")
+    }
+
+    @Test("the provider gets none of the daemon's other descriptors and none of systemd's variables")
+    func providerInheritsNothingOfTheDaemons() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let marker = "\(directory)/inherited-marker"
+        #expect(FileManager.default.createFile(atPath: marker, contents: Data("x".utf8)))
+        var environment = ProcessInfo.processInfo.environment
+        environment["LISTEN_FDNAMES"] = "marker"
+        environment["WATCHDOG_USEC"] = "0"
+        // fd 7 open without close-on-exec in the daemon, as systemd passes its descriptors.
+        let broker = try await startDevBroker(
+            in: directory, wrapper: ["/bin/sh", "-c", "exec 7<\"$0\"; exec \"$@\"", marker], environment: environment)
+        do {
+            let provider = try providerChild(of: broker)
+            let daemonFiles = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(broker.process.processIdentifier)/fd").compactMap {
+                try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(broker.process.processIdentifier)/fd/\($0)")
+            }
+            #expect(daemonFiles.contains(marker), "the daemon did not get the marker descriptor: \(daemonFiles)")
+            let providerFiles = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(provider)/fd").compactMap {
+                try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(provider)/fd/\($0)")
+            }
+            #expect(!providerFiles.contains(marker), "the provider inherited the daemon's descriptor: \(providerFiles)")
+            let variables = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(provider)/environ")).split(separator: 0).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            #expect(!variables.contains { $0.hasPrefix("LISTEN_FDNAMES=") || $0.hasPrefix("WATCHDOG_USEC=") }, "\(variables)")
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        #expect(await broker.stop() == 0, "\(broker.stderr)")
     }
 
     @Test("without tokenbroker-dev-provider beside it, --dev says which file it needs")

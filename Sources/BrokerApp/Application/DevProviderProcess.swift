@@ -75,7 +75,7 @@ final class DevProviderProcess: Service {
     }
 
     func run() async throws {
-        let pid = pid
+        let (pid, parentEnd) = (pid, parentEnd)
         let stopping = Flag()
         let reaped = Flag()
         let status = await withTaskCancellationOrGracefulShutdownHandler {
@@ -84,9 +84,11 @@ final class DevProviderProcess: Service {
             return status
         } onCancelOrGracefulShutdown: {
             stopping.set()
-            kill(pid, SIGTERM)
+            // The child stops when our end closes (it ignores SIGINT and SIGTERM, which a
+            // terminal or systemd send to the whole group): shut the socket down.
+            shutdown(parentEnd, Int32(SHUT_RDWR))
             // The daemon's shutdown waits for the child: bound that wait.
-            DetachedThread.start {
+            _ = DetachedThread.tryStart {
                 sleep(5)
                 if !reaped.isSet { kill(pid, SIGKILL) }
             }
@@ -105,9 +107,11 @@ final class DevProviderProcess: Service {
     }
 
     /// Spawns `executable` with `descriptor3` as its fd 3, stdout and stderr shared with the
-    /// daemon, an empty signal mask and default dispositions (the daemon blocks the signals
-    /// it handles; a child inheriting that would ignore SIGTERM).
+    /// daemon and nothing else, in a process group of its own (a terminal's Ctrl-C is the
+    /// daemon's), with an empty signal mask and default dispositions (the daemon blocks the
+    /// signals it handles) and without systemd's variables, which describe the daemon.
     private static func spawn(_ executable: String, arguments: [String], descriptor3: Int32) -> SpawnResult {
+        closeOnExec(above: 2)
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         guard posix_spawn_file_actions_init(&actions) == 0, posix_spawnattr_init(&attributes) == 0 else { return .failure(ENOMEM) }
@@ -125,12 +129,42 @@ final class DevProviderProcess: Service {
         sigfillset(&allSignals)
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        let environment = childEnvironment().map { strdup($0) } + [nil]
+        defer { (argv + environment).forEach { free($0) } }
         var pid = pid_t()
-        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environment)
         return result == 0 ? .success(pid) : .failure(result)
+    }
+
+    /// Marks every descriptor above `lowest` close-on-exec. Before `BrokerApplication.run` takes
+    /// them, systemd's passed descriptors (listening sockets, the stored token cache's memfd)
+    /// are still inheritable, and the child must get none of them.
+    private static func closeOnExec(above lowest: Int32) {
+        guard let directory = opendir("/proc/self/fd") else { return }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let descriptor = Int32(name), descriptor > lowest, descriptor != own else { continue }
+            let flags = fcntl(descriptor, F_GETFD)
+            if flags >= 0 { _ = fcntl(descriptor, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
+    /// The daemon's environment without what systemd meant for the daemon alone.
+    private static func childEnvironment() -> [String] {
+        let daemonOnly = ["LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC="]
+        var variables: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let variable = String(cString: entry)
+            if !daemonOnly.contains(where: variable.hasPrefix) { variables.append(variable) }
+            cursor += 1
+        }
+        return variables
     }
 
     private enum SpawnResult {

@@ -22,7 +22,7 @@ public enum LogSetup {
 
     /// Bootstraps swift-log once for the process and returns the daemon's logger. The level
     /// is `LiveLogLevel.shared`'s: a reload that changes `log.level` changes every logger.
-    public static func bootstrap(format: Format, level: String, environment: [String: String]) -> Logger {
+    public static func bootstrap(format: Format, level: String, environment: [String: String], label: String = "tokenbrokerd") -> Logger {
         let live = LiveLogLevel.shared
         live.level = Logger.Level(rawValue: LogLevelName.parse(level) ?? "info") ?? .info
         let resolved: Format = format == .auto ? (JournalLogHandler.stderrIsJournal(environment: environment) ? .journal : .text) : format
@@ -41,7 +41,7 @@ public enum LogSetup {
             let live = LiveLevelLogHandler(inner: handler, live: live, ceiling: label == "tokenbroker.audit" ? .info : .critical)
             return QueuedLogHandler(inner: live, queue: .shared)
         }
-        return Logger(label: "tokenbrokerd")
+        return Logger(label: label)
     }
 
     /// Writes what is queued before the process exits (at most 2 s: the sink may be stuck).

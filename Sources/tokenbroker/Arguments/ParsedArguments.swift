@@ -1,3 +1,6 @@
+// Hand-written on purpose: swift-argument-parser imports FoundationEssentials, ~5 MiB of the
+// per-pod CLI's 13 (docs/benchmarks.md, sixth round); the command table is CommandSpec.swift.
+
 /// A usage error: what was wrong with the command line (exit 64, with the command's usage).
 struct UsageError: Error {
     var message: String
@@ -52,7 +55,8 @@ struct ParsedArguments {
                 break
             }
             // `--name`, `--name=value`, `-o`, `-o=value`.
-            let body = word.drop { $0 == "-" }
+            // Exactly two dashes for a long name, one for a short one: `---socket` is unknown.
+            let body = word.dropFirst(word.hasPrefix("--") ? 2 : 1)
             let equals = body.firstIndex(of: "=")
             let name = String(body[..<(equals ?? body.endIndex)])
             let option = word.hasPrefix("--") ? command.option(long: name) : name.count == 1 ? command.option(short: name.first!) : nil
