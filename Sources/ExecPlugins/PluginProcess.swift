@@ -111,17 +111,7 @@ enum PluginProcess {
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        // Any descriptor the daemon opened without O_CLOEXEC stays out of the plugin too.
-        Syscalls.addCloseFrom(&actions, 3)
-
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        SpawnIsolation.apply(to: &actions, &attributes, closingFrom: 3)
 
         let argv = spec.argv.map { strdup($0) } + [nil]
         let envp = spec.environment.map { strdup($0) } + [nil]

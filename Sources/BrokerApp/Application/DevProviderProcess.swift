@@ -1,4 +1,5 @@
 import DetachedThread
+import ExecPlugins
 import FoundationEssentials
 import Glibc
 import Logging
@@ -107,11 +108,9 @@ final class DevProviderProcess: Service {
     }
 
     /// Spawns `executable` with `descriptor3` as its fd 3, stdout and stderr shared with the
-    /// daemon and nothing else, in a process group of its own (a terminal's Ctrl-C is the
-    /// daemon's), with an empty signal mask and default dispositions (the daemon blocks the
-    /// signals it handles) and without systemd's variables, which describe the daemon.
+    /// daemon and nothing else (`SpawnIsolation`, as for plugins), and without systemd's
+    /// variables, which describe the daemon.
     private static func spawn(_ executable: String, arguments: [String], descriptor3: Int32) -> SpawnResult {
-        closeOnExec(above: 2)
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         guard posix_spawn_file_actions_init(&actions) == 0, posix_spawnattr_init(&attributes) == 0 else { return .failure(ENOMEM) }
@@ -123,35 +122,15 @@ final class DevProviderProcess: Service {
         let source = descriptor3 == 3 ? fcntl(descriptor3, F_DUPFD_CLOEXEC, 4) : descriptor3
         defer { if source != descriptor3 { close(source) } }
         posix_spawn_file_actions_adddup2(&actions, source, 3)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Before BrokerApplication.run takes them, systemd's passed descriptors (listening
+        // sockets, the stored token cache's memfd) are still inheritable: close them all.
+        SpawnIsolation.apply(to: &actions, &attributes, closingFrom: 4)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let environment = childEnvironment().map { strdup($0) } + [nil]
         defer { (argv + environment).forEach { free($0) } }
         var pid = pid_t()
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environment)
         return result == 0 ? .success(pid) : .failure(result)
-    }
-
-    /// Marks every descriptor above `lowest` close-on-exec. Before `BrokerApplication.run` takes
-    /// them, systemd's passed descriptors (listening sockets, the stored token cache's memfd)
-    /// are still inheritable, and the child must get none of them.
-    private static func closeOnExec(above lowest: Int32) {
-        guard let directory = opendir("/proc/self/fd") else { return }
-        defer { closedir(directory) }
-        let own = dirfd(directory)
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let descriptor = Int32(name), descriptor > lowest, descriptor != own else { continue }
-            let flags = fcntl(descriptor, F_GETFD)
-            if flags >= 0 { _ = fcntl(descriptor, F_SETFD, flags | FD_CLOEXEC) }
-        }
     }
 
     /// The daemon's environment without what systemd meant for the daemon alone.
