@@ -32,8 +32,17 @@ public enum BrokerApplication {
     /// cached tokens (docs/benchmarks.md). `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max`
     /// tunable in the environment wins.
     public static func limitHeapArenas(environment: [String: String]) {
-        guard environment["MALLOC_ARENA_MAX"] == nil, !(environment["GLIBC_TUNABLES"] ?? "").contains("glibc.malloc.arena_max") else { return }
+        guard !arenaLimitIsSet(environment: environment) else { return }
         _ = mallopt(M_ARENA_MAX, 2)
+    }
+
+    /// Whether the environment sets glibc's arena limit itself.
+    static func arenaLimitIsSet(environment: [String: String]) -> Bool {
+        // GLIBC_TUNABLES is `name=value:name=value`, split on characters rather than searched
+        // for a substring: `String.contains(String)` is _StringProcessing, whose code (0.4 MiB,
+        // one section) would then be among the pages every start maps (docs/benchmarks.md).
+        let tunables = (environment["GLIBC_TUNABLES"] ?? "").split(separator: ":")
+        return environment["MALLOC_ARENA_MAX"] != nil || tunables.contains { $0.hasPrefix("glibc.malloc.arena_max=") }
     }
 
     /// Runs the broker.
