@@ -380,11 +380,12 @@ if Context.environment["TOKENBROKER_FUZZ"] == "1" {
 // every library symbol it bound). Relative relocations are packed (DT_RELR) where the build
 // machine's glibc can load them (2.36+; TOKENBROKER_PACK_RELOCATIONS=0 turns them off for a
 // binary meant for an older glibc); unpacked they are 4 MiB the loader reads at every start.
-// The daemon's code that runs at start-up and when serving is laid out together
-// (scripts/symbol-order writes the list), so the pages it touches are a few MiB instead of
-// scattered over 30. The scripts build releases with `--static-swift-stdlib`, which puts the
-// Swift runtime and Foundation in the executable too (that flag must reach every compile,
-// so it cannot live here).
+// The daemon's code that runs at start-up, then the code that runs when serving, is laid out
+// first (scripts/symbol-order writes the list), so the pages it touches are a few MiB instead
+// of scattered over 20. Releases are built by scripts/release-build: `--static-swift-stdlib`
+// (the Swift runtime and FoundationEssentials in the executable) and one section per function
+// in every module (without it the list could only place whole modules); both flags must reach
+// every compile, dependencies included, so they cannot live here.
 #if canImport(Glibc)
 let glibcVersion: [Int] = {
     var text = [CChar](repeating: 0, count: 64)  // "glibc 2.36"
