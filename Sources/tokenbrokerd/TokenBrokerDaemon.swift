@@ -1,13 +1,29 @@
 import ArgumentParser
 import BrokerApp
+import Dispatch
 import FoundationEssentials
 import Glibc
 import Logging
 import TokenBrokerProtocol
 
+/// The entry point. Not an `async` main: on Linux that parks the main thread in
+/// `dispatch_main()`, which ends the thread with `pthread_exit`, and its forced unwind reads
+/// ~0.5 MiB of unwind tables at every start (docs/benchmarks.md, seventh round). The main
+/// thread waits for the command instead; nothing in the daemon runs on the main actor.
+@main
+enum DaemonEntryPoint {
+    static func main() {
+        let finished = DispatchSemaphore(value: 0)
+        Task.detached {
+            await TokenBrokerDaemon.main()
+            finished.signal()
+        }
+        finished.wait()
+    }
+}
+
 /// `tokenbrokerd`: the daemon. Thin wiring only: parse arguments, set up logging,
 /// hand over to `BrokerApp`.
-@main
 struct TokenBrokerDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenbrokerd",
