@@ -11,7 +11,12 @@ import TokenBrokerProtocol
 final class NDJSONHandler: ConnectionGuarded {
     let connection: any ConnectionIO
     private let maxLineBytes: Int
-    private var sequencer = ResponseSequencer<ByteBuffer>()
+    private var sequencer = ResponseSequencer<NDJSONAnswer>()
+    /// In-order answers not yet handed to the connection: written as one buffer before
+    /// anything flushes (`writeAnswers`).
+    private var batch = AnswerBatch()
+    /// About how many more lines the read being served holds (sizes `batch`'s buffer).
+    private var linesAhead = 0
     var answersOwed: Int { sequencer.pendingCount }
     /// Serving, finishing, draining (later requests get `shutting_down`), refused (a line
     /// was too long: nothing more is read) or closed; and whether answers await a flush.
@@ -57,6 +62,7 @@ final class NDJSONHandler: ConnectionGuarded {
             guard length <= maxLineBytes else { return refuseLine() }
             let line = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
+            linesAhead = buffer.readableBytes / (length + 1)
             serve(line)
         }
         guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
@@ -115,13 +121,15 @@ final class NDJSONHandler: ConnectionGuarded {
     private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?) {
         switch outcome {
         case .remembered(let memo):
-            complete(slot, line: memo.answer(id: id, allocator: connection.allocator))
+            complete(slot, .remembered(memo, id: id))
         case .response(let response):
             complete(slot, response)
         case .exchange(let ticket):
             ticket.wait(
                 connection.onConnectionThread { (response: BrokerResponse) in
+                    self.linesAhead = 0
                     self.complete(slot, response)
+                    self.writeAnswers()
                     self.connectionGuard.didAnswer()
                     self.connection.perform(self.lifecycle.settle(pending: self.sequencer.pendingCount, open: self.connection.isActive))
                     self.readGate.update(self.connection, pending: self.sequencer.pendingCount)
@@ -130,6 +138,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     func receiveBatchEnded() {
+        writeAnswers()
         connection.perform(lifecycle.readBatchEnded(pending: sequencer.pendingCount, open: connection.isActive))
         readGate.update(connection, pending: sequencer.pendingCount)
     }
@@ -142,8 +151,10 @@ final class NDJSONHandler: ConnectionGuarded {
         if let unfinished = unfinishedLine {
             // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
             unfinishedLine = nil
+            linesAhead = 0
             serve(unfinished)
         }
+        writeAnswers()
         // The peer finished sending: answer what is pending, then close.
         lifecycle.finish()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
@@ -151,22 +162,43 @@ final class NDJSONHandler: ConnectionGuarded {
 
     func drain() {
         // Shutting down: answer what is pending, then close.
+        writeAnswers()
         lifecycle.drain()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
     private func complete(_ slot: UInt64, _ response: BrokerResponse) {
-        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true))
+        complete(slot, .line(WireCoding.encode(response, allocator: connection.allocator, newline: true)))
     }
 
-    private func complete(_ slot: UInt64, line: ByteBuffer) {
-        guard var buffer = sequencer.complete(slot, with: line) else { return }
+    /// Queues the answer in `slot`, and those waiting behind it, into `batch`.
+    private func complete(_ slot: UInt64, _ answer: NDJSONAnswer) {
+        guard var next = sequencer.complete(slot, with: answer) else { return }
         repeat {
-            connection.write(buffer)
-            lifecycle.wrote()
-            guard let next = sequencer.next() else { break }
-            buffer = next
+            switch next {
+            case .line(let bytes):
+                if let full = batch.add(bytes, following: linesAhead, allocator: connection.allocator) { write(full) }
+            case .remembered(let memo, let id?):
+                if let full = batch.add(memo, id: id, following: linesAhead, allocator: connection.allocator) { write(full) }
+            case .remembered(let memo, id: nil):
+                // The memo's own bytes, unchanged: sent as they are (one more iovec), not
+                // copied. Copying them cost more than the iovec saves (docs/benchmarks.md).
+                writeAnswers()
+                write(memo.encoded)
+            }
+            guard let after = sequencer.next() else { break }
+            next = after
         } while true
+    }
+
+    /// Hands the batch's answers to the connection (before it is flushed or closed).
+    private func writeAnswers() {
+        if let answers = batch.take() { write(answers) }
+    }
+
+    private func write(_ answers: ByteBuffer) {
+        connection.write(answers)
+        lifecycle.wrote()
     }
 
     private static func isWhitespace(_ byte: UInt8) -> Bool {
