@@ -15,8 +15,6 @@ final class NDJSONHandler: ConnectionGuarded {
     /// In-order answers not yet handed to the connection: written as one buffer before
     /// anything flushes (`writeAnswers`).
     private var batch = AnswerBatch()
-    /// About how many more lines the read being served holds (sizes `batch`'s buffer).
-    private var linesAhead = 0
     var answersOwed: Int { sequencer.pendingCount }
     /// Serving, finishing, draining (later requests get `shutting_down`), refused (a line
     /// was too long: nothing more is read) or closed; and whether answers await a flush.
@@ -62,8 +60,7 @@ final class NDJSONHandler: ConnectionGuarded {
             guard length <= maxLineBytes else { return refuseLine() }
             let line = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
-            linesAhead = buffer.readableBytes / (length + 1)
-            serve(line)
+            serve(line, ahead: ReadAhead(bytes: buffer.readableBytes, lineBytes: length + 1))
         }
         guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
         guard buffer.readableBytes > 0 else { return }
@@ -87,7 +84,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     /// Answers one line (without its `\n`; a trailing `\r` is left for the JSON parser to ignore).
-    private func serve(_ line: ByteBuffer) {
+    private func serve(_ line: ByteBuffer, ahead: ReadAhead = .nothing) {
         guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
         if lifecycle.state == .draining {
             // Shutting down: a request sent on this connection now is answered, not dropped,
@@ -107,27 +104,26 @@ final class NDJSONHandler: ConnectionGuarded {
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
         if let memo = dispatcher.memo, memo.line == line, let again = dispatcher.repeating(memo, to: memo.request) {
-            return deliver(again, to: slot, id: memo.request.id)
+            return deliver(again, to: slot, id: memo.request.id, ahead: ahead)
         }
         switch WireCoding.decodeRequest(line) {
         case .failure(let failure):
-            complete(slot, .failure(id: failure.id, failure.error))
+            complete(slot, .failure(id: failure.id, failure.error), ahead: ahead)
         case .success(let request):
-            deliver(dispatcher.dispatch(request, line: line, allocator: connection.allocator), to: slot, id: request.id)
+            deliver(dispatcher.dispatch(request, line: line, allocator: connection.allocator), to: slot, id: request.id, ahead: ahead)
         }
     }
 
     /// Sends the answer to the request with `id` in `slot`, now or when its exchange ends.
-    private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?) {
+    private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?, ahead: ReadAhead) {
         switch outcome {
         case .remembered(let memo):
-            complete(slot, .remembered(memo, id: id))
+            complete(slot, .remembered(memo, id: id), ahead: ahead)
         case .response(let response):
-            complete(slot, response)
+            complete(slot, response, ahead: ahead)
         case .exchange(let ticket):
             ticket.wait(
                 connection.onConnectionThread { (response: BrokerResponse) in
-                    self.linesAhead = 0
                     self.complete(slot, response)
                     self.writeAnswers()
                     self.connectionGuard.didAnswer()
@@ -151,7 +147,6 @@ final class NDJSONHandler: ConnectionGuarded {
         if let unfinished = unfinishedLine {
             // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
             unfinishedLine = nil
-            linesAhead = 0
             serve(unfinished)
         }
         writeAnswers()
@@ -167,23 +162,24 @@ final class NDJSONHandler: ConnectionGuarded {
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
-    private func complete(_ slot: UInt64, _ response: BrokerResponse) {
-        complete(slot, .line(WireCoding.encode(response, allocator: connection.allocator, newline: true)))
+    private func complete(_ slot: UInt64, _ response: BrokerResponse, ahead: ReadAhead = .nothing) {
+        complete(slot, .line(WireCoding.encode(response, allocator: connection.allocator, newline: true)), ahead: ahead)
     }
 
     /// Queues the answer in `slot`, and those waiting behind it, into `batch`.
-    private func complete(_ slot: UInt64, _ answer: NDJSONAnswer) {
+    /// (`ahead`: what follows in the read, to size the batch's buffer.)
+    private func complete(_ slot: UInt64, _ answer: NDJSONAnswer, ahead: ReadAhead = .nothing) {
         guard var next = sequencer.complete(slot, with: answer) else { return }
         repeat {
             switch next {
             case .line(let bytes):
-                if let full = batch.add(bytes, following: linesAhead, allocator: connection.allocator) { write(full) }
+                if let full = batch.add(bytes, following: ahead.lines, allocator: connection.allocator) { write(full) }
             case .remembered(let memo, let id?):
-                if let full = batch.add(memo, id: id, following: linesAhead, allocator: connection.allocator) { write(full) }
+                if let full = batch.add(memo, id: id, following: ahead.lines, allocator: connection.allocator) { write(full) }
             case .remembered(let memo, id: nil):
                 // The memo's own bytes, unchanged: sent as they are (one more iovec), not
                 // copied. Copying them cost more than the iovec saves (docs/benchmarks.md).
-                writeAnswers()
+                if !batch.isEmpty { writeAnswers() }
                 write(memo.encoded)
             }
             guard let after = sequencer.next() else { break }
