@@ -11,7 +11,10 @@ import TokenBrokerProtocol
 final class NDJSONHandler: ConnectionGuarded {
     let connection: any ConnectionIO
     private let maxLineBytes: Int
-    private var sequencer = ResponseSequencer<ByteBuffer>()
+    private var sequencer = ResponseSequencer<NDJSONAnswer>()
+    /// In-order answers not yet handed to the connection: written as one buffer before
+    /// anything flushes (`writeAnswers`).
+    private var batch = AnswerBatch()
     var answersOwed: Int { sequencer.pendingCount }
     /// Serving, finishing, draining (later requests get `shutting_down`), refused (a line
     /// was too long: nothing more is read) or closed; and whether answers await a flush.
@@ -57,7 +60,7 @@ final class NDJSONHandler: ConnectionGuarded {
             guard length <= maxLineBytes else { return refuseLine() }
             let line = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
-            serve(line)
+            serve(line, ahead: ReadAhead(bytes: buffer.readableBytes, lineBytes: length + 1))
         }
         guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
         guard buffer.readableBytes > 0 else { return }
@@ -81,7 +84,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     /// Answers one line (without its `\n`; a trailing `\r` is left for the JSON parser to ignore).
-    private func serve(_ line: ByteBuffer) {
+    private func serve(_ line: ByteBuffer, ahead: ReadAhead = .nothing) {
         guard line.readableBytesView.contains(where: { !Self.isWhitespace($0) }) else { return }  // blank lines are ignored
         if lifecycle.state == .draining {
             // Shutting down: a request sent on this connection now is answered, not dropped,
@@ -101,27 +104,28 @@ final class NDJSONHandler: ConnectionGuarded {
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
         if let memo = dispatcher.memo, memo.line == line, let again = dispatcher.repeating(memo, to: memo.request) {
-            return deliver(again, to: slot, id: memo.request.id)
+            return deliver(again, to: slot, id: memo.request.id, ahead: ahead)
         }
         switch WireCoding.decodeRequest(line) {
         case .failure(let failure):
-            complete(slot, .failure(id: failure.id, failure.error))
+            complete(slot, .failure(id: failure.id, failure.error), ahead: ahead)
         case .success(let request):
-            deliver(dispatcher.dispatch(request, line: line, allocator: connection.allocator), to: slot, id: request.id)
+            deliver(dispatcher.dispatch(request, line: line, allocator: connection.allocator), to: slot, id: request.id, ahead: ahead)
         }
     }
 
     /// Sends the answer to the request with `id` in `slot`, now or when its exchange ends.
-    private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?) {
+    private func deliver(_ outcome: RequestDispatcher.Outcome, to slot: UInt64, id: RequestID?, ahead: ReadAhead) {
         switch outcome {
         case .remembered(let memo):
-            complete(slot, line: memo.answer(id: id, allocator: connection.allocator))
+            complete(slot, .remembered(memo, id: id), ahead: ahead)
         case .response(let response):
-            complete(slot, response)
+            complete(slot, response, ahead: ahead)
         case .exchange(let ticket):
             ticket.wait(
                 connection.onConnectionThread { (response: BrokerResponse) in
                     self.complete(slot, response)
+                    self.writeAnswers()
                     self.connectionGuard.didAnswer()
                     self.connection.perform(self.lifecycle.settle(pending: self.sequencer.pendingCount, open: self.connection.isActive))
                     self.readGate.update(self.connection, pending: self.sequencer.pendingCount)
@@ -130,6 +134,7 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     func receiveBatchEnded() {
+        writeAnswers()
         connection.perform(lifecycle.readBatchEnded(pending: sequencer.pendingCount, open: connection.isActive))
         readGate.update(connection, pending: sequencer.pendingCount)
     }
@@ -144,6 +149,7 @@ final class NDJSONHandler: ConnectionGuarded {
             unfinishedLine = nil
             serve(unfinished)
         }
+        writeAnswers()
         // The peer finished sending: answer what is pending, then close.
         lifecycle.finish()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
@@ -151,22 +157,44 @@ final class NDJSONHandler: ConnectionGuarded {
 
     func drain() {
         // Shutting down: answer what is pending, then close.
+        writeAnswers()
         lifecycle.drain()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
-    private func complete(_ slot: UInt64, _ response: BrokerResponse) {
-        complete(slot, line: WireCoding.encode(response, allocator: connection.allocator, newline: true))
+    private func complete(_ slot: UInt64, _ response: BrokerResponse, ahead: ReadAhead = .nothing) {
+        complete(slot, .line(WireCoding.encode(response, allocator: connection.allocator, newline: true)), ahead: ahead)
     }
 
-    private func complete(_ slot: UInt64, line: ByteBuffer) {
-        guard var buffer = sequencer.complete(slot, with: line) else { return }
+    /// Queues the answer in `slot`, and those waiting behind it, into `batch`.
+    /// (`ahead`: what follows in the read, to size the batch's buffer.)
+    private func complete(_ slot: UInt64, _ answer: NDJSONAnswer, ahead: ReadAhead = .nothing) {
+        guard var next = sequencer.complete(slot, with: answer) else { return }
         repeat {
-            connection.write(buffer)
-            lifecycle.wrote()
-            guard let next = sequencer.next() else { break }
-            buffer = next
+            switch next {
+            case .line(let bytes):
+                if let full = batch.add(bytes, following: ahead.lines, allocator: connection.allocator) { write(full) }
+            case .remembered(let memo, let id?):
+                if let full = batch.add(memo, id: id, following: ahead.lines, allocator: connection.allocator) { write(full) }
+            case .remembered(let memo, id: nil):
+                // The memo's own bytes, unchanged: sent as they are (one more iovec), not
+                // copied. Copying them cost more than the iovec saves (docs/benchmarks.md).
+                if !batch.isEmpty { writeAnswers() }
+                write(memo.encoded)
+            }
+            guard let after = sequencer.next() else { break }
+            next = after
         } while true
+    }
+
+    /// Hands the batch's answers to the connection (before it is flushed or closed).
+    private func writeAnswers() {
+        if let answers = batch.take() { write(answers) }
+    }
+
+    private func write(_ answers: ByteBuffer) {
+        connection.write(answers)
+        lifecycle.wrote()
     }
 
     private static func isWhitespace(_ byte: UInt8) -> Bool {

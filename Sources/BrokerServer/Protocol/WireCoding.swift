@@ -87,16 +87,20 @@ enum WireCoding {
     /// itself when `id` is nil; nil when a string `id` needs escaping.
     static func withID(_ id: RequestID?, encodedWithoutID encoded: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
         guard let id else { return encoded }
-        var buffer: ByteBuffer
+        var buffer = allocator.buffer(capacity: encoded.readableBytes + splicedIDBytes(id))
+        return write(id, encodedWithoutID: encoded, to: &buffer) ? buffer : nil
+    }
+
+    /// Appends `encoded` with `"id":…,` spliced in after its `{` to `buffer` (an answer
+    /// batch's): false, and nothing written, when a string `id` needs escaping.
+    static func write(_ id: RequestID, encodedWithoutID encoded: ByteBuffer, to buffer: inout ByteBuffer) -> Bool {
         switch id {
         case .number(let number):
-            buffer = allocator.buffer(capacity: encoded.readableBytes + 32)
             buffer.writeStaticString(WireBytes.numberIDOpening)
             buffer.writeString(String(number))
             buffer.writeStaticString(WireBytes.numberIDEnd)
         case .string(let text):
-            guard !JSONWriter.needsEscaping(text) else { return nil }
-            buffer = allocator.buffer(capacity: encoded.readableBytes + text.utf8.count + 32)
+            guard !JSONWriter.needsEscaping(text) else { return false }
             buffer.writeStaticString(WireBytes.stringIDOpening)
             buffer.writeString(text)
             buffer.writeStaticString(WireBytes.stringIDEnd)
@@ -104,6 +108,14 @@ enum WireCoding {
         var afterBrace = encoded
         afterBrace.moveReaderIndex(forwardBy: 1)
         buffer.writeBuffer(&afterBrace)
-        return buffer
+        return true
+    }
+
+    /// Room for the spliced `"id":…,` beyond the answer's own bytes.
+    static func splicedIDBytes(_ id: RequestID) -> Int {
+        switch id {
+        case .number: 32
+        case .string(let text): text.utf8.count + 32
+        }
     }
 }

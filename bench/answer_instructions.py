@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""User-space instructions per pipelined NDJSON answer, counted by callgrind: exact enough to
+compare builds on a machine too busy for timings.
+
+    python3 bench/answer_instructions.py DAEMON [DAEMON...]
+
+Each daemon (a release build; its debug info is stripped into a copy, valgrind 3.19 cannot read
+it) runs under `valgrind --tool=callgrind --instr-atstart=no` in config mode against the dev
+provider found beside the first. On one connection: 2,000 requests to warm up, then 16,000 counted
+(instrumentation on only for those), 16 in flight, first the same line again and again (no `id`,
+as scripts/bench sends it), then a new `id` each. Prints the daemon's instructions (all its threads)
+per answer. Run from the repository.
+"""
+import argparse
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402
+
+COUNTED = 16000
+
+
+def drive(connection, count, new_ids):
+    same = (json.dumps({"op": "token", "scope": run.SCOPE}, separators=(",", ":")) + "\n").encode()
+    sent = answered = 0
+    pending = b""
+    while answered < count:
+        if answered == sent:
+            connection.sendall(b"".join(
+                (json.dumps({"op": "token", "scope": run.SCOPE, "id": sent + i}, separators=(",", ":")) + "\n").encode() if new_ids else same
+                for i in range(16)))
+            sent += 16
+        chunk = connection.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("the broker closed the connection")
+        pending += chunk
+        answered += pending.count(b"\n")
+        pending = pending[pending.rfind(b"\n") + 1:]
+
+
+def main():
+    daemons = sys.argv[1:]
+    args = argparse.Namespace(daemon=daemons[0], build_kind="release", tools="bench/.out", quick=True, keep=False, json_out=None,
+                              profile=None, nio_floor=None, event_loop_threads=None, nginx_workers="auto")
+    suite = run.Suite(args)
+    try:
+        suite.start_provider()
+        for number, daemon in enumerate(daemons):
+            stripped = os.path.join(suite.workdir, f"tokenbrokerd-{number}")
+            subprocess.run(["strip", "--strip-debug", "-o", stripped, daemon], check=True)
+            sock, config = os.path.join(suite.workdir, f"b{number}.sock"), os.path.join(suite.workdir, f"b{number}.yaml")
+            with open(config, "w") as f:
+                f.write(suite.config_yaml(sock))
+            out = os.path.join(suite.workdir, f"callgrind-{number}.out")
+            child = suite.start(f"callgrind-{number}", ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                                                        stripped, "--config", config, "--log-format", "text"])
+            suite.wait_for("the broker under callgrind", lambda: os.path.exists(sock) and child.wait_line("ready", timeout=0.01),
+                           timeout=120, child=child)
+            with socket.socket(socket.AF_UNIX) as connection:
+                connection.settimeout(120)
+                connection.connect(sock)
+                for new_ids in (False, True):
+                    drive(connection, 2000, new_ids)
+                    pid = str(child.proc.pid)
+                    subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=True)
+                    subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True, check=True)
+                    drive(connection, COUNTED, new_ids)
+                    subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True, check=True)
+                    subprocess.run(["callgrind_control", "-d", pid], capture_output=True, check=True)
+                    time.sleep(0.5)
+                    dump = max(glob.glob(out + ".*"), key=lambda f: int(f.rsplit(".", 1)[1]))
+                    with open(dump) as f:
+                        total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+                    shape = "a new id each" if new_ids else "the same line"
+                    print(f"{daemon}: {shape}, pipelined 16 deep: {total / COUNTED:,.0f} instructions per answer", flush=True)
+            child.stop()
+    finally:
+        suite.cleanup()
+
+
+if __name__ == "__main__":
+    main()
