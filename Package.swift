@@ -409,11 +409,13 @@ for target in package.targets where target.type == .executable && !target.name.h
         ]
         target.exclude.append("symbol-order.txt")
     }
-    if target.name == "tokenbroker" {
-        // The CLI, which runs in every pod as `tokenbroker relay`, needs nothing from the host:
+    if target.name == "tokenbroker", Context.environment["TOKENBROKER_STATIC_CLI"] == "1" {
+        // The CLI, which runs in every pod as `tokenbroker relay`, links no shared library:
         // fully static (static-pie, so still at a random address), it maps no loader, libc or
-        // libstdc++ and binds no symbols at start (relay idle RSS 8.1 -> 5.6 MiB,
-        // docs/benchmarks.md) and runs in an image without a libc.
+        // libstdc++ and binds no symbols at start (relay idle RSS 7.5-8.0 -> 5.2 MiB,
+        // docs/benchmarks.md) and runs in an image without a libc. Only scripts/release-build
+        // asks for it: glibc's static-pie start aborts on the `$ORIGIN` run path a plain
+        // `swift build -c release` adds (release-build passes --disable-local-rpath).
         flags += ["-static-executable", "-Xclang-linker", "-static-pie"]
     }
     target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(flags, .when(platforms: [.linux], configuration: .release))]

@@ -164,6 +164,17 @@ private func send(_ channel: EmbeddedChannel, _ text: String) throws -> [BrokerR
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 
+    /// Answers gathered from one read are written before the refusal that ends it, in order.
+    @Test func linesBeforeTooLargeInTheSameReadAreAnsweredFirst() throws {
+        let channel = try ndjsonChannel(ScriptedResponder(), maxBytes: 32)
+        let lines = #"{"op":"ping","id":1}"# + "\n" + #"{"op":"ping","id":2}"# + "\n" + String(repeating: "B", count: 40) + "\n"
+        let answers = try send(channel, lines)
+        #expect(answers.map(\.id) == [.number(1), .number(2), nil])
+        #expect(answers.map { $0.error?.code } == [nil, nil, "too_large"])
+        #expect(!channel.isActive)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test func linesAfterTooLargeAreNotAnswered() throws {
         let channel = try ndjsonChannel(ScriptedResponder(), maxBytes: 32)
         let answers = try send(channel, String(repeating: "B", count: 40) + "\n" + #"{"op":"ping","id":1}"# + "\n")

@@ -25,7 +25,9 @@ struct ReadAhead {
 /// handler sends them as they are, shared, rather than copy them.)
 ///
 /// The handler takes the buffer (`take`) before anything flushes or closes the
-/// connection; it is empty between the handler's entry points.
+/// connection: answers gathered while a read is handled are written when the transport
+/// ends the read batch (`receiveBatchEnded`), or at `inputClosed`/`drain`, which every
+/// transport calls after `received`.
 struct AnswerBatch {
     /// Nil, one answer's own bytes (shared: copied before anything is appended), or a
     /// buffer allocated here (appended to in place).
