@@ -405,9 +405,10 @@ for target in package.targets where target.type == .executable && !target.name.h
     // (idle RSS -1.5 MiB, docs/benchmarks.md).
     var flags = ["-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-L\(Context.packageDirectory)/linker"]
     if glibcLoadsRELR { flags += ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] }
-    if target.name == "tokenbrokerd" {
+    if target.name == "tokenbrokerd" || target.name == "tokenbroker" {
+        // The daemon's start-up and serving code first; the CLI's `relay` (in every pod).
         flags += [
-            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/tokenbrokerd/symbol-order.txt",
+            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/\(target.name)/symbol-order.txt",
             "-Xlinker", "--no-warn-symbol-ordering",
         ]
         target.exclude.append("symbol-order.txt")
