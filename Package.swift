@@ -406,10 +406,12 @@ for target in package.targets where target.type == .executable && !target.name.h
     var flags = ["-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-L\(Context.packageDirectory)/linker"]
     if glibcLoadsRELR { flags += ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] }
     if target.name == "tokenbrokerd" || target.name == "tokenbroker" {
-        // The daemon's start-up and serving code first; the CLI's `relay` (in every pod).
+        // The daemon's start-up and serving code first; the CLI's `relay` (in every pod). Code
+        // without a symbol, which the list cannot name, goes in front of it all.
         flags += [
             "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/\(target.name)/symbol-order.txt",
             "-Xlinker", "--no-warn-symbol-ordering",
+            "-Xlinker", "-T", "-Xlinker", "\(Context.packageDirectory)/linker/local-code-first.ld",
         ]
         target.exclude.append("symbol-order.txt")
     }
