@@ -474,6 +474,33 @@ http {{
             f"(errors {len(errors)}, refetched {m['refetchedOnSecondPass']} of {len(sample)})")
 
 
+    def relay_memory(self):
+        """VmRSS of `tokenbroker relay` (what runs in every pod in node mode) in front of the
+        broker: 1 s after it listens, then 1 s after 20 IMDS token answers."""
+        m = self.results["memory"]
+        secret = "bench-identity-header-0123456789"
+        relay = self.start("relay", [self.args.cli, "relay", "--listen", "127.0.0.1:0", "--socket", self.sock],
+                           env=dict(os.environ, IDENTITY_HEADER=secret))
+        listening = re.compile(r"^listening on 127\.0\.0\.1:(\d+)$", re.M)
+
+        def port():
+            with open(relay.logfile.name) as f:
+                found = listening.search(f.read())
+            return int(found.group(1)) if found else None
+
+        self.wait_for("the relay to listen", lambda: port() is not None, child=relay)
+        url = f"http://127.0.0.1:{port()}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://storage.azure.com/"
+        time.sleep(1)
+        m["relayIdle"] = self.rss(relay.proc.pid)
+        for _ in range(20):
+            with urllib.request.urlopen(urllib.request.Request(url, headers={"Metadata": "true"}), timeout=30) as response:
+                if response.status != 200 or b"access_token" not in response.read():
+                    raise RuntimeError("the relay did not answer a token")
+        time.sleep(1)
+        m["relayServed"] = self.rss(relay.proc.pid)
+        relay.stop()
+        log(f"relay RSS {m['relayIdle'] / MiB:.1f} MiB idle, {m['relayServed'] / MiB:.1f} MiB after 20 token answers")
+
     def rotation(self):
         r = self.results["rotation"] = {"runs": []}
         for i in range(2 if self.quick else 5):
@@ -552,6 +579,8 @@ http {{
         time.sleep(1)
         m["idleOneToken"] = self.rss()
         log(f"idle RSS {m['idleStarted'] / MiB:.1f} MiB, with one token {m['idleOneToken'] / MiB:.1f} MiB")
+        if self.args.cli:
+            self.relay_memory()
         self.results["responseBytes"] = len(first) + 1
         self.start_references(first)
         self.throughput()
@@ -699,6 +728,10 @@ def report(results, args):
         idle = m.get("idleStarted", 0)
         add(f"| RSS idle (started, no request) | {idle / MiB:.1f} MiB | | | | | ≤ 25 MiB | {'yes' if idle <= 25 * MiB else '**no**'} |")
         add(f"| RSS with 1 cached token, idle | {m.get('idleOneToken', 0) / MiB:.1f} MiB | | | | | | |")
+        if "relayIdle" in m:
+            r = m["relayIdle"]
+            add(f"| relay (`tokenbroker relay`) RSS idle → after 20 IMDS token answers | {r / MiB:.1f} → {m['relayServed'] / MiB:.1f} MiB "
+                f"| | | | | ≤ 4 MiB idle | {'yes' if r <= 4 * MiB else '**no**'} |")
         if "withTokens" in m:
             w = m["withTokens"]
             add(f"| RSS with {m['tokens']:,} cached tokens ({m['tokens']:,} scopes; filled in {m['fillSeconds']:.1f} s, {m['fillErrors']} errors, "
@@ -744,6 +777,7 @@ def main():
     p.add_argument("--json-out")
     p.add_argument("--profile", choices=["ndjson", "http"], help="only profile the broker under one 32-connection point")
     p.add_argument("--nio-floor", help="the tokenbroker-nio-floor binary (the SwiftNIO reference server)")
+    p.add_argument("--cli", help="the tokenbroker binary: measure the relay's memory (tokenbroker relay in front of the broker)")
     p.add_argument("--event-loop-threads", type=int, help="limits.eventLoopThreads of the broker (default: its own default, one per CPU)")
     args = p.parse_args()
     if args.quick:
