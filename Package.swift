@@ -204,10 +204,7 @@ let package = Package(
 
         .executableTarget(
             name: "tokenbrokerd",
-            dependencies: [
-                "BrokerApp", "TokenBrokerProtocol",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            dependencies: ["BrokerApp", "TokenBrokerProtocol", "CommandLineTable"]
         ),
         // The dev issuer and Entra emulator, which `tokenbrokerd --dev` runs as its child: its
         // RS256 keys and generated CA need swift-crypto, swift-certificates and jwt-kit, which
@@ -224,12 +221,16 @@ let package = Package(
         ),
         // The blocking NDJSON client of the socket, shared by the CLI and the doctor.
         .target(name: "BrokerClient", dependencies: ["TokenBrokerProtocol", "PlainJSON"]),
+        // The command-line table of the daemon and the CLI: parser, help, usage errors,
+        // completions and the manual page's JSON, without swift-argument-parser's reflection
+        // (and FoundationEssentials) at every start.
+        .target(name: "CommandLineTable", dependencies: ["TokenBrokerProtocol"]),
         // The CLI runs in every pod as `tokenbroker relay`: it depends on the wire types, the
         // socket and the standard library only — no Foundation, no ArgumentParser, no TLS or
         // HTTP stack (docs/benchmarks.md, sixth round: 13.3 → 6.6 MiB stripped).
         .executableTarget(
             name: "tokenbroker",
-            dependencies: ["TokenBrokerProtocol", "BrokerClient", "PlainJSON", "DetachedThread"]
+            dependencies: ["TokenBrokerProtocol", "BrokerClient", "PlainJSON", "DetachedThread", "CommandLineTable"]
         ),
         // `tokenbroker doctor` (which execs it): its HTTPS checks (clock skew, issuer keys) use
         // the broker's own transport, so it trusts what the broker trusts — NIO, AsyncHTTPClient
@@ -249,6 +250,7 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "bench/NIOFloor"),
         .testTarget(name: "TokenExchangeTests", dependencies: ["TokenExchange", "PlainJSON", "TestRandom"]),
+        .testTarget(name: "CommandLineTableTests", dependencies: ["CommandLineTable"]),
         // The doctor's pure parts (its evaluations), through `@testable import tokenbroker_doctor`,
         // and BrokerClient against a real socket.
         .testTarget(

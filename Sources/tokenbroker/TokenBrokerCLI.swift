@@ -1,4 +1,5 @@
 import BrokerClient
+import CommandLineTable
 import Glibc
 import TokenBrokerProtocol
 
@@ -20,25 +21,14 @@ protocol Subcommand {
 enum TokenBrokerCLI {
     static var subcommands: [any Subcommand.Type] { [Get.self, Status.self, Ping.self, Ready.self, Env.self, Exec.self, Relay.self, Doctor.self] }
 
-    static let abstract = "Get access tokens from the local tokenbrokerd."
-    static let discussion = """
-        Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
-        The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
-        """
-
-    static let help = """
-        OVERVIEW: \(abstract)
-
-        \(HelpText.wrap(discussion, indent: 0))
-
-        USAGE: tokenbroker <subcommand>
-
-        OPTIONS:
-        \(HelpText.row("--version", "Show the version."))\(HelpText.row("-h, --help", "Show help information."))
-        SUBCOMMANDS:
-        \(subcommands.map { HelpText.row($0.spec.name, $0.spec.abstract) }.joined())
-          See 'tokenbroker help <subcommand>' for detailed help.
-        """
+    static let tool = Tool(
+        name: "tokenbroker",
+        abstract: "Get access tokens from the local tokenbrokerd.",
+        discussion: """
+            Exit codes: 0 success, 1 broker error, 64 usage error, 69 broker unreachable, 76 unreadable answer.
+            The socket is --socket, else $\(WireProtocol.socketEnvironmentVariable), else \(WireProtocol.defaultSocketPath).
+            """,
+        version: BuildVersion.text, commands: subcommands.map { $0.spec })
 
     static func main() {
         exit(run(Array(CommandLine.arguments.dropFirst())))
@@ -46,63 +36,28 @@ enum TokenBrokerCLI {
 
     /// Runs the command line `words` (without the program name); the exit status.
     static func run(_ words: [String]) -> Int32 {
-        guard let first = words.first, first != "-h", first != "--help" else {
-            print(help)
+        switch tool.read(words) {
+        case .output(let text):
+            print(text, terminator: "")
             return 0
-        }
-        if first == "--version" {
-            print(BuildVersion.text)
-            return 0
-        }
-        // For scripts/package: shell completions and the manual page, from the command table.
-        if first == "--experimental-dump-help" {
-            print(ShellCompletion.toolInfo(abstract: abstract, discussion: discussion, commands: subcommands.map { $0.spec }))
-            return 0
-        }
-        if first == "--generate-completion-script" || first.hasPrefix("--generate-completion-script=") {
-            let shell = first.contains("=") ? String(first.drop { $0 != "=" }.dropFirst()) : words.dropFirst().first ?? ""
-            guard let script = ShellCompletion.script(for: shell, commands: subcommands.map { $0.spec }) else {
-                writeStandardError("Error: --generate-completion-script takes bash, zsh or fish, not '\(shell)'\n")
-                return 64
-            }
-            print(script, terminator: "")
-            return 0
-        }
-        if first == "help" {
-            guard words.count > 1 else {
-                print(help)
-                return 0
-            }
-            guard let command = subcommands.first(where: { $0.spec.name == words[1] }) else { return usageError(unknown: words[1]) }
-            print(command.spec.help)
-            return 0
-        }
-        guard let command = subcommands.first(where: { $0.spec.name == first }) else { return usageError(unknown: first) }
-        do {
-            switch try ParsedArguments.parse(Array(words.dropFirst()), for: command.spec) {
-            case .help: print(command.spec.help)
-            case .version: print(BuildVersion.text)
-            case .run(let arguments): try command.init(arguments).run()
-            }
-            return 0
-        } catch let error as UsageError {
-            writeStandardError(
-                "Error: \(error.message)\nUsage: \(command.spec.usage)\n  See 'tokenbroker \(command.spec.name) --help' for more information.\n")
+        case .usageError(let text):
+            writeStandardError(text)
             return 64
-        } catch let exit as ExitCode {
-            return exit.status
-        } catch {
-            writeStandardError("tokenbroker: \(error)\n")
-            return 1
+        case .run(let spec, let arguments):
+            guard let command = subcommands.first(where: { $0.spec.name == spec.name }) else { return 64 }
+            do {
+                try command.init(arguments).run()
+                return 0
+            } catch let error as UsageError {
+                writeStandardError(tool.usageError(error.message, command: spec))
+                return 64
+            } catch let exit as ExitCode {
+                return exit.status
+            } catch {
+                writeStandardError("tokenbroker: \(error)\n")
+                return 1
+            }
         }
-    }
-
-    private static func usageError(unknown word: String) -> Int32 {
-        let what = word.hasPrefix("-") ? "unknown option '\(word)'" : "unknown subcommand '\(word)'"
-        writeStandardError(
-            "Error: \(what); the subcommands are \(subcommands.map { $0.spec.name }.joined(separator: ", "))\n"
-                + "Usage: tokenbroker <subcommand>\n  See 'tokenbroker --help' for more information.\n")
-        return 64
     }
 }
 

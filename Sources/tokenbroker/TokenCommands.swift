@@ -1,3 +1,4 @@
+import CommandLineTable
 import Glibc
 import PlainJSON
 import TokenBrokerProtocol

@@ -1,5 +1,5 @@
-import ArgumentParser
 import BrokerApp
+import CommandLineTable
 import Dispatch
 import FoundationEssentials
 import Glibc
@@ -13,125 +13,158 @@ import TokenBrokerProtocol
 @main
 enum DaemonEntryPoint {
     static func main() {
-        let finished = DispatchSemaphore(value: 0)
-        Task.detached {
-            await TokenBrokerDaemon.main()
-            finished.signal()
+        let tool = TokenBrokerDaemon.tool
+        switch tool.read(Array(CommandLine.arguments.dropFirst())) {
+        case .output(let text):
+            print(text, terminator: "")
+            exit(0)
+        case .usageError(let text):
+            writeStandardError(text)
+            exit(64)  // EX_USAGE
+        case .run(let spec, let arguments):
+            let command: TokenBrokerDaemon
+            do {
+                command = try TokenBrokerDaemon(spec, arguments)
+            } catch {
+                writeStandardError(tool.usageError(error.message, command: spec))
+                exit(64)
+            }
+            let finished = DispatchSemaphore(value: 0)
+            let status = ExitStatus()
+            Task.detached {
+                status.code = await command.run()
+                finished.signal()
+            }
+            finished.wait()
+            exit(status.code)
         }
-        finished.wait()
     }
 }
 
-/// `tokenbrokerd`: the daemon. Thin wiring only: parse arguments, set up logging,
+/// The command's exit status, written by its task before it signals the main thread, which
+/// reads it after the wait: the semaphore orders the two.
+private final class ExitStatus: @unchecked Sendable {
+    var code: Int32 = 0
+}
+
+/// `tokenbrokerd`: the daemon. Thin wiring only: read the command line, set up logging,
 /// hand over to `BrokerApp`.
-struct TokenBrokerDaemon: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "tokenbrokerd",
+struct TokenBrokerDaemon: Sendable {
+    static let logOptions: [OptionSpec] = [
+        .option("log-level", help: "Log level: \(LogLevelName.all.joined(separator: ", ")) (default: the configuration's, else info)."),
+        .option(
+            "log-format", help: "auto (journald when stderr is the journal, else text), text, json or journal",
+            default: LogSetup.Format.auto.rawValue),
+    ]
+
+    static let run = CommandSpec(
+        name: "run", abstract: "Run the broker.",
+        options: [
+            .option("config", help: "Configuration file."),
+            .option("socket", help: "Socket path (overrides the configuration)."),
+            .flag("dev", help: "Dev mode: embedded OIDC issuer and Entra-compatible token service; no cloud account needed."),
+            .option("state-dir", help: "Dev mode: directory for the dev CA, tokens and socket (default /tmp/tokenbroker-dev-UID)."),
+            .flag("check-config", help: "Validate the configuration, print every problem, and exit."),
+        ] + logOptions)
+
+    static let checkConfig = CommandSpec(
+        name: "check-config", abstract: "Validate the configuration and print every problem with its field path.",
+        options: [.option("config", help: "Configuration file.")])
+
+    static let tool = Tool(
+        name: "tokenbrokerd",
         abstract: "Workload-identity token broker: exchanges federated assertions for access tokens and serves them on a Unix socket.",
-        version: BuildVersion.text,
-        subcommands: [Run.self, CheckConfig.self],
-        defaultSubcommand: Run.self
-    )
-}
+        version: BuildVersion.text, commands: [run, checkConfig], defaultCommand: run.name)
 
-/// Options shared by the subcommands that log.
-struct LoggingOptions: ParsableArguments {
-    @Option(name: .long, help: "Log level: \(LogLevelName.all.joined(separator: ", ")).")
-    var logLevel: String?
+    let config: String?
+    let socket: String?
+    let dev: Bool
+    let stateDir: String?
+    let checkOnly: Bool
+    let logLevel: String?
+    let logFormat: LogSetup.Format
 
-    @Option(name: .long, help: "auto (journald when stderr is the journal, else text), text, json, journal.")
-    var logFormat: String = "auto"
-
-    func validate() throws {
-        if let logLevel, LogLevelName.parse(logLevel) == nil {
-            throw ValidationError("--log-level must be one of \(LogLevelName.all.joined(separator: ", "))")
-        }
-        if LogSetup.Format(rawValue: logFormat) == nil {
-            throw ValidationError("--log-format must be one of \(LogSetup.Format.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-    }
-
-    func bootstrap(configured: String = "info") -> Logger {
-        LogSetup.bootstrap(
-            format: LogSetup.Format(rawValue: logFormat) ?? .auto, level: logLevel ?? configured, environment: ProcessInfo.processInfo.environment)
-    }
-}
-
-extension TokenBrokerDaemon {
-    /// Runs the broker (the default subcommand).
-    struct Run: AsyncParsableCommand {
-        // Named here: the derived name is String(describing: Self), a conformance scan of the whole binary.
-        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the broker.")
-
-        @Option(name: .long, help: "Configuration file.")
-        var config: String?
-
-        @Option(name: .long, help: "Socket path (overrides the configuration).")
-        var socket: String?
-
-        @Flag(name: .long, help: "Dev mode: embedded OIDC issuer and Entra-compatible token service; no cloud account needed.")
-        var dev = false
-
-        @Option(name: .long, help: "Dev mode: directory for the dev CA, tokens and socket (default /tmp/tokenbroker-dev-UID).")
-        var stateDir: String?
-
-        @Flag(name: .long, help: "Validate the configuration, print every problem, and exit.")
-        var checkConfig = false
-
-        @OptionGroup var logging: LoggingOptions
-
-        func run() async throws {
-            defer { LogSetup.flush() }
-            BrokerApplication.resetSignalMask()
-            let environment = ProcessInfo.processInfo.environment
-            BrokerApplication.limitHeapArenas(environment: environment)
-            if dev {
-                let logger = logging.bootstrap()
-                let logArguments = ["--log-format", logging.logFormat] + (logging.logLevel.map { ["--log-level", $0] } ?? [])
-                try await DevMode.run(
-                    stateDirectory: stateDir, socketPath: socket, logArguments: logArguments, environment: environment, logger: logger)
-                return
+    init(_ spec: CommandSpec, _ arguments: ParsedArguments) throws(UsageError) {
+        config = arguments.string("config")
+        socket = arguments.string("socket")
+        dev = arguments.flag("dev")
+        stateDir = arguments.string("state-dir")
+        checkOnly = spec.name == Self.checkConfig.name || arguments.flag("check-config")
+        if let level = arguments.string("log-level") {
+            guard let parsed = LogLevelName.parse(level) else {
+                throw UsageError("--log-level must be one of \(LogLevelName.all.joined(separator: ", "))")
             }
-            var configuration = try ConfigurationSource.load(path: config, environment: environment)
-            if checkConfig {
-                print(ConfigurationSource.validSummary(configuration))
-                return
-            }
-            if let socket { configuration.socket.path = socket }
-            // --log-level wins over the file, at start and on every reload.
-            let levelOverride = logging.logLevel.flatMap(LogLevelName.parse)
-            if let levelOverride { configuration.log.level = levelOverride }
-            let logger = logging.bootstrap(configured: configuration.log.level)
-            ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
-            let path = config
-            let socketOverride = socket
-            try await BrokerApplication.run(
-                configuration: configuration, environment: environment,
-                reload: {
-                    // SIGHUP: the same sources as at start; a broken file throws and the old configuration stays.
-                    var fresh = try ConfigurationSource.read(path: path, environment: environment)
-                    ConfigurationSource.warnAboutPermissions(path: path, logger: logger)
-                    if let socketOverride { fresh.socket.path = socketOverride }
-                    if let levelOverride { fresh.log.level = levelOverride }
-                    return fresh
-                },
-                logger: logger)
+            logLevel = parsed
+        } else {
+            logLevel = nil
+        }
+        let format = arguments.string("log-format") ?? LogSetup.Format.auto.rawValue
+        guard let parsedFormat = LogSetup.Format(rawValue: format) else {
+            throw UsageError("--log-format must be one of \(LogSetup.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        logFormat = parsedFormat
+    }
+
+    /// Runs the command; its exit status.
+    func run() async -> Int32 {
+        defer { LogSetup.flush() }
+        do {
+            try await serve()
+            return 0
+        } catch let exit as ExitCode {
+            return exit.status
+        } catch {
+            writeStandardError("Error: \(error)\n")
+            return 1
         }
     }
 
-    /// `tokenbrokerd check-config`.
-    struct CheckConfig: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "check-config", abstract: "Validate the configuration and print every problem with its field path.")
+    private func bootstrap(configured: String = "info") -> Logger {
+        LogSetup.bootstrap(format: logFormat, level: logLevel ?? configured, environment: ProcessInfo.processInfo.environment)
+    }
 
-        @Option(name: .long, help: "Configuration file.")
-        var config: String?
-
-        func run() throws {
-            let configuration = try ConfigurationSource.load(path: config, environment: ProcessInfo.processInfo.environment)
+    private func serve() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        if checkOnly {
+            let configuration = try ConfigurationSource.load(path: config, environment: environment)
             print(ConfigurationSource.validSummary(configuration))
+            return
         }
+        BrokerApplication.resetSignalMask()
+        BrokerApplication.limitHeapArenas(environment: environment)
+        if dev {
+            let logger = bootstrap()
+            let logArguments = ["--log-format", logFormat.rawValue] + (logLevel.map { ["--log-level", $0] } ?? [])
+            try await DevMode.run(stateDirectory: stateDir, socketPath: socket, logArguments: logArguments, environment: environment, logger: logger)
+            return
+        }
+        var configuration = try ConfigurationSource.load(path: config, environment: environment)
+        if let socket { configuration.socket.path = socket }
+        // --log-level wins over the file, at start and on every reload.
+        if let logLevel { configuration.log.level = logLevel }
+        let logger = bootstrap(configured: configuration.log.level)
+        ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
+        let path = config
+        let socketOverride = socket
+        let levelOverride = logLevel
+        try await BrokerApplication.run(
+            configuration: configuration, environment: environment,
+            reload: {
+                // SIGHUP: the same sources as at start; a broken file throws and the old configuration stays.
+                var fresh = try ConfigurationSource.read(path: path, environment: environment)
+                ConfigurationSource.warnAboutPermissions(path: path, logger: logger)
+                if let socketOverride { fresh.socket.path = socketOverride }
+                if let levelOverride { fresh.log.level = levelOverride }
+                return fresh
+            },
+            logger: logger)
     }
+}
+
+/// Writes `text` to standard error, unbuffered.
+func writeStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 /// Loads the configuration from a file and/or the environment, or exits with
@@ -158,8 +191,7 @@ enum ConfigurationSource {
         do {
             return try read(path: path, environment: environment)
         } catch {
-            let line = Array("tokenbrokerd: invalid configuration: \(error)\n".utf8)
-            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            writeStandardError("tokenbrokerd: invalid configuration: \(error)\n")
             throw ExitCode(78)  // EX_CONFIG
         }
     }

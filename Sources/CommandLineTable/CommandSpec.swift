@@ -1,45 +1,46 @@
 // Hand-written instead of swift-argument-parser: ArgumentParser imports FoundationEssentials,
 // and the two were 7 of the CLI's 13.3 MiB stripped — the CLI runs in every pod as
-// `tokenbroker relay` (docs/benchmarks.md, sixth round). The CLI's options are a table; the
-// parser, the help text and the usage errors all come from it.
+// `tokenbroker relay` (docs/benchmarks.md, sixth round) — and its reflection cost the idle
+// daemon ~1 MiB (eighth round). A tool's options are a table; the parser, the help text, the
+// usage errors, the shell completions and the manual page's JSON all come from it.
 
 /// One option of a command: `--name VALUE` (`--name=VALUE`, `-s VALUE`), or a flag.
-struct OptionSpec {
+public struct OptionSpec: Sendable {
     /// The long name without dashes (`scope`).
-    var name: String
+    public var name: String
     /// The one-letter name (`o` for `-o`), if any.
-    var short: Character?
+    public var short: Character?
     /// The value's placeholder in help (`scope` → `<scope>`); nil for a flag.
-    var value: String?
+    public var value: String?
     /// One sentence for `--help`.
-    var help: String
+    public var help: String
     /// The default, shown in help.
-    var defaultValue: String?
-    /// The only values accepted (checked by `ParsedArguments.choice`), shown in help.
-    var choices: [String] = []
+    public var defaultValue: String?
+    /// The only values accepted (checked by `ParsedArguments.parse`), shown in help.
+    public var choices: [String] = []
     /// Whether the option may be given several times, all values kept (else the last one wins).
-    var repeatable = false
+    public var repeatable = false
 
-    static func option(
+    public static func option(
         _ name: String, short: Character? = nil, help: String, default defaultValue: String? = nil, choices: [String] = [], repeatable: Bool = false
     ) -> OptionSpec {
         OptionSpec(name: name, short: short, value: name, help: help, defaultValue: defaultValue, choices: choices, repeatable: repeatable)
     }
 
-    static func flag(_ name: String, help: String) -> OptionSpec {
+    public static func flag(_ name: String, help: String) -> OptionSpec {
         OptionSpec(name: name, short: nil, value: nil, help: help)
     }
 
     /// `--scope <scope>`, `-o, --output <output>`.
-    var synopsis: String {
+    public var synopsis: String {
         (short.map { "-\($0), " } ?? "") + "--\(name)" + (value.map { " <\($0)>" } ?? "")
     }
 }
 
 /// A subcommand: its options, what follows them, and its help.
-struct CommandSpec {
+public struct CommandSpec: Sendable {
     /// What comes after the options.
-    enum Trailing {
+    public enum Trailing: Sendable {
         /// Nothing: a word that is not an option is an error.
         case none
         /// A command to run (`exec -- CMD ARG…`): the first word that is not an option, or everything after `--`.
@@ -48,19 +49,27 @@ struct CommandSpec {
         case passthrough(help: String)
     }
 
-    var name: String
-    var abstract: String
-    var discussion = ""
-    var options: [OptionSpec] = []
-    var trailing = Trailing.none
+    public var name: String
+    public var abstract: String
+    public var discussion: String
+    public var options: [OptionSpec]
+    public var trailing: Trailing
+
+    public init(name: String, abstract: String, discussion: String = "", options: [OptionSpec] = [], trailing: Trailing = .none) {
+        self.name = name
+        self.abstract = abstract
+        self.discussion = discussion
+        self.options = options
+        self.trailing = trailing
+    }
 
     /// The option named `--name` or `-name`.
     func option(long name: String) -> OptionSpec? { options.first { $0.name == name } }
     func option(short letter: Character) -> OptionSpec? { options.first { $0.short == letter } }
 
-    /// `tokenbroker get [--scope <scope>] …`.
-    var usage: String {
-        var words = ["tokenbroker", name] + options.map { "[--\($0.name)\($0.value.map { " <\($0)>" } ?? "")]" }
+    /// `TOOL get [--scope <scope>] …`.
+    func usage(tool: String) -> String {
+        var words = [tool, name] + options.map { "[--\($0.name)\($0.value.map { " <\($0)>" } ?? "")]" }
         switch trailing {
         case .none: break
         case .command: words.append("[-- <command> ...]")
@@ -69,11 +78,11 @@ struct CommandSpec {
         return words.joined(separator: " ")
     }
 
-    /// The text `tokenbroker NAME --help` prints.
-    var help: String {
+    /// The text `TOOL NAME --help` prints.
+    func help(tool: String) -> String {
         var text = "OVERVIEW: \(abstract)\n\n"
         if !discussion.isEmpty { text += HelpText.wrap(discussion, indent: 0) + "\n\n" }
-        text += "USAGE: \(usage)\n\n"
+        text += "USAGE: \(usage(tool: tool))\n\n"
         switch trailing {
         case .none: break
         case .command(let help): text += "ARGUMENTS:\n" + HelpText.row("<command>", help) + "\n"
@@ -94,12 +103,12 @@ struct CommandSpec {
 }
 
 /// Help laid out as ArgumentParser did: names in a 26-column gutter, lines shorter than 80 columns.
-enum HelpText {
+public enum HelpText {
     static let width = 80
     static let gutter = 26
 
     /// `  --name <name>           Text…`, the text on the next line when the name is too long.
-    static func row(_ name: String, _ help: String) -> String {
+    public static func row(_ name: String, _ help: String) -> String {
         let lead = "  " + name
         let body = wrap(help, indent: gutter)
         let bodyText = body.dropFirst(gutter)
@@ -108,7 +117,7 @@ enum HelpText {
     }
 
     /// `text` in lines of at most `width` columns, each indented by `indent` spaces; a newline in `text` starts a new line.
-    static func wrap(_ text: String, indent: Int) -> String {
+    public static func wrap(_ text: String, indent: Int) -> String {
         let pad = String(repeating: " ", count: indent)
         var lines: [String] = []
         for paragraph in text.split(separator: "\n", omittingEmptySubsequences: false) {

@@ -1,20 +1,19 @@
-// Hand-written on purpose: swift-argument-parser imports FoundationEssentials, ~5 MiB of the
-// per-pod CLI's 13 (docs/benchmarks.md, sixth round); the command table is CommandSpec.swift.
+// The command table is CommandSpec.swift; Tool.swift reads a whole command line with it.
 
 /// A usage error: what was wrong with the command line (exit 64, with the command's usage).
-struct UsageError: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
+public struct UsageError: Error {
+    public var message: String
+    public init(_ message: String) { self.message = message }
 }
 
 /// The end of a command with this exit status (its message already printed).
-struct ExitCode: Error {
-    var status: Int32
-    init(_ status: Int32) { self.status = status }
+public struct ExitCode: Error {
+    public var status: Int32
+    public init(_ status: Int32) { self.status = status }
 }
 
 /// A command line read against a `CommandSpec`: the options' values and what follows them.
-struct ParsedArguments {
+public struct ParsedArguments: Sendable {
     /// What the words asked for.
     enum Outcome {
         case run(ParsedArguments)
@@ -24,15 +23,15 @@ struct ParsedArguments {
         case version
     }
 
-    let command: CommandSpec
+    public let command: CommandSpec
     private var values: [String: [String]] = [:]
     /// The words after the options (`exec`'s command, `doctor`'s arguments).
-    private(set) var trailing: [String] = []
+    public private(set) var trailing: [String] = []
 
     private init(command: CommandSpec) { self.command = command }
 
-    /// Reads `words` (what follows the subcommand's name).
-    static func parse(_ words: [String], for command: CommandSpec) throws(UsageError) -> Outcome {
+    /// Reads `words` (what follows the subcommand's name); `tool` names the program in errors.
+    static func parse(_ words: [String], for command: CommandSpec, tool: String) throws(UsageError) -> Outcome {
         var parsed = ParsedArguments(command: command)
         if case .passthrough = command.trailing {
             parsed.trailing = words
@@ -60,7 +59,7 @@ struct ParsedArguments {
             let equals = body.firstIndex(of: "=")
             let name = String(body[..<(equals ?? body.endIndex)])
             let option = word.hasPrefix("--") ? command.option(long: name) : name.count == 1 ? command.option(short: name.first!) : nil
-            guard let option else { throw UsageError("unknown option '\(word.prefix { $0 != "=" })' (see 'tokenbroker \(command.name) --help')") }
+            guard let option else { throw UsageError("unknown option '\(word.prefix { $0 != "=" })' (see '\(tool) \(command.name) --help')") }
             guard option.value != nil else {
                 guard equals == nil else { throw UsageError("--\(option.name) is a flag and takes no value") }
                 parsed.values["--" + option.name, default: []].append("")
@@ -86,23 +85,23 @@ struct ParsedArguments {
     }
 
     /// The value of `--name` (the last one when given several times).
-    func string(_ name: String) -> String? { values["--" + name]?.last }
+    public func string(_ name: String) -> String? { values["--" + name]?.last }
 
     /// Every value of a repeatable `--name`, in order.
-    func strings(_ name: String) -> [String] { values["--" + name] ?? [] }
+    public func strings(_ name: String) -> [String] { values["--" + name] ?? [] }
 
     /// Whether flag `--name` was given.
-    func flag(_ name: String) -> Bool { values["--" + name] != nil }
+    public func flag(_ name: String) -> Bool { values["--" + name] != nil }
 
     /// The value of `--name` as a whole number.
-    func int(_ name: String) throws(UsageError) -> Int? {
+    public func int(_ name: String) throws(UsageError) -> Int? {
         guard let text = string(name) else { return nil }
         guard let value = Int(text) else { throw UsageError("--\(name) must be a whole number, not '\(text)'") }
         return value
     }
 
     /// The value of `--name` as one of `Choice`'s cases (the spec's `choices` already checked it).
-    func choice<Choice: RawRepresentable<String>>(_ name: String, as _: Choice.Type = Choice.self) -> Choice? {
+    public func choice<Choice: RawRepresentable<String>>(_ name: String, as _: Choice.Type = Choice.self) -> Choice? {
         string(name).flatMap(Choice.init(rawValue:))
     }
 }

@@ -2,24 +2,33 @@ import TokenBrokerProtocol
 
 /// What scripts/package asked swift-argument-parser for, from the same command table:
 /// `--generate-completion-script bash|zsh|fish` and `--experimental-dump-help` (the JSON
-/// `generate-manual` turns into tokenbroker(1)).
+/// `generate-manual` turns into the manual page).
 enum ShellCompletion {
     /// The completion script for `shell`, nil for a shell without one.
-    static func script(for shell: String, commands: [CommandSpec]) -> String? {
+    static func script(for shell: String, tool: Tool) -> String? {
         switch shell {
-        case "bash": bash(commands)
-        case "zsh": zsh(commands)
-        case "fish": fish(commands)
+        case "bash": bash(tool)
+        case "zsh": zsh(tool)
+        case "fish": fish(tool)
         default: nil
         }
     }
 
-    private static func bash(_ commands: [CommandSpec]) -> String {
+    /// The options completed right after the program's name: its default command's, if it has one.
+    private static func topLevelWords(_ tool: Tool) -> [String] {
+        let fallback = tool.commands.first { $0.name == tool.defaultCommand }
+        return tool.commands.map(\.name) + ["help", "--version", "--help"] + (fallback?.options.map { "--\($0.name)" } ?? [])
+    }
+
+    private static func bash(_ tool: Tool) -> String {
+        let commands = tool.commands
         var values = ""
         var options = ""
         for command in commands {
             let words = command.options.map { "--\($0.name)" } + command.options.compactMap { $0.short.map { "-\($0)" } } + ["--help"]
-            options += "        \(command.name)) options=\"\(words.joined(separator: " "))\" ;;\n"
+            // The default command's options also follow the name directly (`tokenbrokerd --config …`).
+            let pattern = command.name == tool.defaultCommand ? "\(command.name)|-*" : command.name
+            options += "        \(pattern)) options=\"\(words.joined(separator: " "))\" ;;\n"
             for option in command.options where !option.choices.isEmpty {
                 let patterns = ["\"\(command.name) --\(option.name)\""] + (option.short.map { ["\"\(command.name) -\($0)\""] } ?? [])
                 values +=
@@ -27,10 +36,10 @@ enum ShellCompletion {
             }
         }
         return """
-            _tokenbroker() {
+            _\(tool.name)() {
                 local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" sub="${COMP_WORDS[1]}" options=""
                 if [[ $COMP_CWORD -eq 1 ]]; then
-                    COMPREPLY=($(compgen -W "\(commands.map(\.name).joined(separator: " ")) help --version --help" -- "$cur"))
+                    COMPREPLY=($(compgen -W "\(topLevelWords(tool).joined(separator: " "))" -- "$cur"))
                     return
                 fi
                 case "$sub $prev" in
@@ -39,7 +48,7 @@ enum ShellCompletion {
             \(options)    esac
                 if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$options" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
             }
-            complete -F _tokenbroker tokenbroker
+            complete -F _\(tool.name) \(tool.name)
 
             """
     }
@@ -49,7 +58,8 @@ enum ShellCompletion {
         String(text.map { "[]:'\\".contains($0) ? " " : $0 })
     }
 
-    private static func zsh(_ commands: [CommandSpec]) -> String {
+    private static func zsh(_ tool: Tool) -> String {
+        let commands = tool.commands
         var cases = ""
         for command in commands {
             let specs = command.options.map { option in
@@ -61,8 +71,8 @@ enum ShellCompletion {
         }
         let described = commands.map { "'\($0.name):\(zshQuoted($0.abstract))'" }.joined(separator: " ")
         return """
-            #compdef tokenbroker
-            _tokenbroker() {
+            #compdef \(tool.name)
+            _\(tool.name)() {
                 local -a subcommands
                 subcommands=(\(described))
                 if (( CURRENT == 2 )); then _describe 'subcommand' subcommands; return; fi
@@ -71,18 +81,20 @@ enum ShellCompletion {
                 case $sub in
             \(cases)    esac
             }
-            _tokenbroker "$@"
+            _\(tool.name) "$@"
 
             """
     }
 
-    private static func fish(_ commands: [CommandSpec]) -> String {
+    private static func fish(_ tool: Tool) -> String {
+        let commands = tool.commands
+        let name = tool.name
         func quoted(_ text: String) -> String { "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "\\'") + "'" }
-        var lines = ["complete -c tokenbroker -f"]
+        var lines = ["complete -c \(name) -f"]
         for command in commands {
-            lines.append("complete -c tokenbroker -n __fish_use_subcommand -a \(command.name) -d \(quoted(command.abstract))")
+            lines.append("complete -c \(name) -n __fish_use_subcommand -a \(command.name) -d \(quoted(command.abstract))")
             for option in command.options {
-                var line = "complete -c tokenbroker -n '__fish_seen_subcommand_from \(command.name)' -l \(option.name)"
+                var line = "complete -c \(name) -n '__fish_seen_subcommand_from \(command.name)' -l \(option.name)"
                 if let short = option.short { line += " -s \(short)" }
                 if option.value != nil { line += option.choices.isEmpty ? " -r -F" : " -x -a \(quoted(option.choices.joined(separator: " ")))" }
                 lines.append(line + " -d \(quoted(option.help))")
@@ -92,26 +104,27 @@ enum ShellCompletion {
     }
 
     /// ArgumentParser's `ToolInfoV0` for the command tree (what `--experimental-dump-help` printed).
-    static func toolInfo(abstract: String, discussion: String, commands: [CommandSpec]) -> String {
+    static func toolInfo(_ tool: Tool) -> String {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("serializationVersion", 0)
         writer.key("command")
         writer.beginObject()
-        writer.field("commandName", "tokenbroker")
-        writer.field("abstract", abstract)
-        writer.field("discussion", discussion)
+        writer.field("commandName", tool.name)
+        writer.field("abstract", tool.abstract)
+        writer.field("discussion", tool.discussion)
+        if let defaultCommand = tool.defaultCommand { writer.field("defaultSubcommand", defaultCommand) }
         writer.field("shouldDisplay", true)
         writer.beginArray("arguments")
         argument(&writer, OptionSpec.flag("version", help: "Show the version."))
         writer.endArray()
         writer.beginArray("subcommands")
-        for command in commands {
+        for command in tool.commands {
             writer.separator()
             writer.beginObject()
             writer.field("commandName", command.name)
             writer.beginArray("superCommands")
-            writer.element("tokenbroker")
+            writer.element(tool.name)
             writer.endArray()
             writer.field("abstract", command.abstract)
             if !command.discussion.isEmpty { writer.field("discussion", command.discussion) }
