@@ -53,7 +53,7 @@ struct TokenBrokerDaemon: Sendable {
     static let logOptions: [OptionSpec] = [
         .option("log-level", help: "Log level: \(LogLevelName.all.joined(separator: ", ")) (default: the configuration's, else info)."),
         .option(
-            "log-format", help: "auto (journald when stderr is the journal, else text), text, json or journal",
+            "log-format", help: "auto (journald when stderr is the journal, else text), text, json or journal.",
             default: LogSetup.Format.auto.rawValue),
     ]
 
