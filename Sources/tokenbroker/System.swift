@@ -1,18 +1,5 @@
 import Glibc
 
-/// Writes `text` to standard error unbuffered (what `FileHandle.standardError` did, without
-/// Foundation: the CLI runs in every pod and carries the standard library only).
-func writeStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
-    var written = 0
-    while written < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + written, $0.count - written) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { return }
-        written += n
-    }
-}
-
 /// The environment variable `name`, as `ProcessInfo.environment` gave it.
 func environmentValue(_ name: String) -> String? {
     getenv(name).map { String(cString: $0) }

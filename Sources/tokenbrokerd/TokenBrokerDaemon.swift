@@ -144,27 +144,18 @@ struct TokenBrokerDaemon: Sendable {
         if let logLevel { configuration.log.level = logLevel }
         let logger = bootstrap(configured: configuration.log.level)
         ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
-        let path = config
-        let socketOverride = socket
-        let levelOverride = logLevel
         try await BrokerApplication.run(
             configuration: configuration, environment: environment,
-            reload: {
+            reload: { [self] in
                 // SIGHUP: the same sources as at start; a broken file throws and the old configuration stays.
-                var fresh = try ConfigurationSource.read(path: path, environment: environment)
-                ConfigurationSource.warnAboutPermissions(path: path, logger: logger)
-                if let socketOverride { fresh.socket.path = socketOverride }
-                if let levelOverride { fresh.log.level = levelOverride }
+                var fresh = try ConfigurationSource.read(path: config, environment: environment)
+                ConfigurationSource.warnAboutPermissions(path: config, logger: logger)
+                if let socket { fresh.socket.path = socket }
+                if let logLevel { fresh.log.level = logLevel }
                 return fresh
             },
             logger: logger)
     }
-}
-
-/// Writes `text` to standard error, unbuffered.
-func writeStandardError(_ text: String) {
-    let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 /// Loads the configuration from a file and/or the environment, or exits with
