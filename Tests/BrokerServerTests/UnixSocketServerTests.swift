@@ -370,7 +370,6 @@ private struct RunningServer {
 /// The broker's own event loop (`EpollLoop`, `EpollConnection`) under clients that misbehave
 /// at the socket level, and under many at once.
 @Suite struct EpollTransport {
-    /// Waits (5 s at most) until the server has no connection open.
     /// The server's open connections once they reach 0, or after 60 s. A deadline, not a
     /// count of sleeps: in the full suite on two cores the loops and the pool can be starved
     /// for tens of seconds (a count of 250 × 20 ms once gave up with connections still
