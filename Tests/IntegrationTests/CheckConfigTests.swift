@@ -5,9 +5,12 @@ import Testing
 /// it nor start-up blocks on a FIFO at the configuration path.
 @Suite("check-config and start-up refuse what cannot work")
 struct CheckConfigTests {
-    /// Runs the daemon with `arguments`; stops it (and says so) if it is still running after `seconds`.
+    /// Runs the daemon with `arguments`; stops it (and says so) if it is still running after
+    /// `seconds`. The deadline is patience, not a speed bound (a process blocked on a FIFO
+    /// never returns): in a fresh clone's CI, with the whole suite starting at once on two
+    /// cores, the refusal was seen only after 15 s, while alone it takes milliseconds.
     static func run(
-        _ arguments: [String], in directory: String, name: String, seconds: Int = 15
+        _ arguments: [String], in directory: String, name: String, seconds: Int = 60
     ) async throws -> (status: Int32, stderr: String, timedOut: Bool) {
         let process = try ChildProcess(executable: TestEnvironment.daemonPath, arguments: arguments, logDirectory: directory, name: name)
         let deadline = ContinuousClock.now + .seconds(seconds)
