@@ -439,5 +439,9 @@ for target in package.targets where target.type != .system {
     // CI (.ci/run) builds with warnings as errors, so a new warning in our code fails the run;
     // a local build only warns (dependencies are never affected).
     if Context.environment["TOKENBROKER_WARNINGS_AS_ERRORS"] == "1" { settings.append(.unsafeFlags(["-warnings-as-errors"])) }
+    // Exclusivity is checked at run time in debug builds, which every test runs, and not in
+    // release builds, as the standard library itself is built: the checks were ~6 % of the
+    // daemon's CPU per pipelined answer (docs/benchmarks.md, ninth round).
+    if target.type != .test { settings.append(.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))) }
     target.swiftSettings = settings
 }
