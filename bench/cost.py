@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""The per-answer cost model (issue 20): system calls and allocator calls per cached answer.
+"""The per-answer cost model (issue 20): instructions, system calls and allocator calls per cached answer.
 
 Run through `scripts/bench cost` (root: strace attaches to the broker). A broker serving one
-identity answers N cached-token requests on one connection, in three shapes: one request at a
+identity answers N cached-token requests on one connection, in four shapes: one request at a
 time with the same line (the connection's memo repeats its answer), one at a time with a new
-`id` each (the memo's bytes with the id spliced in), and pipelined 16 deep with new ids.
+`id` each (the memo's bytes with the id spliced in), pipelined 16 deep with new ids, and
+pipelined 16 deep with the same line (what `scripts/bench` sends).
 Allocator calls come from an LD_PRELOAD counter (bench/malloc_count.c, read on SIGWINCH before
 and after the window); system calls from `strace -c -f` attached for a second window of the same
-shape. Both are exact counts, divided by the number of answers: nothing here is timed.
+shape; user-space instructions from a second broker under valgrind's callgrind (every thread,
+the log writer's included), zeroed before and dumped after a window of each shape, after 1,600
+warm-up answers that use up the audit log's burst (at full speed nearly every audit record is
+only counted). All are exact counts, divided by the number of answers: nothing here is timed,
+so two builds compare on a noisy machine; the instruction count is the figure to watch for the
+cost of our own code per answer.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -26,6 +33,7 @@ SHAPES = {
     "same line, one at a time": (False, 1),
     "new id each, one at a time": (True, 1),
     "new ids, pipelined 16 deep": (True, 16),
+    "same line, pipelined 16 deep (scripts/bench's pipelined shape)": (False, 16),
 }
 
 
@@ -39,6 +47,41 @@ class Cost(run.Suite):
         self.broker = self.start("broker", [self.bin, "--config", self.config, "--log-format", "text"], env=env)
         self.wait_for("the broker socket", lambda: os.path.exists(self.sock) and self.broker.wait_line("ready", timeout=0.01),
                       child=self.broker)
+
+    def start_instrumented_broker(self):
+        """A second broker under callgrind, without debug information (valgrind cannot read
+        the DWARF 5 lld writes); its socket and callgrind's output prefix."""
+        binary = os.path.join(self.workdir, "tokenbrokerd-nodebug")
+        subprocess.run(["objcopy", "--strip-debug", self.bin, binary], check=True)
+        sock = os.path.join(self.workdir, "callgrind.sock")
+        config = os.path.join(self.workdir, "callgrind.yaml")
+        with open(config, "w") as f:
+            f.write(self.config_yaml(sock))
+        out = os.path.join(self.workdir, "callgrind.out")
+        child = self.start("callgrind", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "--config", config,
+                                         "--log-format", "text"])
+        self.wait_for("the broker under callgrind", lambda: os.path.exists(sock) and child.wait_line("ready", timeout=0.01),
+                      timeout=300, child=child)
+        return child, sock, out
+
+    def instructions(self, child, sock, out, new_ids, depth, count):
+        """User-space instructions per answer: callgrind zeroed, `count` answers, dumped."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(300)
+            connection.connect(sock)
+            self.drive(connection, 1600, new_ids, depth)
+            subprocess.run(["callgrind_control", "--zero", str(child.proc.pid)], check=True, capture_output=True)
+            self.drive(connection, count, new_ids, depth)
+            dumped = set(glob.glob(out + ".*"))
+            subprocess.run(["callgrind_control", "--dump", str(child.proc.pid)], check=True, capture_output=True)
+        for _ in range(600):
+            for path in set(glob.glob(out + ".*")) - dumped:
+                with open(path) as f:
+                    totals = [line for line in f if line.startswith(("summary:", "totals:"))]
+                if totals:
+                    return int(totals[-1].split()[1]) / count
+            time.sleep(0.1)
+        raise RuntimeError("callgrind wrote no profile")
 
     def drive(self, connection, count, new_ids, depth):
         """`count` requests on `connection`, `depth` in flight; returns the answer bytes."""
@@ -117,16 +160,19 @@ class Cost(run.Suite):
                 "answerBytes": answer_bytes / n,
                 "syscalls": {k: v / traced for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / traced >= 0.001},
             }
+        instrumented = self.start_instrumented_broker()
+        for name, (new_ids, depth) in SHAPES.items():
+            shapes[name]["instructions"] = self.instructions(*instrumented, new_ids, depth, min(n, 8000))
         return {"build": self.build_kind, "daemon": self.bin, "machine": run.machine(), "shapes": shapes}
 
 
 def report(r):
     lines = [f"build: {r['build']} ({r['daemon']}); machine: {r['machine']}", "",
-             "| shape | allocations | frees | reallocs | answer bytes | system calls per answer |",
-             "|---|---:|---:|---:|---:|---|"]
+             "| shape | instructions (user space) | allocations | frees | reallocs | answer bytes | system calls per answer |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for name, s in r["shapes"].items():
         calls = ", ".join(f"{k} {v:.3f}" for k, v in s["syscalls"].items()) or "—"
-        lines.append(f"| {name} | {s['mallocs']:.2f} | {s['frees']:.2f} | {s['reallocs']:.2f} | {s['answerBytes']:.0f} | {calls} |")
+        lines.append(f"| {name} | {s['instructions']:,.0f} | {s['mallocs']:.2f} | {s['frees']:.2f} | {s['reallocs']:.2f} | {s['answerBytes']:.0f} | {calls} |")
     return "\n".join(lines)
 
 
