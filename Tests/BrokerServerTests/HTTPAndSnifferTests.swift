@@ -285,7 +285,7 @@ private func get(_ target: String, _ responder: ScriptedResponder = ScriptedResp
         #expect(replies.prefix(2).map(\.json) == [expected, expected])
         #expect(replies.prefix(2).map(\.status) == [200, 200] && replies[0].body == replies[1].body)
         #expect(replies[2].status == 200 && replies[2].body.isEmpty && replies[2].headers["content-length"] == replies[0].headers["content-length"])
-        #expect(responder.requests.count == 1 && responder.repeats.renewals.count == 2)
+        #expect(responder.requests.count == 1 && responder.repeats.renewals == 2)
 
         // A repeat that closes says so; a refusal instead is sent as such.
         responder.repeats.verdict = .instead(.failure(id: nil, WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)))

@@ -257,7 +257,7 @@ struct RepeatedAnswers {
         try channel.writeInbound(ByteBuffer(string: sent))
         #expect(try drainOutbound(channel) == expected)
         #expect(responder.requests.count == 1, "only the first request reached the responder")
-        #expect(responder.repeats.renewals.map(\.id) == Array(ids.dropFirst()))
+        #expect(responder.repeats.renewals == ids.count - 1)
         _ = try channel.finish()
     }
 
@@ -268,7 +268,7 @@ struct RepeatedAnswers {
         let request = BrokerRequest(op: "token", id: .string("same"), scope: scope)
         let expected = ScriptedResponder.answer(request)
         #expect(try send(channel, String(repeating: try line(request), count: 3)) == [expected, expected, expected])
-        #expect(responder.requests.count == 1 && responder.repeats.renewals.map(\.id) == [.string("same"), .string("same")])
+        #expect(responder.requests.count == 1 && responder.repeats.renewals == 2)
         responder.repeats.verdict = .expired
         #expect(try send(channel, try line(request)) == [expected])
         #expect(responder.requests.count == 2)
@@ -293,7 +293,7 @@ struct RepeatedAnswers {
 
         // Differing in anything but the id: not a repeat.
         responder.repeats.verdict = .holds
-        let renewals = responder.repeats.renewals.count
+        let renewals = responder.repeats.renewals
         for other in [
             BrokerRequest(op: "token", id: .number(4), scope: scope, minValiditySeconds: 60),
             BrokerRequest(op: "token", id: .number(5), scope: scope, identity: "default"),
@@ -302,7 +302,7 @@ struct RepeatedAnswers {
         ] {
             #expect(try send(channel, line(other)) == [ScriptedResponder.answer(other)])
         }
-        #expect(responder.requests.count == 6 && responder.repeats.renewals.count == renewals)
+        #expect(responder.requests.count == 6 && responder.repeats.renewals == renewals)
         _ = try channel.finish()
     }
 }

@@ -120,25 +120,23 @@ final class ScriptedResponder: BrokerResponder {
     }
 }
 
-/// A `RepeatCheck` whose verdict the test sets; it records every renewal.
+/// A `RepeatCheck` whose verdict the test sets; it counts every renewal.
 final class ScriptedRepeat: Sendable {
-    private let state = Mutex<(verdict: RepeatVerdict, renewals: [BrokerRequest])>((.holds, []))
+    private let state = Mutex<(verdict: RepeatVerdict, renewals: Int)>((.holds, 0))
 
     var verdict: RepeatVerdict {
         get { state.withLock { $0.verdict } }
         set { state.withLock { $0.verdict = newValue } }
     }
 
-    var renewals: [BrokerRequest] { state.withLock { $0.renewals } }
+    var renewals: Int { state.withLock { $0.renewals } }
 
-    var check: RepeatCheck { RepeatCheck { [self] request, peer in renew(request, for: peer) } }
+    var check: RepeatCheck { RepeatCheck { [self] _ in renew() } }
 
-    func renew(_ request: BrokerRequest, for peer: PeerCredentials) -> RepeatVerdict {
+    func renew() -> RepeatVerdict {
         state.withLock { state in
-            state.renewals.append(request)
-            guard case .instead(var response) = state.verdict else { return state.verdict }
-            response.id = request.id
-            return .instead(response)
+            state.renewals += 1
+            return state.verdict
         }
     }
 }

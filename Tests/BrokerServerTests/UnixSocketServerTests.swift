@@ -483,6 +483,22 @@ private struct RunningServer {
         #expect(log.values == [1])
     }
 
+    @Test("the first timer, once asked about, is still skipped when it is cancelled later, and a new earlier one is seen")
+    func firstCancelledAfterItWasAskedAbout() {
+        var queue = TimerQueue()
+        let log = Log()
+        let first = queue.add(1_000_000) { log.values.append(1) }
+        _ = queue.add(5_000_000) { log.values.append(5) }
+        #expect(queue.timeoutMilliseconds(now: 0) == 1)
+        queue.cancel(first)
+        #expect(queue.timeoutMilliseconds(now: 0) == 5)
+        _ = queue.add(2_000_000) { log.values.append(2) }
+        #expect(queue.timeoutMilliseconds(now: 0) == 2)
+        while let body = queue.takeNextDue(now: 10_000_000) { body() }
+        #expect(log.values == [2, 5])
+        #expect(queue.timeoutMilliseconds(now: 10_000_000) == -1)
+    }
+
     @Test("a thousand timers in random order come due sorted")
     func heap() {
         var queue = TimerQueue()

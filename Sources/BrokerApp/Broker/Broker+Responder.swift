@@ -51,7 +51,7 @@ extension Broker {
     /// still reads the same. A repeat is audited and counted like the first answer, and like
     /// it never rate limited (a cached answer costs the token service nothing).
     private func repeatCheck(_ hit: CachedToken, generation: UInt64, holdsUntil: ContinuousClock.Instant) -> RepeatCheck {
-        RepeatCheck { [self] request, peer in
+        RepeatCheck { [self] peer in
             let now = ContinuousClock.now
             guard identitiesGeneration.load(ordering: .acquiring) == generation, now <= holdsUntil else { return .expired }
             // A pod's token holds only while its pod is on the node: a deleted pod's connection
@@ -61,7 +61,7 @@ extension Broker {
             }
             recordServed(hit.key, to: peer, at: now)
             hit.countRepeatedHit()
-            countRequest(request.op, "ok")
+            countRequest(BrokerOperation.token.rawValue, "ok")
             return .holds
         }
     }

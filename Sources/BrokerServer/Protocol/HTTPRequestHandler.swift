@@ -179,7 +179,7 @@ final class HTTPRequestHandler: ConnectionGuarded {
         if let service { return serve(head, by: service, slot: slot, form: form) }
         // The same target as the remembered answer's: the same request, not parsed again.
         if let memo = dispatcher.memo, memo.target == head.target, head.method == "GET" || head.method == "HEAD",
-            let again = dispatcher.repeating(memo, to: memo.request)
+            let again = dispatcher.repeating(memo, id: memo.request.id)
         {
             return deliver(again, to: slot, form: form)
         }

@@ -103,7 +103,7 @@ final class NDJSONHandler: ConnectionGuarded {
         let slot = sequencer.reserve()
         // The very line the remembered answer was for (a client repeating itself, `id` and
         // all) is not decoded again.
-        if let memo = dispatcher.memo, memo.line == line, let again = dispatcher.repeating(memo, to: memo.request) {
+        if let memo = dispatcher.memo, memo.line == line, let again = dispatcher.repeating(memo, id: memo.request.id) {
             return deliver(again, to: slot, id: memo.request.id, ahead: ahead)
         }
         switch WireCoding.decodeRequest(line) {

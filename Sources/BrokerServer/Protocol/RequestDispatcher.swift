@@ -28,13 +28,15 @@ struct RequestDispatcher {
         self.newline = newline
     }
 
-    /// `memo`'s answer again if it still holds for `request`, which the handler found to be
-    /// the same request (the very line or target, before decoding it); nil, and the memo is
-    /// forgotten, when it no longer holds.
-    mutating func repeating(_ memo: AnswerMemo, to request: BrokerRequest) -> Outcome? {
-        switch memo.check.renew(request, peer) {
+    /// `memo`'s answer again if it still holds for the request with `id`, which the handler
+    /// found to be the same request (the very line or target, before decoding it); nil, and
+    /// the memo is forgotten, when it no longer holds.
+    mutating func repeating(_ memo: AnswerMemo, id: @autoclosure () -> RequestID?) -> Outcome? {
+        switch memo.check.renew(peer) {
         case .holds: return .remembered(memo)
-        case .instead(let response): return .response(response)
+        case .instead(var response):
+            response.id = id()
+            return .response(response)
         case .expired:
             self.memo = nil
             return nil
@@ -44,7 +46,7 @@ struct RequestDispatcher {
     /// The answer to `request`. `line` or `target`: how the handler will recognise the same
     /// request before decoding it, should its answer be remembered.
     mutating func dispatch(_ request: BrokerRequest, line: ByteBuffer? = nil, target: String? = nil, allocator: ByteBufferAllocator) -> Outcome {
-        if let memo, request.asksSame(as: memo.request), let again = repeating(memo, to: request) { return again }
+        if let memo, request.asksSame(as: memo.request), let again = repeating(memo, id: request.id) { return again }
         switch responder.answer(request, from: peer) {
         case .now(let response):
             return .response(response)

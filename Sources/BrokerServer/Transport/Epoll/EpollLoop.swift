@@ -168,6 +168,9 @@ struct TimerQueue {
     private var heap: [(deadline: UInt64, id: UInt64)] = []
     private var bodies: [UInt64: () -> Void] = [:]
     private var nextID: UInt64 = 0
+    /// The heap's first entry, known to be live: the loop asks for its timeout at every
+    /// wake-up, and looking the first entry up each time was a dictionary lookup per answer.
+    private var liveFirst: UInt64?
 
     var hasEntries: Bool { !heap.isEmpty }
 
@@ -187,12 +190,15 @@ struct TimerQueue {
 
     mutating func cancel(_ id: UInt64) {
         bodies[id] = nil
+        if liveFirst == id { liveFirst = nil }
     }
 
     /// How long epoll may wait: until the earliest live deadline (rounded up to a
     /// millisecond), or for ever (-1).
     mutating func timeoutMilliseconds(now: UInt64) -> CInt {
-        while let first = heap.first, bodies[first.id] == nil { popFirst() }
+        while let first = heap.first, first.id != liveFirst {
+            if bodies[first.id] == nil { popFirst() } else { liveFirst = first.id }
+        }
         guard let first = heap.first else { return -1 }
         guard first.deadline > now else { return 0 }
         return CInt(min((first.deadline - now + 999_999) / 1_000_000, UInt64(CInt.max)))
@@ -202,6 +208,7 @@ struct TimerQueue {
     mutating func takeNextDue(now: UInt64) -> (() -> Void)? {
         while let first = heap.first, first.deadline <= now {
             popFirst()
+            if liveFirst == first.id { liveFirst = nil }
             if let body = bodies.removeValue(forKey: first.id) { return body }
         }
         return nil
