@@ -63,7 +63,9 @@ public enum RepeatVerdict: Sendable {
     /// accounted for: the request takes the usual way.
     case expired
     /// This answer instead, already accounted for (the connection gives it the request's `id`).
-    case instead(BrokerResponse)
+    /// Boxed: the verdict of every repeat is otherwise as large as a whole response, and
+    /// copied as such.
+    indirect case instead(BrokerResponse)
 }
 
 /// Renders the Prometheus text exposition served at `GET /metrics`.

@@ -10,7 +10,8 @@ struct RequestDispatcher {
     enum Outcome {
         /// The remembered answer, with the request's `id` (`AnswerMemo.answer`).
         case remembered(AnswerMemo)
-        case response(BrokerResponse)
+        /// Boxed, as a repeat (`remembered`) would otherwise be copied at a whole response's size.
+        indirect case response(BrokerResponse)
         /// Nothing yet: the ticket's completion brings the answer.
         case exchange(any ExchangeTicket)
     }
