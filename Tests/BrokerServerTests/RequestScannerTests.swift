@@ -1,4 +1,5 @@
 import NIOCore
+import TestRandom
 import Testing
 import TokenBrokerProtocol
 
@@ -57,6 +58,22 @@ import TokenBrokerProtocol
     }
 
     /// Many generated variations: where the scanner answers, it answers as JSONDecoder does.
+    @Test("the eight-bytes-at-a-time test finds a special byte exactly where a byte-by-byte look does")
+    func wordTestAgreesWithBytes() {
+        func special(_ byte: UInt8) -> Bool { byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 }
+        var generator = SeededRandom()
+        // Every byte value in every position among plain neighbours, then random words.
+        var words: [UInt64] = []
+        for position in 0..<8 {
+            for byte in 0...UInt64(255) { words.append((0x6161_6161_6161_6161 & ~(0xFF << (8 * position))) | byte << (8 * position)) }
+        }
+        for _ in 0..<100_000 { words.append(UInt64.random(in: 0...UInt64.max, using: &generator)) }
+        for word in words {
+            let bytes = (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) }
+            #expect(RequestScanner.holdsSpecialByte(word) == bytes.contains(where: special), "\(String(word, radix: 16))")
+        }
+    }
+
     @Test func agreesWithJSONDecoderOnGeneratedLines() {
         let keys = [
             #""op""#, #""id""#, #""scope""#, #""resource""#, #""identity""#, #""minValiditySeconds""#, #""clientId""#, #""tenantId""#, #""volume""#,
