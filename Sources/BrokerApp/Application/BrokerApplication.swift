@@ -26,14 +26,16 @@ public enum BrokerApplication {
         sigprocmask(SIG_SETMASK, &none, nil)
     }
 
-    /// Caps glibc's heap arenas at two, before threads start. glibc gives threads that
+    /// Keeps glibc to one heap arena, before threads start. glibc gives threads that
     /// allocate arenas of their own (up to eight per CPU), and the event loops and the
     /// concurrency pool then hold several half-empty heaps: 14 MiB of 100 with 10,000
-    /// cached tokens (docs/benchmarks.md). `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max`
-    /// tunable in the environment wins.
+    /// cached tokens once, still 1.2 MiB of 34 with two arenas (docs/benchmarks.md). One
+    /// arena costs the serving path nothing measurable: a cached answer allocates at most
+    /// three blocks, which each thread's cache (tcache) serves without the arena's lock.
+    /// `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max` tunable in the environment wins.
     public static func limitHeapArenas(environment: [String: String]) {
         guard !arenaLimitIsSet(environment: environment) else { return }
-        _ = mallopt(M_ARENA_MAX, 2)
+        _ = mallopt(M_ARENA_MAX, 1)
     }
 
     /// Whether the environment sets glibc's arena limit itself.
