@@ -53,8 +53,8 @@ struct TokenBrokerDaemon: Sendable {
     static let logOptions: [OptionSpec] = [
         .option("log-level", help: "Log level: \(LogLevelName.all.joined(separator: ", ")) (default: the configuration's, else info)."),
         .option(
-            "log-format", help: "auto (journald when stderr is the journal, else text), text, json or journal.",
-            default: LogSetup.Format.auto.rawValue),
+            "log-format", help: "Log format; auto is journald when stderr is the journal, else text.",
+            default: LogSetup.Format.auto.rawValue, choices: LogSetup.Format.allCases.map(\.rawValue)),
     ]
 
     static let run = CommandSpec(
@@ -98,11 +98,7 @@ struct TokenBrokerDaemon: Sendable {
         } else {
             logLevel = nil
         }
-        let format = arguments.string("log-format") ?? LogSetup.Format.auto.rawValue
-        guard let parsedFormat = LogSetup.Format(rawValue: format) else {
-            throw UsageError("--log-format must be one of \(LogSetup.Format.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        logFormat = parsedFormat
+        logFormat = arguments.choice("log-format") ?? .auto
     }
 
     /// Runs the command; its exit status.

@@ -111,6 +111,16 @@ struct FirstRunTests {
         #expect(got.stderr.contains("--scope is required"), "\(got.stderr)")
     }
 
+    @Test("`tokenbrokerd --log-format` takes its values from one table: --help lists them, another is a usage error naming them")
+    func daemonLogFormatValues() async throws {
+        let refused = try await runCommand(TestEnvironment.daemonPath, ["--log-format", "xml", "--check-config"])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("'xml' is not a value of --log-format; use one of auto, text, json, journal"), "\(refused.stderr)")
+        let help = try await runCommand(TestEnvironment.daemonPath, ["run", "--help"])
+        let words = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")  // help wraps lines
+        #expect(words.contains("(values: auto, text, json, journal; default: auto)"), "\(help.stdout)")
+    }
+
     @Test("permission denied on the socket names the group to join")
     func permissionDeniedNamesTheGroup() async throws {
         let directory = try TestEnvironment.temporaryDirectory()
