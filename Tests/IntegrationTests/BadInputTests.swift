@@ -136,4 +136,101 @@ struct SlowReaderTests {
             #expect(after - before < 32 * 1024, "RSS grew by \(after - before) KiB for \(written) unread requests")
         }
     }
+
+    @Test("requests held back while their client reads slowly are all answered, in order (NDJSON and HTTP)")
+    func heldRequestsAreAnsweredInOrder() async throws {
+        try await Scenario.run(logLevel: "info") { scenario in
+            let socket = scenario.broker.socketPath
+            let count = 6000
+            // ~260 KiB of NDJSON answers and ~800 KiB of HTTP ones to one write each: more than
+            // a connection queues before the broker holds the rest of a read back.
+            let ndjson = (0..<count).map { #"{"op":"ping","id":\#($0)}"# + "\n" }.joined()
+            let http = String(repeating: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", count: count)
+            for (request, answerEnd) in [(ndjson, "\n"), (http, "\r\n\r\n")] {
+                let answers = try await offPool { () -> String in
+                    let connection = try UnixSocketConnection(path: socket)
+                    defer { connection.close() }
+                    let writer = Thread { try? connection.send(request) }
+                    writer.start()
+                    var received = [UInt8]()
+                    var chunk = [UInt8](repeating: 0, count: 4096)
+                    var answered = 0
+                    var scanned = 0  // where the next answer's end is looked for
+                    let end = Array(answerEnd.utf8)
+                    while answered < count {
+                        usleep(200)  // a slow reader: the broker's queue fills
+                        let n = read(connection.fd, &chunk, chunk.count)
+                        guard n > 0 else { break }
+                        received += chunk[..<n]
+                        while scanned + end.count <= received.count {
+                            if received[scanned..<scanned + end.count].elementsEqual(end) {
+                                answered += 1
+                                scanned += end.count
+                            } else {
+                                scanned += 1
+                            }
+                        }
+                    }
+                    return String(decoding: received, as: UTF8.self)
+                }
+                if answerEnd == "\n" {
+                    let ids = answers.split(separator: "\n").compactMap { (try? Reply(String($0)))?["id"] as? Int }
+                    let inOrder = ids == Array(0..<count)  // (not in the #expect: it would print 6,000 ids)
+                    #expect(inOrder, "NDJSON answers: \(ids.count) of \(count), in order: \(ids.prefix(3))…")
+                } else {
+                    let statuses = answers.components(separatedBy: "HTTP/1.1 ").dropFirst()
+                    #expect(statuses.count == count && statuses.allSatisfy { $0.hasPrefix("200") }, "HTTP answers: \(statuses.count) of \(count)")
+                }
+            }
+        }
+    }
+
+    @Test("clients that pipeline two-byte bad lines and never read cannot grow the daemon's memory by what one read is answered with")
+    func pipelinedBadLinesAreHeldBack() async throws {
+        try await Scenario.run(logLevel: "info") { scenario in
+            let socket = scenario.broker.socketPath
+            let pid = scenario.broker.process.process.processIdentifier
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
+            let before = try residentKiB(pid)
+            // Each `x\n` is answered with a ~110-byte bad_request: answering a whole read
+            // (up to 256 KiB) before looking at the socket queued ~3.5–14 MB per connection.
+            let connections = 24
+            let (clients, written) = try await offPool { () -> ([UnixSocketConnection], Int) in
+                let clients = try (0..<connections).map { _ in try UnixSocketConnection(path: socket) }
+                for client in clients {
+                    try client.send(#"{"op":"ping"}"# + "\n")  // NDJSON: the first byte decides
+                    _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
+                }
+                let chunk = Array([[UInt8]](repeating: Array("x\n".utf8), count: 32 * 1024).joined())
+                var sent = [Int](repeating: 0, count: connections)
+                // Until no client's socket has taken a byte for half a second.
+                var lastProgress = Date()
+                let deadline = Date().addingTimeInterval(8)
+                while Date() < deadline, Date().timeIntervalSince(lastProgress) < 0.5 {
+                    for (index, client) in clients.enumerated() {
+                        let start = sent[index] % 2  // keep the stream whole lines after a partial send
+                        let count = chunk[start...].withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                        if count > 0 {
+                            sent[index] += count
+                            lastProgress = Date()
+                        }
+                    }
+                    usleep(1000)
+                }
+                return (clients, sent.reduce(0, +))
+            }
+            defer { clients.forEach { $0.close() } }
+            #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok, "another client is served")
+            // What the daemon read is answered (or held) by now; its memory settles.
+            var after = try residentKiB(pid)
+            for _ in 0..<50 {
+                try await Task.sleep(for: .milliseconds(200))
+                let now = try residentKiB(pid)
+                defer { after = now }
+                if abs(now - after) < 512 { break }
+            }
+            // Held back, a connection holds at most a read and ~128 KiB of answers.
+            #expect(after - before < 48 * 1024, "RSS grew by \(after - before) KiB for \(written / 2) unread lines on \(connections) connections")
+        }
+    }
 }

@@ -26,7 +26,8 @@ final class HTTPRequestHandler: ConnectionGuarded {
     let connectionGuard: ConnectionGuard
     private var sequencer = ResponseSequencer<HTTPReply>()
     var answersOwed: Int { sequencer.pendingCount }
-    /// The bytes of an unfinished request head, kept between reads.
+    /// The bytes of an unfinished request head, kept between reads; while
+    /// `readGate.holdingRequests`, the rest of a read held back before it.
     private var unfinished: ByteBuffer?
     /// A head whose body is still being skipped; answered once the body has passed.
     private var awaitingBody: HTTPHead?
@@ -56,8 +57,16 @@ final class HTTPRequestHandler: ConnectionGuarded {
     func received(_ bytes: ByteBuffer) {
         // After a request asked to close, or a refused one, nothing more is read.
         guard lifecycle.servesRequests, !connectionGuard.failed else { return }
-        lifecycle.readBatchBegan()
         var buffer = bytes
+        if readGate.holdingRequests, var held = unfinished {
+            // More of a read that came after serving stopped (SwiftNIO ends its read loop
+            // after reading pauses): held too.
+            unfinished = nil
+            held.writeBuffer(&buffer)
+            unfinished = held
+            return
+        }
+        lifecycle.readBatchBegan()
         // Bytes of an unfinished head already parsed: a head can only be completed by a new
         // line end, so one sent a byte at a time is not parsed again for every byte.
         var parsedBefore = 0
@@ -67,13 +76,25 @@ final class HTTPRequestHandler: ConnectionGuarded {
             kept.writeBuffer(&buffer)
             buffer = kept
         }
+        serveBuffered(buffer, parsedBefore: parsedBefore)
+    }
+
+    /// Answers the requests in `input` and keeps the rest in `unfinished`: an unfinished
+    /// head, or (`mayHold`) the requests after the connection stopped being writable too.
+    /// `parsedBefore`: leading bytes of an unfinished head already parsed.
+    private func serveBuffered(_ input: ByteBuffer, parsedBefore: Int, mayHold: Bool = true) {
+        var buffer = input
         var completedRequest = false
-        defer { connectionGuard.didRead(completedRequest: completedRequest, partialRemains: unfinished != nil || awaitingBody != nil) }
+        defer {
+            // Held requests are complete: no request deadline runs for them.
+            let partial = !readGate.holdingRequests && (unfinished != nil || awaitingBody != nil)
+            connectionGuard.didRead(completedRequest: completedRequest, partialRemains: partial)
+        }
         if parsedBefore > 0, !buffer.readableBytesView.dropFirst(parsedBefore).contains(UInt8(ascii: "\n")) {
             completedRequest = holdUnfinished(buffer, parsedBefore: parsedBefore)
             return
         }
-        completedRequest = serveRequests(in: &buffer)
+        completedRequest = serveRequests(in: &buffer, mayHold: mayHold)
         guard buffer.readableBytes > 0, lifecycle.servesRequests else { return }
         // Kept for the next read; a copy, so the connection's receive buffer can be reused.
         var kept = connection.allocator.buffer(capacity: buffer.readableBytes)
@@ -102,11 +123,13 @@ final class HTTPRequestHandler: ConnectionGuarded {
         return false
     }
 
-    /// Answers every complete request in `buffer` (skipping bodies), leaving the rest in it;
-    /// returns whether a request was completed (or refused).
-    private func serveRequests(in buffer: inout ByteBuffer) -> Bool {
+    /// Answers every complete request in `buffer` (skipping bodies), leaving the rest in it
+    /// (`mayHold`: from where the connection stopped being writable); returns whether a
+    /// request was completed (or refused).
+    private func serveRequests(in buffer: inout ByteBuffer, mayHold: Bool) -> Bool {
         var completed = false
         while buffer.readableBytes > 0, lifecycle.servesRequests {
+            if completed, mayHold, readGate.holdsRest(connection) { break }
             if let head = awaitingBody {
                 let skipped = min(bodyBytesLeft, buffer.readableBytes)
                 buffer.moveReaderIndex(forwardBy: skipped)
@@ -153,9 +176,22 @@ final class HTTPRequestHandler: ConnectionGuarded {
         return parsed
     }
 
+    /// Serves the requests held while the connection was not writable, then reads again
+    /// (`ReadGate.resumeWhenWritable` runs it).
+    private func serveHeld() {
+        guard readGate.release(connection), lifecycle.servesRequests, !connectionGuard.failed, connection.isActive,
+            let held = unfinished
+        else { return }
+        unfinished = nil
+        lifecycle.readBatchBegan()
+        serveBuffered(held, parsedBefore: 0)
+        receiveBatchEnded()
+    }
+
     /// Answers a request that cannot be read, then closes: the stream is unusable.
     private func refuse(_ error: HTTPHeadError) {
         unfinished = nil
+        readGate.forgetHeld()
         _ = lifecycle.refuse()  // read only while serving: the refusal is always sent
         let slot = sequencer.reserve()
         let form = HTTPReply.Form(keepAlive: false, headOnly: false)
@@ -236,18 +272,42 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 
     func writabilityChanged() {
+        readGate.resumeWhenWritable(connection) { [self] in serveHeld() }
         readGate.update(connection, pending: sequencer.pendingCount)
     }
 
-    /// The peer finished sending, or the server is shutting down: answer what is
-    /// pending, then close.
+    /// The peer finished sending: what it sent is answered (held requests too), then the
+    /// connection closes.
     func inputClosed() {
+        if readGate.holdingRequests, let held = unfinished, lifecycle.servesRequests {
+            readGate.forgetHeld()
+            unfinished = nil
+            lifecycle.readBatchBegan()
+            serveBuffered(held, parsedBefore: 0, mayHold: false)
+            connection.perform(lifecycle.readBatchEnded(pending: sequencer.pendingCount, open: connection.isActive))
+        }
+        finish()
+    }
+
+    /// The server is shutting down: the pending answers go out, then the connection closes.
+    /// Held requests are dropped, as requests still in the socket are: the client did not
+    /// take its answers.
+    func drain() {
+        if readGate.holdingRequests {
+            readGate.forgetHeld()
+            unfinished = nil
+        }
+        finish()
+    }
+
+    private func finish() {
         lifecycle.finish()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
     }
 
-    func drain() {
-        inputClosed()
+    func closed() {
+        readGate.forgetHeld()  // the scheduled resumption holds this handler
+        connectionGuard.stop()
     }
 
     private func complete(_ slot: UInt64, _ reply: HTTPReply) {

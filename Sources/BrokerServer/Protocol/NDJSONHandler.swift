@@ -6,7 +6,8 @@ import TokenBrokerProtocol
 /// the connection stays usable; an oversized line gets `too_large` and a close.
 ///
 /// It splits the byte stream at `\n` itself, answering each line straight from the
-/// read buffer; only an unfinished last line is kept (copied) until the next read.
+/// read buffer; only an unfinished last line is kept (copied) until the next read, and
+/// the rest of a read while the client does not take its answers (`ReadGate`).
 /// Lines longer than `maxLineBytes` are refused without being buffered.
 final class NDJSONHandler: ConnectionGuarded {
     let connection: any ConnectionIO
@@ -20,8 +21,9 @@ final class NDJSONHandler: ConnectionGuarded {
     /// was too long: nothing more is read) or closed; and whether answers await a flush.
     private var lifecycle = ConnectionLifecycle()
     private var readGate = ReadGate()
-    /// The start of a line whose `\n` has not arrived yet.
-    private var unfinishedLine: ByteBuffer?
+    /// Bytes read and not served yet: the start of a line whose `\n` has not arrived, and
+    /// before it, while `readGate.holdingRequests`, the whole lines of a read held back.
+    private var unserved: ByteBuffer?
     /// Answers each request (the connection's remembered answer, or the responder's).
     private var dispatcher: RequestDispatcher
 
@@ -42,17 +44,38 @@ final class NDJSONHandler: ConnectionGuarded {
     func received(_ bytes: ByteBuffer) {
         guard lifecycle.reads, !connectionGuard.failed else { return }
         var buffer = bytes
+        if readGate.holdingRequests, var held = unserved {
+            // More of a read that came after serving stopped (SwiftNIO ends its read loop
+            // after reading pauses): held too.
+            unserved = nil
+            held.writeBuffer(&buffer)
+            unserved = held
+            return
+        }
         // Bytes already known to hold no `\n` (the unfinished line), not searched again.
         var searched = 0
-        let ownsBuffer = unfinishedLine != nil
-        if var unfinished = unfinishedLine {
-            unfinishedLine = nil
+        let ownsBuffer = unserved != nil
+        if var unfinished = unserved {
+            unserved = nil
             searched = unfinished.readableBytes
             unfinished.writeBuffer(&buffer)
             buffer = unfinished
         }
+        serveLines(buffer, searched: searched, ownsBuffer: ownsBuffer)
+    }
+
+    /// Answers the whole lines in `input` and keeps the rest in `unserved`: an unfinished
+    /// line, or (`mayHold`) the lines after the connection stopped being writable too.
+    /// `searched`: leading bytes known to hold no `\n`; `ownsBuffer`: `input` is not the
+    /// connection's receive buffer.
+    private func serveLines(_ input: ByteBuffer, searched alreadySearched: Int, ownsBuffer: Bool, mayHold: Bool = true) {
+        var buffer = input
+        var searched = alreadySearched
         var completedLine = false
-        defer { connectionGuard.didRead(completedRequest: completedLine, partialRemains: unfinishedLine != nil) }
+        defer {
+            // Held lines are complete: no request deadline runs for them.
+            connectionGuard.didRead(completedRequest: completedLine, partialRemains: unserved != nil && !readGate.holdingRequests)
+        }
         while let newline = buffer.readableBytesView.dropFirst(searched).firstIndex(of: UInt8(ascii: "\n")) {
             searched = 0
             completedLine = true
@@ -61,23 +84,36 @@ final class NDJSONHandler: ConnectionGuarded {
             let line = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
             serve(line, ahead: ReadAhead(bytes: buffer.readableBytes, lineBytes: length + 1))
+            if mayHold, buffer.readableBytes > 0, readGate.holdsRest(connection) { break }
         }
-        guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
+        if !readGate.holdingRequests {
+            guard buffer.readableBytes <= maxLineBytes else { return refuseLine() }
+        }
         guard buffer.readableBytes > 0 else { return }
         if ownsBuffer {
             // Already ours: keep growing it (a line sent a byte at a time is not copied again and again).
             buffer.discardReadBytes()
-            unfinishedLine = buffer
+            unserved = buffer
         } else {
             // A copy, so the connection's receive buffer is not pinned (and can be reused).
             var unfinished = connection.allocator.buffer(capacity: max(buffer.readableBytes, 256))
             unfinished.writeBuffer(&buffer)
-            unfinishedLine = unfinished
+            unserved = unfinished
         }
     }
 
+    /// Serves the lines held while the connection was not writable, then reads again
+    /// (`ReadGate.resumeWhenWritable` runs it).
+    private func serveHeld() {
+        guard readGate.release(connection), lifecycle.reads, !connectionGuard.failed, connection.isActive, let held = unserved else { return }
+        unserved = nil
+        serveLines(held, searched: 0, ownsBuffer: true)
+        receiveBatchEnded()
+    }
+
     private func refuseLine() {
-        unfinishedLine = nil
+        unserved = nil
+        readGate.forgetHeld()
         guard lifecycle.refuse() else { return }
         let slot = sequencer.reserve()
         complete(slot, .failure(id: nil, WireError(code: .tooLarge, message: "request line exceeds \(maxLineBytes) bytes; closing the connection")))
@@ -140,13 +176,20 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     func writabilityChanged() {
+        readGate.resumeWhenWritable(connection) { [self] in serveHeld() }
         readGate.update(connection, pending: sequencer.pendingCount)
     }
 
     func inputClosed() {
-        if let unfinished = unfinishedLine {
+        if readGate.holdingRequests, let held = unserved {
+            // The peer finished sending: what it sent is answered now, held or not.
+            readGate.forgetHeld()
+            unserved = nil
+            serveLines(held, searched: 0, ownsBuffer: true, mayHold: false)
+        }
+        if let unfinished = unserved {
             // A last line without `\n` before EOF still counts: `printf '{…}' | socat …` works.
-            unfinishedLine = nil
+            unserved = nil
             serve(unfinished)
         }
         writeAnswers()
@@ -156,7 +199,12 @@ final class NDJSONHandler: ConnectionGuarded {
     }
 
     func drain() {
-        // Shutting down: answer what is pending, then close.
+        // Shutting down: answer what is pending, then close. Held lines are dropped, as
+        // lines still in the socket are: the client did not take its answers.
+        if readGate.holdingRequests {
+            readGate.forgetHeld()
+            unserved = nil
+        }
         writeAnswers()
         lifecycle.drain()
         connection.perform(lifecycle.settle(pending: sequencer.pendingCount, open: connection.isActive))
@@ -195,6 +243,11 @@ final class NDJSONHandler: ConnectionGuarded {
     private func write(_ answers: ByteBuffer) {
         connection.write(answers)
         lifecycle.wrote()
+    }
+
+    func closed() {
+        readGate.forgetHeld()  // the scheduled resumption holds this handler
+        connectionGuard.stop()
     }
 
     private static func isWhitespace(_ byte: UInt8) -> Bool {
