@@ -73,10 +73,13 @@ static inline int csockdiag_tcp_owner(int family, const uint8_t *local, uint16_t
             message->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
             struct inet_diag_msg *found = (struct inet_diag_msg *)NLMSG_DATA(message);
             // The kernel matched the 4-tuple; say so only if it is the end asked about, and a
-            // full socket: TIME-WAIT and request sockets have no owner (they read as uid 0).
+            // full socket: TIME-WAIT and request sockets have no owner (they read as uid 0),
+            // and neither has the end of a client that closed once our side acknowledged its
+            // FIN: a timewait entry reported as FIN-WAIT-2, with inode 0. Every socket a
+            // process holds has an inode.
             if (found->id.idiag_sport != htons(localPort) || found->id.idiag_dport != htons(remotePort)) return -ENOENT;
             if (found->idiag_state == 6 /* TIME_WAIT */ || found->idiag_state == 10 /* LISTEN */ ||
-                found->idiag_state == 12 /* NEW_SYN_RECV */)
+                found->idiag_state == 12 /* NEW_SYN_RECV */ || found->idiag_inode == 0)
                 return -ENOENT;
             *uid = found->idiag_uid;
             return 0;

@@ -53,6 +53,22 @@ struct LoopbackPeerTests {
         Glibc.close(client)
         #expect(LoopbackPeer.owner(client: peer, server: listener.address) == nil)
     }
+
+    @Test("a client that closed (FIN, its end orphaned in FIN-WAIT-2) is unknown, not root")
+    func closedClientIsNotRoot() async throws {
+        let listener = try Listener(host: "127.0.0.1")
+        defer { listener.close() }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener.address.withSockAddr { connect(client, $0, socklen_t($1)) } == 0)
+        let (accepted, peer) = try listener.accept()
+        defer { Glibc.close(accepted) }
+        #expect(LoopbackPeer.owner(client: peer, server: listener.address) == getuid())
+        // A normal close: our kernel acknowledges the FIN and the client's end lives on as a
+        // timewait entry in FIN-WAIT-2, which the kernel reports with uid 0 and no inode.
+        Glibc.close(client)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(LoopbackPeer.owner(client: peer, server: listener.address) == nil)
+    }
 }
 
 /// A listening TCP socket on a loopback address, port 0.
