@@ -414,6 +414,10 @@ class NodeBench:
         e = self.endpoints
         self.sock = os.path.join(self.workdir, "broker.sock")
         config = os.path.join(self.workdir, "config.yaml")
+        # The issuer's keys: a pod's token counts only signed by one of them.
+        keys = os.path.join(self.workdir, "service-account-keys.json")
+        with open(keys, "w") as f:
+            json.dump(self.https("GET", e["issuerURL"] + "/openid/v1/jwks"), f)
         with open(config, "w") as f:
             f.write(
                 f"socket: {{ path: {self.sock}, mode: \"0666\" }}\n"
@@ -421,7 +425,7 @@ class NodeBench:
                 f"log: {{ level: info }}\n"
                 # One uid (root) is every caller here: lift the per-uid limits (not what is measured).
                 f"limits: {{ maxConnections: 4096, maxConnectionsPerUID: 4096, requestsPerSecondPerUID: 0 }}\n"
-                f"kubernetes: {{ podsDirectory: {self.node.pods_directory}, tenantId: \"{e['tenantId']}\", "
+                f"kubernetes: {{ serviceAccountKeys: {keys}, podsDirectory: {self.node.pods_directory}, tenantId: \"{e['tenantId']}\", "
                 f"authorityHost: \"{e['authorityHost']}\", callerEnvironment: true }}\n"
                 f"identities:\n"
                 f"  - name: default\n"

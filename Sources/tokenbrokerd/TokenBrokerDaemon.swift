@@ -109,6 +109,10 @@ struct TokenBrokerDaemon: Sendable {
             return 0
         } catch let exit as ExitCode {
             return exit.status
+        } catch let invalid as ConfigurationError {
+            // Found only once starting (a file the configuration names cannot be used).
+            writeStandardError("tokenbrokerd: invalid configuration: \(invalid)\n")
+            return 78  // EX_CONFIG
         } catch {
             writeStandardError("Error: \(error)\n")
             return 1

@@ -73,8 +73,36 @@ struct PodTokenTests {
     static let pod = "9f0c9c36-6a7e-4b1f-9d2e-0123456789ab"
     static let other = "11111111-2222-3333-4444-555555555555"
 
-    private func token(_ text: String, pod: String = Self.pod) -> PodToken? {
-        PodToken(text: text, podUID: pod, volume: "v", file: "token", audience: "api://AzureADTokenExchange", loadedAt: Date())
+    /// Signatures as the test says (checking them is `ServiceAccountKeys`' business);
+    /// counts the tokens it is asked about.
+    final class Signatures: ServiceAccountTokenVerifier, @unchecked Sendable {
+        let valid: Bool
+        var asked = 0
+        init(valid: Bool) { self.valid = valid }
+        func isSignedByCluster(_ assertion: Assertion) -> Bool {
+            asked += 1
+            return valid
+        }
+    }
+
+    private func token(_ text: String, pod: String = Self.pod, signatures: Signatures = Signatures(valid: true), known: Set<String> = []) -> PodToken?
+    {
+        PodToken(
+            text: text, podUID: pod, volume: "v", file: "token", audience: "api://AzureADTokenExchange", loadedAt: Date(), verifier: signatures,
+            known: known)
+    }
+
+    @Test("a token counts only signed by the cluster; one accepted before is not checked again")
+    func signature() {
+        let jwt = makePodJWT(podUID: Self.pod)
+        let forged = Signatures(valid: false)
+        #expect(token(jwt, signatures: forged) == nil, "claims alone are a pod's word")
+        #expect(forged.asked == 1)
+        let signed = Signatures(valid: true)
+        #expect(token(jwt, signatures: signed) != nil)
+        #expect(token(jwt, signatures: signed, known: [jwt]) != nil)
+        #expect(signed.asked == 1, "a known token is not verified at every rescan")
+        #expect(token(makePodJWT(podUID: Self.other), signatures: signed) == nil && signed.asked == 1, "claims are checked first")
     }
 
     @Test("a token counts for the pod it is bound to, with the audience, when its subject names its account")
@@ -94,9 +122,7 @@ struct PodTokenTests {
         let registry = PodTokenRegistry()
         let soon = try #require(token(makePodJWT(podUID: Self.pod, expiresAt: Date().addingTimeInterval(600))))
         let later = try #require(
-            PodToken(
-                text: makePodJWT(podUID: Self.other, expiresAt: Date().addingTimeInterval(3000)), podUID: Self.other, volume: "v", file: "token",
-                audience: "api://AzureADTokenExchange", loadedAt: Date()))
+            token(makePodJWT(podUID: Self.other, expiresAt: Date().addingTimeInterval(3000)), pod: Self.other))
         registry.update(pod: Self.pod, tokens: [soon])
         registry.update(pod: Self.other, tokens: [later])
         #expect(registry.freshestAssertion(for: soon.subject)?.jwt == later.assertion.jwt)

@@ -9,10 +9,11 @@ struct KubernetesConfigurationTests {
         try ConfigurationLoader.load(yaml: yaml, origin: "config.yaml", environment: [:])
     }
 
-    @Test("absent: off; {} : on with the defaults")
+    @Test("absent: off; with the cluster's keys alone: on with the defaults")
     func defaults() throws {
         #expect(try load("identities: []\n").kubernetes == nil)
-        let on = try #require(try load("kubernetes: {}\n").kubernetes)
+        let on = try #require(try load("kubernetes: { serviceAccountKeys: /etc/keys/jwks.json }\n").kubernetes)
+        #expect(on.serviceAccountKeys == "/etc/keys/jwks.json")
         #expect(on.podsDirectory == "/var/lib/kubelet/pods")
         #expect(on.audience == "api://AzureADTokenExchange")
         #expect(on.callerEnvironment == false && on.serviceAccounts.isEmpty && on.tenantId == nil)
@@ -24,6 +25,7 @@ struct KubernetesConfigurationTests {
             try load(
                 """
                 kubernetes:
+                  serviceAccountKeys: /etc/keys/jwks.json
                   podsDirectory: /srv/kubelet/pods
                   audience: api://custom
                   callerEnvironment: true
@@ -47,13 +49,19 @@ struct KubernetesConfigurationTests {
         "each mistake is named by its field",
         arguments: [
             ("kubernetes: { podsDirectory: pods }\n", "kubernetes.podsDirectory", "absolute path"),
-            ("kubernetes: { authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
+            ("kubernetes: {}\n", "kubernetes.serviceAccountKeys", "required: the JWKS file of the cluster's service-account issuer"),
+            ("kubernetes: { serviceAccountKeys: jwks.json }\n", "kubernetes.serviceAccountKeys", "absolute path"),
+            ("kubernetes: { serviceAccountKeys: /k, authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
             ("kubernetes: { podDirectory: /x }\n", "kubernetes.podDirectory", "unknown field"),
             (
-                "kubernetes: { serviceAccounts: [ { namespace: a, name: b, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].exchange",
+                "kubernetes: { serviceAccountKeys: /k, serviceAccounts: [ { namespace: a, name: b, exchange: { none: {} } } ] }\n",
+                "kubernetes.serviceAccounts[0].exchange",
                 "none would hand"
             ),
-            ("kubernetes: { serviceAccounts: [ { namespace: a, exchange: { none: {} } } ] }\n", "kubernetes.serviceAccounts[0].name", "required"),
+            (
+                "kubernetes: { serviceAccountKeys: /k, serviceAccounts: [ { namespace: a, exchange: { none: {} } } ] }\n",
+                "kubernetes.serviceAccounts[0].name", "required"
+            ),
         ])
     func mistakes(yaml: String, path: String, message: String) {
         do {

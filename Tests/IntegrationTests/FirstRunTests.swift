@@ -121,6 +121,24 @@ struct FirstRunTests {
         #expect(words.contains("(values: auto, text, json, journal; default: auto)"), "\(help.stdout)")
     }
 
+    @Test("node mode does not start without a usable file of the cluster's keys, and says which and why")
+    func nodeModeNeedsServiceAccountKeys() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let keys = "\(directory)/jwks.json"
+        for (contents, reason) in [(nil, "cannot read \(keys)"), ("{\"keys\":[]}", "\(keys) holds no RSA signing key")] as [(String?, String)] {
+            if let contents { try contents.write(toFile: keys, atomically: true, encoding: .utf8) }
+            let config = "\(directory)/config.yaml"
+            try """
+            socket: { path: \(directory)/broker.sock }
+            kubernetes: { serviceAccountKeys: \(keys), podsDirectory: \(directory) }
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            let result = try await runCommand(TestEnvironment.daemonPath, ["--config", config, "--log-format", "text"])
+            #expect(result.status == 78, "EX_CONFIG, as for any invalid configuration: \(result.stderr)")
+            #expect(result.stderr.contains("kubernetes.serviceAccountKeys") && result.stderr.contains(reason), "\(result.stderr)")
+        }
+    }
+
     @Test("permission denied on the socket names the group to join")
     func permissionDeniedNamesTheGroup() async throws {
         let directory = try TestEnvironment.temporaryDirectory()

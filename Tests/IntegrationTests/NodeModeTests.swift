@@ -28,10 +28,12 @@ struct NodeModeTests {
         let provider = try await DevProvider(
             directory: directory, apps: [appA: subject(accountA), appB: subject(accountB), appReplicas: subject(accountReplicas)])
         do {
+            let keys = directory + "/service-account-keys.json"
+            try await provider.writeIssuerKeys(to: keys)
             let broker = try await BrokerDaemon(
                 directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
                 extraYAML: """
-                    kubernetes: { podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
+                    kubernetes: { serviceAccountKeys: \(keys), podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
                     """)
             chmod(directory, 0o755)
             chmod(broker.socketPath, 0o666)
@@ -114,6 +116,15 @@ struct NodeModeTests {
             let forged = try await Self.token(broker, from: forger, environment: envB)
             #expect(!forged.ok && forged.token == nil, "\(forged)")
             #expect(forged.errorCode == "assertion_unavailable", "\(forged)")
+            // Claims of B bound to the forger's own pod, in a projected volume of its own (a
+            // configMap can put any file there) but not signed by the cluster: ignored.
+            let claimed = try await provider.mint(namespace: Self.accountB.namespace, serviceAccount: Self.accountB.name, podUID: forger.uid)
+            let parts = claimed.split(separator: ".")
+            let unsigned = "\(parts[0]).\(parts[1]).\(String(parts[2].reversed()))"
+            try node.project(["from-configmap": unsigned], into: forger, volume: "wi")
+            try await Task.sleep(for: .milliseconds(300))
+            let claimedB = try await Self.token(broker, from: forger, environment: envB)
+            #expect(claimedB.errorCode == "assertion_unavailable" && claimedB.token == nil, "an unsigned file claims B: \(claimedB)")
             // A projected token bound to another pod's UID does not count either.
             let mismatched = try node.addPod()
             try node.project(["azure-identity-token": stolen], into: mismatched, volume: "azure-identity-token")

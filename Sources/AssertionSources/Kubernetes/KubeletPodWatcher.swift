@@ -22,18 +22,21 @@ import TokenExchange
 public final class KubeletPodWatcher: Service, Sendable {
     let podsDirectory: String
     let audience: String
+    let verifier: any ServiceAccountTokenVerifier
     let registry: PodTokenRegistry
     let resync: Duration
     let now: @Sendable () -> Date
     let logger: Logger
 
-    /// A watcher of `podsDirectory` for tokens with `audience`; nothing runs until `run()`.
+    /// A watcher of `podsDirectory` for tokens with `audience` that `verifier` finds signed by
+    /// the cluster; nothing runs until `run()`.
     public init(
-        podsDirectory: String, audience: String, registry: PodTokenRegistry, resync: Duration = .seconds(60),
-        now: @escaping @Sendable () -> Date = Date.init, logger: Logger
+        podsDirectory: String, audience: String, verifier: any ServiceAccountTokenVerifier, registry: PodTokenRegistry,
+        resync: Duration = .seconds(60), now: @escaping @Sendable () -> Date = Date.init, logger: Logger
     ) {
         self.podsDirectory = podsDirectory
         self.audience = audience
+        self.verifier = verifier
         self.registry = registry
         self.resync = resync
         self.now = now
@@ -221,6 +224,9 @@ private final class PodDirectoryScan {
         addWatch(pod, owner: uid)
         var tokens: [PodToken] = []
         let loadedAt = watcher.now()
+        // Tokens accepted before are not verified again at every rescan.
+        let before = watcher.registry.tokens(ofPod: uid)
+        let known = Set(before?.map(\.assertion.jwt) ?? [])
         if let volumes = openDirectory(pod, "volumes", owner: uid) {
             defer { close(volumes) }
             if let projected = openDirectory(volumes, "kubernetes.io~projected", owner: uid) {
@@ -230,7 +236,8 @@ private final class PodDirectoryScan {
                     defer { close(volume) }
                     for file in ProjectedVolume.files(in: volume) ?? [] {
                         if let token = PodToken(
-                            text: file.text, podUID: uid, volume: name, file: file.name, audience: watcher.audience, loadedAt: loadedAt)
+                            text: file.text, podUID: uid, volume: name, file: file.name, audience: watcher.audience, loadedAt: loadedAt,
+                            verifier: watcher.verifier, known: known)
                         {
                             tokens.append(token)
                         }
@@ -238,7 +245,6 @@ private final class PodDirectoryScan {
                 }
             }
         }
-        let before = watcher.registry.tokens(ofPod: uid)
         watcher.registry.update(pod: uid, tokens: tokens)
         if before?.map(\.assertion.jwt) != tokens.map(\.assertion.jwt) {
             watcher.logger.debug(

@@ -31,8 +31,17 @@ public struct AssertionSubject: Hashable, Sendable {
     public var audience: String
 }
 
+/// Decides whether a token was signed by the cluster's service-account issuer. A pod can put
+/// any file into a projected volume of its own (a configMap, a secret, the downward API), so
+/// a file's claims count only once its signature is the cluster's.
+public protocol ServiceAccountTokenVerifier: Sendable {
+    /// Whether `assertion` carries a valid signature by one of the cluster's keys.
+    func isSignedByCluster(_ assertion: Assertion) -> Bool
+}
+
 /// A projected service-account token found in a pod's directory, and shown to belong to
-/// that pod: its `kubernetes.io.pod.uid` claim is the directory's pod UID.
+/// that pod: signed by the cluster, and its `kubernetes.io.pod.uid` claim is the directory's
+/// pod UID.
 public struct PodToken: Sendable {
     /// The pod (lowercase, dashes).
     public var podUID: String
@@ -50,15 +59,21 @@ public struct PodToken: Sendable {
     public var location: String { "\(volume)/\(file)" }
 
     /// The token in `text` if it is a service-account token for `audience`, bound to pod
-    /// `podUID`, of the service account its subject names; nil for anything else (the
-    /// default API token, a token of another audience, garbage, a token naming another pod).
-    public init?(text: String, podUID: String, volume: String, file: String, audience: String, loadedAt: Date) {
+    /// `podUID`, of the service account its subject names, and signed by the cluster (asked
+    /// of `verifier` last, unless `known`: a token already accepted); nil for anything else
+    /// (the default API token, a token of another audience, garbage, a token naming another
+    /// pod, a forgery).
+    public init?(
+        text: String, podUID: String, volume: String, file: String, audience: String, loadedAt: Date,
+        verifier: any ServiceAccountTokenVerifier, known: Set<String> = []
+    ) {
         let jwt = text.trimmed()
         guard let assertion = try? Assertion(jwt: jwt, origin: "pod \(podUID) \(volume)/\(file)", loadedAt: loadedAt) else { return nil }
         let claims = assertion.claims
         guard claims.audiences.contains(audience), let issuer = claims.issuer, let subject = claims.subject,
             let kubernetes = claims.kubernetes, kubernetes.podUID?.lowercased() == podUID,
-            subject == "system:serviceaccount:\(kubernetes.namespace):\(kubernetes.serviceAccountName)"
+            subject == "system:serviceaccount:\(kubernetes.namespace):\(kubernetes.serviceAccountName)",
+            known.contains(jwt) || verifier.isSignedByCluster(assertion)
         else { return nil }
         self.podUID = podUID
         self.volume = volume

@@ -47,6 +47,17 @@ public enum BrokerApplication {
         return environment["MALLOC_ARENA_MAX"] != nil || tunables.contains { $0.hasPrefix("glibc.malloc.arena_max=") }
     }
 
+    /// Node mode's `kubernetes.serviceAccountKeys`, read; a file that cannot be used is a
+    /// configuration error (the daemon does not start with no way to tell a pod's token).
+    static func serviceAccountKeyFile(_ settings: KubernetesSettings, logger: Logger) throws(ConfigurationError) -> ServiceAccountKeyFile {
+        do {
+            return try ServiceAccountKeyFile(path: settings.serviceAccountKeys, logger: logger)
+        } catch {
+            throw ConfigurationError(
+                origin: settings.serviceAccountKeys, issues: [.init(path: "kubernetes.serviceAccountKeys", message: error.message)])
+        }
+    }
+
     /// Runs the broker.
     ///
     /// - Parameters:
@@ -90,6 +101,8 @@ public enum BrokerApplication {
         logger: Logger,
         onReady: @escaping @Sendable () -> Void
     ) async throws {
+        // Before the transport, which must be shut down once made.
+        let serviceAccountKeys = try configuration.kubernetes.map { settings in try serviceAccountKeyFile(settings, logger: logger) }
         let transport = try upstreamTransport(
             configuration, trustSystemRoots: trustSystemRoots, environment: environment, group: group, logger: logger)
         if configuration.identities.isEmpty, configuration.kubernetes == nil {
@@ -100,7 +113,8 @@ public enum BrokerApplication {
             )
         }
         let metrics = BrokerMetrics()
-        let runtime = BrokerRuntime(configuration: configuration, transport: transport, metrics: metrics, logger: logger)
+        let runtime = BrokerRuntime(
+            configuration: configuration, transport: transport, metrics: metrics, serviceAccountKeys: serviceAccountKeys, logger: logger)
         metrics.describe(runtime)
         runtime.apply(configuration)
 

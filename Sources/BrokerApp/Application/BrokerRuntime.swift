@@ -35,7 +35,11 @@ final class BrokerRuntime: Service, Sendable {
         var task: Task<Void, Never>
     }
 
-    init(configuration: BrokerConfiguration, transport: AsyncHTTPTransport, metrics: BrokerMetrics, logger: Logger) {
+    init(
+        configuration: BrokerConfiguration, transport: AsyncHTTPTransport, metrics: BrokerMetrics,
+        serviceAccountKeys: (any ServiceAccountTokenVerifier)?,
+        logger: Logger
+    ) {
         var cacheConfiguration = TokenCacheConfiguration()
         cacheConfiguration.maxScopesPerIdentity = configuration.cache.maxScopesPerIdentity
         cacheConfiguration.defaultMinimumValidity = .seconds(configuration.cache.minValiditySeconds)
@@ -55,7 +59,8 @@ final class BrokerRuntime: Service, Sendable {
             pods.map { pods in
                 [
                     KubeletPodWatcher(
-                        podsDirectory: pods.settings.podsDirectory, audience: pods.settings.audience, registry: pods.registry, logger: logger), pods,
+                        podsDirectory: pods.settings.podsDirectory, audience: pods.settings.audience,
+                        verifier: serviceAccountKeys ?? ServiceAccountKeys.none, registry: pods.registry, logger: logger), pods,
                 ]
             } ?? []
         self.broker = Broker(

@@ -4,6 +4,7 @@ import TokenExchange
 enum KubernetesReader {
     static let keys: Set<String> = [
         "podsDirectory", "audience", "callerEnvironment", "tenantId", "authorityHost", "serviceAccounts", "forgetAfterSeconds",
+        "serviceAccountKeys",
     ]
 
     static func read(_ node: Node, reader: inout NodeReader) -> KubernetesSettings? {
@@ -17,6 +18,22 @@ enum KubernetesReader {
             }
             settings.podsDirectory = directory
         }
+        // Without the cluster's keys a pod's files could claim any service account.
+        guard fields["serviceAccountKeys"] != nil else {
+            reader.report(
+                "kubernetes.serviceAccountKeys",
+                "required: the JWKS file of the cluster's service-account issuer (kubectl get --raw /openid/v1/jwks); a pod's token counts only signed by one of its keys",
+                node)
+            return nil
+        }
+        guard let keys = reader.string(fields["serviceAccountKeys"], at: "kubernetes.serviceAccountKeys") else { return nil }
+        guard keys.hasPrefix("/") else {
+            reader.report(
+                "kubernetes.serviceAccountKeys", "must be an absolute path, e.g. /etc/tokenbroker/service-account-keys/jwks.json",
+                fields["serviceAccountKeys"])
+            return nil
+        }
+        settings.serviceAccountKeys = keys
         if let audience = reader.string(fields["audience"], at: "kubernetes.audience") { settings.audience = audience }
         if let environment = reader.bool(fields["callerEnvironment"], at: "kubernetes.callerEnvironment") { settings.callerEnvironment = environment }
         if let seconds = reader.int(fields["forgetAfterSeconds"], at: "kubernetes.forgetAfterSeconds", in: 0...86_400) {

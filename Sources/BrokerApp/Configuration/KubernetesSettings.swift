@@ -20,6 +20,9 @@ public struct KubernetesSettings: Sendable, Equatable {
     /// `forgetAfterSeconds`, default 30: a service account's cached tokens are dropped
     /// this long after its last pod left the node.
     public var forgetAfterSeconds = 30
+    /// `serviceAccountKeys` (required): the JWKS file of the cluster's service-account issuer
+    /// (`kubectl get --raw /openid/v1/jwks`). A pod's token counts only signed by one of them.
+    public var serviceAccountKeys = ""
 
     /// Node mode with the defaults.
     public init() {}

@@ -111,6 +111,12 @@ final class DevProvider: @unchecked Sendable {
         return token
     }
 
+    /// Writes the issuer's public keys (its `/openid/v1/jwks`, as the API server serves the
+    /// cluster's) to `path`: node mode's `kubernetes.serviceAccountKeys`.
+    func writeIssuerKeys(to path: String) async throws {
+        try await https("GET", "\(endpoints.issuerURL)/openid/v1/jwks").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     /// Rotates the token file with the kubelet AtomicWriter sequence; returns the new token's jti.
     func rotate() async throws -> String {
         let answer = try await https("POST", "\(endpoints.issuerURL)/_dev/rotate", json: [:])
