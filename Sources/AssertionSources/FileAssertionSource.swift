@@ -24,6 +24,11 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
     private let now: @Sendable () -> Date
     private let logger: Logger
     private let state = Mutex(State())
+    private let version = Atomic<UInt64>(0)
+
+    /// Counts the new assertions read (another token, or one after a failed read): the
+    /// cache retries a failed exchange at once when it changes.
+    public var assertionVersion: UInt64 { version.load(ordering: .relaxed) }
 
     /// The last read and what has been logged about it.
     private struct State {
@@ -168,7 +173,10 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
             }
             return (true, state.result)
         }
-        if applied { logTransition(from: previous, to: result) }
+        if applied {
+            if case .success(let new) = result, (try? previous?.get())?.jwt != new.jwt { version.add(1, ordering: .relaxed) }
+            logTransition(from: previous, to: result)
+        }
         return result
     }
 

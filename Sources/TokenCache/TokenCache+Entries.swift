@@ -62,6 +62,13 @@ extension TokenCache {
 
         var failures: Int { failure?.count ?? 0 }
         var nextAttempt: C.Instant? { failure?.nextAttempt }
+
+        /// The failure to wait out before another attempt at `instant`: none once the fetcher's
+        /// input changed since it (a fixed token file is tried at once, not minutes later).
+        func backoff(at instant: C.Instant, inputVersion: UInt64) -> Failure? {
+            guard let failure, instant < failure.nextAttempt, failure.inputVersion == inputVersion else { return nil }
+            return failure
+        }
         var lastError: TokenExchangeError? { failure?.error }
 
         init(lastRequested: C.Instant) { self.lastRequested = lastRequested }
@@ -84,11 +91,14 @@ extension TokenCache {
         /// No exchange before this.
         let nextAttempt: C.Instant
         let error: TokenExchangeError
+        /// The fetcher's `inputVersion` the failed exchange started with.
+        let inputVersion: UInt64
 
-        init(count: Int, nextAttempt: C.Instant, error: TokenExchangeError) {
+        init(count: Int, nextAttempt: C.Instant, error: TokenExchangeError, inputVersion: UInt64) {
             self.count = count
             self.nextAttempt = nextAttempt
             self.error = error
+            self.inputVersion = inputVersion
         }
     }
 

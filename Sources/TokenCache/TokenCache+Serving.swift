@@ -81,8 +81,8 @@ extension TokenCache {
             if let throttle = identity.throttle, instant < throttle.until {
                 return .throttled(throttle, stale: entry.validToken(at: instant, key: key))
             }
-            if let notBefore = entry.nextAttempt, instant < notBefore, let error = entry.lastError {
-                return .backingOff(error, stale: entry.validToken(at: instant, key: key))
+            if let failure = entry.backoff(at: instant, inputVersion: identity.fetcher.inputVersion) {
+                return .backingOff(failure.error, stale: entry.validToken(at: instant, key: key))
             }
             let task = startFetch(key: key, identity: identity, into: entry)
             entry.inFlight = task

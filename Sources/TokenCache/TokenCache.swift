@@ -78,6 +78,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 throw error
             }
             let started = clock.now
+            let inputVersion = fetcher.inputVersion  // before the fetch reads its input
             let duration = Timer(label: "tokenbroker_upstream_exchange_duration_seconds", dimensions: [("identity", key.identity)])
             func count(_ result: String) {
                 Counter(label: "tokenbroker_upstream_exchanges_total", dimensions: [("identity", key.identity), ("result", result)]).increment()
@@ -100,7 +101,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
             } catch {
                 count(error.code.rawValue)
                 logFailure(error, key: key)  // before the callers hear of it, so a test's log is complete
-                let waiters = record(.failure(error), for: key, into: entry, identity: identity)
+                let waiters = record(.failure(error), for: key, into: entry, identity: identity, inputVersion: inputVersion)
                 for waiter in waiters { waiter(.failure(error)) }
                 throw error
             }
@@ -111,7 +112,8 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
     /// waited for it (each to be told, outside the lock). An exchange that was not `sent`
     /// (its identity was throttled meanwhile) leaves no failure behind.
     private func record(
-        _ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry, identity: IdentityEntries, sent: Bool = true
+        _ result: Result<AccessToken, TokenExchangeError>, for key: TokenKey, into started: Entry, identity: IdentityEntries, sent: Bool = true,
+        inputVersion: UInt64 = 0
     ) -> [Waiter] {
         let instant = clock.now
         let wallNow = now()
@@ -139,7 +141,7 @@ public final class TokenCache<C: Clock<Duration>>: Service, Sendable where C.Ins
                 var generator = SystemRandomNumberGenerator()
                 let attempt = entry.failures + 1
                 let wait = configuration.refreshPolicy.backoff(attempt: attempt, retryAfter: error.retryAfter, using: &generator)
-                entry.failure = Failure(count: attempt, nextAttempt: instant.advanced(by: wait), error: error)
+                entry.failure = Failure(count: attempt, nextAttempt: instant.advanced(by: wait), error: error, inputVersion: inputVersion)
                 if error.code == .throttled, state.identities[key.identity] === identity {
                     identity.pause(until: instant.advanced(by: wait), cause: error)
                 }

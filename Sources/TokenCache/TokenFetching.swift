@@ -5,6 +5,13 @@ public import TokenExchange
 public protocol TokenFetching: Sendable {
     /// Fetches a new token for `scope`.
     func fetchToken(for scope: Scope) async throws(TokenExchangeError) -> AccessToken
+    /// Changes when what a fetch would send changes (a new assertion): the cache then retries
+    /// a failed scope at once instead of waiting out its backoff.
+    var inputVersion: UInt64 { get }
+}
+
+extension TokenFetching {
+    public var inputVersion: UInt64 { 0 }
 }
 
 /// The usual fetcher: read the current assertion from a source, trade it at an exchanger.
@@ -19,6 +26,8 @@ public struct AssertionExchange: TokenFetching {
         self.source = source
         self.exchanger = exchanger
     }
+
+    public var inputVersion: UInt64 { source.assertionVersion }
 
     public func fetchToken(for scope: Scope) async throws(TokenExchangeError) -> AccessToken {
         // The source checks exp/nbf: an expired assertion never reaches the exchanger.

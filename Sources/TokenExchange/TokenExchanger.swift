@@ -11,4 +11,11 @@ public protocol AssertionSource: Sendable {
     /// Throws `assertion_unavailable` when none can be read and `assertion_expired`
     /// when the only one available is expired or not yet valid.
     func currentAssertion() async throws(TokenExchangeError) -> Assertion
+    /// Changes whenever the source holds a new assertion (a rotated or fixed token file): a
+    /// failure met with an older one is not waited out. Sources that fetch on demand keep 0.
+    var assertionVersion: UInt64 { get }
+}
+
+extension AssertionSource {
+    public var assertionVersion: UInt64 { 0 }
 }

@@ -89,6 +89,20 @@ struct ExchangeTests {
             #expect(answer.errorMessage.contains("\(scenario.directory)/expired-token"), "names the file: \(answer.errorMessage)")
             #expect(answer.errorMessage.contains("exp="), "names the exp: \(answer.errorMessage)")
             #expect(try await scenario.provider.stats().tokenRequests == before)
+
+            // Asked again and again, the failure backs off longer each time; a fixed file ends
+            // that at once (the next request is tried, not minutes later).
+            let asking = ContinuousClock.now
+            while asking.duration(to: .now) < .seconds(3) {
+                #expect(
+                    try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"stale"}"#).errorCode
+                        == "assertion_expired")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            _ = try Scenario.writeTokenFile(try await scenario.provider.mint(), in: scenario.directory, name: "expired-token")
+            try await Task.sleep(for: .milliseconds(300))  // the watcher reads it
+            let fixed = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"stale"}"#)
+            #expect(fixed.ok, "the fixed file is used at once: \(fixed)")
         }
     }
 

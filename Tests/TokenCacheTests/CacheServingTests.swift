@@ -213,6 +213,24 @@ import TokenExchange
         #expect(f.cache.snapshot(identity: CacheFixture.identity).first?.lastError == nil)
     }
 
+    @Test("a new input (a fixed token file) ends the backoff: the next request is tried at once")
+    func newInputEndsBackoff() async throws {
+        let f = CacheFixture()
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        _ = try? await f.token()
+        _ = try? await f.token()
+        #expect(f.fetcher.callCount == 1, "within the backoff")
+        f.fetcher.changeInput()
+        f.fetcher.answer(.token(lifetime: 3600))
+        #expect(try await f.token() == "tok-https://storage.azure.com/.default-2")
+        // A failure with the new input backs off again, until the input changes once more.
+        f.clock.advance(by: .seconds(7200))
+        f.fetcher.answer(.failure(CacheFixture.unavailable))
+        _ = try? await f.token()
+        _ = try? await f.token()
+        #expect(f.fetcher.callCount == 3)
+    }
+
     @Test func backoffIsPerScope() async throws {
         let f = CacheFixture()
         f.fetcher.answer(.failure(CacheFixture.unavailable))

@@ -36,6 +36,11 @@ final class FakeFetcher: TokenFetching {
     /// What the next fetches produce.
     func answer(_ outcome: Outcome) { state.withLock { $0.outcome = outcome } }
 
+    private let version = Atomic<UInt64>(0)
+    var inputVersion: UInt64 { version.load(ordering: .relaxed) }
+    /// A new assertion, say: what the next fetch sends changes.
+    func changeInput() { version.add(1, ordering: .relaxed) }
+
     /// From now on, fetches wait in flight until `release()`.
     func hold() { state.withLock { $0.holding = true } }
 
