@@ -87,7 +87,7 @@ public final class FetchedAssertionSource: ManagedAssertionSource, Sendable {
             logger.info(
                 "assertion fetched",
                 metadata: [
-                    "assertion.subject": "\(assertion.claims.subject ?? "-")",
+                    "assertion.subject": "\(JWTClaims.shown(assertion.claims.subject ?? "-"))",
                     "assertion.expires_at": "\(assertion.claims.expiresAt.map { Int($0.timeIntervalSince1970) } ?? 0)",
                 ])
             return assertion

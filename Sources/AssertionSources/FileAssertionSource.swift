@@ -205,10 +205,11 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
 
     private static func metadata(_ claims: JWTClaims) -> Logger.Metadata {
         var metadata: Logger.Metadata = [:]
-        if let sub = claims.subject { metadata["assertion.sub"] = "\(sub)" }
-        if let iss = claims.issuer { metadata["assertion.iss"] = "\(iss)" }
+        // The file's writer chose these: shown on one line, cut (JWTClaims.shown).
+        if let sub = claims.subject { metadata["assertion.sub"] = "\(JWTClaims.shown(sub))" }
+        if let iss = claims.issuer { metadata["assertion.iss"] = "\(JWTClaims.shown(iss))" }
         if let exp = claims.expiresAt { metadata["assertion.exp"] = "\(Int(exp.timeIntervalSince1970))" }
-        if !claims.audiences.isEmpty { metadata["assertion.aud"] = "\(claims.audiences.joined(separator: ","))" }
+        if !claims.audiences.isEmpty { metadata["assertion.aud"] = "\(JWTClaims.shown(claims.audiences.joined(separator: ",")))" }
         return metadata
     }
 

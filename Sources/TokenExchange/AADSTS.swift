@@ -96,7 +96,10 @@ public enum AADSTS {
             meaning: "Entra could not fetch the issuer's OIDC discovery document or JWKS",
             fix: "the issuer's discovery document and JWKS must be publicly reachable over https: see issuer.discovery",
             isRetryable: true,
-            hint: { "the token service could not fetch the issuer's OIDC discovery document or JWKS for iss='\($0.assertion.claims.issuer ?? "-")'" }),
+            hint: {
+                let issuer = JWTClaims.shown($0.assertion.claims.issuer ?? "-")
+                return "the token service could not fetch the issuer's OIDC discovery document or JWKS for iss='\(issuer)'"
+            }),
         50027: Explanation(
             meaning: "the assertion is not a valid JWT",
             fix: "point the identity's source at the projected service-account token (see token.jwt)",

@@ -109,7 +109,7 @@ public enum AWSSTSTokenResponse {
         case .unavailable:
             let hint =
                 code == "IDPCommunicationError"
-                ? "AWS STS could not reach the OIDC provider of iss='\(assertion.claims.issuer ?? "-")' to fetch its keys; is its discovery document and JWKS publicly reachable?"
+                ? "AWS STS could not reach the OIDC provider of iss='\(JWTClaims.shown(assertion.claims.issuer ?? "-"))' to fetch its keys; is its discovery document and JWKS publicly reachable?"
                 : "AWS STS at \(configuration.endpoint) failed"
                     + (code == nil
                         ? " with HTTP \(response.status)\(document == nil && !response.body.isEmpty ? " and a body that is not an STS error" : "")"

@@ -42,7 +42,7 @@ public struct Assertion: Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "Assertion(origin: \(origin), iss: \(claims.issuer ?? "-"), sub: \(claims.subject ?? "-"), "
+        "Assertion(origin: \(origin), iss: \(JWTClaims.shown(claims.issuer ?? "-")), sub: \(JWTClaims.shown(claims.subject ?? "-")), "
             + "aud: \(claims.audiences), exp: \(claims.expiresAt.map { String(Int($0.timeIntervalSince1970)) } ?? "-"))"
     }
 }

@@ -63,8 +63,16 @@ struct UpstreamFailure {
 
 extension JWTClaims {
     /// `iss='…', sub='…', aud='…'`: what a federation or trust policy must match, for messages.
+    /// Each on one line and cut to 256 characters: the token file's writer chose them (a line
+    /// break would forge a log line, an escape sequence would drive a terminal).
     var federationFields: String {
-        "iss='\(issuer ?? "-")', sub='\(subject ?? "-")', aud='\(audiences.joined(separator: ","))'"
+        let audience = audiences.joined(separator: ",")
+        return "iss='\(Self.shown(issuer ?? "-"))', sub='\(Self.shown(subject ?? "-"))', aud='\(Self.shown(audience))'"
+    }
+
+    /// A claim as messages and logs show it.
+    public static func shown(_ claim: String) -> String {
+        UntrustedText.sanitize(claim, limit: 256)
     }
 
     /// `exp=1795917723 (2026-11-29T02:02:03Z)`, or `no exp`.

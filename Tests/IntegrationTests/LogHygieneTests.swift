@@ -43,4 +43,23 @@ struct LogHygieneTests {
             for part in parts.dropFirst() { #expect(!logs.contains(part), "a JWT part leaked into the logs") }
         }
     }
+
+    @Test("claims the token file's writer chose cannot forge a log line or reach a terminal raw")
+    func claimsAreShownOnOneLine() async throws {
+        let forged = "x\n2026-12-07T00:00:00+0000 critical tokenbrokerd: forged line \u{1b}[31mred"
+        var logs = ""
+        var message = ""
+        try await Scenario.run(
+            identities: { directory, provider in
+                [.init(name: "odd", tokenFile: try Scenario.writeTokenFile(try await provider.mint(sub: forged), in: directory, name: "odd"))]
+            }, logLevel: "info"
+        ) { scenario in
+            message = try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)","identity":"odd"}"#).errorMessage
+            _ = await scenario.broker.stop()
+            logs = scenario.broker.process.stderr
+        }
+        #expect(logs.contains("picked up assertion") && message.contains("forged line"), "the claim was logged and named: \(message)")
+        #expect(!logs.split(separator: "\n").contains { $0.hasPrefix("2026-12-07T00:00:00+0000 critical") }, "a forged log line")
+        #expect(!logs.contains("\u{1b}") && !message.contains("\u{1b}") && !message.contains("\n"), "control characters passed through")
+    }
 }

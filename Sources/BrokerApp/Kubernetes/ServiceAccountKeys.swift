@@ -113,7 +113,7 @@ final class ServiceAccountKeyFile: ServiceAccountTokenVerifier {
                 "a pod's file claims a service account but is not signed by the cluster: ignored",
                 metadata: [
                     "assertion.origin": "\(assertion.origin)",
-                    "assertion.sub": "\(UntrustedText.sanitize(assertion.claims.subject ?? "", limit: 256))",
+                    "assertion.sub": "\(JWTClaims.shown(assertion.claims.subject ?? ""))",
                 ])
         case .unknownKey(let kid):
             logger.warning(
