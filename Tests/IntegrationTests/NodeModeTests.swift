@@ -102,6 +102,16 @@ struct NodeModeTests {
             let cross = try await Self.token(broker, from: podA, clientId: Self.appB, environment: envA)
             #expect(!cross.ok && cross.token == nil, "\(cross)")
             #expect(cross.errorCode == "upstream_rejected" && cross.errorMessage.contains("700213"), "Entra's reason reaches the caller: \(cross)")
+            // A client id that is no Entra app's, and more distinct ones than an account may
+            // use: refused before any exchange (each would be a cache identity kept for the pod).
+            let notGUID = try await Self.token(broker, from: podA, clientId: "x")
+            #expect(notGUID.errorCode == "bad_request" && notGUID.errorMessage.contains("(a GUID)"), "\(notGUID)")
+            var refusal: Reply?
+            for index in 0..<40 where refusal == nil {
+                let reply = try await Self.token(broker, from: podA, clientId: String(format: "0a11ce00-0000-4000-8000-%012x", 0xf000 + index))
+                if reply.errorMessage.contains("distinct exchanges") { refusal = reply }
+            }
+            #expect(refusal?.errorCode == "bad_request", "the 33rd client id is refused: \(String(describing: refusal))")
             let wrongEnvironment = try await Self.token(broker, from: podA, environment: envB)
             #expect(wrongEnvironment.errorCode == "upstream_rejected", "a wrong AZURE_CLIENT_ID surfaces Entra's error: \(wrongEnvironment)")
             // Naming an identity is the configured identities' business: root only here.

@@ -163,6 +163,11 @@ final class PodIdentities: Service, Sendable {
                         + (settings.callerEnvironment ? " (the caller has no AZURE_CLIENT_ID)" : " (or set kubernetes.callerEnvironment)")
                         + ", or map the account in kubernetes.serviceAccounts"))
         }
+        // Entra's client ids are GUIDs: anything else would only make one more cache identity.
+        guard Self.isGUID(clientId) else {
+            let shown = JWTClaims.shown(String(clientId.prefix(64)))
+            return .failure(WireError(code: .badRequest, message: "client id '\(shown)' is not an Entra app's client id (a GUID)"))
+        }
         guard let tenant = request.tenantId ?? environment["AZURE_TENANT_ID"] ?? settings.tenantId else {
             return .failure(WireError(code: .badRequest, message: "no Entra tenant: name it with 'tenantId', or set kubernetes.tenantId"))
         }
@@ -173,11 +178,18 @@ final class PodIdentities: Service, Sendable {
         }
     }
 
+    /// Distinct exchanges (client ids, tenants) one service account may use on this node: each
+    /// is a cache identity kept while the account's pods live, and a pod names them.
+    static let exchangesPerAccount = 32
+
     /// The cache identity of `exchange` with `token`'s assertion, registered on first use.
     private func register(_ exchange: ExchangeConfiguration, for token: PodToken) throws -> String {
         let identity = Self.cacheIdentity(exchange, subject: token.subject, account: token.account)
         try registered.withLock { table in
             if table[identity] != nil { return }
+            guard table.values.count(where: { $0.account == token.account }) < Self.exchangesPerAccount else {
+                throw TooManyExchanges(account: token.account)
+            }
             let source = ServiceAccountAssertionSource(registry: registry, subject: token.subject, account: token.account)
             cache.register(identity: identity, fetcher: AssertionExchange(source: source, exchanger: try makeExchanger(exchange, token.account)))
             var clientId: String?
@@ -198,6 +210,20 @@ final class PodIdentities: Service, Sendable {
         let material = [subject.issuer, subject.subject, subject.audience, exchange.kind, String(reflecting: exchange)].joined(separator: "\u{0}")
         let digest = SHA256Digest.hash(material.utf8).prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         return "k8s:\(account)/\(digest)"
+    }
+
+    /// A service account that already uses `exchangesPerAccount` distinct exchanges.
+    struct TooManyExchanges: Error, CustomStringConvertible {
+        var account: ServiceAccount
+        var description: String {
+            "it already uses \(PodIdentities.exchangesPerAccount) distinct exchanges (client ids, tenants) on this node; name one of those"
+        }
+    }
+
+    /// Whether `text` is a GUID (`8-4-4-4-12` hexadecimal digits).
+    static func isGUID(_ text: String) -> Bool {
+        let groups = text.split(separator: "-", omittingEmptySubsequences: false)
+        return groups.map(\.count) == [8, 4, 4, 4, 12] && groups.allSatisfy { $0.allSatisfy { $0.isASCII && $0.isHexDigit } }
     }
 
     /// Whether a cache identity is one of a service account's (made here).
