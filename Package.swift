@@ -230,7 +230,7 @@ let package = Package(
         // HTTP stack (docs/benchmarks.md, sixth round: 13.3 → 6.6 MiB stripped).
         .executableTarget(
             name: "tokenbroker",
-            dependencies: ["TokenBrokerProtocol", "BrokerClient", "PlainJSON", "DetachedThread", "CommandLineTable"]
+            dependencies: ["TokenBrokerProtocol", "BrokerClient", "PlainJSON", "DetachedThread", "CommandLineTable", "CSocketDiag"]
         ),
         // `tokenbroker doctor` (which execs it): its HTTPS checks (clock skew, issuer keys) use
         // the broker's own transport, so it trusts what the broker trusts — NIO, AsyncHTTPClient

@@ -205,6 +205,26 @@ struct RelayTests {
         }
     }
 
+    @Test("another user's process is refused (403, with what to do) unless --peers any; the relay's own user and root are served")
+    func otherUsersAreRefused() async throws {
+        let imds = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(CompatTests.resource)"
+        let asOtherUser = { (relay: Relay) in
+            try await OtherUser.run(
+                ["/usr/bin/curl", "-s", "-w", "\n%{http_code}", "-H", "Metadata: true", "\(relay.url)\(imds)"], uid: 4311, gid: 4311, groups: nil)
+        }
+        try await Self.run { scenario, relay in
+            let refused = try await asOtherUser(relay)
+            #expect(refused.stdout.hasSuffix("\n403") && !refused.stdout.contains("access_token"), "\(refused.stdout)")
+            #expect(refused.stdout.contains("not uid 4311") && refused.stdout.contains("--peers any"), "\(refused.stdout)")
+            let own = try await CompatTests.curl(["-H", "Metadata: true", "\(relay.url)\(imds)"])
+            #expect(own.status == 200 && own.body["access_token"] != nil, "the relay's own user (root here)")
+        }
+        try await Self.run(relayArguments: ["--peers", "any"]) { _, relay in
+            let served = try await asOtherUser(relay)
+            #expect(served.stdout.hasSuffix("\n200") && served.stdout.contains("access_token"), "\(served.stdout.suffix(200))")
+        }
+    }
+
     @Test("/healthz is 200 while the broker answers and 503 once it stops; --check exits 0 then 1; SDKs get a retryable 503")
     func healthFollowsTheBroker() async throws {
         try await Self.run(relayArguments: ["--broker-wait", "1"]) { scenario, relay in

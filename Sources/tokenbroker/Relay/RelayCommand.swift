@@ -23,6 +23,11 @@ struct Relay: Subcommand {
             .option("volume", help: "Projected volume of this pod holding the assertion (node mode; when the pod has several)."),
             .option("max-connections", help: "Connections served at once; more are answered 503.", default: "64"),
             .option(
+                "peers",
+                help:
+                    "Who may use the relay: same-user (its own uid's processes and root), or any (in a pod's own network namespace, where only the pod reaches loopback).",
+                default: RelayPeers.sameUser.rawValue, choices: RelayPeers.allCases.map(\.rawValue)),
+            .option(
                 "broker-wait", help: "Seconds a token request waits for a broker that refuses connections (restarting) before answering 503.",
                 default: "15"),
             .flag("check", help: "Instead of serving, ask the relay at --listen for /healthz and exit 0 if it answers 200."),
@@ -33,6 +38,7 @@ struct Relay: Subcommand {
     let tenantId: String?
     let volume: String?
     let maxConnections: Int
+    let peers: RelayPeers
     let brokerWait: Int
     let check: Bool
     let connection: ConnectionOptions
@@ -46,6 +52,7 @@ struct Relay: Subcommand {
         tenantId = arguments.string("tenant-id")
         volume = arguments.string("volume")
         maxConnections = try arguments.int("max-connections") ?? 64
+        peers = arguments.choice("peers") ?? .sameUser
         brokerWait = try arguments.int("broker-wait") ?? 15
         check = arguments.flag("check")
         connection = try ConnectionOptions(arguments)
@@ -64,7 +71,7 @@ struct Relay: Subcommand {
             listener: bound.descriptor,
             responder: RelayResponder(identityHeader: secret, tenantId: tenantId, volume: volume, brokerWait: .seconds(brokerWait)),
             socketPath: connection.socketPath, brokerTimeoutSeconds: connection.timeout,
-            limits: RelayServer.Limits(maxConnections: maxConnections))
+            limits: RelayServer.Limits(maxConnections: maxConnections), peers: peers)
         print("listening on \(address.display(port: bound.port))")
         fflush(nil)
         server.run()

@@ -31,9 +31,14 @@ final class RelayServer: Sendable {
     private let brokerTimeoutSeconds: Int
     private let limits: Limits
     private let active = Atomic<Int>(0)
+    private let peers: RelayPeers
 
-    init(listener: Int32, responder: RelayResponder, socketPath: String, brokerTimeoutSeconds: Int, limits: Limits = Limits()) {
+    init(
+        listener: Int32, responder: RelayResponder, socketPath: String, brokerTimeoutSeconds: Int, limits: Limits = Limits(),
+        peers: RelayPeers = .sameUser
+    ) {
         self.listener = listener
+        self.peers = peers
         self.responder = responder
         self.socketPath = socketPath
         self.brokerTimeoutSeconds = brokerTimeoutSeconds
@@ -61,7 +66,12 @@ final class RelayServer: Sendable {
                 continue
             }
             let work: @Sendable () -> Void = { [self] in
-                serve(connection)
+                if let refusal = peers.refusal(of: connection) {
+                    Self.send(connection, RelayFlavor.imds.error(403, "forbidden", refusal).serialized(close: true))
+                    Self.lingeringClose(connection)
+                } else {
+                    serve(connection)
+                }
                 close(connection)
                 active.subtract(1, ordering: .relaxed)
             }
