@@ -36,7 +36,7 @@ final class DirectoryWatcher {
     /// followed by a create and a write) so the file is read once, complete.
     static let settleMilliseconds: Int32 = 15
 
-    private let directory: String
+    let directory: String
     private let fileName: String
     private let stop: StopSignal
     private var inotifyFD: Int32 = -1
@@ -62,11 +62,19 @@ final class DirectoryWatcher {
         if watchDescriptor >= 0 { return false }
         if inotifyFD < 0 {
             inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-            if inotifyFD < 0 { return false }  // EMFILE or no inotify: poll only, try again next time.
+            if inotifyFD < 0 {
+                // EMFILE (fs.inotify.max_user_instances) or no inotify: poll only, try again next time.
+                watchFailure = "inotify_init1: \(String(cString: strerror(errno)))"
+                return false
+            }
         }
         watchDescriptor = inotify_add_watch(inotifyFD, directory, Self.mask)
+        if watchDescriptor < 0 { watchFailure = "inotify_add_watch(\(directory)): \(String(cString: strerror(errno)))" }
         return watchDescriptor >= 0
     }
+
+    /// Why the last attempt to watch failed (nil once watching, or before any attempt).
+    private(set) var watchFailure: String?
 
     /// Blocks until a relevant change, `timeoutMilliseconds` elapse, or a stop request.
     func wait(timeoutMilliseconds: Int32) -> Outcome {

@@ -135,6 +135,12 @@ public final class FileAssertionSource: AssertionSource, Service, Sendable {
         reload()
         var nextPoll = clock.now + pollInterval
         logger.debug("watching token file", metadata: ["assertion.watch": "\(watcher.isWatching ? "inotify" : "poll")"])
+        if !watcher.isWatching, access(watcher.directory, F_OK) == 0, let failure = watcher.watchFailure {
+            // A missing directory is the "token file unusable" warning's business; this is not.
+            logger.warning(
+                "cannot watch the token file's directory; re-reading it every \(pollInterval) instead, so a rotated token is noticed that late (raise fs.inotify.max_user_instances?)",
+                metadata: ["assertion.watch": "poll", "error.message": "\(failure)"])
+        }
         while true {
             let remaining = max(Duration.zero, nextPoll - clock.now)
             switch watcher.wait(timeoutMilliseconds: Self.milliseconds(remaining)) {

@@ -62,6 +62,17 @@ struct ConfigurationFileReadingTests {
         #expect(try ConfigurationLoader.load(path: "\(scratch.path)/config.yaml", environment: [:]).log.level == "debug")
     }
 
+    @Test("a file that starts with a UTF-8 byte order mark (Windows editors write one) is read as without it, line numbers and all")
+    func byteOrderMark() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        try "\u{FEFF}log: { level: debug }\n".write(toFile: "\(scratch.path)/config.yaml", atomically: true, encoding: .utf8)
+        #expect(try ConfigurationLoader.load(path: "\(scratch.path)/config.yaml", environment: [:]).log.level == "debug")
+        try "\u{FEFF}log: { level: debug }\nlimits: { nope: 1 }\n".write(toFile: "\(scratch.path)/config.yaml", atomically: true, encoding: .utf8)
+        let found = Self.problems { _ = try ConfigurationLoader.load(path: "\(scratch.path)/config.yaml", environment: [:]) }
+        #expect(found.contains { $0.contains("limits.nope") && $0.contains("line 2") }, "\(found)")
+    }
+
     @Test(
         "settings start-up fails on are configuration errors",
         arguments: [

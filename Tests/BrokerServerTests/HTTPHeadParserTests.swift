@@ -107,7 +107,7 @@ private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 
     @Test func limits() {
         #expect(refusal("GET /" + String(repeating: "a", count: 2000), maxHeadBytes: 1024) == .tooLarge)
         #expect(refusal("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 2000) + "\r\n\r\n", maxHeadBytes: 1024) == .tooLarge)
-        #expect(refusal("GET / HTTP/1.1\r\n" + String(repeating: "X: y\r\n", count: 5) + "\r\n", maxFields: 4) == .tooLarge)
+        #expect(refusal("GET / HTTP/1.1\r\n" + String(repeating: "X: y\r\n", count: 5) + "\r\n", maxFields: 4) == .tooManyFields(4))
         #expect(refusal("GET / HTTP/1.1\r\n" + String(repeating: "X: y\r\n", count: 4) + "\r\n", maxFields: 4) == nil)
     }
 

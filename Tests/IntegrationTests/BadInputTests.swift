@@ -67,6 +67,15 @@ struct BadInputTests {
             #expect(reply.hasPrefix("HTTP/1.1 400"), "\(reply.prefix(200))")
             #expect(reply.contains("\"bad_request\""))
 
+            // A small head with too many fields is that, not "too large".
+            let fields = try await offPool {
+                let connection = try UnixSocketConnection(path: socket)
+                try connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n" + String(repeating: "X: y\r\n", count: 300) + "\r\n")
+                return try connection.readToEnd()
+            }
+            #expect(fields.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large"), "\(fields.prefix(200))")
+            #expect(fields.contains("more than 256 header fields"), "\(fields.suffix(200))")
+
             // A TLS ClientHello is neither NDJSON nor HTTP: refused at once, not buffered.
             let tls = try await offPool {
                 let connection = try UnixSocketConnection(path: socket)

@@ -15,6 +15,9 @@ enum YAMLComposer {
 
     /// The document's root, or nil when the text holds no document.
     static func compose(_ text: String) throws(YAMLSyntaxError) -> Node? {
+        // A UTF-8 byte order mark (Windows editors write one) is no content: with the encoding
+        // set below, libyaml would read it as text and refuse the document.
+        let text = text.hasPrefix("\u{FEFF}") ? String(text.unicodeScalars.dropFirst()) : text
         // libyaml keeps a pointer to the parser in the parser (its input handler's data): one
         // allocation whose address every call shares, not an inout `&parser` valid per call.
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)

@@ -23,6 +23,8 @@ enum HTTPHeadError: Error, Equatable {
     case malformed(String)
     /// 413: the head, or a body, is larger than allowed.
     case tooLarge
+    /// 431: more header fields than allowed.
+    case tooManyFields(Int)
 }
 
 /// Reads request heads (RFC 9112) straight from the connection's bytes, for routes that
@@ -68,7 +70,7 @@ enum HTTPHeadParser {
             guard let line = try lines.next() else { return nil }
             if line.isEmpty { break }
             fields += 1
-            guard fields <= maxFields else { throw .tooLarge }
+            guard fields <= maxFields else { throw .tooManyFields(maxFields) }
             let (name, value) = try splitField(bytes, line)
             if equalsIgnoringCase(bytes, name, "content-length") {
                 guard value.count <= 18, !value.isEmpty, bytes[value].allSatisfy({ (0x30...0x39).contains($0) }) else {

@@ -200,6 +200,10 @@ final class HTTPRequestHandler: ConnectionGuarded {
             let body = BrokerResponse.failure(
                 id: nil, WireError(code: .tooLarge, message: "HTTP request exceeds \(maxHeadBytes) bytes; closing the connection"))
             complete(slot, HTTPReply(status: .payloadTooLarge, body: body, form: form))
+        case .tooManyFields(let limit):
+            let body = BrokerResponse.failure(
+                id: nil, WireError(code: .tooLarge, message: "HTTP request has more than \(limit) header fields; closing the connection"))
+            complete(slot, HTTPReply(status: .requestHeaderFieldsTooLarge, body: body, form: form))
         case .malformed(let what):
             let body = BrokerResponse.failure(
                 id: nil, WireError(code: .badRequest, message: "malformed HTTP request (\(what)); closing the connection"))
