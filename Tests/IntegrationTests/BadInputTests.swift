@@ -87,6 +87,12 @@ struct BadInputTests {
             let curl = try await runCommand(
                 "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/nope"])
             #expect(curl.stdout == "404")
+            // A malformed escape or a parameter given twice is refused, not passed on as a scope.
+            for (query, reason) in [("scope=%zz%4", "malformed %-escape"), ("scope=a&scope=b", "'scope' is given more than once")] {
+                let refused = try await runCommand(
+                    "/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "--unix-socket", socket, "http://localhost/v1/token?\(query)"])
+                #expect(refused.stdout.hasSuffix("\n400") && refused.stdout.contains(reason), "\(query): \(refused.stdout)")
+            }
             #expect(try await scenario.broker.request(#"{"op":"ping"}"#).ok)
         }
     }

@@ -176,6 +176,8 @@ struct CompatTests {
                 "-H", "Metadata: true", "\(variables["AZURE_POD_IDENTITY_AUTHORITY_HOST"]!)/metadata/instance?api-version=2021-02-01",
             ])
             #expect(elsewhere.status == 404)
+            let malformed = try await Self.curl(["-H", "Metadata: true", Self.imdsURL(variables) + "%zz"])
+            #expect(malformed.status == 400 && (malformed.body["error_description"] as? String)?.contains("malformed %-escape") == true)
             #expect(try await scenario.provider.stats().tokenRequests == 0, "no exchange happened for any refused request")
         }
     }

@@ -50,6 +50,9 @@ final class CompatEndpoints: HTTPService {
         if let refusal = LoopbackRequest.refusal(request, alsoAccepting: imdsHost) {
             return Flavor.imds.error(400, "bad_request", refusal)
         }
+        if request.malformedEscape {
+            return Flavor.imds.error(400, "bad_request", "the request target has a malformed %-escape")
+        }
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
         if path == Self.awsPath || path.hasPrefix(Self.awsPath + "/") {
             let identity = path == Self.awsPath ? nil : String(path.dropFirst(Self.awsPath.count + 1))

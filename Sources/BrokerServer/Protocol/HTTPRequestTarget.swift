@@ -12,6 +12,9 @@ import TokenExchange
 struct HTTPRequestTarget {
     var path: String
     var query: [(name: String, value: String)]
+    /// A `%` not followed by two hexadecimal digits: `URLComponents` keeps such an escape as
+    /// it is, so the routes refuse the request rather than pass `%zz` on as a scope.
+    var malformedEscape = false
 
     init(_ uri: String) {
         if let plain = Self.originForm(uri) {
@@ -21,6 +24,25 @@ struct HTTPRequestTarget {
         let components = URLComponents(string: uri)
         path = components?.path ?? uri
         query = (components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }
+        malformedEscape = Self.hasMalformedEscape(uri)
+    }
+
+    /// Whether a `%` in `uri` is not followed by two hexadecimal digits.
+    static func hasMalformedEscape(_ uri: String) -> Bool {
+        let bytes = Array(uri.utf8)
+        return bytes.indices.contains { index in
+            bytes[index] == UInt8(ascii: "%")
+                && (index + 2 >= bytes.count || !Self.isHexDigit(bytes[index + 1]) || !Self.isHexDigit(bytes[index + 2]))
+        }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+    }
+
+    /// The first parameter of `names` given more than once, if any.
+    func repeated(among names: [String]) -> String? {
+        names.first { name in query.count { $0.name == name } > 1 }
     }
 
     private init(path: String, query: [(name: String, value: String)]) {

@@ -5,6 +5,7 @@ extension HTTPServiceRequest {
     init(_ head: HTTPHead) {
         let target = HTTPRequestTarget(head.target)
         self.init(method: head.method, path: target.path, query: target.query, headers: head.headers, target: head.target)
+        malformedEscape = target.malformedEscape
     }
 }
 
@@ -24,6 +25,16 @@ enum HTTPRoute {
         let target = HTTPRequestTarget(head.target)
         switch target.path {
         case "/v1/token":
+            if target.malformedEscape {
+                self = .reply(.badRequest, .failure(id: nil, WireError(code: .badRequest, message: "the request target has a malformed %-escape")))
+                return
+            }
+            let parameters = ["scope", "resource", "identity", "minValiditySeconds", "clientId", "tenantId", "volume"]
+            if let twice = target.repeated(among: parameters) {
+                self = .reply(
+                    .badRequest, .failure(id: nil, WireError(code: .badRequest, message: "query parameter '\(twice)' is given more than once")))
+                return
+            }
             var minValidity: Int?
             if let text = target.first("minValiditySeconds") {
                 guard let value = Int(text), value >= 0 else {

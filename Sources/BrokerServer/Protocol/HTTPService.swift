@@ -20,6 +20,8 @@ public struct HTTPServiceRequest: Sendable {
     /// The request target as sent: `/path?query` (origin form), or `http://host/path`
     /// (absolute form, what a client sends to a proxy).
     public var target: String
+    /// The target has a `%` not followed by two hexadecimal digits (kept as sent in `query`).
+    public var malformedEscape = false
 
     /// Creates a request; `target` defaults to `path` (origin form).
     public init(
