@@ -15,6 +15,10 @@ public struct ConnectionLimits: Sendable {
     /// Most open connections of one uid at once; beyond it that uid's new connections are
     /// closed at accept, so one user cannot take every slot (default 128).
     public var maxConnectionsPerUID: Int = 128
+    /// Most open connections of one Kubernetes pod (its cgroup's pod UID) on the Unix socket:
+    /// pods' relays usually share one uid, so the uid's limit cannot keep one pod from
+    /// taking every slot (default 128).
+    public var maxConnectionsPerPod: Int = 128
     /// A connection that sends nothing for this long is closed (default 60 s).
     public var idleTimeout: Duration = .seconds(60)
     /// A request line or HTTP head that is still incomplete after this long closes the

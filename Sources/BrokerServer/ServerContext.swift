@@ -71,15 +71,17 @@ final class RefusalLog: Sendable {
     enum Reason: String, Sendable {
         case tooManyConnections = "too many connections"
         case tooManyConnectionsOfUID = "too many connections from one uid"
+        case tooManyConnectionsOfPod = "too many connections from one pod"
     }
 
     private let throttle = Mutex(LogThrottle<Reason, ContinuousClock.Instant>())
 
-    func refused(_ reason: Reason, limit: Int, uid: UInt32?, logger: Logger) {
+    func refused(_ reason: Reason, limit: Int, uid: UInt32?, podUID: String? = nil, logger: Logger) {
         let now = ContinuousClock.now
         guard let suppressed = throttle.withLock({ $0.admit(reason, at: now) }) else { return }
         var metadata: Logger.Metadata = ["server.limit": "\(limit)", "server.refused_since_last_warning": "\(suppressed)"]
         if let uid { metadata["peer.uid"] = "\(uid)" }
+        if let podUID { metadata["peer.pod_uid"] = "\(podUID)" }
         logger.warning("connection refused: \(reason.rawValue)", metadata: metadata)
     }
 }

@@ -19,6 +19,7 @@ struct NodeModeTests {
 
     /// A provider whose apps each trust one service account, a node, and a broker in node mode.
     static func run(
+        limits: String = "{}",
         _ body: (_ node: SimulatedNode, _ provider: DevProvider, _ broker: BrokerDaemon, _ directory: String) async throws -> Void
     ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
@@ -33,6 +34,7 @@ struct NodeModeTests {
             let broker = try await BrokerDaemon(
                 directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
                 extraYAML: """
+                    limits: \(limits)
                     kubernetes: { serviceAccountKeys: \(keys), podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
                     """)
             chmod(directory, 0o755)
@@ -155,6 +157,52 @@ struct NodeModeTests {
             #expect(
                 !stats.requests.contains { $0.assertionSubject == Self.subject(Self.accountB) && $0.clientId != Self.appB },
                 "B's assertion was only ever sent for B's app")
+        }
+    }
+
+    @Test("one pod cannot take every connection: beyond limits.maxConnectionsPerPod its own are closed, another pod of the same uid is served")
+    func connectionsPerPod() async throws {
+        try await Self.run(limits: "{ maxConnectionsPerPod: 4 }") { node, provider, broker, directory in
+            let podA = try await Self.startPod(node, provider, account: Self.accountA)
+            let podB = try await Self.startPod(node, provider, account: Self.accountB)
+            // Pod A opens six connections and holds them: four are answered, two closed at once.
+            let script = """
+                import socket, sys
+                held, closed = [], 0
+                for _ in range(6):
+                    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+                    try:
+                        s.sendall(b'{"op":"ping"}\\n')
+                        answer = s.recv(100)
+                    except OSError:  # closed at accept: EOF or a reset
+                        answer = b""
+                    if answer: held.append(s)
+                    else: closed += 1
+                print(f"held {len(held)} closed {closed}", flush=True)
+                sys.stdin.read()
+                """
+            let holder = try ChildProcess(
+                executable: "/bin/sh",
+                arguments: [
+                    "-c", #"echo $$ > "$0/cgroup.procs" && exec "$@""#, podA.cgroup, "/usr/bin/setpriv", "--reuid", "\(Self.podUID)", "--regid",
+                    "\(Self.podUID)", "--clear-groups", TestEnvironment.python, "-c", script, broker.socketPath,
+                ], logDirectory: directory, name: "holder")
+            do {
+                try await waitUntil(timeout: .seconds(20), "pod A's connections") {
+                    guard holder.isRunning || holder.stdout.contains("held") else {
+                        let stderr = (try? String(contentsOfFile: holder.stderrPath, encoding: .utf8)) ?? ""
+                        throw HarnessError("the holder exited: \(stderr.replacingOccurrences(of: "\n", with: " | "))")
+                    }
+                    return holder.stdout.contains("held")
+                }
+                #expect(holder.stdout.contains("held 4 closed 2"), "\(holder.stdout)")
+                let b = try await Self.token(broker, from: podB, clientId: Self.appB)
+                #expect(b.ok, "pod B, same uid, is served while pod A holds its limit: \(b)")
+            } catch {
+                _ = await holder.stop()
+                throw error
+            }
+            _ = await holder.stop()
         }
     }
 

@@ -217,6 +217,7 @@ public enum BrokerApplication {
         }
         server.limits.maxConnections = configuration.limits.maxConnections
         server.limits.maxConnectionsPerUID = configuration.limits.maxConnectionsPerUID
+        server.limits.maxConnectionsPerPod = configuration.limits.maxConnectionsPerPod
         server.limits.idleTimeout = .seconds(configuration.limits.idleTimeoutSeconds)
         server.eventLoopThreads = configuration.limits.eventLoopThreads
         if configuration.kubernetes?.callerEnvironment == true { server.attestedEnvironment = PodIdentities.environmentNames }

@@ -49,6 +49,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         public var idleTimeoutSeconds = 60
         /// `maxConnectionsPerUID`, default 128: one uid's connections beyond it are closed at accept.
         public var maxConnectionsPerUID = 128
+        /// `maxConnectionsPerPod`, default 128: one Kubernetes pod's connections beyond it are
+        /// closed at accept (pods' relays usually share one uid).
+        public var maxConnectionsPerPod = 128
         /// `requestsPerSecondPerUID`, default 1000: sustained requests per second of one uid;
         /// 0 turns the rate limit off.
         public var requestsPerSecondPerUID = 1000

@@ -13,6 +13,7 @@ enum ConfigurationChanges {
         compare("socket.group") { $0.socket.group }
         compare("limits.maxConnections") { $0.limits.maxConnections }
         compare("limits.maxConnectionsPerUID") { $0.limits.maxConnectionsPerUID }
+        compare("limits.maxConnectionsPerPod") { $0.limits.maxConnectionsPerPod }
         compare("limits.idleTimeoutSeconds") { $0.limits.idleTimeoutSeconds }
         compare("limits.requestsPerSecondPerUID") { $0.limits.requestsPerSecondPerUID }
         compare("limits.requestBurstPerUID") { $0.limits.requestBurstPerUID }

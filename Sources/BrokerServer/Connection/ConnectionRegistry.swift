@@ -17,6 +17,25 @@ final class ConnectionRegistry: Sendable {
     private let state = Mutex<(open: [ObjectIdentifier: any TrackedConnection], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
     /// Open connections per peer uid.
     private let perUID = Mutex<[UInt32: Int]>([:])
+    /// Open connections per pod UID (callers in a Kubernetes pod).
+    private let perPod = Mutex<[String: Int]>([:])
+
+    /// Counts pod `uid`'s connection until `release(pod:)`; false (and nothing counted) when
+    /// the pod already has `limit` connections.
+    func claim(pod uid: String, limit: Int) -> Bool {
+        perPod.withLock { counts in
+            guard counts[uid, default: 0] < limit else { return false }
+            counts[uid, default: 0] += 1
+            return true
+        }
+    }
+
+    func release(pod uid: String) {
+        perPod.withLock { counts in
+            let left = counts[uid, default: 1] - 1
+            counts[uid] = left > 0 ? left : nil
+        }
+    }
 
     /// Counts `uid`'s connection until `release(uid:)`; false (and nothing counted) when the
     /// uid already has `limit` connections.

@@ -187,17 +187,26 @@ extension ServerContext {
             close(descriptor)
             return
         }
-        open(
-            descriptor, peer: PeerAttestation.attest(descriptor, credentials: credentials, environment: environment),
-            tracked: tracked)
+        let peer = PeerAttestation.attest(descriptor, credentials: credentials, environment: environment)
+        // Pods' relays usually run as one uid: a pod is limited on its own too.
+        if let pod = peer.podUID, !connections.claim(pod: pod, limit: limits.maxConnectionsPerPod) {
+            refusals.refused(.tooManyConnectionsOfPod, limit: limits.maxConnectionsPerPod, uid: credentials.uid, podUID: pod, logger: logger)
+            connections.release(uid: credentials.uid)
+            connections.untrack(id: id)
+            close(descriptor)
+            return
+        }
+        open(descriptor, peer: peer, tracked: tracked)
     }
 
     private func open(_ descriptor: CInt, peer: PeerCredentials, tracked: EpollTrackedConnection) {
         let id = ObjectIdentifier(tracked)
         let connections = self.connections
         let uid = peer.uid
+        let pod = peer.podUID
         let release = {
             connections.release(uid: uid)
+            if let pod { connections.release(pod: pod) }
             connections.untrack(id: id)
         }
         guard !tracked.closeRequested else {
