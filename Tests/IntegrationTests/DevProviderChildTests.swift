@@ -153,7 +153,11 @@ struct DevProviderChildTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let alone = "\(directory)/bin/tokenbrokerd"
         try FileManager.default.createDirectory(atPath: "\(directory)/bin", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: TestEnvironment.daemonPath, toPath: alone)
+        // Copied by cp, not by this process: a child another test forks while this process
+        // holds the copy open for writing inherits that descriptor, and exec then fails with
+        // ETXTBSY ("Text file busy"; seen once in CI).
+        let copied = try await runCommand("/bin/cp", [TestEnvironment.daemonPath, alone])
+        #expect(copied.status == 0, "\(copied.stderr)")
         let result = try await runCommand(alone, ["--dev", "--state-dir", "\(directory)/state"])
         #expect(result.status != 0)
         #expect(
