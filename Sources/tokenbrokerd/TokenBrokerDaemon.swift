@@ -29,6 +29,10 @@ enum DaemonEntryPoint {
                 writeStandardError(tool.usageError(error.message, command: spec))
                 exit(64)
             }
+            // Here, before any other thread exists: a thread that allocates first gets an arena
+            // of its own, whatever the cap says afterwards (the cap was set in the command's
+            // task, whose pool thread had already made a second arena).
+            BrokerApplication.limitHeapArenas(environment: ProcessInfo.processInfo.environment)
             let finished = DispatchSemaphore(value: 0)
             let status = ExitStatus()
             Task.detached {
@@ -131,7 +135,6 @@ struct TokenBrokerDaemon: Sendable {
             return
         }
         BrokerApplication.resetSignalMask()
-        BrokerApplication.limitHeapArenas(environment: environment)
         if dev {
             let logger = bootstrap()
             let logArguments = ["--log-format", logFormat.rawValue] + (logLevel.map { ["--log-level", $0] } ?? [])

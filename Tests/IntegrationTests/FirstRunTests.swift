@@ -139,6 +139,27 @@ struct FirstRunTests {
         }
     }
 
+    @Test("the daemon keeps one heap arena, also after its threads have served requests (a second held a half-empty heap)")
+    func oneHeapArena() async throws {
+        try await Scenario.run(logLevel: "info") { scenario in
+            for _ in 0..<20 { #expect(try await scenario.broker.request(#"{"op":"token","scope":"\#(Scenario.scope)"}"#).ok) }
+            // A glibc arena other than the main one is an anonymous mapping at a 64 MiB boundary,
+            // read-write, whose 64 MiB reservation goes on inaccessible (thread stacks are the
+            // other way round: the guard page first).
+            let maps = try String(contentsOfFile: "/proc/\(scenario.broker.process.process.processIdentifier)/maps", encoding: .utf8)
+            let regions = maps.split(separator: "\n").map { line -> (start: UInt64, end: UInt64, perms: Substring, anonymous: Bool) in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                let bounds = fields[0].split(separator: "-").map { UInt64($0, radix: 16) ?? 0 }
+                return (bounds[0], bounds[1], fields[1], fields.count < 6)
+            }
+            let arenas = zip(regions, regions.dropFirst()).filter { heap, rest in
+                heap.anonymous && heap.perms == "rw-p" && heap.start % 0x400_0000 == 0 && rest.start == heap.end && rest.perms == "---p"
+                    && rest.end == heap.start + 0x400_0000
+            }
+            #expect(arenas.isEmpty, "arenas besides the main heap at \(arenas.map { String($0.0.start, radix: 16) })")
+        }
+    }
+
     @Test("permission denied on the socket names the group to join")
     func permissionDeniedNamesTheGroup() async throws {
         let directory = try TestEnvironment.temporaryDirectory()

@@ -26,10 +26,11 @@ public enum BrokerApplication {
         sigprocmask(SIG_SETMASK, &none, nil)
     }
 
-    /// Keeps glibc to one heap arena, before threads start. glibc gives threads that
-    /// allocate arenas of their own (up to eight per CPU), and the event loops and the
-    /// concurrency pool then hold several half-empty heaps: 14 MiB of 100 with 10,000
-    /// cached tokens once, still 1.2 MiB of 34 with two arenas (docs/benchmarks.md). One
+    /// Keeps glibc to one heap arena; call it before any other thread starts. glibc gives
+    /// threads that allocate arenas of their own (up to eight per CPU; a cap set after a
+    /// thread has made one does not take it back), and the event loops and the concurrency
+    /// pool then hold several half-empty heaps: 14 MiB of 100 with 10,000 cached tokens
+    /// once, still 1.2 MiB of 34 with two arenas (docs/benchmarks.md). One
     /// arena costs the serving path nothing measurable: a cached answer allocates at most
     /// three blocks, which each thread's cache (tcache) serves without the arena's lock.
     /// `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max` tunable in the environment wins.
