@@ -50,6 +50,7 @@ struct KubernetesConfigurationTests {
         arguments: [
             ("kubernetes: { podsDirectory: pods }\n", "kubernetes.podsDirectory", "absolute path"),
             ("kubernetes: {}\n", "kubernetes.serviceAccountKeys", "required: the JWKS file of the cluster's service-account issuer"),
+            ("kubernetes: { serviceAccountKeys: ~ }\n", "kubernetes.serviceAccountKeys", "required: the JWKS file"),
             ("kubernetes: { serviceAccountKeys: jwks.json }\n", "kubernetes.serviceAccountKeys", "absolute path"),
             ("kubernetes: { serviceAccountKeys: /k, authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
             ("kubernetes: { podDirectory: /x }\n", "kubernetes.podDirectory", "unknown field"),

@@ -19,7 +19,7 @@ enum KubernetesReader {
             settings.podsDirectory = directory
         }
         // Without the cluster's keys a pod's files could claim any service account.
-        guard fields["serviceAccountKeys"] != nil else {
+        guard NodeReader.present(fields["serviceAccountKeys"]) != nil else {
             reader.report(
                 "kubernetes.serviceAccountKeys",
                 "required: the JWKS file of the cluster's service-account issuer (kubectl get --raw /openid/v1/jwks); a pod's token counts only signed by one of its keys",
