@@ -29,15 +29,7 @@ struct HTTPRequestTarget {
 
     /// Whether a `%` in `uri` is not followed by two hexadecimal digits.
     static func hasMalformedEscape(_ uri: String) -> Bool {
-        let bytes = Array(uri.utf8)
-        return bytes.indices.contains { index in
-            bytes[index] == UInt8(ascii: "%")
-                && (index + 2 >= bytes.count || !Self.isHexDigit(bytes[index + 1]) || !Self.isHexDigit(bytes[index + 2]))
-        }
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+        PercentDecoding.decode(uri.utf8, plusIsSpace: false, malformed: .refused) == nil
     }
 
     /// The first parameter of `names` given more than once, if any.
