@@ -16,46 +16,24 @@ protocol TrackedConnection: AnyObject, Sendable {
 final class ConnectionRegistry: Sendable {
     private let state = Mutex<(open: [ObjectIdentifier: any TrackedConnection], settingUp: Set<ObjectIdentifier>, draining: Bool)>(([:], [], false))
     /// Open connections per peer uid.
-    private let perUID = Mutex<[UInt32: Int]>([:])
+    private let perUID = Mutex(ConnectionQuota<UInt32>())
     /// Open connections per pod UID (callers in a Kubernetes pod).
-    private let perPod = Mutex<[String: Int]>([:])
-
-    /// Counts pod `uid`'s connection until `release(pod:)`; false (and nothing counted) when
-    /// the pod already has `limit` connections.
-    func claim(pod uid: String, limit: Int) -> Bool {
-        perPod.withLock { counts in
-            guard counts[uid, default: 0] < limit else { return false }
-            counts[uid, default: 0] += 1
-            return true
-        }
-    }
-
-    func release(pod uid: String) {
-        perPod.withLock { counts in
-            let left = counts[uid, default: 1] - 1
-            counts[uid] = left > 0 ? left : nil
-        }
-    }
+    private let perPod = Mutex(ConnectionQuota<String>())
 
     /// Counts `uid`'s connection until `release(uid:)`; false (and nothing counted) when the
     /// uid already has `limit` connections.
-    func claim(uid: UInt32, limit: Int) -> Bool {
-        perUID.withLock { counts in
-            guard counts[uid, default: 0] < limit else { return false }
-            counts[uid, default: 0] += 1
-            return true
-        }
-    }
+    func claim(uid: UInt32, limit: Int) -> Bool { perUID.withLock { $0.claim(uid, limit: limit) } }
 
-    func release(uid: UInt32) {
-        perUID.withLock { counts in
-            let left = counts[uid, default: 1] - 1
-            counts[uid] = left > 0 ? left : nil
-        }
-    }
+    func release(uid: UInt32) { perUID.withLock { $0.release(uid) } }
 
     /// Open connections of `uid`.
-    func count(uid: UInt32) -> Int { perUID.withLock { $0[uid, default: 0] } }
+    func count(uid: UInt32) -> Int { perUID.withLock { $0.count(uid) } }
+
+    /// Counts pod `uid`'s connection until `release(pod:)`; false (and nothing counted) when
+    /// the pod already has `limit` connections.
+    func claim(pod uid: String, limit: Int) -> Bool { perPod.withLock { $0.claim(uid, limit: limit) } }
+
+    func release(pod uid: String) { perPod.withLock { $0.release(uid) } }
 
     /// A connection was accepted; it counts as setting up until `settled`. `id` names it
     /// in the calls below. False (and nothing tracked) when `limit` connections are open:
@@ -100,4 +78,23 @@ final class ConnectionRegistry: Sendable {
     func closeAll() {
         for connection in state.withLock({ Array($0.open.values) }) { connection.forceClose() }
     }
+}
+
+/// Open connections counted per key (a peer uid, a pod UID), each up to a limit.
+struct ConnectionQuota<Key: Hashable> {
+    private var counts: [Key: Int] = [:]
+
+    /// Counts one more for `key`; false (and nothing counted) when it has `limit` already.
+    mutating func claim(_ key: Key, limit: Int) -> Bool {
+        guard counts[key, default: 0] < limit else { return false }
+        counts[key, default: 0] += 1
+        return true
+    }
+
+    mutating func release(_ key: Key) {
+        let left = counts[key, default: 1] - 1
+        counts[key] = left > 0 ? left : nil
+    }
+
+    func count(_ key: Key) -> Int { counts[key, default: 0] }
 }
