@@ -7,7 +7,7 @@
 /// The check computes `signature^e mod n` with Montgomery multiplication and compares the
 /// result with the one encoding of the digest the standard allows, byte for byte (no
 /// parsing of the decrypted block, whose lenient parsers were the classic forgery).
-struct RSAPublicKey: Sendable, Equatable {
+struct RSAPublicKey: Sendable {
     /// The modulus, 64-bit limbs, least significant first.
     private let modulus: [UInt64]
     /// Its length in bytes (the signature's length).

@@ -13,7 +13,7 @@ import TokenExchange
 ///
 /// RS256 only, what kube-apiserver signs with by default (and AKS, EKS and GKE do): a token
 /// signed otherwise is not counted, and a log line says so.
-struct ServiceAccountKeys: Sendable, Equatable {
+struct ServiceAccountKeys: Sendable {
     /// The RSA keys by `kid`; a key without one is tried for tokens without one.
     private(set) var keys: [String: RSAPublicKey] = [:]
 
@@ -68,7 +68,7 @@ struct ServiceAccountKeys: Sendable, Equatable {
     }
 
     /// Why a key set cannot be used.
-    struct KeySetError: Error, Equatable {
+    struct KeySetError: Error {
         var message: String
         init(_ message: String) { self.message = message }
     }
