@@ -60,10 +60,10 @@ public struct CachedToken: Sendable {
     /// The identity's hit counter, when this came from `cachedToken`.
     var hits: Counter?
 
-    /// Counts one more cache hit for this token, served again without a lookup (a
+    /// Counts `answers` more cache hits for this token, served again without a lookup (a
     /// connection repeating an answer it just gave).
-    public func countRepeatedHit() {
-        hits?.increment()
+    public func countRepeatedHit(_ answers: Int = 1) {
+        hits?.increment(by: answers)
     }
 }
 

@@ -74,7 +74,7 @@ struct CachedAnswerRateTests {
             outcomes[answer.response.error?.code ?? "ok", default: 0] += 1
             if index % 100 == 0, let check = answer.check {
                 for _ in 0..<100 {
-                    switch check.renew(Self.caller) {
+                    switch check.renew(Self.caller, 1) {
                     case .holds: outcomes["repeated", default: 0] += 1
                     // A repeat holds for the rest of its second of `expiresIn`; on a loaded machine that
                     // second can end mid-loop, and the connection then asks afresh: not charged either.

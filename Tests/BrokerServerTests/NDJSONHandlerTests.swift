@@ -275,6 +275,23 @@ struct RepeatedAnswers {
         _ = try channel.finish()
     }
 
+    @Test("a run of the very same line in one read is renewed once for all of it; a refusal instead goes to each, with its id")
+    func runsOfTheSameLine() throws {
+        let responder = ScriptedResponder()
+        let channel = try ndjsonChannel(responder)
+        let request = BrokerRequest(op: "token", id: .number(9), scope: scope)
+        let text = try line(request)  // encoded once: JSONEncoder's key order may differ between encodings
+        #expect(try send(channel, text) == [ScriptedResponder.answer(request)])
+        #expect(try send(channel, String(repeating: text, count: 5)) == Array(repeating: ScriptedResponder.answer(request), count: 5))
+        #expect(responder.repeats.renewals == 5 && responder.repeats.calls == 1, "five answers, one renewal call (\(responder.repeats.calls))")
+
+        let refusal = WireError(code: .throttled, message: "slow down", retryable: true, retryAfter: 1)
+        responder.repeats.verdict = .instead(.failure(id: nil, refusal))
+        #expect(try send(channel, String(repeating: text, count: 4)) == Array(repeating: .failure(id: .number(9), refusal), count: 4))
+        #expect(responder.repeats.renewals == 9 && responder.requests.count == 1)
+        _ = try channel.finish()
+    }
+
     @Test("an expired answer is worked out again, a refusal instead is sent with the request's id, and other requests are not repeats")
     func expiredInsteadAndOthers() throws {
         let responder = ScriptedResponder()

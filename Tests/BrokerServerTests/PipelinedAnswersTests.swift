@@ -184,6 +184,37 @@ import TokenBrokerProtocol
         #expect(served.responder.requests.filter { $0.scope == repeatable }.count == 1)
     }
 
+    @Test("runs of the very same line, longer than a batch, behind an exchange and between other requests, are answered in order, each accounted for")
+    func runsOfTheSameLine() async throws {
+        let served = try Served()
+        let repeatable = ScriptedResponder.repeatableScope
+        let same = try Self.line(BrokerRequest(op: "token", scope: repeatable))
+        let sameWithID = try Self.line(BrokerRequest(op: "token", id: .string("7"), scope: repeatable))
+        let ping = try Self.line(BrokerRequest(op: "ping", id: .number(1)))
+        let miss = try Self.line(BrokerRequest(op: "token", id: .number(2), scope: ScriptedResponder.missScope))
+        // The first `same` is worked out and remembered; every later repeatable line is a repeat.
+        let runs: [(String, Int)] = [(same, 3001), (ping, 1), (same, 7), (miss, 1), (same, 30), (sameWithID, 5), (sameWithID, 1), (same, 400)]
+        let lines = runs.flatMap { Array(repeating: $0.0, count: $0.1) }
+        let expected = lines.map(Self.expected).joined()
+        let request = Array(lines.joined().utf8)
+        let received = try await served.run { path in
+            let fd = try Self.connect(path)
+            defer { close(fd) }
+            Self.sendInBackground(fd, request[...])
+            return try Self.readAll(fd)
+        }
+        #expect(received.count == expected.utf8.count)
+        #expect(String(decoding: received, as: UTF8.self) == expected)
+        let repeats = runs.filter { $0.0 != ping && $0.0 != miss }.map(\.1).reduce(0, +) - 1
+        #expect(served.responder.requests.filter { $0.scope == repeatable }.count == 1)
+        #expect(served.responder.repeats.renewals == repeats, "each repeated answer is accounted for")
+        // Behind the exchange (most likely pending while the rest of the read is served) each
+        // repeat waits its turn on its own; the 3,007 before it go as runs, a batch's worth each.
+        let behindTheMiss = 30 + 5 + 1 + 400
+        let calls = served.responder.repeats.calls
+        #expect(calls <= behindTheMiss + 20, "runs are renewed as runs: \(calls) calls for \(repeats) repeats")
+    }
+
     @Test("a client that pipelines without reading is stopped after a bounded amount, then every request it sent is answered in order")
     func slowReaderIsBounded() async throws {
         let served = try Served()

@@ -120,9 +120,10 @@ final class ScriptedResponder: BrokerResponder {
     }
 }
 
-/// A `RepeatCheck` whose verdict the test sets; it counts every renewal.
+/// A `RepeatCheck` whose verdict the test sets; it counts every renewal (answers) and
+/// every call (a run of identical pipelined requests is one call).
 final class ScriptedRepeat: Sendable {
-    private let state = Mutex<(verdict: RepeatVerdict, renewals: Int)>((.holds, 0))
+    private let state = Mutex<(verdict: RepeatVerdict, renewals: Int, calls: Int)>((.holds, 0, 0))
 
     var verdict: RepeatVerdict {
         get { state.withLock { $0.verdict } }
@@ -130,12 +131,14 @@ final class ScriptedRepeat: Sendable {
     }
 
     var renewals: Int { state.withLock { $0.renewals } }
+    var calls: Int { state.withLock { $0.calls } }
 
-    var check: RepeatCheck { RepeatCheck { [self] _ in renew() } }
+    var check: RepeatCheck { RepeatCheck { [self] _, answers in renew(answers) } }
 
-    func renew() -> RepeatVerdict {
+    func renew(_ answers: Int = 1) -> RepeatVerdict {
         state.withLock { state in
-            state.renewals += 1
+            state.renewals += answers
+            state.calls += 1
             return state.verdict
         }
     }

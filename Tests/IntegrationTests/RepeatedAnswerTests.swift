@@ -56,6 +56,27 @@ struct RepeatedAnswerTests {
         }
     }
 
+    @Test("the same line pipelined in one write is answered and counted line by line, and audited in one record that says how many")
+    func pipelinedRunsAreCountedAndAudited() async throws {
+        try await Scenario.run(logLevel: "info") { scenario in
+            let socket = scenario.broker.socketPath
+            let connection = try UnixSocketConnection(path: socket)
+            let line = #"{"op":"token","scope":"\#(Scenario.scope)"}"# + "\n"
+            try connection.send(line)
+            let first = try connection.readJSONLine()
+            #expect(first.ok, "\(first)")
+            let ok = #"op="token",outcome="ok""#
+            let okBefore = try await Self.counter("tokenbroker_requests_total", labels: ok, socket: socket)
+            let hitsBefore = try await Self.counter("tokenbroker_cache_hits_total", labels: #"identity="default""#, socket: socket)
+            try connection.send(String(repeating: line, count: 50))
+            let replies = try (0..<50).map { _ in try connection.readJSONLine() }
+            #expect(replies.allSatisfy { $0.ok && $0.token == first.token })
+            #expect(try await Self.counter("tokenbroker_requests_total", labels: ok, socket: socket) - okBefore == 50)
+            #expect(try await Self.counter("tokenbroker_cache_hits_total", labels: #"identity="default""#, socket: socket) - hitsBefore == 50)
+            try await waitUntil("the run's audit record") { scenario.broker.process.stderr.contains("audit.answers=") }
+        }
+    }
+
     @Test("repeats of a cached answer are never rate limited; misses on the same connection are")
     func repeatsAreNotRateLimited() async throws {
         try await Scenario.run(extraYAML: "limits: { requestsPerSecondPerUID: 1, requestBurstPerUID: 5 }") { scenario in

@@ -68,7 +68,7 @@ final class BrokerRuntime: Service, Sendable {
             rateLimiter: RateLimiter(
                 ratePerSecond: configuration.limits.requestsPerSecondPerUID, burst: configuration.limits.requestBurstPerUID, clock: ContinuousClock()),
             audit: audit, pods: pods,
-            countRequest: { metrics.countRequest(op: $0, outcome: $1) })
+            countRequests: { metrics.countRequests(op: $0, outcome: $1, count: $2) })
         self.transport = transport
         self.logger = logger
         self.appliedConfiguration = Mutex(configuration)

@@ -50,20 +50,24 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         self.state = Mutex((TokenBucket(ratePerSecond: Double(recordsPerSecond), capacity: Double(burst), now: now), 0, now))
     }
 
-    /// Records one decision, made at `instant` (read from the clock when not given).
-    func record(_ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil, at instant: C.Instant? = nil)
-    {
+    /// Records one decision, made at `instant` (read from the clock when not given), for
+    /// `answers` identical requests answered at once (a pipelined run): one record, which
+    /// says how many (`audit.answers`) when more than one; suppressed, it counts as many.
+    func record(
+        _ outcome: Outcome, identity: String?, scope: String?, peer: PeerCredentials, errorCode: String? = nil, at instant: C.Instant? = nil,
+        answers: Int = 1
+    ) {
         let now = instant ?? clock.now
         // Compared as durations: the nanoseconds of `now` would take two 128-bit divisions,
         // a tenth of a repeated answer's cost.
         let sinceOrigin = origin.duration(to: now)
         if sinceOrigin < .nanoseconds(emptyUntil.load(ordering: .relaxed)) {
-            suppressedWithoutLock.add(1, ordering: .relaxed)
+            suppressedWithoutLock.add(answers, ordering: .relaxed)
             return
         }
         let (admitted, suppressed) = state.withLock { state -> (Bool, Int) in
             if let wait = state.bucket.take(at: now) {
-                state.suppressed += 1
+                state.suppressed += answers
                 emptyUntil.store(TimeAmount(sinceOrigin).nanoseconds &+ min(TimeAmount(wait).nanoseconds, Int64.max / 2), ordering: .relaxed)
                 return (false, 0)
             }
@@ -85,6 +89,7 @@ final class AuditLog<C: Clock>: Service, Sendable where C.Duration == Duration {
         if let exe = peer.executable { metadata["peer.exe"] = "\(exe)" }
         if let cgroup = peer.cgroup { metadata["peer.cgroup"] = "\(cgroup)" }
         if let errorCode { metadata["error.code"] = "\(errorCode)" }
+        if answers > 1 { metadata["audit.answers"] = "\(answers)" }
         logger.log(level: outcome == .granted ? .info : .notice, "token \(outcome.rawValue)", metadata: metadata)
     }
 

@@ -51,7 +51,7 @@ extension Broker {
     /// still reads the same. A repeat is audited and counted like the first answer, and like
     /// it never rate limited (a cached answer costs the token service nothing).
     private func repeatCheck(_ hit: CachedToken, generation: UInt64, holdsUntil: ContinuousClock.Instant) -> RepeatCheck {
-        RepeatCheck { [self] peer in
+        RepeatCheck { [self] peer, answers in
             let now = ContinuousClock.now
             guard identitiesGeneration.load(ordering: .acquiring) == generation, now <= holdsUntil else { return .expired }
             // A pod's token holds only while its pod is on the node: a deleted pod's connection
@@ -59,9 +59,9 @@ extension Broker {
             if let pods, let uid = peer.podUID, PodIdentities.isPodKey(hit.key.identity), pods.registry.tokens(ofPod: uid)?.isEmpty != false {
                 return .expired
             }
-            recordServed(hit.key, to: peer, at: now)
-            hit.countRepeatedHit()
-            countRequest(BrokerOperation.token.rawValue, "ok")
+            recordServed(hit.key, to: peer, at: now, answers: answers)
+            hit.countRepeatedHit(answers)
+            countRequest(BrokerOperation.token.rawValue, "ok", answers)
             return .holds
         }
     }
@@ -90,14 +90,15 @@ extension Broker {
         }
     }
 
-    /// Logs (at debug) and audits a token handed to `peer`, first or repeated.
-    func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil) {
+    /// Logs (at debug) and audits a token handed to `peer`, first or repeated (`answers`
+    /// times at once: one record, which says how many).
+    func recordServed(_ key: TokenKey, to peer: PeerCredentials, at instant: ContinuousClock.Instant? = nil, answers: Int = 1) {
         if logsEachAnswer.load(ordering: .relaxed) {
-            logger.debug(
-                "token served",
-                metadata: peer.knownMetadata.merging(["token.identity": "\(key.identity)", "token.scope": "\(key.scope)"]) { _, new in new })
+            var metadata = peer.knownMetadata.merging(["token.identity": "\(key.identity)", "token.scope": "\(key.scope)"]) { _, new in new }
+            if answers > 1 { metadata["token.answers"] = "\(answers)" }
+            logger.debug("token served", metadata: metadata)
         }
-        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: instant)
+        audit.record(.granted, identity: key.identity, scope: key.scope.value, peer: peer, at: instant, answers: answers)
     }
 
     /// Logs and audits a failed token request; the error as the caller sees it.

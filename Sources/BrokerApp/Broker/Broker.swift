@@ -32,7 +32,7 @@ final class Broker: BrokerResponder {
     /// Changes with every `replaceIdentities`.
     let identitiesGeneration = Atomic<UInt64>(0)
     /// Counts answered requests (metrics).
-    let countRequest: @Sendable (_ op: String, _ outcome: String) -> Void
+    let countRequests: @Sendable (_ op: String, _ outcome: String, _ count: Int) -> Void
     /// `cache.minValiditySeconds`, for requests that name no minimum; a reload may change it.
     let defaultMinimumValidity: Atomic<Int>
     let logger: Logger
@@ -57,17 +57,22 @@ final class Broker: BrokerResponder {
     init(
         identities: [Identity], cache: TokenCache<ContinuousClock>, defaultMinimumValidity: Int, logger: Logger,
         rateLimiter: RateLimiter<ContinuousClock>, audit: AuditLog<ContinuousClock>, pods: PodIdentities? = nil,
-        countRequest: @escaping @Sendable (_ op: String, _ outcome: String) -> Void = { _, _ in }
+        countRequests: @escaping @Sendable (_ op: String, _ outcome: String, _ count: Int) -> Void = { _, _, _ in }
     ) {
         self.pods = pods
         self.rateLimiter = rateLimiter
         self.audit = audit
-        self.countRequest = countRequest
+        self.countRequests = countRequests
         self.cache = cache
         self.identities = Mutex(Dictionary(uniqueKeysWithValues: identities.map { ($0.configuration.name, $0) }))
         self.defaultMinimumValidity = Atomic(defaultMinimumValidity)
         self.logger = logger
         self.logsEachAnswer = Atomic(logger.logLevel <= .debug)
+    }
+
+    /// Counts `count` answered requests of `op` with `outcome` (metrics).
+    func countRequest(_ op: String, _ outcome: String, _ count: Int = 1) {
+        countRequests(op, outcome, count)
     }
 
     /// Replaces the served identities (reload). Callers in flight keep the identity they

@@ -48,12 +48,12 @@ final class BrokerMetrics: MetricsExposition {
     /// The `op` label values: socket ops and the compatibility endpoints' protocols.
     static let operations: Set<String> = ["token", "status", "ping", "imds", "app_service", "aws_credentials"]
 
-    func countRequest(op: String, outcome: String) {
+    func countRequests(op: String, outcome: String, count: Int = 1) {
         if outcome == "ok" {
             switch op {
-            case "token": return tokenOK.increment()
-            case "status": return statusOK.increment()
-            case "ping": return pingOK.increment()
+            case "token": return tokenOK.increment(by: count)
+            case "status": return statusOK.increment(by: count)
+            case "ping": return pingOK.increment(by: count)
             default: break
             }
         }
@@ -66,7 +66,7 @@ final class BrokerMetrics: MetricsExposition {
             counters[key] = counter
             return counter
         }
-        counter.increment()
+        counter.increment(by: count)
     }
 
     private static func requestCounter(op: String, outcome: String) -> CoreMetrics.Counter {

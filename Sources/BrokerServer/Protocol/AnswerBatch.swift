@@ -54,6 +54,21 @@ struct AnswerBatch {
         return handOverIfFull()
     }
 
+    /// Adds `bytes` `times` times over (a run of identical answers: copied, as `floor.c`
+    /// copies its answer into its write buffer).
+    mutating func add(_ bytes: ByteBuffer, times: Int, following: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard times > 1 else { return add(bytes, following: following, allocator: allocator) }
+        reserve(bytes.readableBytes, following: times - 1 + following, allocator: allocator)
+        let size = bytes.readableBytes
+        bytes.withUnsafeReadableBytes { source in
+            _ = buffer!.writeWithUnsafeMutableBytes(minimumWritableBytes: size * times) { target in
+                for copy in 0..<times { (target.baseAddress! + copy * size).copyMemory(from: source.baseAddress!, byteCount: size) }
+                return size * times
+            }
+        }
+        return handOverIfFull()
+    }
+
     /// Adds `memo`'s answer with `id` spliced in, written straight into the batch's buffer.
     mutating func add(_ memo: AnswerMemo, id: RequestID, following: @autoclosure () -> Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
         reserve(memo.encoded.readableBytes + WireCoding.splicedIDBytes(id), following: following(), allocator: allocator)

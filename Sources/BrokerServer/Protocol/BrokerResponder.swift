@@ -48,10 +48,12 @@ public protocol ExchangeTicket: Sendable {
 public struct RepeatCheck: Sendable {
     /// Called on the event loop for each repeat, which differs from the request first
     /// answered at most in its `id`; must not block. It is not handed the request: copying
-    /// one (its strings retained and released) was a tenth of a repeat's cost.
-    public let renew: @Sendable (_ peer: PeerCredentials) -> RepeatVerdict
+    /// one (its strings retained and released) was a tenth of a repeat's cost. `answers`:
+    /// how many identical requests it answers at once (a pipelining client's run of the
+    /// same line in one read), each to be accounted for.
+    public let renew: @Sendable (_ peer: PeerCredentials, _ answers: Int) -> RepeatVerdict
 
-    public init(_ renew: @escaping @Sendable (_ peer: PeerCredentials) -> RepeatVerdict) {
+    public init(_ renew: @escaping @Sendable (_ peer: PeerCredentials, _ answers: Int) -> RepeatVerdict) {
         self.renew = renew
     }
 }

@@ -31,9 +31,10 @@ struct RequestDispatcher {
 
     /// `memo`'s answer again if it still holds for the request with `id`, which the handler
     /// found to be the same request (the very line or target, before decoding it); nil, and
-    /// the memo is forgotten, when it no longer holds.
-    mutating func repeating(_ memo: AnswerMemo, id: @autoclosure () -> RequestID?) -> Outcome? {
-        switch memo.check.renew(peer) {
+    /// the memo is forgotten, when it no longer holds. `answers`: how many such requests
+    /// this answers at once (each gets the outcome).
+    mutating func repeating(_ memo: AnswerMemo, id: @autoclosure () -> RequestID?, answers: Int = 1) -> Outcome? {
+        switch memo.check.renew(peer, answers) {
         case .holds: return .remembered(memo)
         case .instead(var response):
             response.id = id()

@@ -30,6 +30,14 @@ struct ResponseSequencer<Response> {
         return response
     }
 
+    /// Reserves and completes `count` positions at once, for answers written in order
+    /// straight away; only while nothing is pending.
+    mutating func passOver(_ count: Int) {
+        precondition(pendingCount == 0, "answers passed over while earlier ones are pending")
+        nextSlot += UInt64(count)
+        nextToWrite = nextSlot
+    }
+
     /// Requests reserved but not yet written.
     var pendingCount: Int { Int(nextSlot - nextToWrite) }
 }
