@@ -5,8 +5,11 @@ import Glibc
 ///
 /// Its `description` never shows the token itself.
 public struct AccessToken: Sendable, CustomStringConvertible {
-    /// The bearer token. Hand it to the caller; never log it.
-    public let value: String
+    /// The bearer token. Hand it to the caller; never log it. (Made from `text` on each
+    /// read: keep it rather than read it twice.)
+    public var value: String { text.string }
+    /// The token, kept compact (`TokenText`).
+    let text: TokenText
     /// Usually `Bearer`.
     public let tokenType: String
     /// When the token service issued it (our wall clock at receipt).
@@ -32,7 +35,7 @@ public struct AccessToken: Sendable, CustomStringConvertible {
         extendedExpiresAt: Date? = nil,
         awsCredentials: AWSCredentials? = nil
     ) {
-        self.value = value
+        self.text = TokenText(value)
         self.tokenType = tokenType
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
@@ -45,7 +48,7 @@ public struct AccessToken: Sendable, CustomStringConvertible {
     public var lifetime: TimeInterval { expiresAt.timeIntervalSince(issuedAt) }
 
     public var description: String {
-        "AccessToken(type: \(tokenType), expiresAt: \(Int(expiresAt.timeIntervalSince1970)), length: \(value.utf8.count))"
+        "AccessToken(type: \(tokenType), expiresAt: \(Int(expiresAt.timeIntervalSince1970)), length: \(text.utf8Count))"
     }
 }
 
