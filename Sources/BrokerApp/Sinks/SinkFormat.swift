@@ -9,17 +9,18 @@ extension SinkSettings.Format {
     /// no character that would end or break the line (a token service's answer is untrusted).
     func render(_ cached: CachedToken) throws(SinkError) -> [UInt8] {
         let token = cached.token
+        let value = token.value  // made on each read (`AccessToken.value`)
         let expiresOn = Int64(token.expiresAt.timeIntervalSince1970)
         switch self {
         case .token:
-            try Self.check(token.value, "token")
-            return Array(token.value.utf8)
+            try Self.check(value, "token")
+            return Array(value.utf8)
         case .header:
-            try Self.check(token.value, "header")
-            return Array("Authorization: Bearer \(token.value)\n".utf8)
+            try Self.check(value, "header")
+            return Array("Authorization: Bearer \(value)\n".utf8)
         case .json:
             var response = BrokerResponse(
-                id: nil, ok: true, token: token.value, tokenType: token.tokenType, expiresOn: expiresOn,
+                id: nil, ok: true, token: value, tokenType: token.tokenType, expiresOn: expiresOn,
                 expiresIn: cached.expiresIn.components.seconds,
                 identity: cached.key.identity, scope: cached.key.scope.value)
             if let aws = token.awsCredentials {
@@ -51,8 +52,8 @@ extension SinkSettings.Format {
 
                     """.utf8)
             }
-            try Self.check(token.value, "env")
-            return Array("ACCESS_TOKEN=\(token.value)\nACCESS_TOKEN_EXPIRES_ON=\(expiresOn)\n".utf8)
+            try Self.check(value, "env")
+            return Array("ACCESS_TOKEN=\(value)\nACCESS_TOKEN_EXPIRES_ON=\(expiresOn)\n".utf8)
         }
     }
 

@@ -97,7 +97,8 @@ final class SinkWriter: Sendable {
     /// (not the same one again, as after the file was deleted): time for `onRotate`.
     private func writeIfNew(_ cached: CachedToken) async throws(SinkError) -> Bool {
         let current = state.withLock { $0 }
-        if current.value == cached.token.value, let written = current.written, SinkFile.isUnchanged(settings.path, written) { return false }
+        let value = cached.token.value  // made on each read (`AccessToken.value`)
+        if current.value == value, let written = current.written, SinkFile.isUnchanged(settings.path, written) { return false }
         let bytes = try settings.format.render(cached)
         let owner: (uid: uid_t, gid: gid_t)
         switch SinkOwner.resolve(settings.owner) {
@@ -108,7 +109,7 @@ final class SinkWriter: Sendable {
         if current.value == nil, let found = SinkFile.holds(bytes, at: settings.path, mode: settings.mode, uid: owner.uid, gid: owner.gid) {
             state.withLock {
                 $0 = SinkState(
-                    written: found.written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: found.modified, lastError: nil)
+                    written: found.written, value: value, expiresAt: cached.token.expiresAt, lastWrite: found.modified, lastError: nil)
             }
             return false
         }
@@ -116,10 +117,10 @@ final class SinkWriter: Sendable {
         let written = try await Self.offPool { () throws(SinkError) in try SinkFile.write(bytes, to: path, mode: mode, uid: owner.uid, gid: owner.gid)
         }
         state.withLock {
-            $0 = SinkState(written: written, value: cached.token.value, expiresAt: cached.token.expiresAt, lastWrite: Date(), lastError: nil)
+            $0 = SinkState(written: written, value: value, expiresAt: cached.token.expiresAt, lastWrite: Date(), lastError: nil)
         }
         Self.count("tokenbroker_sink_writes_total", path: settings.path, outcome: "ok")
-        let isNew = current.value != cached.token.value
+        let isNew = current.value != value
         logger.info(
             "sink written",
             metadata: [
