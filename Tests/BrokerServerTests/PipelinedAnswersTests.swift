@@ -140,6 +140,21 @@ import TokenBrokerProtocol
         return String(decoding: try encoder.encode(request), as: UTF8.self) + "\n"
     }
 
+    /// Sends `lines` on one connection in the background and expects, byte for byte, the
+    /// answer the general way gives each, in order.
+    private static func pipeline(_ lines: [String], to served: Served) async throws {
+        let expected = lines.map(Self.expected).joined()
+        let request = Array(lines.joined().utf8)
+        let received = try await served.run { path in
+            let fd = try Self.connect(path)
+            defer { close(fd) }
+            Self.sendInBackground(fd, request[...])
+            return try Self.readAll(fd)
+        }
+        #expect(received.count == expected.utf8.count)
+        #expect(String(decoding: received, as: UTF8.self) == expected)
+    }
+
     /// The answer the handler gives `line`, encoded the general way (no memo, no batch).
     private static func expected(_ line: String) -> String {
         let response: BrokerResponse =
@@ -169,16 +184,7 @@ import TokenBrokerProtocol
             default: lines.append(try Self.line(BrokerRequest(op: "token", id: id, scope: repeatable)))  // a new id spliced in
             }
         }
-        let expected = lines.map(Self.expected).joined()
-        let request = Array(lines.joined().utf8)
-        let received = try await served.run { path in
-            let fd = try Self.connect(path)
-            defer { close(fd) }
-            Self.sendInBackground(fd, request[...])
-            return try Self.readAll(fd)
-        }
-        #expect(received.count == expected.utf8.count)
-        #expect(String(decoding: received, as: UTF8.self) == expected)
+        try await Self.pipeline(lines, to: served)
         // Remembered answers were repeated, not worked out again: the responder saw each
         // kind of request that is not a repeat, and the first repeatable one.
         #expect(served.responder.requests.filter { $0.scope == repeatable }.count == 1)
@@ -195,16 +201,7 @@ import TokenBrokerProtocol
         // The first `same` is worked out and remembered; every later repeatable line is a repeat.
         let runs: [(String, Int)] = [(same, 3001), (ping, 1), (same, 7), (miss, 1), (same, 30), (sameWithID, 5), (sameWithID, 1), (same, 400)]
         let lines = runs.flatMap { Array(repeating: $0.0, count: $0.1) }
-        let expected = lines.map(Self.expected).joined()
-        let request = Array(lines.joined().utf8)
-        let received = try await served.run { path in
-            let fd = try Self.connect(path)
-            defer { close(fd) }
-            Self.sendInBackground(fd, request[...])
-            return try Self.readAll(fd)
-        }
-        #expect(received.count == expected.utf8.count)
-        #expect(String(decoding: received, as: UTF8.self) == expected)
+        try await Self.pipeline(lines, to: served)
         let repeats = runs.filter { $0.0 != ping && $0.0 != miss }.map(\.1).reduce(0, +) - 1
         #expect(served.responder.requests.filter { $0.scope == repeatable }.count == 1)
         #expect(served.responder.repeats.renewals == repeats, "each repeated answer is accounted for")
