@@ -11,7 +11,7 @@ private func parse(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 25
     let result = Array(text.utf8).withUnsafeBytes { raw in
         Result { () throws(HTTPHeadError) in try HTTPHeadParser.parse(raw, maxHeadBytes: maxHeadBytes, maxFields: maxFields, collectHeaders: true) }
     }
-    return try result.get()
+    return try result.get().map { ($0.head, $0.length) }
 }
 
 private func refusal(_ text: String, maxHeadBytes: Int = 1024, maxFields: Int = 256) -> HTTPHeadError? {

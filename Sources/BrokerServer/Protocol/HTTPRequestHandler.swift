@@ -140,15 +140,16 @@ final class HTTPRequestHandler: ConnectionGuarded {
                 handle(head)
                 continue
             }
-            let parsed: (HTTPHead, Int)?
+            let parsed: ParsedHead?
             do {
                 parsed = try nextHead(in: buffer)
             } catch {
                 refuse(error)
                 return true
             }
-            guard let (head, length) = parsed else { break }
-            buffer.moveReaderIndex(forwardBy: length)
+            guard let parsed else { break }
+            buffer.moveReaderIndex(forwardBy: parsed.length)
+            let head = parsed.head
             guard head.bodyLength <= maxHeadBytes else {
                 refuse(.tooLarge)
                 return true
@@ -165,14 +166,14 @@ final class HTTPRequestHandler: ConnectionGuarded {
     }
 
     /// The head at the start of `buffer` and its length; nil when it is not complete yet.
-    private func nextHead(in buffer: ByteBuffer) throws(HTTPHeadError) -> (HTTPHead, Int)? {
+    private func nextHead(in buffer: ByteBuffer) throws(HTTPHeadError) -> ParsedHead? {
         if let again = lastHead.match(buffer) { return again }
         let parsed = try buffer.withUnsafeReadableBytes { bytes throws(HTTPHeadError) in
             try HTTPHeadParser.parse(bytes, maxHeadBytes: maxHeadBytes, collectHeaders: service != nil)
         }
         // Not on a compatibility listener: its heads carry a secret (`X-IDENTITY-HEADER`)
         // that should not outlive its request, and SDKs vary them per call anyway.
-        if service == nil, let (head, length) = parsed { lastHead.remember(head, length: length, from: buffer) }
+        if service == nil, let parsed { lastHead.remember(parsed, from: buffer) }
         return parsed
     }
 

@@ -9,22 +9,22 @@ struct RememberedHead {
     static let maxBytes = 1024
 
     private var bytes: [UInt8] = []
-    private var head: HTTPHead?
+    private var parsed: ParsedHead?
 
     /// The remembered head and its length, when `buffer` starts with its bytes.
-    func match(_ buffer: ByteBuffer) -> (HTTPHead, Int)? {
-        guard let head else { return nil }
+    func match(_ buffer: ByteBuffer) -> ParsedHead? {
+        guard let parsed else { return nil }
         let same = buffer.withUnsafeReadableBytes { readable in
             readable.count >= bytes.count && bytes.withUnsafeBytes { memcmp(readable.baseAddress!, $0.baseAddress!, $0.count) == 0 }
         }
-        return same ? (head, bytes.count) : nil
+        return same ? parsed : nil
     }
 
-    /// Remembers `head`, parsed from the first `length` bytes of `buffer` (unless longer than `maxBytes`).
-    mutating func remember(_ head: HTTPHead, length: Int, from buffer: ByteBuffer) {
-        guard length <= Self.maxBytes else { return }
+    /// Remembers `parsed`, read from the start of `buffer` (unless longer than `maxBytes`).
+    mutating func remember(_ parsed: ParsedHead, from buffer: ByteBuffer) {
+        guard parsed.length <= Self.maxBytes else { return }
         bytes.removeAll(keepingCapacity: true)
-        bytes.append(contentsOf: buffer.readableBytesView.prefix(length))
-        self.head = head
+        bytes.append(contentsOf: buffer.readableBytesView.prefix(parsed.length))
+        self.parsed = parsed
     }
 }
