@@ -30,6 +30,14 @@ struct ResponseSequencer<Response> {
         return response
     }
 
+    /// Whether `slot`'s answer may be written right now (it is the next to write; it is then
+    /// counted as written): the caller writes it without handing it over.
+    mutating func writesNow(_ slot: UInt64) -> Bool {
+        guard slot == nextToWrite else { return false }
+        nextToWrite += 1
+        return true
+    }
+
     /// Reserves and completes `count` positions at once, for answers written in order
     /// straight away; only while nothing is pending.
     mutating func passOver(_ count: Int) {
