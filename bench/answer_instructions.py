@@ -2,13 +2,14 @@
 """User-space instructions per pipelined NDJSON answer, counted by callgrind: exact enough to
 compare builds on a machine too busy for timings.
 
-    python3 bench/answer_instructions.py DAEMON [DAEMON...]
+    python3 bench/answer_instructions.py [--http] DAEMON [DAEMON...]
 
 Each daemon (a release build; its debug info is stripped into a copy, valgrind 3.19 cannot read
 it) runs under `valgrind --tool=callgrind --instr-atstart=no` in config mode against the dev
 provider found beside the first. On one connection: 6,400 requests to warm up, then 16,000 counted
 (instrumentation on only for those), 16 in flight, first the same line again and again (no `id`,
-as scripts/bench sends it), then a new `id` each. Prints the daemon's instructions (all its threads)
+as scripts/bench sends it), then a new `id` each. With `--http`: the same `GET /v1/token` again
+and again instead (keep-alive, 16 in flight). Prints the daemon's instructions (all its threads)
 per answer. Run from the repository.
 """
 import argparse
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
@@ -29,7 +31,29 @@ COUNTED = 16000
 WARM_UP = 6400
 
 
+HTTP_REQUEST = f"GET /v1/token?scope={urllib.parse.quote(run.SCOPE, safe='')} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+HTTP_ANSWER = b"HTTP/1.1 200"
+
+
+def drive_http(connection, count):
+    sent = answered = 0
+    pending = b""
+    while answered < count:
+        if answered == sent:
+            connection.sendall(HTTP_REQUEST * 16)
+            sent += 16
+        chunk = connection.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("the broker closed the connection")
+        pending += chunk
+        answered += pending.count(HTTP_ANSWER)
+        # Keep what may be the start of an answer's status line cut by the read.
+        pending = pending[-(len(HTTP_ANSWER) - 1):]
+
+
 def drive(connection, count, new_ids):
+    if new_ids is None:
+        return drive_http(connection, count)
     same = (json.dumps({"op": "token", "scope": run.SCOPE}, separators=(",", ":")) + "\n").encode()
     sent = answered = 0
     pending = b""
@@ -48,7 +72,8 @@ def drive(connection, count, new_ids):
 
 
 def main():
-    daemons = sys.argv[1:]
+    http = "--http" in sys.argv[1:]
+    daemons = [arg for arg in sys.argv[1:] if arg != "--http"]
     args = argparse.Namespace(daemon=daemons[0], build_kind="release", tools="bench/.out", quick=True, keep=False, json_out=None,
                               profile=None, nio_floor=None, event_loop_threads=None, nginx_workers="auto")
     suite = run.Suite(args)
@@ -68,7 +93,7 @@ def main():
             with socket.socket(socket.AF_UNIX) as connection:
                 connection.settimeout(120)
                 connection.connect(sock)
-                for new_ids in (False, True):
+                for new_ids in ((None,) if http else (False, True)):
                     drive(connection, WARM_UP, new_ids)
                     pid = str(child.proc.pid)
                     subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=True)
@@ -80,7 +105,7 @@ def main():
                     dump = max(glob.glob(out + ".*"), key=lambda f: int(f.rsplit(".", 1)[1]))
                     with open(dump) as f:
                         total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
-                    shape = "a new id each" if new_ids else "the same line"
+                    shape = "the same GET" if new_ids is None else "a new id each" if new_ids else "the same line"
                     print(f"{daemon}: {shape}, pipelined 16 deep: {total / COUNTED:,.0f} instructions per answer", flush=True)
             child.stop()
     finally:
