@@ -122,7 +122,7 @@ struct Responder: BrokerResponder {
     /// Successful token answers may be repeated (the connection's memo is fuzzed too).
     func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer {
         let answer = Self.answer(request)
-        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _ in .holds }) : .now(answer)
+        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _, _ in .holds }) : .now(answer)
     }
 
     static func answer(_ request: BrokerRequest) -> BrokerResponse {

@@ -122,7 +122,7 @@ struct EchoResponder: BrokerResponder {
     /// spliced into the remembered answer) are checked against `answer` too.
     func answer(_ request: BrokerRequest, from peer: PeerCredentials) -> BrokerAnswer {
         let answer = Self.answer(request)
-        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _ in .holds }) : .now(answer)
+        return request.op == "token" && answer.ok ? .repeatable(answer, RepeatCheck { _, _ in .holds }) : .now(answer)
     }
 
     func readiness() -> (ready: Bool, reason: String) { (true, "ready") }
