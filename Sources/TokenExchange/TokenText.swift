@@ -25,12 +25,12 @@ struct TokenText: Sendable {
         case .text(let text):
             return text
         case .jwt(let bytes, let header, let payload):
-            let lengths = [Int(header), Int(payload), bytes.count - Int(header) - Int(payload)]
-            let count = lengths.map(Base64URL.encodedCount).reduce(2, +)
+            let lengths = Self.segmentLengths(bytes: bytes.count, header: header, payload: payload)
+            let count = Self.textLength(lengths)
             return bytes.withUnsafeBytes { bytes in
                 String(unsafeUninitializedCapacity: count) { target in
                     var (read, written) = (0, 0)
-                    for (index, length) in lengths.enumerated() {
+                    for (index, length) in [lengths.header, lengths.payload, lengths.signature].enumerated() {
                         if index > 0 {
                             target[written] = Self.dot
                             written += 1
@@ -51,8 +51,19 @@ struct TokenText: Sendable {
         case .text(let text):
             return text.utf8.count
         case .jwt(let bytes, let header, let payload):
-            return [Int(header), Int(payload), bytes.count - Int(header) - Int(payload)].map(Base64URL.encodedCount).reduce(2, +)
+            return Self.textLength(Self.segmentLengths(bytes: bytes.count, header: header, payload: payload))
         }
+    }
+
+    private typealias SegmentLengths = (header: Int, payload: Int, signature: Int)
+
+    private static func segmentLengths(bytes: Int, header: UInt32, payload: UInt32) -> SegmentLengths {
+        (Int(header), Int(payload), bytes - Int(header) - Int(payload))
+    }
+
+    /// The three segments encoded, and the two dots between them.
+    private static func textLength(_ lengths: SegmentLengths) -> Int {
+        Base64URL.encodedCount(lengths.header) + Base64URL.encodedCount(lengths.payload) + Base64URL.encodedCount(lengths.signature) + 2
     }
 
     /// Whether it is kept as bytes (for tests).

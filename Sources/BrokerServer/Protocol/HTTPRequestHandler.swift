@@ -339,31 +339,30 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// Writes the connection's remembered answer: its usual keep-alive message is built once
     /// per memo and then written as it is.
     private func write(_ memo: AnswerMemo, form: HTTPReply.Form) {
-        let keepAlive = form.keepAlive && lifecycle.keepsOpen
-        let keptOpen = keepAlive && !form.headOnly
-        if keptOpen, let message = memo.httpMessage {
+        if form.keepAlive, lifecycle.keepsOpen, !form.headOnly, let message = memo.httpMessage {
             connection.write(message)
             lifecycle.wrote()
             return
         }
+        let message = send(code: 200, WireBytes.jsonContentType, memo.encoded, form: form)
+        if form.keepAlive, lifecycle.keepsOpen, !form.headOnly { memo.httpMessage = message }
+    }
+
+    /// Writes a message with `body`, framed as `form` and the connection's lifecycle say; returns it.
+    private func send(
+        code: Int, _ contentType: String, _ body: ByteBuffer, _ extraHeaders: [(name: String, value: String)] = [], form: HTTPReply.Form
+    ) -> ByteBuffer {
         let message = HTTPReply.message(
-            code: 200, contentType: WireBytes.jsonContentType, body: memo.encoded, extraHeaders: [], keepAlive: keepAlive,
+            code: code, contentType: contentType, body: body, extraHeaders: extraHeaders, keepAlive: form.keepAlive && lifecycle.keepsOpen,
             headOnly: form.headOnly, allocator: connection.allocator)
         connection.write(message)
         lifecycle.wrote()
-        if keptOpen { memo.httpMessage = message }
+        return message
     }
 
     private func write(_ reply: HTTPReply) {
-        let keepAlive = reply.form.keepAlive && lifecycle.keepsOpen
         func send(_ contentType: String, _ body: ByteBuffer, _ extraHeaders: [(name: String, value: String)] = []) -> ByteBuffer {
-            let message = HTTPReply.message(
-                code: reply.code, contentType: contentType, body: body, extraHeaders: extraHeaders, keepAlive: keepAlive,
-                headOnly: reply.form.headOnly,
-                allocator: connection.allocator)
-            connection.write(message)
-            lifecycle.wrote()
-            return message
+            self.send(code: reply.code, contentType, body, extraHeaders, form: reply.form)
         }
         switch reply.content {
         case .memo(let memo):
