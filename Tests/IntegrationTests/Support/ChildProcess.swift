@@ -27,7 +27,16 @@ final class ChildProcess: @unchecked Sendable {
         try process.run()
     }
 
-    var isRunning: Bool { process.isRunning }
+    /// False once the process has exited, whether or not Foundation has reaped it yet: its
+    /// reaping runs on a dispatch queue, seconds late on a loaded machine, and a test timing
+    /// the daemon's exit must not time Foundation's notice of it.
+    var isRunning: Bool {
+        guard process.isRunning else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let state = stat.split(separator: ")").last?.split(separator: " ").first
+        else { return false }
+        return state != "Z"
+    }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
 
@@ -36,11 +45,11 @@ final class ChildProcess: @unchecked Sendable {
     /// Stops the process and waits for it; returns its exit status.
     @discardableResult
     func stop(grace: Duration = .seconds(5)) async -> Int32 {
-        if process.isRunning {
+        if isRunning {
             process.terminate()
             let deadline = ContinuousClock.now + grace
-            while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            while isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            if isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         await exited(process)
         return process.terminationStatus
