@@ -1,7 +1,8 @@
 import Glibc
 
 /// Waits, on a thread of its own, for changes that may affect one file: inotify on the
-/// file's directory, with a timeout that doubles as the poll fallback.
+/// file's directory (a watch on the process's one instance, `SharedInotify`), with a
+/// timeout that doubles as the poll fallback.
 ///
 /// Why a dedicated thread blocked in `poll(2)` rather than a Task: the wait is
 /// indefinite, and a blocking call on the cooperative pool would starve it (2 cores
@@ -39,7 +40,8 @@ final class DirectoryWatcher {
     let directory: String
     private let fileName: String
     private let stop: StopSignal
-    private var inotifyFD: Int32 = -1
+    /// Where `SharedInotify` queues this watcher's events (made at the first watch).
+    private var subscription: InotifySubscription?
     private var watchDescriptor: Int32 = -1
 
     /// Prepares a watcher for `fileName` inside `directory`; nothing is opened until `wait`.
@@ -50,7 +52,7 @@ final class DirectoryWatcher {
     }
 
     deinit {
-        if inotifyFD >= 0 { close(inotifyFD) }
+        if watchDescriptor >= 0, let subscription { SharedInotify.shared.unwatch(watchDescriptor, for: subscription) }
     }
 
     /// Whether the directory is currently watched (false before it exists, or without inotify).
@@ -60,17 +62,24 @@ final class DirectoryWatcher {
     /// the caller must then re-read, since the file may have changed while unwatched.
     func ensureWatch() -> Bool {
         if watchDescriptor >= 0 { return false }
-        if inotifyFD < 0 {
-            inotifyFD = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-            if inotifyFD < 0 {
-                // EMFILE (fs.inotify.max_user_instances) or no inotify: poll only, try again next time.
-                watchFailure = "inotify_init1: \(String(cString: strerror(errno)))"
+        if subscription == nil {
+            subscription = InotifySubscription()
+            guard subscription != nil else {
+                watchFailure = "eventfd: \(String(cString: strerror(errno)))"
                 return false
             }
         }
-        watchDescriptor = inotify_add_watch(inotifyFD, directory, Self.mask)
-        if watchDescriptor < 0 { watchFailure = "inotify_add_watch(\(directory)): \(String(cString: strerror(errno)))" }
-        return watchDescriptor >= 0
+        // No instance (EMFILE at fs.inotify.max_user_instances, or no inotify) or no
+        // directory: poll only, and try again next time.
+        switch SharedInotify.shared.watch(directory, mask: Self.mask, for: subscription!) {
+        case .success(let watch):
+            watchDescriptor = watch
+            watchFailure = nil
+            return true
+        case .failure(let failure):
+            watchFailure = failure.description
+            return false
+        }
     }
 
     /// Why the last attempt to watch failed (nil once watching, or before any attempt).
@@ -79,7 +88,7 @@ final class DirectoryWatcher {
     /// Blocks until a relevant change, `timeoutMilliseconds` elapse, or a stop request.
     func wait(timeoutMilliseconds: Int32) -> Outcome {
         var fds = [pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0)]
-        if inotifyFD >= 0 { fds.append(pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)) }
+        if let subscription { fds.append(pollfd(fd: subscription.readyDescriptor, events: Int16(POLLIN), revents: 0)) }
         let ready = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
         if ready < 0 {
             if errno == EINTR { return .unrelated }
@@ -92,7 +101,7 @@ final class DirectoryWatcher {
         var relevant = drainEvents()
         // Coalesce the rest of a burst: keep draining while events keep arriving.
         var settle = [
-            pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: fds[1].fd, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0),
         ]
         while poll(&settle, 2, Self.settleMilliseconds) > 0 {
@@ -103,10 +112,10 @@ final class DirectoryWatcher {
         return relevant ? .changed : .unrelated
     }
 
-    /// Reads every queued event; true when one of them may change the file.
+    /// Takes every queued event; true when one of them may change the file.
     private func drainEvents() -> Bool {
         var relevant = false
-        InotifyEvents.drain(inotifyFD) { event, name in relevant = handle(event, name: name) || relevant }
+        for (event, name) in subscription?.take() ?? [] { relevant = handle(event, name: name) || relevant }
         return relevant
     }
 
@@ -117,7 +126,7 @@ final class DirectoryWatcher {
             // polling until it reappears, then watch again.
             // A late IN_IGNORED may belong to a watch already replaced: only act on the current one.
             guard event.wd == watchDescriptor else { return false }
-            if event.mask & UInt32(IN_IGNORED) == 0 { inotify_rm_watch(inotifyFD, watchDescriptor) }
+            if event.mask & UInt32(IN_IGNORED) == 0, let subscription { SharedInotify.shared.unwatch(watchDescriptor, for: subscription) }
             watchDescriptor = -1
             return true
         }
@@ -127,7 +136,8 @@ final class DirectoryWatcher {
     }
 }
 
-/// A self-pipe that wakes the watcher thread out of `poll(2)` from any thread.
+/// A self-pipe that wakes a watcher thread out of `poll(2)` from any thread (to stop it, or
+/// to hand it inotify events: `InotifySubscription`).
 final class StopSignal: Sendable {
     let readFD: Int32
     private let writeFD: Int32
@@ -153,5 +163,11 @@ final class StopSignal: Sendable {
     func fire() {
         var byte: UInt8 = 1
         _ = write(writeFD, &byte, 1)
+    }
+
+    /// Empties the pipe (it stops being readable).
+    func drain() {
+        var bytes = [UInt8](repeating: 0, count: 64)
+        while read(readFD, &bytes, bytes.count) > 0 {}
     }
 }

@@ -128,6 +128,55 @@ import TokenExchange
         }
     }
 
+    /// `fs.inotify.max_user_instances` is 128 per user for the whole machine: an instance per
+    /// watched file used them up (and the watchers fell back to a minute-long poll).
+    @Test func manyWatchedFilesShareOneInotifyInstance() async throws {
+        let directories = try (0..<40).map { _ in try TemporaryDirectory() }
+        defer { directories.forEach { $0.remove() } }
+        let sources = try directories.enumerated().map { index, directory in
+            try Data(makeJWT(subject: "file-\(index)").utf8).write(to: URL(fileURLWithPath: directory.file("token")))
+            return makeSource(directory.file("token"))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for source in sources { group.addTask { try await source.run() } }
+            defer { group.cancelAll() }
+            for (index, source) in sources.enumerated() {
+                #expect(await eventually { await subject(of: source) == "file-\(index)" })
+            }
+            // Every one is watched: a rewrite of each is picked up through an event.
+            for (index, directory) in directories.enumerated() {
+                try Data(makeJWT(subject: "rewritten-\(index)").utf8).write(to: URL(fileURLWithPath: directory.file("token")))
+            }
+            for (index, source) in sources.enumerated() {
+                #expect(await eventually { await subject(of: source) == "rewritten-\(index)" })
+            }
+            // Other tests in this process may hold a few instances of their own (the pods
+            // watcher's); one per source would be 40 more.
+            let instances = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count { entry in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")) == "anon_inode:inotify"
+            }
+            #expect(instances < 10, "\(instances) inotify instances with 40 watched files")
+        }
+    }
+
+    /// Two files of one directory share the kernel's watch: the first source to stop must not
+    /// take the other's events with it.
+    @Test func aSourceStoppingLeavesTheOtherOfItsDirectoryWatched() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try Data(makeJWT(subject: "a-1").utf8).write(to: URL(fileURLWithPath: directory.file("a")))
+        try Data(makeJWT(subject: "b-1").utf8).write(to: URL(fileURLWithPath: directory.file("b")))
+        let (a, b) = (makeSource(directory.file("a")), makeSource(directory.file("b")))
+        try await whileRunning(b) {
+            try await whileRunning(a) {
+                #expect(await eventually { await subject(of: a) == "a-1" })
+                #expect(await eventually { await subject(of: b) == "b-1" })
+            }
+            try Data(makeJWT(subject: "b-2").utf8).write(to: URL(fileURLWithPath: directory.file("b")))
+            #expect(await eventually { await subject(of: b) == "b-2" })
+        }
+    }
+
     @Test func runReturnsPromptlyWhenCancelled() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
