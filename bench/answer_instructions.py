@@ -2,15 +2,16 @@
 """User-space instructions per pipelined NDJSON answer, counted by callgrind: exact enough to
 compare builds on a machine too busy for timings.
 
-    python3 bench/answer_instructions.py [--http] DAEMON [DAEMON...]
+    python3 bench/answer_instructions.py [--http] [--depth N] [--keep] DAEMON [DAEMON...]
 
 Each daemon (a release build; its debug info is stripped into a copy, valgrind 3.19 cannot read
 it) runs under `valgrind --tool=callgrind --instr-atstart=no` in config mode against the dev
 provider found beside the first. On one connection: 6,400 requests to warm up, then 16,000 counted
 (instrumentation on only for those), 16 in flight, first the same line again and again (no `id`,
 as scripts/bench sends it), then a new `id` each. With `--http`: the same `GET /v1/token` again
-and again instead (keep-alive, 16 in flight). Prints the daemon's instructions (all its threads)
-per answer. Run from the repository.
+and again instead (keep-alive, 16 in flight). `--depth N`: N in flight instead of 16 (1: one at a
+time, as `scripts/bench`'s unpipelined rows ask). Prints the daemon's instructions (all its
+threads) per answer. Run from the repository.
 """
 import argparse
 import glob
@@ -29,6 +30,7 @@ COUNTED = 16000
 # Enough to use up the audit log's burst (200 records) before counting, even when each record
 # stands for a run of 16 identical answers: at full speed nearly every record is only counted.
 WARM_UP = 6400
+DEPTH = 16
 
 
 HTTP_REQUEST = f"GET /v1/token?scope={urllib.parse.quote(run.SCOPE, safe='')} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
@@ -40,8 +42,8 @@ def drive_http(connection, count):
     pending = b""
     while answered < count:
         if answered == sent:
-            connection.sendall(HTTP_REQUEST * 16)
-            sent += 16
+            connection.sendall(HTTP_REQUEST * DEPTH)
+            sent += DEPTH
         chunk = connection.recv(1 << 20)
         if not chunk:
             raise RuntimeError("the broker closed the connection")
@@ -61,8 +63,8 @@ def drive(connection, count, new_ids):
         if answered == sent:
             connection.sendall(b"".join(
                 (json.dumps({"op": "token", "scope": run.SCOPE, "id": sent + i}, separators=(",", ":")) + "\n").encode() if new_ids else same
-                for i in range(16)))
-            sent += 16
+                for i in range(DEPTH)))
+            sent += DEPTH
         chunk = connection.recv(1 << 20)
         if not chunk:
             raise RuntimeError("the broker closed the connection")
@@ -72,9 +74,15 @@ def drive(connection, count, new_ids):
 
 
 def main():
-    http = "--http" in sys.argv[1:]
-    daemons = [arg for arg in sys.argv[1:] if arg != "--http"]
-    args = argparse.Namespace(daemon=daemons[0], build_kind="release", tools="bench/.out", quick=True, keep=False, json_out=None,
+    global DEPTH
+    parser = argparse.ArgumentParser(description="user-space instructions per answer, counted by callgrind")
+    parser.add_argument("--http", action="store_true", help="repeated GET /v1/token instead of NDJSON lines")
+    parser.add_argument("--depth", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (its callgrind-N.out.* for callgrind_annotate)")
+    parser.add_argument("daemons", nargs="+", metavar="DAEMON")
+    options = parser.parse_args()
+    http, daemons, DEPTH = options.http, options.daemons, max(1, options.depth)
+    args = argparse.Namespace(daemon=daemons[0], build_kind="release", tools="bench/.out", quick=True, keep=options.keep, json_out=None,
                               profile=None, nio_floor=None, event_loop_threads=None, nginx_workers="auto")
     suite = run.Suite(args)
     try:
@@ -106,7 +114,8 @@ def main():
                     with open(dump) as f:
                         total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
                     shape = "the same GET" if new_ids is None else "a new id each" if new_ids else "the same line"
-                    print(f"{daemon}: {shape}, pipelined 16 deep: {total / COUNTED:,.0f} instructions per answer", flush=True)
+                    depth = f"pipelined {DEPTH} deep" if DEPTH > 1 else "one at a time"
+                    print(f"{daemon}: {shape}, {depth}: {total / COUNTED:,.0f} instructions per answer", flush=True)
             child.stop()
     finally:
         suite.cleanup()
