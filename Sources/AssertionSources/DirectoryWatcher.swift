@@ -65,7 +65,7 @@ final class DirectoryWatcher {
         if subscription == nil {
             subscription = InotifySubscription()
             guard subscription != nil else {
-                watchFailure = "eventfd: \(String(cString: strerror(errno)))"
+                watchFailure = "pipe: \(String(cString: strerror(errno)))"
                 return false
             }
         }

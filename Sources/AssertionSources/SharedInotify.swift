@@ -108,17 +108,16 @@ final class InotifySubscription: Sendable {
 
     fileprivate func deliver(_ event: inotify_event, name: String) {
         let first = queue.withLock { queue in
-            defer {
-                if queue.count >= Self.maxQueued {
-                    var overflow = inotify_event()
-                    overflow.wd = -1
-                    overflow.mask = UInt32(IN_Q_OVERFLOW)
-                    queue = [(overflow, "")]
-                } else {
-                    queue.append((event, name))
-                }
+            let wasEmpty = queue.isEmpty
+            if queue.count >= Self.maxQueued {
+                var overflow = inotify_event()
+                overflow.wd = -1
+                overflow.mask = UInt32(IN_Q_OVERFLOW)
+                queue = [(overflow, "")]
+            } else {
+                queue.append((event, name))
             }
-            return queue.isEmpty
+            return wasEmpty
         }
         // One byte per batch: the pipe cannot fill up however many events come.
         if first { signal.fire() }
