@@ -11,9 +11,9 @@ floor in turn, 1.5 s after 0.3 s of warm-up. Prints medians of req/s and of the 
 per request (µs, warm-up included): on a shared machine the CPU figure is the steadier one.
 
 With `--http`: the shape of issue 20's HTTP target instead — `GET /v1/token` one at a time on
-32 connections (as `scripts/bench`'s loadgen rows) on before, after, nginx (`worker_processes
-auto`) and nginx with one worker, 3 s after 0.5 s of warm-up per point; the ratios to nginx are
-printed per round.
+32 connections (as `scripts/bench`'s loadgen rows) on before, after, the C floor (`floor.c
+--http`), nginx (`worker_processes auto`) and nginx with one worker, 3 s after 0.5 s of warm-up
+per point; the ratios to nginx are printed per round.
 """
 import json
 import os
@@ -50,7 +50,7 @@ def main():
         with open(response, "w") as f:
             f.write(first + "\n")
         if http:
-            return compare_http(suite, servers, json.dumps(json.loads(first)), args.tools, rounds)
+            return compare_http(suite, servers, response, json.dumps(json.loads(first)), args.tools, rounds)
         floor_sock = os.path.join(suite.workdir, "floor.sock")
         floor = suite.start("floor", [os.path.join(args.tools, "floor"), floor_sock, response])
         suite.wait_for("floor", lambda: os.path.exists(floor_sock), child=floor)
@@ -80,8 +80,13 @@ def main():
         suite.cleanup()
 
 
-def compare_http(suite, servers, body, tools, rounds):
-    """Unpipelined GETs at 32 connections: before, after and two nginx configurations in turn."""
+def compare_http(suite, servers, response, body, tools, rounds):
+    """Unpipelined GETs at 32 connections: before, after, two nginx configurations and the C
+    floor (`floor.c --http`: the same answer from a fixed buffer) in turn."""
+    floor_sock = os.path.join(suite.workdir, "floor-http.sock")
+    floor = suite.start("floor-http", [os.path.join(tools, "floor"), floor_sock, response, "--http"])
+    suite.wait_for("floor-http", lambda: os.path.exists(floor_sock), child=floor)
+    servers["floor-http"] = (floor_sock, floor)
     nginx = next(path for path in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.path.exists(path))
     for name, workers in (("nginx", "auto"), ("nginx-1w", 1)):
         sock = suite.start_nginx(nginx, name, workers, body)
@@ -105,7 +110,8 @@ def compare_http(suite, servers, body, tools, rounds):
             results.setdefault(name, []).append((out["rps"], cpu))
         last = {name: runs[-1][0] for name, runs in results.items()}
         run.log(f"round {number + 1} of {rounds}: " + ", ".join(
-            f"{ours} {last[ours] / last['nginx']:.2f} × nginx, {last[ours] / last['nginx-1w']:.2f} × one worker" for ours in ("before", "after")))
+            f"{ours} {last[ours] / last['nginx']:.2f} × nginx, {last[ours] / last['nginx-1w']:.2f} × one worker"
+            for ours in ("before", "after", "floor-http")))
     print("| HTTP, 32 conns, one at a time | req/s (median) | µs CPU/req (median) | × nginx (median of rounds) | × nginx, one worker | runs (req/s / µs) |")
     print("|---|---:|---:|---:|---:|---|")
     for name, runs in results.items():
