@@ -37,13 +37,6 @@ struct DevProviderChildTests {
         }
     }
 
-    /// Gone, or a zombie nobody has reaped yet (the pid's new parent may not reap promptly).
-    private func hasExited(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.range(of: ") ", options: .backwards)
-        else { return true }
-        return stat[end.upperBound...].hasPrefix("Z") || stat[end.upperBound...].hasPrefix("X")
-    }
-
     private func providerChild(of broker: ChildProcess) throws -> pid_t {
         let found = children(of: broker.process.processIdentifier).filter {
             ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) ?? "").hasSuffix("/tokenbroker-dev-provider")

@@ -30,13 +30,7 @@ final class ChildProcess: @unchecked Sendable {
     /// False once the process has exited, whether or not Foundation has reaped it yet: its
     /// reaping runs on a dispatch queue, seconds late on a loaded machine, and a test timing
     /// the daemon's exit must not time Foundation's notice of it.
-    var isRunning: Bool {
-        guard process.isRunning else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-            let state = stat.split(separator: ")").last?.split(separator: " ").first
-        else { return false }
-        return state != "Z"
-    }
+    var isRunning: Bool { process.isRunning && !hasExited(process.processIdentifier) }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
 
@@ -54,6 +48,13 @@ final class ChildProcess: @unchecked Sendable {
         await exited(process)
         return process.terminationStatus
     }
+}
+
+/// Gone, or a zombie nobody has reaped yet (from /proc/PID/stat).
+func hasExited(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.range(of: ") ", options: .backwards)
+    else { return true }
+    return stat[end.upperBound...].hasPrefix("Z") || stat[end.upperBound...].hasPrefix("X")
 }
 
 /// Runs a command to completion off the cooperative pool.
