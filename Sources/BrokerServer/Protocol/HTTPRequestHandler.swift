@@ -339,13 +339,14 @@ final class HTTPRequestHandler: ConnectionGuarded {
     /// Writes the connection's remembered answer: its usual keep-alive message is built once
     /// per memo and then written as it is.
     private func write(_ memo: AnswerMemo, form: HTTPReply.Form) {
-        if form.keepAlive, lifecycle.keepsOpen, !form.headOnly, let message = memo.httpMessage {
+        let usual = form.keepAlive && lifecycle.keepsOpen && !form.headOnly
+        if usual, let message = memo.httpMessage {
             connection.write(message)
             lifecycle.wrote()
             return
         }
         let message = send(code: 200, WireBytes.jsonContentType, memo.encoded, form: form)
-        if form.keepAlive, lifecycle.keepsOpen, !form.headOnly { memo.httpMessage = message }
+        if usual { memo.httpMessage = message }
     }
 
     /// Writes a message with `body`, framed as `form` and the connection's lifecycle say; returns it.
