@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""User-space instructions per pipelined NDJSON answer, counted by callgrind: exact enough to
-compare builds on a machine too busy for timings.
+"""User-space instructions per cached answer (NDJSON or HTTP, pipelined or one at a time),
+counted by callgrind: exact enough to compare builds on a machine too busy for timings.
 
     python3 bench/answer_instructions.py [--http] [--depth N] [--keep] DAEMON [DAEMON...]
 

@@ -91,18 +91,10 @@ def compare_http(suite, servers, response, body, tools, rounds):
     for name, workers in (("nginx", "auto"), ("nginx-1w", 1)):
         sock = suite.start_nginx(nginx, name, workers, body)
         servers[name] = (sock, None)
-    def pids_of(name):  # the server and, for nginx, its workers
-        child = next(c for c in suite.children if c.name == name)
-        pids = [child.proc.pid]
-        for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
-            with open(f"/proc/{child.proc.pid}/task/{tid}/children") as f:
-                pids += [int(x) for x in f.read().split()]
-        return pids
-
     results = {}
     for number in range(rounds):
         for name, (sock, _) in servers.items():
-            pids = pids_of(name)
+            pids = suite.child_pids(name)
             ticks = suite.cpu_ticks(pids)
             argv = [os.path.join(tools, "loadgen"), "--unix", sock, "--mode", "http", "-c", "32", "-p", "1", "-d", "3", "-w", "0.5", "--json"]
             out = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=100).stdout)

@@ -192,6 +192,10 @@ class Suite:
         name = {getattr(self, "sock", None): "broker", getattr(self, "floor_sock", None): "floor",
                 getattr(self, "floor_http_sock", None): "floor-http", getattr(self, "nginx_sock", None): "nginx",
                 getattr(self, "nginx1_sock", None): "nginx-1w", getattr(self, "nio_floor_sock", None): "nio-floor", getattr(self, "nio_floor_http_sock", None): "nio-floor-http"}.get(path)
+        return self.child_pids(name)
+
+    def child_pids(self, name):
+        """The process started as `name` and its children (nginx's workers)."""
         child = next((c for c in self.children if c.name == name), None)
         if not child:
             return []
