@@ -111,8 +111,11 @@ extension TokenExchangeError {
 
     /// The token service could not be reached.
     public static func transport(_ what: String) -> Self {
-        Self(code: .upstreamUnavailable, message: "token service unreachable: \(what)", isRetryable: true)
+        Self(code: .upstreamUnavailable, message: transportPrefix + what, isRetryable: true)
     }
+
+    /// How `transport(_:)` begins its message (a caller that is not asking a token service drops it).
+    public static let transportPrefix = "token service unreachable: "
 }
 
 /// Formatting of wall-clock instants for messages.

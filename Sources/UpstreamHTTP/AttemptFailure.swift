@@ -47,7 +47,7 @@ struct AttemptFailure: Error {
         case is CancellationError:
             return Self("request to \(where_) cancelled", retryable: false)
         case let error as NIOSSLError:
-            return tls(error, target: where_)
+            return tls(error, target: where_, configuration: configuration)
         case let error as NIOSSLExtraError:
             // Hostname mismatch: the certificate is for another name.
             return Self("TLS certificate verify failed for \(where_): \(error)", retryable: false)
@@ -68,7 +68,7 @@ struct AttemptFailure: Error {
         return Self("\(type(of: error)) talking to \(where_): \(text)", retryable: true)
     }
 
-    private static func tls(_ error: NIOSSLError, target: String) -> Self {
+    private static func tls(_ error: NIOSSLError, target: String, configuration: UpstreamHTTPConfiguration) -> Self {
         guard case .handshakeFailed(let reason) = error else {
             return Self("TLS error with \(target): \(error)", retryable: true)
         }
@@ -76,7 +76,9 @@ struct AttemptFailure: Error {
         if detail.contains("CERTIFICATE_VERIFY_FAILED") {
             return Self(
                 "TLS certificate verify failed for \(target): the server's certificate does not chain to a trusted CA "
-                    + "(system roots plus configured CA files / SSL_CERT_FILE)",
+                    + (configuration.trustSystemRoots
+                        ? "(system roots plus configured CA files / SSL_CERT_FILE)"
+                        : "(trusted: \(configuration.additionalCAFiles.joined(separator: ", ")) only)"),
                 retryable: false
             )
         }

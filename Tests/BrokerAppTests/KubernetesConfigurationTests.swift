@@ -5,15 +5,15 @@ import Testing
 
 @Suite("kubernetes: (node mode) in configuration")
 struct KubernetesConfigurationTests {
-    private func load(_ yaml: String) throws(ConfigurationError) -> BrokerConfiguration {
-        try ConfigurationLoader.load(yaml: yaml, origin: "config.yaml", environment: [:])
+    private func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigurationError) -> BrokerConfiguration {
+        try ConfigurationLoader.load(yaml: yaml, origin: "config.yaml", environment: environment)
     }
 
     @Test("absent: off; with the cluster's keys alone: on with the defaults")
     func defaults() throws {
         #expect(try load("identities: []\n").kubernetes == nil)
         let on = try #require(try load("kubernetes: { serviceAccountKeys: /etc/keys/jwks.json }\n").kubernetes)
-        #expect(on.serviceAccountKeys == "/etc/keys/jwks.json")
+        #expect(on.serviceAccountKeys == .file("/etc/keys/jwks.json"))
         #expect(on.podsDirectory == "/var/lib/kubelet/pods")
         #expect(on.audience == "api://AzureADTokenExchange")
         #expect(on.callerEnvironment == false && on.serviceAccounts.isEmpty && on.tenantId == nil)
@@ -46,11 +46,52 @@ struct KubernetesConfigurationTests {
     }
 
     @Test(
+        "serviceAccountKeys from the API server: in-cluster, found at start from the environment Kubernetes sets, or named; the pod's files by default"
+    )
+    func keysFromTheAPIServer() throws {
+        let inCluster = try #require(try load("kubernetes: { serviceAccountKeys: { apiServer: in-cluster } }\n").kubernetes)
+        #expect(inCluster.serviceAccountKeys == .apiServer(APIServerKeySettings(url: nil)), "check-config runs outside a pod too")
+        guard case .apiServer(let server) = inCluster.serviceAccountKeys else { return }
+        #expect(server.caFile == "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+        #expect(server.tokenFile == "/var/run/secrets/kubernetes.io/serviceaccount/token")
+        #expect(
+            server.jwksURL(environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"])
+                == "https://10.96.0.1:443/openid/v1/jwks")
+        #expect(
+            server.jwksURL(environment: ["KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "6443"])
+                == "https://[fd00:10:96::1]:6443/openid/v1/jwks")
+        #expect(server.jwksURL(environment: [:]) == nil)
+        #expect(server.jwksURL(environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "https"]) == nil)
+
+        let named = try #require(
+            try load("kubernetes: { serviceAccountKeys: { apiServer: \"https://api.example:6443/\", caFile: /etc/ca.pem, tokenFile: /run/token } }\n")
+                .kubernetes)
+        #expect(
+            named.serviceAccountKeys
+                == .apiServer(APIServerKeySettings(url: "https://api.example:6443", caFile: "/etc/ca.pem", tokenFile: "/run/token")))
+        #expect(named.serviceAccountKeys.origin == "https://api.example:6443/openid/v1/jwks")
+    }
+
+    @Test(
         "each mistake is named by its field",
         arguments: [
             ("kubernetes: { podsDirectory: pods }\n", "kubernetes.podsDirectory", "absolute path"),
-            ("kubernetes: {}\n", "kubernetes.serviceAccountKeys", "required: the JWKS file of the cluster's service-account issuer"),
-            ("kubernetes: { serviceAccountKeys: ~ }\n", "kubernetes.serviceAccountKeys", "required: the JWKS file"),
+            ("kubernetes: {}\n", "kubernetes.serviceAccountKeys", "required: where the cluster's service-account keys are"),
+            ("kubernetes: { serviceAccountKeys: ~ }\n", "kubernetes.serviceAccountKeys", "required: where"),
+            (
+                "kubernetes: { serviceAccountKeys: { apiServer: \"http://10.0.0.1\" } }\n", "kubernetes.serviceAccountKeys.apiServer",
+                "https://HOST[:PORT]"
+            ),
+            (
+                "kubernetes: { serviceAccountKeys: { apiServer: \"https://10.0.0.1/openid/v1/jwks\" } }\n", "kubernetes.serviceAccountKeys.apiServer",
+                "without a path"
+            ),
+            ("kubernetes: { serviceAccountKeys: { caFile: /ca.crt } }\n", "kubernetes.serviceAccountKeys.apiServer", "required"),
+            (
+                "kubernetes: { serviceAccountKeys: { apiServer: \"https://a\", tokenFile: token } }\n", "kubernetes.serviceAccountKeys.tokenFile",
+                "absolute path"
+            ),
+            ("kubernetes: { serviceAccountKeys: { apiServer: \"https://a\", ca: /c } }\n", "kubernetes.serviceAccountKeys.ca", "unknown field"),
             ("kubernetes: { serviceAccountKeys: jwks.json }\n", "kubernetes.serviceAccountKeys", "absolute path"),
             ("kubernetes: { serviceAccountKeys: /k, authorityHost: \"http://login.example\" }\n", "kubernetes.authorityHost", "https"),
             ("kubernetes: { podDirectory: /x }\n", "kubernetes.podDirectory", "unknown field"),

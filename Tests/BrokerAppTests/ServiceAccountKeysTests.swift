@@ -1,4 +1,8 @@
+import Foundation
+import Logging
+import Synchronization
 import Testing
+import TokenExchange
 
 @testable import BrokerApp
 
@@ -155,5 +159,31 @@ struct ServiceAccountKeysTests {
         } throws: { error in
             (error as? ServiceAccountKeys.KeySetError)?.message.contains(reason) == true
         }
+    }
+
+    @Test(
+        "a token naming a key not held loads the keys again: the first at once, then at most every reloadInterval; a failed load keeps the keys held")
+    func reloads() throws {
+        let (first, second, third) = (Self.vectors[0], Self.vectors[1], Self.vectors[2])
+        func assertion(_ jwt: String) throws -> Assertion { try Assertion(jwt: jwt, origin: "test", loadedAt: Date()) }
+        let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let loads = Mutex(0)
+        let rotated = try ServiceAccountKeys(jwks: Self.jwks([first, second]))
+        let keys = ClusterKeys(
+            source: .file("/keys"), keys: try ServiceAccountKeys(jwks: Self.jwks([first])), reloadInterval: .seconds(3600), logger: quiet
+        ) { () throws(ServiceAccountKeys.KeySetError) in
+            loads.withLock { $0 += 1 }
+            return rotated
+        }
+        #expect(keys.isSignedByCluster(try assertion(first.jwt)) && loads.withLock { $0 } == 0, "a key held: no load")
+        #expect(keys.isSignedByCluster(try assertion(second.jwt)), "the cluster's new key, loaded at the first token naming it")
+        #expect(!keys.isSignedByCluster(try assertion(third.jwt)), "a key the cluster does not have")
+        #expect(loads.withLock { $0 } == 1, "the second unknown key within the interval loads nothing")
+
+        let failing = ClusterKeys(
+            source: .file("/keys"), keys: try ServiceAccountKeys(jwks: Self.jwks([first])), logger: quiet
+        ) { () throws(ServiceAccountKeys.KeySetError) in throw ServiceAccountKeys.KeySetError("unreachable") }
+        #expect(!failing.isSignedByCluster(try assertion(second.jwt)))
+        #expect(failing.isSignedByCluster(try assertion(first.jwt)), "the keys held before a failed load stay")
     }
 }

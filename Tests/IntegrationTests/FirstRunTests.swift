@@ -139,6 +139,54 @@ struct FirstRunTests {
         }
     }
 
+    @Test(
+        "node mode with the API server's keys does not start when it refuses the broker's token, its certificate is not caFile's, or it holds no key; it says which and why, never the token"
+    )
+    func nodeModeNeedsTheAPIServersKeys() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await KubeAPIServerStandIn.with(directory: directory) { apiServer in
+            let wrongToken = "\(directory)/wrong-token"
+            try "someone-else's-token-\(UUID().uuidString)".write(toFile: wrongToken, atomically: true, encoding: .utf8)
+            let jwks = "\(apiServer.url)/openid/v1/jwks"
+            let cases: [(caFile: String, tokenFile: String, reason: String)] = [
+                (apiServer.caFile, wrongToken, "\(jwks) answered HTTP 401 (the API server did not accept the token in tokenFile)"),
+                (
+                    apiServer.otherCAFile, apiServer.bearerFile,
+                    "cannot fetch \(jwks): TLS certificate verify failed for 127.0.0.1:\(apiServer.port): the server's certificate does not chain to a trusted CA (trusted: \(apiServer.otherCAFile) only)"
+                ),
+                (apiServer.caFile, "\(directory)/no-such-token", "cannot read the broker's service-account token \(directory)/no-such-token"),
+                (apiServer.caFile, apiServer.bearerFile, "\(jwks) holds no RSA signing key"),
+            ]
+            for (caFile, tokenFile, reason) in cases {
+                let config = "\(directory)/config.yaml"
+                try """
+                socket: { path: \(directory)/broker.sock }
+                kubernetes: { serviceAccountKeys: { apiServer: "\(apiServer.url)", caFile: \(caFile), tokenFile: \(tokenFile) }, podsDirectory: \(directory) }
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+                let result = try await runCommand(TestEnvironment.daemonPath, ["--config", config, "--log-format", "text"])
+                #expect(result.status == 78, "\(reason): \(result.stderr)")
+                #expect(result.stderr.contains("kubernetes.serviceAccountKeys") && result.stderr.contains(reason), "\(result.stderr)")
+                #expect(
+                    !result.stderr.contains(apiServer.bearer) && !result.stderr.contains("someone-else"), "no token in messages: \(result.stderr)")
+            }
+            #expect(apiServer.requests().count == 2, "the refused token and the empty key set reached it; the other CA's and no token did not")
+
+            // in-cluster, outside a cluster: where the API server is, is not known.
+            let config = "\(directory)/config.yaml"
+            try """
+            socket: { path: \(directory)/broker.sock }
+            kubernetes: { serviceAccountKeys: { apiServer: in-cluster }, podsDirectory: \(directory) }
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            var environment = ProcessInfo.processInfo.environment
+            environment["KUBERNETES_SERVICE_HOST"] = nil
+            let result = try await runCommand(TestEnvironment.daemonPath, ["--config", config, "--log-format", "text"], environment: environment)
+            #expect(result.status == 78 && result.stderr.contains("in-cluster needs KUBERNETES_SERVICE_HOST"), "\(result.stderr)")
+            let check = try await runCommand(TestEnvironment.daemonPath, ["check-config", "--config", config], environment: environment)
+            #expect(check.status == 0, "check-config runs anywhere: \(check.stderr)")
+        }
+    }
+
     @Test("the daemon keeps one heap arena, also after its threads have served requests (a second held a half-empty heap)")
     func oneHeapArena() async throws {
         try await Scenario.run(logLevel: "info") { scenario in

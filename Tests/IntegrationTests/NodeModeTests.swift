@@ -18,8 +18,12 @@ struct NodeModeTests {
     static func subject(_ account: (namespace: String, name: String)) -> String { "system:serviceaccount:\(account.namespace):\(account.name)" }
 
     /// A provider whose apps each trust one service account, a node, and a broker in node mode.
+    /// `serviceAccountKeys`: the YAML of `kubernetes.serviceAccountKeys`, given the file the
+    /// provider's issuer keys were written to (by default that file).
     static func run(
         limits: String = "{}",
+        environment: [String: String]? = nil,
+        serviceAccountKeys: (_ jwksFile: String) async throws -> String = { $0 },
         _ body: (_ node: SimulatedNode, _ provider: DevProvider, _ broker: BrokerDaemon, _ directory: String) async throws -> Void
     ) async throws {
         let directory = try TestEnvironment.temporaryDirectory()
@@ -31,12 +35,13 @@ struct NodeModeTests {
         do {
             let keys = directory + "/service-account-keys.json"
             try await provider.writeIssuerKeys(to: keys)
+            let keysYAML = try await serviceAccountKeys(keys)
             let broker = try await BrokerDaemon(
                 directory: directory, provider: provider, identities: [.init(name: "default", tokenFile: provider.endpoints.tokenFile)],
                 extraYAML: """
                     limits: \(limits)
-                    kubernetes: { serviceAccountKeys: \(keys), podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
-                    """)
+                    kubernetes: { serviceAccountKeys: \(keysYAML), podsDirectory: \(node.podsDirectory), tenantId: "\(provider.endpoints.tenantId)", authorityHost: "\(provider.endpoints.authorityHost)", callerEnvironment: true, forgetAfterSeconds: 1 }
+                    """, environment: environment)
             chmod(directory, 0o755)
             chmod(broker.socketPath, 0o666)
             do {
@@ -291,6 +296,53 @@ struct NodeModeTests {
                 metrics.stdout.contains("tokenbroker_kubernetes_pods 41"),
                 "\(metrics.stdout.split(separator: "\n").filter { $0.contains("kubernetes") })")
             #expect(metrics.stdout.contains(#"serviceaccount="worker""#))
+        }
+    }
+
+    @Test(
+        "serviceAccountKeys from the in-cluster API server: fetched over TLS checked against caFile, with the broker's bearer token; a key the cluster rotated in is fetched when a pod's token names it"
+    )
+    func keysFromTheAPIServer() async throws {
+        let directory = try TestEnvironment.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await KubeAPIServerStandIn.with(directory: directory) { apiServer in
+            var issuerKeys = ""
+            // Where Kubernetes says the API server is, in every container's environment.
+            var environment = ProcessInfo.processInfo.environment
+            environment["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
+            environment["KUBERNETES_SERVICE_PORT"] = String(apiServer.port)
+            try await Self.run(
+                environment: environment,
+                serviceAccountKeys: { jwksFile in
+                    // The cluster before its key rotation: the API server serves its keys under another kid.
+                    issuerKeys = try String(contentsOfFile: jwksFile, encoding: .utf8)
+                    var document = try #require(try JSONSerialization.jsonObject(with: Data(issuerKeys.utf8)) as? [String: Any])
+                    document["keys"] = (document["keys"] as? [[String: Any]] ?? []).map { key in
+                        key.merging(["kid": "retired-\(key["kid"] as? String ?? "")"]) { $1 }
+                    }
+                    try JSONSerialization.data(withJSONObject: document).write(to: URL(fileURLWithPath: apiServer.jwksFile))
+                    return "{ apiServer: in-cluster, caFile: \(apiServer.caFile), tokenFile: \(apiServer.bearerFile) }"
+                }
+            ) { node, provider, broker, _ in
+                let atStart = apiServer.requests()
+                #expect(
+                    atStart.count == 1 && atStart.allSatisfy { $0["authorized"] as? Bool == true },
+                    "fetched once at start, with the bearer token: \(atStart)")
+
+                // The cluster rotates: pods' tokens name the new key, which the API server now serves.
+                try issuerKeys.write(toFile: apiServer.jwksFile, atomically: true, encoding: .utf8)
+                let pod = try await Self.startPod(node, provider, account: Self.accountA)
+                let deadline = ContinuousClock.now + .seconds(10)
+                var reply = try await Self.token(broker, from: pod, environment: ["AZURE_CLIENT_ID": Self.appA])
+                while !reply.ok, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    reply = try await Self.token(broker, from: pod, environment: ["AZURE_CLIENT_ID": Self.appA])
+                }
+                #expect(reply.ok && reply["serviceAccount"] as? String == "team-a/api", "\(reply)")
+                #expect(apiServer.requests().count == 2, "fetched again for the unknown kid, once: \(apiServer.requests())")
+                #expect(broker.process.stderr.contains("loaded kubernetes.serviceAccountKeys again"), "\(broker.process.stderr)")
+                #expect(!broker.process.stderr.contains(apiServer.bearer), "the broker's own token is never logged")
+            }
         }
     }
 }

@@ -48,17 +48,6 @@ public enum BrokerApplication {
         return environment["MALLOC_ARENA_MAX"] != nil || tunables.contains { $0.hasPrefix("glibc.malloc.arena_max=") }
     }
 
-    /// Node mode's `kubernetes.serviceAccountKeys`, read; a file that cannot be used is a
-    /// configuration error (the daemon does not start with no way to tell a pod's token).
-    static func serviceAccountKeyFile(_ settings: KubernetesSettings, logger: Logger) throws(ConfigurationError) -> ServiceAccountKeyFile {
-        do {
-            return try ServiceAccountKeyFile(path: settings.serviceAccountKeys, logger: logger)
-        } catch {
-            throw ConfigurationError(
-                origin: settings.serviceAccountKeys, issues: [.init(path: "kubernetes.serviceAccountKeys", message: error.message)])
-        }
-    }
-
     /// Runs the broker.
     ///
     /// - Parameters:
@@ -103,9 +92,19 @@ public enum BrokerApplication {
         onReady: @escaping @Sendable () -> Void
     ) async throws {
         // Before the transport, which must be shut down once made.
-        let serviceAccountKeys = try configuration.kubernetes.map { settings in try serviceAccountKeyFile(settings, logger: logger) }
-        let transport = try upstreamTransport(
-            configuration, trustSystemRoots: trustSystemRoots, environment: environment, group: group, logger: logger)
+        var serviceAccountKeys: ClusterKeys?
+        var keyClient: APIServerKeys?
+        if let settings = configuration.kubernetes {
+            (serviceAccountKeys, keyClient) = try await ClusterKeys.load(settings, environment: environment, group: group, logger: logger)
+        }
+        let transport: AsyncHTTPTransport
+        do {
+            transport = try upstreamTransport(
+                configuration, trustSystemRoots: trustSystemRoots, environment: environment, group: group, logger: logger)
+        } catch {
+            await keyClient?.shutdown()
+            throw error
+        }
         if configuration.identities.isEmpty, configuration.kubernetes == nil {
             // Started with nothing to serve (no file, no AZURE_* variables): say so at start,
             // not only in each caller's refusal.
@@ -155,7 +154,10 @@ public enum BrokerApplication {
         let services: [any Service] =
             extraServices + [runtime.audit, warmRestart, runtime, runtime.cache, runtime.sinks] + runtime.nodeServices + [prefetcher] + compat.servers
             + [server, lifecycle]
-        try await runServiceGroup(services, then: transport, logger: logger)
+        try await runServiceGroup(services, logger: logger) { [keyClient] in
+            try? await transport.shutdown()
+            await keyClient?.shutdown()
+        }
     }
 
     /// The client of the token services, on `group`.
@@ -172,8 +174,10 @@ public enum BrokerApplication {
     }
 
     /// Runs `services` in one group until SIGTERM or SIGINT (in order; stopped in reverse),
-    /// then shuts `transport` down.
-    private static func runServiceGroup(_ services: [any Service], then transport: AsyncHTTPTransport, logger: Logger) async throws {
+    /// then `closeClients` (the HTTPS clients' connections).
+    private static func runServiceGroup(
+        _ services: [any Service], logger: Logger, closeClients: @escaping @Sendable () async -> Void
+    ) async throws {
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map(ServiceGroupConfiguration.ServiceConfiguration.named), gracefulShutdownSignals: [.sigterm, .sigint],
@@ -181,10 +185,10 @@ public enum BrokerApplication {
         do {
             try await serviceGroup.run()
         } catch {
-            await bounded(.milliseconds(250)) { try? await transport.shutdown() }
+            await bounded(.milliseconds(250), closeClients)
             throw error
         }
-        await bounded(.milliseconds(250)) { try? await transport.shutdown() }
+        await bounded(.milliseconds(250), closeClients)
         logger.info("stopped")
     }
 

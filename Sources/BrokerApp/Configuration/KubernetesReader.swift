@@ -19,20 +19,14 @@ enum KubernetesReader {
             settings.podsDirectory = directory
         }
         // Without the cluster's keys a pod's files could claim any service account.
-        guard NodeReader.present(fields["serviceAccountKeys"]) != nil else {
+        guard let keysNode = NodeReader.present(fields["serviceAccountKeys"]) else {
             reader.report(
                 "kubernetes.serviceAccountKeys",
-                "required: the JWKS file of the cluster's service-account issuer (kubectl get --raw /openid/v1/jwks); a pod's token counts only signed by one of its keys",
+                "required: where the cluster's service-account keys are, { apiServer: in-cluster } or a JWKS file (kubectl get --raw /openid/v1/jwks); a pod's token counts only signed by one of them",
                 node)
             return nil
         }
-        guard let keys = reader.string(fields["serviceAccountKeys"], at: "kubernetes.serviceAccountKeys") else { return nil }
-        guard keys.hasPrefix("/") else {
-            reader.report(
-                "kubernetes.serviceAccountKeys", "must be an absolute path, e.g. /etc/tokenbroker/service-account-keys/jwks.json",
-                fields["serviceAccountKeys"])
-            return nil
-        }
+        guard let keys = readKeySource(keysNode, reader: &reader) else { return nil }
         settings.serviceAccountKeys = keys
         if let audience = reader.string(fields["audience"], at: "kubernetes.audience") { settings.audience = audience }
         if let environment = reader.bool(fields["callerEnvironment"], at: "kubernetes.callerEnvironment") { settings.callerEnvironment = environment }
@@ -54,6 +48,42 @@ enum KubernetesReader {
         guard let rules = readRules(fields["serviceAccounts"], reader: &reader) else { return nil }
         settings.serviceAccounts = rules
         return settings
+    }
+
+    /// `serviceAccountKeys`: a JWKS file's absolute path, or `{ apiServer, caFile, tokenFile }`.
+    private static func readKeySource(_ node: Node, reader: inout NodeReader) -> ServiceAccountKeySource? {
+        let path = "kubernetes.serviceAccountKeys"
+        guard node.mapping != nil else {
+            guard let file = reader.string(node, at: path) else { return nil }
+            guard file.hasPrefix("/") else {
+                reader.report(
+                    path, "must be an absolute path, e.g. /etc/tokenbroker/service-account-keys/jwks.json, or { apiServer: in-cluster }", node)
+                return nil
+            }
+            return .file(file)
+        }
+        guard let fields = reader.mapping(node, at: path, keys: ["apiServer", "caFile", "tokenFile"]),
+            let server = reader.requiredString(fields["apiServer"], at: "\(path).apiServer", parent: node)
+        else { return nil }
+        var settings = APIServerKeySettings(url: nil)
+        if server != "in-cluster" {
+            var url = server
+            while url.hasSuffix("/") { url.removeLast() }
+            guard url.hasPrefix("https://"), url.count > 8, !url.dropFirst(8).contains(where: { $0 == "/" || $0 == "?" || $0 == "#" }) else {
+                reader.report("\(path).apiServer", "must be in-cluster or the API server's https://HOST[:PORT], without a path", fields["apiServer"])
+                return nil
+            }
+            settings.url = url
+        }
+        for (key, field) in [("caFile", \APIServerKeySettings.caFile), ("tokenFile", \APIServerKeySettings.tokenFile)] {
+            guard let file = reader.string(fields[key], at: "\(path).\(key)") else { continue }
+            guard file.hasPrefix("/") else {
+                reader.report("\(path).\(key)", "must be an absolute path", fields[key])
+                return nil
+            }
+            settings[keyPath: field] = file
+        }
+        return .apiServer(settings)
     }
 
     private static func readRules(_ node: Node?, reader: inout NodeReader) -> [ServiceAccountRule]? {

@@ -74,21 +74,32 @@ struct ServiceAccountKeys: Sendable {
     }
 }
 
-/// `kubernetes.serviceAccountKeys` read from its file, and read again when a token names a
-/// key it does not hold (the cluster rotated its keys and the file, a mounted ConfigMap, has
-/// followed), at most every `rereadInterval`.
-final class ServiceAccountKeyFile: ServiceAccountTokenVerifier {
-    let path: String
-    private let rereadInterval: Duration
-    private let logger: Logger
-    private let state: Mutex<(keys: ServiceAccountKeys, readAt: ContinuousClock.Instant)>
+/// The cluster's keys as node mode holds them: loaded at start, and loaded again when a token
+/// names a key they do not hold — the cluster rotated its keys, and the file (a mounted
+/// ConfigMap) or the API server has followed — at most every `reloadInterval`. The first such
+/// token after the start is not held back.
+final class ClusterKeys: ServiceAccountTokenVerifier {
+    /// Loads the keys again; called on the pod watcher's thread, so it may block.
+    typealias Load = @Sendable () throws(ServiceAccountKeys.KeySetError) -> ServiceAccountKeys
 
-    /// Reads `path`; throws (with the path and the reason) when it cannot be used.
-    init(path: String, rereadInterval: Duration = .seconds(30), logger: Logger) throws(ServiceAccountKeys.KeySetError) {
-        self.path = path
-        self.rereadInterval = rereadInterval
+    let source: ServiceAccountKeySource
+    private let load: Load
+    private let reloadInterval: Duration
+    private let logger: Logger
+    private let state: Mutex<(keys: ServiceAccountKeys, reloadedAt: ContinuousClock.Instant?)>
+
+    /// Holds `keys`, loaded from `source`, and loads again with `load`.
+    init(source: ServiceAccountKeySource, keys: ServiceAccountKeys, reloadInterval: Duration = .seconds(30), logger: Logger, load: @escaping Load) {
+        self.source = source
+        self.load = load
+        self.reloadInterval = reloadInterval
         self.logger = logger
-        state = Mutex((try Self.read(path), .now))
+        state = Mutex((keys, nil))
+    }
+
+    /// The keys of JWKS file `path`, read now; throws (with the path and the reason) when it cannot be used.
+    static func file(_ path: String, logger: Logger) throws(ServiceAccountKeys.KeySetError) -> ClusterKeys {
+        ClusterKeys(source: .file(path), keys: try read(path), logger: logger) { () throws(ServiceAccountKeys.KeySetError) in try read(path) }
     }
 
     private static func read(_ path: String) throws(ServiceAccountKeys.KeySetError) -> ServiceAccountKeys {
@@ -104,7 +115,7 @@ final class ServiceAccountKeyFile: ServiceAccountTokenVerifier {
 
     func isSignedByCluster(_ assertion: Assertion) -> Bool {
         var verdict = state.withLock { $0.keys.verdict(assertion.jwt) }
-        if case .unknownKey = verdict, let keys = rereadIfDue() { verdict = keys.verdict(assertion.jwt) }
+        if case .unknownKey = verdict, let keys = reloadIfDue() { verdict = keys.verdict(assertion.jwt) }
         switch verdict {
         case .valid:
             return true
@@ -116,9 +127,17 @@ final class ServiceAccountKeyFile: ServiceAccountTokenVerifier {
                     "assertion.sub": "\(JWTClaims.shown(assertion.claims.subject ?? ""))",
                 ])
         case .unknownKey(let kid):
+            let hint =
+                switch source {
+                case .file: "update the file if the cluster rotated its keys"
+                case .apiServer: "the API server does not hold it either"
+                }
             logger.warning(
-                "a pod's token is signed with a key kubernetes.serviceAccountKeys does not hold: ignored (update the file if the cluster rotated its keys)",
-                metadata: ["assertion.origin": "\(assertion.origin)", "jwt.kid": "\(UntrustedText.sanitize(kid, limit: 128))", "file": "\(path)"])
+                "a pod's token is signed with a key kubernetes.serviceAccountKeys does not hold: ignored (\(hint))",
+                metadata: [
+                    "assertion.origin": "\(assertion.origin)", "jwt.kid": "\(UntrustedText.sanitize(kid, limit: 128))",
+                    "keys.origin": "\(source.origin)",
+                ])
         case .unsupported(let algorithm):
             logger.warning(
                 "a pod's token is signed with an algorithm node mode does not check (RS256 only): ignored",
@@ -127,23 +146,23 @@ final class ServiceAccountKeyFile: ServiceAccountTokenVerifier {
         return false
     }
 
-    /// The file's keys read again, unless read within `rereadInterval`; nil when not due or
+    /// The keys loaded again, unless loaded within `reloadInterval`; nil when not due or
     /// unusable (the keys held stay).
-    private func rereadIfDue() -> ServiceAccountKeys? {
+    private func reloadIfDue() -> ServiceAccountKeys? {
         let due = state.withLock { state -> Bool in
-            guard state.readAt.duration(to: .now) >= rereadInterval else { return false }
-            state.readAt = .now
+            if let last = state.reloadedAt, last.duration(to: .now) < reloadInterval { return false }
+            state.reloadedAt = .now
             return true
         }
         guard due else { return nil }
         do {
-            let keys = try Self.read(path)
+            let keys = try load()
             state.withLock { $0.keys = keys }
-            logger.info("read kubernetes.serviceAccountKeys again", metadata: ["file": "\(path)", "keys": "\(keys.keys.count)"])
+            logger.info("loaded kubernetes.serviceAccountKeys again", metadata: ["keys.origin": "\(source.origin)", "keys": "\(keys.keys.count)"])
             return keys
         } catch {
             logger.warning(
-                "cannot read kubernetes.serviceAccountKeys again; the keys read before stay", metadata: ["error.message": "\(error.message)"])
+                "cannot load kubernetes.serviceAccountKeys again; the keys held stay", metadata: ["error.message": "\(error.message)"])
             return nil
         }
     }
