@@ -20,8 +20,10 @@ struct APIServerKeys: Sendable {
 
     /// A client for the keys at `jwksURL`; throws naming `caFile` when it cannot be used.
     init(_ settings: APIServerKeySettings, jwksURL: String, group: any EventLoopGroup, logger: Logger) throws(ServiceAccountKeys.KeySetError) {
+        // Short: a fetch after the start blocks the pod watcher's thread, so a hung API server
+        // holds new pods back at most ~10 s per 30 s (two attempts of 5 s).
         var configuration = UpstreamHTTPConfiguration(
-            connectTimeout: .seconds(5), requestTimeout: .seconds(10), maxResponseBytes: 256 * 1024, additionalCAFiles: [settings.caFile])
+            connectTimeout: .seconds(5), requestTimeout: .seconds(5), maxResponseBytes: 256 * 1024, retries: 1, additionalCAFiles: [settings.caFile])
         configuration.trustSystemRoots = false
         do {
             transport = try AsyncHTTPTransport(configuration: configuration, logger: logger, eventLoopGroup: group)
